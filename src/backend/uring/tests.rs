@@ -1,0 +1,303 @@
+//! The engine against a fake completion layer that reorders completions, cuts reads short, says
+//! `EAGAIN`, fails at a chosen offset and shrinks the file, on one or more threads.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::backend::Source;
+
+/// A tiny deterministic generator (xorshift), so a failing case replays exactly.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    short: bool,
+    eagain: bool,
+    fail_at: Option<u64>,
+    /// After this many reads, the file is cut to this length.
+    shrink: Option<(usize, usize)>,
+}
+
+struct Fake<'f> {
+    file: &'f [u8],
+    len: usize,
+    queued: Vec<ReadReq>,
+    kernel: Vec<ReadReq>,
+    done: VecDeque<(u64, i32)>,
+    rng: Rng,
+    faults: Faults,
+    reads: usize,
+}
+
+impl<'f> Fake<'f> {
+    fn new(file: &'f [u8], seed: u64, faults: Faults) -> Self {
+        Fake {
+            file,
+            len: file.len(),
+            queued: Vec::new(),
+            kernel: Vec::new(),
+            done: VecDeque::new(),
+            rng: Rng(seed | 1),
+            faults,
+            reads: 0,
+        }
+    }
+
+    fn perform(&mut self, r: ReadReq) -> i32 {
+        self.reads += 1;
+        if let Some((after, new_len)) = self.faults.shrink {
+            if self.reads > after {
+                self.len = self.len.min(new_len);
+            }
+        }
+        if self.faults.eagain && self.rng.below(4) == 0 {
+            return -libc::EAGAIN;
+        }
+        let off = r.offset as usize;
+        let mut want = r.len as usize;
+        if let Some(bad) = self.faults.fail_at {
+            let bad = bad as usize;
+            if off == bad {
+                return -libc::EIO;
+            }
+            if off < bad && off + want > bad {
+                want = bad - off;
+            }
+        }
+        if off >= self.len {
+            return 0;
+        }
+        let mut n = want.min(self.len - off);
+        if self.faults.short && n > 1 && self.rng.below(2) == 0 {
+            n = 1 + self.rng.below(n);
+        }
+        // SAFETY: the engine lent us `r.buf .. r.buf + r.len` until we complete this read.
+        unsafe { std::ptr::copy_nonoverlapping(self.file[off..].as_ptr(), r.buf, n) };
+        n as i32
+    }
+}
+
+impl Queue for Fake<'_> {
+    unsafe fn push(&mut self, req: ReadReq) -> io::Result<()> {
+        assert_ne!(req.offset, CURRENT_POSITION);
+        self.queued.push(req);
+        Ok(())
+    }
+    fn submit(&mut self, wait: usize) -> io::Result<()> {
+        self.kernel.append(&mut self.queued);
+        if self.kernel.is_empty() {
+            return Ok(());
+        }
+        let n = wait.max(self.rng.below(self.kernel.len() + 1));
+        for _ in 0..n.min(self.kernel.len()) {
+            let j = self.rng.below(self.kernel.len());
+            let r = self.kernel.swap_remove(j);
+            let res = self.perform(r);
+            self.done.push_back((r.user_data, res));
+        }
+        Ok(())
+    }
+    fn pop(&mut self) -> Option<(u64, i32)> {
+        self.done.pop_front()
+    }
+}
+
+/// Collects what the engine delivers, checking offsets are contiguous.
+#[derive(Default)]
+struct Collect {
+    data: Vec<u8>,
+    chunks: usize,
+}
+impl Processor for Collect {
+    fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool> {
+        assert_eq!(chunk.offset(), self.data.len() as u64, "chunks out of order");
+        assert!(!chunk.is_empty());
+        self.data.extend_from_slice(chunk);
+        self.chunks += 1;
+        Ok(true)
+    }
+}
+
+fn run_fake(
+    file: &[u8],
+    size_hint: u64,
+    chunk: usize,
+    lanes: usize,
+    depth: usize,
+    seed: u64,
+    faults: Faults,
+) -> (Collect, Result<u64, Error>) {
+    let src = Source {
+        path: Path::new("fake"),
+        fd: -1,
+        direct_fd: None,
+        align: 4096,
+        size_hint,
+        positional: true,
+    };
+    let mut out = Collect::default();
+    let result = {
+        let run = Run::new(src, chunk, lanes, &mut out);
+        std::thread::scope(|s| {
+            for t in 0..lanes {
+                let run = &run;
+                s.spawn(move || {
+                    let arena = Arena::new(depth, chunk).unwrap();
+                    // Stale bytes must never show: fill the buffers with garbage first.
+                    for i in 0..depth {
+                        // SAFETY: the slot is ours and not in flight.
+                        unsafe { std::ptr::write_bytes(arena.slot_ptr(i), 0xEE, arena.slot_len()) };
+                    }
+                    let mut q = Fake::new(file, seed.wrapping_add(t as u64 * 7919), faults);
+                    assert!(run_lane(run, t as u64, &mut q, &arena, depth, 0));
+                    assert!(q.kernel.is_empty() && q.queued.is_empty(), "reads left in flight");
+                });
+            }
+        });
+        run.finish()
+    };
+    (out, result)
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 251) as u8).collect()
+}
+
+#[test]
+fn every_byte_once_in_order_with_reordered_short_reads() {
+    for (size, chunk, lanes, depth) in [
+        (0, 16, 1, 1),
+        (1, 16, 2, 2),
+        (15, 16, 2, 3),
+        (16, 16, 2, 3),
+        (17, 16, 2, 3),
+        (16 * 7 + 5, 16, 3, 2),
+        (100_000, 4096, 2, 4),
+    ] {
+        let file = pattern(size);
+        let faults = Faults {
+            short: true,
+            eagain: true,
+            ..Faults::default()
+        };
+        let (out, res) = run_fake(&file, size as u64, chunk, lanes, depth, 42, faults);
+        assert_eq!(res.unwrap(), size as u64);
+        assert!(out.data == file, "size {size}: wrong bytes");
+    }
+}
+
+#[test]
+fn size_hint_is_not_trusted() {
+    let file = pattern(10_000);
+    // A /proc-like file says 0; a grown file says less than it has.
+    for hint in [0, 100, 4096, 9_999] {
+        let (out, res) = run_fake(&file, hint, 1000, 2, 3, 9, Faults::default());
+        assert_eq!(res.unwrap(), 10_000);
+        assert!(out.data == file);
+    }
+}
+
+#[test]
+fn an_error_stops_delivery_at_its_offset() {
+    let file = pattern(50_000);
+    for fail_at in [0u64, 1, 4095, 4096, 20_000, 49_999] {
+        let faults = Faults {
+            short: true,
+            fail_at: Some(fail_at),
+            ..Faults::default()
+        };
+        let (out, res) = run_fake(&file, 50_000, 4096, 2, 3, fail_at + 1, faults);
+        match res {
+            Err(Error::Read { offset, source, .. }) => {
+                assert_eq!(offset, fail_at);
+                assert_eq!(source.raw_os_error(), Some(libc::EIO));
+            }
+            other => panic!("expected a read error, got {other:?}"),
+        }
+        assert!(out.data == file[..fail_at as usize], "bytes after the failure were delivered");
+    }
+}
+
+#[test]
+fn a_shrinking_file_ends_cleanly_without_stale_bytes() {
+    let file = pattern(64 * 1024);
+    for (after, new_len) in [(0, 0), (1, 5000), (3, 20_000), (5, 4096)] {
+        let faults = Faults {
+            shrink: Some((after, new_len)),
+            ..Faults::default()
+        };
+        let (out, res) = run_fake(&file, file.len() as u64, 4096, 2, 2, 3, faults);
+        let n = res.unwrap() as usize;
+        assert_eq!(out.data.len(), n);
+        assert!(out.data == file[..n], "delivered bytes are not the file's");
+    }
+}
+
+#[test]
+fn a_processor_can_stop_early() {
+    let file = pattern(40_000);
+    let src = Source {
+        path: Path::new("fake"),
+        fd: -1,
+        direct_fd: None,
+        align: 4096,
+        size_hint: 40_000,
+        positional: true,
+    };
+    let mut seen = Vec::new();
+    let mut p = crate::processor::from_fn(|c: &Chunk<'_>| {
+        seen.push(c.offset());
+        Ok(seen.len() < 3)
+    });
+    let run = Run::new(src, 1000, 2, &mut p);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let run = &run;
+            let file = &file;
+            s.spawn(move || {
+                let arena = Arena::new(4, 1000).unwrap();
+                let mut q = Fake::new(file, t + 5, Faults::default());
+                assert!(run_lane(run, t, &mut q, &arena, 4, 0));
+            });
+        }
+    });
+    assert_eq!(run.finish().unwrap(), 3000);
+    assert_eq!(seen, vec![0, 1000, 2000]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn random_sizes_chunks_depths_and_faults(
+        size in 0usize..40_000,
+        chunk in 1usize..9000,
+        lanes in 1usize..4,
+        depth in 1usize..6,
+        seed in any::<u64>(),
+        short in any::<bool>(),
+        eagain in any::<bool>(),
+        hint_fraction in 0u64..=2,
+    ) {
+        let file = pattern(size);
+        let hint = size as u64 * hint_fraction / 2;
+        let faults = Faults { short, eagain, ..Faults::default() };
+        let (out, res) = run_fake(&file, hint, chunk, lanes, depth, seed, faults);
+        prop_assert_eq!(res.unwrap(), size as u64);
+        prop_assert!(out.data == file);
+    }
+}

@@ -1,0 +1,138 @@
+//! The one error type of the library.
+//!
+//! Every error a user can see names what failed, on which path and, for a read, at which offset,
+//! with the operating system's reason in words (never a bare errno).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened or inspected (missing, permission denied, a directory, ...).
+    #[error("{}: {}", path.display(), Reason(source))]
+    Open {
+        /// The path given by the caller.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A read failed at `offset`. Every byte before `offset` was delivered; none after it.
+    #[error("{}: read error at offset {offset}: {}", path.display(), Reason(source))]
+    Read {
+        /// The path given by the caller.
+        path: PathBuf,
+        /// The byte offset of the read that failed.
+        offset: u64,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The processor failed on the chunk at `offset` (for example, writing to a closed pipe).
+    #[error("{}: {}", path.display(), Reason(source))]
+    Process {
+        /// The path given by the caller.
+        path: PathBuf,
+        /// The byte offset of the chunk the processor was given.
+        offset: u64,
+        /// The processor's error.
+        source: io::Error,
+    },
+    /// The options cannot work; nothing was read.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// io_uring was required (`Backend::Uring`) but the kernel refused it.
+    #[error("io_uring is unavailable: {reason}")]
+    UringUnavailable {
+        /// Why, in words (for example "blocked by seccomp or the kernel.io_uring_disabled sysctl").
+        reason: String,
+    },
+    /// The buffer budget could not be allocated.
+    #[error("cannot allocate {bytes} bytes of read buffers")]
+    OutOfMemory {
+        /// The size of the allocation that failed.
+        bytes: usize,
+    },
+    /// io_uring itself failed while reading (submission or setup, not an individual read).
+    #[error("{}: io_uring {op} failed: {}", path.display(), Reason(source))]
+    Ring {
+        /// The path being read.
+        path: PathBuf,
+        /// Which ring operation failed.
+        op: &'static str,
+        /// The operating system's error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The operating system's error behind this one, if there is one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Open { source, .. }
+            | Error::Read { source, .. }
+            | Error::Process { source, .. }
+            | Error::Ring { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The path this error is about, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Open { path, .. }
+            | Error::Read { path, .. }
+            | Error::Process { path, .. }
+            | Error::Ring { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// The result type of the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shows an [`io::Error`] as the operating system words it ("No such file or directory"), without
+/// Rust's " (os error 2)" suffix, so that messages read like coreutils'.
+pub struct Reason<'a>(pub &'a io::Error);
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.raw_os_error() {
+            Some(code) => {
+                let text = io::Error::from_raw_os_error(code).to_string();
+                let words = text.split(" (os error ").next().unwrap_or(&text);
+                f.write_str(words)
+            }
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_error_names_path_offset_and_reason() {
+        let e = Error::Read {
+            path: "/data/x".into(),
+            offset: 4096,
+            source: io::Error::from_raw_os_error(libc::EIO),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/data/x: read error at offset 4096: Input/output error"
+        );
+    }
+
+    #[test]
+    fn open_error_reads_like_coreutils() {
+        let e = Error::Open {
+            path: "nope".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(e.to_string(), "nope: No such file or directory");
+    }
+}

@@ -1,0 +1,42 @@
+//! # ringread
+//!
+//! Reads files on Linux as fast as the machine allows, through io_uring, and hands their bytes to
+//! processors (hashes, counters, a writer, or your own) strictly in file order.
+//!
+//! A file is read as chunk-sized reads with many in flight, submitted in batches, into buffers
+//! registered with the kernel (`READ_FIXED`). Each CPU the process may use gets a lane: its own ring,
+//! its own few buffers, and every `n`-th chunk of the file. Cached reads complete inside
+//! `io_uring_enter` on the lane's own CPU, and the same thread then runs the processor on that chunk
+//! while it is still in its cache, passing the processor on to the next lane in file order (see
+//! `docs/ARCHITECTURE.md`). Where io_uring is refused, or a feature of it is (registered buffers
+//! under a small `ulimit -l`, `O_DIRECT` on tmpfs), the reader says what and why in
+//! [`Summary::notices`] and goes on with the next best path, with the same in-order guarantees.
+//!
+//! ```
+//! use ringread::{processor::{Algorithm, Checksum, LineCount}, ReadOptions, Reader};
+//!
+//! let reader = Reader::new(ReadOptions::builder().chunk_size(64 * 1024).depth(8).build()?);
+//! let mut sha = Checksum::new(Algorithm::Sha256);
+//! reader.read_path("Cargo.toml", &mut sha)?;
+//! let mut lines = LineCount::default();
+//! let summary = reader.read_path("Cargo.toml", &mut lines)?;
+//! assert_eq!(lines.bytes, summary.bytes);
+//! println!("{}  Cargo.toml, {} lines, read by {}", sha.hex(), lines.lines, summary.path);
+//! # Ok::<(), ringread::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod backend;
+pub mod buf;
+pub mod error;
+pub mod options;
+pub mod processor;
+pub mod reader;
+mod ring;
+
+pub use buf::Chunk;
+pub use error::{Error, Result};
+pub use options::{Backend, ReadOptions, ReadOptionsBuilder};
+pub use processor::Processor;
+pub use reader::{Engine, Notice, ReadPath, Reader, Summary};

@@ -1,0 +1,261 @@
+//! What a read looks like: chunk size, queue depth, direct or buffered, registered buffers, backend.
+//!
+//! [`ReadOptions`] is immutable once built; [`ReadOptionsBuilder`] checks every value before any I/O
+//! happens, so a bad option fails with a clear message and touches no file.
+
+use crate::error::{Error, Result};
+
+/// Which way of reading to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// io_uring where the kernel allows it, otherwise plain `read(2)`, saying why once.
+    #[default]
+    Auto,
+    /// io_uring only: fail with the kernel's reason if it is refused.
+    Uring,
+    /// Plain synchronous `read(2)` into one buffer, on the calling thread.
+    Sync,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "uring" => Ok(Backend::Uring),
+            "sync" => Ok(Backend::Sync),
+            other => Err(Error::InvalidOptions(format!(
+                "unknown backend '{other}' (expected auto, uring or sync)"
+            ))),
+        }
+    }
+}
+
+/// The chunk size used when none is given: 256 KiB.
+///
+/// Measured on the 2-core machine of docs/BENCHMARKS.md: with the default depth the buffers of one
+/// thread (4 x 256 KiB) stay within its L2 cache, so the processor reads the bytes the copy just wrote
+/// while they are still close. 1 MiB chunks at the same depth were slower on cached data.
+pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
+/// The queue depth (buffers in flight, all threads together) used when none is given: 8.
+pub const DEFAULT_DEPTH: usize = 8;
+/// The chunk size used with `O_DIRECT` when none is given: 1 MiB (the device wants large requests).
+pub const DEFAULT_DIRECT_CHUNK_SIZE: usize = 1024 * 1024;
+/// The depth used with `O_DIRECT` when none is given: 16 (the device wants many requests in flight).
+pub const DEFAULT_DIRECT_DEPTH: usize = 16;
+/// The alignment of every buffer, and the alignment chunk sizes must have under `O_DIRECT`.
+pub const ALIGN: usize = 4096;
+/// The largest chunk: the kernel registers buffers of at most 1 GiB.
+pub const MAX_CHUNK_SIZE: usize = 1 << 30;
+/// The deepest queue: io_uring rings hold at most 32768 entries; we keep two per read.
+pub const MAX_DEPTH: usize = 16384;
+
+/// How to read. Build one with [`ReadOptions::builder`]; the defaults suit cached and cold files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOptions {
+    pub(crate) chunk_size: usize,
+    pub(crate) depth: usize,
+    pub(crate) direct: bool,
+    pub(crate) register_buffers: bool,
+    pub(crate) sqpoll: bool,
+    pub(crate) backend: Backend,
+    pub(crate) threads: Option<usize>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions::builder()
+            .build()
+            .expect("the default options are valid")
+    }
+}
+
+impl ReadOptions {
+    /// A builder with every value at its default.
+    pub fn builder() -> ReadOptionsBuilder {
+        ReadOptionsBuilder::default()
+    }
+    /// Bytes per read (and per chunk handed to a processor).
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+    /// Reads in flight at once, all threads together; also the number of buffers.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+    /// The buffer budget: `depth * chunk_size` bytes, the most memory the reader holds for data.
+    pub fn budget(&self) -> usize {
+        self.depth * self.chunk_size
+    }
+    /// Whether reads bypass the page cache (`O_DIRECT`).
+    pub fn direct(&self) -> bool {
+        self.direct
+    }
+    /// Whether buffers are registered with the kernel (`READ_FIXED`).
+    pub fn register_buffers(&self) -> bool {
+        self.register_buffers
+    }
+    /// Whether a kernel thread polls the submission queue (`IORING_SETUP_SQPOLL`).
+    pub fn sqpoll(&self) -> bool {
+        self.sqpoll
+    }
+    /// The backend asked for.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+    /// The number of reading threads asked for, if fixed (otherwise: the CPUs this process may run on).
+    pub fn threads(&self) -> Option<usize> {
+        self.threads
+    }
+}
+
+/// Builds [`ReadOptions`], checking every value.
+///
+/// ```
+/// let opts = ringread::ReadOptions::builder().chunk_size(64 * 1024).depth(16).build()?;
+/// assert_eq!(opts.budget(), 1024 * 1024);
+/// # Ok::<(), ringread::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptionsBuilder {
+    chunk_size: Option<usize>,
+    depth: Option<usize>,
+    direct: bool,
+    no_register: bool,
+    sqpoll: bool,
+    backend: Backend,
+    threads: Option<usize>,
+}
+
+impl ReadOptionsBuilder {
+    /// Bytes per read. Default: 256 KiB buffered, 1 MiB with `O_DIRECT`.
+    pub fn chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = Some(bytes);
+        self
+    }
+    /// Reads in flight at once, all threads together. Default: 8 buffered, 16 with `O_DIRECT`.
+    pub fn depth(mut self, depth: usize) -> Self {
+        self.depth = Some(depth);
+        self
+    }
+    /// Bypass the page cache with `O_DIRECT`. Default: off.
+    pub fn direct(mut self, on: bool) -> Self {
+        self.direct = on;
+        self
+    }
+    /// Register buffers with the kernel and read with `READ_FIXED`. Default: on.
+    pub fn register_buffers(mut self, on: bool) -> Self {
+        self.no_register = !on;
+        self
+    }
+    /// Let a kernel thread poll the submission queue. Default: off (on two cores it costs a core).
+    pub fn sqpoll(mut self, on: bool) -> Self {
+        self.sqpoll = on;
+        self
+    }
+    /// Which backend to use. Default: [`Backend::Auto`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// Fix the number of reading threads. Default: the CPUs this process may run on
+    /// (`sched_getaffinity`), never more than the depth.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// Checks the values and makes the options.
+    pub fn build(self) -> Result<ReadOptions> {
+        let chunk_size = self.chunk_size.unwrap_or(if self.direct {
+            DEFAULT_DIRECT_CHUNK_SIZE
+        } else {
+            DEFAULT_CHUNK_SIZE
+        });
+        let depth = self.depth.unwrap_or(if self.direct {
+            DEFAULT_DIRECT_DEPTH
+        } else {
+            DEFAULT_DEPTH
+        });
+        let bad = |m: String| Err(Error::InvalidOptions(m));
+        if chunk_size == 0 {
+            return bad("chunk size must be at least 1 byte".into());
+        }
+        if chunk_size > MAX_CHUNK_SIZE {
+            return bad(format!(
+                "chunk size {chunk_size} is larger than the kernel's limit of 1 GiB"
+            ));
+        }
+        if self.direct && chunk_size % ALIGN != 0 {
+            return bad(format!(
+                "with O_DIRECT the chunk size must be a multiple of {ALIGN} bytes, not {chunk_size}"
+            ));
+        }
+        if depth == 0 {
+            return bad("depth must be at least 1".into());
+        }
+        if depth > MAX_DEPTH {
+            return bad(format!("depth {depth} is above the limit of {MAX_DEPTH}"));
+        }
+        if self.threads == Some(0) {
+            return bad("threads must be at least 1".into());
+        }
+        let budget = depth.checked_mul(chunk_size).unwrap_or(usize::MAX);
+        let ram = physical_memory();
+        if budget as u64 > ram / 2 {
+            return bad(format!(
+                "a buffer budget of {budget} bytes (depth {depth} x chunk {chunk_size}) is more than \
+                 half of this machine's {ram} bytes of memory"
+            ));
+        }
+        Ok(ReadOptions {
+            chunk_size,
+            depth,
+            direct: self.direct,
+            register_buffers: !self.no_register,
+            sqpoll: self.sqpoll,
+            backend: self.backend,
+            threads: self.threads,
+        })
+    }
+}
+
+/// The machine's physical memory in bytes (`sysinfo`); `u64::MAX` if unknown.
+fn physical_memory() -> u64 {
+    // SAFETY: sysinfo only writes into the struct we pass, which is plain old data.
+    unsafe {
+        let mut info: libc::sysinfo = std::mem::zeroed();
+        if libc::sysinfo(&mut info) == 0 {
+            (info.totalram as u64).saturating_mul(info.mem_unit as u64)
+        } else {
+            u64::MAX
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_depend_on_direct() {
+        let b = ReadOptions::builder().build().unwrap();
+        assert_eq!((b.chunk_size(), b.depth()), (DEFAULT_CHUNK_SIZE, DEFAULT_DEPTH));
+        let d = ReadOptions::builder().direct(true).build().unwrap();
+        assert_eq!(
+            (d.chunk_size(), d.depth()),
+            (DEFAULT_DIRECT_CHUNK_SIZE, DEFAULT_DIRECT_DEPTH)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let msg = |b: ReadOptionsBuilder| b.build().unwrap_err().to_string();
+        assert!(msg(ReadOptions::builder().chunk_size(0)).contains("at least 1 byte"));
+        assert!(msg(ReadOptions::builder().depth(0)).contains("depth must be"));
+        assert!(msg(ReadOptions::builder().direct(true).chunk_size(1000)).contains("multiple of 4096"));
+        assert!(msg(ReadOptions::builder().depth(MAX_DEPTH + 1)).contains("above the limit"));
+        assert!(msg(ReadOptions::builder().chunk_size(1 << 30).depth(MAX_DEPTH)).contains("memory"));
+        assert!(msg(ReadOptions::builder().chunk_size((1 << 30) + 1)).contains("1 GiB"));
+    }
+}

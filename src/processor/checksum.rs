@@ -1,0 +1,220 @@
+//! Hashing processors whose output matches the standard tools byte for byte.
+//!
+//! | algorithm | crate | matches |
+//! |---|---|---|
+//! | `sha256` | `sha2` (SHA-NI at run time where the CPU has it) | `sha256sum` |
+//! | `blake3` | `blake3` (SIMD at run time) | `b3sum` |
+//! | `xxh3` | `xxhash-rust` (XXH3 64-bit) | the hex of `xxhsum -H3` |
+//! | `xxh128` | `xxhash-rust` (XXH3 128-bit) | `xxhsum -H2` |
+//! | `crc32c` | `crc32c` (SSE 4.2 at run time) | the Castagnoli CRC as 8 hex digits |
+
+use std::fmt;
+use std::io;
+use std::str::FromStr;
+
+use sha2::Digest;
+
+use super::Processor;
+use crate::buf::Chunk;
+use crate::error::Error;
+
+/// A hash algorithm `ringread sum` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// SHA-256, as `sha256sum`.
+    Sha256,
+    /// BLAKE3 (32-byte output), as `b3sum`.
+    Blake3,
+    /// XXH3 64-bit, as `xxhsum -H3`.
+    Xxh3,
+    /// XXH3 128-bit, as `xxhsum -H2`.
+    Xxh128,
+    /// CRC-32C (Castagnoli), as iSCSI, ext4 and many storage formats use.
+    Crc32c,
+}
+
+impl Algorithm {
+    /// Every algorithm, in the order the help lists them.
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::Sha256,
+        Algorithm::Blake3,
+        Algorithm::Xxh3,
+        Algorithm::Xxh128,
+        Algorithm::Crc32c,
+    ];
+
+    /// The lower-case name used on the command line (`sha256`, `blake3`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Blake3 => "blake3",
+            Algorithm::Xxh3 => "xxh3",
+            Algorithm::Xxh128 => "xxh128",
+            Algorithm::Crc32c => "crc32c",
+        }
+    }
+
+    /// The tag of the BSD-style line (`SHA256 (file) = ...`), as `sha256sum --tag` and `xxhsum` write it.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "SHA256",
+            Algorithm::Blake3 => "BLAKE3",
+            Algorithm::Xxh3 => "XXH3",
+            Algorithm::Xxh128 => "XXH128",
+            Algorithm::Crc32c => "CRC32C",
+        }
+    }
+
+    /// The algorithm a BSD-style tag names, if any.
+    pub fn from_tag(tag: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.tag() == tag)
+    }
+
+    /// The number of hex digits of a digest.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 | Algorithm::Blake3 => 64,
+            Algorithm::Xxh3 => 16,
+            Algorithm::Xxh128 => 32,
+            Algorithm::Crc32c => 8,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::InvalidOptions(format!(
+                    "unknown algorithm '{s}' (expected sha256, blake3, xxh3, xxh128 or crc32c)"
+                ))
+            })
+    }
+}
+
+enum State {
+    Sha256(sha2::Sha256),
+    Blake3(Box<blake3::Hasher>),
+    Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
+    Xxh128(Box<xxhash_rust::xxh3::Xxh3>),
+    Crc32c(u32),
+}
+
+/// A running hash of the chunks it is given; [`Checksum::hex`] is the digest as the tools print it.
+pub struct Checksum {
+    algorithm: Algorithm,
+    state: State,
+}
+
+impl fmt::Debug for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checksum")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checksum {
+    /// A fresh hash.
+    pub fn new(algorithm: Algorithm) -> Self {
+        let state = match algorithm {
+            Algorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+            Algorithm::Blake3 => State::Blake3(Box::new(blake3::Hasher::new())),
+            Algorithm::Xxh3 => State::Xxh3(Box::default()),
+            Algorithm::Xxh128 => State::Xxh128(Box::default()),
+            Algorithm::Crc32c => State::Crc32c(0),
+        };
+        Checksum { algorithm, state }
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Adds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        match &mut self.state {
+            State::Sha256(h) => h.update(data),
+            State::Blake3(h) => {
+                h.update(data);
+            }
+            State::Xxh3(h) | State::Xxh128(h) => h.update(data),
+            State::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
+        }
+    }
+
+    /// The digest of everything added so far, as lower-case hex (what the standard tools print).
+    pub fn hex(&self) -> String {
+        match &self.state {
+            State::Sha256(h) => hex::encode(h.clone().finalize()),
+            State::Blake3(h) => h.finalize().to_hex().to_string(),
+            State::Xxh3(h) => format!("{:016x}", h.digest()),
+            State::Xxh128(h) => format!("{:032x}", h.digest128()),
+            State::Crc32c(c) => format!("{c:08x}"),
+        }
+    }
+}
+
+impl Processor for Checksum {
+    fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool> {
+        self.update(chunk);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex_of(a: Algorithm, parts: &[&[u8]]) -> String {
+        let mut c = Checksum::new(a);
+        for p in parts {
+            c.update(p);
+        }
+        c.hex()
+    }
+
+    #[test]
+    fn known_digests_of_hello_world() {
+        // Printed by sha256sum, b3sum, xxhsum -H3 and xxhsum -H2 for the bytes "hello\nworld\n".
+        let parts: &[&[u8]] = &[b"hello\n", b"world\n"];
+        assert_eq!(
+            hex_of(Algorithm::Sha256, parts),
+            "4a1e67f2fe1d1cc7b31d0ca2ec441da4778203a036a77da10344c85e24ff0f92"
+        );
+        assert_eq!(
+            hex_of(Algorithm::Blake3, parts),
+            "e55980c788fb1801601cc1aca0af926bf091d52cf906c60ef5b341d108e881a9"
+        );
+        assert_eq!(hex_of(Algorithm::Xxh3, parts), "642f46e1b195a45e");
+        assert_eq!(
+            hex_of(Algorithm::Xxh128, parts),
+            "0f1ec5d127fd87d5c9a9e0d0e69a2972"
+        );
+    }
+
+    #[test]
+    fn crc32c_check_value() {
+        // The standard check value of CRC-32C over "123456789".
+        assert_eq!(hex_of(Algorithm::Crc32c, &[b"1234", b"56789"]), "e3069283");
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for a in Algorithm::ALL {
+            assert_eq!(a.name().parse::<Algorithm>().unwrap(), a);
+            assert_eq!(Algorithm::from_tag(a.tag()), Some(a));
+            assert_eq!(Checksum::new(a).hex().len(), a.hex_len());
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Processors: what consumes the chunks, in file order.
+//!
+//! A [`Processor`] is a sink, like ripgrep's `Sink`: [`Processor::process`] receives every chunk of the
+//! file exactly once, in order, and says whether to go on. [`begin`](Processor::begin) and
+//! [`finish`](Processor::finish) have default bodies. Any `FnMut(&Chunk) -> io::Result<bool>` becomes a
+//! processor through [`from_fn`].
+//!
+//! The reader may call a processor from more than one thread (one at a time, in file order: the
+//! "baton" of [`crate::reader`]), so reading with it requires `Send`.
+
+use std::io;
+
+use crate::buf::Chunk;
+
+mod checksum;
+mod count;
+mod copy;
+
+pub use checksum::{Algorithm, Checksum};
+pub use count::{ByteCount, LineCount};
+pub use copy::CopyTo;
+
+/// Receives a file's chunks in order.
+///
+/// ```
+/// use ringread::{Chunk, Processor};
+/// struct Zeros(u64);
+/// impl Processor for Zeros {
+///     fn process(&mut self, chunk: &Chunk<'_>) -> std::io::Result<bool> {
+///         self.0 += chunk.iter().filter(|&&b| b == 0).count() as u64;
+///         Ok(true)
+///     }
+/// }
+/// ```
+pub trait Processor {
+    /// Called once before the first chunk.
+    fn begin(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Receives the next chunk; returns `Ok(false)` to stop reading (no further chunk is delivered).
+    fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool>;
+    /// Called once after the last chunk, when the whole file was read without error.
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<P: Processor + ?Sized> Processor for &mut P {
+    fn begin(&mut self) -> io::Result<()> {
+        (**self).begin()
+    }
+    fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool> {
+        (**self).process(chunk)
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        (**self).finish()
+    }
+}
+
+impl<P: Processor + ?Sized> Processor for Box<P> {
+    fn begin(&mut self) -> io::Result<()> {
+        (**self).begin()
+    }
+    fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool> {
+        (**self).process(chunk)
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        (**self).finish()
+    }
+}
+
+/// A closure as a processor; made by [`from_fn`].
+#[derive(Debug, Clone)]
+pub struct FnProcessor<F>(F);
+
+/// Makes a processor of a closure.
+///
+/// ```
+/// let mut total = 0u64;
+/// let mut p = ringread::processor::from_fn(|c: &ringread::Chunk<'_>| {
+///     total += c.len() as u64;
+///     Ok(true)
+/// });
+/// # let _ = &mut p;
+/// ```
+pub fn from_fn<F>(f: F) -> FnProcessor<F>
+where
+    F: FnMut(&Chunk<'_>) -> io::Result<bool>,
+{
+    FnProcessor(f)
+}
+
+impl<F> Processor for FnProcessor<F>
+where
+    F: FnMut(&Chunk<'_>) -> io::Result<bool>,
+{
+    fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool> {
+        (self.0)(chunk)
+    }
+}

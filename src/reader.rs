@@ -1,0 +1,561 @@
+//! [`Reader`]: opens a file, picks the way to read it, and runs it to the end.
+//!
+//! A `Reader` is made once from [`ReadOptions`] and reused for any number of files: its rings and
+//! registered buffers are set up on first use and kept, so reading many small files does not pay for
+//! ring setup and buffer registration each time.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use crate::backend::uring::{run_lane, Run};
+use crate::backend::{sync, Source};
+use crate::buf::Arena;
+use crate::error::{Error, Reason, Result};
+use crate::options::{Backend, ReadOptions, ALIGN};
+use crate::processor::Processor;
+use crate::ring::{explain_setup_error, usable_cpus, Ring};
+
+/// Which engine read a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// io_uring (ringread's engine).
+    Uring,
+    /// Plain synchronous `read(2)`/`pread(2)`.
+    Sync,
+}
+
+/// Something the reader chose differently from what was asked, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// io_uring is refused by the kernel; reading goes on with `read(2)`.
+    UringUnavailable {
+        /// The kernel's reason, in words.
+        reason: String,
+    },
+    /// Fewer buffers than asked were registered with the kernel; the rest are read with plain `READ`.
+    RegisteredFewer {
+        /// Buffers registered.
+        registered: usize,
+        /// Buffers asked for.
+        wanted: usize,
+        /// The kernel's reason.
+        reason: String,
+    },
+    /// `O_DIRECT` was asked for but cannot be used on this file; it is read through the page cache.
+    DirectUnavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::UringUnavailable { reason } => {
+                write!(f, "io_uring is unavailable, reading with read(2) instead: {reason}")
+            }
+            Notice::RegisteredFewer {
+                registered,
+                wanted,
+                reason,
+            } => write!(
+                f,
+                "registered {registered} of {wanted} buffers with the kernel ({reason}); \
+                 the others use unregistered reads"
+            ),
+            Notice::DirectUnavailable { reason } => {
+                write!(f, "O_DIRECT not used, reading through the page cache: {reason}")
+            }
+        }
+    }
+}
+
+/// How a file was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPath {
+    /// The engine.
+    pub engine: Engine,
+    /// Reading threads (lanes).
+    pub threads: usize,
+    /// Buffers in use (reads in flight at most).
+    pub buffers: usize,
+    /// Of those, registered with the kernel.
+    pub registered: usize,
+    /// Bytes per read.
+    pub chunk_size: usize,
+    /// Whether `O_DIRECT` was used.
+    pub direct: bool,
+    /// Whether a kernel thread polled the submission queue.
+    pub sqpoll: bool,
+    /// Whether reads carried offsets (files) or read a stream's position (pipes, terminals).
+    pub positional: bool,
+}
+
+impl fmt::Display for ReadPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.engine {
+            Engine::Uring => write!(
+                f,
+                "io_uring, {} thread{}, {} buffers of {} bytes ({} registered), {}{}{}",
+                self.threads,
+                if self.threads == 1 { "" } else { "s" },
+                self.buffers,
+                self.chunk_size,
+                self.registered,
+                if self.direct { "O_DIRECT" } else { "buffered" },
+                if self.sqpoll { ", SQPOLL" } else { "" },
+                if self.positional { "" } else { ", stream" },
+            ),
+            Engine::Sync => write!(
+                f,
+                "read(2), 1 thread, 1 buffer of {} bytes, {}{}",
+                self.chunk_size,
+                if self.direct { "O_DIRECT" } else { "buffered" },
+                if self.positional { "" } else { ", stream" },
+            ),
+        }
+    }
+}
+
+/// What one read did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Bytes delivered to the processor.
+    pub bytes: u64,
+    /// How the file was read.
+    pub path: ReadPath,
+    /// Choices made differently from the options, with reasons.
+    pub notices: Vec<Notice>,
+}
+
+/// A lane's kept resources: its ring and its buffers. The ring is declared first so that it is
+/// dropped (and its registration released) before the buffers are freed.
+struct LaneRes {
+    ring: Ring,
+    arena: Arena,
+    registered: usize,
+    notice: Option<Notice>,
+}
+
+/// Reads files in order through io_uring (or the fallback), reusing its rings and buffers.
+///
+/// ```
+/// use ringread::{processor::{Algorithm, Checksum}, ReadOptions, Reader};
+/// let reader = Reader::new(ReadOptions::default());
+/// let mut sum = Checksum::new(Algorithm::Xxh3);
+/// let summary = reader.read_path("Cargo.toml", &mut sum)?;
+/// assert!(summary.bytes > 0);
+/// println!("{}  Cargo.toml ({})", sum.hex(), summary.path);
+/// # Ok::<(), ringread::Error>(())
+/// ```
+pub struct Reader {
+    opts: ReadOptions,
+    max_lanes: usize,
+    lanes: Mutex<Vec<Option<LaneRes>>>,
+    uring: OnceLock<std::result::Result<(), String>>,
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("opts", &self.opts)
+            .field("max_lanes", &self.max_lanes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// A reader with these options. Nothing is set up until the first read.
+    pub fn new(opts: ReadOptions) -> Reader {
+        let max_lanes = opts.threads.unwrap_or_else(usable_cpus).min(opts.depth).max(1);
+        Reader {
+            opts,
+            max_lanes,
+            lanes: Mutex::new(Vec::new()),
+            uring: OnceLock::new(),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ReadOptions {
+        &self.opts
+    }
+
+    /// Whether io_uring can be used here; if not, the kernel's reason. Checked once.
+    pub fn uring_status(&self) -> std::result::Result<(), &str> {
+        self.uring
+            .get_or_init(|| {
+                Ring::new(4, false)
+                    .map(drop)
+                    .map_err(|e| explain_setup_error(&e))
+            })
+            .as_ref()
+            .map(|_| ())
+            .map_err(|s| s.as_str())
+    }
+
+    /// Reads the file at `path` to its end, handing its chunks to `proc` in order.
+    pub fn read_path<P>(&self, path: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
+    where
+        P: Processor + Send,
+    {
+        let path = path.as_ref();
+        let open_err = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(path)
+            .map_err(open_err)?;
+        self.read_opened(&file, path, Some(path), proc)
+    }
+
+    /// Reads an already open file (standard input, say) from its current position (for streams) or
+    /// from its start (for regular files) to its end. `name` is what errors call it.
+    pub fn read_file<P>(&self, file: &File, name: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
+    where
+        P: Processor + Send,
+    {
+        self.read_opened(file, name.as_ref(), None, proc)
+    }
+
+    fn read_opened<P>(
+        &self,
+        file: &File,
+        name: &Path,
+        path: Option<&Path>,
+        proc: &mut P,
+    ) -> Result<Summary>
+    where
+        P: Processor + Send,
+    {
+        let open_err = |source| Error::Open {
+            path: name.to_path_buf(),
+            source,
+        };
+        let meta = file.metadata().map_err(open_err)?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            return Err(open_err(io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        let fd = file.as_raw_fd();
+        let positional = ft.is_file() || ft.is_block_device();
+        let size_hint = if ft.is_block_device() {
+            // SAFETY: lseek on a descriptor we hold; it only moves the position, which positional
+            // reads do not use.
+            unsafe { libc::lseek(fd, 0, libc::SEEK_END) }.max(0) as u64
+        } else {
+            meta.len()
+        };
+
+        let mut notices = Vec::new();
+        let mut direct = None;
+        if self.opts.direct {
+            match open_direct(fd, path, positional, self.opts.chunk_size) {
+                Ok(d) => direct = Some(d),
+                Err(reason) => notices.push(Notice::DirectUnavailable { reason }),
+            }
+        }
+        let src = Source {
+            path: name,
+            fd,
+            direct_fd: direct.as_ref().map(|(f, _)| f.as_raw_fd()),
+            align: direct.as_ref().map_or(ALIGN, |(_, a)| *a),
+            size_hint,
+            positional,
+        };
+
+        let use_uring = match self.opts.backend {
+            Backend::Sync => false,
+            Backend::Uring => {
+                if let Err(reason) = self.uring_status() {
+                    return Err(Error::UringUnavailable {
+                        reason: reason.to_string(),
+                    });
+                }
+                true
+            }
+            Backend::Auto => match self.uring_status() {
+                Ok(()) => true,
+                Err(reason) => {
+                    notices.push(Notice::UringUnavailable {
+                        reason: reason.to_string(),
+                    });
+                    false
+                }
+            },
+        };
+
+        proc.begin().map_err(|source| Error::Process {
+            path: name.to_path_buf(),
+            offset: 0,
+            source,
+        })?;
+        let (bytes, read_path) = if use_uring {
+            self.read_uring(&src, proc, &mut notices)?
+        } else {
+            let bytes = sync::read(&src, self.opts.chunk_size, proc)?;
+            let path = ReadPath {
+                engine: Engine::Sync,
+                threads: 1,
+                buffers: 1,
+                registered: 0,
+                chunk_size: self.opts.chunk_size,
+                direct: src.direct_fd.is_some(),
+                sqpoll: false,
+                positional,
+            };
+            (bytes, path)
+        };
+        proc.finish().map_err(|source| Error::Process {
+            path: name.to_path_buf(),
+            offset: bytes,
+            source,
+        })?;
+        Ok(Summary {
+            bytes,
+            path: read_path,
+            notices,
+        })
+    }
+
+    /// The buffers lane `t` owns: the depth split evenly, the first lanes taking the remainder.
+    fn lane_depth(&self, t: usize) -> usize {
+        let d = self.opts.depth;
+        d / self.max_lanes + usize::from(t < d % self.max_lanes)
+    }
+
+    fn lane_res(&self, t: usize) -> Result<LaneRes> {
+        let depth = self.lane_depth(t);
+        let arena = Arena::new(depth, self.opts.chunk_size)?;
+        let mut ring = Ring::new(depth, self.opts.sqpoll).map_err(|e| Error::UringUnavailable {
+            reason: explain_setup_error(&e),
+        })?;
+        let (registered, notice) = if self.opts.register_buffers {
+            let (n, err) = ring.register(&arena, depth);
+            let notice = err.filter(|_| n < depth).map(|e| Notice::RegisteredFewer {
+                registered: n,
+                wanted: depth,
+                reason: register_reason(&e),
+            });
+            (n, notice)
+        } else {
+            (0, None)
+        };
+        Ok(LaneRes {
+            ring,
+            arena,
+            registered,
+            notice,
+        })
+    }
+
+    fn read_uring<P>(
+        &self,
+        src: &Source<'_>,
+        proc: &mut P,
+        notices: &mut Vec<Notice>,
+    ) -> Result<(u64, ReadPath)>
+    where
+        P: Processor + Send,
+    {
+        let chunk = self.opts.chunk_size as u64;
+        let lanes = if src.positional {
+            self.max_lanes
+                .min(src.size_hint.div_ceil(chunk).max(1) as usize)
+        } else {
+            1
+        };
+        let mut pool = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < self.max_lanes {
+            pool.resize_with(self.max_lanes, || None);
+        }
+        for (t, slot) in pool.iter_mut().enumerate().take(lanes) {
+            if slot.is_none() {
+                *slot = Some(self.lane_res(t)?);
+            }
+        }
+        let mut res: Vec<&mut LaneRes> = pool.iter_mut().take(lanes).flatten().collect();
+        let depths: Vec<usize> = (0..lanes)
+            .map(|t| if src.positional { self.lane_depth(t) } else { 1 })
+            .collect();
+        for r in &res {
+            if let Some(n) = &r.notice {
+                if !notices.contains(n) {
+                    notices.push(n.clone());
+                }
+            }
+        }
+        let read_path = ReadPath {
+            engine: Engine::Uring,
+            threads: lanes,
+            buffers: depths.iter().sum(),
+            registered: res
+                .iter()
+                .zip(&depths)
+                .map(|(r, d)| r.registered.min(*d))
+                .sum(),
+            chunk_size: self.opts.chunk_size,
+            direct: src.direct_fd.is_some(),
+            sqpoll: self.opts.sqpoll,
+            positional: src.positional,
+        };
+
+        let run = Run::new(*src, self.opts.chunk_size, lanes, proc);
+        let clean: Vec<bool> = std::thread::scope(|s| {
+            let (first, rest) = res.split_first_mut().expect("at least one lane");
+            let mut handles = Vec::with_capacity(rest.len());
+            for (j, r) in rest.iter_mut().enumerate() {
+                let t = j + 1;
+                let run = &run;
+                let depth = depths[t];
+                let spawned = std::thread::Builder::new()
+                    .name(format!("ringread-lane{t}"))
+                    .spawn_scoped(s, move || {
+                        let LaneRes {
+                            ring,
+                            arena,
+                            registered,
+                            ..
+                        } = &mut **r;
+                        run_lane(run, t as u64, ring, arena, depth, *registered)
+                    });
+                match spawned {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        run.abort(Error::Ring {
+                            path: src.path.to_path_buf(),
+                            op: "thread spawn",
+                            source: e,
+                        });
+                        break;
+                    }
+                }
+            }
+            let LaneRes {
+                ring,
+                arena,
+                registered,
+                ..
+            } = &mut **first;
+            let mut clean = vec![run_lane(&run, 0, ring, arena, depths[0], *registered)];
+            clean.extend(handles.into_iter().map(|h| h.join().unwrap_or(false)));
+            clean
+        });
+        drop(res);
+        // A lane whose reads could not all be reaped keeps its buffers forever: the kernel may still
+        // write into them.
+        for (slot, ok) in pool.iter_mut().zip(clean) {
+            if !ok {
+                if let Some(lane) = slot.take() {
+                    std::mem::forget(lane);
+                }
+            }
+        }
+        drop(pool);
+        let bytes = run.finish()?;
+        Ok((bytes, read_path))
+    }
+}
+
+fn register_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM) => {
+            // SAFETY: getrlimit writes into the struct we pass.
+            let limit = unsafe {
+                let mut r: libc::rlimit = std::mem::zeroed();
+                (libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0).then_some(r.rlim_cur)
+            };
+            match limit {
+                Some(l) if l != libc::RLIM_INFINITY => format!(
+                    "ENOMEM: locked memory is limited to {} KiB (ulimit -l) and shared by this \
+                     user's processes; the kernel also frees it only some time after a ring closes",
+                    l / 1024
+                ),
+                _ => "ENOMEM: the kernel could not pin the memory".into(),
+            }
+        }
+        _ => format!("{}", Reason(e)),
+    }
+}
+
+/// The kernel's `statx` record, as far as `STATX_DIOALIGN` needs it.
+#[repr(C)]
+struct Statx {
+    mask: u32,
+    head: [u8; 148],
+    dio_mem_align: u32,
+    dio_offset_align: u32,
+    rest: [u64; 12],
+}
+
+const STATX_DIOALIGN: u32 = 0x2000;
+
+/// The alignment `O_DIRECT` needs on `fd` (memory, offset), if the kernel says (Linux 6.1+).
+fn dio_alignment(fd: RawFd) -> Option<(u32, u32)> {
+    // SAFETY: all-zero is a valid Statx; the kernel writes at most size_of::<Statx>() = 256 bytes.
+    let mut st: Statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, an empty NUL-terminated path with AT_EMPTY_PATH, and a buffer of
+    // the size the kernel's struct statx has.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            STATX_DIOALIGN,
+            &mut st as *mut Statx,
+        )
+    };
+    (rc == 0 && st.mask & STATX_DIOALIGN != 0).then_some((st.dio_mem_align, st.dio_offset_align))
+}
+
+/// Opens the file a second time with `O_DIRECT`, or says why not.
+fn open_direct(
+    fd: RawFd,
+    path: Option<&Path>,
+    positional: bool,
+    chunk: usize,
+) -> std::result::Result<(OwnedFd, usize), String> {
+    if !positional {
+        return Err("O_DIRECT does not apply to pipes, terminals and character devices".into());
+    }
+    let mut align = ALIGN;
+    if let Some((mem, off)) = dio_alignment(fd) {
+        if mem == 0 || off == 0 {
+            return Err("the file system does not support O_DIRECT for this file (statx)".into());
+        }
+        if mem as usize > ALIGN || off as usize > ALIGN || chunk % off as usize != 0 {
+            return Err(format!(
+                "the file needs O_DIRECT alignment of {mem} bytes in memory and {off} in the file, \
+                 which chunks of {chunk} bytes in {ALIGN}-aligned buffers do not meet"
+            ));
+        }
+        align = off as usize;
+    }
+    let target = match path {
+        Some(p) => p.to_path_buf(),
+        None => format!("/proc/self/fd/{fd}").into(),
+    };
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(&target)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL) => {
+                "the file system refuses O_DIRECT (EINVAL; tmpfs does, for one)".to_string()
+            }
+            _ => format!("opening with O_DIRECT failed: {}", Reason(&e)),
+        })?;
+    // SAFETY: into_raw_fd hands over ownership of a valid descriptor.
+    let owned = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(file)) };
+    Ok((owned, align))
+}

@@ -1,0 +1,210 @@
+//! The only code that touches io_uring: setting a ring up, probing it, registering buffers, and
+//! submitting and reaping reads.
+//!
+//! The engine above sees a ring only through the [`Queue`] trait: push a read, submit, pop a
+//! completion. Tests put a fake queue in its place that completes reads out of order, cuts them short
+//! and fails them, to exercise the engine's bookkeeping without a kernel.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, types, IoUring, Probe};
+
+use crate::buf::Arena;
+
+/// The offset that means "the file's current position" (for pipes and other streams).
+pub(crate) const CURRENT_POSITION: u64 = u64::MAX;
+
+/// One read for the kernel to do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadReq {
+    /// The file.
+    pub fd: RawFd,
+    /// Where the bytes go.
+    pub buf: *mut u8,
+    /// How many bytes to read at most.
+    pub len: u32,
+    /// Where in the file, or [`CURRENT_POSITION`].
+    pub offset: u64,
+    /// The registered buffer `buf` lies in, if it is registered (then the read is `READ_FIXED`).
+    pub buf_index: Option<u16>,
+    /// Comes back with the completion.
+    pub user_data: u64,
+}
+
+/// Where reads go in and completions come out.
+pub(crate) trait Queue {
+    /// Queues a read; it starts at the next [`Queue::submit`].
+    ///
+    /// # Safety
+    /// `req.buf .. req.buf + req.len` must stay allocated, and be neither read nor written by anyone
+    /// else, until the completion carrying `req.user_data` has been popped.
+    unsafe fn push(&mut self, req: ReadReq) -> io::Result<()>;
+    /// Starts the queued reads and waits until at least `wait` completions are ready.
+    fn submit(&mut self, wait: usize) -> io::Result<()>;
+    /// The next completion: `(user_data, result)`, where the result is a byte count or `-errno`.
+    fn pop(&mut self) -> Option<(u64, i32)>;
+}
+
+/// A ring, as this crate sets it up.
+pub(crate) struct Ring {
+    ring: IoUring,
+    read_fixed: bool,
+}
+
+impl Ring {
+    /// Sets up a ring for `depth` reads in flight.
+    ///
+    /// Errors are the kernel's: `ENOSYS` (no io_uring), `EPERM` (seccomp, or the
+    /// `kernel.io_uring_disabled` sysctl), `ENOMEM`.
+    pub(crate) fn new(depth: usize, sqpoll: bool) -> io::Result<Ring> {
+        // Every slot has at most one read in flight, so depth entries suffice; SQPOLL wants slack
+        // because the kernel thread may not have consumed the previous batch yet.
+        let entries = if sqpoll { depth * 2 } else { depth }
+            .next_power_of_two()
+            .clamp(4, 32768) as u32;
+        let mut builder = IoUring::builder();
+        if sqpoll {
+            builder.setup_sqpoll(50);
+        } else {
+            builder.setup_coop_taskrun();
+        }
+        let ring = match builder.build(entries) {
+            Ok(r) => r,
+            // COOP_TASKRUN came with 5.19; older kernels say EINVAL. Try again plainly.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !sqpoll => {
+                IoUring::new(entries)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut probe = Probe::new();
+        let read_fixed = match ring.submitter().register_probe(&mut probe) {
+            Ok(()) => {
+                if !probe.is_supported(opcode::Read::CODE) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the kernel's io_uring has no IORING_OP_READ (Linux 5.6 or later needed)",
+                    ));
+                }
+                probe.is_supported(opcode::ReadFixed::CODE)
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("the kernel's io_uring cannot be probed ({e}); Linux 5.6 or later needed"),
+                ))
+            }
+        };
+        Ok(Ring { ring, read_fixed })
+    }
+
+    /// Registers the first `want` slots of `arena` (`IORING_REGISTER_BUFFERS`).
+    ///
+    /// The kernel charges registered memory to `RLIMIT_MEMLOCK` for users without `CAP_IPC_LOCK`
+    /// (8 MiB here), and releases the charge asynchronously after a ring closes. So when it says
+    /// `ENOMEM` this tries half as many, down to none. Returns how many were registered and, when that
+    /// is fewer than asked, the kernel's reason.
+    pub(crate) fn register(&mut self, arena: &Arena, want: usize) -> (usize, Option<io::Error>) {
+        if !self.read_fixed {
+            return (
+                0,
+                Some(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the kernel has no IORING_OP_READ_FIXED",
+                )),
+            );
+        }
+        let mut count = want.min(arena.slots()).min(u16::MAX as usize);
+        let mut first_error = None;
+        while count > 0 {
+            let iovecs = arena.iovecs(count);
+            // SAFETY: every iovec lies inside `arena`, which the caller keeps alive (and unmoved: it
+            // is a heap allocation) for as long as this ring may use the registration; the ring is
+            // always dropped or unregistered before the arena goes (see `Lane`).
+            match unsafe { self.ring.submitter().register_buffers(&iovecs) } {
+                Ok(()) => return (count, first_error),
+                Err(e) => {
+                    let retry = matches!(e.raw_os_error(), Some(libc::ENOMEM) | Some(libc::EAGAIN));
+                    first_error.get_or_insert(e);
+                    if !retry {
+                        break;
+                    }
+                    count /= 2;
+                }
+            }
+        }
+        (0, first_error)
+    }
+}
+
+impl Queue for Ring {
+    unsafe fn push(&mut self, req: ReadReq) -> io::Result<()> {
+        let fd = types::Fd(req.fd);
+        let entry = match req.buf_index {
+            Some(index) => opcode::ReadFixed::new(fd, req.buf, req.len, index)
+                .offset(req.offset)
+                .build(),
+            None => opcode::Read::new(fd, req.buf, req.len)
+                .offset(req.offset)
+                .build(),
+        }
+        .user_data(req.user_data);
+        if self.ring.submission().is_full() {
+            self.submit(0)?;
+        }
+        // SAFETY: the caller promises the buffer outlives the read (this trait's contract); the entry
+        // is fully built above.
+        unsafe { self.ring.submission().push(&entry) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))
+    }
+
+    fn submit(&mut self, wait: usize) -> io::Result<()> {
+        loop {
+            match self.ring.submit_and_wait(wait) {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    // The completion queue is full: the caller reaps and comes back.
+                    Some(libc::EBUSY) | Some(libc::EAGAIN) => return Ok(()),
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    fn pop(&mut self) -> Option<(u64, i32)> {
+        self.ring
+            .completion()
+            .next()
+            .map(|c| (c.user_data(), c.result()))
+    }
+}
+
+/// How many CPUs this process may run on (`sched_getaffinity`), at least 1.
+pub(crate) fn usable_cpus() -> usize {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most size_of::<cpu_set_t>() bytes.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            (libc::CPU_COUNT(&set) as usize).max(1)
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// Explains a failed `io_uring_setup` in words a user can act on.
+pub(crate) fn explain_setup_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => "the kernel has no io_uring (ENOSYS: older than 5.1, or built without it)".into(),
+        Some(libc::EPERM) | Some(libc::EACCES) => format!(
+            "io_uring_setup was refused ({}: a seccomp profile, as containers use, or the \
+             kernel.io_uring_disabled sysctl, which is {})",
+            if e.raw_os_error() == Some(libc::EPERM) { "EPERM" } else { "EACCES" },
+            std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unreadable".into())
+        ),
+        _ => format!("io_uring_setup failed: {}", crate::error::Reason(e)),
+    }
+}
