@@ -27,13 +27,15 @@
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-mod backend;
+pub mod backend;
+pub mod bench;
 pub mod buf;
 pub mod error;
 pub mod options;
 pub mod processor;
 pub mod reader;
 mod ring;
+pub mod sumfile;
 
 pub use buf::Chunk;
 pub use error::{Error, Result};

@@ -240,7 +240,10 @@ mod tests {
     #[test]
     fn defaults_depend_on_direct() {
         let b = ReadOptions::builder().build().unwrap();
-        assert_eq!((b.chunk_size(), b.depth()), (DEFAULT_CHUNK_SIZE, DEFAULT_DEPTH));
+        assert_eq!(
+            (b.chunk_size(), b.depth()),
+            (DEFAULT_CHUNK_SIZE, DEFAULT_DEPTH)
+        );
         let d = ReadOptions::builder().direct(true).build().unwrap();
         assert_eq!(
             (d.chunk_size(), d.depth()),
@@ -253,9 +256,13 @@ mod tests {
         let msg = |b: ReadOptionsBuilder| b.build().unwrap_err().to_string();
         assert!(msg(ReadOptions::builder().chunk_size(0)).contains("at least 1 byte"));
         assert!(msg(ReadOptions::builder().depth(0)).contains("depth must be"));
-        assert!(msg(ReadOptions::builder().direct(true).chunk_size(1000)).contains("multiple of 4096"));
+        assert!(
+            msg(ReadOptions::builder().direct(true).chunk_size(1000)).contains("multiple of 4096")
+        );
         assert!(msg(ReadOptions::builder().depth(MAX_DEPTH + 1)).contains("above the limit"));
-        assert!(msg(ReadOptions::builder().chunk_size(1 << 30).depth(MAX_DEPTH)).contains("memory"));
+        assert!(
+            msg(ReadOptions::builder().chunk_size(1 << 30).depth(MAX_DEPTH)).contains("memory")
+        );
         assert!(msg(ReadOptions::builder().chunk_size((1 << 30) + 1)).contains("1 GiB"));
     }
 }

@@ -58,7 +58,10 @@ impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Notice::UringUnavailable { reason } => {
-                write!(f, "io_uring is unavailable, reading with read(2) instead: {reason}")
+                write!(
+                    f,
+                    "io_uring is unavailable, reading with read(2) instead: {reason}"
+                )
             }
             Notice::RegisteredFewer {
                 registered,
@@ -70,7 +73,10 @@ impl fmt::Display for Notice {
                  the others use unregistered reads"
             ),
             Notice::DirectUnavailable { reason } => {
-                write!(f, "O_DIRECT not used, reading through the page cache: {reason}")
+                write!(
+                    f,
+                    "O_DIRECT not used, reading through the page cache: {reason}"
+                )
             }
         }
     }
@@ -102,10 +108,11 @@ impl fmt::Display for ReadPath {
         match self.engine {
             Engine::Uring => write!(
                 f,
-                "io_uring, {} thread{}, {} buffers of {} bytes ({} registered), {}{}{}",
+                "io_uring, {} thread{}, {} buffer{} of {} bytes ({} registered), {}{}{}",
                 self.threads,
                 if self.threads == 1 { "" } else { "s" },
                 self.buffers,
+                if self.buffers == 1 { "" } else { "s" },
                 self.chunk_size,
                 self.registered,
                 if self.direct { "O_DIRECT" } else { "buffered" },
@@ -173,7 +180,10 @@ impl fmt::Debug for Reader {
 impl Reader {
     /// A reader with these options. Nothing is set up until the first read.
     pub fn new(opts: ReadOptions) -> Reader {
-        let max_lanes = opts.threads.unwrap_or_else(usable_cpus).min(opts.depth).max(1);
+        // Under SQPOLL a kernel thread already does the reading on another CPU: one lane, unless the
+        // caller asks for more (each lane's ring would bring its own polling thread).
+        let default_lanes = if opts.sqpoll { 1 } else { usable_cpus() };
+        let max_lanes = opts.threads.unwrap_or(default_lanes).min(opts.depth).max(1);
         Reader {
             opts,
             max_lanes,
@@ -385,7 +395,13 @@ impl Reader {
         }
         let mut res: Vec<&mut LaneRes> = pool.iter_mut().take(lanes).flatten().collect();
         let depths: Vec<usize> = (0..lanes)
-            .map(|t| if src.positional { self.lane_depth(t) } else { 1 })
+            .map(|t| {
+                if src.positional {
+                    self.lane_depth(t)
+                } else {
+                    1
+                }
+            })
             .collect();
         for r in &res {
             if let Some(n) = &r.notice {

@@ -59,13 +59,13 @@ pub(crate) fn read<P: Processor>(src: &Source<'_>, chunk: usize, proc: &mut P) -
         if filled > 0 {
             // SAFETY: the kernel wrote `filled` bytes into the slot; no read is in flight.
             let data = unsafe { arena.slot(0, filled) };
-            let go_on = proc
-                .process(&Chunk::new(offset, data))
-                .map_err(|source| Error::Process {
-                    path: src.path.to_path_buf(),
-                    offset,
-                    source,
-                })?;
+            let go_on =
+                proc.process(&Chunk::new(offset, data))
+                    .map_err(|source| Error::Process {
+                        path: src.path.to_path_buf(),
+                        offset,
+                        source,
+                    })?;
             offset += filled as u64;
             if !go_on {
                 return Ok(offset);

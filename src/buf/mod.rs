@@ -86,6 +86,7 @@ impl Arena {
     }
 
     /// The bytes of one slot (its stride: the chunk size rounded up to [`ALIGN`]).
+    #[cfg(test)]
     pub(crate) fn slot_len(&self) -> usize {
         self.slot_len
     }

@@ -13,12 +13,12 @@ use std::io;
 use crate::buf::Chunk;
 
 mod checksum;
-mod count;
 mod copy;
+mod count;
 
 pub use checksum::{Algorithm, Checksum};
-pub use count::{ByteCount, LineCount};
 pub use copy::CopyTo;
+pub use count::{ByteCount, LineCount};
 
 /// Receives a file's chunks in order.
 ///

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use io_uring::{opcode, types, IoUring, Probe};
 
@@ -14,6 +15,14 @@ use crate::buf::Arena;
 
 /// The offset that means "the file's current position" (for pipes and other streams).
 pub(crate) const CURRENT_POSITION: u64 = u64::MAX;
+
+/// `io_uring_enter` calls made by this process's rings so far (for the benchmark's syscall counts).
+static ENTERS: AtomicU64 = AtomicU64::new(0);
+
+/// `io_uring_enter` calls made by ringread's rings in this process so far.
+pub(crate) fn enter_count() -> u64 {
+    ENTERS.load(Ordering::Relaxed)
+}
 
 /// One read for the kernel to do.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +59,7 @@ pub(crate) trait Queue {
 pub(crate) struct Ring {
     ring: IoUring,
     read_fixed: bool,
+    sqpoll: bool,
 }
 
 impl Ring {
@@ -72,9 +82,7 @@ impl Ring {
         let ring = match builder.build(entries) {
             Ok(r) => r,
             // COOP_TASKRUN came with 5.19; older kernels say EINVAL. Try again plainly.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !sqpoll => {
-                IoUring::new(entries)?
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !sqpoll => IoUring::new(entries)?,
             Err(e) => return Err(e),
         };
         let mut probe = Probe::new();
@@ -91,11 +99,17 @@ impl Ring {
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("the kernel's io_uring cannot be probed ({e}); Linux 5.6 or later needed"),
+                    format!(
+                        "the kernel's io_uring cannot be probed ({e}); Linux 5.6 or later needed"
+                    ),
                 ))
             }
         };
-        Ok(Ring { ring, read_fixed })
+        Ok(Ring {
+            ring,
+            read_fixed,
+            sqpoll,
+        })
     }
 
     /// Registers the first `want` slots of `arena` (`IORING_REGISTER_BUFFERS`).
@@ -159,7 +173,11 @@ impl Queue for Ring {
     }
 
     fn submit(&mut self, wait: usize) -> io::Result<()> {
+        let sqpoll_awake = self.sqpoll && wait == 0 && !self.ring.submission().need_wakeup();
         loop {
+            if !sqpoll_awake {
+                ENTERS.fetch_add(1, Ordering::Relaxed);
+            }
             match self.ring.submit_and_wait(wait) {
                 Ok(_) => return Ok(()),
                 Err(e) => match e.raw_os_error() {
@@ -196,11 +214,17 @@ pub(crate) fn usable_cpus() -> usize {
 /// Explains a failed `io_uring_setup` in words a user can act on.
 pub(crate) fn explain_setup_error(e: &io::Error) -> String {
     match e.raw_os_error() {
-        Some(libc::ENOSYS) => "the kernel has no io_uring (ENOSYS: older than 5.1, or built without it)".into(),
+        Some(libc::ENOSYS) => {
+            "the kernel has no io_uring (ENOSYS: older than 5.1, or built without it)".into()
+        }
         Some(libc::EPERM) | Some(libc::EACCES) => format!(
             "io_uring_setup was refused ({}: a seccomp profile, as containers use, or the \
              kernel.io_uring_disabled sysctl, which is {})",
-            if e.raw_os_error() == Some(libc::EPERM) { "EPERM" } else { "EACCES" },
+            if e.raw_os_error() == Some(libc::EPERM) {
+                "EPERM"
+            } else {
+                "EACCES"
+            },
             std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unreadable".into())

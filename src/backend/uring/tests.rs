@@ -125,7 +125,11 @@ struct Collect {
 }
 impl Processor for Collect {
     fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool> {
-        assert_eq!(chunk.offset(), self.data.len() as u64, "chunks out of order");
+        assert_eq!(
+            chunk.offset(),
+            self.data.len() as u64,
+            "chunks out of order"
+        );
         assert!(!chunk.is_empty());
         self.data.extend_from_slice(chunk);
         self.chunks += 1;
@@ -165,7 +169,10 @@ fn run_fake(
                     }
                     let mut q = Fake::new(file, seed.wrapping_add(t as u64 * 7919), faults);
                     assert!(run_lane(run, t as u64, &mut q, &arena, depth, 0));
-                    assert!(q.kernel.is_empty() && q.queued.is_empty(), "reads left in flight");
+                    assert!(
+                        q.kernel.is_empty() && q.queued.is_empty(),
+                        "reads left in flight"
+                    );
                 });
             }
         });
@@ -229,7 +236,10 @@ fn an_error_stops_delivery_at_its_offset() {
             }
             other => panic!("expected a read error, got {other:?}"),
         }
-        assert!(out.data == file[..fail_at as usize], "bytes after the failure were delivered");
+        assert!(
+            out.data == file[..fail_at as usize],
+            "bytes after the failure were delivered"
+        );
     }
 }
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what ringread's tests and benchmarks need on a fresh Debian machine with a Rust toolchain:
+# the peer tools the tests compare against byte for byte (sha256sum and wc come with coreutils;
+# b3sum, xxhsum from Debian), setpriv for the non-root tests, and fio/hyperfine/perf for benchmarks.
+set -euo pipefail
+need=()
+command -v b3sum >/dev/null || need+=(b3sum)
+command -v xxhsum >/dev/null || need+=(xxhash)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v sha256sum >/dev/null || need+=(coreutils)
+if [ "${RINGREAD_BENCH_TOOLS:-0}" = 1 ]; then
+  command -v fio >/dev/null || need+=(fio)
+  command -v hyperfine >/dev/null || need+=(hyperfine)
+  command -v perf >/dev/null || need+=(linux-perf)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "setup: cargo (a Rust toolchain) is required" >&2; exit 1; }

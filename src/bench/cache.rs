@@ -1,0 +1,96 @@
+//! The page cache state a measurement starts from: warm, cold (and how cold, measured), or bypassed.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+/// The cache state of a measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// The file was read once right before each measurement (this VM evicts idle page cache).
+    Warm,
+    /// The file's pages were dropped before each measurement (`drop_caches` as root, and
+    /// `posix_fadvise(DONTNEED)`); how much stayed resident is measured, not assumed.
+    Cold,
+    /// `O_DIRECT`: the page cache is bypassed.
+    Direct,
+}
+
+impl CacheMode {
+    /// The lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheMode::Warm => "warm",
+            CacheMode::Cold => "cold",
+            CacheMode::Direct => "direct",
+        }
+    }
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "warm" => Ok(CacheMode::Warm),
+            "cold" => Ok(CacheMode::Cold),
+            "direct" => Ok(CacheMode::Direct),
+            _ => Err(format!(
+                "unknown cache mode '{s}' (warm, cold, direct or all)"
+            )),
+        }
+    }
+}
+
+/// Reads the whole file once, so its pages are in the cache.
+pub fn warm(path: &Path) -> io::Result<()> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+/// Drops the file's pages from the cache: as root, every clean page of the machine
+/// (`sync; echo 1 > /proc/sys/vm/drop_caches`), then this file's by `posix_fadvise(DONTNEED)`.
+pub fn drop_cache(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
+    // SAFETY: fdatasync and posix_fadvise on a descriptor we hold; neither touches our memory.
+    unsafe {
+        libc::fdatasync(f.as_raw_fd());
+    }
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
+        let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// The fraction of the file's pages in the page cache (`mincore`), 0.0 to 1.0.
+pub fn residency(path: &Path) -> io::Result<f64> {
+    let f = File::open(path)?;
+    let len = f.metadata()?.len() as usize;
+    if len == 0 {
+        return Ok(1.0);
+    }
+    // SAFETY: a read-only private map of a file we hold; we only ask mincore about it and never
+    // touch its bytes, so a concurrent truncation cannot fault us.
+    let map = unsafe { memmap2::Mmap::map(&f)? };
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let pages = len.div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: the map covers len bytes; vec has one byte per page of it.
+    let rc = unsafe { libc::mincore(map.as_ptr() as *mut _, len, vec.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as f64 / pages as f64)
+}

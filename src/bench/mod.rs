@@ -1,0 +1,350 @@
+//! The side-by-side harness behind `ringread bench`: every way of reading, the same file, the same
+//! processor, runs alternating between ways (A B C A B C ...) so that drift hits all alike.
+//!
+//! Before the timed runs each way reads the file once with an xxh3 processor: that checksum goes in the
+//! report, so it shows that every way read the same bytes.
+
+mod cache;
+mod metrics;
+mod report;
+mod svg;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+pub use cache::{drop_cache, residency, warm, CacheMode};
+pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
+pub use svg::write_svg;
+
+use crate::backend::{Mmap, PreadPool, ReadMethod, SyncMethod, TokioFs, TokioUring, UringMethod};
+use crate::error::{Error, Result};
+use crate::options::ReadOptions;
+use crate::processor::{Algorithm, ByteCount, Checksum, LineCount, Processor};
+
+/// Every way `bench` knows, in the order it reports them.
+pub const METHODS: [&str; 8] = [
+    "sync",
+    "pread-pool",
+    "tokio-fs",
+    "tokio-uring",
+    "mmap",
+    "uring",
+    "uring-fixed",
+    "uring-sqpoll",
+];
+
+/// What the timed runs feed the bytes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessorKind {
+    /// Nothing: the cost of reading alone.
+    Null,
+    /// XXH3 64-bit.
+    Xxh3,
+    /// CRC-32C.
+    Crc32c,
+    /// SHA-256.
+    Sha256,
+    /// BLAKE3.
+    Blake3,
+    /// Newline and byte counts.
+    Count,
+}
+
+impl std::str::FromStr for ProcessorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "null" => ProcessorKind::Null,
+            "xxh3" => ProcessorKind::Xxh3,
+            "crc32c" => ProcessorKind::Crc32c,
+            "sha256" => ProcessorKind::Sha256,
+            "blake3" => ProcessorKind::Blake3,
+            "count" => ProcessorKind::Count,
+            _ => {
+                return Err(format!(
+                    "unknown processor '{s}' (null, xxh3, crc32c, sha256, blake3 or count)"
+                ))
+            }
+        })
+    }
+}
+
+impl ProcessorKind {
+    fn make(self) -> Box<dyn Processor + Send> {
+        match self {
+            ProcessorKind::Null => Box::new(ByteCount::default()),
+            ProcessorKind::Xxh3 => Box::new(Checksum::new(Algorithm::Xxh3)),
+            ProcessorKind::Crc32c => Box::new(Checksum::new(Algorithm::Crc32c)),
+            ProcessorKind::Sha256 => Box::new(Checksum::new(Algorithm::Sha256)),
+            ProcessorKind::Blake3 => Box::new(Checksum::new(Algorithm::Blake3)),
+            ProcessorKind::Count => Box::new(LineCount::default()),
+        }
+    }
+}
+
+/// A benchmark to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Files to read; empty: a random file of `size` bytes is made under `$TMPDIR` and removed after.
+    pub files: Vec<PathBuf>,
+    /// The size of the generated file.
+    pub size: u64,
+    /// The ways to compare (names from [`METHODS`]).
+    pub methods: Vec<String>,
+    /// The processor of the timed runs.
+    pub processor: ProcessorKind,
+    /// The cache states to measure.
+    pub caches: Vec<CacheMode>,
+    /// Timed runs per way and cache state.
+    pub runs: usize,
+    /// Bytes per read (`None`: the engine's default for the cache state).
+    pub chunk_size: Option<usize>,
+    /// Reads in flight (`None`: the engine's default for the cache state).
+    pub depth: Option<usize>,
+    /// Reading threads of the engine (`None`: one per usable CPU).
+    pub threads: Option<usize>,
+}
+
+/// Runs the benchmark. Progress goes to `progress` (a human reads it on standard error).
+pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
+    for m in &config.methods {
+        if !METHODS.contains(&m.as_str()) {
+            return Err(Error::InvalidOptions(format!(
+                "unknown backend '{m}' (expected one of {})",
+                METHODS.join(", ")
+            )));
+        }
+    }
+    if config.runs == 0 {
+        return Err(Error::InvalidOptions("runs must be at least 1".into()));
+    }
+    let generated = config.files.is_empty();
+    let files = if generated {
+        let _ = writeln!(
+            progress,
+            "generating a {} byte random file ...",
+            config.size
+        );
+        vec![generate(config.size)?]
+    } else {
+        config.files.clone()
+    };
+    let _cleanup = Cleanup(if generated { files.clone() } else { Vec::new() });
+    let mut total = 0u64;
+    for f in &files {
+        let meta = std::fs::metadata(f).map_err(crate::backend::open_error(f))?;
+        if !meta.is_file() {
+            return Err(Error::InvalidOptions(format!(
+                "{}: bench reads regular files only",
+                f.display()
+            )));
+        }
+        total += meta.len();
+    }
+
+    let mut results = Vec::new();
+    let mut first_opts = None;
+    for &cache in &config.caches {
+        let direct = cache == CacheMode::Direct;
+        let mut b = ReadOptions::builder().direct(direct);
+        if let Some(c) = config.chunk_size {
+            b = b.chunk_size(c);
+        }
+        if let Some(d) = config.depth {
+            b = b.depth(d);
+        }
+        if let Some(t) = config.threads {
+            b = b.threads(t);
+        }
+        let opts = b.build()?;
+        first_opts.get_or_insert(opts.clone());
+        results.push(run_cache(config, cache, &opts, &files, total, progress)?);
+    }
+    let opts = first_opts.unwrap_or_default();
+    Ok(Report {
+        machine: Machine::this(),
+        file: FileInfo {
+            paths: files.iter().map(|p| p.display().to_string()).collect(),
+            bytes: total,
+            generated,
+        },
+        processor: config.processor,
+        chunk_size: opts.chunk_size(),
+        depth: opts.depth(),
+        runs: config.runs,
+        results,
+    })
+}
+
+fn make_method(
+    name: &str,
+    opts: &ReadOptions,
+    direct: bool,
+) -> Result<Option<Box<dyn ReadMethod>>> {
+    let threads = opts.threads().unwrap_or_else(crate::ring::usable_cpus);
+    let with = |register: bool, sqpoll: bool| -> Result<ReadOptions> {
+        let mut b = ReadOptions::builder()
+            .chunk_size(opts.chunk_size())
+            .depth(opts.depth())
+            .direct(direct)
+            .register_buffers(register)
+            .sqpoll(sqpoll);
+        if let Some(t) = opts.threads() {
+            b = b.threads(t);
+        }
+        b.build()
+    };
+    Ok(Some(match name {
+        "sync" => Box::new(SyncMethod::new(with(false, false)?)?),
+        "pread-pool" => Box::new(PreadPool {
+            threads,
+            depth: opts.depth(),
+            chunk_size: opts.chunk_size(),
+            direct,
+        }),
+        "tokio-fs" if direct => return Ok(None),
+        "tokio-fs" => Box::new(TokioFs {
+            chunk_size: opts.chunk_size(),
+        }),
+        "tokio-uring" => Box::new(TokioUring {
+            chunk_size: opts.chunk_size(),
+            depth: opts.depth(),
+            direct,
+        }),
+        "mmap" if direct => return Ok(None),
+        "mmap" => Box::new(Mmap {
+            chunk_size: opts.chunk_size(),
+        }),
+        "uring" => Box::new(UringMethod::new("uring", with(false, false)?)?),
+        "uring-fixed" => Box::new(UringMethod::new("uring-fixed", with(true, false)?)?),
+        "uring-sqpoll" => Box::new(UringMethod::new("uring-sqpoll", with(true, true)?)?),
+        _ => unreachable!("names are checked before"),
+    }))
+}
+
+fn skip_reason(name: &str) -> &'static str {
+    match name {
+        "tokio-fs" => "tokio::fs reads into unaligned Vec buffers, which O_DIRECT refuses",
+        "mmap" => "a mapping always goes through the page cache",
+        _ => "not applicable",
+    }
+}
+
+fn run_cache(
+    config: &BenchConfig,
+    cache: CacheMode,
+    opts: &ReadOptions,
+    files: &[PathBuf],
+    total: u64,
+    progress: &mut dyn Write,
+) -> Result<CacheReport> {
+    let direct = cache == CacheMode::Direct;
+    let mut methods: Vec<(String, Option<Box<dyn ReadMethod>>)> = Vec::new();
+    for name in &config.methods {
+        methods.push((name.clone(), make_method(name, opts, direct)?));
+    }
+    let mut results: Vec<MethodResult> = methods
+        .iter()
+        .map(|(name, m)| MethodResult::new(name, m.is_none().then(|| skip_reason(name))))
+        .collect();
+
+    // One untimed pass per way with xxh3: the checksum that shows every way read the same bytes.
+    for ((name, m), r) in methods.iter().zip(results.iter_mut()) {
+        let Some(m) = m else { continue };
+        let _ = writeln!(progress, "{}: checking what {name} reads ...", cache.name());
+        let mut parts = Vec::new();
+        for f in files {
+            let mut sum = Checksum::new(Algorithm::Xxh3);
+            m.read(f, &mut sum)?;
+            parts.push(sum.hex());
+        }
+        r.checksum = Some(parts.join(","));
+    }
+
+    let mut residency_before = Vec::new();
+    for run in 0..config.runs {
+        for ((name, m), r) in methods.iter().zip(results.iter_mut()) {
+            let Some(m) = m else { continue };
+            for f in files {
+                match cache {
+                    CacheMode::Warm => warm(f),
+                    CacheMode::Cold | CacheMode::Direct => drop_cache(f),
+                }
+                .map_err(crate::backend::open_error(f))?;
+                if cache == CacheMode::Cold {
+                    residency_before.push(residency(f).unwrap_or(f64::NAN));
+                }
+            }
+            let mut proc = config.processor.make();
+            let snap = metrics::Snapshot::now();
+            let mut bytes = 0;
+            for f in files {
+                bytes += m.read(f, &mut *proc)?;
+            }
+            let cost = snap.cost();
+            if bytes != total {
+                return Err(Error::InvalidOptions(format!(
+                    "{name} read {bytes} bytes of {total}: did the file change during the benchmark?"
+                )));
+            }
+            let sample = Sample::from_cost(bytes, &cost, name == "tokio-uring");
+            let _ = writeln!(
+                progress,
+                "{} run {}/{}: {name:<13} {:6.2} GiB/s",
+                cache.name(),
+                run + 1,
+                config.runs,
+                sample.gib_per_s
+            );
+            r.samples.push(sample);
+        }
+    }
+    let mut report = CacheReport {
+        cache,
+        residency_before: if residency_before.is_empty() {
+            None
+        } else {
+            Some(residency_before.iter().cloned().fold(0.0, f64::max))
+        },
+        methods: results,
+    };
+    report.summarize();
+    Ok(report)
+}
+
+/// Makes a random file of `size` bytes under `$TMPDIR` (xorshift, written in 1 MiB pieces).
+fn generate(size: u64) -> Result<PathBuf> {
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("ringread-bench-{}.bin", std::process::id()));
+    let io_err = |source| Error::Open {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::File::create(&path).map_err(io_err)?;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for w in buf.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            w.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).map_err(io_err)?;
+        left -= n as u64;
+    }
+    f.sync_all().map_err(io_err)?;
+    Ok(path)
+}
+
+struct Cleanup(Vec<PathBuf>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

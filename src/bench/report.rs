@@ -1,0 +1,323 @@
+//! The benchmark's results as data (serialised to JSON as is), and the human table.
+
+use std::fmt::{self, Write as _};
+
+use serde::Serialize;
+
+use super::metrics::Cost;
+use super::{CacheMode, ProcessorKind};
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Everything one `ringread bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine it ran on.
+    pub machine: Machine,
+    /// What was read.
+    pub file: FileInfo,
+    /// The processor of the timed runs.
+    pub processor: ProcessorKind,
+    /// Bytes per read (of the first cache state; `direct` may use its own default).
+    pub chunk_size: usize,
+    /// Reads in flight, all threads together (likewise).
+    pub depth: usize,
+    /// Timed runs per way and cache state.
+    pub runs: usize,
+    /// One table per cache state.
+    pub results: Vec<CacheReport>,
+}
+
+/// The machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPUs this process may use.
+    pub cpus: usize,
+    /// The CPU model (`/proc/cpuinfo`).
+    pub cpu_model: String,
+    /// Physical memory in bytes.
+    pub memory_bytes: u64,
+    /// `uname -r`.
+    pub kernel: String,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn this() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_bytes = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024;
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Machine {
+            cpus: crate::ring::usable_cpus(),
+            cpu_model,
+            memory_bytes,
+            kernel,
+        }
+    }
+}
+
+/// The data read.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileInfo {
+    /// The files, in the order each run reads them.
+    pub paths: Vec<String>,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Whether `bench` generated the (random) file itself.
+    pub generated: bool,
+}
+
+/// The results of one cache state.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheReport {
+    /// The cache state.
+    pub cache: CacheMode,
+    /// For `cold`: the largest fraction of the file found resident (`mincore`) right before a run.
+    pub residency_before: Option<f64>,
+    /// One entry per way, in the order asked.
+    pub methods: Vec<MethodResult>,
+}
+
+/// One way's results in one cache state.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodResult {
+    /// The way (`sync`, `uring-fixed`, ...).
+    pub name: String,
+    /// Why it was not run, if it was not.
+    pub skipped: Option<String>,
+    /// Median throughput, GiB/s (2^30 bytes per second).
+    pub median_gib_per_s: Option<f64>,
+    /// Slowest run, GiB/s.
+    pub min_gib_per_s: Option<f64>,
+    /// Fastest run, GiB/s.
+    pub max_gib_per_s: Option<f64>,
+    /// Median CPU seconds (user + system, all threads of the process) per GiB read.
+    pub cpu_s_per_gib: Option<f64>,
+    /// Median system calls per GiB: `read(2)`-family calls (`syscr` of `/proc/self/io`) plus
+    /// ringread's own `io_uring_enter` calls. `None` for tokio-uring, whose enters cannot be counted
+    /// from inside the process.
+    pub syscalls_per_gib: Option<f64>,
+    /// Median page faults per GiB (what mmap pays instead of system calls).
+    pub faults_per_gib: Option<f64>,
+    /// Largest peak resident memory of a run (`VmHWM`, reset before each run), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Median throughput relative to `sync`'s median in the same cache state.
+    pub ratio_to_sync: Option<f64>,
+    /// XXH3 of the bytes this way read (per file, comma-separated): equal for every way.
+    pub checksum: Option<String>,
+    /// Every timed run.
+    pub samples: Vec<Sample>,
+}
+
+/// One timed run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Throughput, GiB/s.
+    pub gib_per_s: f64,
+    /// CPU seconds of the process (user + system, all threads).
+    pub cpu_seconds: f64,
+    /// `read(2)`-family calls plus ringread's `io_uring_enter` calls (`None`: not countable).
+    pub syscalls: Option<u64>,
+    /// Minor and major page faults.
+    pub faults: u64,
+    /// Peak resident memory during the run, bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Sample {
+    pub(crate) fn from_cost(bytes: u64, c: &Cost, uncountable: bool) -> Sample {
+        Sample {
+            bytes,
+            seconds: c.seconds,
+            gib_per_s: bytes as f64 / GIB / c.seconds.max(1e-9),
+            cpu_seconds: c.cpu_seconds,
+            syscalls: (!uncountable).then_some(c.read_calls + c.enters),
+            faults: c.faults,
+            peak_rss_bytes: c.peak_rss,
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+impl MethodResult {
+    pub(crate) fn new(name: &str, skipped: Option<&str>) -> Self {
+        MethodResult {
+            name: name.to_string(),
+            skipped: skipped.map(str::to_string),
+            median_gib_per_s: None,
+            min_gib_per_s: None,
+            max_gib_per_s: None,
+            cpu_s_per_gib: None,
+            syscalls_per_gib: None,
+            faults_per_gib: None,
+            peak_rss_bytes: None,
+            ratio_to_sync: None,
+            checksum: None,
+            samples: Vec::new(),
+        }
+    }
+}
+
+impl CacheReport {
+    pub(crate) fn summarize(&mut self) {
+        for m in &mut self.methods {
+            let s = &m.samples;
+            if s.is_empty() {
+                continue;
+            }
+            let per_gib = |x: f64, b: u64| x / (b as f64 / GIB).max(1e-12);
+            m.median_gib_per_s = median(s.iter().map(|x| x.gib_per_s).collect());
+            m.min_gib_per_s = s.iter().map(|x| x.gib_per_s).reduce(f64::min);
+            m.max_gib_per_s = s.iter().map(|x| x.gib_per_s).reduce(f64::max);
+            m.cpu_s_per_gib = median(s.iter().map(|x| per_gib(x.cpu_seconds, x.bytes)).collect());
+            m.syscalls_per_gib = if s.iter().all(|x| x.syscalls.is_some()) {
+                median(
+                    s.iter()
+                        .map(|x| per_gib(x.syscalls.unwrap_or(0) as f64, x.bytes))
+                        .collect(),
+                )
+            } else {
+                None
+            };
+            m.faults_per_gib = median(
+                s.iter()
+                    .map(|x| per_gib(x.faults as f64, x.bytes))
+                    .collect(),
+            );
+            m.peak_rss_bytes = s.iter().filter_map(|x| x.peak_rss_bytes).max();
+        }
+        let sync = self
+            .methods
+            .iter()
+            .find(|m| m.name == "sync")
+            .and_then(|m| m.median_gib_per_s);
+        for m in &mut self.methods {
+            m.ratio_to_sync = match (m.median_gib_per_s, sync) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+        }
+    }
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.prec$}"))
+}
+
+fn mib(b: Option<u64>) -> String {
+    b.map_or("-".into(), |x| {
+        format!("{:.0} MiB", x as f64 / (1 << 20) as f64)
+    })
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.machine;
+        writeln!(
+            f,
+            "machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
+            m.cpus,
+            m.cpu_model,
+            m.memory_bytes as f64 / GIB,
+            m.kernel
+        )?;
+        writeln!(
+            f,
+            "data: {:.2} GiB in {} file{}{}; processor: {:?}; {} timed runs per backend, alternating",
+            self.file.bytes as f64 / GIB,
+            self.file.paths.len(),
+            if self.file.paths.len() == 1 { "" } else { "s" },
+            if self.file.generated { " (generated random data)" } else { "" },
+            self.processor,
+            self.runs
+        )?;
+        for r in &self.results {
+            writeln!(f)?;
+            let state = match r.cache {
+                CacheMode::Warm => "warm: the file was read once right before each run".to_string(),
+                CacheMode::Cold => format!(
+                    "cold: page cache dropped before each run (at most {} of the file resident)",
+                    r.residency_before
+                        .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
+                ),
+                CacheMode::Direct => "direct: O_DIRECT, the page cache bypassed".to_string(),
+            };
+            writeln!(f, "cache {state}")?;
+            let mut t = String::new();
+            writeln!(
+                t,
+                "{:<13} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
+                "backend",
+                "GiB/s",
+                "min-max",
+                "CPU s/GiB",
+                "calls/GiB",
+                "faults/GiB",
+                "peak RSS",
+                "vs sync",
+                "xxh3 of data"
+            )?;
+            for m in &r.methods {
+                if let Some(why) = &m.skipped {
+                    writeln!(t, "{:<13} skipped: {why}", m.name)?;
+                    continue;
+                }
+                writeln!(
+                    t,
+                    "{:<13} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
+                    m.name,
+                    opt(m.median_gib_per_s, 2),
+                    format!("{}-{}", opt(m.min_gib_per_s, 2), opt(m.max_gib_per_s, 2)),
+                    opt(m.cpu_s_per_gib, 3),
+                    opt(m.syscalls_per_gib, 0),
+                    opt(m.faults_per_gib, 0),
+                    mib(m.peak_rss_bytes),
+                    m.ratio_to_sync.map_or("-".into(), |x| format!("{x:.2}x")),
+                    m.checksum.as_deref().unwrap_or("-"),
+                )?;
+            }
+            f.write_str(&t)?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "CPU: getrusage(RUSAGE_SELF), every thread of the process, including io_uring's \
+             iou-wrk/iou-sqp threads, which Linux runs inside the process."
+        )?;
+        write!(
+            f,
+            "calls: read(2)-family calls (/proc/self/io syscr) + ringread's io_uring_enter calls; \
+             '-' where they cannot be counted (tokio-uring's enters)."
+        )
+    }
+}

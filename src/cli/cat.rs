@@ -1,0 +1,41 @@
+//! `ringread cat`: files to standard output, in order.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use ringread::processor::CopyTo;
+use ringread::Error;
+
+use super::{complain, stdout_raw, Ctx};
+
+#[derive(Debug, Args)]
+pub(crate) struct CatArgs {
+    /// Files ("-" or none: standard input)
+    #[arg(value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {
+    let mut ok = true;
+    for name in super::files_or_stdin(a.files) {
+        let mut stdout = stdout_raw();
+        let mut copy = CopyTo::new(&mut *stdout);
+        match ctx.read(&name, &mut copy) {
+            Ok(_) => {}
+            // Standard output failed: nothing more can be written, as with cat.
+            Err(Error::Process { source, .. }) => {
+                anyhow::bail!("write error: {}", super::reason(&source));
+            }
+            Err(e) => {
+                ok = false;
+                complain(&e);
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,101 @@
+//! `ringread count`: newline and byte counts with the numbers and layout of `wc -lc`.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use ringread::processor::LineCount;
+use ringread::Error;
+
+use super::{bytes_of, complain, Ctx};
+
+#[derive(Debug, Args)]
+pub(crate) struct CountArgs {
+    /// Files ("-" or none: standard input)
+    #[arg(value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// The column width `wc` uses: the digits of the sum of the regular files' sizes, at least 7 when
+/// any input is not a regular file (a pipe's size is unknown), and 1 when the first cannot be stat'ed.
+fn column_width(names: &[PathBuf]) -> usize {
+    let stat = |p: &Path| {
+        if p.as_os_str() == "-" {
+            // SAFETY: fd 0 stays open; ManuallyDrop never closes it.
+            let f = std::mem::ManuallyDrop::new(unsafe {
+                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+            });
+            f.metadata()
+        } else {
+            std::fs::metadata(p)
+        }
+    };
+    let stats: Vec<_> = names.iter().map(|p| stat(p)).collect();
+    if stats.first().is_none_or(|s| s.is_err()) {
+        return 1;
+    }
+    let mut min = 1;
+    let mut total: u64 = 0;
+    for m in stats.iter().flatten() {
+        let ft = m.file_type();
+        if ft.is_file() {
+            total += m.len();
+        } else {
+            min = 7;
+        }
+    }
+    total.to_string().len().max(min)
+}
+
+fn line(counts: LineCount, width: usize, name: Option<&[u8]>) -> Vec<u8> {
+    let mut l = format!("{:>w$} {:>w$}", counts.lines, counts.bytes, w = width).into_bytes();
+    if let Some(n) = name {
+        l.push(b' ');
+        l.extend_from_slice(n);
+    }
+    l.push(b'\n');
+    l
+}
+
+pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
+    let named = !a.files.is_empty();
+    let files = super::files_or_stdin(a.files);
+    let width = column_width(&files);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut total = LineCount::default();
+    let mut ok = true;
+    for name in &files {
+        let mut counts = LineCount::default();
+        let shown = named.then(|| bytes_of(name));
+        let print = match ctx.read(name, &mut counts) {
+            Ok(_) => true,
+            Err(e) => {
+                ok = false;
+                complain(&e);
+                // Like wc: a file that was opened shows what was counted before the error.
+                let opened = match &e {
+                    Error::Read { .. } => true,
+                    Error::Open { source, .. } => source.raw_os_error() == Some(libc::EISDIR),
+                    _ => false,
+                };
+                opened
+            }
+        };
+        if print {
+            out.write_all(&line(counts, width, shown))?;
+            out.flush()?;
+            total.lines += counts.lines;
+            total.bytes += counts.bytes;
+        }
+    }
+    if files.len() > 1 {
+        out.write_all(&line(total, width, Some(b"total")))?;
+    }
+    out.flush()?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

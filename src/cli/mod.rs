@@ -1,0 +1,221 @@
+//! Command-line parsing (clap) and what is printed; each command in its own file.
+
+mod bench;
+mod cat;
+mod check;
+mod count;
+mod sum;
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ringread::processor::Algorithm;
+use ringread::{Backend, Notice, Processor, ReadOptions, Reader, Summary};
+
+/// Reads files through io_uring as fast as the machine allows, and hashes, counts or copies them.
+#[derive(Debug, Parser)]
+#[command(name = "ringread", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    read: ReadArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print or check checksums (output byte-identical to sha256sum, b3sum, xxhsum).
+    Sum(sum::SumArgs),
+    /// Write files to standard output, in order ("-" is standard input).
+    Cat(cat::CatArgs),
+    /// Print newline and byte counts, as `wc -lc` does.
+    Count(count::CountArgs),
+    /// Compare every way of reading side by side: throughput, CPU, system calls, memory.
+    Bench(bench::BenchArgs),
+}
+
+/// How to read; the same for every command.
+#[derive(Debug, Args)]
+struct ReadArgs {
+    /// Bytes per read: 4K, 64KiB, 1M, 1MiB... [default: 256K, or 1M with --direct]
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
+    chunk_size: Option<u64>,
+    /// Reads in flight at once, all threads together [default: 8, or 16 with --direct]
+    #[arg(long, global = true, value_name = "N")]
+    depth: Option<usize>,
+    /// Bypass the page cache (O_DIRECT); falls back to buffered reads, saying why, where refused
+    #[arg(long, global = true)]
+    direct: bool,
+    /// Do not register buffers with the kernel (plain READ instead of READ_FIXED)
+    #[arg(long, global = true)]
+    no_register: bool,
+    /// Let a kernel thread poll the submission queue (costs a CPU)
+    #[arg(long, global = true)]
+    sqpoll: bool,
+    /// auto: io_uring, else read(2) saying why; uring: io_uring or fail; sync: read(2)
+    #[arg(long, global = true, value_name = "NAME", default_value = "auto",
+          value_parser = ["auto", "uring", "sync"])]
+    backend: String,
+    /// Reading threads [default: the CPUs this process may use]
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// Say on standard error how each file was read, and why
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("'{s}' is not a size ({e}); try 4K, 64KiB, 1M"))
+}
+
+impl ReadArgs {
+    fn options(&self) -> anyhow::Result<ReadOptions> {
+        let mut b = ReadOptions::builder()
+            .direct(self.direct)
+            .register_buffers(!self.no_register)
+            .sqpoll(self.sqpoll)
+            .backend(self.backend.parse::<Backend>()?);
+        if let Some(c) = self.chunk_size {
+            b = b.chunk_size(usize::try_from(c).unwrap_or(usize::MAX));
+        }
+        if let Some(d) = self.depth {
+            b = b.depth(d);
+        }
+        if let Some(t) = self.threads {
+            b = b.threads(t);
+        }
+        Ok(b.build()?)
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return Ok(ExitCode::from(code));
+        }
+    };
+    // Like cat: a closed pipe ends the process quietly.
+    // SAFETY: setting a signal's disposition to the default has no memory-safety requirement.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+
+    if let Command::Bench(a) = cli.command {
+        return bench::run(&cli.read, a);
+    }
+    let opts = cli.read.options()?;
+    let ctx = Ctx::new(opts, cli.read.verbose)?;
+    match cli.command {
+        Command::Bench(_) => unreachable!("handled above"),
+        Command::Sum(a) => sum::run(&ctx, a),
+        Command::Cat(a) => cat::run(&ctx, a),
+        Command::Count(a) => count::run(&ctx, a),
+    }
+}
+
+/// What every command shares: the reader, and what has been said on standard error.
+pub(crate) struct Ctx {
+    reader: Reader,
+    verbose: bool,
+    said: std::cell::RefCell<HashSet<String>>,
+}
+
+impl Ctx {
+    fn new(opts: ReadOptions, verbose: bool) -> anyhow::Result<Ctx> {
+        let backend = opts.backend();
+        let reader = Reader::new(opts);
+        if backend == Backend::Uring {
+            if let Err(reason) = reader.uring_status() {
+                anyhow::bail!("io_uring is unavailable: {reason}");
+            }
+        }
+        Ok(Ctx {
+            reader,
+            verbose,
+            said: Default::default(),
+        })
+    }
+
+    /// Reads `name` ("-" is standard input) into `proc`, reporting how under `-v`.
+    fn read<P: Processor + Send>(&self, name: &Path, proc: &mut P) -> ringread::Result<Summary> {
+        let summary = if name.as_os_str() == "-" {
+            // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
+            let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+            self.reader.read_file(&stdin, name, proc)?
+        } else {
+            self.reader.read_path(name, proc)?
+        };
+        self.report(name, &summary);
+        Ok(summary)
+    }
+
+    fn report(&self, name: &Path, s: &Summary) {
+        for n in &s.notices {
+            let always = !matches!(n, Notice::RegisteredFewer { .. });
+            if always || self.verbose {
+                self.say_once(format!("ringread: {n}"));
+            }
+        }
+        if self.verbose {
+            eprintln!(
+                "ringread: {}: {} bytes by {}",
+                name.display(),
+                s.bytes,
+                s.path
+            );
+        }
+    }
+
+    fn say_once(&self, line: String) {
+        if self.said.borrow_mut().insert(line.clone()) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Prints `ringread: <error>` for one file.
+pub(crate) fn complain(e: &dyn std::fmt::Display) {
+    eprintln!("ringread: {e}");
+}
+
+/// Standard output as an unbuffered writer (chunks are already large).
+pub(crate) fn stdout_raw() -> ManuallyDrop<File> {
+    // SAFETY: fd 1 is open for the life of the process; ManuallyDrop never closes it.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(1) })
+}
+
+/// A path's bytes.
+pub(crate) fn bytes_of(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+/// The default algorithm of `ringread sum`.
+pub(crate) const DEFAULT_ALGORITHM: Algorithm = Algorithm::Blake3;
+
+/// The files to read: those given, or standard input.
+pub(crate) fn files_or_stdin(files: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {
+    if files.is_empty() {
+        vec!["-".into()]
+    } else {
+        files
+    }
+}
+
+/// An io::Error's words without Rust's "(os error N)".
+pub(crate) fn reason(e: &io::Error) -> String {
+    ringread::error::Reason(e).to_string()
+}
