@@ -200,7 +200,7 @@ impl ReadOptionsBuilder {
         if self.threads == Some(0) {
             return bad("threads must be at least 1".into());
         }
-        let budget = depth.checked_mul(chunk_size).unwrap_or(usize::MAX);
+        let budget = depth.saturating_mul(chunk_size);
         let ram = physical_memory();
         if budget as u64 > ram / 2 {
             return bad(format!(

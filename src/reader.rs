@@ -258,17 +258,33 @@ impl Reader {
         }
         let fd = file.as_raw_fd();
         let positional = ft.is_file() || ft.is_block_device();
+        // A file we opened is read from its start; one handed to us (standard input) from where its
+        // position is, and its position is left after what was read, as read(2) would.
+        // SAFETY: lseek on a descriptor we hold; positional reads do not use the position.
+        let here = || unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64;
+        let start = if positional && path.is_none() {
+            here()
+        } else {
+            0
+        };
         let size_hint = if ft.is_block_device() {
-            // SAFETY: lseek on a descriptor we hold; it only moves the position, which positional
-            // reads do not use.
-            unsafe { libc::lseek(fd, 0, libc::SEEK_END) }.max(0) as u64
+            let pos = here();
+            // SAFETY: as above; the position is put back right after.
+            let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) }.max(0) as u64;
+            // SAFETY: as above.
+            unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_SET) };
+            end
         } else {
             meta.len()
         };
 
         let mut notices = Vec::new();
         let mut direct = None;
-        if self.opts.direct {
+        if self.opts.direct && start % ALIGN as u64 != 0 {
+            notices.push(Notice::DirectUnavailable {
+                reason: format!("reading starts at offset {start}, which is not {ALIGN}-aligned"),
+            });
+        } else if self.opts.direct {
             match open_direct(fd, path, positional, self.opts.chunk_size) {
                 Ok(d) => direct = Some(d),
                 Err(reason) => notices.push(Notice::DirectUnavailable { reason }),
@@ -281,6 +297,7 @@ impl Reader {
             align: direct.as_ref().map_or(ALIGN, |(_, a)| *a),
             size_hint,
             positional,
+            start,
         };
 
         let use_uring = match self.opts.backend {
@@ -325,6 +342,10 @@ impl Reader {
             };
             (bytes, path)
         };
+        if positional && path.is_none() {
+            // SAFETY: lseek on a descriptor we hold.
+            unsafe { libc::lseek(fd, (start + bytes) as libc::off_t, libc::SEEK_SET) };
+        }
         proc.finish().map_err(|source| Error::Process {
             path: name.to_path_buf(),
             offset: bytes,
@@ -379,8 +400,12 @@ impl Reader {
     {
         let chunk = self.opts.chunk_size as u64;
         let lanes = if src.positional {
-            self.max_lanes
-                .min(src.size_hint.div_ceil(chunk).max(1) as usize)
+            self.max_lanes.min(
+                src.size_hint
+                    .saturating_sub(src.start)
+                    .div_ceil(chunk)
+                    .max(1) as usize,
+            )
         } else {
             1
         };

@@ -49,6 +49,8 @@ pub(crate) struct Source<'a> {
     /// Whether reads carry offsets (regular files, block devices) or read the current position of a
     /// stream (pipes, sockets, terminals, character devices).
     pub positional: bool,
+    /// Where reading starts (a regular file given as standard input may be part read already).
+    pub start: u64,
 }
 
 /// One way of reading a whole file into a processor, in order. The benchmark runs each side by side.

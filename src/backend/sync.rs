@@ -12,7 +12,7 @@ use crate::processor::Processor;
 pub(crate) fn read<P: Processor>(src: &Source<'_>, chunk: usize, proc: &mut P) -> Result<u64> {
     let arena = Arena::new(1, chunk)?;
     let buf = arena.slot_ptr(0);
-    let mut offset = 0u64;
+    let mut offset = src.start;
     loop {
         let mut filled = 0usize;
         let mut eof = false;
@@ -68,7 +68,7 @@ pub(crate) fn read<P: Processor>(src: &Source<'_>, chunk: usize, proc: &mut P) -
                     })?;
             offset += filled as u64;
             if !go_on {
-                return Ok(offset);
+                return Ok(offset - src.start);
             }
         }
         if let Some(source) = failed {
@@ -79,7 +79,7 @@ pub(crate) fn read<P: Processor>(src: &Source<'_>, chunk: usize, proc: &mut P) -
             });
         }
         if eof {
-            return Ok(offset);
+            return Ok(offset - src.start);
         }
     }
 }

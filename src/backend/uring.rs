@@ -179,7 +179,9 @@ impl<P: Processor, Q: Queue> Lane<'_, '_, '_, '_, P, Q> {
             return false;
         }
         let src = &self.run.src;
-        !src.positional || k * self.run.chunk as u64 <= src.size_hint || self.run.baton.turn() >= k
+        !src.positional
+            || src.start + k * self.run.chunk as u64 <= src.size_hint
+            || self.run.baton.turn() >= k
     }
 
     fn drive(&mut self) {
@@ -225,7 +227,7 @@ impl<P: Processor, Q: Queue> Lane<'_, '_, '_, '_, P, Q> {
             let k = self.chunk_of(self.tail);
             let slot = Slot {
                 k,
-                offset: k * self.run.chunk as u64,
+                offset: self.run.src.start + k * self.run.chunk as u64,
                 filled: 0,
                 state: State::InFlight,
             };

@@ -9,6 +9,18 @@ use super::{CacheMode, ProcessorKind};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
+const HEADER: [&str; 9] = [
+    "backend",
+    "GiB/s",
+    "min-max",
+    "CPU s/GiB",
+    "calls/GiB",
+    "faults/GiB",
+    "peak RSS",
+    "vs sync",
+    "xxh3 of data",
+];
+
 /// Everything one `ringread bench` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -274,18 +286,11 @@ impl fmt::Display for Report {
             };
             writeln!(f, "cache {state}")?;
             let mut t = String::new();
+            let h = HEADER;
             writeln!(
                 t,
                 "{:<13} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
-                "backend",
-                "GiB/s",
-                "min-max",
-                "CPU s/GiB",
-                "calls/GiB",
-                "faults/GiB",
-                "peak RSS",
-                "vs sync",
-                "xxh3 of data"
+                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]
             )?;
             for m in &r.methods {
                 if let Some(why) = &m.skipped {

@@ -10,7 +10,7 @@ use ringread::processor::Checksum;
 use ringread::sumfile::{escape, parse_line};
 
 use super::sum::CheckArgs;
-use super::{files_or_stdin, Ctx, DEFAULT_ALGORITHM};
+use super::{files_or_stdin, quotef, Ctx, DEFAULT_ALGORITHM};
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -22,9 +22,9 @@ pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = io::stdout().lock();
     for list in files_or_stdin(a.files.clone()) {
         let shown = if list.as_os_str() == "-" {
-            "standard input".to_string()
+            quotef("standard input".as_ref())
         } else {
-            list.display().to_string()
+            quotef(list.as_os_str())
         };
         let reader: Box<dyn Read> = if list.as_os_str() == "-" {
             Box::new(io::stdin().lock())
@@ -43,6 +43,7 @@ pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
             (0usize, 0usize, 0usize, 0usize, 0usize);
         let mut buf = Vec::new();
         let mut lineno = 0usize;
+        let mut read_failed = false;
         loop {
             buf.clear();
             match lines.read_until(b'\n', &mut buf) {
@@ -51,12 +52,13 @@ pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => {
                     eprintln!("ringread: {shown}: {}", super::reason(&e));
                     ok = false;
+                    read_failed = true;
                     break;
                 }
             }
             lineno += 1;
             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-            if line.first() == Some(&b'#') {
+            if line.first() == Some(&b'#') || line.is_empty() {
                 continue;
             }
             let Some(entry) = parse_line(line, algo) else {
@@ -113,6 +115,9 @@ pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
                 stdout.write_all(&l)?;
                 stdout.flush()?;
             }
+        }
+        if read_failed {
+            continue;
         }
         if good_lines == 0 {
             eprintln!("ringread: {shown}: no properly formatted checksum lines found");

@@ -18,7 +18,8 @@ pub(crate) struct CountArgs {
 }
 
 /// The column width `wc` uses: the digits of the sum of the regular files' sizes, at least 7 when
-/// any input is not a regular file (a pipe's size is unknown), and 1 when the first cannot be stat'ed.
+/// any input is not a regular file (a pipe's size is unknown); files that cannot be stat'ed count
+/// for nothing.
 fn column_width(names: &[PathBuf]) -> usize {
     let stat = |p: &Path| {
         if p.as_os_str() == "-" {
@@ -32,9 +33,6 @@ fn column_width(names: &[PathBuf]) -> usize {
         }
     };
     let stats: Vec<_> = names.iter().map(|p| stat(p)).collect();
-    if stats.first().is_none_or(|s| s.is_err()) {
-        return 1;
-    }
     let mut min = 1;
     let mut total: u64 = 0;
     for m in stats.iter().flatten() {
@@ -74,12 +72,11 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
                 ok = false;
                 complain(&e);
                 // Like wc: a file that was opened shows what was counted before the error.
-                let opened = match &e {
+                match &e {
                     Error::Read { .. } => true,
                     Error::Open { source, .. } => source.raw_os_error() == Some(libc::EISDIR),
                     _ => false,
-                };
-                opened
+                }
             }
         };
         if print {

@@ -187,9 +187,29 @@ impl Ctx {
     }
 }
 
-/// Prints `ringread: <error>` for one file.
-pub(crate) fn complain(e: &dyn std::fmt::Display) {
-    eprintln!("ringread: {e}");
+/// Prints `ringread: <error>` for one file, the file's name quoted as coreutils quotes it.
+pub(crate) fn complain(e: &ringread::Error) {
+    let text = e.to_string();
+    if let Some(path) = e.path() {
+        let plain = path.display().to_string();
+        if let Some(rest) = text.strip_prefix(&plain) {
+            eprintln!("ringread: {}{rest}", quotef(path.as_os_str()));
+            return;
+        }
+    }
+    eprintln!("ringread: {text}");
+}
+
+/// A file name as coreutils shows it in messages (`quotef`): as is when it holds only characters a
+/// shell leaves alone, otherwise in single quotes (a quote inside written `'\''`).
+pub(crate) fn quotef(name: &std::ffi::OsStr) -> String {
+    let bytes = name.as_bytes();
+    let safe = |b: &u8| b.is_ascii_alphanumeric() || b"%+,-./:=@_^".contains(b);
+    let text = String::from_utf8_lossy(bytes);
+    if !bytes.is_empty() && bytes.iter().all(safe) {
+        return text.into_owned();
+    }
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// Standard output as an unbuffered writer (chunks are already large).

@@ -153,6 +153,7 @@ fn run_fake(
         align: 4096,
         size_hint,
         positional: true,
+        start: 0,
     };
     let mut out = Collect::default();
     let result = {
@@ -268,6 +269,7 @@ fn a_processor_can_stop_early() {
         align: 4096,
         size_hint: 40_000,
         positional: true,
+        start: 0,
     };
     let mut seen = Vec::new();
     let mut p = crate::processor::from_fn(|c: &Chunk<'_>| {
