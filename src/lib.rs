@@ -42,3 +42,8 @@ pub use error::{Error, Result};
 pub use options::{Backend, ReadOptions, ReadOptionsBuilder};
 pub use processor::Processor;
 pub use reader::{Engine, Notice, ReadPath, Reader, Summary};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -228,8 +228,9 @@ impl Reader {
         self.read_opened(&file, path, Some(path), proc)
     }
 
-    /// Reads an already open file (standard input, say) from its current position (for streams) or
-    /// from its start (for regular files) to its end. `name` is what errors call it.
+    /// Reads an already open file (standard input, say) from its current position to its end, and
+    /// leaves the position after what was read, as `read(2)` would; chunk offsets are file offsets.
+    /// `name` is what errors call it.
     pub fn read_file<P>(&self, file: &File, name: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
     where
         P: Processor + Send,

@@ -46,29 +46,29 @@ enum Command {
 #[derive(Debug, Args)]
 struct ReadArgs {
     /// Bytes per read: 4K, 64KiB, 1M, 1MiB... [default: 256K, or 1M with --direct]
-    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
+    #[arg(help_heading = "Reading options", long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
     chunk_size: Option<u64>,
-    /// Reads in flight at once, all threads together [default: 8, or 16 with --direct]
-    #[arg(long, global = true, value_name = "N")]
+    /// Reads in flight at once, all threads together [default: 4, or 16 with --direct]
+    #[arg(help_heading = "Reading options", long, global = true, value_name = "N")]
     depth: Option<usize>,
     /// Bypass the page cache (O_DIRECT); falls back to buffered reads, saying why, where refused
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Reading options", long, global = true)]
     direct: bool,
     /// Do not register buffers with the kernel (plain READ instead of READ_FIXED)
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Reading options", long, global = true)]
     no_register: bool,
     /// Let a kernel thread poll the submission queue (costs a CPU)
-    #[arg(long, global = true)]
+    #[arg(help_heading = "Reading options", long, global = true)]
     sqpoll: bool,
     /// auto: io_uring, else read(2) saying why; uring: io_uring or fail; sync: read(2)
-    #[arg(long, global = true, value_name = "NAME", default_value = "auto",
+    #[arg(help_heading = "Reading options", long, global = true, value_name = "NAME", default_value = "auto",
           value_parser = ["auto", "uring", "sync"])]
     backend: String,
     /// Reading threads [default: the CPUs this process may use]
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(help_heading = "Reading options", long, global = true, value_name = "N")]
     threads: Option<usize>,
     /// Say on standard error how each file was read, and why
-    #[arg(short, long, global = true)]
+    #[arg(help_heading = "Reading options", short, long, global = true)]
     verbose: bool,
 }
 
