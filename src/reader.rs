@@ -17,7 +17,7 @@ use crate::backend::{sync, Source};
 use crate::buf::Arena;
 use crate::error::{Error, Reason, Result};
 use crate::options::{Backend, ReadOptions, ALIGN};
-use crate::processor::Processor;
+use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::{explain_setup_error, usable_cpus, Ring};
 
 /// Which engine read a file.
@@ -225,7 +225,32 @@ impl Reader {
             .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
             .open(path)
             .map_err(open_err)?;
-        self.read_opened(&file, path, Some(path), proc)
+        self.read_opened(&file, path, Some(path), &Whole, proc)
+    }
+
+    /// Reads the file at `path` with a processor in two halves: `prep` runs on the thread that read
+    /// each chunk, as soon as it is read and in parallel with the others; `proc` then gets each chunk
+    /// with what `prep` made of it, in file order. See [`Prepare`].
+    pub fn read_path_split<Pr, C>(
+        &self,
+        path: impl AsRef<Path>,
+        prep: &Pr,
+        proc: &mut C,
+    ) -> Result<Summary>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
+    {
+        let path = path.as_ref();
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|source| Error::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        self.read_opened(&file, path, Some(path), prep, proc)
     }
 
     /// Reads an already open file (standard input, say) from its current position to its end, and
@@ -235,18 +260,35 @@ impl Reader {
     where
         P: Processor + Send,
     {
-        self.read_opened(file, name.as_ref(), None, proc)
+        self.read_opened(file, name.as_ref(), None, &Whole, proc)
     }
 
-    fn read_opened<P>(
+    /// [`Reader::read_file`] with a processor in two halves, as [`Reader::read_path_split`].
+    pub fn read_file_split<Pr, C>(
+        &self,
+        file: &File,
+        name: impl AsRef<Path>,
+        prep: &Pr,
+        proc: &mut C,
+    ) -> Result<Summary>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
+    {
+        self.read_opened(file, name.as_ref(), None, prep, proc)
+    }
+
+    fn read_opened<Pr, C>(
         &self,
         file: &File,
         name: &Path,
         path: Option<&Path>,
-        proc: &mut P,
+        prep: &Pr,
+        proc: &mut C,
     ) -> Result<Summary>
     where
-        P: Processor + Send,
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
     {
         let open_err = |source| Error::Open {
             path: name.to_path_buf(),
@@ -328,9 +370,9 @@ impl Reader {
             source,
         })?;
         let (bytes, read_path) = if use_uring {
-            self.read_uring(&src, proc, &mut notices)?
+            self.read_uring(&src, prep, proc, &mut notices)?
         } else {
-            let bytes = sync::read(&src, self.opts.chunk_size, proc)?;
+            let bytes = sync::read(&src, self.opts.chunk_size, prep, proc)?;
             let path = ReadPath {
                 engine: Engine::Sync,
                 threads: 1,
@@ -390,14 +432,16 @@ impl Reader {
         })
     }
 
-    fn read_uring<P>(
+    fn read_uring<Pr, C>(
         &self,
         src: &Source<'_>,
-        proc: &mut P,
+        prep: &Pr,
+        proc: &mut C,
         notices: &mut Vec<Notice>,
     ) -> Result<(u64, ReadPath)>
     where
-        P: Processor + Send,
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
     {
         let chunk = self.opts.chunk_size as u64;
         let lanes = if src.positional {
@@ -451,7 +495,7 @@ impl Reader {
             positional: src.positional,
         };
 
-        let run = Run::new(*src, self.opts.chunk_size, lanes, proc);
+        let run = Run::new(*src, self.opts.chunk_size, lanes, prep, proc);
         let clean: Vec<bool> = std::thread::scope(|s| {
             let (first, rest) = res.split_first_mut().expect("at least one lane");
             let mut handles = Vec::with_capacity(rest.len());

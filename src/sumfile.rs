@@ -170,7 +170,11 @@ mod tests {
             for tag in [false, true] {
                 let line = format_line(Algorithm::Sha256, H, name, tag);
                 // A tagged line names its algorithm whatever the default; a plain one takes the default.
-                let default = if tag { Algorithm::Blake3 } else { Algorithm::Sha256 };
+                let default = if tag {
+                    Algorithm::Blake3
+                } else {
+                    Algorithm::Sha256
+                };
                 let e = parse_line(&line[..line.len() - 1], default).unwrap();
                 assert_eq!(e.name, name);
                 assert_eq!(e.hex, H);

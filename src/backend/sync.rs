@@ -6,10 +6,15 @@ use std::io;
 use super::Source;
 use crate::buf::{Arena, Chunk};
 use crate::error::{Error, Result};
-use crate::processor::Processor;
+use crate::processor::{Combine, Prepare};
 
 /// Reads `src` to its end in chunks of `chunk` bytes. Returns the bytes delivered.
-pub(crate) fn read<P: Processor>(src: &Source<'_>, chunk: usize, proc: &mut P) -> Result<u64> {
+pub(crate) fn read<Pr: Prepare, C: Combine<Pr::Part>>(
+    src: &Source<'_>,
+    chunk: usize,
+    prep: &Pr,
+    proc: &mut C,
+) -> Result<u64> {
     let arena = Arena::new(1, chunk)?;
     let buf = arena.slot_ptr(0);
     let mut offset = src.start;
@@ -59,13 +64,15 @@ pub(crate) fn read<P: Processor>(src: &Source<'_>, chunk: usize, proc: &mut P) -
         if filled > 0 {
             // SAFETY: the kernel wrote `filled` bytes into the slot; no read is in flight.
             let data = unsafe { arena.slot(0, filled) };
-            let go_on =
-                proc.process(&Chunk::new(offset, data))
-                    .map_err(|source| Error::Process {
-                        path: src.path.to_path_buf(),
-                        offset,
-                        source,
-                    })?;
+            let chunk = Chunk::new(offset, data);
+            let part = prep.prepare(&chunk);
+            let go_on = proc
+                .combine(&chunk, part)
+                .map_err(|source| Error::Process {
+                    path: src.path.to_path_buf(),
+                    offset,
+                    source,
+                })?;
             offset += filled as u64;
             if !go_on {
                 return Ok(offset - src.start);

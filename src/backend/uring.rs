@@ -28,12 +28,12 @@ use super::baton::{Baton, Spin};
 use super::Source;
 use crate::buf::{Arena, Chunk};
 use crate::error::Error;
-use crate::processor::Processor;
+use crate::processor::{Combine, Prepare};
 use crate::ring::{Queue, ReadReq, CURRENT_POSITION};
 
-/// The processor and what it has been given so far.
-struct Sink<'p, P> {
-    proc: &'p mut P,
+/// The ordered half of the processor and what it has been given so far.
+struct Sink<'p, C> {
+    proc: &'p mut C,
     bytes: u64,
 }
 
@@ -45,23 +45,31 @@ struct Outcome {
 }
 
 /// One file's read, shared by its lanes.
-pub(crate) struct Run<'a, 'p, P> {
+pub(crate) struct Run<'a, 'p, Pr, C> {
     src: Source<'a>,
     chunk: usize,
     lanes: u64,
     baton: Baton,
-    sink: Mutex<Sink<'p, P>>,
+    prep: &'a Pr,
+    sink: Mutex<Sink<'p, C>>,
     outcome: Mutex<Outcome>,
 }
 
-impl<'a, 'p, P: Processor> Run<'a, 'p, P> {
+impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part>> Run<'a, 'p, Pr, C> {
     /// A run of `lanes` lanes over `src` in chunks of `chunk` bytes.
-    pub(crate) fn new(src: Source<'a>, chunk: usize, lanes: usize, proc: &'p mut P) -> Self {
+    pub(crate) fn new(
+        src: Source<'a>,
+        chunk: usize,
+        lanes: usize,
+        prep: &'a Pr,
+        proc: &'p mut C,
+    ) -> Self {
         Run {
             src,
             chunk,
             lanes: lanes as u64,
             baton: Baton::new(),
+            prep,
             sink: Mutex::new(Sink { proc, bytes: 0 }),
             outcome: Mutex::new(Outcome::default()),
         }
@@ -99,8 +107,7 @@ enum State {
     Failed(io::Error),
 }
 
-#[derive(Debug)]
-struct Slot {
+struct Slot<T> {
     /// The chunk's number in the file.
     k: u64,
     /// Where the chunk starts (for streams: set when it is delivered).
@@ -108,6 +115,8 @@ struct Slot {
     /// Bytes read into the slot so far.
     filled: usize,
     state: State,
+    /// What [`Prepare`] made of the chunk, once it is read.
+    part: Option<T>,
 }
 
 /// Runs lane `lane` of `run` to the end, reading through `q` into the first `depth` slots of `arena`
@@ -115,8 +124,8 @@ struct Slot {
 ///
 /// Returns `false` if reads could not all be reaped: then the kernel may still write into `arena`,
 /// and the caller must leak it (and the ring).
-pub(crate) fn run_lane<Q: Queue, P: Processor>(
-    run: &Run<'_, '_, P>,
+pub(crate) fn run_lane<Q: Queue, Pr: Prepare, C: Combine<Pr::Part>>(
+    run: &Run<'_, '_, Pr, C>,
     lane: u64,
     q: &mut Q,
     arena: &Arena,
@@ -146,14 +155,14 @@ pub(crate) fn run_lane<Q: Queue, P: Processor>(
     lane.drain()
 }
 
-struct Lane<'r, 'a, 'p, 'q, P, Q> {
-    run: &'r Run<'a, 'p, P>,
+struct Lane<'r, 'a, 'p, 'q, Pr: Prepare, C, Q> {
+    run: &'r Run<'a, 'p, Pr, C>,
     lane: u64,
     q: &'q mut Q,
     arena: &'r Arena,
     depth: usize,
     registered: usize,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<Pr::Part>>,
     head: u64,
     tail: u64,
     in_flight: usize,
@@ -162,7 +171,7 @@ struct Lane<'r, 'a, 'p, 'q, P, Q> {
     spin: Spin,
 }
 
-impl<P: Processor, Q: Queue> Lane<'_, '_, '_, '_, P, Q> {
+impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q> {
     fn chunk_of(&self, seq: u64) -> u64 {
         self.lane + self.run.lanes * seq
     }
@@ -230,6 +239,7 @@ impl<P: Processor, Q: Queue> Lane<'_, '_, '_, '_, P, Q> {
                 offset: self.run.src.start + k * self.run.chunk as u64,
                 filled: 0,
                 state: State::InFlight,
+                part: None,
             };
             let i = self.slot_of(self.tail);
             if self.slots.len() <= i {
@@ -315,6 +325,9 @@ impl<P: Processor, Q: Queue> Lane<'_, '_, '_, '_, P, Q> {
                 return true;
             }
             let k = self.slots[i].k;
+            if !self.prepare(i) {
+                return false;
+            }
             if self.run.baton.turn() != k {
                 // Not our turn yet: first start whatever reads we can, then wait.
                 if self.unsubmitted
@@ -340,6 +353,37 @@ impl<P: Processor, Q: Queue> Lane<'_, '_, '_, '_, P, Q> {
         true
     }
 
+    /// Runs the parallel half of the processor on slot `i`, once, before its turn. Returns `false`
+    /// if it panicked (the run is then stopped, and the panic resumes on the caller's thread).
+    fn prepare(&mut self, i: usize) -> bool {
+        let slot = &mut self.slots[i];
+        if slot.part.is_some() || slot.filled == 0 {
+            return true;
+        }
+        let offset = if self.run.src.positional {
+            slot.offset
+        } else {
+            self.stream_offset
+        };
+        // SAFETY: the slot's read has completed (the caller saw a state other than InFlight) and
+        // wrote `filled` bytes; nothing writes into it until it is refilled after delivery.
+        let data = unsafe { self.arena.slot(i, slot.filled) };
+        let prep = self.run.prep;
+        match catch_unwind(AssertUnwindSafe(|| prep.prepare(&Chunk::new(offset, data)))) {
+            Ok(part) => {
+                slot.part = Some(part);
+                true
+            }
+            Err(payload) => {
+                let mut o = self.run.outcome.lock().unwrap_or_else(|e| e.into_inner());
+                o.panic.get_or_insert(payload);
+                drop(o);
+                self.run.baton.stop_at(0);
+                false
+            }
+        }
+    }
+
     /// Gives slot `i` (whose turn it is) to the processor. Returns whether reading goes on.
     fn hand_over(&mut self, i: usize) -> bool {
         let run = self.run;
@@ -355,8 +399,9 @@ impl<P: Processor, Q: Queue> Lane<'_, '_, '_, '_, P, Q> {
             // bytes; nothing writes into it until it is refilled after this call.
             let data = unsafe { self.arena.slot(i, slot.filled) };
             let chunk = Chunk::new(slot.offset, data);
+            let part = slot.part.take().expect("prepared before its turn");
             let mut sink = run.sink.lock().unwrap_or_else(|e| e.into_inner());
-            match catch_unwind(AssertUnwindSafe(|| sink.proc.process(&chunk))) {
+            match catch_unwind(AssertUnwindSafe(|| sink.proc.combine(&chunk, part))) {
                 Ok(Ok(go_on)) => {
                     sink.bytes += data.len() as u64;
                     if !go_on {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use ringread::processor::LineCount;
+use ringread::processor::{LineCount, NewlinePrepare};
 use ringread::Error;
 
 use super::{bytes_of, complain, Ctx};
@@ -66,7 +66,7 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
     for name in &files {
         let mut counts = LineCount::default();
         let shown = named.then(|| bytes_of(name));
-        let print = match ctx.read(name, &mut counts) {
+        let print = match ctx.read_split(name, &NewlinePrepare, &mut counts) {
             Ok(_) => true,
             Err(e) => {
                 ok = false;

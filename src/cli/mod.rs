@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ringread::processor::Algorithm;
+use ringread::processor::{Algorithm, Checksum};
 use ringread::{Backend, Notice, Processor, ReadOptions, Reader, Summary};
 
 /// Reads files through io_uring as fast as the machine allows, and hashes, counts or copies them.
@@ -49,7 +49,12 @@ struct ReadArgs {
     #[arg(help_heading = "Reading options", long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
     chunk_size: Option<u64>,
     /// Reads in flight at once, all threads together [default: 4, or 16 with --direct]
-    #[arg(help_heading = "Reading options", long, global = true, value_name = "N")]
+    #[arg(
+        help_heading = "Reading options",
+        long,
+        global = true,
+        value_name = "N"
+    )]
     depth: Option<usize>,
     /// Bypass the page cache (O_DIRECT); falls back to buffered reads, saying why, where refused
     #[arg(help_heading = "Reading options", long, global = true)]
@@ -65,7 +70,12 @@ struct ReadArgs {
           value_parser = ["auto", "uring", "sync"])]
     backend: String,
     /// Reading threads [default: the CPUs this process may use]
-    #[arg(help_heading = "Reading options", long, global = true, value_name = "N")]
+    #[arg(
+        help_heading = "Reading options",
+        long,
+        global = true,
+        value_name = "N"
+    )]
     threads: Option<usize>,
     /// Say on standard error how each file was read, and why
     #[arg(help_heading = "Reading options", short, long, global = true)]
@@ -158,6 +168,37 @@ impl Ctx {
             self.reader.read_file(&stdin, name, proc)?
         } else {
             self.reader.read_path(name, proc)?
+        };
+        self.report(name, &summary);
+        Ok(summary)
+    }
+
+    /// The digest of `name` with `algo`, as the standard tools print it. BLAKE3 of a named file runs
+    /// on every reading thread (its subtrees are independent); everything else hashes in order.
+    pub(crate) fn digest(&self, name: &Path, algo: Algorithm) -> ringread::Result<String> {
+        if algo == Algorithm::Blake3 && name.as_os_str() != "-" {
+            let (prep, mut sum) = ringread::processor::blake3_parallel();
+            let summary = self.reader.read_path_split(name, &prep, &mut sum)?;
+            self.report(name, &summary);
+            return Ok(sum.hex());
+        }
+        let mut sum = Checksum::new(algo);
+        self.read(name, &mut sum)?;
+        Ok(sum.hex())
+    }
+
+    /// Reads `name` with a processor in two halves (see `ringread::processor::Prepare`).
+    fn read_split<Pr, C>(&self, name: &Path, prep: &Pr, proc: &mut C) -> ringread::Result<Summary>
+    where
+        Pr: ringread::processor::Prepare,
+        C: ringread::processor::Combine<Pr::Part> + Send,
+    {
+        let summary = if name.as_os_str() == "-" {
+            // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
+            let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+            self.reader.read_file_split(&stdin, name, prep, proc)?
+        } else {
+            self.reader.read_path_split(name, prep, proc)?
         };
         self.report(name, &summary);
         Ok(summary)

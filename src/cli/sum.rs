@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use ringread::processor::{Algorithm, Checksum};
+use ringread::processor::Algorithm;
 use ringread::sumfile::format_line;
 
 use super::{bytes_of, complain, files_or_stdin, Ctx, DEFAULT_ALGORITHM};
@@ -53,10 +53,9 @@ pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let mut stdout = BufWriter::new(std::io::stdout().lock());
     for name in files_or_stdin(a.files) {
-        let mut sum = Checksum::new(algo);
-        match ctx.read(&name, &mut sum) {
-            Ok(_) => {
-                stdout.write_all(&format_line(algo, &sum.hex(), bytes_of(&name), a.tag))?;
+        match ctx.digest(&name, algo) {
+            Ok(hex) => {
+                stdout.write_all(&format_line(algo, &hex, bytes_of(&name), a.tag))?;
                 // Line by line, as the standard tools do, so a consumer sees each as it is done.
                 stdout.flush()?;
             }

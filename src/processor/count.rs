@@ -2,7 +2,7 @@
 
 use std::io;
 
-use super::Processor;
+use super::{Combine, Prepare, Processor};
 use crate::buf::Chunk;
 
 /// Counts bytes and newlines, the numbers `wc -lc` prints.
@@ -17,6 +17,26 @@ pub struct LineCount {
 impl Processor for LineCount {
     fn process(&mut self, chunk: &Chunk<'_>) -> io::Result<bool> {
         self.lines += bytecount::count(chunk, b'\n') as u64;
+        self.bytes += chunk.len() as u64;
+        Ok(true)
+    }
+}
+
+/// Counts a chunk's newlines on the thread that read it, so that counting runs on every reading
+/// thread; [`LineCount`] adds the counts up in order (as a `Combine<u64>`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewlinePrepare;
+
+impl Prepare for NewlinePrepare {
+    type Part = u64;
+    fn prepare(&self, chunk: &Chunk<'_>) -> u64 {
+        bytecount::count(chunk, b'\n') as u64
+    }
+}
+
+impl Combine<u64> for LineCount {
+    fn combine(&mut self, chunk: &Chunk<'_>, newlines: u64) -> io::Result<bool> {
+        self.lines += newlines;
         self.bytes += chunk.len() as u64;
         Ok(true)
     }

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::backend::Source;
+use crate::processor::Processor;
 
 /// A tiny deterministic generator (xorshift), so a failing case replays exactly.
 struct Rng(u64);
@@ -157,7 +158,7 @@ fn run_fake(
     };
     let mut out = Collect::default();
     let result = {
-        let run = Run::new(src, chunk, lanes, &mut out);
+        let run = Run::new(src, chunk, lanes, &crate::processor::Whole, &mut out);
         std::thread::scope(|s| {
             for t in 0..lanes {
                 let run = &run;
@@ -276,7 +277,7 @@ fn a_processor_can_stop_early() {
         seen.push(c.offset());
         Ok(seen.len() < 3)
     });
-    let run = Run::new(src, 1000, 2, &mut p);
+    let run = Run::new(src, 1000, 2, &crate::processor::Whole, &mut p);
     std::thread::scope(|s| {
         for t in 0..2u64 {
             let run = &run;

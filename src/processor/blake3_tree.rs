@@ -1,0 +1,238 @@
+//! BLAKE3 on every reading thread: a tree hash splits into independent subtrees.
+//!
+//! [`Blake3Prepare`] runs on the thread that read a chunk: it hashes the chunk as the subtree that
+//! starts at the chunk's offset and returns its chaining value (BLAKE3's `hazmat` API). The ordered
+//! half, [`Blake3Combine`], merges those values in file order, keeping a stack of completed subtrees
+//! as BLAKE3 itself does. The digest equals `b3sum`'s.
+//!
+//! Subtrees must have the tree's shape: every piece but the last a power of two of at least 1 KiB, at
+//! an offset it divides, all of one size. ringread's chunks of a regular file read from its start are
+//! exactly that when the chunk size is a power of two; for anything else (a pipe's uneven pieces,
+//! another chunk size, a file read from the middle) the combiner hashes serially and the prepared
+//! values are ignored. Either way the digest is right.
+
+use std::io;
+
+use blake3::hazmat::{
+    max_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
+};
+use blake3::CHUNK_LEN;
+
+use super::{Combine, Prepare};
+use crate::buf::Chunk;
+
+/// The parallel half: a chunk's subtree chaining value, where the chunk can be a subtree.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Blake3Prepare;
+
+impl Prepare for Blake3Prepare {
+    type Part = Option<ChainingValue>;
+
+    fn prepare(&self, chunk: &Chunk<'_>) -> Option<ChainingValue> {
+        let (offset, len) = (chunk.offset(), chunk.len() as u64);
+        // The first chunk is hashed by the combiner, which alone knows whether it is the whole input.
+        let fits = offset > 0
+            && offset % CHUNK_LEN as u64 == 0
+            && len > 0
+            && max_subtree_len(offset).is_some_and(|max| len <= max);
+        fits.then(|| {
+            blake3::Hasher::new()
+                .set_input_offset(offset)
+                .update(chunk)
+                .finalize_non_root()
+        })
+    }
+}
+
+enum Mode3 {
+    /// Nothing seen yet.
+    Start,
+    /// Merging subtrees: the first chunk's hasher (its value is pushed once a second chunk proves
+    /// it is not the root), the subtree size, the stack of completed subtrees, and whether a short
+    /// (final) piece was seen.
+    Tree {
+        first: Box<blake3::Hasher>,
+        first_pushed: bool,
+        piece: u64,
+        stack: Vec<(ChainingValue, u64)>,
+        ended: bool,
+    },
+    /// Hashing in order on one thread.
+    Serial(Box<blake3::Hasher>),
+    /// Finished.
+    Done(blake3::Hash),
+}
+
+/// The ordered half: merges subtree values in file order; [`Blake3Combine::hex`] is the digest.
+pub struct Blake3Combine {
+    mode: Mode3,
+}
+
+impl std::fmt::Debug for Blake3Combine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blake3Combine").finish_non_exhaustive()
+    }
+}
+
+impl Default for Blake3Combine {
+    fn default() -> Self {
+        Blake3Combine { mode: Mode3::Start }
+    }
+}
+
+/// The two halves of a BLAKE3 hash that runs on every reading thread; use them with
+/// [`Reader::read_path_split`](crate::Reader::read_path_split).
+///
+/// ```
+/// let reader = ringread::Reader::new(ringread::ReadOptions::default());
+/// let (prep, mut sum) = ringread::processor::blake3_parallel();
+/// reader.read_path_split("Cargo.toml", &prep, &mut sum)?;
+/// assert_eq!(sum.hex(), blake3::hash(&std::fs::read("Cargo.toml").unwrap()).to_hex().as_str());
+/// # Ok::<(), ringread::Error>(())
+/// ```
+pub fn blake3_parallel() -> (Blake3Prepare, Blake3Combine) {
+    (Blake3Prepare, Blake3Combine::default())
+}
+
+fn out_of_shape() -> io::Error {
+    io::Error::other("BLAKE3 subtrees arrived out of the tree's shape")
+}
+
+impl Blake3Combine {
+    /// The digest as lower-case hex (what `b3sum` prints), once the read has finished.
+    pub fn hex(&mut self) -> String {
+        self.digest().to_hex().to_string()
+    }
+
+    /// The digest; everything combined so far is the whole input.
+    pub fn digest(&mut self) -> blake3::Hash {
+        let hash = match std::mem::replace(&mut self.mode, Mode3::Start) {
+            Mode3::Start => blake3::hash(b""),
+            Mode3::Serial(h) => h.finalize(),
+            Mode3::Done(h) => h,
+            Mode3::Tree {
+                first,
+                first_pushed,
+                mut stack,
+                ..
+            } => {
+                if !first_pushed {
+                    first.finalize()
+                } else {
+                    let (mut cv, _) = stack.pop().expect("a second piece was pushed");
+                    while stack.len() > 1 {
+                        let (left, _) = stack.pop().expect("len > 1");
+                        cv = merge_subtrees_non_root(&left, &cv, Mode::Hash);
+                    }
+                    let (left, _) = stack.pop().expect("the first piece is at the bottom");
+                    merge_subtrees_root(&left, &cv, Mode::Hash)
+                }
+            }
+        };
+        self.mode = Mode3::Done(hash);
+        hash
+    }
+}
+
+impl Combine<Option<ChainingValue>> for Blake3Combine {
+    fn begin(&mut self) -> io::Result<()> {
+        self.mode = Mode3::Start;
+        Ok(())
+    }
+
+    fn combine(&mut self, chunk: &Chunk<'_>, part: Option<ChainingValue>) -> io::Result<bool> {
+        let len = chunk.len() as u64;
+        match &mut self.mode {
+            Mode3::Start => {
+                let mut first = Box::new(blake3::Hasher::new());
+                first.update(chunk);
+                self.mode =
+                    if chunk.offset() == 0 && len.is_power_of_two() && len >= CHUNK_LEN as u64 {
+                        Mode3::Tree {
+                            first,
+                            first_pushed: false,
+                            piece: len,
+                            stack: Vec::new(),
+                            ended: false,
+                        }
+                    } else {
+                        Mode3::Serial(first)
+                    };
+            }
+            Mode3::Serial(h) => {
+                h.update(chunk);
+            }
+            Mode3::Tree {
+                first,
+                first_pushed,
+                piece,
+                stack,
+                ended,
+            } => {
+                let cv = part.ok_or_else(out_of_shape)?;
+                if *ended || len > *piece {
+                    return Err(out_of_shape());
+                }
+                if !*first_pushed {
+                    stack.push((first.finalize_non_root(), *piece));
+                    *first_pushed = true;
+                }
+                // A piece after them proves the subtrees below are not the root: merge equal pairs.
+                while stack.len() >= 2 && stack[stack.len() - 1].1 == stack[stack.len() - 2].1 {
+                    let (right, n) = stack.pop().expect("len >= 2");
+                    let (left, _) = stack.pop().expect("len >= 2");
+                    stack.push((merge_subtrees_non_root(&left, &right, Mode::Hash), 2 * n));
+                }
+                stack.push((cv, len));
+                *ended = len < *piece;
+            }
+            Mode3::Done(_) => return Err(out_of_shape()),
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_hash(data: &[u8], piece: usize) -> String {
+        let (prep, mut comb) = blake3_parallel();
+        comb.begin().unwrap();
+        for (i, p) in data.chunks(piece).enumerate() {
+            let c = Chunk::new((i * piece) as u64, p);
+            let part = prep.prepare(&c);
+            comb.combine(&c, part).unwrap();
+        }
+        comb.hex()
+    }
+
+    #[test]
+    fn equals_blake3_for_every_shape() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+        for piece in [1024, 4096, 65536, 1000, 3000] {
+            for len in [
+                0,
+                1,
+                1023,
+                1024,
+                1025,
+                4096,
+                4097,
+                65535,
+                65536,
+                65537,
+                131072,
+                196608 + 5,
+                300_000,
+            ] {
+                let want = blake3::hash(&data[..len]).to_hex().to_string();
+                assert_eq!(
+                    tree_hash(&data[..len], piece),
+                    want,
+                    "piece {piece}, len {len}"
+                );
+            }
+        }
+    }
+}
