@@ -9,7 +9,7 @@
 //! `io_uring_enter` on the lane's own CPU, and the same thread then runs the processor on that chunk
 //! while it is still in its cache, passing the processor on to the next lane in file order (see
 //! `docs/ARCHITECTURE.md`). Where io_uring is refused, or a feature of it is (registered buffers
-//! under a small `ulimit -l`, `O_DIRECT` on tmpfs), the reader says what and why in
+//! under a small `ulimit -l`, `O_DIRECT` on a file system without it), the reader says what and why in
 //! [`Summary::notices`] and goes on with the next best path, with the same in-order guarantees.
 //!
 //! ```

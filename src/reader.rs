@@ -366,7 +366,7 @@ impl Reader {
 
         proc.begin().map_err(|source| Error::Process {
             path: name.to_path_buf(),
-            offset: 0,
+            offset: start,
             source,
         })?;
         let (bytes, read_path) = if use_uring {
@@ -391,7 +391,7 @@ impl Reader {
         }
         proc.finish().map_err(|source| Error::Process {
             path: name.to_path_buf(),
-            offset: bytes,
+            offset: start + bytes,
             source,
         })?;
         Ok(Summary {
@@ -637,7 +637,8 @@ fn open_direct(
         .open(&target)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::EINVAL) => {
-                "the file system refuses O_DIRECT (EINVAL; tmpfs does, for one)".to_string()
+                "the file system refuses O_DIRECT (EINVAL; tmpfs before Linux 6.6 does, for one)"
+                    .to_string()
             }
             _ => format!("opening with O_DIRECT failed: {}", Reason(&e)),
         })?;
