@@ -1,6 +1,6 @@
 //! Buffers: the aligned arena the kernel reads into, and the [`Chunk`] a processor sees.
 //!
-//! An [`Arena`] is one allocation, aligned to [`ALIGN`](crate::options::ALIGN), cut into equal slots of
+//! An `Arena` is one allocation, aligned to [`ALIGN`], cut into equal slots of
 //! one chunk each. Each reading thread owns one arena; the slots are what is registered with the kernel.
 //! A processor only ever borrows a slot's filled bytes through a [`Chunk`], for the length of one call,
 //! so it can never hold on to memory the ring will write again.
