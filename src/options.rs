@@ -165,7 +165,8 @@ impl ReadOptionsBuilder {
         self
     }
     /// Fix the number of reading threads. Default: the CPUs this process may run on
-    /// (`sched_getaffinity`), never more than the depth.
+    /// (`sched_getaffinity`) for buffered reads, one with `O_DIRECT` or SQPOLL; never more than the
+    /// depth.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
         self

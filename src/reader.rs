@@ -180,9 +180,16 @@ impl fmt::Debug for Reader {
 impl Reader {
     /// A reader with these options. Nothing is set up until the first read.
     pub fn new(opts: ReadOptions) -> Reader {
-        // Under SQPOLL a kernel thread already does the reading on another CPU: one lane, unless the
-        // caller asks for more (each lane's ring would bring its own polling thread).
-        let default_lanes = if opts.sqpoll { 1 } else { usable_cpus() };
+        // One lane per CPU shares the copying out of the page cache. Under O_DIRECT the device copies
+        // (DMA) and one lane is as fast, and keeps the processor on one CPU (sha256 of a 2 GiB file:
+        // 1.17 s with one lane, 1.93 s with two; docs/BENCHMARKS.md). Under SQPOLL a kernel thread
+        // already reads on another CPU (and each lane's ring would bring its own). The caller's
+        // `threads` overrides all of this.
+        let default_lanes = if opts.sqpoll || opts.direct {
+            1
+        } else {
+            usable_cpus()
+        };
         let max_lanes = opts.threads.unwrap_or(default_lanes).min(opts.depth).max(1);
         Reader {
             opts,

@@ -683,7 +683,14 @@ fn check_all_lanes(case: &Case, s: &Summary) -> Result<(), String> {
     if s.path.engine != Engine::Uring {
         return Ok(());
     }
-    let threads = case.threads.unwrap_or_else(usable_cpus).min(case.depth);
+    // One lane per usable CPU by default; one under O_DIRECT and SQPOLL, where a lane has no copy to
+    // share (the device or a kernel thread does it).
+    let default = if case.direct || case.sqpoll {
+        1
+    } else {
+        usable_cpus()
+    };
+    let threads = case.threads.unwrap_or(default).min(case.depth);
     if (s.path.threads, s.path.buffers) != (threads, case.depth) {
         return Err(format!(
             "{} threads and {} buffers, expected {threads} and {}",

@@ -69,7 +69,7 @@ struct ReadArgs {
     #[arg(help_heading = "Reading options", long, global = true, value_name = "NAME", default_value = "auto",
           value_parser = ["auto", "uring", "sync"])]
     backend: String,
-    /// Reading threads [default: the CPUs this process may use]
+    /// Reading threads [default: the CPUs this process may use; 1 with --direct or --sqpoll]
     #[arg(
         help_heading = "Reading options",
         long,
