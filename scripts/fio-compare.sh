@@ -2,6 +2,7 @@
 # Puts ringread beside fio on the same file, block size and depth, in one run.
 #
 #   scripts/fio-compare.sh FILE [BLOCK_SIZE] [DEPTH] [RUNS]     (defaults: 1M 16 3)
+#   CACHES="direct cold" scripts/fio-compare.sh ...              (only those cache states)
 #
 # Cache states: warm (fio --invalidate=0, the file read once before each run), cold buffered (page
 # cache dropped before each run: fio --invalidate=1, ringread drops it itself) and direct (O_DIRECT).
@@ -36,7 +37,7 @@ run_ringread() { # cache backend
 }
 
 echo "file $file ($(stat -c %s "$file") bytes), block $bs, depth $depth, $runs runs each, GiB/s"
-for cache in warm cold direct; do
+for cache in ${CACHES:-warm cold direct}; do
   declare -A res=()
   for r in $(seq "$runs"); do
     for what in fio-psync fio-io_uring-fixed ringread-sync ringread-uring-fixed; do

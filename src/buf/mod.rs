@@ -11,6 +11,9 @@ use std::ptr::NonNull;
 use crate::error::{Error, Result};
 use crate::options::ALIGN;
 
+/// The size of a transparent huge page on x86-64 and most arm64 kernels.
+const HUGE_PAGE: usize = 2 << 20;
+
 /// A run of file bytes handed to a processor, in file order: its offset in the file and its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Chunk<'a> {
@@ -67,11 +70,21 @@ impl Arena {
         let bytes = stride
             .checked_mul(slots)
             .ok_or(Error::OutOfMemory { bytes: usize::MAX })?;
-        let layout = Layout::from_size_align(bytes.max(ALIGN), ALIGN)
+        // Arenas of 2 MiB or more sit on 2 MiB boundaries and ask for transparent huge pages: the
+        // kernel then pins (for registration or each O_DIRECT read) a few huge pages instead of
+        // hundreds of small ones.
+        let huge = bytes >= HUGE_PAGE;
+        let align = if huge { HUGE_PAGE } else { ALIGN };
+        let layout = Layout::from_size_align(bytes.max(ALIGN), align)
             .map_err(|_| Error::OutOfMemory { bytes })?;
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc::alloc(layout) };
         let ptr = NonNull::new(raw).ok_or(Error::OutOfMemory { bytes })?;
+        if huge {
+            // SAFETY: the range is the allocation just made; MADV_HUGEPAGE is advice only and
+            // changes no contents. Failure (THP off) is harmless.
+            unsafe { libc::madvise(raw.cast(), layout.size(), libc::MADV_HUGEPAGE) };
+        }
         Ok(Arena {
             ptr,
             layout,
