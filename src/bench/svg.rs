@@ -28,80 +28,82 @@ pub fn write_svg(report: &Report, path: &Path) -> Result<()> {
 }
 
 fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let names: Vec<String> = report
-        .results
-        .first()
-        .map(|r| r.methods.iter().map(|m| m.name.clone()).collect())
-        .unwrap_or_default();
-    let groups = report.results.len().max(1);
-    let per = names.len().max(1) + 1;
-    let top = report
+    let panels = report.results.len().max(1);
+    let per = report
         .results
         .iter()
-        .flat_map(|r| r.methods.iter().filter_map(|m| m.max_gib_per_s))
-        .fold(1.0f64, f64::max)
-        * 1.15;
-    let root = SVGBackend::new(path, (200 + 110 * groups as u32 * per as u32 / 2, 520))
-        .into_drawing_area();
+        .map(|r| r.methods.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let width = 120 + (panels * per * 84) as u32;
+    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = format!(
-        "ringread bench: {:.2} GiB, processor {:?}, {} runs (median, whiskers min-max)",
+        "ringread bench: {:.2} GiB, processor {:?}, {} runs: median GiB/s, whiskers min-max",
         report.file.bytes as f64 / (1u64 << 30) as f64,
         report.processor,
         report.runs
     );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 18))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..(groups * per) as f64, 0f64..top)?;
-    let caches: Vec<&str> = report.results.iter().map(|r| r.cache.name()).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(groups * 2)
-        .x_label_formatter(&|x| {
-            let g = (*x / per as f64) as usize;
-            let mid = (g * per) as f64 + (per - 1) as f64 / 2.0;
-            if (x - mid).abs() < 0.6 {
-                caches.get(g).map_or(String::new(), |s| s.to_string())
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("GiB/s")
-        .draw()?;
-    for (i, name) in names.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let mut bars = Vec::new();
-        let mut whiskers = Vec::new();
-        for (g, r) in report.results.iter().enumerate() {
-            if let Some(m) = r.methods.iter().find(|m| &m.name == name) {
-                if let (Some(med), Some(lo), Some(hi)) =
-                    (m.median_gib_per_s, m.min_gib_per_s, m.max_gib_per_s)
-                {
-                    let x0 = (g * per + i) as f64 + 0.1;
-                    bars.push(Rectangle::new([(x0, 0.0), (x0 + 0.8, med)], color.filled()));
-                    whiskers.push(PathElement::new(
-                        vec![(x0 + 0.4, lo), (x0 + 0.4, hi)],
-                        BLACK.stroke_width(1),
-                    ));
+    let root = root.titled(&caption, ("sans-serif", 18))?;
+    // One panel per cache state, each with its own scale: page-cache and device speeds differ 10x.
+    for (area, r) in root.split_evenly((1, panels)).iter().zip(&report.results) {
+        let names: Vec<String> = r.methods.iter().map(|m| m.name.clone()).collect();
+        let top = r
+            .methods
+            .iter()
+            .filter_map(|m| m.max_gib_per_s)
+            .fold(0.5f64, f64::max)
+            * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(r.cache.name(), ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..names.len() as f64, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(names.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - (i as f64 + 0.5)).abs() < 0.26 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
                 }
+            })
+            .x_label_style(("sans-serif", 10))
+            .y_desc("GiB/s")
+            .draw()?;
+        for (i, m) in r.methods.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            if let (Some(med), Some(lo), Some(hi)) =
+                (m.median_gib_per_s, m.min_gib_per_s, m.max_gib_per_s)
+            {
+                let x0 = i as f64 + 0.15;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x0 + 0.7, med)],
+                    color.filled(),
+                )))?;
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(x0 + 0.35, lo), (x0 + 0.35, hi)],
+                    BLACK.stroke_width(1),
+                )))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("{med:.2}"),
+                    (x0, med + top * 0.01),
+                    ("sans-serif", 10).into_font(),
+                )))?;
+            } else {
+                chart.draw_series(std::iter::once(Text::new(
+                    "n/a",
+                    (i as f64 + 0.3, top * 0.02),
+                    ("sans-serif", 10).into_font(),
+                )))?;
             }
         }
-        chart
-            .draw_series(bars)?
-            .label(name.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-        chart.draw_series(whiskers)?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
     root.present()?;
     Ok(())
 }
