@@ -349,6 +349,12 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
             if self.run.lanes > 1 {
                 return true; // our next chunk is turns away: refill first
             }
+            // One lane: keep the device busy while the processor works through ready chunks, by
+            // refilling whenever a quarter of the window is free (a batch of reads per enter).
+            let free = self.depth as u64 - (self.tail - self.head);
+            if free >= (self.depth as u64 / 4).max(1) && self.may_read_next() {
+                return true;
+            }
         }
         true
     }

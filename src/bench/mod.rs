@@ -174,6 +174,21 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         depth: opts.depth(),
         runs: config.runs,
         results,
+        notes: vec![
+            "CPU: getrusage(RUSAGE_SELF): user + system time of every thread of the process, \
+             including io_uring's worker (iou-wrk) and SQPOLL (iou-sqp) threads, which Linux 5.12+ \
+             runs inside the process's thread group (uring-sqpoll's CPU shows the polling thread)."
+                .into(),
+            "calls: read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter \
+             calls; '-' for tokio-uring, whose enters cannot be counted from inside the process."
+                .into(),
+            "epoll: not a way to read regular files (epoll_ctl on one says EPERM); it applies to \
+             pipes and sockets."
+                .into(),
+            "mmap with --processor null only faults pages in (one byte touched per page): it copies \
+             nothing, so compare it with a processor that reads every byte (e.g. --processor xxh3)."
+                .into(),
+        ],
     })
 }
 
@@ -302,6 +317,8 @@ fn run_cache(
     }
     let mut report = CacheReport {
         cache,
+        chunk_size: opts.chunk_size(),
+        depth: opts.depth(),
         residency_before: if residency_before.is_empty() {
             None
         } else {

@@ -38,6 +38,8 @@ pub struct Report {
     pub runs: usize,
     /// One table per cache state.
     pub results: Vec<CacheReport>,
+    /// What the figures do not show, in words (which ways do not apply, what is not counted).
+    pub notes: Vec<String>,
 }
 
 /// The machine.
@@ -98,6 +100,10 @@ pub struct FileInfo {
 pub struct CacheReport {
     /// The cache state.
     pub cache: CacheMode,
+    /// Bytes per read in this cache state.
+    pub chunk_size: usize,
+    /// Reads in flight (all threads together) in this cache state.
+    pub depth: usize,
     /// For `cold`: the largest fraction of the file found resident (`mincore`) right before a run.
     pub residency_before: Option<f64>,
     /// One entry per way, in the order asked.
@@ -284,7 +290,12 @@ impl fmt::Display for Report {
                 ),
                 CacheMode::Direct => "direct: O_DIRECT, the page cache bypassed".to_string(),
             };
-            writeln!(f, "cache {state}")?;
+            writeln!(
+                f,
+                "cache {state}; chunk {} KiB, depth {}",
+                r.chunk_size / 1024,
+                r.depth
+            )?;
             let mut t = String::new();
             let h = HEADER;
             writeln!(
@@ -314,15 +325,12 @@ impl fmt::Display for Report {
             f.write_str(&t)?;
         }
         writeln!(f)?;
-        writeln!(
-            f,
-            "CPU: getrusage(RUSAGE_SELF), every thread of the process, including io_uring's \
-             iou-wrk/iou-sqp threads, which Linux runs inside the process."
-        )?;
-        write!(
-            f,
-            "calls: read(2)-family calls (/proc/self/io syscr) + ringread's io_uring_enter calls; \
-             '-' where they cannot be counted (tokio-uring's enters)."
-        )
+        for (i, note) in self.notes.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{note}")?;
+        }
+        Ok(())
     }
 }
