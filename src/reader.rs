@@ -222,17 +222,7 @@ impl Reader {
     where
         P: Processor + Send,
     {
-        let path = path.as_ref();
-        let open_err = |source| Error::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-            .open(path)
-            .map_err(open_err)?;
-        self.read_opened(&file, path, Some(path), &Whole, proc)
+        self.read_path_split(path, &Whole, proc)
     }
 
     /// Reads the file at `path` with a processor in two halves: `prep` runs on the thread that read
@@ -267,7 +257,7 @@ impl Reader {
     where
         P: Processor + Send,
     {
-        self.read_opened(file, name.as_ref(), None, &Whole, proc)
+        self.read_file_split(file, name, &Whole, proc)
     }
 
     /// [`Reader::read_file`] with a processor in two halves, as [`Reader::read_path_split`].

@@ -33,9 +33,5 @@ pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::exit_code(ok))
 }

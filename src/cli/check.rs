@@ -152,9 +152,5 @@ pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
             ok = false;
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::exit_code(ok))
 }

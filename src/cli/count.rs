@@ -90,9 +90,5 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
         out.write_all(&line(total, width, Some(b"total")))?;
     }
     out.flush()?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::exit_code(ok))
 }

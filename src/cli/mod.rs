@@ -162,15 +162,7 @@ impl Ctx {
 
     /// Reads `name` ("-" is standard input) into `proc`, reporting how under `-v`.
     fn read<P: Processor + Send>(&self, name: &Path, proc: &mut P) -> ringread::Result<Summary> {
-        let summary = if name.as_os_str() == "-" {
-            // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
-            let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-            self.reader.read_file(&stdin, name, proc)?
-        } else {
-            self.reader.read_path(name, proc)?
-        };
-        self.report(name, &summary);
-        Ok(summary)
+        self.read_split(name, &ringread::processor::Whole, proc)
     }
 
     /// The digest of `name` with `algo`, as the standard tools print it. BLAKE3 of a named file runs
@@ -178,8 +170,7 @@ impl Ctx {
     pub(crate) fn digest(&self, name: &Path, algo: Algorithm) -> ringread::Result<String> {
         if algo == Algorithm::Blake3 && name.as_os_str() != "-" {
             let (prep, mut sum) = ringread::processor::blake3_parallel();
-            let summary = self.reader.read_path_split(name, &prep, &mut sum)?;
-            self.report(name, &summary);
+            self.read_split(name, &prep, &mut sum)?;
             return Ok(sum.hex());
         }
         let mut sum = Checksum::new(algo);
@@ -279,4 +270,13 @@ pub(crate) fn files_or_stdin(files: Vec<std::path::PathBuf>) -> Vec<std::path::P
 /// An io::Error's words without Rust's "(os error N)".
 pub(crate) fn reason(e: &io::Error) -> String {
     ringread::error::Reason(e).to_string()
+}
+
+/// Exit status 0 when everything went well, 1 otherwise (as coreutils).
+pub(crate) fn exit_code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
