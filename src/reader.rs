@@ -152,6 +152,10 @@ struct LaneRes {
 
 /// Reads files in order through io_uring (or the fallback), reusing its rings and buffers.
 ///
+/// A `Reader` reads one file at a time: it is `Sync`, but a second thread's read waits until the
+/// first is done (the rings and buffers are the reader's). To read files concurrently, give each
+/// thread its own `Reader` (each then has its own buffer budget).
+///
 /// ```
 /// use ringread::{processor::{Algorithm, Checksum}, ReadOptions, Reader};
 /// let reader = Reader::new(ReadOptions::default());
