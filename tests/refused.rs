@@ -1,0 +1,165 @@
+//! io_uring refused by the kernel, not by a mock: a seccomp filter in the child (as a container's
+//! profile does) and the `kernel.io_uring_disabled` sysctl. ringread must read the same bytes through
+//! read(2), say why once, and fail with the reason under `--backend uring`.
+//!
+//! These live in their own test binary: cargo runs test binaries one after another, so flipping the
+//! sysctl here cannot disturb the engine's other tests.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+fn ringread() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringread"))
+}
+
+/// Makes the child's `io_uring_setup` fail with EPERM, as Docker's default seccomp profile does.
+fn deny_io_uring(cmd: &mut Command) -> &mut Command {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        f(JEQ_K, 0, 3, AUDIT_ARCH),
+        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        f(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),
+        f(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only makes two prctl calls on
+    // memory it owns (the filter is moved into it).
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (name, len) in [("a", 0usize), ("b", 4097), ("c", 3 * 262_144 + 17)] {
+        let p = dir.join(name);
+        let mut f = std::fs::File::create(&p).unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i * 131 + i / 7) as u8).collect();
+        f.write_all(&data).unwrap();
+        out.push(p);
+    }
+    out
+}
+
+fn sha256sum(files: &[PathBuf]) -> Vec<u8> {
+    let out = Command::new("sha256sum")
+        .args(files)
+        .output()
+        .expect("sha256sum (coreutils) must be installed");
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn stderr_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The checks every refusal must pass, whatever refused.
+fn falls_back_and_explains(setup: &dyn Fn(&mut Command) -> &mut Command, why: &str) {
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let files = data_files(dir.path());
+
+    // Same bytes, one line saying why (once, for three files).
+    let out = setup(ringread().args(["sum", "-a", "sha256"]).args(&files))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, sha256sum(&files));
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "one line of explanation, got {lines:?}");
+    assert!(
+        lines[0].starts_with("ringread: io_uring is unavailable, reading with read(2) instead:")
+            && lines[0].contains(why),
+        "{lines:?}"
+    );
+
+    // -v shows the path taken.
+    let out = setup(ringread().args(["-v", "count"]).arg(&files[2]))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("by read(2)"));
+
+    // --backend uring fails before reading, with the reason.
+    let out = setup(ringread().args(["--backend", "uring", "sum"]).args(&files))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("ringread: io_uring is unavailable:") && err.contains(why),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn refused_by_seccomp() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    falls_back_and_explains(&|c| deny_io_uring(c), "EPERM");
+}
+
+/// Sets `kernel.io_uring_disabled` and puts the old value back when dropped.
+struct Sysctl(String);
+impl Sysctl {
+    const PATH: &'static str = "/proc/sys/kernel/io_uring_disabled";
+    fn set(v: &str) -> Sysctl {
+        let old = std::fs::read_to_string(Self::PATH)
+            .expect("this kernel has kernel.io_uring_disabled (Linux 6.6+)");
+        std::fs::write(Self::PATH, v).expect("writing the sysctl needs root");
+        Sysctl(old.trim().to_string())
+    }
+}
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+#[test]
+fn refused_by_sysctl() {
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::getuid() },
+        0,
+        "this test flips kernel.io_uring_disabled and must run as root (CI does)"
+    );
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _restore = Sysctl::set("2");
+    falls_back_and_explains(&|c| c, "io_uring_disabled sysctl, which is 2");
+}
