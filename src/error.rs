@@ -48,6 +48,13 @@ pub enum Error {
         /// Why, in words (for example "blocked by seccomp or the kernel.io_uring_disabled sysctl").
         reason: String,
     },
+    /// Reading was stopped by an interrupt request (see [`Reader::set_interrupt`](crate::Reader::set_interrupt));
+    /// every read in flight was reaped first.
+    #[error("{}: interrupted", path.display())]
+    Interrupted {
+        /// The path being read.
+        path: PathBuf,
+    },
     /// The buffer budget could not be allocated.
     #[error("cannot allocate {bytes} bytes of read buffers")]
     OutOfMemory {
@@ -84,7 +91,8 @@ impl Error {
             Error::Open { path, .. }
             | Error::Read { path, .. }
             | Error::Process { path, .. }
-            | Error::Ring { path, .. } => Some(path),
+            | Error::Ring { path, .. }
+            | Error::Interrupted { path } => Some(path),
             _ => None,
         }
     }

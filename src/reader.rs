@@ -10,7 +10,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::uring::{run_lane, Run};
 use crate::backend::{sync, Source};
@@ -170,6 +171,7 @@ pub struct Reader {
     max_lanes: usize,
     lanes: Mutex<Vec<Option<LaneRes>>>,
     uring: OnceLock<std::result::Result<(), String>>,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Debug for Reader {
@@ -200,7 +202,16 @@ impl Reader {
             max_lanes,
             lanes: Mutex::new(Vec::new()),
             uring: OnceLock::new(),
+            interrupt: None,
         }
+    }
+
+    /// Reads stop with [`Error::Interrupted`] once `flag` is set (from a signal handler, say: storing
+    /// to an atomic is async-signal-safe). Every read in flight is reaped, or cancelled and reaped,
+    /// before the call returns. A signal that interrupts a wait is noticed at once; otherwise the flag
+    /// is seen after the read in flight completes.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
     }
 
     /// The options.
@@ -373,7 +384,13 @@ impl Reader {
         let (bytes, read_path) = if use_uring {
             self.read_uring(&src, prep, proc, &mut notices)?
         } else {
-            let bytes = sync::read(&src, self.opts.chunk_size, prep, proc)?;
+            let bytes = sync::read(
+                &src,
+                self.opts.chunk_size,
+                prep,
+                proc,
+                self.interrupt.as_deref(),
+            )?;
             let path = ReadPath {
                 engine: Engine::Sync,
                 threads: 1,
@@ -496,7 +513,8 @@ impl Reader {
             positional: src.positional,
         };
 
-        let run = Run::new(*src, self.opts.chunk_size, lanes, prep, proc);
+        let run = Run::new(*src, self.opts.chunk_size, lanes, prep, proc)
+            .with_interrupt(self.interrupt.as_deref());
         let clean: Vec<bool> = std::thread::scope(|s| {
             let (first, rest) = res.split_first_mut().expect("at least one lane");
             let mut handles = Vec::with_capacity(rest.len());

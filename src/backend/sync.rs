@@ -2,6 +2,7 @@
 //! thread. The fallback where io_uring is refused, with the same chunks in the same order.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Source;
 use crate::buf::{Arena, Chunk};
@@ -14,11 +15,18 @@ pub(crate) fn read<Pr: Prepare, C: Combine<Pr::Part>>(
     chunk: usize,
     prep: &Pr,
     proc: &mut C,
+    interrupt: Option<&AtomicBool>,
 ) -> Result<u64> {
+    let interrupted = || interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
     let arena = Arena::new(1, chunk)?;
     let buf = arena.slot_ptr(0);
     let mut offset = src.start;
     loop {
+        if interrupted() {
+            return Err(Error::Interrupted {
+                path: src.path.to_path_buf(),
+            });
+        }
         let mut filled = 0usize;
         let mut eof = false;
         let mut failed = None;
@@ -41,6 +49,11 @@ pub(crate) fn read<Pr: Prepare, C: Combine<Pr::Part>>(
             if n < 0 {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
+                    Some(libc::EINTR) if interrupted() => {
+                        return Err(Error::Interrupted {
+                            path: src.path.to_path_buf(),
+                        })
+                    }
                     Some(libc::EINTR) => continue,
                     Some(libc::EAGAIN) => {
                         wait_readable(src.fd);

@@ -22,6 +22,7 @@
 use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::baton::{Baton, Spin};
@@ -53,6 +54,7 @@ pub(crate) struct Run<'a, 'p, Pr, C> {
     prep: &'a Pr,
     sink: Mutex<Sink<'p, C>>,
     outcome: Mutex<Outcome>,
+    interrupt: Option<&'a AtomicBool>,
 }
 
 impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part>> Run<'a, 'p, Pr, C> {
@@ -72,7 +74,18 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part>> Run<'a, 'p, Pr, C> {
             prep,
             sink: Mutex::new(Sink { proc, bytes: 0 }),
             outcome: Mutex::new(Outcome::default()),
+            interrupt: None,
         }
+    }
+
+    /// Stops the run, reads reaped, with [`Error::Interrupted`] once `flag` is set.
+    pub(crate) fn with_interrupt(mut self, flag: Option<&'a AtomicBool>) -> Self {
+        self.interrupt = flag;
+        self
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     /// Ends the run: the bytes delivered, or the first error; a processor's panic resumes here.
@@ -195,6 +208,13 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
 
     fn drive(&mut self) {
         loop {
+            if self.run.interrupted() {
+                self.run.fail(Error::Interrupted {
+                    path: self.run.src.path.to_path_buf(),
+                });
+                self.run.baton.stop_at(0);
+                return;
+            }
             self.fill();
             if self.head == self.tail {
                 return; // nothing in flight and nothing more to read
@@ -477,6 +497,16 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
         // Lanes that stop early must still let the others finish their turns: nothing to do here,
         // since `end` was moved by whoever stopped the run.
         let mut failures = 0;
+        if self.run.interrupted() {
+            // A read of a pipe or terminal may wait forever for data: ask the kernel to cancel what
+            // is in flight (each still completes, and is reaped below).
+            for seq in self.head..self.tail {
+                let i = self.slot_of(seq);
+                if matches!(self.slots[i].state, State::InFlight) {
+                    let _ = self.q.cancel(i as u64);
+                }
+            }
+        }
         while self.in_flight > 0 {
             if self.q.submit(1).is_err() {
                 failures += 1;

@@ -15,6 +15,8 @@ use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use clap::{Args, Parser, Subcommand};
 use ringread::processor::{Algorithm, Checksum};
@@ -123,17 +125,54 @@ pub fn run() -> anyhow::Result<ExitCode> {
     // Like cat: a closed pipe ends the process quietly.
     // SAFETY: setting a signal's disposition to the default has no memory-safety requirement.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    catch_interrupts();
 
     if let Command::Bench(a) = cli.command {
         return bench::run(&cli.read, a);
     }
     let opts = cli.read.options()?;
     let ctx = Ctx::new(opts, cli.read.verbose)?;
-    match cli.command {
+    let code = match cli.command {
         Command::Bench(_) => unreachable!("handled above"),
         Command::Sum(a) => sum::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
         Command::Count(a) => count::run(&ctx, a),
+    }?;
+    Ok(if interrupted() {
+        ExitCode::from(INTERRUPTED_EXIT)
+    } else {
+        code
+    })
+}
+
+/// The exit status after SIGINT, as shells report a process killed by it (128 + 2).
+const INTERRUPTED_EXIT: u8 = 130;
+
+static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+fn interrupted() -> bool {
+    INTERRUPT.get().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe. The reader sees it, reaps its reads and returns.
+    if let Some(f) = INTERRUPT.get() {
+        f.store(true, Ordering::Relaxed);
+    }
+}
+
+/// SIGINT and SIGTERM stop reading cleanly (reads in flight reaped or cancelled), then the process
+/// exits with status 130. Installed without SA_RESTART, so a wait in the kernel returns at once.
+fn catch_interrupts() {
+    INTERRUPT.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only stores to an atomic; sa_mask empty.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_interrupt as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
     }
 }
 
@@ -147,7 +186,10 @@ pub(crate) struct Ctx {
 impl Ctx {
     fn new(opts: ReadOptions, verbose: bool) -> anyhow::Result<Ctx> {
         let backend = opts.backend();
-        let reader = Reader::new(opts);
+        let mut reader = Reader::new(opts);
+        if let Some(flag) = INTERRUPT.get() {
+            reader.set_interrupt(flag.clone());
+        }
         if backend == Backend::Uring {
             if let Err(reason) = reader.uring_status() {
                 anyhow::bail!("io_uring is unavailable: {reason}");
@@ -184,12 +226,21 @@ impl Ctx {
         Pr: ringread::processor::Prepare,
         C: ringread::processor::Combine<Pr::Part> + Send,
     {
-        let summary = if name.as_os_str() == "-" {
+        if interrupted() {
+            std::process::exit(INTERRUPTED_EXIT.into());
+        }
+        let result = if name.as_os_str() == "-" {
             // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
             let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-            self.reader.read_file_split(&stdin, name, prep, proc)?
+            self.reader.read_file_split(&stdin, name, prep, proc)
         } else {
-            self.reader.read_path_split(name, prep, proc)?
+            self.reader.read_path_split(name, prep, proc)
+        };
+        let summary = match result {
+            Ok(s) => s,
+            // Interrupted: the reads are reaped; leave quietly, as a process killed by SIGINT would.
+            Err(ringread::Error::Interrupted { .. }) => std::process::exit(INTERRUPTED_EXIT.into()),
+            Err(e) => return Err(e),
         };
         self.report(name, &summary);
         Ok(summary)

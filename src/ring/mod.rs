@@ -53,7 +53,14 @@ pub(crate) trait Queue {
     fn submit(&mut self, wait: usize) -> io::Result<()>;
     /// The next completion: `(user_data, result)`, where the result is a byte count or `-errno`.
     fn pop(&mut self) -> Option<(u64, i32)>;
+    /// Asks the kernel to cancel the read carrying `user_data` (it completes, with `-ECANCELED` or
+    /// its result, and must still be popped). For reads that may never complete on their own, such as
+    /// a pipe's with no writer sending.
+    fn cancel(&mut self, user_data: u64) -> io::Result<()>;
 }
+
+/// The `user_data` of cancel requests; their own completions are not reads and are not returned.
+const CANCEL_TAG: u64 = u64::MAX;
 
 /// A ring, as this crate sets it up.
 pub(crate) struct Ring {
@@ -174,27 +181,37 @@ impl Queue for Ring {
 
     fn submit(&mut self, wait: usize) -> io::Result<()> {
         let sqpoll_awake = self.sqpoll && wait == 0 && !self.ring.submission().need_wakeup();
-        loop {
-            if !sqpoll_awake {
-                ENTERS.fetch_add(1, Ordering::Relaxed);
-            }
-            match self.ring.submit_and_wait(wait) {
-                Ok(_) => return Ok(()),
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    // The completion queue is full: the caller reaps and comes back.
-                    Some(libc::EBUSY) | Some(libc::EAGAIN) => return Ok(()),
-                    _ => return Err(e),
-                },
-            }
+        if !sqpoll_awake {
+            ENTERS.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.ring.submit_and_wait(wait) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                // A signal: the caller loops, and looks first at why (an interrupt request, say).
+                // A full completion queue (EBUSY): the caller reaps and comes back.
+                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
         }
     }
 
     fn pop(&mut self) -> Option<(u64, i32)> {
         self.ring
             .completion()
-            .next()
+            .find(|c| c.user_data() != CANCEL_TAG)
             .map(|c| (c.user_data(), c.result()))
+    }
+
+    fn cancel(&mut self, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(CANCEL_TAG);
+        if self.ring.submission().is_full() {
+            self.submit(0)?;
+        }
+        // SAFETY: a cancel request refers to no memory of ours.
+        unsafe { self.ring.submission().push(&entry) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))
     }
 }
 

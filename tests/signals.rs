@@ -1,0 +1,143 @@
+//! SIGINT and SIGTERM stop a read cleanly: reads in flight are reaped (or cancelled and reaped), and
+//! the process exits with status 130, quietly. Also the library's interrupt flag.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringread::{processor::from_fn, Chunk, Error, ReadOptions, Reader};
+
+/// Waits until the child has installed its SIGINT handler (bit 2 of SigCgt in /proc/PID/status), so
+/// the signal cannot arrive before ringread is ready for it.
+fn wait_for_handler(child: &Child) {
+    let status = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        let caught = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & (1 << (libc::SIGINT - 1)) != 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ringread never installed its handler"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `sig` and waits for the exit, failing (not hanging) if it does not come.
+fn signal_and_wait(mut child: Child, sig: i32) -> std::process::Output {
+    // SAFETY: kill on a child we own.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ringread did not stop after signal {sig}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigint_while_waiting_on_a_silent_pipe_exits_130() {
+    for backend in ["uring", "sync"] {
+        // We hold the pipe's write end open and write nothing: the read can only end by cancellation.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringread"))
+            .args(["--backend", backend, "count"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"some bytes\n").unwrap();
+        wait_for_handler(&child);
+        std::thread::sleep(Duration::from_millis(50)); // let it block in the read
+        let out = signal_and_wait(child, libc::SIGINT);
+        drop(stdin);
+        assert_eq!(out.status.code(), Some(130), "{backend}: {out:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "{backend}: no count for an interrupted read"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn sigterm_during_a_long_file_read_exits_130() {
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    // 64 GiB of holes: far longer to read than the test waits, and no disk space used.
+    let path = dir.path().join("sparse");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    for args in [
+        &["sum", "-a", "sha256"][..],
+        &["--direct", "count"],
+        &["cat"],
+    ] {
+        let child = Command::new(env!("CARGO_BIN_EXE_ringread"))
+            .args(args)
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_handler(&child);
+        let out = signal_and_wait(child, libc::SIGTERM);
+        assert_eq!(out.status.code(), Some(130), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn the_library_stops_on_its_interrupt_flag() {
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let path = dir.path().join("data");
+    std::fs::write(&path, vec![7u8; 8 << 20]).unwrap();
+    for direct in [false, true] {
+        let flag = Arc::new(AtomicBool::new(false));
+        let opts = ReadOptions::builder()
+            .chunk_size(64 << 10)
+            .depth(8)
+            .direct(direct)
+            .build()
+            .unwrap();
+        let mut reader = Reader::new(opts);
+        reader.set_interrupt(flag.clone());
+        let mut seen = 0u64;
+        let mut p = from_fn(|c: &Chunk<'_>| {
+            seen += c.len() as u64;
+            if seen >= 1 << 20 {
+                flag.store(true, Ordering::Relaxed);
+            }
+            Ok(true)
+        });
+        match reader.read_path(&path, &mut p) {
+            Err(Error::Interrupted { path: p }) => assert_eq!(p, path),
+            other => panic!("expected Interrupted, got {other:?}"),
+        }
+        assert!(seen < 8 << 20, "reading went on after the flag was set");
+        // The reader is usable again once the flag is cleared.
+        flag.store(false, Ordering::Relaxed);
+        let mut n = ringread::processor::ByteCount::default();
+        assert_eq!(reader.read_path(&path, &mut n).unwrap().bytes, 8 << 20);
+    }
+}
