@@ -66,6 +66,7 @@ pub struct ReadOptions {
     pub(crate) sqpoll: bool,
     pub(crate) backend: Backend,
     pub(crate) threads: Option<usize>,
+    pub(crate) max_bytes: Option<u64>,
 }
 
 impl Default for ReadOptions {
@@ -113,6 +114,10 @@ impl ReadOptions {
     pub fn threads(&self) -> Option<usize> {
         self.threads
     }
+    /// The most bytes read from each file, if limited.
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.max_bytes
+    }
 }
 
 /// Builds [`ReadOptions`], checking every value.
@@ -131,9 +136,16 @@ pub struct ReadOptionsBuilder {
     sqpoll: bool,
     backend: Backend,
     threads: Option<usize>,
+    max_bytes: Option<u64>,
 }
 
 impl ReadOptionsBuilder {
+    /// Read at most this many bytes of each file (from where reading starts), then stop as at its
+    /// end; for endless sources such as `/dev/zero`. Default: no limit.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
     /// Bytes per read. Default: 256 KiB buffered, 1 MiB with `O_DIRECT`.
     pub fn chunk_size(mut self, bytes: usize) -> Self {
         self.chunk_size = Some(bytes);
@@ -223,6 +235,7 @@ impl ReadOptionsBuilder {
             sqpoll: self.sqpoll,
             backend: self.backend,
             threads: self.threads,
+            max_bytes: self.max_bytes,
         })
     }
 }

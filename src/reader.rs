@@ -353,6 +353,7 @@ impl Reader {
             size_hint,
             positional,
             start,
+            limit: self.opts.max_bytes.unwrap_or(u64::MAX),
         };
 
         let use_uring = match self.opts.backend {

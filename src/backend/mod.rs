@@ -51,6 +51,8 @@ pub(crate) struct Source<'a> {
     pub positional: bool,
     /// Where reading starts (a regular file given as standard input may be part read already).
     pub start: u64,
+    /// The most bytes to deliver, counted from `start` (`u64::MAX`: no limit).
+    pub limit: u64,
 }
 
 /// One way of reading a whole file into a processor, in order. The benchmark runs each side by side.
@@ -122,6 +124,9 @@ fn rebuild(o: &ReadOptions, backend: Backend) -> Result<ReadOptions> {
         .backend(backend);
     if let Some(t) = o.threads() {
         b = b.threads(t);
+    }
+    if let Some(m) = o.max_bytes() {
+        b = b.max_bytes(m);
     }
     b.build()
 }

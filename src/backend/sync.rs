@@ -27,12 +27,24 @@ pub(crate) fn read<Pr: Prepare, C: Combine<Pr::Part>>(
                 path: src.path.to_path_buf(),
             });
         }
+        // --max-bytes: read no further than the limit.
+        let room = src.limit.saturating_sub(offset - src.start);
+        if room == 0 {
+            return Ok(offset - src.start);
+        }
+        let chunk = chunk.min(usize::try_from(room).unwrap_or(usize::MAX));
         let mut filled = 0usize;
         let mut eof = false;
         let mut failed = None;
         while filled < chunk {
             let fd = match src.direct_fd {
-                Some(dfd) if filled % src.align == 0 && offset % src.align as u64 == 0 => dfd,
+                Some(dfd)
+                    if filled % src.align == 0
+                        && (chunk - filled) % src.align == 0
+                        && offset % src.align as u64 == 0 =>
+                {
+                    dfd
+                }
                 _ => src.fd,
             };
             let at = offset + filled as u64;
@@ -73,6 +85,9 @@ pub(crate) fn read<Pr: Prepare, C: Combine<Pr::Part>>(
             if !src.positional {
                 break; // a stream hands over what it has
             }
+        }
+        if filled as u64 >= room {
+            eof = true; // the --max-bytes limit
         }
         if filled > 0 {
             // SAFETY: the kernel wrote `filled` bytes into the slot; no read is in flight.

@@ -197,13 +197,23 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
     /// size `fstat` gave (plus the one chunk that finds the end), or every chunk before it was full.
     fn may_read_next(&self) -> bool {
         let k = self.chunk_of(self.tail);
-        if k >= self.run.baton.end() {
+        if k >= self.run.baton.end() || self.past_limit(k) {
             return false;
         }
         let src = &self.run.src;
         !src.positional
             || src.start + k * self.run.chunk as u64 <= src.size_hint
             || self.run.baton.turn() >= k
+    }
+
+    /// Whether chunk `k` starts at or past `--max-bytes` (it is then never read).
+    fn past_limit(&self, k: u64) -> bool {
+        let start = if self.run.src.positional {
+            k * self.run.chunk as u64
+        } else {
+            self.stream_offset
+        };
+        start >= self.run.src.limit
     }
 
     fn drive(&mut self) {
@@ -245,6 +255,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
                 // delivered (and was full), or the file has ended.
                 let k = self.chunk_of(self.tail);
                 if self.head == self.tail
+                    && !self.past_limit(k)
                     && self.run.src.positional
                     && k < self.run.baton.end()
                     && self.run.baton.wait_for(k, &mut self.spin)
@@ -276,11 +287,24 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
     fn push(&mut self, i: usize) {
         let src = &self.run.src;
         let slot = &self.slots[i];
-        let remaining = self.run.chunk - slot.filled;
+        let chunk_start = if src.positional {
+            slot.offset - src.start
+        } else {
+            self.stream_offset
+        };
+        // Never past --max-bytes (a pipe's bytes beyond it stay in the pipe). A read is only queued
+        // below the limit, so at least one byte is left.
+        let left = src
+            .limit
+            .saturating_sub(chunk_start + slot.filled as u64)
+            .max(1);
+        let remaining =
+            (self.run.chunk - slot.filled).min(usize::try_from(left).unwrap_or(usize::MAX));
         // O_DIRECT needs aligned offsets and lengths; after a short read that ended off alignment
-        // (only the end of the file does that) the rest is read through the buffered descriptor.
+        // (only the end of the file does that), or for a length cut by the limit, the rest is read
+        // through the buffered descriptor.
         let fd = match src.direct_fd {
-            Some(dfd) if slot.filled % src.align == 0 => dfd,
+            Some(dfd) if slot.filled % src.align == 0 && remaining % src.align == 0 => dfd,
             _ => src.fd,
         };
         let req = ReadReq {
@@ -330,6 +354,18 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
             return;
         }
         slot.filled += n;
+        // --max-bytes: what lies past the limit is dropped, and the chunk ends the read.
+        let chunk_start = if positional {
+            slot.offset - self.run.src.start
+        } else {
+            self.stream_offset
+        };
+        let room = self.run.src.limit.saturating_sub(chunk_start);
+        if slot.filled as u64 >= room {
+            slot.filled = room as usize;
+            slot.state = State::Ready { eof: true };
+            return;
+        }
         if !positional || slot.filled >= chunk {
             slot.state = State::Ready { eof: false };
         } else {

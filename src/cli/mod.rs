@@ -79,6 +79,10 @@ struct ReadArgs {
         value_name = "N"
     )]
     threads: Option<usize>,
+    /// Read at most this much of each file (4K, 1M, 1GiB...), then stop as at its end: for endless
+    /// sources such as /dev/zero
+    #[arg(help_heading = "Reading options", long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
+    max_bytes: Option<u64>,
     /// Say on standard error how each file was read, and why
     #[arg(help_heading = "Reading options", short, long, global = true)]
     verbose: bool,
@@ -106,6 +110,9 @@ impl ReadArgs {
         }
         if let Some(t) = self.threads {
             b = b.threads(t);
+        }
+        if let Some(m) = self.max_bytes {
+            b = b.max_bytes(m);
         }
         Ok(b.build()?)
     }

@@ -150,6 +150,20 @@ fn run_fake(
     seed: u64,
     faults: Faults,
 ) -> (Collect, Result<u64, Error>) {
+    run_fake_limited(file, size_hint, chunk, lanes, depth, seed, faults, u64::MAX)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_fake_limited(
+    file: &[u8],
+    size_hint: u64,
+    chunk: usize,
+    lanes: usize,
+    depth: usize,
+    seed: u64,
+    faults: Faults,
+    limit: u64,
+) -> (Collect, Result<u64, Error>) {
     let src = Source {
         path: Path::new("fake"),
         fd: -1,
@@ -158,6 +172,7 @@ fn run_fake(
         size_hint,
         positional: true,
         start: 0,
+        limit,
     };
     let mut out = Collect::default();
     let result = {
@@ -274,6 +289,7 @@ fn a_processor_can_stop_early() {
         size_hint: 40_000,
         positional: true,
         start: 0,
+        limit: u64::MAX,
     };
     let mut seen = Vec::new();
     let mut p = crate::processor::from_fn(|c: &Chunk<'_>| {
@@ -294,6 +310,25 @@ fn a_processor_can_stop_early() {
     });
     assert_eq!(run.finish().unwrap(), 3000);
     assert_eq!(seen, vec![0, 1000, 2000]);
+}
+
+#[test]
+fn max_bytes_delivers_exactly_the_prefix() {
+    let file = pattern(100_000);
+    for limit in [0u64, 1, 999, 1000, 1001, 4096, 99_999, 100_000, 200_000] {
+        for lanes in [1, 2, 3] {
+            let faults = Faults {
+                short: true,
+                eagain: true,
+                ..Faults::default()
+            };
+            let (out, res) =
+                run_fake_limited(&file, 100_000, 1000, lanes, 3, limit + 1, faults, limit);
+            let want = limit.min(100_000) as usize;
+            assert_eq!(res.unwrap(), want as u64, "limit {limit}, lanes {lanes}");
+            assert!(out.data == file[..want]);
+        }
+    }
 }
 
 proptest! {
