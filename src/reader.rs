@@ -53,6 +53,14 @@ pub enum Notice {
         /// Why.
         reason: String,
     },
+    /// The file is on a FUSE file system, where io_uring's reads can report a short read from the
+    /// server as complete (measured on Linux 6.18 with a server that opens files with
+    /// `FOPEN_DIRECT_IO`: the bytes past the short read were never written); it is read with
+    /// `read(2)`, unless `Backend::Uring` insists (then this notice is a warning).
+    Fuse {
+        /// `Backend::Uring` insisted: the file was read with io_uring all the same.
+        forced: bool,
+    },
 }
 
 impl fmt::Display for Notice {
@@ -79,6 +87,16 @@ impl fmt::Display for Notice {
                     "O_DIRECT not used, reading through the page cache: {reason}"
                 )
             }
+            Notice::Fuse { forced: false } => write!(
+                f,
+                "a FUSE file: reading with read(2), because io_uring can report a FUSE server's \
+                 short read as complete (kernel FUSE direct I/O)"
+            ),
+            Notice::Fuse { forced: true } => write!(
+                f,
+                "warning: a FUSE file read with io_uring, as --backend uring asks; io_uring can \
+                 report a FUSE server's short read as complete (kernel FUSE direct I/O)"
+            ),
         }
     }
 }
@@ -367,6 +385,10 @@ impl Reader {
                 true
             }
             Backend::Auto => match self.uring_status() {
+                Ok(()) if on_fuse(fd) => {
+                    notices.push(Notice::Fuse { forced: false });
+                    false
+                }
                 Ok(()) => true,
                 Err(reason) => {
                     notices.push(Notice::UringUnavailable {
@@ -376,6 +398,9 @@ impl Reader {
                 }
             },
         };
+        if use_uring && self.opts.backend == Backend::Uring && on_fuse(fd) {
+            notices.push(Notice::Fuse { forced: true });
+        }
 
         proc.begin().map_err(|source| Error::Process {
             path: name.to_path_buf(),
@@ -590,6 +615,16 @@ fn register_reason(e: &io::Error) -> String {
             }
         }
         _ => format!("{}", Reason(e)),
+    }
+}
+
+/// Whether `fd` is on a FUSE file system (`fstatfs`, `FUSE_SUPER_MAGIC`).
+fn on_fuse(fd: RawFd) -> bool {
+    const FUSE_SUPER_MAGIC: libc::c_long = 0x6573_5546;
+    // SAFETY: fstatfs writes into the struct we pass, which is plain data.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(fd, &mut st) == 0 && st.f_type as libc::c_long == FUSE_SUPER_MAGIC
     }
 }
 

@@ -1,0 +1,236 @@
+//! Faults from a real file system: a FUSE file system inside the test serves one file and can fail
+//! with EIO at a chosen offset, return short reads, or answer slowly. ringread must name the path and
+//! the offset, deliver every byte before the failure and none after, and never hang.
+//!
+//! Mounting needs root and /dev/fuse (CI runs as root); if it cannot mount, the test fails.
+//!
+//! Found with these tests (Linux 6.18): io_uring's reads of a file whose FUSE server opened it with
+//! `FOPEN_DIRECT_IO` complete with the full length asked for even when the server answered short
+//! or with EIO, leaving bytes the server never sent. So ringread reads FUSE files with read(2)
+//! (`Notice::Fuse`), and these tests hold it to the same rules there.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner,
+    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, Request,
+};
+use ringread::{processor::from_fn, Backend, Chunk, Error, ReadOptions, Reader};
+
+const SIZE: u64 = 3 * 262_144 + 12_345;
+const TTL: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    fail_at: Option<u64>,
+    short: bool,
+    delay: Option<Duration>,
+}
+
+struct FaultFs {
+    faults: Faults,
+}
+
+fn byte_at(i: u64) -> u8 {
+    (i.wrapping_mul(2654435761) >> 11) as u8
+}
+
+fn attr(ino: u64) -> FileAttr {
+    let dir = ino == 1;
+    FileAttr {
+        ino: INodeNo(ino),
+        size: if dir { 0 } else { SIZE },
+        blocks: SIZE.div_ceil(512),
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: if dir {
+            FileType::Directory
+        } else {
+            FileType::RegularFile
+        },
+        perm: if dir { 0o755 } else { 0o444 },
+        nlink: if dir { 2 } else { 1 },
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        flags: 0,
+        blksize: 4096,
+    }
+}
+
+impl Filesystem for FaultFs {
+    fn lookup(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if u64::from(parent) == 1 && name == "data" {
+            reply.entry(&TTL, &attr(2), fuser::Generation(0));
+        } else {
+            reply.error(Errno::ENOENT);
+        }
+    }
+
+    fn getattr(&self, _: &Request, ino: INodeNo, _: Option<FileHandle>, reply: ReplyAttr) {
+        match u64::from(ino) {
+            1 | 2 => reply.attr(&TTL, &attr(u64::from(ino))),
+            _ => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn open(&self, _: &Request, _: INodeNo, _: OpenFlags, reply: ReplyOpen) {
+        // Direct I/O: every read reaches us with its own offset and size, past the page cache.
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
+    }
+
+    fn read(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: FileHandle,
+        offset: u64,
+        size: u32,
+        _: OpenFlags,
+        _: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        if let Some(d) = self.faults.delay {
+            std::thread::sleep(d);
+        }
+        let mut end = (offset + size as u64).min(SIZE);
+        if let Some(bad) = self.faults.fail_at {
+            if offset == bad {
+                reply.error(Errno::EIO);
+                return;
+            }
+            if offset < bad && end > bad {
+                end = bad; // a disk returns what it read before the bad sector
+            }
+        }
+        if self.faults.short && end > offset + 1 {
+            end = offset + 1 + (offset * 7 + 13) % (end - offset);
+        }
+        let data: Vec<u8> = (offset..end.max(offset)).map(byte_at).collect();
+        reply.data(&data);
+    }
+}
+
+/// Mounts a FaultFs on a fresh directory; unmounted when the session drops.
+fn mount(faults: Faults) -> (tempfile::TempDir, fuser::BackgroundSession, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.mount_options = vec![MountOption::RO, MountOption::FSName("ringread-test".into())];
+    let session = fuser::spawn_mount(FaultFs { faults }, dir.path(), &cfg)
+        .expect("mounting the test's FUSE file system needs root and /dev/fuse (CI has both)");
+    let file = dir.path().join("data");
+    (dir, session, file)
+}
+
+fn reader(backend: Backend, threads: usize) -> Reader {
+    Reader::new(
+        ReadOptions::builder()
+            .chunk_size(65_536)
+            .depth(8)
+            .threads(threads)
+            .backend(backend)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Reads `file`; returns the bytes delivered and the outcome. With the default backend, a FUSE file
+/// is read with read(2), and the summary says why (see `Notice::Fuse`).
+fn read_all(r: &Reader, file: &Path) -> (Vec<u8>, ringread::Result<u64>) {
+    let mut got = Vec::new();
+    let mut p = from_fn(|c: &Chunk<'_>| {
+        assert_eq!(c.offset(), got.len() as u64, "in order, no gaps");
+        got.extend_from_slice(c);
+        Ok(true)
+    });
+    let res = r.read_path(file, &mut p).map(|s| {
+        if r.options().backend() == Backend::Auto {
+            assert_eq!(s.path.engine, ringread::Engine::Sync);
+            assert!(s
+                .notices
+                .contains(&ringread::Notice::Fuse { forced: false }));
+        }
+        s.bytes
+    });
+    (got, res)
+}
+
+fn expected(len: u64) -> Vec<u8> {
+    (0..len).map(byte_at).collect()
+}
+
+#[test]
+fn eio_at_an_offset_stops_there_and_names_it() {
+    for fail_at in [0, 1, 4095, 4096, 65_536, 100_000, SIZE - 1] {
+        let (_dir, _session, file) = mount(Faults {
+            fail_at: Some(fail_at),
+            ..Faults::default()
+        });
+        for (backend, threads) in [(Backend::Auto, 1), (Backend::Auto, 2), (Backend::Sync, 1)] {
+            let (got, res) = read_all(&reader(backend, threads), &file);
+            match res {
+                Err(Error::Read {
+                    path,
+                    offset,
+                    source,
+                }) => {
+                    assert_eq!(path, file);
+                    assert_eq!(offset, fail_at, "{backend:?} x{threads}");
+                    assert_eq!(source.raw_os_error(), Some(libc::EIO));
+                }
+                other => panic!("{backend:?} x{threads}, EIO at {fail_at}: got {other:?}"),
+            }
+            assert!(
+                got == expected(fail_at),
+                "every byte before the failure, none after"
+            );
+        }
+        // The command line says it in words, and goes on with the next file.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringread"))
+            .arg("count")
+            .arg(&file)
+            .arg("/proc/version")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "{}: read error at offset {fail_at}: Input/output error",
+                file.display()
+            )),
+            "{err}"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("/proc/version"));
+    }
+}
+
+#[test]
+fn short_and_slow_reads_deliver_every_byte() {
+    for faults in [
+        Faults {
+            short: true,
+            ..Faults::default()
+        },
+        Faults {
+            delay: Some(Duration::from_millis(3)),
+            ..Faults::default()
+        },
+        Faults {
+            short: true,
+            delay: Some(Duration::from_millis(1)),
+            fail_at: None,
+        },
+    ] {
+        let (_dir, _session, file) = mount(faults);
+        for (backend, threads) in [(Backend::Auto, 1), (Backend::Auto, 2), (Backend::Sync, 1)] {
+            let (got, res) = read_all(&reader(backend, threads), &file);
+            assert_eq!(res.unwrap(), SIZE, "{backend:?} x{threads}");
+            assert!(got == expected(SIZE));
+        }
+    }
+}
