@@ -4,23 +4,25 @@
 //! - GNU: `<hex>  <name>` (or `<hex> *<name>`, the binary-mode marker);
 //! - BSD (`--tag`): `<TAG> (<name>) = <hex>`, as `sha256sum --tag` and `xxhsum -H3` print.
 //!
-//! A name holding a newline or a backslash is escaped (`\n`, `\\`) and the line starts with `\`, as
-//! coreutils does, so that every line stays one line.
+//! A name holding a newline, a carriage return or a backslash is escaped (`\n`, `\r`, `\\`) and the
+//! line starts with `\`, as sha256sum does, so that every line stays one line.
 
 use crate::processor::Algorithm;
 
-/// Whether a name must be escaped in a checksum line (coreutils 9.1: a backslash or a newline).
+/// Whether a name must be escaped in a checksum line (as sha256sum here: a backslash, a newline or
+/// a carriage return).
 pub fn needs_escape(name: &[u8]) -> bool {
-    name.iter().any(|&b| b == b'\\' || b == b'\n')
+    name.iter().any(|&b| matches!(b, b'\\' | b'\n' | b'\r'))
 }
 
-/// `name` with `\` written `\\` and newline written `\n`.
+/// `name` with `\` written `\\`, newline `\n` and carriage return `\r`.
 pub fn escape(name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + 2);
     for &b in name {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
             _ => out.push(b),
         }
     }
@@ -36,6 +38,7 @@ pub fn unescape(name: &[u8]) -> Option<Vec<u8>> {
             match it.next() {
                 Some(b'\\') => out.push(b'\\'),
                 Some(b'n') => out.push(b'\n'),
+                Some(b'r') => out.push(b'\r'),
                 _ => return None,
             }
         } else {
@@ -166,6 +169,7 @@ mod tests {
             b"new\nline",
             b"a (b) = c",
             b" lead",
+            b"cr\r",
         ] {
             for tag in [false, true] {
                 let line = format_line(Algorithm::Sha256, H, name, tag);
