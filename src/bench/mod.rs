@@ -104,6 +104,18 @@ pub struct BenchConfig {
     pub depth: Option<usize>,
     /// Reading threads of the engine (`None`: one per usable CPU).
     pub threads: Option<usize>,
+    /// Once set (from a signal handler, say), the benchmark stops between measurements with
+    /// [`Error::Interrupted`], removing the file it generated.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+fn check_interrupt(config: &BenchConfig, path: &std::path::Path) -> Result<()> {
+    match &config.interrupt {
+        Some(f) if f.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::Interrupted {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Runs the benchmark. Progress goes to `progress` (a human reads it on standard error).
@@ -126,7 +138,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
             "generating a {} byte random file ...",
             config.size
         );
-        vec![generate(config.size)?]
+        vec![generate(config.size, config)?]
     } else {
         config.files.clone()
     };
@@ -281,6 +293,7 @@ fn run_cache(
     for run in 0..config.runs {
         for ((name, m), r) in methods.iter().zip(results.iter_mut()) {
             let Some(m) = m else { continue };
+            check_interrupt(config, &files[0])?;
             for f in files {
                 match cache {
                     CacheMode::Warm => warm(f),
@@ -331,7 +344,7 @@ fn run_cache(
 }
 
 /// Makes a random file of `size` bytes under `$TMPDIR` (xorshift, written in 1 MiB pieces).
-fn generate(size: u64) -> Result<PathBuf> {
+fn generate(size: u64, config: &BenchConfig) -> Result<PathBuf> {
     let dir = std::env::temp_dir();
     let path = dir.join(format!("ringread-bench-{}.bin", std::process::id()));
     let io_err = |source| Error::Open {
@@ -343,6 +356,10 @@ fn generate(size: u64) -> Result<PathBuf> {
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
+        if let Err(e) = check_interrupt(config, &path) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         for w in buf.chunks_exact_mut(8) {
             state ^= state << 13;
             state ^= state >> 7;

@@ -75,8 +75,12 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
             .map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
         depth: read.depth,
         threads: read.threads,
+        interrupt: super::interrupt_flag(),
     };
-    let report = bench::run(&config, &mut std::io::stderr())?;
+    let report = match bench::run(&config, &mut std::io::stderr()) {
+        Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
+        other => other?,
+    };
     let json_to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if json_to_stdout {
         eprintln!("{report}");

@@ -157,6 +157,11 @@ const INTERRUPTED_EXIT: u8 = 130;
 
 static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
+/// The flag SIGINT and SIGTERM set, for library calls that take one.
+pub(crate) fn interrupt_flag() -> Option<Arc<AtomicBool>> {
+    INTERRUPT.get().cloned()
+}
+
 fn interrupted() -> bool {
     INTERRUPT.get().is_some_and(|f| f.load(Ordering::Relaxed))
 }
