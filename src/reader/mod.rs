@@ -4,161 +4,28 @@
 //! registered buffers are set up on first use and kept, so reading many small files does not pay for
 //! ring setup and buffer registration each time.
 
+mod file;
+mod summary;
+
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub use summary::{Engine, Notice, ReadPath, Summary};
+
 use crate::backend::uring::{run_lane, Run};
 use crate::backend::{sync, Source};
 use crate::buf::Arena;
-use crate::error::{Error, Reason, Result};
+use crate::error::{Error, Result};
 use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::{explain_setup_error, usable_cpus, Ring};
-
-/// Which engine read a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// io_uring (ringread's engine).
-    Uring,
-    /// Plain synchronous `read(2)`/`pread(2)`.
-    Sync,
-}
-
-/// Something the reader chose differently from what was asked, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Notice {
-    /// io_uring is refused by the kernel; reading goes on with `read(2)`.
-    UringUnavailable {
-        /// The kernel's reason, in words.
-        reason: String,
-    },
-    /// Fewer buffers than asked were registered with the kernel; the rest are read with plain `READ`.
-    RegisteredFewer {
-        /// Buffers registered.
-        registered: usize,
-        /// Buffers asked for.
-        wanted: usize,
-        /// The kernel's reason.
-        reason: String,
-    },
-    /// `O_DIRECT` was asked for but cannot be used on this file; it is read through the page cache.
-    DirectUnavailable {
-        /// Why.
-        reason: String,
-    },
-    /// The file is on a FUSE file system, where io_uring's reads can report a short read from the
-    /// server as complete (measured on Linux 6.18 with a server that opens files with
-    /// `FOPEN_DIRECT_IO`: the bytes past the short read were never written); it is read with
-    /// `read(2)`, unless `Backend::Uring` insists (then this notice is a warning).
-    Fuse {
-        /// `Backend::Uring` insisted: the file was read with io_uring all the same.
-        forced: bool,
-    },
-}
-
-impl fmt::Display for Notice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Notice::UringUnavailable { reason } => {
-                write!(
-                    f,
-                    "io_uring is unavailable, reading with read(2) instead: {reason}"
-                )
-            }
-            Notice::RegisteredFewer {
-                registered,
-                wanted,
-                reason,
-            } => write!(
-                f,
-                "registered {registered} of {wanted} buffers with the kernel ({reason}); \
-                 the others use unregistered reads"
-            ),
-            Notice::DirectUnavailable { reason } => {
-                write!(
-                    f,
-                    "O_DIRECT not used, reading through the page cache: {reason}"
-                )
-            }
-            Notice::Fuse { forced: false } => write!(
-                f,
-                "a FUSE file: reading with read(2), because io_uring can report a FUSE server's \
-                 short read as complete (kernel FUSE direct I/O)"
-            ),
-            Notice::Fuse { forced: true } => write!(
-                f,
-                "warning: a FUSE file read with io_uring, as --backend uring asks; io_uring can \
-                 report a FUSE server's short read as complete (kernel FUSE direct I/O)"
-            ),
-        }
-    }
-}
-
-/// How a file was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadPath {
-    /// The engine.
-    pub engine: Engine,
-    /// Reading threads (lanes).
-    pub threads: usize,
-    /// Buffers in use (reads in flight at most).
-    pub buffers: usize,
-    /// Of those, registered with the kernel.
-    pub registered: usize,
-    /// Bytes per read.
-    pub chunk_size: usize,
-    /// Whether `O_DIRECT` was used.
-    pub direct: bool,
-    /// Whether a kernel thread polled the submission queue.
-    pub sqpoll: bool,
-    /// Whether reads carried offsets (files) or read a stream's position (pipes, terminals).
-    pub positional: bool,
-}
-
-impl fmt::Display for ReadPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.engine {
-            Engine::Uring => write!(
-                f,
-                "io_uring, {} thread{}, {} buffer{} of {} bytes ({} registered), {}{}{}",
-                self.threads,
-                if self.threads == 1 { "" } else { "s" },
-                self.buffers,
-                if self.buffers == 1 { "" } else { "s" },
-                self.chunk_size,
-                self.registered,
-                if self.direct { "O_DIRECT" } else { "buffered" },
-                if self.sqpoll { ", SQPOLL" } else { "" },
-                if self.positional { "" } else { ", stream" },
-            ),
-            Engine::Sync => write!(
-                f,
-                "read(2), 1 thread, 1 buffer of {} bytes, {}{}",
-                self.chunk_size,
-                if self.direct { "O_DIRECT" } else { "buffered" },
-                if self.positional { "" } else { ", stream" },
-            ),
-        }
-    }
-}
-
-/// What one read did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    /// Bytes delivered to the processor.
-    pub bytes: u64,
-    /// How the file was read.
-    pub path: ReadPath,
-    /// Choices made differently from the options, with reasons.
-    pub notices: Vec<Notice>,
-}
+use file::{on_fuse, open_direct, register_reason};
 
 /// A lane's kept resources: its ring and its buffers. The ring is declared first so that it is
 /// dropped (and its registration released) before the buffers are freed.
@@ -595,109 +462,4 @@ impl Reader {
         let bytes = run.finish()?;
         Ok((bytes, read_path))
     }
-}
-
-fn register_reason(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOMEM) => {
-            // SAFETY: getrlimit writes into the struct we pass.
-            let limit = unsafe {
-                let mut r: libc::rlimit = std::mem::zeroed();
-                (libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0).then_some(r.rlim_cur)
-            };
-            match limit {
-                Some(l) if l != libc::RLIM_INFINITY => format!(
-                    "ENOMEM: locked memory is limited to {} KiB (ulimit -l) and shared by this \
-                     user's processes; the kernel also frees it only some time after a ring closes",
-                    l / 1024
-                ),
-                _ => "ENOMEM: the kernel could not pin the memory".into(),
-            }
-        }
-        _ => format!("{}", Reason(e)),
-    }
-}
-
-/// Whether `fd` is on a FUSE file system (`fstatfs`, `FUSE_SUPER_MAGIC`).
-fn on_fuse(fd: RawFd) -> bool {
-    const FUSE_SUPER_MAGIC: libc::c_long = 0x6573_5546;
-    // SAFETY: fstatfs writes into the struct we pass, which is plain data.
-    unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        libc::fstatfs(fd, &mut st) == 0 && st.f_type as libc::c_long == FUSE_SUPER_MAGIC
-    }
-}
-
-/// The kernel's `statx` record, as far as `STATX_DIOALIGN` needs it.
-#[repr(C)]
-struct Statx {
-    mask: u32,
-    head: [u8; 148],
-    dio_mem_align: u32,
-    dio_offset_align: u32,
-    rest: [u64; 12],
-}
-
-const STATX_DIOALIGN: u32 = 0x2000;
-
-/// The alignment `O_DIRECT` needs on `fd` (memory, offset), if the kernel says (Linux 6.1+).
-fn dio_alignment(fd: RawFd) -> Option<(u32, u32)> {
-    // SAFETY: all-zero is a valid Statx; the kernel writes at most size_of::<Statx>() = 256 bytes.
-    let mut st: Statx = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid descriptor, an empty NUL-terminated path with AT_EMPTY_PATH, and a buffer of
-    // the size the kernel's struct statx has.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_statx,
-            fd,
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            STATX_DIOALIGN,
-            &mut st as *mut Statx,
-        )
-    };
-    (rc == 0 && st.mask & STATX_DIOALIGN != 0).then_some((st.dio_mem_align, st.dio_offset_align))
-}
-
-/// Opens the file a second time with `O_DIRECT`, or says why not.
-fn open_direct(
-    fd: RawFd,
-    path: Option<&Path>,
-    positional: bool,
-    chunk: usize,
-) -> std::result::Result<(OwnedFd, usize), String> {
-    if !positional {
-        return Err("O_DIRECT does not apply to pipes, terminals and character devices".into());
-    }
-    let mut align = ALIGN;
-    if let Some((mem, off)) = dio_alignment(fd) {
-        if mem == 0 || off == 0 {
-            return Err("the file system does not support O_DIRECT for this file (statx)".into());
-        }
-        if mem as usize > ALIGN || off as usize > ALIGN || chunk % off as usize != 0 {
-            return Err(format!(
-                "the file needs O_DIRECT alignment of {mem} bytes in memory and {off} in the file, \
-                 which chunks of {chunk} bytes in {ALIGN}-aligned buffers do not meet"
-            ));
-        }
-        align = off as usize;
-    }
-    let target = match path {
-        Some(p) => p.to_path_buf(),
-        None => format!("/proc/self/fd/{fd}").into(),
-    };
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(&target)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::EINVAL) => {
-                "the file system refuses O_DIRECT (EINVAL; tmpfs before Linux 6.6 does, for one)"
-                    .to_string()
-            }
-            _ => format!("opening with O_DIRECT failed: {}", Reason(&e)),
-        })?;
-    // SAFETY: into_raw_fd hands over ownership of a valid descriptor.
-    let owned = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(file)) };
-    Ok((owned, align))
 }

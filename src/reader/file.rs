@@ -1,0 +1,116 @@
+//! Looking at a file before reading it: `O_DIRECT` alignment (`statx`), opening it for `O_DIRECT`,
+//! whether it is on FUSE, and why the kernel refused to register buffers, in words.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::Reason;
+use crate::options::ALIGN;
+
+pub(super) fn register_reason(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM) => {
+            // SAFETY: getrlimit writes into the struct we pass.
+            let limit = unsafe {
+                let mut r: libc::rlimit = std::mem::zeroed();
+                (libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0).then_some(r.rlim_cur)
+            };
+            match limit {
+                Some(l) if l != libc::RLIM_INFINITY => format!(
+                    "ENOMEM: locked memory is limited to {} KiB (ulimit -l) and shared by this \
+                     user's processes; the kernel also frees it only some time after a ring closes",
+                    l / 1024
+                ),
+                _ => "ENOMEM: the kernel could not pin the memory".into(),
+            }
+        }
+        _ => format!("{}", Reason(e)),
+    }
+}
+
+/// Whether `fd` is on a FUSE file system (`fstatfs`, `FUSE_SUPER_MAGIC`).
+pub(super) fn on_fuse(fd: RawFd) -> bool {
+    const FUSE_SUPER_MAGIC: libc::c_long = 0x6573_5546;
+    // SAFETY: fstatfs writes into the struct we pass, which is plain data.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(fd, &mut st) == 0 && st.f_type as libc::c_long == FUSE_SUPER_MAGIC
+    }
+}
+
+/// The kernel's `statx` record, as far as `STATX_DIOALIGN` needs it.
+#[repr(C)]
+struct Statx {
+    mask: u32,
+    head: [u8; 148],
+    dio_mem_align: u32,
+    dio_offset_align: u32,
+    rest: [u64; 12],
+}
+
+const STATX_DIOALIGN: u32 = 0x2000;
+
+/// The alignment `O_DIRECT` needs on `fd` (memory, offset), if the kernel says (Linux 6.1+).
+fn dio_alignment(fd: RawFd) -> Option<(u32, u32)> {
+    // SAFETY: all-zero is a valid Statx; the kernel writes at most size_of::<Statx>() = 256 bytes.
+    let mut st: Statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, an empty NUL-terminated path with AT_EMPTY_PATH, and a buffer of
+    // the size the kernel's struct statx has.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_statx,
+            fd,
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            STATX_DIOALIGN,
+            &mut st as *mut Statx,
+        )
+    };
+    (rc == 0 && st.mask & STATX_DIOALIGN != 0).then_some((st.dio_mem_align, st.dio_offset_align))
+}
+
+/// Opens the file a second time with `O_DIRECT`, or says why not.
+pub(super) fn open_direct(
+    fd: RawFd,
+    path: Option<&Path>,
+    positional: bool,
+    chunk: usize,
+) -> std::result::Result<(OwnedFd, usize), String> {
+    if !positional {
+        return Err("O_DIRECT does not apply to pipes, terminals and character devices".into());
+    }
+    let mut align = ALIGN;
+    if let Some((mem, off)) = dio_alignment(fd) {
+        if mem == 0 || off == 0 {
+            return Err("the file system does not support O_DIRECT for this file (statx)".into());
+        }
+        if mem as usize > ALIGN || off as usize > ALIGN || chunk % off as usize != 0 {
+            return Err(format!(
+                "the file needs O_DIRECT alignment of {mem} bytes in memory and {off} in the file, \
+                 which chunks of {chunk} bytes in {ALIGN}-aligned buffers do not meet"
+            ));
+        }
+        align = off as usize;
+    }
+    let target = match path {
+        Some(p) => p.to_path_buf(),
+        None => format!("/proc/self/fd/{fd}").into(),
+    };
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(&target)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL) => {
+                "the file system refuses O_DIRECT (EINVAL; tmpfs before Linux 6.6 does, for one)"
+                    .to_string()
+            }
+            _ => format!("opening with O_DIRECT failed: {}", Reason(&e)),
+        })?;
+    // SAFETY: into_raw_fd hands over ownership of a valid descriptor.
+    let owned = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(file)) };
+    Ok((owned, align))
+}

@@ -1,0 +1,143 @@
+//! What a read did and how: [`Summary`], [`ReadPath`], and the [`Notice`]s that say which choices
+//! differed from the options, and why.
+
+use std::fmt;
+
+/// Which engine read a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// io_uring (ringread's engine).
+    Uring,
+    /// Plain synchronous `read(2)`/`pread(2)`.
+    Sync,
+}
+
+/// Something the reader chose differently from what was asked, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// io_uring is refused by the kernel; reading goes on with `read(2)`.
+    UringUnavailable {
+        /// The kernel's reason, in words.
+        reason: String,
+    },
+    /// Fewer buffers than asked were registered with the kernel; the rest are read with plain `READ`.
+    RegisteredFewer {
+        /// Buffers registered.
+        registered: usize,
+        /// Buffers asked for.
+        wanted: usize,
+        /// The kernel's reason.
+        reason: String,
+    },
+    /// `O_DIRECT` was asked for but cannot be used on this file; it is read through the page cache.
+    DirectUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The file is on a FUSE file system, where io_uring's reads can report a short read from the
+    /// server as complete (measured on Linux 6.18 with a server that opens files with
+    /// `FOPEN_DIRECT_IO`: the bytes past the short read were never written); it is read with
+    /// `read(2)`, unless `Backend::Uring` insists (then this notice is a warning).
+    Fuse {
+        /// `Backend::Uring` insisted: the file was read with io_uring all the same.
+        forced: bool,
+    },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::UringUnavailable { reason } => {
+                write!(
+                    f,
+                    "io_uring is unavailable, reading with read(2) instead: {reason}"
+                )
+            }
+            Notice::RegisteredFewer {
+                registered,
+                wanted,
+                reason,
+            } => write!(
+                f,
+                "registered {registered} of {wanted} buffers with the kernel ({reason}); \
+                 the others use unregistered reads"
+            ),
+            Notice::DirectUnavailable { reason } => {
+                write!(
+                    f,
+                    "O_DIRECT not used, reading through the page cache: {reason}"
+                )
+            }
+            Notice::Fuse { forced: false } => write!(
+                f,
+                "a FUSE file: reading with read(2), because io_uring can report a FUSE server's \
+                 short read as complete (kernel FUSE direct I/O)"
+            ),
+            Notice::Fuse { forced: true } => write!(
+                f,
+                "warning: a FUSE file read with io_uring, as --backend uring asks; io_uring can \
+                 report a FUSE server's short read as complete (kernel FUSE direct I/O)"
+            ),
+        }
+    }
+}
+
+/// How a file was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPath {
+    /// The engine.
+    pub engine: Engine,
+    /// Reading threads (lanes).
+    pub threads: usize,
+    /// Buffers in use (reads in flight at most).
+    pub buffers: usize,
+    /// Of those, registered with the kernel.
+    pub registered: usize,
+    /// Bytes per read.
+    pub chunk_size: usize,
+    /// Whether `O_DIRECT` was used.
+    pub direct: bool,
+    /// Whether a kernel thread polled the submission queue.
+    pub sqpoll: bool,
+    /// Whether reads carried offsets (files) or read a stream's position (pipes, terminals).
+    pub positional: bool,
+}
+
+impl fmt::Display for ReadPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.engine {
+            Engine::Uring => write!(
+                f,
+                "io_uring, {} thread{}, {} buffer{} of {} bytes ({} registered), {}{}{}",
+                self.threads,
+                if self.threads == 1 { "" } else { "s" },
+                self.buffers,
+                if self.buffers == 1 { "" } else { "s" },
+                self.chunk_size,
+                self.registered,
+                if self.direct { "O_DIRECT" } else { "buffered" },
+                if self.sqpoll { ", SQPOLL" } else { "" },
+                if self.positional { "" } else { ", stream" },
+            ),
+            Engine::Sync => write!(
+                f,
+                "read(2), 1 thread, 1 buffer of {} bytes, {}{}",
+                self.chunk_size,
+                if self.direct { "O_DIRECT" } else { "buffered" },
+                if self.positional { "" } else { ", stream" },
+            ),
+        }
+    }
+}
+
+/// What one read did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Bytes delivered to the processor.
+    pub bytes: u64,
+    /// How the file was read.
+    pub path: ReadPath,
+    /// Choices made differently from the options, with reasons.
+    pub notices: Vec<Notice>,
+}
