@@ -15,6 +15,9 @@ pub enum Backend {
     Uring,
     /// Plain synchronous `read(2)` into one buffer, on the calling thread.
     Sync,
+    /// The engine's lanes (one per CPU, the baton, the same rules) with `pread(2)` in place of
+    /// io_uring: what [`Backend::Auto`] falls back to where the kernel refuses io_uring.
+    Pread,
 }
 
 impl std::str::FromStr for Backend {
@@ -24,8 +27,9 @@ impl std::str::FromStr for Backend {
             "auto" => Ok(Backend::Auto),
             "uring" => Ok(Backend::Uring),
             "sync" => Ok(Backend::Sync),
+            "pread" => Ok(Backend::Pread),
             other => Err(Error::InvalidOptions(format!(
-                "unknown backend '{other}' (expected auto, uring or sync)"
+                "unknown backend '{other}' (expected auto, uring, sync or pread)"
             ))),
         }
     }

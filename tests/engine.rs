@@ -449,6 +449,7 @@ fn check_summary(
     let mut bad = Vec::new();
     let want_engine = match case.backend {
         Backend::Sync => Engine::Sync,
+        Backend::Pread => Engine::Pread,
         _ => Engine::Uring,
     };
     if p.engine != want_engine {
@@ -496,7 +497,7 @@ fn check_summary(
         .iter()
         .any(|n| matches!(n, Notice::RegisteredFewer { .. }));
     match p.engine {
-        Engine::Uring => {
+        Engine::Uring | Engine::Pread => {
             let max_threads = case.threads.unwrap_or_else(usable_cpus).min(case.depth);
             if p.threads == 0 || p.threads > max_threads {
                 bad.push(format!(
@@ -519,7 +520,11 @@ fn check_summary(
                     p.registered
                 ));
             }
-            if case.register && p.registered < p.buffers && !fewer_notice {
+            if p.engine == Engine::Uring
+                && case.register
+                && p.registered < p.buffers
+                && !fewer_notice
+            {
                 bad.push(format!(
                     "only {} of {} buffers registered and no RegisteredFewer notice",
                     p.registered, p.buffers
@@ -534,6 +539,7 @@ fn check_summary(
                 bad.push(format!("sync path {p:?}, notices {:?}", s.notices));
             }
         }
+        other => bad.push(format!("unexpected engine {other:?}")),
     }
     if bad.is_empty() {
         Ok(())
@@ -793,6 +799,26 @@ fn matrix_sync_buffered() {
 #[test]
 fn matrix_sync_direct() {
     run_matrix(Backend::Sync, true, false);
+}
+
+#[test]
+fn matrix_pread_buffered() {
+    run_matrix(Backend::Pread, false, false);
+}
+
+#[test]
+fn matrix_pread_direct() {
+    run_matrix(Backend::Pread, true, false);
+}
+
+#[test]
+fn matrix_big_pread_buffered() {
+    run_matrix(Backend::Pread, false, true);
+}
+
+#[test]
+fn matrix_big_pread_direct() {
+    run_matrix(Backend::Pread, true, true);
 }
 
 #[test]

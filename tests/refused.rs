@@ -1,6 +1,7 @@
 //! io_uring refused by the kernel, not by a mock: a seccomp filter in the child (as a container's
 //! profile does) and the `kernel.io_uring_disabled` sysctl. ringread must read the same bytes through
-//! read(2), say why once, and fail with the reason under `--backend uring`.
+//! pread(2) (the engine's lanes without io_uring), say why once, and fail with the reason under
+//! `--backend uring`.
 //!
 //! These live in their own test binary: cargo runs test binaries one after another, so flipping the
 //! sysctl here cannot disturb the engine's other tests.
@@ -102,7 +103,7 @@ fn falls_back_and_explains(setup: &dyn Fn(&mut Command) -> &mut Command, why: &s
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "one line of explanation, got {lines:?}");
     assert!(
-        lines[0].starts_with("ringread: io_uring is unavailable, reading with read(2) instead:")
+        lines[0].starts_with("ringread: io_uring is unavailable, reading with pread(2) instead:")
             && lines[0].contains(why),
         "{lines:?}"
     );
@@ -112,7 +113,7 @@ fn falls_back_and_explains(setup: &dyn Fn(&mut Command) -> &mut Command, why: &s
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("by read(2)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("by pread(2)"));
 
     // --backend uring fails before reading, with the reason.
     let out = setup(ringread().args(["--backend", "uring", "sum"]).args(&files))

@@ -3,8 +3,10 @@
 //! The engine ([`Reader`]) uses two of them internally:
 //! - `uring`: ringread's engine: one io_uring per thread, registered buffers, many reads in flight,
 //!   the processor passed between threads in file order (the baton);
-//! - `sync`: plain `read(2)`/`pread(2)` into one buffer on the calling thread; the fallback where
-//!   io_uring is refused, and the baseline every benchmark compares against.
+//! - `pread_queue`: the same lanes with `pread(2)` done at submit: the fallback where io_uring is
+//!   refused (`Backend::Pread`);
+//! - `sync`: plain `read(2)`/`pread(2)` into one buffer on the calling thread: the baseline every
+//!   benchmark compares against (`Backend::Sync`).
 //!
 //! For comparison, [`ReadMethod`] puts every way behind one trait, one file each: [`UringMethod`] and
 //! [`SyncMethod`] (the engine's two), [`PreadPool`], [`TokioFs`], [`TokioUring`] and [`Mmap`].
@@ -13,6 +15,7 @@
 pub(crate) mod baton;
 mod mmap;
 mod pread_pool;
+pub(crate) mod pread_queue;
 pub(crate) mod sync;
 mod tokio_fs;
 mod tokio_uring;
@@ -90,7 +93,7 @@ impl ReadMethod for UringMethod {
     }
 }
 
-/// Plain `read(2)` into one buffer (the engine's fallback), the baseline of every comparison.
+/// Plain `read(2)` into one buffer, the baseline of every comparison.
 #[derive(Debug)]
 pub struct SyncMethod {
     reader: Reader,

@@ -168,6 +168,61 @@ pub(crate) fn run_lane<Q: Queue, Pr: Prepare, C: Combine<Pr::Part>>(
     lane.drain()
 }
 
+/// One lane's means: where its reads go, its buffers, how many it uses, how many are registered.
+pub(crate) struct LaneSpec<'l, Q> {
+    pub q: &'l mut Q,
+    pub arena: &'l mut Arena,
+    pub depth: usize,
+    pub registered: usize,
+}
+
+/// Runs every lane of `run`: lane 0 on the calling thread, the others on scoped threads. Returns,
+/// per lane, whether all its reads were reaped (if not, its arena must be leaked).
+pub(crate) fn run_lanes<Q, Pr, C>(
+    run: &Run<'_, '_, Pr, C>,
+    lanes: Vec<LaneSpec<'_, Q>>,
+) -> Vec<bool>
+where
+    Q: Queue + Send,
+    Pr: Prepare,
+    C: Combine<Pr::Part> + Send,
+{
+    std::thread::scope(|s| {
+        let mut lanes = lanes.into_iter();
+        let first = lanes.next().expect("at least one lane");
+        let mut handles = Vec::new();
+        for (j, l) in lanes.enumerate() {
+            let t = j as u64 + 1;
+            let spawned = std::thread::Builder::new()
+                .name(format!("ringread-lane{t}"))
+                .spawn_scoped(s, move || {
+                    run_lane(run, t, l.q, &*l.arena, l.depth, l.registered)
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    run.abort(Error::Ring {
+                        path: run.src.path.to_path_buf(),
+                        op: "thread spawn",
+                        source: e,
+                    });
+                    break;
+                }
+            }
+        }
+        let mut clean = vec![run_lane(
+            run,
+            0,
+            first.q,
+            first.arena,
+            first.depth,
+            first.registered,
+        )];
+        clean.extend(handles.into_iter().map(|h| h.join().unwrap_or(false)));
+        clean
+    })
+}
+
 struct Lane<'r, 'a, 'p, 'q, Pr: Prepare, C, Q> {
     run: &'r Run<'a, 'p, Pr, C>,
     lane: u64,

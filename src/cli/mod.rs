@@ -67,9 +67,10 @@ struct ReadArgs {
     /// Let a kernel thread poll the submission queue (costs a CPU)
     #[arg(help_heading = "Reading options", long, global = true)]
     sqpoll: bool,
-    /// auto: io_uring, else read(2) saying why; uring: io_uring or fail; sync: read(2)
+    /// auto: io_uring, else pread(2) lanes saying why; uring: io_uring or fail; sync: read(2) into
+    /// one buffer; pread: pread(2) on every CPU
     #[arg(help_heading = "Reading options", long, global = true, value_name = "NAME", default_value = "auto",
-          value_parser = ["auto", "uring", "sync"])]
+          value_parser = ["auto", "uring", "sync", "pread"])]
     backend: String,
     /// Reading threads [default: the CPUs this process may use; 1 with --direct or --sqpoll]
     #[arg(

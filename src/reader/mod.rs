@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub use summary::{Engine, Notice, ReadPath, Summary};
 
-use crate::backend::uring::{run_lane, Run};
+use crate::backend::pread_queue::PreadQueue;
+use crate::backend::uring::{run_lanes, LaneSpec, Run};
 use crate::backend::{sync, Source};
 use crate::buf::Arena;
 use crate::error::{Error, Result};
@@ -241,41 +242,44 @@ impl Reader {
             limit: self.opts.max_bytes.unwrap_or(u64::MAX),
         };
 
-        let use_uring = match self.opts.backend {
-            Backend::Sync => false,
+        let engine = match self.opts.backend {
+            Backend::Sync => Engine::Sync,
+            Backend::Pread => Engine::Pread,
             Backend::Uring => {
                 if let Err(reason) = self.uring_status() {
                     return Err(Error::UringUnavailable {
                         reason: reason.to_string(),
                     });
                 }
-                true
+                if on_fuse(fd) {
+                    notices.push(Notice::Fuse { forced: true });
+                }
+                Engine::Uring
             }
             Backend::Auto => match self.uring_status() {
                 Ok(()) if on_fuse(fd) => {
                     notices.push(Notice::Fuse { forced: false });
-                    false
+                    Engine::Sync
                 }
-                Ok(()) => true,
+                Ok(()) => Engine::Uring,
                 Err(reason) => {
                     notices.push(Notice::UringUnavailable {
                         reason: reason.to_string(),
                     });
-                    false
+                    Engine::Pread
                 }
             },
         };
-        if use_uring && self.opts.backend == Backend::Uring && on_fuse(fd) {
-            notices.push(Notice::Fuse { forced: true });
-        }
 
         proc.begin().map_err(|source| Error::Process {
             path: name.to_path_buf(),
             offset: start,
             source,
         })?;
-        let (bytes, read_path) = if use_uring {
+        let (bytes, read_path) = if engine == Engine::Uring {
             self.read_uring(&src, prep, proc, &mut notices)?
+        } else if engine == Engine::Pread {
+            self.read_pread(&src, prep, proc)?
         } else {
             let bytes = sync::read(
                 &src,
@@ -310,6 +314,75 @@ impl Reader {
             path: read_path,
             notices,
         })
+    }
+
+    /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
+    /// than the file has chunks.
+    fn lanes_for(&self, src: &Source<'_>) -> usize {
+        if !src.positional {
+            return 1;
+        }
+        let chunks = src
+            .size_hint
+            .saturating_sub(src.start)
+            .div_ceil(self.opts.chunk_size as u64);
+        self.max_lanes.min(chunks.max(1) as usize)
+    }
+
+    /// The engine's lanes with `pread(2)` in place of io_uring (where the kernel refuses it): the
+    /// same chunks, order and rules, and every lane copying on its own CPU.
+    fn read_pread<Pr, C>(
+        &self,
+        src: &Source<'_>,
+        prep: &Pr,
+        proc: &mut C,
+    ) -> Result<(u64, ReadPath)>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
+    {
+        let lanes = self.lanes_for(src);
+        let depths: Vec<usize> = (0..lanes)
+            .map(|t| {
+                if src.positional {
+                    self.lane_depth(t)
+                } else {
+                    1
+                }
+            })
+            .collect();
+        let mut arenas = depths
+            .iter()
+            .map(|&d| Arena::new(d, self.opts.chunk_size))
+            .collect::<Result<Vec<_>>>()?;
+        let mut queues: Vec<PreadQueue> = (0..lanes).map(|_| PreadQueue::default()).collect();
+        let run = Run::new(*src, self.opts.chunk_size, lanes, prep, proc)
+            .with_interrupt(self.interrupt.as_deref());
+        let specs = queues
+            .iter_mut()
+            .zip(arenas.iter_mut())
+            .zip(&depths)
+            .map(|((q, arena), &depth)| LaneSpec {
+                q,
+                arena,
+                depth,
+                registered: 0,
+            })
+            .collect();
+        // pread(2) returns before the submit does: there is never a read left to reap.
+        run_lanes(&run, specs);
+        let bytes = run.finish()?;
+        let path = ReadPath {
+            engine: Engine::Pread,
+            threads: lanes,
+            buffers: depths.iter().sum(),
+            registered: 0,
+            chunk_size: self.opts.chunk_size,
+            direct: src.direct_fd.is_some(),
+            sqpoll: false,
+            positional: src.positional,
+        };
+        Ok((bytes, path))
     }
 
     /// The buffers lane `t` owns: the depth split evenly, the first lanes taking the remainder.
@@ -354,17 +427,7 @@ impl Reader {
         Pr: Prepare,
         C: Combine<Pr::Part> + Send,
     {
-        let chunk = self.opts.chunk_size as u64;
-        let lanes = if src.positional {
-            self.max_lanes.min(
-                src.size_hint
-                    .saturating_sub(src.start)
-                    .div_ceil(chunk)
-                    .max(1) as usize,
-            )
-        } else {
-            1
-        };
+        let lanes = self.lanes_for(src);
         let mut pool = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < self.max_lanes {
             pool.resize_with(self.max_lanes, || None);
@@ -408,46 +471,17 @@ impl Reader {
 
         let run = Run::new(*src, self.opts.chunk_size, lanes, prep, proc)
             .with_interrupt(self.interrupt.as_deref());
-        let clean: Vec<bool> = std::thread::scope(|s| {
-            let (first, rest) = res.split_first_mut().expect("at least one lane");
-            let mut handles = Vec::with_capacity(rest.len());
-            for (j, r) in rest.iter_mut().enumerate() {
-                let t = j + 1;
-                let run = &run;
-                let depth = depths[t];
-                let spawned = std::thread::Builder::new()
-                    .name(format!("ringread-lane{t}"))
-                    .spawn_scoped(s, move || {
-                        let LaneRes {
-                            ring,
-                            arena,
-                            registered,
-                            ..
-                        } = &mut **r;
-                        run_lane(run, t as u64, ring, arena, depth, *registered)
-                    });
-                match spawned {
-                    Ok(h) => handles.push(h),
-                    Err(e) => {
-                        run.abort(Error::Ring {
-                            path: src.path.to_path_buf(),
-                            op: "thread spawn",
-                            source: e,
-                        });
-                        break;
-                    }
-                }
-            }
-            let LaneRes {
-                ring,
-                arena,
-                registered,
-                ..
-            } = &mut **first;
-            let mut clean = vec![run_lane(&run, 0, ring, arena, depths[0], *registered)];
-            clean.extend(handles.into_iter().map(|h| h.join().unwrap_or(false)));
-            clean
-        });
+        let specs = res
+            .iter_mut()
+            .zip(&depths)
+            .map(|(r, &depth)| LaneSpec {
+                q: &mut r.ring,
+                arena: &mut r.arena,
+                depth,
+                registered: r.registered,
+            })
+            .collect();
+        let clean = run_lanes(&run, specs);
         drop(res);
         // A lane whose reads could not all be reaped keeps its buffers forever: the kernel may still
         // write into them.

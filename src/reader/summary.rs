@@ -5,18 +5,22 @@ use std::fmt;
 
 /// Which engine read a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Engine {
     /// io_uring (ringread's engine).
     Uring,
-    /// Plain synchronous `read(2)`/`pread(2)`.
+    /// Plain synchronous `read(2)`/`pread(2)` into one buffer.
     Sync,
+    /// The engine's lanes with `pread(2)` in place of io_uring: the fallback where io_uring is
+    /// refused.
+    Pread,
 }
 
 /// Something the reader chose differently from what was asked, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notice {
-    /// io_uring is refused by the kernel; reading goes on with `read(2)`.
+    /// io_uring is refused by the kernel; reading goes on with the lanes and `pread(2)`.
     UringUnavailable {
         /// The kernel's reason, in words.
         reason: String,
@@ -51,7 +55,7 @@ impl fmt::Display for Notice {
             Notice::UringUnavailable { reason } => {
                 write!(
                     f,
-                    "io_uring is unavailable, reading with read(2) instead: {reason}"
+                    "io_uring is unavailable, reading with pread(2) instead: {reason}"
                 )
             }
             Notice::RegisteredFewer {
@@ -118,6 +122,17 @@ impl fmt::Display for ReadPath {
                 self.registered,
                 if self.direct { "O_DIRECT" } else { "buffered" },
                 if self.sqpoll { ", SQPOLL" } else { "" },
+                if self.positional { "" } else { ", stream" },
+            ),
+            Engine::Pread => write!(
+                f,
+                "pread(2), {} thread{}, {} buffer{} of {} bytes, {}{}",
+                self.threads,
+                if self.threads == 1 { "" } else { "s" },
+                self.buffers,
+                if self.buffers == 1 { "" } else { "s" },
+                self.chunk_size,
+                if self.direct { "O_DIRECT" } else { "buffered" },
                 if self.positional { "" } else { ", stream" },
             ),
             Engine::Sync => write!(
