@@ -1295,12 +1295,8 @@ fn fifo_written_by_a_thread() {
         let fifo = dir.path().join(format!("fifo{i}"));
         let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
         // SAFETY: a NUL-terminated path.
-        assert_eq!(
-            unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
-            0,
-            "{}",
-            io::Error::last_os_error()
-        );
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
         let reader = case.reader();
         let mut rec = Recorder::new(&data, case.chunk, false, true);
         let (result, written) = std::thread::scope(|s| {

@@ -155,9 +155,9 @@ impl Drop for Sysctl {
 #[test]
 fn refused_by_sysctl() {
     // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
     assert_eq!(
-        unsafe { libc::getuid() },
-        0,
+        uid, 0,
         "this test flips kernel.io_uring_disabled and must run as root (CI does)"
     );
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
