@@ -342,15 +342,7 @@ impl Reader {
         C: Combine<Pr::Part> + Send,
     {
         let lanes = self.lanes_for(src);
-        let depths: Vec<usize> = (0..lanes)
-            .map(|t| {
-                if src.positional {
-                    self.lane_depth(t)
-                } else {
-                    1
-                }
-            })
-            .collect();
+        let depths = self.lane_depths(src, lanes);
         let mut arenas = depths
             .iter()
             .map(|&d| Arena::new(d, self.opts.chunk_size))
@@ -383,6 +375,19 @@ impl Reader {
             positional: src.positional,
         };
         Ok((bytes, path))
+    }
+
+    /// The buffers each of `lanes` lanes uses for `src` (a stream reads one at a time).
+    fn lane_depths(&self, src: &Source<'_>, lanes: usize) -> Vec<usize> {
+        (0..lanes)
+            .map(|t| {
+                if src.positional {
+                    self.lane_depth(t)
+                } else {
+                    1
+                }
+            })
+            .collect()
     }
 
     /// The buffers lane `t` owns: the depth split evenly, the first lanes taking the remainder.
@@ -438,15 +443,7 @@ impl Reader {
             }
         }
         let mut res: Vec<&mut LaneRes> = pool.iter_mut().take(lanes).flatten().collect();
-        let depths: Vec<usize> = (0..lanes)
-            .map(|t| {
-                if src.positional {
-                    self.lane_depth(t)
-                } else {
-                    1
-                }
-            })
-            .collect();
+        let depths = self.lane_depths(src, lanes);
         for r in &res {
             if let Some(n) = &r.notice {
                 if !notices.contains(n) {
