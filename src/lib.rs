@@ -35,6 +35,7 @@ pub mod options;
 pub mod processor;
 pub mod reader;
 mod ring;
+pub mod stream;
 pub mod sumfile;
 
 pub use buf::Chunk;

@@ -32,7 +32,7 @@ pub(super) fn register_reason(e: &io::Error) -> String {
 }
 
 /// Whether `fd` is on a FUSE file system (`fstatfs`, `FUSE_SUPER_MAGIC`).
-pub(super) fn on_fuse(fd: RawFd) -> bool {
+pub(crate) fn on_fuse(fd: RawFd) -> bool {
     const FUSE_SUPER_MAGIC: libc::c_long = 0x6573_5546;
     // SAFETY: fstatfs writes into the struct we pass, which is plain data.
     unsafe {
@@ -73,7 +73,7 @@ fn dio_alignment(fd: RawFd) -> Option<(u32, u32)> {
 }
 
 /// Opens the file a second time with `O_DIRECT`, or says why not.
-pub(super) fn open_direct(
+pub(crate) fn open_direct(
     fd: RawFd,
     path: Option<&Path>,
     positional: bool,

@@ -26,7 +26,8 @@ use crate::error::{Error, Result};
 use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::{explain_setup_error, usable_cpus, Ring};
-use file::{on_fuse, open_direct, register_reason};
+use file::register_reason;
+pub(crate) use file::{on_fuse, open_direct};
 
 /// A lane's kept resources: its ring and its buffers. The ring is declared first so that it is
 /// dropped (and its registration released) before the buffers are freed.

@@ -1,0 +1,594 @@
+//! The async stream interface (`ringread::stream`) in tokio's multi-threaded runtime: the bytes
+//! against `std::fs::read`, the adapters against tokio's own utilities, backpressure, and
+//! cancellation (many streams dropped at random points; no buffer, read or descriptor left over).
+//!
+//! Tests that count this process's descriptors take [`FD_LOCK`] for writing; every other test takes
+//! it for reading.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use ringread::stream::{Driver, DriverStats, FileStream, OwnedChunk};
+use ringread::{Error, ReadOptions};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+static FD_LOCK: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    FD_LOCK.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    FD_LOCK.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Deterministic, fast, not a constant pattern (splitmix64).
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x9E37_79B9_7F4A_7C15;
+    for word in out.chunks_mut(8) {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        word.copy_from_slice(&z.to_le_bytes()[..word.len()]);
+    }
+    out
+}
+
+/// A small random-number generator for choosing sizes and drop points (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A directory on the disk's file system (ext4 here), so that `O_DIRECT` goes to the device.
+fn tmpdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("stream")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+}
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, data).unwrap();
+    p
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn opts(chunk: usize, depth: usize, direct: bool) -> ReadOptions {
+    ReadOptions::builder()
+        .chunk_size(chunk)
+        .depth(depth)
+        .direct(direct)
+        .build()
+        .unwrap()
+}
+
+/// Collects a stream, checking that offsets run on without gaps and every chunk is non-empty.
+async fn collect(mut s: FileStream) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        let c = c?;
+        assert_eq!(
+            c.offset(),
+            out.len() as u64,
+            "chunks out of order or with a gap"
+        );
+        assert!(!c.is_empty(), "an empty chunk was handed out");
+        out.extend_from_slice(&c);
+    }
+    assert!(s.next().await.is_none(), "a stream went on after its end");
+    Ok(out)
+}
+
+fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Waits until the driver has nothing in hand (reads still completing after a drop are reaped on the
+/// driver thread). Fails the test if that does not happen within 20 s.
+fn wait_idle(driver: &Driver) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !matches!(
+        driver.stats(),
+        DriverStats {
+            in_flight: 0,
+            live_buffers: 0,
+            ..
+        }
+    ) {
+        assert!(
+            Instant::now() < until,
+            "driver still holds {:?} 20 s after every stream was dropped",
+            driver.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn bytes_match_std_for_sizes_on_every_boundary() {
+    let _g = shared();
+    let dir = tmpdir();
+    let driver = Driver::new().unwrap();
+    assert!(
+        driver.notice().is_none(),
+        "io_uring refused: {:?}",
+        driver.notice()
+    );
+    let rt = runtime();
+    for &(chunk, depth, direct) in &[
+        (4096, 1, false),
+        (4096, 3, false),
+        (65536, 8, false),
+        (65536, 2, true),
+        (1 << 20, 4, true),
+        (5000, 4, false),
+    ] {
+        let o = opts(chunk, depth, direct);
+        for (i, &size) in [
+            0usize,
+            1,
+            4095,
+            4096,
+            4097,
+            chunk - 1,
+            chunk,
+            chunk + 1,
+            3 * chunk + 17,
+            8 << 20,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let data = random_bytes(size, (chunk + size) as u64);
+            let p = write_file(dir.path(), &format!("f{chunk}-{depth}-{i}"), &data);
+            let s = driver.open(&p, &o).unwrap();
+            let got = rt.block_on(collect(s)).unwrap();
+            assert_eq!(
+                got.len(),
+                fs::read(&p).unwrap().len(),
+                "{chunk} {depth} {direct} {size}"
+            );
+            assert!(
+                got == data,
+                "bytes differ: chunk {chunk} depth {depth} direct {direct} size {size}"
+            );
+        }
+    }
+    drop(rt);
+    wait_idle(&driver);
+}
+
+#[test]
+fn max_bytes_and_a_file_handed_over_part_read() {
+    let _g = shared();
+    let dir = tmpdir();
+    let data = random_bytes(300_000, 7);
+    let p = write_file(dir.path(), "f", &data);
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let o = ReadOptions::builder()
+        .chunk_size(4096)
+        .depth(4)
+        .max_bytes(100_001)
+        .build()
+        .unwrap();
+    let got = rt.block_on(collect(driver.open(&p, &o).unwrap())).unwrap();
+    assert!(got == data[..100_001]);
+
+    // A file handed over is streamed from its position; chunk offsets are file offsets.
+    let mut f = File::open(&p).unwrap();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(12_345)).unwrap();
+    let mut s = driver
+        .open_file(f, "handed", &opts(4096, 4, false))
+        .unwrap();
+    let first = rt.block_on(s.next()).unwrap().unwrap();
+    assert_eq!(first.offset(), 12_345);
+    let mut got = first.to_vec();
+    rt.block_on(async {
+        while let Some(c) = s.next().await {
+            got.extend_from_slice(&c.unwrap());
+        }
+    });
+    assert!(got == data[12_345..]);
+}
+
+#[test]
+fn bytes_conversion_does_not_copy_and_outlives_the_stream() {
+    let _g = shared();
+    let dir = tmpdir();
+    let data = random_bytes(1 << 20, 3);
+    let p = write_file(dir.path(), "f", &data);
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let kept: Vec<Bytes> = rt.block_on(async {
+        let mut s = driver.open(&p, &opts(65536, 4, false)).unwrap();
+        let mut kept = Vec::new();
+        for _ in 0..3 {
+            let c = s.next().await.unwrap().unwrap();
+            let ptr = c.as_ptr();
+            let b = c.into_bytes();
+            assert_eq!(b.as_ptr(), ptr, "into_bytes copied the chunk");
+            kept.push(b);
+        }
+        // Clones share the buffer; the stream is dropped with three buffers still lent out.
+        kept.push(kept[0].clone());
+        kept
+    });
+    assert_eq!(
+        driver.stats().live_buffers,
+        1,
+        "buffers freed while Bytes hold them"
+    );
+    assert!(kept[0][..] == data[..65536]);
+    assert!(kept[1][..] == data[65536..131072]);
+    assert!(kept[2][..] == data[131072..196608]);
+    assert_eq!(kept[3].as_ptr(), kept[0].as_ptr());
+    drop(kept);
+    wait_idle(&driver);
+}
+
+#[test]
+fn holding_chunks_stops_reading_backpressure() {
+    let _g = shared();
+    let dir = tmpdir();
+    let data = random_bytes(64 * 4096, 11);
+    let p = write_file(dir.path(), "f", &data);
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let depth = 4;
+        let mut s = driver.open(&p, &opts(4096, depth, false)).unwrap();
+        let mut held: Vec<OwnedChunk> = Vec::new();
+        for _ in 0..depth {
+            held.push(s.next().await.unwrap().unwrap());
+        }
+        // Every buffer is lent out: the stream cannot read, whatever the driver does.
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..3 {
+            assert!(matches!(
+                futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx),
+                Poll::Pending
+            ));
+            assert_eq!(
+                driver.stats().in_flight,
+                0,
+                "a read was started with no free buffer"
+            );
+            tokio::task::yield_now().await;
+        }
+        // One chunk given back: one buffer to read into, and the next chunk comes.
+        let first = held.remove(0);
+        assert_eq!(first.offset(), 0);
+        drop(first);
+        let next = s.next().await.unwrap().unwrap();
+        assert_eq!(next.offset(), depth as u64 * 4096);
+        assert!(next[..] == data[depth * 4096..(depth + 1) * 4096]);
+    });
+}
+
+#[test]
+fn adapters_work_with_tokio_copy_framed_read_and_lines() {
+    use tokio_stream::wrappers::LinesStream;
+    use tokio_util::codec::{FramedRead, LinesCodec};
+
+    let _g = shared();
+    let dir = tmpdir();
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    // Text with lines of every length, so line ends fall on and around chunk boundaries.
+    let mut text = String::new();
+    let mut rng = Rng(42);
+    while text.len() < 300_000 {
+        let n = rng.below(9000) as usize;
+        text.extend(std::iter::repeat_n('x', n));
+        text.push('\n');
+    }
+    text.push_str("last line without newline");
+    let p = write_file(dir.path(), "lines.txt", text.as_bytes());
+    let want_lines: Vec<&str> = text.lines().collect();
+    for &(chunk, depth) in &[(4096usize, 1usize), (4096, 4), (65536, 8), (5000, 3)] {
+        let o = opts(chunk, depth, false);
+        rt.block_on(async {
+            // tokio::io::copy
+            let mut r = driver.open(&p, &o).unwrap().into_async_read();
+            let mut out = Vec::new();
+            let n = tokio::io::copy(&mut r, &mut out).await.unwrap();
+            assert_eq!(n as usize, text.len());
+            assert!(out == text.as_bytes());
+
+            // FramedRead + LinesCodec
+            let r = driver.open(&p, &o).unwrap().into_async_read();
+            let lines: Vec<String> = FramedRead::new(r, LinesCodec::new())
+                .map(|l| l.unwrap())
+                .collect()
+                .await;
+            assert_eq!(lines, want_lines);
+
+            // AsyncBufReadExt::lines through LinesStream
+            let r = driver.open(&p, &o).unwrap().into_async_read();
+            let lines: Vec<String> = LinesStream::new(r.lines())
+                .map(|l| l.unwrap())
+                .collect()
+                .await;
+            assert_eq!(lines, want_lines);
+
+            // read_exact in odd sizes across chunk boundaries
+            let mut r = driver.open(&p, &o).unwrap().into_async_read();
+            let mut buf = vec![0u8; 7777];
+            r.read_exact(&mut buf).await.unwrap();
+            assert!(buf == text.as_bytes()[..7777]);
+            let mut rest = Vec::new();
+            r.read_to_end(&mut rest).await.unwrap();
+            assert!(rest == text.as_bytes()[7777..]);
+        });
+    }
+}
+
+#[test]
+fn errors_name_the_file_and_offset() {
+    let _g = shared();
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let o = ReadOptions::default();
+    let e = driver.open("/nonexistent/x", &o).unwrap_err();
+    assert!(matches!(e, Error::Open { .. }), "{e}");
+    assert_eq!(e.to_string(), "/nonexistent/x: No such file or directory");
+    let e = driver.open("/tmp", &o).unwrap_err();
+    assert_eq!(e.to_string(), "/tmp: Is a directory");
+    // /proc/self/mem cannot be read at offset 0 (nothing is mapped there): EIO at offset 0.
+    let s = driver.open("/proc/self/mem", &o).unwrap();
+    let e = rt.block_on(collect(s)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/proc/self/mem: read error at offset 0: Input/output error"
+    );
+    // Through the AsyncRead adapter the same words arrive as an io::Error.
+    let mut r = driver.open("/proc/self/mem", &o).unwrap().into_async_read();
+    let mut v = Vec::new();
+    let e = rt.block_on(r.read_to_end(&mut v)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("/proc/self/mem: read error at offset 0"),
+        "{e}"
+    );
+    drop(r);
+    wait_idle(&driver);
+}
+
+#[test]
+fn pipes_stream_in_order_with_offsets_counting_bytes() {
+    let _g = shared();
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let data = random_bytes(3_000_000, 5);
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: the descriptors were just created and are owned by nobody else.
+    let (r, mut w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let d2 = data.clone();
+    let writer = std::thread::spawn(move || {
+        let mut rng = Rng(9);
+        let mut at = 0;
+        while at < d2.len() {
+            let n = (1 + rng.below(100_000) as usize).min(d2.len() - at);
+            w.write_all(&d2[at..at + n]).unwrap();
+            at += n;
+        }
+    });
+    let s = driver.open_file(r, "pipe", &opts(65536, 4, false)).unwrap();
+    let got = rt.block_on(collect(s)).unwrap();
+    writer.join().unwrap();
+    assert!(got == data);
+}
+
+#[test]
+fn dropping_a_stream_cancels_a_read_that_would_never_complete() {
+    let _g = exclusive();
+    let driver = Driver::new().unwrap();
+    let before = open_fds();
+    let rt = runtime();
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: as above.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    rt.block_on(async {
+        let mut s = driver
+            .open_file(r, "silent pipe", &opts(4096, 2, false))
+            .unwrap();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx).is_pending());
+        assert_eq!(driver.stats().in_flight, 1);
+        drop(s);
+    });
+    wait_idle(&driver);
+    drop(w);
+    drop(rt);
+    assert_eq!(open_fds(), before, "a descriptor was left open");
+}
+
+/// Many streams on one driver, on four runtime threads, dropped at random points, some with their
+/// chunks (as `Bytes`) outliving them; then nothing may be left: no read in flight, no buffer, no
+/// descriptor.
+#[test]
+fn cancellation_stress_many_streams_dropped_at_random_points() {
+    let _g = exclusive();
+    let dir = tmpdir();
+    let sizes = [0usize, 1, 4095, 4097, 65535, 65537, 300_001, 2 << 20];
+    let files: Vec<(PathBuf, Arc<Vec<u8>>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let d = random_bytes(n, i as u64 + 100);
+            (write_file(dir.path(), &format!("s{i}"), &d), Arc::new(d))
+        })
+        .collect();
+    let driver = Driver::new().unwrap();
+    let before = open_fds();
+    let rt = runtime();
+    let mut rng = Rng(0xfeed);
+    for round in 0..4 {
+        let mut tasks = Vec::new();
+        for k in 0..250 {
+            let (path, data) = files[rng.below(files.len() as u64) as usize].clone();
+            let chunk = [4096usize, 8192, 65536][rng.below(3) as usize];
+            let depth = 1 + rng.below(8) as usize;
+            let direct = rng.below(4) == 0;
+            let take = rng.below(12) as usize;
+            let keep = rng.below(2) == 0;
+            let yield_first = rng.below(3) == 0;
+            let driver = driver.clone();
+            tasks.push(rt.spawn(async move {
+                let mut s = driver.open(&path, &opts(chunk, depth, direct)).unwrap();
+                if yield_first {
+                    tokio::task::yield_now().await;
+                }
+                let mut kept = Vec::new();
+                let mut at = 0usize;
+                for _ in 0..take {
+                    match s.next().await {
+                        Some(c) => {
+                            let c = c.unwrap();
+                            assert_eq!(c.offset() as usize, at);
+                            assert!(c[..] == data[at..at + c.len()], "round {round} task {k}");
+                            at += c.len();
+                            // Holding all `depth` buffers would stop the stream (backpressure).
+                            if keep && kept.len() + 1 < depth {
+                                kept.push(c.into_bytes());
+                            }
+                        }
+                        None => {
+                            assert_eq!(at, data.len());
+                            break;
+                        }
+                    }
+                }
+                drop(s);
+                // Chunks kept past the stream still hold the right bytes.
+                tokio::task::yield_now().await;
+                let mut off = 0;
+                for b in &kept {
+                    assert!(b[..] == data[off..off + b.len()]);
+                    off += b.len();
+                }
+            }));
+        }
+        rt.block_on(async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        wait_idle(&driver);
+    }
+    drop(rt);
+    assert_eq!(
+        open_fds(),
+        before,
+        "descriptors left open after every stream was dropped"
+    );
+    // The drops did catch reads in flight (else this test would not test cancellation).
+    assert!(driver.stats().cancelled > 0, "{:?}", driver.stats());
+    eprintln!("{:?}", driver.stats());
+}
+
+#[test]
+fn hundreds_of_concurrent_streams_each_read_whole() {
+    let _g = shared();
+    let dir = tmpdir();
+    let files: Vec<(PathBuf, u64)> = (0..20)
+        .map(|i| {
+            let d = random_bytes(100_000 + i * 37_001, i as u64);
+            let h = xxhash_rust::xxh3::xxh3_64(&d);
+            (write_file(dir.path(), &format!("c{i}"), &d), h)
+        })
+        .collect();
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let barrier = Arc::new(tokio::sync::Barrier::new(400));
+        let mut tasks = Vec::new();
+        for k in 0..400 {
+            let (path, want) = files[k % files.len()].clone();
+            let driver = driver.clone();
+            let barrier = Arc::clone(&barrier);
+            tasks.push(tokio::spawn(async move {
+                let mut s = driver.open(&path, &opts(16384, 4, false)).unwrap();
+                // All 400 streams are open before any reads.
+                barrier.wait().await;
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                while let Some(c) = s.next().await {
+                    h.update(&c.unwrap());
+                }
+                assert_eq!(h.digest(), want, "stream {k}");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    wait_idle(&driver);
+}
+
+#[test]
+fn a_file_that_shrinks_while_streamed_ends_at_its_new_end() {
+    let _g = shared();
+    let dir = tmpdir();
+    let data = random_bytes(1 << 20, 77);
+    let p = write_file(dir.path(), "shrinks", &data);
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut s = pin!(driver.open(&p, &opts(4096, 2, false)).unwrap());
+        let first = s.next().await.unwrap().unwrap();
+        assert!(first[..] == data[..4096]);
+        // Truncate to 10,000 bytes: what is delivered is a prefix of the old contents, ending at or
+        // after the new end only with bytes read before the truncation (two reads were in flight).
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(10_000)
+            .unwrap();
+        let mut got = first.to_vec();
+        while let Some(c) = s.next().await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert!(
+            got.len() >= 10_000 && got.len() <= 4096 * 3,
+            "{}",
+            got.len()
+        );
+        assert!(got == data[..got.len()]);
+    });
+}
