@@ -9,13 +9,15 @@
 //!   benchmark compares against (`Backend::Sync`).
 //!
 //! For comparison, [`ReadMethod`] puts every way behind one trait, one file each: [`UringMethod`] and
-//! [`SyncMethod`] (the engine's two), [`PreadPool`], [`TokioFs`], [`TokioUring`] and [`Mmap`].
+//! [`SyncMethod`] (the engine's two), [`PreadPool`], [`TokioFs`], [`TokioUring`], [`Mmap`] and
+//! [`StreamMethod`] (the async stream interface).
 //! `epoll` is not among them: it cannot wait on a regular file (`epoll_ctl` says `EPERM`).
 
 pub(crate) mod baton;
 mod mmap;
 mod pread_pool;
 pub(crate) mod pread_queue;
+mod stream;
 pub(crate) mod sync;
 mod tokio_fs;
 mod tokio_uring;
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use mmap::Mmap;
 pub use pread_pool::PreadPool;
+pub use stream::StreamMethod;
 pub use tokio_fs::TokioFs;
 pub use tokio_uring::TokioUring;
 

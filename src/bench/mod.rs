@@ -16,13 +16,15 @@ pub use cache::{drop_cache, residency, warm, CacheMode};
 pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
 pub use svg::write_svg;
 
-use crate::backend::{Mmap, PreadPool, ReadMethod, SyncMethod, TokioFs, TokioUring, UringMethod};
+use crate::backend::{
+    Mmap, PreadPool, ReadMethod, StreamMethod, SyncMethod, TokioFs, TokioUring, UringMethod,
+};
 use crate::error::{Error, Result};
 use crate::options::ReadOptions;
 use crate::processor::{Algorithm, ByteCount, Checksum, LineCount, Processor};
 
 /// Every way `bench` knows, in the order it reports them.
-pub const METHODS: [&str; 8] = [
+pub const METHODS: [&str; 9] = [
     "sync",
     "pread-pool",
     "tokio-fs",
@@ -31,6 +33,7 @@ pub const METHODS: [&str; 8] = [
     "uring",
     "uring-fixed",
     "uring-sqpoll",
+    "stream",
 ];
 
 /// What the timed runs feed the bytes to.
@@ -208,6 +211,7 @@ fn make_method(
     name: &str,
     opts: &ReadOptions,
     direct: bool,
+    stream_depth_default: bool,
 ) -> Result<Option<Box<dyn ReadMethod>>> {
     let threads = opts.threads().unwrap_or_else(crate::ring::usable_cpus);
     let with = |register: bool, sqpoll: bool| -> Result<ReadOptions> {
@@ -246,6 +250,18 @@ fn make_method(
         "uring" => Box::new(UringMethod::new("uring", with(false, false)?)?),
         "uring-fixed" => Box::new(UringMethod::new("uring-fixed", with(true, false)?)?),
         "uring-sqpoll" => Box::new(UringMethod::new("uring-sqpoll", with(true, true)?)?),
+        "stream" => {
+            // The stream's own default depth unless the user chose one.
+            let mut o = with(false, false)?;
+            if stream_depth_default {
+                o = ReadOptions::builder()
+                    .chunk_size(o.chunk_size())
+                    .depth(crate::stream::DEFAULT_DEPTH)
+                    .direct(direct)
+                    .build()?;
+            }
+            Box::new(StreamMethod::new(o)?)
+        }
         _ => unreachable!("names are checked before"),
     }))
 }
@@ -269,7 +285,10 @@ fn run_cache(
     let direct = cache == CacheMode::Direct;
     let mut methods: Vec<(String, Option<Box<dyn ReadMethod>>)> = Vec::new();
     for name in &config.methods {
-        methods.push((name.clone(), make_method(name, opts, direct)?));
+        methods.push((
+            name.clone(),
+            make_method(name, opts, direct, config.depth.is_none())?,
+        ));
     }
     let mut results: Vec<MethodResult> = methods
         .iter()

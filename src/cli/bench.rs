@@ -19,7 +19,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size_arg)]
     size: u64,
     /// Backends to compare, comma-separated [default: all: sync, pread-pool, tokio-fs, tokio-uring,
-    /// mmap, uring, uring-fixed, uring-sqpoll]
+    /// mmap, uring, uring-fixed, uring-sqpoll, stream]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     backends: Vec<String>,
     /// What the timed runs do with the bytes: null, xxh3, crc32c, sha256, blake3 or count

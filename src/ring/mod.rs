@@ -17,7 +17,7 @@ use crate::buf::Arena;
 pub(crate) const CURRENT_POSITION: u64 = u64::MAX;
 
 /// `io_uring_enter` calls made by this process's rings so far (for the benchmark's syscall counts).
-static ENTERS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static ENTERS: AtomicU64 = AtomicU64::new(0);
 
 /// `io_uring_enter` calls made by ringread's rings in this process so far.
 pub(crate) fn enter_count() -> u64 {

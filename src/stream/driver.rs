@@ -41,6 +41,8 @@ pub(super) struct ReadOp {
     pub len: u32,
     /// Read with `read(2)`/`pread(2)` on the driver thread, not through the ring (FUSE files).
     pub blocking: bool,
+    /// Which of the driver's threads performs it.
+    pub lane: usize,
 }
 
 // SAFETY: `buf` points into `shared`'s arena, which the op keeps alive through its `Arc`; the slot it
@@ -62,6 +64,12 @@ pub(super) struct Channel {
     notified: AtomicBool,
     wake: OwnedFd,
     shutdown: AtomicBool,
+    pub counters: Arc<Counters>,
+}
+
+/// What every lane of a driver counts, together.
+#[derive(Default)]
+pub(super) struct Counters {
     /// Reads in flight in the kernel (or queued for it).
     pub in_flight: AtomicUsize,
     /// Streams whose buffers are still allocated (held by a stream, a chunk or a read in flight).
@@ -72,9 +80,9 @@ pub(super) struct Channel {
 
 impl Channel {
     /// Queues a request and wakes the driver thread if it may be asleep.
-    pub(super) fn send(&self, req: Request) {
+    fn send(&self, req: Request) {
         if matches!(req, Request::Read(_)) {
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         }
         self.queue
             .lock()
@@ -108,9 +116,24 @@ pub struct Driver {
 }
 
 pub(super) struct DriverInner {
-    pub chan: Arc<Channel>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    lanes: Vec<Arc<Channel>>,
+    pub counters: Arc<Counters>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     notice: Option<Notice>,
+}
+
+impl DriverInner {
+    /// Queues a read on its lane.
+    pub(super) fn read(&self, op: ReadOp) {
+        self.lanes[op.lane % self.lanes.len()].send(Request::Read(op));
+    }
+
+    /// Cancels every read of `shared` in flight, on every lane.
+    pub(super) fn cancel(&self, shared: &Arc<Shared>) {
+        for l in &self.lanes {
+            l.send(Request::Cancel(Arc::clone(shared)));
+        }
+    }
 }
 
 impl std::fmt::Debug for Driver {
@@ -135,9 +158,38 @@ pub struct DriverStats {
 }
 
 impl Driver {
-    /// Starts a driver thread with its own io_uring. Where the kernel refuses io_uring the thread
-    /// reads with `pread(2)` instead, and [`Driver::notice`] says why.
+    /// Starts a driver: one thread per CPU this process may use, each with its own io_uring (a
+    /// stream's chunks are spread over them, so the copies out of the page cache run on every CPU).
+    /// Where the kernel refuses io_uring the threads read with `pread(2)` instead, and
+    /// [`Driver::notice`] says why.
     pub fn new() -> Result<Driver> {
+        Driver::with_threads(crate::ring::usable_cpus())
+    }
+
+    /// A driver with `threads` threads (at least one), each with its own ring.
+    pub fn with_threads(threads: usize) -> Result<Driver> {
+        let counters = Arc::new(Counters::default());
+        let mut lanes = Vec::new();
+        let mut handles = Vec::new();
+        let mut notice = None;
+        for _ in 0..threads.max(1) {
+            let (chan, handle, n) = Driver::lane(&counters)?;
+            lanes.push(chan);
+            handles.push(handle);
+            notice = notice.or(n);
+        }
+        Ok(Driver {
+            inner: Arc::new(DriverInner {
+                lanes,
+                counters,
+                threads: Mutex::new(handles),
+                notice,
+            }),
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn lane(counters: &Arc<Counters>) -> Result<(Arc<Channel>, JoinHandle<()>, Option<Notice>)> {
         // SAFETY: eventfd has no memory arguments; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -154,9 +206,7 @@ impl Driver {
             notified: AtomicBool::new(false),
             wake,
             shutdown: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            live_buffers: AtomicUsize::new(0),
-            cancelled: AtomicUsize::new(0),
+            counters: Arc::clone(counters),
         });
         let c = Arc::clone(&chan);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -193,13 +243,7 @@ impl Driver {
                 source,
             })?;
         let notice = rx.recv().unwrap_or(None);
-        Ok(Driver {
-            inner: Arc::new(DriverInner {
-                chan,
-                thread: Mutex::new(Some(thread)),
-                notice,
-            }),
-        })
+        Ok((chan, thread, notice))
     }
 
     /// The process-wide driver the `open` functions of this module use, started on first use.
@@ -212,6 +256,11 @@ impl Driver {
         Ok(GLOBAL.get_or_init(|| d))
     }
 
+    /// How many threads (each with its own ring) read for this driver.
+    pub fn threads(&self) -> usize {
+        self.inner.lanes.len()
+    }
+
     /// Why this driver reads without io_uring, if it does.
     pub fn notice(&self) -> Option<&Notice> {
         self.inner.notice.as_ref()
@@ -220,9 +269,9 @@ impl Driver {
     /// What the driver has in hand right now.
     pub fn stats(&self) -> DriverStats {
         DriverStats {
-            in_flight: self.inner.chan.in_flight.load(Ordering::Acquire),
-            live_buffers: self.inner.chan.live_buffers.load(Ordering::Acquire),
-            cancelled: self.inner.chan.cancelled.load(Ordering::Acquire),
+            in_flight: self.inner.counters.in_flight.load(Ordering::Acquire),
+            live_buffers: self.inner.counters.live_buffers.load(Ordering::Acquire),
+            cancelled: self.inner.counters.cancelled.load(Ordering::Acquire),
         }
     }
 }
@@ -232,10 +281,12 @@ impl Drop for DriverInner {
         // Every stream holds this `DriverInner`, so all of them are gone: their reads are cancelled or
         // done. The thread reaps what is left and ends; waiting for it keeps thread and ring from
         // outliving the last handle.
-        self.chan.shutdown.store(true, Ordering::Release);
-        self.chan.notified.store(false, Ordering::Release);
-        self.chan.notify();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        for chan in &self.lanes {
+            chan.shutdown.store(true, Ordering::Release);
+            chan.notified.store(false, Ordering::Release);
+            chan.notify();
+        }
+        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             let _ = t.join();
         }
     }
@@ -284,7 +335,7 @@ fn run_uring(mut ring: IoUring, chan: &Channel) {
                 Request::Cancel(shared) => {
                     for (idx, op) in ops.iter() {
                         if Arc::ptr_eq(&op.shared, &shared) {
-                            chan.cancelled.fetch_add(1, Ordering::Relaxed);
+                            chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
                             let e = opcode::AsyncCancel::new(idx as u64)
                                 .build()
                                 .user_data(CANCEL_TAG);
@@ -308,6 +359,7 @@ fn run_uring(mut ring: IoUring, chan: &Channel) {
                 cancelling_wake = true;
             }
         }
+        crate::ring::ENTERS.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = ring.submit_and_wait(1) {
             match e.raw_os_error() {
                 Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
@@ -352,13 +404,14 @@ fn push(ring: &mut IoUring, e: &io_uring::squeue::Entry) {
         if unsafe { ring.submission().push(e) }.is_ok() {
             return;
         }
+        crate::ring::ENTERS.fetch_add(1, Ordering::Relaxed);
         let _ = ring.submit();
     }
 }
 
 /// Records a completion in its stream and wakes the stream's task.
 fn complete(chan: &Channel, op: ReadOp, res: i32) {
-    chan.in_flight.fetch_sub(1, Ordering::AcqRel);
+    chan.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
     op.shared.complete(op.slot, res);
     // `op` drops here: its hold on the buffers and the file ends with the read.
 }

@@ -62,7 +62,7 @@ mod file;
 
 pub use chunk::OwnedChunk;
 pub use driver::{Driver, DriverStats};
-pub use file::{open, FileStream};
+pub use file::{default_options, open, FileStream, DEFAULT_DEPTH};
 
 use crate::error::Error;
 

@@ -1,0 +1,71 @@
+//! The async stream interface ([`crate::stream`]) as a benchmark way: a tokio multi-threaded runtime
+//! and a [`Driver`](crate::stream::Driver) kept across reads (as a long-lived program keeps them),
+//! one task taking the file's [`OwnedChunk`](crate::stream::OwnedChunk)s in order and handing each to
+//! the processor.
+
+use std::path::Path;
+
+use super::ReadMethod;
+use crate::error::{Error, Result};
+use crate::options::ReadOptions;
+use crate::processor::Processor;
+use crate::stream::Driver;
+
+/// ringread's stream interface in a tokio runtime.
+#[derive(Debug)]
+pub struct StreamMethod {
+    rt: tokio::runtime::Runtime,
+    driver: Driver,
+    opts: ReadOptions,
+}
+
+impl StreamMethod {
+    /// A runtime (one worker per CPU) and a driver, reading with these options.
+    pub fn new(opts: ReadOptions) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Ring {
+                path: "tokio runtime".into(),
+                op: "setup",
+                source,
+            })?;
+        Ok(StreamMethod {
+            rt,
+            driver: Driver::new()?,
+            opts,
+        })
+    }
+}
+
+impl ReadMethod for StreamMethod {
+    fn name(&self) -> String {
+        "stream".into()
+    }
+
+    fn read(&self, path: &Path, proc: &mut (dyn Processor + Send)) -> Result<u64> {
+        let mut stream = self.driver.open(path, &self.opts)?;
+        let fail = |offset, source| Error::Process {
+            path: path.into(),
+            offset,
+            source,
+        };
+        proc.begin().map_err(|e| fail(0, e))?;
+        let bytes = self.rt.block_on(async {
+            let mut bytes = 0u64;
+            while let Some(chunk) = stream.next_chunk().await {
+                let chunk = chunk?;
+                bytes += chunk.len() as u64;
+                if !proc
+                    .process(&chunk.as_chunk())
+                    .map_err(|e| fail(chunk.offset(), e))?
+                {
+                    break;
+                }
+            }
+            Ok::<_, Error>(bytes)
+        })?;
+        proc.finish().map_err(|e| fail(bytes, e))?;
+        Ok(bytes)
+    }
+}
