@@ -35,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
     }
     // Every stream owns its buffers (depth x chunk) while it is open, and every file is open at
     // once here: 4 x 64 KiB keeps 300 streams within 75 MiB.
-    let opts = ReadOptions::builder().chunk_size(64 << 10).depth(4).build()?;
+    let opts = ReadOptions::builder()
+        .chunk_size(64 << 10)
+        .depth(4)
+        .build()?;
     let tasks: Vec<_> = files
         .iter()
         .cloned()
@@ -60,7 +63,10 @@ async fn main() -> anyhow::Result<()> {
                 if tmp.is_some() {
                     let want = blake3::hash(&std::fs::read(path)?).to_hex().to_string();
                     if hex != want {
-                        eprintln!("hash_many: MISMATCH for {}: std says {want}", path.display());
+                        eprintln!(
+                            "hash_many: MISMATCH for {}: std says {want}",
+                            path.display()
+                        );
                         status = 1;
                     }
                 }
@@ -72,7 +78,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if tmp.is_some() && status == 0 {
-        eprintln!("checked {} files against std::fs::read: all the same", files.len());
+        eprintln!(
+            "checked {} files against std::fs::read: all the same",
+            files.len()
+        );
     }
     std::process::exit(status);
 }

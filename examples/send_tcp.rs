@@ -85,7 +85,9 @@ async fn main() -> anyhow::Result<()> {
     );
     let want = xxhash_rust::xxh3::xxh3_64(&std::fs::read(&path)?);
     if received != sent || digest != want {
-        eprintln!("send_tcp: MISMATCH: received {received} bytes, xxh3 {digest:016x}, file's {want:016x}");
+        eprintln!(
+            "send_tcp: MISMATCH: received {received} bytes, xxh3 {digest:016x}, file's {want:016x}"
+        );
         std::process::exit(1);
     }
     println!("received {received} bytes, xxh3 {digest:016x}: the file's");

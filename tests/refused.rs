@@ -164,3 +164,48 @@ fn refused_by_sysctl() {
     let _restore = Sysctl::set("2");
     falls_back_and_explains(&|c| c, "io_uring_disabled sysctl, which is 2");
 }
+
+/// The async stream's driver under the same seccomp filter: its threads read with pread(2) and the
+/// stream delivers the same bytes as read(2) does (the bench's checksum of each way's bytes).
+#[test]
+fn stream_driver_falls_back_to_pread_under_seccomp() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = deny_io_uring(&mut ringread())
+        .args([
+            "bench",
+            "--backends",
+            "sync,stream",
+            "--size",
+            "5000017",
+            "--runs",
+            "1",
+            "--chunk-size",
+            "64K",
+            "--json",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let methods = report["results"][0]["methods"].as_array().unwrap();
+    let sum = |name: &str| {
+        methods
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["checksum"].as_str())
+            .unwrap_or_else(|| panic!("no checksum for {name}: {report}"))
+            .to_string()
+    };
+    assert_eq!(sum("stream"), sum("sync"));
+    assert_eq!(report["file"]["bytes"], 5000017);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stream: ") && err.contains("io_uring_setup was refused"),
+        "the fallback was not explained: {err}"
+    );
+}

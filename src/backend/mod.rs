@@ -67,6 +67,10 @@ pub trait ReadMethod: Send + Sync {
     fn name(&self) -> String;
     /// Reads `path` to its end into `proc`; returns the bytes delivered.
     fn read(&self, path: &Path, proc: &mut (dyn Processor + Send)) -> Result<u64>;
+    /// What this way does differently from its name, and why (io_uring refused, say).
+    fn notice(&self) -> Option<String> {
+        None
+    }
 }
 
 /// ringread's engine through a [`Reader`] (kept across reads, as a long-lived program would).

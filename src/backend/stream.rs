@@ -68,4 +68,8 @@ impl ReadMethod for StreamMethod {
         proc.finish().map_err(|e| fail(bytes, e))?;
         Ok(bytes)
     }
+
+    fn notice(&self) -> Option<String> {
+        self.driver.notice().map(|n| n.to_string())
+    }
 }

@@ -298,6 +298,9 @@ fn run_cache(
     // One untimed pass per way with xxh3: the checksum that shows every way read the same bytes.
     for ((name, m), r) in methods.iter().zip(results.iter_mut()) {
         let Some(m) = m else { continue };
+        if let Some(n) = m.notice() {
+            let _ = writeln!(progress, "{name}: {n}");
+        }
         let _ = writeln!(progress, "{}: checking what {name} reads ...", cache.name());
         let mut parts = Vec::new();
         for f in files {

@@ -286,7 +286,12 @@ impl Drop for DriverInner {
             chan.notified.store(false, Ordering::Release);
             chan.notify();
         }
-        for t in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for t in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = t.join();
         }
     }

@@ -262,11 +262,7 @@ impl Driver {
         if let Some(n) = self.notice() {
             notices.push(n.clone());
         }
-        let depth = if positional {
-            opts.depth()
-        } else {
-            opts.depth()
-        };
+        let depth = opts.depth();
         let arena = Arena::new(depth, opts.chunk_size())?;
         let counters = Arc::clone(&self.inner.counters);
         counters.live_buffers.fetch_add(1, Ordering::AcqRel);
