@@ -20,7 +20,8 @@ pub struct StreamMethod {
 }
 
 impl StreamMethod {
-    /// A runtime (one worker per CPU) and a driver, reading with these options.
+    /// A runtime (one worker per CPU) and a driver with `opts.threads()` threads (one per CPU when
+    /// not given), reading with these options.
     pub fn new(opts: ReadOptions) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -32,7 +33,10 @@ impl StreamMethod {
             })?;
         Ok(StreamMethod {
             rt,
-            driver: Driver::new()?,
+            driver: match opts.threads() {
+                Some(t) => Driver::with_threads(t)?,
+                None => Driver::new()?,
+            },
             opts,
         })
     }

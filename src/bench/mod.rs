@@ -200,6 +200,10 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
             "epoll: not a way to read regular files (epoll_ctl on one says EPERM); it applies to \
              pipes and sockets."
                 .into(),
+            "stream: ringread's async stream (a tokio runtime and a Driver kept across runs, one task \
+             taking the chunks in order); unless --depth is given it reads with its own default \
+             depth (ringread::stream::DEFAULT_DEPTH = 16), not the engine's."
+                .into(),
             "mmap with --processor null only faults pages in (one byte touched per page): it copies \
              nothing, so compare it with a processor that reads every byte (e.g. --processor xxh3)."
                 .into(),

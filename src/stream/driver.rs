@@ -81,13 +81,19 @@ pub(super) struct Counters {
 impl Channel {
     /// Queues a request and wakes the driver thread if it may be asleep.
     fn send(&self, req: Request) {
-        if matches!(req, Request::Read(_)) {
-            self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        }
+        self.send_all(vec![req]);
+    }
+
+    fn send_all(&self, reqs: Vec<Request>) {
+        let reads = reqs
+            .iter()
+            .filter(|r| matches!(r, Request::Read(_)))
+            .count();
+        self.counters.in_flight.fetch_add(reads, Ordering::Relaxed);
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(req);
+            .extend(reqs);
         self.notify();
     }
 
@@ -123,9 +129,18 @@ pub(super) struct DriverInner {
 }
 
 impl DriverInner {
-    /// Queues a read on its lane.
-    pub(super) fn read(&self, op: ReadOp) {
-        self.lanes[op.lane % self.lanes.len()].send(Request::Read(op));
+    /// Queues reads on their lanes: one lock and at most one wake-up per lane.
+    pub(super) fn read(&self, ops: Vec<ReadOp>) {
+        let n = self.lanes.len();
+        let mut per_lane: Vec<Vec<Request>> = (0..n).map(|_| Vec::new()).collect();
+        for op in ops {
+            per_lane[op.lane % n].push(Request::Read(op));
+        }
+        for (lane, reqs) in self.lanes.iter().zip(per_lane) {
+            if !reqs.is_empty() {
+                lane.send_all(reqs);
+            }
+        }
     }
 
     /// Cancels every read of `shared` in flight, on every lane.

@@ -563,8 +563,8 @@ impl FileStream {
             }
             out
         };
-        for op in send {
-            self.driver.read(op);
+        if !send.is_empty() {
+            self.driver.read(send);
         }
         match out {
             Some(item) => Poll::Ready(item),
