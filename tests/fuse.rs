@@ -159,6 +159,37 @@ fn read_all(r: &Reader, file: &Path) -> (Vec<u8>, ringread::Result<u64>) {
     (got, res)
 }
 
+/// The async stream's bytes (and its result) for `file`: a FUSE file is read with read(2) on the
+/// driver's thread, by the same rules.
+fn stream_all(file: &Path) -> (Vec<u8>, ringread::Result<u64>) {
+    let driver = ringread::stream::Driver::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let opts = ringread::ReadOptions::builder()
+        .chunk_size(16384)
+        .depth(4)
+        .build()
+        .unwrap();
+    let mut got = Vec::new();
+    let res = rt.block_on(async {
+        let mut s = driver.open(file, &opts)?;
+        assert!(
+            s.notices()
+                .iter()
+                .any(|n| matches!(n, ringread::Notice::Fuse { .. })),
+            "the stream did not notice FUSE"
+        );
+        while let Some(c) = s.next_chunk().await {
+            let c = c?;
+            assert_eq!(c.offset(), got.len() as u64);
+            got.extend_from_slice(&c);
+        }
+        Ok(got.len() as u64)
+    });
+    (got, res)
+}
+
 fn expected(len: u64) -> Vec<u8> {
     (0..len).map(byte_at).collect()
 }
@@ -189,6 +220,15 @@ fn eio_at_an_offset_stops_there_and_names_it() {
                 "every byte before the failure, none after"
             );
         }
+        let (got, res) = stream_all(&file);
+        match res {
+            Err(Error::Read { offset, .. }) => assert_eq!(offset, fail_at, "stream"),
+            other => panic!("stream, EIO at {fail_at}: got {other:?}"),
+        }
+        assert!(
+            got == expected(fail_at),
+            "stream: every byte before, none after"
+        );
         // The command line says it in words, and goes on with the next file.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringread"))
             .arg("count")
@@ -232,5 +272,8 @@ fn short_and_slow_reads_deliver_every_byte() {
             assert_eq!(res.unwrap(), SIZE, "{backend:?} x{threads}");
             assert!(got == expected(SIZE));
         }
+        let (got, res) = stream_all(&file);
+        assert_eq!(res.unwrap(), SIZE, "stream");
+        assert!(got == expected(SIZE), "stream");
     }
 }

@@ -592,3 +592,25 @@ fn a_file_that_shrinks_while_streamed_ends_at_its_new_end() {
         assert!(got == data[..got.len()]);
     });
 }
+
+#[test]
+fn chunks_and_streams_are_send_and_static() {
+    fn send_static<T: Send + 'static>() {}
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_static::<OwnedChunk>();
+    send_sync::<OwnedChunk>();
+    send_static::<FileStream>();
+    send_static::<ringread::stream::ChunkReader>();
+    send_sync::<Driver>();
+    // The error crosses into io::Error with its words.
+    let e: std::io::Error = Error::Read {
+        path: "/x".into(),
+        offset: 5,
+        source: std::io::Error::from_raw_os_error(libc::EIO),
+    }
+    .into();
+    assert_eq!(
+        e.to_string(),
+        "/x: read error at offset 5: Input/output error"
+    );
+}

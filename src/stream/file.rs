@@ -39,12 +39,14 @@ enum Slot {
         want: u32,
         res: Option<i32>,
     },
-    /// Chunk `seq` is read (`len` bytes; `end`: nothing follows it).
+    /// Chunk `seq` is read (`len` bytes; `end`: nothing follows it; `errno` non-zero: reading on at
+    /// `offset + len` failed with it, so the error follows the chunk).
     Ready {
         seq: u64,
         offset: u64,
         len: u32,
         end: bool,
+        errno: i32,
     },
     /// Reading chunk `seq` failed at `offset`.
     Failed { seq: u64, offset: u64, errno: i32 },
@@ -157,6 +159,8 @@ pub struct FileStream {
     ended: bool,
     /// Everything is handed out.
     done: bool,
+    /// An error to hand out after the chunk just handed out (the bytes before it come first).
+    pending: Option<Error>,
     blocking: bool,
     notices: Vec<Notice>,
 }
@@ -293,6 +297,7 @@ impl Driver {
             consumed: 0,
             ended: false,
             done: false,
+            pending: None,
             blocking,
             notices,
         })
@@ -404,6 +409,15 @@ impl FileStream {
                         want,
                         res: None,
                     }
+                } else if filled > 0 {
+                    // The bytes before the failure are handed out first, then the error.
+                    Slot::Ready {
+                        seq,
+                        offset,
+                        len: filled,
+                        end: true,
+                        errno,
+                    }
                 } else {
                     Slot::Failed {
                         seq,
@@ -417,6 +431,7 @@ impl FileStream {
                     offset,
                     len: filled,
                     end: true,
+                    errno: 0,
                 }
             } else {
                 let filled = filled + res as u32;
@@ -427,6 +442,7 @@ impl FileStream {
                         offset,
                         len: filled,
                         end: self.consumed >= self.limit_end,
+                        errno: 0,
                     }
                 } else if filled >= want {
                     Slot::Ready {
@@ -434,6 +450,7 @@ impl FileStream {
                         offset,
                         len: filled,
                         end: offset + filled as u64 >= self.limit_end,
+                        errno: 0,
                     }
                 } else {
                     // A short read: the rest of the chunk, or the end of the file (the next read
@@ -471,6 +488,10 @@ impl FileStream {
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<OwnedChunk>>> {
+        if let Some(e) = self.pending.take() {
+            self.done = true;
+            return Poll::Ready(Some(Err(e)));
+        }
         if self.done {
             return Poll::Ready(None);
         }
@@ -487,11 +508,22 @@ impl FileStream {
                 Some((
                     i,
                     Slot::Ready {
-                        offset, len, end, ..
+                        offset,
+                        len,
+                        end,
+                        errno,
+                        ..
                     },
                 )) => {
                     self.next_deliver += 1;
-                    if end {
+                    if errno != 0 {
+                        self.ended = true;
+                        self.pending = Some(Error::Read {
+                            path: self.path.clone(),
+                            offset: offset + len as u64,
+                            source: io::Error::from_raw_os_error(errno),
+                        });
+                    } else if end {
                         self.ended = true;
                         self.done = true;
                     }
