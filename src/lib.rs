@@ -31,6 +31,7 @@ pub mod backend;
 pub mod bench;
 pub mod buf;
 pub mod error;
+pub mod net;
 pub mod options;
 pub mod processor;
 pub mod reader;

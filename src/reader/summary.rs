@@ -14,6 +14,8 @@ pub enum Engine {
     /// The engine's lanes with `pread(2)` in place of io_uring: the fallback where io_uring is
     /// refused.
     Pread,
+    /// Non-blocking `read(2)` driven by epoll (streams only, `Backend::Epoll`).
+    Epoll,
 }
 
 /// Something the reader chose differently from what was asked, and why.
@@ -134,6 +136,11 @@ impl fmt::Display for ReadPath {
                 self.chunk_size,
                 if self.direct { "O_DIRECT" } else { "buffered" },
                 if self.positional { "" } else { ", stream" },
+            ),
+            Engine::Epoll => write!(
+                f,
+                "epoll and non-blocking read(2), 1 thread, 1 buffer of {} bytes, stream",
+                self.chunk_size,
             ),
             Engine::Sync => write!(
                 f,
