@@ -75,7 +75,12 @@ impl StreamRing {
         // Every buffer can be one completion waiting, and every stream one more (its end).
         let cq = (count + streams).clamp(8, 65536).next_power_of_two() as u32;
         let mut builder = IoUring::builder();
-        builder.setup_cqsize(cq).setup_coop_taskrun();
+        // One thread submits and reaps (the reader's), so the kernel may defer completion work to
+        // the moment that thread waits (DEFER_TASKRUN, Linux 6.1) instead of interrupting it.
+        builder
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_defer_taskrun();
         let ring = match builder.build(sq) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
