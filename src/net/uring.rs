@@ -14,6 +14,9 @@ use super::{hand_over, read_error, Deliver, RingSetup, Stream, StreamOptions};
 use crate::error::{Error, Result};
 use crate::ring::{StreamKind, StreamRing};
 
+/// Set in the `user_data` of a stream's poll request (its index is in the low bits).
+const POLL_BIT: u64 = 1 << 63;
+
 /// One stream's progress.
 struct State {
     /// Bytes delivered so far (the next chunk's offset).
@@ -26,6 +29,8 @@ struct State {
     done: Option<Result<u64>>,
     /// Whether a cancel was sent for its armed request.
     cancel_sent: bool,
+    /// Whether the armed request is a poll (waiting for a non-blocking descriptor).
+    polling: bool,
 }
 
 /// Reads every stream to its end (or error) on one ring. `Err` only when the ring cannot be set up;
@@ -47,6 +52,7 @@ pub(super) fn run(
             multi: multishot && (s.kind == StreamKind::Socket || read_multi),
             done: None,
             cancel_sent: false,
+            polling: false,
         })
         .collect();
     let ring_err = |s: &Stream<'_>, op, source| Error::Ring {
@@ -56,6 +62,7 @@ pub(super) fn run(
     };
     let mut armed = 0usize;
     let mut rearm: Vec<usize> = (0..streams.len()).collect();
+    let mut poll: Vec<usize> = Vec::new();
     let mut interrupted = false;
     let mut clean = true;
     loop {
@@ -64,6 +71,18 @@ pub(super) fn run(
             match ring.arm(s.fd, s.kind, st[i].multi, i as u64) {
                 Ok(()) => {
                     st[i].armed = true;
+                    st[i].polling = false;
+                    armed += 1;
+                }
+                Err(e) => st[i].done = Some(Err(ring_err(s, "submit", e))),
+            }
+        }
+        for i in poll.drain(..) {
+            let s = &streams[i];
+            match ring.arm_poll(s.fd, i as u64 | POLL_BIT) {
+                Ok(()) => {
+                    st[i].armed = true;
+                    st[i].polling = true;
                     armed += 1;
                 }
                 Err(e) => st[i].done = Some(Err(ring_err(s, "submit", e))),
@@ -92,11 +111,22 @@ pub(super) fn run(
                     }));
                 }
                 if state.armed && !state.cancel_sent {
-                    state.cancel_sent = ring.cancel(i as u64).is_ok();
+                    let tag = if state.polling { POLL_BIT } else { 0 };
+                    state.cancel_sent = ring.cancel(i as u64 | tag).is_ok();
                 }
             }
         }
         while let Some(c) = ring.pop() {
+            if c.user_data & POLL_BIT != 0 {
+                // The descriptor is readable (or the poll was cancelled): read again.
+                let i = (c.user_data & !POLL_BIT) as usize;
+                st[i].armed = false;
+                armed -= 1;
+                if st[i].done.is_none() {
+                    rearm.push(i);
+                }
+                continue;
+            }
             let i = c.user_data as usize;
             let (s, state) = (&streams[i], &mut st[i]);
             if let Some(bid) = c.buf {
@@ -122,7 +152,16 @@ pub(super) fn run(
                     0 => state.done = Some(Ok(state.offset)),
                     r => match -r {
                         // Out of buffers, or a transient: arm again below.
-                        ENOBUFS | EINTR | EAGAIN => {}
+                        ENOBUFS | EINTR => {}
+                        // A non-blocking descriptor with nothing to read: the kernel does not wait
+                        // for it, so wait with a poll, then read again.
+                        EAGAIN if !c.more => {
+                            state.armed = false;
+                            armed -= 1;
+                            poll.push(i);
+                            continue;
+                        }
+                        EAGAIN => {}
                         // No multishot for this descriptor (an old kernel, or a file that cannot
                         // be polled such as /dev/zero): single-shot from now on.
                         EINVAL | EBADFD | EOPNOTSUPP if state.multi && state.offset == 0 => {

@@ -176,6 +176,15 @@ impl StreamRing {
         self.push(&entry)
     }
 
+    /// Arms a one-shot poll for input on `fd`, tagged `user_data`: for a non-blocking descriptor,
+    /// whose single-shot reads say `-EAGAIN` instead of waiting.
+    pub(crate) fn arm_poll(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(user_data);
+        self.push(&entry)
+    }
+
     /// Asks the kernel to cancel the request tagged `user_data`; its last completion still comes.
     pub(crate) fn cancel(&mut self, user_data: u64) -> io::Result<()> {
         let entry = opcode::AsyncCancel::new(user_data)
