@@ -286,7 +286,7 @@ impl Reader {
         })?;
         let stream = !positional && matches!(engine, Engine::Uring | Engine::Epoll);
         let (bytes, read_path) = if stream {
-            self.read_stream(&src, engine, prep, proc)?
+            self.read_stream(&src, engine, prep, proc, &mut notices)?
         } else if engine == Engine::Uring {
             self.read_uring(&src, prep, proc, &mut notices)?
         } else if engine == Engine::Pread {
@@ -335,6 +335,7 @@ impl Reader {
         engine: Engine,
         prep: &Pr,
         proc: &mut C,
+        notices: &mut Vec<Notice>,
     ) -> Result<(u64, ReadPath)>
     where
         Pr: Prepare,
@@ -359,6 +360,15 @@ impl Reader {
             StreamMethod::Sync => (Engine::Sync, 1),
             _ => (Engine::Uring, buffers),
         };
+        if engine == Engine::Uring && self.opts.register_buffers {
+            notices.push(Notice::RegisteredFewer {
+                registered: 0,
+                wanted: buffers,
+                reason: "a stream is read into a provided buffer ring, where the kernel picks the \
+                         buffer as data arrives; READ_FIXED cannot be used with it"
+                    .into(),
+            });
+        }
         let path = ReadPath {
             engine,
             threads: 1,
