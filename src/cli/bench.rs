@@ -24,7 +24,7 @@ pub(crate) struct BenchArgs {
     size: u64,
     /// Backends to compare, comma-separated [default: all: sync, pread-pool, tokio-fs, tokio-uring,
     /// mmap, uring, uring-fixed, uring-sqpoll; for --source pipe or tcp: sync, epoll, tokio,
-    /// uring-recv, uring-multishot]
+    /// uring-recv, uring-multishot, uring-multishot-batch]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     backends: Vec<String>,
     /// What the timed runs do with the bytes: null, xxh3, crc32c, sha256, blake3 or count

@@ -14,9 +14,7 @@ use super::{hand_over, read_error, Deliver, RingSetup, Stream, StreamOptions};
 use crate::error::{Error, Result};
 use crate::ring::{StreamKind, StreamRing};
 
-/// Completions waited for at once (at most; see `run`).
-const BATCH: usize = 4;
-/// How long a wait for [`BATCH`] completions may hold back one that is ready, in microseconds.
+/// How long a wait for a batch of completions may hold back one that is ready, in microseconds.
 const BATCH_WAIT_USEC: u32 = 50;
 
 /// Set in the `user_data` of a stream's poll request (its index is in the low bits).
@@ -65,10 +63,9 @@ pub(super) fn run(
         op,
         source,
     };
-    // Wait for a few completions at a time where the kernel can bound the wait (Linux 6.12):
-    // loopback TCP at 64 KiB, 1 GiB: 7.6 GiB/s and 560 enters against 5.9 GiB/s and 2,300 enters
-    // waiting for one (docs/BENCHMARKS.md). Never more than half the pool.
-    let batch = (opts.buffers / 2).clamp(1, BATCH);
+    // Wait for a few completions at a time if asked, where the kernel can bound the wait (Linux
+    // 6.12). Never more than half the pool.
+    let batch = opts.batch.min(opts.buffers / 2).max(1);
     let mut armed = 0usize;
     let mut rearm: Vec<usize> = (0..streams.len()).collect();
     let mut poll: Vec<usize> = Vec::new();
@@ -100,7 +97,13 @@ pub(super) fn run(
         if armed == 0 {
             break;
         }
-        if let Err(e) = ring.submit_batched(batch, BATCH_WAIT_USEC) {
+        // A single-shot request completes once: wait for no more completions than can come.
+        let multis = st
+            .iter()
+            .filter(|s| s.armed && s.multi && !s.polling)
+            .count();
+        let want = if multis > 0 { batch } else { armed.min(batch) };
+        if let Err(e) = ring.submit_batched(want, BATCH_WAIT_USEC) {
             // The ring cannot wait any more: what is in flight cannot be reaped.
             clean = false;
             for (s, state) in streams.iter().zip(st.iter_mut()) {
