@@ -508,3 +508,78 @@ fn cli_connect_reads_a_tcp_connection() {
         );
     }
 }
+
+#[test]
+fn cli_listen_accepts_one_connection_and_reads_it() {
+    use std::io::{BufRead, BufReader};
+    let input = data(1024 * 1024 + 3, 9);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringread"))
+        .args(["count", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("ringread: listening on ")
+        .unwrap_or_else(|| panic!("no address said: {first:?}"))
+        .to_string();
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.write_all(&input).unwrap();
+    drop(c);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(
+        words[..2],
+        [newlines(&input).to_string(), input.len().to_string()],
+        "{text}"
+    );
+}
+
+#[test]
+fn cli_bench_pipe_and_tcp_compare_every_way_on_the_same_bytes() {
+    for source in ["pipe", "tcp"] {
+        let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_ringread"))
+            .args([
+                "bench", "--source", source, "--size", "3M", "--runs", "2", "--json", "-",
+            ])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{source}: {out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["source"], source);
+        assert_eq!(report["file"]["bytes"], 3 * 1024 * 1024);
+        let methods = report["results"][0]["methods"].as_array().unwrap();
+        let names: Vec<&str> = methods
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ringread::bench::STREAM_METHODS,
+            "{source}: every way, in order"
+        );
+        let sums: Vec<&str> = methods
+            .iter()
+            .map(|m| m["checksum"].as_str().unwrap())
+            .collect();
+        assert!(sums.iter().all(|s| *s == sums[0]), "{source}: {sums:?}");
+        for m in methods {
+            let samples = m["samples"].as_array().unwrap();
+            assert_eq!(samples.len(), 2, "{source}: {}", m["name"]);
+            assert!(samples.iter().all(|s| s["bytes"] == 3 * 1024 * 1024));
+            assert!(m["cpu_ratio_to_epoll"].as_f64().is_some(), "{}", m["name"]);
+        }
+        let table = String::from_utf8_lossy(&out.stderr);
+        assert!(table.contains("CPU per GiB against epoll"), "{table}");
+    }
+    let out = run_with_stdin(&["bench", "--source", "tcp", "Cargo.toml"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give no FILE"));
+}
