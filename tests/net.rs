@@ -339,6 +339,11 @@ fn read_many_refuses_one_stream_ways_and_mismatched_lists() {
         read_many(&[r.as_fd(), r.as_fd()], &mut procs, &opts),
         Err(Error::InvalidOptions(_))
     ));
+    for m in [StreamMethod::Epoll, StreamMethod::UringMultishot] {
+        let none: &mut [Record] = &mut [];
+        let got = read_many(&[], none, &StreamOptions::new(m)).unwrap();
+        assert!(got.is_empty(), "{m}");
+    }
 }
 
 /// A processor that stops after the first chunk: the stream ends there with no error, and the

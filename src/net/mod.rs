@@ -206,14 +206,6 @@ impl StreamOptions {
     pub fn method(&self) -> StreamMethod {
         self.method
     }
-    /// The buffer size.
-    pub fn get_chunk_size(&self) -> usize {
-        self.chunk_size
-    }
-    /// The number of pool buffers.
-    pub fn get_buffers(&self) -> usize {
-        self.buffers
-    }
 
     fn interrupted(&self) -> bool {
         self.interrupt
@@ -379,6 +371,9 @@ pub fn read_many<P: Processor>(
             streams.len(),
             procs.len()
         )));
+    }
+    if streams.is_empty() {
+        return Ok(Vec::new());
     }
     let names: Vec<PathBuf> = (0..streams.len())
         .map(|i| PathBuf::from(format!("stream {i}")))

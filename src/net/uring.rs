@@ -73,6 +73,9 @@ pub(super) fn run(
     let mut clean = true;
     loop {
         for i in rearm.drain(..) {
+            if st[i].done.is_some() {
+                continue;
+            }
             let s = &streams[i];
             match ring.arm(s.fd, s.kind, st[i].multi, i as u64) {
                 Ok(()) => {
@@ -84,6 +87,9 @@ pub(super) fn run(
             }
         }
         for i in poll.drain(..) {
+            if st[i].done.is_some() {
+                continue;
+            }
             let s = &streams[i];
             match ring.arm_poll(s.fd, i as u64 | POLL_BIT) {
                 Ok(()) => {
