@@ -101,7 +101,8 @@ pub struct FileInfo {
 /// The results of one cache state.
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheReport {
-    /// The cache state.
+    /// The cache state (for `--source pipe` or `tcp`, always `warm`, which means nothing there: see
+    /// [`Report::source`]).
     pub cache: CacheMode,
     /// Bytes per read in this cache state.
     pub chunk_size: usize,
