@@ -293,7 +293,9 @@ pub fn read_stream<P: Processor>(
         offset: 0,
         source,
     })?;
-    let (bytes, method) = read_stream_split(fd.as_raw_fd(), name, opts, &Whole, proc)?;
+    let mut fell_back = None;
+    let (bytes, method) =
+        read_stream_split(fd.as_raw_fd(), name, opts, &Whole, proc, &mut fell_back)?;
     Processor::finish(proc).map_err(|source| Error::Process {
         path: name.to_path_buf(),
         offset: bytes,
@@ -303,12 +305,15 @@ pub fn read_stream<P: Processor>(
 }
 
 /// [`read_stream`] with a processor in two halves, without `begin`/`finish` (the caller's).
+/// `fell_back` gets the kernel's reason when `Auto` could not set up io_uring and read with
+/// `read(2)` instead.
 pub(crate) fn read_stream_split<Pr, C>(
     fd: RawFd,
     name: &Path,
     opts: &StreamOptions,
     prep: &Pr,
     proc: &mut C,
+    fell_back: &mut Option<String>,
 ) -> Result<(u64, StreamMethod)>
 where
     Pr: Prepare,
@@ -326,7 +331,10 @@ where
     let method = match opts.method {
         StreamMethod::Auto => match uring::run(&[stream], opts, true, &mut deliver) {
             Ok(r) => return one(r, StreamMethod::UringMultishot),
-            Err(RingSetup(_)) => StreamMethod::Sync,
+            Err(RingSetup(e)) => {
+                *fell_back = Some(crate::ring::explain_setup_error(&e));
+                StreamMethod::Sync
+            }
         },
         m => m,
     };

@@ -354,7 +354,12 @@ impl Reader {
             .buffers(buffers)
             .max_bytes(Some(src.limit))
             .interrupt(self.interrupt.clone());
-        let (bytes, used) = crate::net::read_stream_split(src.fd, src.path, &opts, prep, proc)?;
+        let mut fell_back = None;
+        let (bytes, used) =
+            crate::net::read_stream_split(src.fd, src.path, &opts, prep, proc, &mut fell_back)?;
+        if let Some(reason) = fell_back {
+            notices.push(Notice::StreamUringUnavailable { reason });
+        }
         let (engine, buffers) = match used {
             StreamMethod::Epoll => (Engine::Epoll, 1),
             StreamMethod::Sync => (Engine::Sync, 1),

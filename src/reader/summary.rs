@@ -49,11 +49,22 @@ pub enum Notice {
         /// `Backend::Uring` insisted: the file was read with io_uring all the same.
         forced: bool,
     },
+    /// A stream (pipe, socket) could not get its io_uring ring with a provided buffer ring (Linux
+    /// 5.19 or later needed); it is read with `read(2)`.
+    StreamUringUnavailable {
+        /// The kernel's reason, in words.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Notice::StreamUringUnavailable { reason } => write!(
+                f,
+                "a stream's io_uring ring with a provided buffer ring cannot be set up, reading \
+                 with read(2) instead: {reason}"
+            ),
             Notice::UringUnavailable { reason } => {
                 write!(
                     f,
