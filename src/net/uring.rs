@@ -104,11 +104,11 @@ pub(super) fn run(
             break;
         }
         // A single-shot request completes once: wait for no more completions than can come.
-        let multis = st
-            .iter()
-            .filter(|s| s.armed && s.multi && !s.polling)
-            .count();
-        let want = if multis > 0 { batch } else { armed.min(batch) };
+        let want = if batch == 1 || st.iter().any(|s| s.armed && s.multi && !s.polling) {
+            batch
+        } else {
+            armed.min(batch)
+        };
         if let Err(e) = ring.submit_batched(want, BATCH_WAIT_USEC) {
             // The ring cannot wait any more: what is in flight cannot be reaped.
             clean = false;
