@@ -112,10 +112,38 @@ where
     let result = std::thread::scope(|s| {
         let t = s.spawn(move || write(w));
         let result = read_stream(r.as_fd(), "peer", &opts, &mut rec).map(|s| s.bytes);
+        if result.is_err() {
+            // Let a writer still writing finish, so that the failure is reported, not a hang.
+            drain(r);
+        }
         t.join().unwrap();
         result
     });
     (result, rec)
+}
+
+/// Reads and drops whatever is left until the end (or an error).
+fn drain(r: &impl AsFd) {
+    let fd = r.as_fd().as_raw_fd();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        // SAFETY: reads into a buffer we own, of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            continue;
+        }
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd that lives across the call.
+            unsafe { libc::poll(&mut p, 1, 1000) };
+            continue;
+        }
+        return;
+    }
 }
 
 fn check_all(method: StreamMethod, sent: &[u8], result: ringread::Result<u64>, rec: &Record) {

@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 
 use ringread::net::{read_many, StreamMethod, StreamOptions};
@@ -154,7 +154,19 @@ fn thousand_connections(method: StreamMethod) {
                 }
             });
         }
-        read_many(&fds, &mut procs, &opts).unwrap()
+        let results = read_many(&fds, &mut procs, &opts);
+        let failed = results
+            .as_ref()
+            .map_or(true, |v| v.iter().any(|r| r.is_err()));
+        if failed {
+            // Unblock the writers (a reset answers their next bytes), so the failure is reported
+            // instead of the scope waiting for them forever.
+            for r in &readers {
+                // SAFETY: shutdown on a socket we hold open.
+                unsafe { libc::shutdown(r.as_raw_fd(), libc::SHUT_RDWR) };
+            }
+        }
+        results.unwrap()
     });
     let peak = status_kib("VmHWM:");
     let total: usize = (0..CONNECTIONS).map(len).sum();
