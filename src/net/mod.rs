@@ -15,7 +15,7 @@
 //! * [`StreamMethod::Epoll`]: what servers do today: non-blocking `read(2)` driven by epoll
 //!   ([`mio`]), one shared buffer, until `EAGAIN`.
 //! * [`StreamMethod::Tokio`]: tokio's `TcpStream`/pipe `Receiver` read in a loop, what async users
-//!   write (one stream only).
+//!   write (one future and one buffer per stream).
 //! * [`StreamMethod::Sync`]: blocking `read(2)` into one buffer (one stream only).
 //!
 //! Every way delivers each stream's bytes exactly once, in order, as [`Chunk`]s whose offset is the
@@ -348,7 +348,7 @@ where
             })?
         }
         StreamMethod::Epoll => epoll::run(&[stream], opts, &mut deliver)?,
-        StreamMethod::Tokio => vec![tokio_rt::run(stream, opts, &mut deliver)],
+        StreamMethod::Tokio => tokio_rt::run(&[stream], opts, &mut deliver)?,
         StreamMethod::Sync | StreamMethod::Auto => vec![read_sync(stream, opts, &mut deliver)],
     };
     one(results, method)
@@ -365,9 +365,9 @@ pub(crate) struct RingSetup(pub io::Error);
 /// Reads many streams at once on one thread, each into its own processor, in order: what a server
 /// reading many connections wants. With the io_uring ways all streams share one ring and one pool of
 /// [`StreamOptions::buffers`] buffers, so memory stays bounded however many there are; epoll shares
-/// one buffer. Returns each stream's result (bytes read, or its error) in the order given; one
-/// stream's error does not stop the others. `Tokio` and `Sync` read one stream only and are refused
-/// here.
+/// one buffer; tokio gives each stream a future with its own buffer (what a task per connection
+/// costs). Returns each stream's result (bytes read, or its error) in the order given; one
+/// stream's error does not stop the others. `Sync` reads one stream only and is refused here.
 pub fn read_many<P: Processor>(
     streams: &[BorrowedFd<'_>],
     procs: &mut [P],
@@ -414,9 +414,10 @@ pub fn read_many<P: Processor>(
             }
         }
         StreamMethod::Epoll => epoll::run(&list, opts, &mut deliver)?,
+        StreamMethod::Tokio => tokio_rt::run(&list, opts, &mut deliver)?,
         m => {
             return Err(Error::InvalidOptions(format!(
-                "{m} reads one stream at a time; read_many takes io_uring or epoll"
+                "{m} reads one stream at a time; read_many takes io_uring, epoll or tokio"
             )))
         }
     };
