@@ -618,3 +618,44 @@ fn cli_bench_pipe_and_tcp_compare_every_way_on_the_same_bytes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("give no FILE"));
 }
+
+/// An interrupt request stops every way with `Error::Interrupted` naming the stream, at the next
+/// arrival (a writer trickles a byte every 5 ms), with nothing left in the kernel.
+#[test]
+fn interrupt_stops_every_way() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    for method in METHODS {
+        let flag = Arc::new(AtomicBool::new(false));
+        let stop = AtomicBool::new(false);
+        let (r, w) = tcp_pair();
+        w.set_nodelay(true).unwrap();
+        let opts = StreamOptions::new(method).interrupt(Some(flag.clone()));
+        let mut seen = 0u64;
+        let mut count = ringread::processor::from_fn(|c: &Chunk<'_>| {
+            seen += c.len() as u64;
+            if seen >= 3 {
+                flag.store(true, Ordering::Relaxed);
+            }
+            Ok(true)
+        });
+        let got = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut w = &w;
+                while !stop.load(Ordering::Relaxed) {
+                    if w.write_all(b"x").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            let got = read_stream(r.as_fd(), "peer", &opts, &mut count);
+            stop.store(true, Ordering::Relaxed);
+            got
+        });
+        match got {
+            Err(Error::Interrupted { path }) => assert_eq!(path.to_str(), Some("peer")),
+            other => panic!("{method}: expected Interrupted, got {other:?}"),
+        }
+    }
+}
