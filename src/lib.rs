@@ -12,6 +12,10 @@
 //! under a small `ulimit -l`, `O_DIRECT` on a file system without it), the reader says what and why in
 //! [`Summary::notices`] and goes on with the next best path, with the same in-order guarantees.
 //!
+//! Streams (standard input, pipes, sockets) have no offsets to read ahead at: [`net`] reads them
+//! with one multishot io_uring request per stream and a shared provided buffer ring (or epoll,
+//! tokio, `read(2)`), and [`net::read_many`] reads many sockets on one thread in bounded memory.
+//!
 //! ```
 //! use ringread::{processor::{Algorithm, Checksum, LineCount}, ReadOptions, Reader};
 //!
@@ -31,6 +35,7 @@ pub mod backend;
 pub mod bench;
 pub mod buf;
 pub mod error;
+pub mod net;
 pub mod options;
 pub mod processor;
 pub mod reader;

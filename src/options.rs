@@ -18,6 +18,9 @@ pub enum Backend {
     /// The engine's lanes (one per CPU, the baton, the same rules) with `pread(2)` in place of
     /// io_uring: what [`Backend::Auto`] falls back to where the kernel refuses io_uring.
     Pread,
+    /// Streams (pipes, sockets) only: non-blocking `read(2)` driven by epoll, to compare with
+    /// io_uring. Refused for regular files and block devices, on which epoll cannot wait.
+    Epoll,
 }
 
 impl std::str::FromStr for Backend {
@@ -28,8 +31,9 @@ impl std::str::FromStr for Backend {
             "uring" => Ok(Backend::Uring),
             "sync" => Ok(Backend::Sync),
             "pread" => Ok(Backend::Pread),
+            "epoll" => Ok(Backend::Epoll),
             other => Err(Error::InvalidOptions(format!(
-                "unknown backend '{other}' (expected auto, uring, sync or pread)"
+                "unknown backend '{other}' (expected auto, uring, sync, pread or epoll)"
             ))),
         }
     }

@@ -11,6 +11,7 @@ pub(crate) struct Snapshot {
     faults: u64,
     read_calls: u64,
     enters: u64,
+    polls: u64,
 }
 
 /// The difference between two snapshots.
@@ -21,6 +22,8 @@ pub(crate) struct Cost {
     pub faults: u64,
     pub read_calls: u64,
     pub enters: u64,
+    /// `epoll_wait` calls of ringread's epoll way.
+    pub polls: u64,
     pub peak_rss: Option<u64>,
 }
 
@@ -35,6 +38,7 @@ impl Snapshot {
             faults,
             read_calls: read_calls(),
             enters: crate::ring::enter_count(),
+            polls: crate::net::poll_count(),
             at: Instant::now(),
         }
     }
@@ -49,6 +53,7 @@ impl Snapshot {
             faults: faults - self.faults,
             read_calls: read_calls() - self.read_calls,
             enters: crate::ring::enter_count() - self.enters,
+            polls: crate::net::poll_count() - self.polls,
             peak_rss: peak_rss(),
         }
     }

@@ -7,6 +7,7 @@
 mod cache;
 mod metrics;
 mod report;
+mod stream;
 mod svg;
 
 use std::io::Write;
@@ -14,7 +15,51 @@ use std::path::PathBuf;
 
 pub use cache::{drop_cache, residency, warm, CacheMode};
 pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
+pub use stream::STREAM_METHODS;
 pub use svg::write_svg;
+
+/// What the benchmark reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchSource {
+    /// Files (given, or one generated): every way of [`METHODS`].
+    #[default]
+    File,
+    /// A pipe written by a child process: every way of [`STREAM_METHODS`].
+    Pipe,
+    /// A TCP connection on 127.0.0.1 written by a child process: every way of [`STREAM_METHODS`].
+    Tcp,
+}
+
+impl BenchSource {
+    /// The name, as `--source` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchSource::File => "file",
+            BenchSource::Pipe => "pipe",
+            BenchSource::Tcp => "tcp",
+        }
+    }
+    /// The ways this source can be read with, in report order.
+    pub fn methods(self) -> &'static [&'static str] {
+        match self {
+            BenchSource::File => &METHODS,
+            _ => &STREAM_METHODS,
+        }
+    }
+}
+
+impl std::str::FromStr for BenchSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(BenchSource::File),
+            "pipe" => Ok(BenchSource::Pipe),
+            "tcp" => Ok(BenchSource::Tcp),
+            _ => Err(format!("unknown source '{s}' (file, pipe or tcp)")),
+        }
+    }
+}
 
 use crate::backend::{
     Mmap, PreadPool, ReadMethod, StreamMethod, SyncMethod, TokioFs, TokioUring, UringMethod,
@@ -89,6 +134,8 @@ impl ProcessorKind {
 /// A benchmark to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
+    /// What to read: files (the default), or a generated pipe or TCP stream.
+    pub source: BenchSource,
     /// Files to read; empty: a random file of `size` bytes is made under `$TMPDIR` and removed after.
     pub files: Vec<PathBuf>,
     /// The size of the generated file.
@@ -123,6 +170,12 @@ fn check_interrupt(config: &BenchConfig, path: &std::path::Path) -> Result<()> {
 
 /// Runs the benchmark. Progress goes to `progress` (a human reads it on standard error).
 pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
+    if config.runs == 0 {
+        return Err(Error::InvalidOptions("runs must be at least 1".into()));
+    }
+    if config.source != BenchSource::File {
+        return stream::run(config, progress);
+    }
     for m in &config.methods {
         if !METHODS.contains(&m.as_str()) {
             return Err(Error::InvalidOptions(format!(
@@ -178,6 +231,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
     }
     let opts = first_opts.unwrap_or_default();
     Ok(Report {
+        source: BenchSource::File,
         machine: Machine::this(),
         file: FileInfo {
             paths: files.iter().map(|p| p.display().to_string()).collect(),

@@ -24,6 +24,9 @@ const HEADER: [&str; 9] = [
 /// Everything one `ringread bench` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// What was read: `file` (files, the default), `pipe` or `tcp` (a generated stream from a
+    /// child process).
+    pub source: super::BenchSource,
     /// The machine it ran on.
     pub machine: Machine,
     /// What was read.
@@ -98,7 +101,8 @@ pub struct FileInfo {
 /// The results of one cache state.
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheReport {
-    /// The cache state.
+    /// The cache state (for `--source pipe` or `tcp`, always `warm`, which means nothing there: see
+    /// [`Report::source`]).
     pub cache: CacheMode,
     /// Bytes per read in this cache state.
     pub chunk_size: usize,
@@ -135,6 +139,8 @@ pub struct MethodResult {
     pub peak_rss_bytes: Option<u64>,
     /// Median throughput relative to `sync`'s median in the same cache state.
     pub ratio_to_sync: Option<f64>,
+    /// Median CPU seconds per GiB relative to `epoll`'s in the same table (streams only).
+    pub cpu_ratio_to_epoll: Option<f64>,
     /// XXH3 of the bytes this way read (per file, comma-separated): equal for every way.
     pub checksum: Option<String>,
     /// Every timed run.
@@ -152,7 +158,8 @@ pub struct Sample {
     pub gib_per_s: f64,
     /// CPU seconds of the process (user + system, all threads).
     pub cpu_seconds: f64,
-    /// `read(2)`-family calls plus ringread's `io_uring_enter` calls (`None`: not countable).
+    /// `read(2)`-family calls plus ringread's `io_uring_enter` and `epoll_wait` calls (`None`: not
+    /// countable).
     pub syscalls: Option<u64>,
     /// Minor and major page faults.
     pub faults: u64,
@@ -167,7 +174,7 @@ impl Sample {
             seconds: c.seconds,
             gib_per_s: bytes as f64 / GIB / c.seconds.max(1e-9),
             cpu_seconds: c.cpu_seconds,
-            syscalls: (!uncountable).then_some(c.read_calls + c.enters),
+            syscalls: (!uncountable).then_some(c.read_calls + c.enters + c.polls),
             faults: c.faults,
             peak_rss_bytes: c.peak_rss,
         }
@@ -200,6 +207,7 @@ impl MethodResult {
             faults_per_gib: None,
             peak_rss_bytes: None,
             ratio_to_sync: None,
+            cpu_ratio_to_epoll: None,
             checksum: None,
             samples: Vec::new(),
         }
@@ -239,8 +247,17 @@ impl CacheReport {
             .iter()
             .find(|m| m.name == "sync")
             .and_then(|m| m.median_gib_per_s);
+        let epoll = self
+            .methods
+            .iter()
+            .find(|m| m.name == "epoll")
+            .and_then(|m| m.cpu_s_per_gib);
         for m in &mut self.methods {
             m.ratio_to_sync = match (m.median_gib_per_s, sync) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            m.cpu_ratio_to_epoll = match (m.cpu_s_per_gib, epoll) {
                 (Some(a), Some(b)) if b > 0.0 => Some(a / b),
                 _ => None,
             };
@@ -269,7 +286,19 @@ impl fmt::Display for Report {
             m.memory_bytes as f64 / GIB,
             m.kernel
         )?;
-        writeln!(
+        let stream = self.source != super::BenchSource::File;
+        if stream {
+            writeln!(
+                f,
+                "data: {:.2} GiB per run, written at full speed by a child process to {}; \
+                 processor: {:?}; {} timed runs per backend, alternating",
+                self.file.bytes as f64 / GIB,
+                self.file.paths.join(", "),
+                self.processor,
+                self.runs
+            )?;
+        } else {
+            writeln!(
             f,
             "data: {:.2} GiB in {} file{}{}; processor: {:?}; {} timed runs per backend, alternating",
             self.file.bytes as f64 / GIB,
@@ -279,6 +308,7 @@ impl fmt::Display for Report {
             self.processor,
             self.runs
         )?;
+        }
         for r in &self.results {
             writeln!(f)?;
             let state = match r.cache {
@@ -290,27 +320,38 @@ impl fmt::Display for Report {
                 ),
                 CacheMode::Direct => "direct: O_DIRECT, the page cache bypassed".to_string(),
             };
-            writeln!(
-                f,
-                "cache {state}; chunk {} KiB, depth {}",
-                r.chunk_size / 1024,
-                r.depth
-            )?;
+            if stream {
+                writeln!(
+                    f,
+                    "{}: chunk {} KiB, {} pool buffers (io_uring ways)",
+                    self.source.name(),
+                    r.chunk_size / 1024,
+                    r.depth
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "cache {state}; chunk {} KiB, depth {}",
+                    r.chunk_size / 1024,
+                    r.depth
+                )?;
+            }
             let mut t = String::new();
             let h = HEADER;
+            let w = r.methods.iter().map(|m| m.name.len()).fold(13, usize::max);
             writeln!(
                 t,
-                "{:<13} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
+                "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
                 h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]
             )?;
             for m in &r.methods {
                 if let Some(why) = &m.skipped {
-                    writeln!(t, "{:<13} skipped: {why}", m.name)?;
+                    writeln!(t, "{:<w$} skipped: {why}", m.name)?;
                     continue;
                 }
                 writeln!(
                     t,
-                    "{:<13} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
+                    "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
                     m.name,
                     opt(m.median_gib_per_s, 2),
                     format!("{}-{}", opt(m.min_gib_per_s, 2), opt(m.max_gib_per_s, 2)),
@@ -323,6 +364,14 @@ impl fmt::Display for Report {
                 )?;
             }
             f.write_str(&t)?;
+            let vs: Vec<String> = r
+                .methods
+                .iter()
+                .filter_map(|m| Some(format!("{} {:.2}x", m.name, m.cpu_ratio_to_epoll?)))
+                .collect();
+            if stream && !vs.is_empty() {
+                writeln!(f, "CPU per GiB against epoll: {}", vs.join(", "))?;
+            }
         }
         writeln!(f)?;
         for (i, note) in self.notes.iter().enumerate() {

@@ -55,8 +55,13 @@ fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::er
             .filter_map(|m| m.max_gib_per_s)
             .fold(0.5f64, f64::max)
             * 1.15;
+        // A stream has no cache state: its panel is named after the source.
+        let panel = match report.source {
+            super::BenchSource::File => r.cache.name(),
+            s => s.name(),
+        };
         let mut chart = ChartBuilder::on(area)
-            .caption(r.cache.name(), ("sans-serif", 16))
+            .caption(panel, ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)

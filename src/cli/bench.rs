@@ -6,20 +6,25 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ringread::bench::{self, BenchConfig, CacheMode, ProcessorKind, METHODS};
+use ringread::bench::{self, BenchConfig, BenchSource, CacheMode, ProcessorKind};
 
 use super::{parse_size_arg, ReadArgs};
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
+    /// What to read: file (files), pipe or tcp (a child process writes --size bytes at full speed
+    /// to a pipe, or to a TCP connection on 127.0.0.1)
+    #[arg(long, value_name = "SOURCE", default_value = "file", value_parser = parse_source)]
+    source: BenchSource,
     /// Files to read [default: a random file of --size bytes under $TMPDIR, removed afterwards]
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// Size of the generated file
+    /// Size of the generated file (or of each run's stream)
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size_arg)]
     size: u64,
     /// Backends to compare, comma-separated [default: all: sync, pread-pool, tokio-fs, tokio-uring,
-    /// mmap, uring, uring-fixed, uring-sqpoll, stream]
+    /// mmap, uring, uring-fixed, uring-sqpoll, stream (the async stream interface); for --source
+    /// pipe or tcp: sync, epoll, tokio, uring-recv, uring-multishot, uring-multishot-batch]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     backends: Vec<String>,
     /// What the timed runs do with the bytes: null, xxh3, crc32c, sha256, blake3 or count
@@ -39,6 +44,10 @@ pub(crate) struct BenchArgs {
     plot: Option<PathBuf>,
 }
 
+fn parse_source(s: &str) -> Result<BenchSource, String> {
+    s.parse()
+}
+
 fn parse_processor(s: &str) -> Result<ProcessorKind, String> {
     s.parse()
 }
@@ -51,19 +60,27 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
         "all" => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
         s => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
     };
+    let known = a.source.methods();
     let methods = if a.backends.is_empty() {
-        METHODS.iter().map(|s| s.to_string()).collect()
+        known.iter().map(|s| s.to_string()).collect()
     } else {
         a.backends
     };
     for m in &methods {
-        if !METHODS.contains(&m.as_str()) {
-            anyhow::bail!("unknown backend '{m}' (expected {})", METHODS.join(", "));
+        if !known.contains(&m.as_str()) {
+            anyhow::bail!("unknown backend '{m}' (expected {})", known.join(", "));
         }
+    }
+    if a.source != BenchSource::File && !a.files.is_empty() {
+        anyhow::bail!(
+            "--source {} generates its data; give no FILE",
+            a.source.name()
+        );
     }
     // Check the read options before any I/O.
     read.options()?;
     let config = BenchConfig {
+        source: a.source,
         files: a.files,
         size: a.size,
         methods,

@@ -18,7 +18,7 @@ pub(crate) struct CatArgs {
 
 pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {
     let mut ok = true;
-    for name in super::files_or_stdin(a.files) {
+    for name in ctx.inputs(a.files)? {
         let mut stdout = stdout_raw();
         let mut copy = CopyTo::new(&mut *stdout);
         match ctx.read(&name, &mut copy) {

@@ -58,7 +58,7 @@ fn line(counts: LineCount, width: usize, name: Option<&[u8]>) -> Vec<u8> {
 
 pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
     let named = !a.files.is_empty();
-    let files = super::files_or_stdin(a.files);
+    let files = ctx.inputs(a.files)?;
     let width = column_width(&files);
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut total = LineCount::default();

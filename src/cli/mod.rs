@@ -13,7 +13,7 @@ use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -68,10 +68,29 @@ struct ReadArgs {
     #[arg(help_heading = "Reading options", long, global = true)]
     sqpoll: bool,
     /// auto: io_uring, else pread(2) lanes saying why; uring: io_uring or fail; sync: read(2) into
-    /// one buffer; pread: pread(2) on every CPU
+    /// one buffer; pread: pread(2) on every CPU; epoll: non-blocking read(2) driven by epoll (pipes
+    /// and sockets only)
     #[arg(help_heading = "Reading options", long, global = true, value_name = "NAME", default_value = "auto",
-          value_parser = ["auto", "uring", "sync", "pread"])]
+          value_parser = ["auto", "uring", "sync", "pread", "epoll"])]
     backend: String,
+    /// Read from a TCP connection to HOST:PORT instead of files (sum, count, cat)
+    #[arg(
+        help_heading = "Reading options",
+        long,
+        global = true,
+        value_name = "HOST:PORT",
+        conflicts_with = "listen"
+    )]
+    connect: Option<String>,
+    /// Accept one TCP connection on HOST:PORT and read from it instead of files (sum, count, cat);
+    /// the address listened on is said on standard error
+    #[arg(
+        help_heading = "Reading options",
+        long,
+        global = true,
+        value_name = "HOST:PORT"
+    )]
+    listen: Option<String>,
     /// Reading threads [default: the CPUs this process may use; 1 with --direct or --sqpoll]
     #[arg(
         help_heading = "Reading options",
@@ -139,7 +158,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         return bench::run(&cli.read, a);
     }
     let opts = cli.read.options()?;
-    let ctx = Ctx::new(opts, cli.read.verbose)?;
+    let mut ctx = Ctx::new(opts, cli.read.verbose)?;
+    ctx.net = net_input(&cli.read)?;
     let code = match cli.command {
         Command::Bench(_) => unreachable!("handled above"),
         Command::Sum(a) => sum::run(&ctx, a),
@@ -189,11 +209,33 @@ fn catch_interrupts() {
     }
 }
 
+/// The TCP connection `--connect` or `--listen` asks for, named by its peer's address as given.
+fn net_input(read: &ReadArgs) -> anyhow::Result<Option<(PathBuf, File)>> {
+    use anyhow::Context as _;
+    let sock = if let Some(addr) = &read.connect {
+        let s = std::net::TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
+        (addr.clone(), s)
+    } else if let Some(addr) = &read.listen {
+        let l = std::net::TcpListener::bind(addr).with_context(|| format!("listen on {addr}"))?;
+        eprintln!("ringread: listening on {}", l.local_addr()?);
+        let (s, peer) = l.accept().with_context(|| format!("accept on {addr}"))?;
+        (peer.to_string(), s)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((
+        PathBuf::from(sock.0),
+        File::from(std::os::fd::OwnedFd::from(sock.1)),
+    )))
+}
+
 /// What every command shares: the reader, and what has been said on standard error.
 pub(crate) struct Ctx {
     reader: Reader,
     verbose: bool,
     said: std::cell::RefCell<HashSet<String>>,
+    /// The connection of `--connect`/`--listen`: read in place of files.
+    net: Option<(PathBuf, File)>,
 }
 
 impl Ctx {
@@ -212,7 +254,20 @@ impl Ctx {
             reader,
             verbose,
             said: Default::default(),
+            net: None,
         })
+    }
+
+    /// What to read: the connection of `--connect`/`--listen`, else the files given, else standard
+    /// input.
+    pub(crate) fn inputs(&self, files: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
+        match &self.net {
+            Some(_) if !files.is_empty() => {
+                anyhow::bail!("--connect and --listen read the connection; give no FILE with them")
+            }
+            Some((name, _)) => Ok(vec![name.clone()]),
+            None => Ok(files_or_stdin(files)),
+        }
     }
 
     /// Reads `name` ("-" is standard input) into `proc`, reporting how under `-v`.
@@ -242,7 +297,9 @@ impl Ctx {
         if interrupted() {
             std::process::exit(INTERRUPTED_EXIT.into());
         }
-        let result = if name.as_os_str() == "-" {
+        let result = if let Some((_, sock)) = self.net.as_ref().filter(|(n, _)| n == name) {
+            self.reader.read_file_split(sock, name, prep, proc)
+        } else if name.as_os_str() == "-" {
             // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
             let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
             self.reader.read_file_split(&stdin, name, prep, proc)

@@ -8,7 +8,7 @@ use clap::Args;
 use ringread::processor::Algorithm;
 use ringread::sumfile::format_line;
 
-use super::{bytes_of, complain, files_or_stdin, Ctx, DEFAULT_ALGORITHM};
+use super::{bytes_of, complain, Ctx, DEFAULT_ALGORITHM};
 
 #[derive(Debug, Args)]
 pub(crate) struct SumArgs {
@@ -52,7 +52,7 @@ pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
     let algo = a.algo.unwrap_or(DEFAULT_ALGORITHM);
     let mut ok = true;
     let mut stdout = BufWriter::new(std::io::stdout().lock());
-    for name in files_or_stdin(a.files) {
+    for name in ctx.inputs(a.files)? {
         match ctx.digest(&name, algo) {
             Ok(hex) => {
                 stdout.write_all(&format_line(algo, &hex, bytes_of(&name), a.tag))?;

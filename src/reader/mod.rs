@@ -244,6 +244,14 @@ impl Reader {
         };
 
         let engine = match self.opts.backend {
+            Backend::Epoll if positional => {
+                return Err(Error::InvalidOptions(format!(
+                    "{}: epoll cannot wait on a regular file or block device (it is always \
+                     ready); read it with --backend auto, uring, sync or pread",
+                    name.display()
+                )))
+            }
+            Backend::Epoll => Engine::Epoll,
             Backend::Sync => Engine::Sync,
             Backend::Pread => Engine::Pread,
             Backend::Uring => {
@@ -277,7 +285,10 @@ impl Reader {
             offset: start,
             source,
         })?;
-        let (bytes, read_path) = if engine == Engine::Uring {
+        let stream = !positional && matches!(engine, Engine::Uring | Engine::Epoll);
+        let (bytes, read_path) = if stream {
+            self.read_stream(&src, engine, prep, proc, &mut notices)?
+        } else if engine == Engine::Uring {
             self.read_uring(&src, prep, proc, &mut notices)?
         } else if engine == Engine::Pread {
             self.read_pread(&src, prep, proc)?
@@ -315,6 +326,66 @@ impl Reader {
             path: read_path,
             notices,
         })
+    }
+
+    /// A stream (pipe, terminal, socket) through io_uring (one armed multishot `READ`/`RECV`, buffers
+    /// from a provided buffer ring of up to `depth` buffers) or epoll: see [`crate::net`].
+    fn read_stream<Pr, C>(
+        &self,
+        src: &Source<'_>,
+        engine: Engine,
+        prep: &Pr,
+        proc: &mut C,
+        notices: &mut Vec<Notice>,
+    ) -> Result<(u64, ReadPath)>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
+    {
+        use crate::net::{StreamMethod, StreamOptions};
+        let method = match (engine, self.opts.backend) {
+            (Engine::Epoll, _) => StreamMethod::Epoll,
+            (_, Backend::Uring) => StreamMethod::UringMultishot,
+            _ => StreamMethod::Auto,
+        };
+        // The pool is a power of two of at most `depth` buffers.
+        let buffers = 1usize << (usize::BITS - 1 - self.opts.depth.max(1).leading_zeros());
+        let opts = StreamOptions::new(method)
+            .chunk_size(self.opts.chunk_size)
+            .buffers(buffers)
+            .max_bytes(Some(src.limit))
+            .interrupt(self.interrupt.clone());
+        let mut fell_back = None;
+        let (bytes, used) =
+            crate::net::read_stream_split(src.fd, src.path, &opts, prep, proc, &mut fell_back)?;
+        if let Some(reason) = fell_back {
+            notices.push(Notice::StreamUringUnavailable { reason });
+        }
+        let (engine, buffers) = match used {
+            StreamMethod::Epoll => (Engine::Epoll, 1),
+            StreamMethod::Sync => (Engine::Sync, 1),
+            _ => (Engine::Uring, buffers),
+        };
+        if engine == Engine::Uring && self.opts.register_buffers {
+            notices.push(Notice::RegisteredFewer {
+                registered: 0,
+                wanted: buffers,
+                reason: "a stream is read into a provided buffer ring, where the kernel picks the \
+                         buffer as data arrives; READ_FIXED cannot be used with it"
+                    .into(),
+            });
+        }
+        let path = ReadPath {
+            engine,
+            threads: 1,
+            buffers,
+            registered: 0,
+            chunk_size: self.opts.chunk_size,
+            direct: false,
+            sqpoll: false,
+            positional: false,
+        };
+        Ok((bytes, path))
     }
 
     /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more

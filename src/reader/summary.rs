@@ -14,6 +14,8 @@ pub enum Engine {
     /// The engine's lanes with `pread(2)` in place of io_uring: the fallback where io_uring is
     /// refused.
     Pread,
+    /// Non-blocking `read(2)` driven by epoll (streams only, `Backend::Epoll`).
+    Epoll,
 }
 
 /// Something the reader chose differently from what was asked, and why.
@@ -47,11 +49,22 @@ pub enum Notice {
         /// `Backend::Uring` insisted: the file was read with io_uring all the same.
         forced: bool,
     },
+    /// A stream (pipe, socket) could not get its io_uring ring with a provided buffer ring (Linux
+    /// 5.19 or later needed); it is read with `read(2)`.
+    StreamUringUnavailable {
+        /// The kernel's reason, in words.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Notice::StreamUringUnavailable { reason } => write!(
+                f,
+                "a stream's io_uring ring with a provided buffer ring cannot be set up, reading \
+                 with read(2) instead: {reason}"
+            ),
             Notice::UringUnavailable { reason } => {
                 write!(
                     f,
@@ -134,6 +147,11 @@ impl fmt::Display for ReadPath {
                 self.chunk_size,
                 if self.direct { "O_DIRECT" } else { "buffered" },
                 if self.positional { "" } else { ", stream" },
+            ),
+            Engine::Epoll => write!(
+                f,
+                "epoll and non-blocking read(2), 1 thread, 1 buffer of {} bytes, stream",
+                self.chunk_size,
             ),
             Engine::Sync => write!(
                 f,

@@ -13,6 +13,9 @@ use io_uring::{opcode, types, IoUring, Probe};
 
 use crate::buf::Arena;
 
+mod stream;
+pub(crate) use stream::{StreamKind, StreamRing};
+
 /// The offset that means "the file's current position" (for pipes and other streams).
 pub(crate) const CURRENT_POSITION: u64 = u64::MAX;
 

@@ -1,0 +1,171 @@
+//! The epoll way for streams: non-blocking `read(2)` driven by epoll (through `mio`, edge-triggered),
+//! each readable stream drained until `EAGAIN` into one shared buffer.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::{hand_over, read_error, Deliver, Stream, StreamOptions, POLLS};
+use crate::buf::Arena;
+use crate::error::{Error, Result};
+
+/// Puts a descriptor in non-blocking mode for as long as it lives, then restores its flags (the
+/// flags belong to the open file description, which others may share: a shell's pipe, say).
+pub(super) struct NonBlocking {
+    fd: RawFd,
+    old: Option<libc::c_int>,
+}
+
+impl NonBlocking {
+    pub(super) fn set(fd: RawFd) -> io::Result<NonBlocking> {
+        // SAFETY: fcntl on a descriptor the caller keeps open for the guard's life.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK != 0 {
+            return Ok(NonBlocking { fd, old: None });
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NonBlocking {
+            fd,
+            old: Some(flags),
+        })
+    }
+}
+
+impl Drop for NonBlocking {
+    fn drop(&mut self) {
+        if let Some(flags) = self.old {
+            // SAFETY: as in `set`; restoring the flags read there.
+            unsafe { libc::fcntl(self.fd, libc::F_SETFL, flags) };
+        }
+    }
+}
+
+/// Reads every stream to its end (or error), one thread, one buffer.
+pub(super) fn run(
+    streams: &[Stream<'_>],
+    opts: &StreamOptions,
+    deliver: &mut Deliver<'_>,
+) -> Result<Vec<Result<u64>>> {
+    let setup_err = |s: &Stream<'_>, source: io::Error| {
+        if source.raw_os_error() == Some(libc::EPERM) {
+            Error::InvalidOptions(format!(
+                "{}: epoll cannot wait on a regular file (it is always ready); read it with \
+                 --backend auto, uring, sync or pread",
+                s.name.display()
+            ))
+        } else {
+            Error::Open {
+                path: s.name.to_path_buf(),
+                source,
+            }
+        }
+    };
+    let mut poll = Poll::new().map_err(|e| setup_err(&streams[0], e))?;
+    let mut guards = Vec::with_capacity(streams.len());
+    for (i, s) in streams.iter().enumerate() {
+        guards.push(NonBlocking::set(s.fd).map_err(|e| setup_err(s, e))?);
+        poll.registry()
+            .register(&mut SourceFd(&s.fd), Token(i), Interest::READABLE)
+            .map_err(|e| setup_err(s, e))?;
+    }
+    let arena = Arena::new(1, opts.chunk_size)?;
+    let mut offsets = vec![0u64; streams.len()];
+    let mut done: Vec<Option<Result<u64>>> = (0..streams.len()).map(|_| None).collect();
+    let mut open = streams.len();
+    let mut events = Events::with_capacity(1024.min(streams.len().max(16)));
+    // Edge-triggered: every stream is drained once first, in case data came before registration.
+    let mut ready: Vec<usize> = (0..streams.len()).collect();
+    while open > 0 {
+        for i in ready.drain(..) {
+            if done[i].is_some() {
+                continue;
+            }
+            let s = &streams[i];
+            loop {
+                // SAFETY: the arena's one slot is ours alone (no kernel request uses it) and holds
+                // chunk_size bytes.
+                let n = unsafe { libc::read(s.fd, arena.slot_ptr(0).cast(), opts.chunk_size) };
+                if n < 0 {
+                    match io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        Some(libc::EAGAIN) => break,
+                        code => {
+                            done[i] =
+                                Some(Err(read_error(s, offsets[i], code.unwrap_or(libc::EIO))));
+                            break;
+                        }
+                    }
+                }
+                if n == 0 {
+                    done[i] = Some(Ok(offsets[i]));
+                    break;
+                }
+                // SAFETY: the kernel wrote n bytes into the slot, and nothing reads into it now.
+                let data = unsafe { arena.slot(0, n as usize) };
+                match hand_over(i, s, offsets[i], data, opts, deliver) {
+                    Ok((took, go)) => {
+                        offsets[i] += took;
+                        if !go {
+                            done[i] = Some(Ok(offsets[i]));
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        done[i] = Some(Err(e));
+                        break;
+                    }
+                }
+            }
+            if done[i].is_some() {
+                open -= 1;
+                let _ = poll.registry().deregister(&mut SourceFd(&s.fd));
+            }
+        }
+        if open == 0 {
+            break;
+        }
+        if opts.interrupted() {
+            for (s, d) in streams.iter().zip(done.iter_mut()) {
+                if d.is_none() {
+                    *d = Some(Err(Error::Interrupted {
+                        path: s.name.to_path_buf(),
+                    }));
+                }
+            }
+            break;
+        }
+        POLLS.fetch_add(1, Ordering::Relaxed);
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                for (s, d) in streams.iter().zip(done.iter_mut()) {
+                    if d.is_none() {
+                        let e = io::Error::new(e.kind(), e.to_string());
+                        *d = Some(Err(Error::Open {
+                            path: s.name.to_path_buf(),
+                            source: e,
+                        }));
+                    }
+                }
+                break;
+            }
+        }
+        ready.extend(events.iter().map(|e| e.token().0));
+    }
+    drop(guards);
+    Ok(done
+        .into_iter()
+        .zip(offsets)
+        .map(|(d, o)| d.unwrap_or(Ok(o)))
+        .collect())
+}

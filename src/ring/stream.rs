@@ -1,0 +1,309 @@
+//! A ring for streams (pipes, sockets): reads that take their buffer from a provided buffer ring.
+//!
+//! A stream has no offsets to read ahead at, so instead of many reads in flight into buffers of our
+//! choosing, each stream has one request armed (a multishot `RECV` or `READ_MULTISHOT`, or one
+//! single-shot `RECV`/`READ`) and the kernel picks a free buffer from a shared pool (a *provided
+//! buffer ring*, `IORING_REGISTER_PBUF_RING`, Linux 5.19) whenever data arrives. The completion says
+//! which buffer (`IORING_CQE_F_BUFFER`) and whether the request stays armed (`IORING_CQE_F_MORE`).
+//! The buffer goes back to the ring once the processor has seen it, so the pool is the memory bound
+//! however many streams share the ring.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+
+use super::ENTERS;
+use crate::buf::Arena;
+
+/// The buffer group id of the ring's one pool.
+const GROUP: u16 = 0;
+
+/// The `user_data` of cancel requests (their own completions are dropped).
+const CANCEL_TAG: u64 = u64::MAX;
+
+/// One completion of a stream request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamCqe {
+    /// The request's `user_data` (the stream's index).
+    pub user_data: u64,
+    /// Bytes received, 0 at the end of the stream, or `-errno`.
+    pub result: i32,
+    /// The pool buffer holding the bytes, if the kernel took one.
+    pub buf: Option<u16>,
+    /// Whether the request stays armed (more completions will come from it).
+    pub more: bool,
+}
+
+/// What kind of descriptor a stream is: sockets are read with `RECV`, anything else with `READ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    /// A socket.
+    Socket,
+    /// A pipe, FIFO or character device, read at its current position.
+    Pipe,
+}
+
+/// The provided buffer ring: an array of entries shared with the kernel, and the buffers.
+struct Pool {
+    entries: *mut types::BufRingEntry,
+    entries_len: usize,
+    count: u16,
+    tail: u16,
+    arena: Arena,
+    buf_len: usize,
+}
+
+/// A ring with one pool of provided buffers, for reading streams.
+pub(crate) struct StreamRing {
+    // Declared first: dropped (and the pool unregistered with it) before the pool's memory goes.
+    ring: IoUring,
+    pool: Pool,
+    read_multishot: bool,
+    min_timeout: bool,
+}
+
+impl StreamRing {
+    /// A ring for `streams` streams sharing `count` buffers of `buf_len` bytes (`count` is rounded up
+    /// to a power of two, at most 32768).
+    ///
+    /// Fails with the kernel's error where io_uring is refused, or `EINVAL` where it has no buffer
+    /// rings (before Linux 5.19).
+    pub(crate) fn new(streams: usize, count: usize, buf_len: usize) -> io::Result<StreamRing> {
+        let count = count.clamp(1, 32768).next_power_of_two();
+        let sq = streams.clamp(4, 4096).next_power_of_two() as u32;
+        // Every buffer can be one completion waiting, and every stream one more (its end).
+        let cq = (count + streams).clamp(8, 65536).next_power_of_two() as u32;
+        let mut builder = IoUring::builder();
+        // One thread submits and reaps (the reader's), so the kernel may defer completion work to
+        // the moment that thread waits (DEFER_TASKRUN, Linux 6.1) instead of interrupting it.
+        builder
+            .setup_cqsize(cq)
+            .setup_single_issuer()
+            .setup_defer_taskrun();
+        let ring = match builder.build(sq) {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                IoUring::builder().setup_cqsize(cq).build(sq)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::Recv::CODE) || !probe.is_supported(opcode::Read::CODE) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the kernel's io_uring has no RECV or READ (Linux 5.6 or later needed)",
+            ));
+        }
+        let read_multishot = probe.is_supported(opcode::ReadMulti::CODE);
+        let min_timeout = ring.params().is_feature_min_timeout();
+        let arena = Arena::new(count, buf_len)
+            .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e.to_string()))?;
+        let entries_len = (count * std::mem::size_of::<types::BufRingEntry>()).max(4096);
+        // SAFETY: an anonymous private mapping of a fresh range; nothing else refers to it.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                entries_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if mem == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut pool = Pool {
+            entries: mem.cast(),
+            entries_len,
+            count: count as u16,
+            tail: 0,
+            arena,
+            buf_len,
+        };
+        // SAFETY: the entries are page-aligned memory of `count` entries that the pool owns and
+        // keeps mapped until after the ring is dropped (field order); the buffers they will point
+        // at are the pool's arena, likewise kept.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(mem as u64, count as u16, GROUP, 0)?
+        };
+        for bid in 0..count as u16 {
+            pool.give(bid);
+        }
+        pool.publish();
+        Ok(StreamRing {
+            ring,
+            pool,
+            read_multishot,
+            min_timeout,
+        })
+    }
+
+    /// Whether the kernel has `IORING_OP_READ_MULTISHOT` (Linux 6.7).
+    pub(crate) fn has_read_multishot(&self) -> bool {
+        self.read_multishot
+    }
+
+    /// Arms a read of stream `fd` tagged `user_data`: multishot (a `RECV` with
+    /// `IORING_RECV_MULTISHOT`, or `READ_MULTISHOT`) or one single-shot `RECV`/`READ`; every read
+    /// takes its buffer from the pool.
+    pub(crate) fn arm(
+        &mut self,
+        fd: RawFd,
+        kind: StreamKind,
+        multishot: bool,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let fd = types::Fd(fd);
+        let len = self.pool.buf_len as u32;
+        let entry = match (kind, multishot) {
+            (StreamKind::Socket, true) => opcode::RecvMulti::new(fd, GROUP).build(),
+            (StreamKind::Socket, false) => opcode::Recv::new(fd, std::ptr::null_mut(), len)
+                .buf_group(GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT),
+            (StreamKind::Pipe, true) => opcode::ReadMulti::new(fd, len, GROUP)
+                .offset(u64::MAX)
+                .build(),
+            (StreamKind::Pipe, false) => opcode::Read::new(fd, std::ptr::null_mut(), len)
+                .offset(u64::MAX)
+                .buf_group(GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT),
+        }
+        .user_data(user_data);
+        self.push(&entry)
+    }
+
+    /// Arms a one-shot poll for input on `fd`, tagged `user_data`: for a non-blocking descriptor,
+    /// whose single-shot reads say `-EAGAIN` instead of waiting.
+    pub(crate) fn arm_poll(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(user_data);
+        self.push(&entry)
+    }
+
+    /// Asks the kernel to cancel the request tagged `user_data`; its last completion still comes.
+    pub(crate) fn cancel(&mut self, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(CANCEL_TAG);
+        self.push(&entry)
+    }
+
+    fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        if self.ring.submission().is_full() {
+            self.submit(0)?;
+        }
+        // SAFETY: the entry names no memory of ours but the pool (by group id), which outlives
+        // every request: the owner reaps every request before dropping the ring, or leaks it.
+        unsafe { self.ring.submission().push(entry) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))
+    }
+
+    /// Submits what was pushed and waits for at least `wait` completions. A signal (`EINTR`) or a
+    /// full completion queue returns early without error: the caller reaps and comes back.
+    pub(crate) fn submit(&mut self, wait: usize) -> io::Result<()> {
+        ENTERS.fetch_add(1, Ordering::Relaxed);
+        match self.ring.submit_and_wait(wait) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Submits what was pushed and waits for `want` completions, but returns as soon as there is
+    /// one once `min_wait_usec` microseconds have passed (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12;
+    /// before it, waits for one). Fewer wake-ups when data streams in, no more latency than
+    /// `min_wait_usec` when it trickles. Returns early on a signal, as [`StreamRing::submit`].
+    pub(crate) fn submit_batched(&mut self, want: usize, min_wait_usec: u32) -> io::Result<()> {
+        if !self.min_timeout || want <= 1 || min_wait_usec == 0 {
+            return self.submit(1);
+        }
+        ENTERS.fetch_add(1, Ordering::Relaxed);
+        let args = types::SubmitArgs::new().min_wait_usec(min_wait_usec);
+        match self.ring.submitter().submit_with_args(want, &args) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::ETIME) => {
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// The next completion, if one is ready.
+    pub(crate) fn pop(&mut self) -> Option<StreamCqe> {
+        self.ring
+            .completion()
+            .find(|c| c.user_data() != CANCEL_TAG)
+            .map(|c| StreamCqe {
+                user_data: c.user_data(),
+                result: c.result(),
+                buf: cqueue::buffer_select(c.flags()),
+                more: cqueue::more(c.flags()),
+            })
+    }
+
+    /// The first `len` bytes of pool buffer `bid`.
+    ///
+    /// # Safety
+    /// `bid` must come from a completion popped since the buffer was last given back with
+    /// [`StreamRing::give_back`], and `len` must be no more than that completion's result.
+    pub(crate) unsafe fn buf(&self, bid: u16, len: usize) -> &[u8] {
+        assert!(bid < self.pool.count && len <= self.pool.buf_len);
+        // SAFETY: the kernel wrote `len` bytes into this buffer and, having handed it to us, writes
+        // no more until it is given back (the caller's promise).
+        unsafe { self.pool.arena.slot(bid as usize, len) }
+    }
+
+    /// Gives buffer `bid` back to the kernel; it sees it at the next [`StreamRing::publish`].
+    pub(crate) fn give_back(&mut self, bid: u16) {
+        assert!(bid < self.pool.count);
+        self.pool.give(bid);
+    }
+
+    /// Makes the buffers given back visible to the kernel.
+    pub(crate) fn publish(&mut self) {
+        self.pool.publish();
+    }
+}
+
+impl Pool {
+    /// Writes buffer `bid` at the local tail (not yet visible to the kernel).
+    fn give(&mut self, bid: u16) {
+        let mask = self.count - 1;
+        let idx = (self.tail & mask) as usize;
+        // SAFETY: idx < count, and the entries array holds `count` entries; the kernel reads only
+        // the entries between its head and the published tail, which this one is not (yet).
+        let entry = unsafe { &mut *self.entries.add(idx) };
+        entry.set_addr(self.arena.slot_ptr(bid as usize) as u64);
+        entry.set_len(self.buf_len as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Publishes the local tail (a release store, so the entries written before are seen first).
+    fn publish(&mut self) {
+        // SAFETY: the tail field lives inside the first entry of the mapping we own; the kernel
+        // only reads it. AtomicU16 has the layout of u16 and the field is 2-byte aligned.
+        let tail = unsafe { &*(types::BufRingEntry::tail(self.entries) as *const AtomicU16) };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `StreamRing::new`, of this length; the ring (and with it the
+        // kernel's registration) is dropped before the pool (field order).
+        unsafe { libc::munmap(self.entries.cast(), self.entries_len) };
+    }
+}
