@@ -614,3 +614,77 @@ fn chunks_and_streams_are_send_and_static() {
         "/x: read error at offset 5: Input/output error"
     );
 }
+
+/// A non-blocking pipe and a non-blocking socket that are often empty (a writer trickling bytes):
+/// the stream waits for them (io_uring's own poll, or a linked `POLL_ADD` after EAGAIN) and hands out
+/// every byte in order.
+#[test]
+fn a_non_blocking_socket_that_is_often_empty() {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let _g = shared();
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let data = random_bytes(200_000, 22);
+    let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+    r.set_nonblocking(true).unwrap();
+    let d2 = data.clone();
+    let writer = std::thread::spawn(move || {
+        let mut rng = Rng(6);
+        let mut at = 0;
+        while at < d2.len() {
+            let n = (1 + rng.below(20_000) as usize).min(d2.len() - at);
+            w.write_all(&d2[at..at + n]).unwrap();
+            at += n;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    // SAFETY: into_raw_fd hands over a descriptor nobody else owns.
+    let file = unsafe { File::from_raw_fd(r.into_raw_fd()) };
+    let s = driver
+        .open_file(file, "socket", &opts(65536, 4, false))
+        .unwrap();
+    let got = rt.block_on(collect(s)).unwrap();
+    writer.join().unwrap();
+    assert!(got == data);
+    drop(rt);
+    wait_idle(&driver);
+}
+
+#[test]
+fn a_non_blocking_pipe_that_is_often_empty() {
+    let _g = shared();
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let data = random_bytes(200_000, 21);
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
+        0
+    );
+    // SAFETY: the descriptors were just created and are owned by nobody else.
+    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let d2 = data.clone();
+    let writer = std::thread::spawn(move || {
+        let mut w = w;
+        let mut rng = Rng(5);
+        let mut at = 0;
+        while at < d2.len() {
+            let n = (1 + rng.below(20_000) as usize).min(d2.len() - at);
+            match w.write(&d2[at..at + n]) {
+                Ok(k) => at += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let s = driver
+        .open_file(r, "nonblocking pipe", &opts(65536, 4, false))
+        .unwrap();
+    let got = rt.block_on(collect(s)).unwrap();
+    writer.join().unwrap();
+    assert!(got == data);
+    drop(rt);
+    wait_idle(&driver);
+}
