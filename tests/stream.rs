@@ -658,10 +658,8 @@ fn a_non_blocking_pipe_that_is_often_empty() {
     let data = random_bytes(200_000, 21);
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) },
-        0
-    );
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    assert_eq!(rc, 0);
     // SAFETY: the descriptors were just created and are owned by nobody else.
     let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
     let d2 = data.clone();
