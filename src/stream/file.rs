@@ -557,8 +557,20 @@ impl FileStream {
                 // Anything still in flight is not wanted: free the slots as completions come.
                 self.settle(&mut st, &mut send);
             } else {
-                // Fill every free buffer (the reads go out after the lock is released).
+                // Fill every free buffer (the reads go out after the lock is released), once a
+                // quarter of them are free or nothing is in flight: a wake-up of the driver then
+                // carries several reads, not one per chunk handed out.
+                let free = st.slots.iter().filter(|s| matches!(s, Slot::Free)).count();
+                let busy = st
+                    .slots
+                    .iter()
+                    .any(|s| matches!(s, Slot::Reading { .. } | Slot::Ready { .. }));
+                let batch = (st.slots.len() / 4).max(1);
+                let fill = free >= batch || !busy;
                 for i in 0..st.slots.len() {
+                    if !fill {
+                        break;
+                    }
                     if !matches!(st.slots[i], Slot::Free) || !self.may_read(&st, self.next_submit) {
                         continue;
                     }
