@@ -542,6 +542,25 @@ fn cli_connect_reads_a_tcp_connection() {
             "{backend}"
         );
     }
+    // count: wc's layout for a stream (minimum width 7), named by the address.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut c, _) = l.accept().unwrap();
+            c.write_all(&input).unwrap();
+        });
+        assert_cmd::Command::new(env!("CARGO_BIN_EXE_ringread"))
+            .args(["count", "--connect", &addr])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    });
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{:>7} {:>7} {addr}\n", newlines(&input), input.len())
+    );
 }
 
 #[test]

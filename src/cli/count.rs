@@ -57,9 +57,15 @@ fn line(counts: LineCount, width: usize, name: Option<&[u8]>) -> Vec<u8> {
 }
 
 pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
-    let named = !a.files.is_empty();
+    // Named files, and a connection (named by its address, as `sum` names it), show their names.
+    let named = !a.files.is_empty() || ctx.reads_connection();
     let files = ctx.inputs(a.files)?;
-    let width = column_width(&files);
+    // A connection is a stream, as a pipe on standard input is: wc's minimum width of 7.
+    let width = if ctx.reads_connection() {
+        7
+    } else {
+        column_width(&files)
+    };
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut total = LineCount::default();
     let mut ok = true;

@@ -270,6 +270,11 @@ impl Ctx {
         }
     }
 
+    /// Whether the input is the connection of `--connect`/`--listen` (a stream, as a pipe is).
+    pub(crate) fn reads_connection(&self) -> bool {
+        self.net.is_some()
+    }
+
     /// Reads `name` ("-" is standard input) into `proc`, reporting how under `-v`.
     fn read<P: Processor + Send>(&self, name: &Path, proc: &mut P) -> ringread::Result<Summary> {
         self.read_split(name, &ringread::processor::Whole, proc)
