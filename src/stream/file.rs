@@ -178,8 +178,9 @@ impl std::fmt::Debug for FileStream {
 
 impl Driver {
     /// Opens `path` for streaming with these options (`chunk_size`, `depth`, `direct`, `max_bytes`;
-    /// `threads` and `sqpoll` do not apply: the driver's one thread reads). The open itself is a
-    /// blocking `open(2)` on the calling thread, as `std::fs::File::open` is.
+    /// `threads` and `sqpoll` do not apply: the driver's threads read). The open itself is a
+    /// blocking `open(2)` on the calling thread, as `std::fs::File::open` is (a FIFO's waits for a
+    /// writer); a pipe, socket or FIFO already open can be handed over with [`Driver::open_file`].
     pub fn open(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<FileStream> {
         let path = path.as_ref();
         let file = File::options()
