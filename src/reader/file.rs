@@ -3,12 +3,92 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::error::Reason;
+use super::Notice;
+use crate::error::{Error, Reason, Result};
 use crate::options::ALIGN;
+
+/// An open file, looked at before reading: what kind it is, where reading starts, the size `fstat`
+/// gives, and its `O_DIRECT` twin when that was asked for and granted.
+pub(crate) struct Inspected {
+    /// The file's descriptor (borrowed from the caller's `File`).
+    pub fd: RawFd,
+    /// Whether reads carry offsets (regular files, block devices) or read a stream's position.
+    pub positional: bool,
+    /// Where reading starts: 0 for a file opened by path, the current position of one handed over.
+    pub start: u64,
+    /// The size `fstat` (or, for a block device, `lseek`) gives: a hint, not the end.
+    pub size_hint: u64,
+    /// The same file opened with `O_DIRECT`, and the alignment it needs.
+    pub direct: Option<(OwnedFd, usize)>,
+    /// Why `O_DIRECT` was not granted, if it was asked for and refused.
+    pub notices: Vec<Notice>,
+}
+
+/// Looks at `file` (called `name` in errors; `path` when we opened it ourselves): refuses a
+/// directory, finds where reading starts and the size hint, and opens the `O_DIRECT` twin if
+/// `direct` asks for it (reads of `chunk` bytes). The file's position is left where it was.
+pub(crate) fn inspect(
+    file: &File,
+    name: &Path,
+    path: Option<&Path>,
+    direct: bool,
+    chunk: usize,
+) -> Result<Inspected> {
+    let open_err = |source| Error::Open {
+        path: name.to_path_buf(),
+        source,
+    };
+    let meta = file.metadata().map_err(open_err)?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        return Err(open_err(io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let fd = file.as_raw_fd();
+    let positional = ft.is_file() || ft.is_block_device();
+    // A file we opened is read from its start; one handed to us (standard input) from where its
+    // position is.
+    // SAFETY: lseek on a descriptor the caller holds; positional reads do not use the position.
+    let here = || unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64;
+    let start = if positional && path.is_none() {
+        here()
+    } else {
+        0
+    };
+    let size_hint = if ft.is_block_device() {
+        let pos = here();
+        // SAFETY: as above; the position is put back right after.
+        let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) }.max(0) as u64;
+        // SAFETY: as above.
+        unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_SET) };
+        end
+    } else {
+        meta.len()
+    };
+    let mut notices = Vec::new();
+    let mut twin = None;
+    if direct && start % ALIGN as u64 != 0 {
+        notices.push(Notice::DirectUnavailable {
+            reason: format!("reading starts at offset {start}, which is not {ALIGN}-aligned"),
+        });
+    } else if direct {
+        match open_direct(fd, path, positional, chunk) {
+            Ok(d) => twin = Some(d),
+            Err(reason) => notices.push(Notice::DirectUnavailable { reason }),
+        }
+    }
+    Ok(Inspected {
+        fd,
+        positional,
+        start,
+        size_hint,
+        direct: twin,
+        notices,
+    })
+}
 
 pub(super) fn register_reason(e: &io::Error) -> String {
     match e.raw_os_error() {
@@ -73,7 +153,7 @@ fn dio_alignment(fd: RawFd) -> Option<(u32, u32)> {
 }
 
 /// Opens the file a second time with `O_DIRECT`, or says why not.
-pub(crate) fn open_direct(
+fn open_direct(
     fd: RawFd,
     path: Option<&Path>,
     positional: bool,

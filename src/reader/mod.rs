@@ -9,9 +9,8 @@ mod summary;
 
 use std::fmt;
 use std::fs::File;
-use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -27,7 +26,7 @@ use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::{explain_setup_error, usable_cpus, Ring};
 use file::register_reason;
-pub(crate) use file::{on_fuse, open_direct};
+pub(crate) use file::{inspect, on_fuse, Inspected};
 
 /// A lane's kept resources: its ring and its buffers. The ring is declared first so that it is
 /// dropped (and its registration released) before the buffers are freed.
@@ -189,49 +188,14 @@ impl Reader {
         Pr: Prepare,
         C: Combine<Pr::Part> + Send,
     {
-        let open_err = |source| Error::Open {
-            path: name.to_path_buf(),
-            source,
-        };
-        let meta = file.metadata().map_err(open_err)?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            return Err(open_err(io::Error::from_raw_os_error(libc::EISDIR)));
-        }
-        let fd = file.as_raw_fd();
-        let positional = ft.is_file() || ft.is_block_device();
-        // A file we opened is read from its start; one handed to us (standard input) from where its
-        // position is, and its position is left after what was read, as read(2) would.
-        // SAFETY: lseek on a descriptor we hold; positional reads do not use the position.
-        let here = || unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64;
-        let start = if positional && path.is_none() {
-            here()
-        } else {
-            0
-        };
-        let size_hint = if ft.is_block_device() {
-            let pos = here();
-            // SAFETY: as above; the position is put back right after.
-            let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) }.max(0) as u64;
-            // SAFETY: as above.
-            unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_SET) };
-            end
-        } else {
-            meta.len()
-        };
-
-        let mut notices = Vec::new();
-        let mut direct = None;
-        if self.opts.direct && start % ALIGN as u64 != 0 {
-            notices.push(Notice::DirectUnavailable {
-                reason: format!("reading starts at offset {start}, which is not {ALIGN}-aligned"),
-            });
-        } else if self.opts.direct {
-            match open_direct(fd, path, positional, self.opts.chunk_size) {
-                Ok(d) => direct = Some(d),
-                Err(reason) => notices.push(Notice::DirectUnavailable { reason }),
-            }
-        }
+        let Inspected {
+            fd,
+            positional,
+            start,
+            size_hint,
+            direct,
+            mut notices,
+        } = inspect(file, name, path, self.opts.direct, self.opts.chunk_size)?;
         let src = Source {
             path: name,
             fd,

@@ -187,15 +187,7 @@ impl Queue for Ring {
         if !sqpoll_awake {
             ENTERS.fetch_add(1, Ordering::Relaxed);
         }
-        match self.ring.submit_and_wait(wait) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                // A signal: the caller loops, and looks first at why (an interrupt request, say).
-                // A full completion queue (EBUSY): the caller reaps and comes back.
-                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
-                _ => Err(e),
-            },
-        }
+        entered(self.ring.submit_and_wait(wait))
     }
 
     fn pop(&mut self) -> Option<(u64, i32)> {
@@ -215,6 +207,19 @@ impl Queue for Ring {
         // SAFETY: a cancel request refers to no memory of ours.
         unsafe { self.ring.submission().push(&entry) }
             .map_err(|_| io::Error::other("io_uring submission queue full"))
+    }
+}
+
+/// The result of an `io_uring_enter`, with what only means "come back" taken as success: a signal
+/// (`EINTR`: the caller loops, and looks first at why, an interrupt request say), a full completion
+/// queue (`EBUSY`: the caller reaps and comes back), `EAGAIN`.
+pub(crate) fn entered(res: io::Result<usize>) -> io::Result<()> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
+            _ => Err(e),
+        },
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
-use super::ENTERS;
+use super::{entered, ENTERS};
 use crate::buf::Arena;
 
 /// The buffer group id of the ring's one pool.
@@ -210,13 +210,7 @@ impl StreamRing {
     /// full completion queue returns early without error: the caller reaps and comes back.
     pub(crate) fn submit(&mut self, wait: usize) -> io::Result<()> {
         ENTERS.fetch_add(1, Ordering::Relaxed);
-        match self.ring.submit_and_wait(wait) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => Ok(()),
-                _ => Err(e),
-            },
-        }
+        entered(self.ring.submit_and_wait(wait))
     }
 
     /// Submits what was pushed and waits for `want` completions, but returns as soon as there is
@@ -230,13 +224,9 @@ impl StreamRing {
         ENTERS.fetch_add(1, Ordering::Relaxed);
         let args = types::SubmitArgs::new().min_wait_usec(min_wait_usec);
         match self.ring.submitter().submit_with_args(want, &args) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::ETIME) => {
-                    Ok(())
-                }
-                _ => Err(e),
-            },
+            // The minimum wait ran out: as good as a completion.
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            res => entered(res),
         }
     }
 

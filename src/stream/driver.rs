@@ -318,6 +318,9 @@ fn run_uring(mut ring: IoUring, chan: &Channel) {
     let mut wake_buf = Box::new(0u64);
     let mut wake_armed = false;
     let mut cancelling_wake = false;
+    // Kept across turns, so that a turn allocates nothing: the queue's vector and this one swap.
+    let mut reqs: Vec<Request> = Vec::new();
+    let mut done: Vec<(u64, i32)> = Vec::new();
     loop {
         let shutdown = chan.shutdown.load(Ordering::Acquire);
         if !wake_armed && !shutdown {
@@ -335,8 +338,11 @@ fn run_uring(mut ring: IoUring, chan: &Channel) {
         }
         // Clear before taking the queue: a request queued after this point writes the eventfd again.
         chan.notified.store(false, Ordering::Release);
-        let reqs = std::mem::take(&mut *chan.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        for req in reqs {
+        std::mem::swap(
+            &mut *chan.queue.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut reqs,
+        );
+        for req in reqs.drain(..) {
             match req {
                 Request::Read(op) if op.blocking => {
                     let res = read_now(&op, chan);
@@ -380,30 +386,21 @@ fn run_uring(mut ring: IoUring, chan: &Channel) {
             }
         }
         crate::ring::ENTERS.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = ring.submit_and_wait(1) {
-            match e.raw_os_error() {
-                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
-                // The ring itself failing is not something a read can recover from; every
-                // stream waiting on it would hang, so fail their reads instead.
-                _ => {
-                    for op in ops.drain() {
-                        // The kernel may still write into these buffers: they are never freed.
-                        std::mem::forget(Arc::clone(&op.shared));
-                        complete(chan, op, -libc::EIO);
-                    }
-                    fail_queue(chan);
-                    if shutdown {
-                        return;
-                    }
-                    continue;
-                }
+        if crate::ring::entered(ring.submit_and_wait(1)).is_err() {
+            // The ring itself failed: no read in it can be trusted to complete. Fail them (their
+            // buffers are never freed: the kernel may still write into them), leak the ring and
+            // its eventfd buffer for the same reason, and serve what comes next with pread(2).
+            for op in ops.drain() {
+                std::mem::forget(Arc::clone(&op.shared));
+                complete(chan, op, -libc::EIO);
             }
+            std::mem::forget(ring);
+            Box::leak(wake_buf);
+            run_pread(chan);
+            return;
         }
-        let done: Vec<(u64, i32)> = ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        for (ud, res) in done {
+        done.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        for (ud, res) in done.drain(..) {
             match ud {
                 WAKE_TAG => wake_armed = false,
                 CANCEL_TAG => {}
@@ -436,26 +433,20 @@ fn complete(chan: &Channel, op: ReadOp, res: i32) {
     // `op` drops here: its hold on the buffers and the file ends with the read.
 }
 
-/// Fails every queued read (the ring broke).
-fn fail_queue(chan: &Channel) {
-    let reqs = std::mem::take(&mut *chan.queue.lock().unwrap_or_else(|e| e.into_inner()));
-    for req in reqs {
-        if let Request::Read(op) = req {
-            complete(chan, op, -libc::EIO);
-        }
-    }
-}
-
 /// The driver loop where io_uring is refused: the same requests, served with `pread(2)`/`read(2)`
 /// on this thread. A stream's reads are served one after another, so a slow pipe delays the others:
 /// the fallback keeps working, not fast.
 fn run_pread(chan: &Channel) {
     let mut buf = 0u64;
+    let mut reqs: Vec<Request> = Vec::new();
     loop {
         chan.notified.store(false, Ordering::Release);
-        let reqs = std::mem::take(&mut *chan.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        std::mem::swap(
+            &mut *chan.queue.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut reqs,
+        );
         let idle = reqs.is_empty();
-        for req in reqs {
+        for req in reqs.drain(..) {
             if let Request::Read(op) = req {
                 let res = read_now(&op, chan);
                 complete(chan, op, res);

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -17,7 +17,7 @@ use super::driver::{Counters, Driver, DriverInner, ReadOp};
 use crate::buf::Arena;
 use crate::error::{Error, Result};
 use crate::options::{ReadOptions, ALIGN};
-use crate::reader::{on_fuse, open_direct, Notice};
+use crate::reader::{inspect, on_fuse, Inspected, Notice};
 use crate::ring::CURRENT_POSITION;
 
 /// The descriptors a stream reads: kept open by the stream and by each of its reads in flight.
@@ -212,52 +212,18 @@ impl Driver {
         path: Option<&Path>,
         opts: &ReadOptions,
     ) -> Result<FileStream> {
-        let open_err = |source| Error::Open {
-            path: name.to_path_buf(),
-            source,
+        let Inspected {
+            fd,
+            positional,
+            start,
+            size_hint,
+            direct,
+            mut notices,
+        } = inspect(&file, name, path, opts.direct(), opts.chunk_size())?;
+        let (direct, align) = match direct {
+            Some((d, a)) => (Some(d), a as u64),
+            None => (None, ALIGN as u64),
         };
-        let meta = file.metadata().map_err(open_err)?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            return Err(open_err(io::Error::from_raw_os_error(libc::EISDIR)));
-        }
-        let fd = file.as_raw_fd();
-        let positional = ft.is_file() || ft.is_block_device();
-        let here = || {
-            // SAFETY: lseek on a descriptor we hold.
-            unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64
-        };
-        let start = if positional && path.is_none() {
-            here()
-        } else {
-            0
-        };
-        let size_hint = if ft.is_block_device() {
-            // SAFETY: lseek on a descriptor we hold; positional reads do not use the position.
-            unsafe { libc::lseek(fd, 0, libc::SEEK_END) }.max(0) as u64
-        } else {
-            meta.len()
-        };
-        let mut notices = Vec::new();
-        let mut direct = None;
-        let mut align = ALIGN as u64;
-        if opts.direct() {
-            if start % ALIGN as u64 != 0 {
-                notices.push(Notice::DirectUnavailable {
-                    reason: format!(
-                        "reading starts at offset {start}, which is not {ALIGN}-aligned"
-                    ),
-                });
-            } else {
-                match open_direct(fd, path, positional, opts.chunk_size()) {
-                    Ok((d, a)) => {
-                        direct = Some(d);
-                        align = a as u64;
-                    }
-                    Err(reason) => notices.push(Notice::DirectUnavailable { reason }),
-                }
-            }
-        }
         // io_uring on FUSE files opened with FOPEN_DIRECT_IO reports short replies as full reads
         // (see the reader); the driver reads FUSE files with read(2) on its thread instead.
         let blocking = on_fuse(fd);
@@ -380,6 +346,27 @@ impl FileStream {
         }
     }
 
+    /// Reads the rest of chunk `seq` into slot `i` (`filled` of `want` bytes are there): the read goes
+    /// in `resend`, the slot's new state is returned.
+    fn again(
+        &self,
+        i: usize,
+        seq: u64,
+        offset: u64,
+        filled: u32,
+        want: u32,
+        resend: &mut Vec<ReadOp>,
+    ) -> Slot {
+        resend.push(self.read_op(i, offset, filled, want));
+        Slot::Reading {
+            seq,
+            offset,
+            filled,
+            want,
+            res: None,
+        }
+    }
+
     /// Turns the completions that arrived into states: short reads and EINTR/EAGAIN go back to the
     /// driver (in `resend`).
     fn settle(&mut self, st: &mut State, resend: &mut Vec<ReadOp>) {
@@ -402,14 +389,7 @@ impl FileStream {
             st.slots[i] = if res < 0 {
                 let errno = -res;
                 if matches!(errno, libc::EINTR | libc::EAGAIN) {
-                    resend.push(self.read_op(i, offset, filled, want));
-                    Slot::Reading {
-                        seq,
-                        offset,
-                        filled,
-                        want,
-                        res: None,
-                    }
+                    self.again(i, seq, offset, filled, want, resend)
                 } else if filled > 0 {
                     // The bytes before the failure are handed out first, then the error.
                     Slot::Ready {
@@ -420,11 +400,7 @@ impl FileStream {
                         errno,
                     }
                 } else {
-                    Slot::Failed {
-                        seq,
-                        offset: offset + filled as u64,
-                        errno,
-                    }
+                    Slot::Failed { seq, offset, errno }
                 }
             } else if res == 0 {
                 Slot::Ready {
@@ -456,14 +432,7 @@ impl FileStream {
                 } else {
                     // A short read: the rest of the chunk, or the end of the file (the next read
                     // says 0).
-                    resend.push(self.read_op(i, offset, filled, want));
-                    Slot::Reading {
-                        seq,
-                        offset,
-                        filled,
-                        want,
-                        res: None,
-                    }
+                    self.again(i, seq, offset, filled, want, resend)
                 }
             };
         }
