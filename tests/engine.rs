@@ -7,52 +7,27 @@
 //! io_uring tests ask for `Backend::Uring`: where the kernel refuses io_uring they fail, they do not
 //! skip.
 //!
-//! One test counts this process's file descriptors; it takes [`FD_LOCK`] for writing, every other
-//! test takes it for reading, so no other test opens or closes descriptors while it counts.
+//! One test counts this process's file descriptors; it takes `common::exclusive()`, every other
+//! test `common::shared()`, so no other test opens or closes descriptors while it counts.
 
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
+
+mod common;
+use common::{exclusive, open_fds, pipe, random_bytes, shared};
 use ringread::{Backend, Chunk, Engine, Error, Notice, Processor, ReadOptions, Reader, Summary};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------------------------
-
-static FD_LOCK: RwLock<()> = RwLock::new(());
-
-/// Taken by every test that does not count descriptors.
-fn shared() -> RwLockReadGuard<'static, ()> {
-    FD_LOCK.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Taken by the tests that count descriptors: no other test runs meanwhile.
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    FD_LOCK.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Deterministic, fast, not a constant pattern (splitmix64).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x9E37_79B9_7F4A_7C15;
-    for word in out.chunks_mut(8) {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        word.copy_from_slice(&z.to_le_bytes()[..word.len()]);
-    }
-    out
-}
 
 /// The file system type of `path` (`statfs`'s `f_type`).
 #[allow(clippy::unnecessary_cast)]
@@ -97,11 +72,6 @@ fn write_file(path: &Path, data: &[u8]) {
     let mut f = File::create(path).unwrap();
     f.write_all(data).unwrap();
     f.sync_all().unwrap();
-}
-
-/// How many descriptors this process has open.
-fn open_fds() -> usize {
-    fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// The CPUs this process may run on (what the reader uses when `threads` is not given).
@@ -1328,16 +1298,7 @@ fn anonymous_pipe_through_read_file() {
     let data = random_bytes(1024 * 1024 + 5, 123);
     let mut failures = Vec::new();
     for case in stream_cases() {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two descriptors into the array.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: both descriptors were just created and are owned by nobody else.
-        let (r, w) = unsafe {
-            (
-                File::from(OwnedFd::from_raw_fd(fds[0])),
-                File::from(OwnedFd::from_raw_fd(fds[1])),
-            )
-        };
+        let (r, w) = pipe(0);
         let reader = case.reader();
         let mut rec = Recorder::new(&data, case.chunk, false, true);
         let (result, written) = std::thread::scope(|s| {

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
+mod common;
+use common::open_fds;
+
 /// One test at a time: the descriptor count is the whole process's.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -106,10 +109,6 @@ fn an_8_gib_sparse_file() {
     assert_eq!(code, 0);
     assert_eq!(stdout, wc(&[p]));
     assert!(rss <= (1 << 20) + CONSTANT, "peak RSS {rss}");
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[test]

@@ -2,15 +2,14 @@
 //! against `std::fs::read`, the adapters against tokio's own utilities, backpressure, and
 //! cancellation (many streams dropped at random points; no buffer, read or descriptor left over).
 //!
-//! Tests that count this process's descriptors take [`FD_LOCK`] for writing; every other test takes
-//! it for reading.
+//! Tests that count this process's descriptors take `common::exclusive()`; every other test takes
+//! `common::shared()`.
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -20,30 +19,8 @@ use ringread::stream::{Driver, DriverStats, FileStream, OwnedChunk};
 use ringread::{Error, ReadOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
-static FD_LOCK: RwLock<()> = RwLock::new(());
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    FD_LOCK.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    FD_LOCK.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Deterministic, fast, not a constant pattern (splitmix64).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0x9E37_79B9_7F4A_7C15;
-    for word in out.chunks_mut(8) {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        word.copy_from_slice(&z.to_le_bytes()[..word.len()]);
-    }
-    out
-}
+mod common;
+use common::{exclusive, open_fds, pipe, random_bytes, shared};
 
 /// A small random-number generator for choosing sizes and drop points (xorshift64*).
 struct Rng(u64);
@@ -105,10 +82,6 @@ async fn collect(mut s: FileStream) -> Result<Vec<u8>, Error> {
     }
     assert!(s.next().await.is_none(), "a stream went on after its end");
     Ok(out)
-}
-
-fn open_fds() -> usize {
-    fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// Waits until the driver has nothing in hand (reads still completing after a drop are reaped on the
@@ -390,11 +363,7 @@ fn pipes_stream_in_order_with_offsets_counting_bytes() {
     let driver = Driver::new().unwrap();
     let rt = runtime();
     let data = random_bytes(3_000_000, 5);
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: the descriptors were just created and are owned by nobody else.
-    let (r, mut w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (r, mut w) = pipe(0);
     let d2 = data.clone();
     let writer = std::thread::spawn(move || {
         let mut rng = Rng(9);
@@ -417,11 +386,7 @@ fn dropping_a_stream_cancels_a_read_that_would_never_complete() {
     let driver = Driver::new().unwrap();
     let before = open_fds();
     let rt = runtime();
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: as above.
-    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (r, w) = pipe(0);
     rt.block_on(async {
         let mut s = driver
             .open_file(r, "silent pipe", &opts(4096, 2, false))
@@ -656,12 +621,7 @@ fn a_non_blocking_pipe_that_is_often_empty() {
     let driver = Driver::new().unwrap();
     let rt = runtime();
     let data = random_bytes(200_000, 21);
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
-    assert_eq!(rc, 0);
-    // SAFETY: the descriptors were just created and are owned by nobody else.
-    let (r, w) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let (r, w) = pipe(libc::O_NONBLOCK);
     let d2 = data.clone();
     let writer = std::thread::spawn(move || {
         let mut w = w;
