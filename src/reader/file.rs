@@ -11,6 +11,19 @@ use super::Notice;
 use crate::error::{Error, Reason, Result};
 use crate::options::ALIGN;
 
+/// Opens `path` for reading as every path of ringread does (`O_CLOEXEC`, and `O_NOCTTY` so a
+/// terminal never becomes the controlling one); a failure names the path.
+pub(crate) fn open_read(path: &Path) -> Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// An open file, looked at before reading: what kind it is, where reading starts, the size `fstat`
 /// gives, and its `O_DIRECT` twin when that was asked for and granted.
 pub(crate) struct Inspected {

@@ -10,7 +10,6 @@ mod summary;
 use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,7 +25,7 @@ use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::{explain_setup_error, usable_cpus, Ring};
 use file::register_reason;
-pub(crate) use file::{inspect, on_fuse, Inspected};
+pub(crate) use file::{inspect, on_fuse, open_read, Inspected};
 
 /// A lane's kept resources: its ring and its buffers. The ring is declared first so that it is
 /// dropped (and its registration released) before the buffers are freed.
@@ -140,14 +139,7 @@ impl Reader {
         C: Combine<Pr::Part> + Send,
     {
         let path = path.as_ref();
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-            .open(path)
-            .map_err(|source| Error::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let file = open_read(path)?;
         self.read_opened(&file, path, Some(path), prep, proc)
     }
 

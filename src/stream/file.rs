@@ -5,7 +5,6 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -17,7 +16,7 @@ use super::driver::{Counters, Driver, DriverInner, ReadOp};
 use crate::buf::Arena;
 use crate::error::{Error, Result};
 use crate::options::{ReadOptions, ALIGN};
-use crate::reader::{inspect, on_fuse, Inspected, Notice};
+use crate::reader::{inspect, on_fuse, open_read, Inspected, Notice};
 use crate::ring::CURRENT_POSITION;
 
 /// The descriptors a stream reads: kept open by the stream and by each of its reads in flight.
@@ -183,14 +182,7 @@ impl Driver {
     /// writer); a pipe, socket or FIFO already open can be handed over with [`Driver::open_file`].
     pub fn open(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<FileStream> {
         let path = path.as_ref();
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-            .open(path)
-            .map_err(|source| Error::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let file = open_read(path)?;
         self.stream(file, path, Some(path), opts)
     }
 
