@@ -34,6 +34,8 @@
 pub mod backend;
 pub mod bench;
 pub mod buf;
+mod cancel;
+mod chunks;
 pub mod error;
 pub mod net;
 pub mod options;
@@ -44,6 +46,7 @@ pub mod stream;
 pub mod sumfile;
 
 pub use buf::Chunk;
+pub use cancel::Cancel;
 pub use error::{Error, Result};
 pub use options::{Backend, ReadOptions, ReadOptionsBuilder};
 pub use processor::Processor;
