@@ -88,7 +88,7 @@ fn processors(c: &mut Criterion) {
     };
     run("null", &|| Box::new(ByteCount::default()));
     run("count", &|| Box::new(LineCount::default()));
-    for a in Algorithm::ALL {
+    for &a in Algorithm::ALL {
         run(a.name(), &move || Box::new(Checksum::new(a)));
     }
     g.finish();

@@ -109,12 +109,6 @@ impl Cancel {
     pub(crate) fn event_fd(&self) -> RawFd {
         self.inner.event.as_raw_fd()
     }
-
-    /// The raw descriptor a signal handler may write to (see [`signal_event`]), for handlers that can
-    /// reach only a number. It stays valid while any clone of this handle lives.
-    pub fn raw_event_fd(&self) -> RawFd {
-        self.event_fd()
-    }
 }
 
 /// Makes an `eventfd` readable: adds 1 to its counter. Async-signal-safe (one `write(2)`).

@@ -31,18 +31,23 @@
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-pub mod backend;
+#[cfg(feature = "bench")]
 pub mod bench;
-pub mod buf;
+mod buf;
 mod cancel;
 mod chunks;
+mod engine;
 pub mod error;
+#[cfg(feature = "net")]
 pub mod net;
 pub mod options;
 pub mod processor;
 pub mod reader;
 mod ring;
+#[cfg(feature = "stream")]
 pub mod stream;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod sumfile;
 
 pub use buf::Chunk;

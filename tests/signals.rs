@@ -3,11 +3,9 @@
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringread::{processor::from_fn, Chunk, Error, ReadOptions, Reader};
+use ringread::{processor::from_fn, Backend, Cancel, Chunk, Error, ReadOptions, Reader};
 
 /// Waits until the child has installed its SIGINT handler (bit 2 of SigCgt in /proc/PID/status), so
 /// the signal cannot arrive before ringread is ready for it.
@@ -106,14 +104,14 @@ fn sigterm_during_a_long_file_read_exits_130() {
 }
 
 #[test]
-fn the_library_stops_on_its_interrupt_flag() {
+fn the_library_stops_on_its_cancel_handle() {
     let dir = tempfile::Builder::new()
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let path = dir.path().join("data");
     std::fs::write(&path, vec![7u8; 8 << 20]).unwrap();
     for direct in [false, true] {
-        let flag = Arc::new(AtomicBool::new(false));
+        let flag = Cancel::new().unwrap();
         let opts = ReadOptions::builder()
             .chunk_size(64 << 10)
             .depth(8)
@@ -121,12 +119,12 @@ fn the_library_stops_on_its_interrupt_flag() {
             .build()
             .unwrap();
         let mut reader = Reader::new(opts);
-        reader.set_interrupt(flag.clone());
+        reader.set_cancel(flag.clone());
         let mut seen = 0u64;
         let mut p = from_fn(|c: &Chunk<'_>| {
             seen += c.len() as u64;
             if seen >= 1 << 20 {
-                flag.store(true, Ordering::Relaxed);
+                flag.cancel();
             }
             Ok(true)
         });
@@ -135,9 +133,65 @@ fn the_library_stops_on_its_interrupt_flag() {
             other => panic!("expected Interrupted, got {other:?}"),
         }
         assert!(seen < 8 << 20, "reading went on after the flag was set");
-        // The reader is usable again once the flag is cleared.
-        flag.store(false, Ordering::Relaxed);
+        // The reader is usable again once the handle is reset.
+        flag.reset();
         let mut n = ringread::processor::ByteCount::default();
         assert_eq!(reader.read_path(&path, &mut n).unwrap().bytes, 8 << 20);
+    }
+}
+
+/// A FIFO opened read-write never sees its end: a read of it waits for data forever. A cancel handle
+/// used from another thread stops it within a second on every backend (io_uring: the lane's poll on
+/// the handle's eventfd wakes io_uring_enter and the read is cancelled; sync and pread: poll(2) on
+/// both), and the reader reads again afterwards.
+#[test]
+fn a_cancel_from_another_thread_stops_a_blocked_fifo_read() {
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for backend in [Backend::Auto, Backend::Uring, Backend::Sync, Backend::Pread] {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        let cancel = Cancel::new().unwrap();
+        let opts = ReadOptions::builder().backend(backend).build().unwrap();
+        let mut reader = Reader::new(opts);
+        reader.set_cancel(cancel.clone());
+        let canceller = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let at = std::time::Instant::now();
+                cancel.cancel();
+                at
+            })
+        };
+        let mut n = ringread::processor::ByteCount::default();
+        let res = reader.read_file(&file, "fifo", &mut n);
+        let stopped = std::time::Instant::now();
+        let cancelled_at = canceller.join().unwrap();
+        assert!(
+            matches!(res, Err(Error::Interrupted { .. })),
+            "{backend:?}: {res:?}"
+        );
+        let took = stopped.duration_since(cancelled_at);
+        assert!(took < std::time::Duration::from_secs(1), "{backend:?}: {took:?}");
+        // Data written now is read once the handle is reset (nothing of the first read is left).
+        cancel.reset();
+        (&file).write_all(b"after").unwrap();
+        let opts = ReadOptions::builder()
+            .backend(backend)
+            .max_bytes(5)
+            .build()
+            .unwrap();
+        let again = Reader::new(opts);
+        let mut n = ringread::processor::ByteCount::default();
+        assert_eq!(again.read_file(&file, "fifo", &mut n).unwrap().bytes, 5, "{backend:?}");
     }
 }

@@ -9,6 +9,7 @@ mod metrics;
 mod report;
 mod stream;
 mod svg;
+pub mod ways;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,10 +62,10 @@ impl std::str::FromStr for BenchSource {
     }
 }
 
-use crate::backend::{
+use crate::error::{Error, Result};
+use ways::{
     Mmap, PreadPool, ReadMethod, StreamMethod, SyncMethod, TokioFs, TokioUring, UringMethod,
 };
-use crate::error::{Error, Result};
 use crate::options::ReadOptions;
 use crate::processor::{Algorithm, ByteCount, Checksum, LineCount, Processor};
 
@@ -154,14 +155,14 @@ pub struct BenchConfig {
     pub depth: Option<usize>,
     /// Reading threads of the engine (`None`: one per usable CPU).
     pub threads: Option<usize>,
-    /// Once set (from a signal handler, say), the benchmark stops between measurements with
+    /// Once cancelled (from a signal handler, say), the benchmark stops between measurements with
     /// [`Error::Interrupted`], removing the file it generated.
-    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    pub cancel: Option<crate::Cancel>,
 }
 
 fn check_interrupt(config: &BenchConfig, path: &std::path::Path) -> Result<()> {
-    match &config.interrupt {
-        Some(f) if f.load(std::sync::atomic::Ordering::Relaxed) => Err(Error::Interrupted {
+    match &config.cancel {
+        Some(c) if c.is_cancelled() => Err(Error::Interrupted {
             path: path.to_path_buf(),
         }),
         _ => Ok(()),
@@ -201,7 +202,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
     let _cleanup = Cleanup(if generated { files.clone() } else { Vec::new() });
     let mut total = 0u64;
     for f in &files {
-        let meta = std::fs::metadata(f).map_err(crate::backend::open_error(f))?;
+        let meta = std::fs::metadata(f).map_err(ways::open_error(f))?;
         if !meta.is_file() {
             return Err(Error::InvalidOptions(format!(
                 "{}: bench reads regular files only",
@@ -379,7 +380,7 @@ fn run_cache(
                     CacheMode::Warm => warm(f),
                     CacheMode::Cold | CacheMode::Direct => drop_cache(f),
                 }
-                .map_err(crate::backend::open_error(f))?;
+                .map_err(ways::open_error(f))?;
                 if cache == CacheMode::Cold {
                     residency_before.push(residency(f).unwrap_or(f64::NAN));
                 }

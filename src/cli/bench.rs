@@ -92,7 +92,7 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
             .map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
         depth: read.depth,
         threads: read.threads,
-        interrupt: super::interrupt_flag(),
+        cancel: super::interrupt_handle(),
     };
     let report = match bench::run(&config, &mut std::io::stderr()) {
         Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),

@@ -16,11 +16,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use clap::{Args, Parser, Subcommand};
 use ringread::processor::{Algorithm, Checksum};
-use ringread::{Backend, Notice, Processor, ReadOptions, Reader, Summary};
+use ringread::{Backend, Cancel, Notice, Processor, ReadOptions, Reader, Summary};
 
 /// Reads files through io_uring as fast as the machine allows, and hashes, counts or copies them.
 #[derive(Debug, Parser)]
@@ -152,7 +152,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     // Like cat: a closed pipe ends the process quietly.
     // SAFETY: setting a signal's disposition to the default has no memory-safety requirement.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    catch_interrupts();
+    catch_interrupts()?;
 
     if let Command::Bench(a) = cli.command {
         return bench::run(&cli.read, a);
@@ -176,30 +176,38 @@ pub fn run() -> anyhow::Result<ExitCode> {
 /// The exit status after SIGINT, as shells report a process killed by it (128 + 2).
 const INTERRUPTED_EXIT: u8 = 130;
 
-static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+static INTERRUPT: OnceLock<Cancel> = OnceLock::new();
+/// Set by the signal handler, read after the handle has done its work.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// The flag SIGINT and SIGTERM set, for library calls that take one.
-pub(crate) fn interrupt_flag() -> Option<Arc<AtomicBool>> {
+/// The handle SIGINT and SIGTERM cancel, for library calls that take one.
+pub(crate) fn interrupt_handle() -> Option<Cancel> {
     INTERRUPT.get().cloned()
 }
 
 fn interrupted() -> bool {
-    INTERRUPT.get().is_some_and(|f| f.load(Ordering::Relaxed))
+    INTERRUPTED.load(Ordering::Relaxed)
 }
 
 extern "C" fn on_interrupt(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe. The reader sees it, reaps its reads and returns.
-    if let Some(f) = INTERRUPT.get() {
-        f.store(true, Ordering::Relaxed);
+    // An atomic store and a write(2) to an eventfd: async-signal-safe. Every reader watching the
+    // handle wakes (even one asleep in io_uring_enter or in a read of a silent pipe), reaps or
+    // cancels its reads and returns.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+    // The handle is set before the handler is installed, so this is a plain atomic load.
+    if let Some(c) = INTERRUPT.get() {
+        c.cancel();
     }
 }
 
 /// SIGINT and SIGTERM stop reading cleanly (reads in flight reaped or cancelled), then the process
-/// exits with status 130. Installed without SA_RESTART, so a wait in the kernel returns at once.
-fn catch_interrupts() {
-    INTERRUPT.get_or_init(|| Arc::new(AtomicBool::new(false)));
+/// exits with status 130.
+fn catch_interrupts() -> anyhow::Result<()> {
+    let cancel = Cancel::new()?;
+    let _ = INTERRUPT.set(cancel);
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction with a handler that only stores to an atomic; sa_mask empty.
+        // SAFETY: a zeroed sigaction with a handler that only stores to atomics and writes to an
+        // eventfd; sa_mask empty; no SA_RESTART, so a blocking call returns with EINTR.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_interrupt as *const () as libc::sighandler_t;
@@ -207,6 +215,7 @@ fn catch_interrupts() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
+    Ok(())
 }
 
 /// The TCP connection `--connect` or `--listen` asks for, named by its peer's address as given.
@@ -242,8 +251,8 @@ impl Ctx {
     fn new(opts: ReadOptions, verbose: bool) -> anyhow::Result<Ctx> {
         let backend = opts.backend();
         let mut reader = Reader::new(opts);
-        if let Some(flag) = INTERRUPT.get() {
-            reader.set_interrupt(flag.clone());
+        if let Some(cancel) = INTERRUPT.get() {
+            reader.set_cancel(cancel.clone());
         }
         if backend == Backend::Uring {
             if let Err(reason) = reader.uring_status() {

@@ -37,6 +37,7 @@
 //! ```
 
 mod epoll;
+#[cfg(feature = "bench")]
 mod tokio_rt;
 mod uring;
 
@@ -317,7 +318,7 @@ pub(crate) fn read_stream_split<Pr, C>(
 ) -> Result<(u64, StreamMethod)>
 where
     Pr: Prepare,
-    C: Combine<Pr::Part>,
+    C: Combine<Pr::Part> + ?Sized,
 {
     let kind = kind_of(fd, name)?;
     if kind == StreamKind::Pipe && opts.grow_pipe {
@@ -348,10 +349,33 @@ where
             })?
         }
         StreamMethod::Epoll => epoll::run(&[stream], opts, &mut deliver)?,
-        StreamMethod::Tokio => tokio_rt::run(&[stream], opts, &mut deliver)?,
+        StreamMethod::Tokio => tokio_way(&[stream], opts, &mut deliver)?,
         StreamMethod::Sync | StreamMethod::Auto => vec![read_sync(stream, opts, &mut deliver)],
     };
     one(results, method)
+}
+
+/// The tokio way: a comparison way, compiled with the `bench` feature.
+#[cfg(feature = "bench")]
+fn tokio_way(
+    streams: &[Stream<'_>],
+    opts: &StreamOptions,
+    deliver: &mut Deliver<'_>,
+) -> Result<Vec<Result<u64>>> {
+    tokio_rt::run(streams, opts, deliver)
+}
+
+/// Without the `bench` feature there is no tokio way.
+#[cfg(not(feature = "bench"))]
+fn tokio_way(
+    _: &[Stream<'_>],
+    _: &StreamOptions,
+    _: &mut Deliver<'_>,
+) -> Result<Vec<Result<u64>>> {
+    Err(Error::InvalidOptions(
+        "the tokio way of reading streams is a comparison way: it needs ringread's `bench` feature"
+            .into(),
+    ))
 }
 
 fn one(mut results: Vec<Result<u64>>, method: StreamMethod) -> Result<(u64, StreamMethod)> {
@@ -414,7 +438,7 @@ pub fn read_many<P: Processor>(
             }
         }
         StreamMethod::Epoll => epoll::run(&list, opts, &mut deliver)?,
-        StreamMethod::Tokio => tokio_rt::run(&list, opts, &mut deliver)?,
+        StreamMethod::Tokio => tokio_way(&list, opts, &mut deliver)?,
         m => {
             return Err(Error::InvalidOptions(format!(
                 "{m} reads one stream at a time; read_many takes io_uring, epoll or tokio"

@@ -12,6 +12,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
+#[cfg(feature = "sha256")]
 use sha2::Digest;
 
 use super::Processor;
@@ -22,34 +23,49 @@ use crate::error::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// SHA-256, as `sha256sum`.
+    #[cfg(feature = "sha256")]
     Sha256,
     /// BLAKE3 (32-byte output), as `b3sum`.
+    #[cfg(feature = "blake3")]
     Blake3,
     /// XXH3 64-bit, as `xxhsum -H3`.
+    #[cfg(feature = "xxh3")]
     Xxh3,
     /// XXH3 128-bit, as `xxhsum -H2`.
+    #[cfg(feature = "xxh3")]
     Xxh128,
     /// CRC-32C (Castagnoli), as iSCSI, ext4 and many storage formats use.
+    #[cfg(feature = "crc32c")]
     Crc32c,
 }
 
 impl Algorithm {
     /// Every algorithm, in the order the help lists them.
-    pub const ALL: [Algorithm; 5] = [
+    pub const ALL: &'static [Algorithm] = &[
+        #[cfg(feature = "sha256")]
         Algorithm::Sha256,
+        #[cfg(feature = "blake3")]
         Algorithm::Blake3,
+        #[cfg(feature = "xxh3")]
         Algorithm::Xxh3,
+        #[cfg(feature = "xxh3")]
         Algorithm::Xxh128,
+        #[cfg(feature = "crc32c")]
         Algorithm::Crc32c,
     ];
 
     /// The lower-case name used on the command line (`sha256`, `blake3`, ...).
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "sha256")]
             Algorithm::Sha256 => "sha256",
+            #[cfg(feature = "blake3")]
             Algorithm::Blake3 => "blake3",
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh3 => "xxh3",
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => "xxh128",
+            #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => "crc32c",
         }
     }
@@ -57,25 +73,36 @@ impl Algorithm {
     /// The tag of the BSD-style line (`SHA256 (file) = ...`), as `sha256sum --tag` and `xxhsum` write it.
     pub fn tag(self) -> &'static str {
         match self {
+            #[cfg(feature = "sha256")]
             Algorithm::Sha256 => "SHA256",
+            #[cfg(feature = "blake3")]
             Algorithm::Blake3 => "BLAKE3",
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh3 => "XXH3",
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => "XXH128",
+            #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => "CRC32C",
         }
     }
 
     /// The algorithm a BSD-style tag names, if any.
     pub fn from_tag(tag: &str) -> Option<Algorithm> {
-        Algorithm::ALL.into_iter().find(|a| a.tag() == tag)
+        Algorithm::ALL.iter().copied().find(|a| a.tag() == tag)
     }
 
     /// The number of hex digits of a digest.
     pub fn hex_len(self) -> usize {
         match self {
-            Algorithm::Sha256 | Algorithm::Blake3 => 64,
+            #[cfg(feature = "sha256")]
+            Algorithm::Sha256 => 64,
+            #[cfg(feature = "blake3")]
+            Algorithm::Blake3 => 64,
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh3 => 16,
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => 32,
+            #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => 8,
         }
     }
@@ -91,7 +118,8 @@ impl FromStr for Algorithm {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         Algorithm::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|a| a.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 Error::InvalidOptions(format!(
@@ -102,10 +130,15 @@ impl FromStr for Algorithm {
 }
 
 enum State {
+    #[cfg(feature = "sha256")]
     Sha256(sha2::Sha256),
+    #[cfg(feature = "blake3")]
     Blake3(Box<blake3::Hasher>),
+    #[cfg(feature = "xxh3")]
     Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
+    #[cfg(feature = "xxh3")]
     Xxh128(Box<xxhash_rust::xxh3::Xxh3>),
+    #[cfg(feature = "crc32c")]
     Crc32c(u32),
 }
 
@@ -127,10 +160,15 @@ impl Checksum {
     /// A fresh hash.
     pub fn new(algorithm: Algorithm) -> Self {
         let state = match algorithm {
+            #[cfg(feature = "sha256")]
             Algorithm::Sha256 => State::Sha256(sha2::Sha256::new()),
+            #[cfg(feature = "blake3")]
             Algorithm::Blake3 => State::Blake3(Box::new(blake3::Hasher::new())),
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh3 => State::Xxh3(Box::default()),
+            #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => State::Xxh128(Box::default()),
+            #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => State::Crc32c(0),
         };
         Checksum { algorithm, state }
@@ -144,11 +182,15 @@ impl Checksum {
     /// Adds bytes.
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.state {
+            #[cfg(feature = "sha256")]
             State::Sha256(h) => h.update(data),
+            #[cfg(feature = "blake3")]
             State::Blake3(h) => {
                 h.update(data);
             }
+            #[cfg(feature = "xxh3")]
             State::Xxh3(h) | State::Xxh128(h) => h.update(data),
+            #[cfg(feature = "crc32c")]
             State::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
         }
     }
@@ -156,10 +198,15 @@ impl Checksum {
     /// The digest of everything added so far, as lower-case hex (what the standard tools print).
     pub fn hex(&self) -> String {
         match &self.state {
+            #[cfg(feature = "sha256")]
             State::Sha256(h) => hex::encode(h.clone().finalize()),
+            #[cfg(feature = "blake3")]
             State::Blake3(h) => h.finalize().to_hex().to_string(),
+            #[cfg(feature = "xxh3")]
             State::Xxh3(h) => format!("{:016x}", h.digest()),
+            #[cfg(feature = "xxh3")]
             State::Xxh128(h) => format!("{:032x}", h.digest128()),
+            #[cfg(feature = "crc32c")]
             State::Crc32c(c) => format!("{c:08x}"),
         }
     }
@@ -172,7 +219,13 @@ impl Processor for Checksum {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    feature = "sha256",
+    feature = "blake3",
+    feature = "xxh3",
+    feature = "crc32c"
+))]
 mod tests {
     use super::*;
 
@@ -211,7 +264,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for a in Algorithm::ALL {
+        for &a in Algorithm::ALL {
             assert_eq!(a.name().parse::<Algorithm>().unwrap(), a);
             assert_eq!(Algorithm::from_tag(a.tag()), Some(a));
             assert_eq!(Checksum::new(a).hex().len(), a.hex_len());

@@ -12,12 +12,26 @@ use std::io;
 
 use crate::buf::Chunk;
 
+#[cfg(feature = "blake3")]
 mod blake3_tree;
+#[cfg(any(
+    feature = "sha256",
+    feature = "blake3",
+    feature = "xxh3",
+    feature = "crc32c"
+))]
 mod checksum;
 mod copy;
 mod count;
 
+#[cfg(feature = "blake3")]
 pub use blake3_tree::{blake3_parallel, Blake3Combine, Blake3Prepare};
+#[cfg(any(
+    feature = "sha256",
+    feature = "blake3",
+    feature = "xxh3",
+    feature = "crc32c"
+))]
 pub use checksum::{Algorithm, Checksum};
 pub use copy::CopyTo;
 pub use count::{ByteCount, LineCount, NewlinePrepare};

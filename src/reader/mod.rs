@@ -11,52 +11,73 @@ use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 pub use summary::{Engine, Notice, ReadPath, Summary};
 
-use crate::backend::pread_queue::PreadQueue;
-use crate::backend::uring::{run_lanes, LaneSpec, Run};
-use crate::backend::{sync, Source};
 use crate::buf::Arena;
+use crate::cancel::Cancel;
+use crate::chunks::Chunks;
+use crate::engine::lanes::{run_lanes, LaneSpec, Run};
+use crate::engine::workers::Workers;
+use crate::engine::{PreadQueue, Source};
 use crate::error::{Error, Result};
-use crate::options::{Backend, ReadOptions, ALIGN};
+use crate::options::{Backend, ReadOptions};
 use crate::processor::{Combine, Prepare, Processor, Whole};
-use crate::ring::{explain_setup_error, usable_cpus, Ring};
+use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
 use file::register_reason;
 pub(crate) use file::{inspect, on_fuse, open_read, Inspected};
 
-/// A lane's kept resources: its ring and its buffers. The ring is declared first so that it is
-/// dropped (and its registration released) before the buffers are freed.
+/// A lane's kept resources: its ring (none on the `pread(2)` and synchronous paths) and its
+/// buffers. The ring is declared first so that it is dropped (and its registration released) before
+/// the buffers are freed.
 struct LaneRes {
-    ring: Ring,
+    ring: Option<Ring>,
     arena: Arena,
     registered: usize,
     notice: Option<Notice>,
 }
 
-/// Reads files in order through io_uring (or the fallback), reusing its rings and buffers.
+/// What a reader keeps between files: its lanes' rings and buffers, and the threads lanes `1..n`
+/// run on.
+#[derive(Default)]
+struct Kept {
+    lanes: Vec<Option<LaneRes>>,
+    workers: Workers,
+}
+
+/// Reads files in order through io_uring (or the fallback), reusing its rings, buffers and threads.
+///
+/// A `Reader` is made once and reused: its rings and registered buffers are set up on first use
+/// and kept, and so are the threads of lanes past the first (parked between files), so reading many
+/// files pays for none of that again. A read that can only be one chunk (by its size or
+/// `max_bytes`) runs on the calling thread alone.
 ///
 /// A `Reader` reads one file at a time: it is `Sync`, but a second thread's read waits until the
 /// first is done (the rings and buffers are the reader's). To read files concurrently, give each
 /// thread its own `Reader` (each then has its own buffer budget).
 ///
+/// The processor is `Send` because lanes on other threads take turns calling it; a trait object
+/// works as `&mut (dyn Processor + Send)`.
+///
 /// ```
-/// use ringread::{processor::{Algorithm, Checksum}, ReadOptions, Reader};
+/// use ringread::{processor::{Algorithm, Checksum}, Processor, ReadOptions, Reader};
 /// let reader = Reader::new(ReadOptions::default());
 /// let mut sum = Checksum::new(Algorithm::Xxh3);
 /// let summary = reader.read_path("Cargo.toml", &mut sum)?;
 /// assert!(summary.bytes > 0);
 /// println!("{}  Cargo.toml ({})", sum.hex(), summary.path);
+/// // Any processor, chosen at run time:
+/// let mut dynamic: Box<dyn Processor + Send> = Box::new(Checksum::new(Algorithm::Sha256));
+/// reader.read_path("Cargo.toml", dynamic.as_mut())?;
 /// # Ok::<(), ringread::Error>(())
 /// ```
 pub struct Reader {
     opts: ReadOptions,
     max_lanes: usize,
-    lanes: Mutex<Vec<Option<LaneRes>>>,
+    kept: Mutex<Kept>,
     uring: OnceLock<std::result::Result<(), String>>,
-    interrupt: Option<Arc<AtomicBool>>,
+    cancel: Option<Cancel>,
 }
 
 impl fmt::Debug for Reader {
@@ -85,18 +106,28 @@ impl Reader {
         Reader {
             opts,
             max_lanes,
-            lanes: Mutex::new(Vec::new()),
+            kept: Mutex::new(Kept::default()),
             uring: OnceLock::new(),
-            interrupt: None,
+            cancel: None,
         }
     }
 
-    /// Reads stop with [`Error::Interrupted`] once `flag` is set (from a signal handler, say: storing
-    /// to an atomic is async-signal-safe). Every read in flight is reaped, or cancelled and reaped,
-    /// before the call returns. A signal that interrupts a wait is noticed at once; otherwise the flag
-    /// is seen after the read in flight completes.
-    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
-        self.interrupt = Some(flag);
+    /// Reads stop with [`Error::Interrupted`] once `cancel` is cancelled, from any thread or a
+    /// signal handler: a lane asleep in `io_uring_enter` wakes, reads that may never complete (a
+    /// silent pipe's) are cancelled, and every read in flight is reaped before the call returns.
+    pub fn set_cancel(&mut self, cancel: Cancel) {
+        // Rings watch one handle each: the new one is armed on fresh rings.
+        self.kept
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .lanes
+            .clear();
+        self.cancel = Some(cancel);
+    }
+
+    /// The cancel handle given with [`Reader::set_cancel`].
+    pub fn cancel_handle(&self) -> Option<&Cancel> {
+        self.cancel.as_ref()
     }
 
     /// The options.
@@ -120,7 +151,7 @@ impl Reader {
     /// Reads the file at `path` to its end, handing its chunks to `proc` in order.
     pub fn read_path<P>(&self, path: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
     where
-        P: Processor + Send,
+        P: Processor + Send + ?Sized,
     {
         self.read_path_split(path, &Whole, proc)
     }
@@ -136,7 +167,7 @@ impl Reader {
     ) -> Result<Summary>
     where
         Pr: Prepare,
-        C: Combine<Pr::Part> + Send,
+        C: Combine<Pr::Part> + Send + ?Sized,
     {
         let path = path.as_ref();
         let file = open_read(path)?;
@@ -148,7 +179,7 @@ impl Reader {
     /// `name` is what errors call it.
     pub fn read_file<P>(&self, file: &File, name: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
     where
-        P: Processor + Send,
+        P: Processor + Send + ?Sized,
     {
         self.read_file_split(file, name, &Whole, proc)
     }
@@ -163,7 +194,7 @@ impl Reader {
     ) -> Result<Summary>
     where
         Pr: Prepare,
-        C: Combine<Pr::Part> + Send,
+        C: Combine<Pr::Part> + Send + ?Sized,
     {
         self.read_opened(file, name.as_ref(), None, prep, proc)
     }
@@ -178,7 +209,7 @@ impl Reader {
     ) -> Result<Summary>
     where
         Pr: Prepare,
-        C: Combine<Pr::Part> + Send,
+        C: Combine<Pr::Part> + Send + ?Sized,
     {
         let Inspected {
             fd,
@@ -192,11 +223,14 @@ impl Reader {
             path: name,
             fd,
             direct_fd: direct.as_ref().map(|(f, _)| f.as_raw_fd()),
-            align: direct.as_ref().map_or(ALIGN, |(_, a)| *a),
-            size_hint,
-            positional,
-            start,
-            limit: self.opts.max_bytes.unwrap_or(u64::MAX),
+            rules: Chunks::new(
+                start,
+                self.opts.chunk_size,
+                self.opts.max_bytes,
+                size_hint,
+                positional,
+                direct.as_ref().map(|(_, a)| *a),
+            ),
         };
 
         let engine = match self.opts.backend {
@@ -241,32 +275,11 @@ impl Reader {
             offset: start,
             source,
         })?;
-        let stream = !positional && matches!(engine, Engine::Uring | Engine::Epoll);
-        let (bytes, read_path) = if stream {
+        let (bytes, read_path) = if !positional && matches!(engine, Engine::Uring | Engine::Epoll)
+        {
             self.read_stream(&src, engine, prep, proc, &mut notices)?
-        } else if engine == Engine::Uring {
-            self.read_uring(&src, prep, proc, &mut notices)?
-        } else if engine == Engine::Pread {
-            self.read_pread(&src, prep, proc)?
         } else {
-            let bytes = sync::read(
-                &src,
-                self.opts.chunk_size,
-                prep,
-                proc,
-                self.interrupt.as_deref(),
-            )?;
-            let path = ReadPath {
-                engine: Engine::Sync,
-                threads: 1,
-                buffers: 1,
-                registered: 0,
-                chunk_size: self.opts.chunk_size,
-                direct: src.direct_fd.is_some(),
-                sqpoll: false,
-                positional,
-            };
-            (bytes, path)
+            self.read_lanes(&src, engine, prep, proc, &mut notices)?
         };
         if positional && path.is_none() {
             // SAFETY: lseek on a descriptor we hold.
@@ -286,6 +299,7 @@ impl Reader {
 
     /// A stream (pipe, terminal, socket) through io_uring (one armed multishot `READ`/`RECV`, buffers
     /// from a provided buffer ring of up to `depth` buffers) or epoll: see [`crate::net`].
+    #[cfg(feature = "net")]
     fn read_stream<Pr, C>(
         &self,
         src: &Source<'_>,
@@ -296,7 +310,7 @@ impl Reader {
     ) -> Result<(u64, ReadPath)>
     where
         Pr: Prepare,
-        C: Combine<Pr::Part> + Send,
+        C: Combine<Pr::Part> + Send + ?Sized,
     {
         use crate::net::{StreamMethod, StreamOptions};
         let method = match (engine, self.opts.backend) {
@@ -309,8 +323,7 @@ impl Reader {
         let opts = StreamOptions::new(method)
             .chunk_size(self.opts.chunk_size)
             .buffers(buffers)
-            .max_bytes(Some(src.limit))
-            .interrupt(self.interrupt.clone());
+            .max_bytes(self.opts.max_bytes); // MERGE-TODO: .cancel(self.cancel.clone())
         let mut fell_back = None;
         let (bytes, used) =
             crate::net::read_stream_split(src.fd, src.path, &opts, prep, proc, &mut fell_back)?;
@@ -344,170 +357,147 @@ impl Reader {
         Ok((bytes, path))
     }
 
-    /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
-    /// than the file has chunks.
-    fn lanes_for(&self, src: &Source<'_>) -> usize {
-        if !src.positional {
-            return 1;
-        }
-        let chunks = src
-            .size_hint
-            .saturating_sub(src.start)
-            .div_ceil(self.opts.chunk_size as u64);
-        self.max_lanes.min(chunks.max(1) as usize)
-    }
-
-    /// The engine's lanes with `pread(2)` in place of io_uring (where the kernel refuses it): the
-    /// same chunks, order and rules, and every lane copying on its own CPU.
-    fn read_pread<Pr, C>(
+    /// Without the `net` feature a stream is read by one lane, one read at a time (epoll needs it).
+    #[cfg(not(feature = "net"))]
+    fn read_stream<Pr, C>(
         &self,
         src: &Source<'_>,
-        prep: &Pr,
-        proc: &mut C,
-    ) -> Result<(u64, ReadPath)>
-    where
-        Pr: Prepare,
-        C: Combine<Pr::Part> + Send,
-    {
-        let lanes = self.lanes_for(src);
-        let depths = self.lane_depths(src, lanes);
-        let mut arenas = depths
-            .iter()
-            .map(|&d| Arena::new(d, self.opts.chunk_size))
-            .collect::<Result<Vec<_>>>()?;
-        let mut queues: Vec<PreadQueue> = (0..lanes).map(|_| PreadQueue::default()).collect();
-        let run = Run::new(*src, self.opts.chunk_size, lanes, prep, proc)
-            .with_interrupt(self.interrupt.as_deref());
-        let specs = queues
-            .iter_mut()
-            .zip(arenas.iter_mut())
-            .zip(&depths)
-            .map(|((q, arena), &depth)| LaneSpec {
-                q,
-                arena,
-                depth,
-                registered: 0,
-            })
-            .collect();
-        // pread(2) returns before the submit does: there is never a read left to reap.
-        run_lanes(&run, specs);
-        let bytes = run.finish()?;
-        let path = ReadPath {
-            engine: Engine::Pread,
-            threads: lanes,
-            buffers: depths.iter().sum(),
-            registered: 0,
-            chunk_size: self.opts.chunk_size,
-            direct: src.direct_fd.is_some(),
-            sqpoll: false,
-            positional: src.positional,
-        };
-        Ok((bytes, path))
-    }
-
-    /// The buffers each of `lanes` lanes uses for `src` (a stream reads one at a time).
-    fn lane_depths(&self, src: &Source<'_>, lanes: usize) -> Vec<usize> {
-        (0..lanes)
-            .map(|t| {
-                if src.positional {
-                    self.lane_depth(t)
-                } else {
-                    1
-                }
-            })
-            .collect()
-    }
-
-    /// The buffers lane `t` owns: the depth split evenly, the first lanes taking the remainder.
-    fn lane_depth(&self, t: usize) -> usize {
-        let d = self.opts.depth;
-        d / self.max_lanes + usize::from(t < d % self.max_lanes)
-    }
-
-    fn lane_res(&self, t: usize) -> Result<LaneRes> {
-        let depth = self.lane_depth(t);
-        let arena = Arena::new(depth, self.opts.chunk_size)?;
-        let mut ring = Ring::new(depth, self.opts.sqpoll).map_err(|e| Error::UringUnavailable {
-            reason: explain_setup_error(&e),
-        })?;
-        let (registered, notice) = if self.opts.register_buffers {
-            let (n, err) = ring.register(&arena, depth);
-            let notice = err.filter(|_| n < depth).map(|e| Notice::RegisteredFewer {
-                registered: n,
-                wanted: depth,
-                reason: register_reason(&e),
-            });
-            (n, notice)
-        } else {
-            (0, None)
-        };
-        Ok(LaneRes {
-            ring,
-            arena,
-            registered,
-            notice,
-        })
-    }
-
-    fn read_uring<Pr, C>(
-        &self,
-        src: &Source<'_>,
+        engine: Engine,
         prep: &Pr,
         proc: &mut C,
         notices: &mut Vec<Notice>,
     ) -> Result<(u64, ReadPath)>
     where
         Pr: Prepare,
-        C: Combine<Pr::Part> + Send,
+        C: Combine<Pr::Part> + Send + ?Sized,
     {
-        let lanes = self.lanes_for(src);
-        let mut pool = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if engine == Engine::Epoll {
+            return Err(Error::InvalidOptions(
+                "reading with epoll needs ringread's `net` feature".into(),
+            ));
+        }
+        self.read_lanes(src, engine, prep, proc, notices)
+    }
+
+    /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
+    /// than the file can have chunks (by its size and the limit).
+    fn lanes_for(&self, src: &Source<'_>) -> usize {
+        let chunks = src.rules.expected_chunks();
+        self.max_lanes.min(chunks.min(usize::MAX as u64) as usize)
+    }
+
+    /// The buffers lane `t` owns: the depth split evenly, the first lanes taking the remainder.
+    fn lane_depth(&self, t: usize) -> usize {
+        let d = self.opts.depth;
+        (d / self.max_lanes + usize::from(t < d % self.max_lanes)).max(1)
+    }
+
+    /// Makes sure lane `t` has its buffers, and its ring if `with_ring`; returns what it has.
+    fn lane<'k>(&self, kept: &'k mut [Option<LaneRes>], t: usize, with_ring: bool) -> Result<&'k mut LaneRes> {
+        let depth = self.lane_depth(t);
+        let res = match &mut kept[t] {
+            Some(r) => r,
+            empty => empty.insert(LaneRes {
+                ring: None,
+                arena: Arena::new(depth, self.opts.chunk_size)?,
+                registered: 0,
+                notice: None,
+            }),
+        };
+        if with_ring && res.ring.is_none() {
+            let mut ring = Ring::new(depth, self.opts.sqpoll).map_err(|e| Error::UringUnavailable {
+                reason: explain_setup_error(&e),
+            })?;
+            if self.opts.register_buffers {
+                let (n, err) = ring.register(&res.arena, depth);
+                res.registered = n;
+                res.notice = err.filter(|_| n < depth).map(|e| Notice::RegisteredFewer {
+                    registered: n,
+                    wanted: depth,
+                    reason: register_reason(&e),
+                });
+            }
+            res.ring = Some(ring);
+        }
+        Ok(res)
+    }
+
+    /// Reads a source with the engine's lanes: io_uring rings ([`Engine::Uring`]), `pread(2)` in
+    /// their place ([`Engine::Pread`], where the kernel refuses io_uring), or one lane of depth one on
+    /// the calling thread ([`Engine::Sync`]). Rings, buffers and threads are the reader's, kept.
+    fn read_lanes<Pr, C>(
+        &self,
+        src: &Source<'_>,
+        engine: Engine,
+        prep: &Pr,
+        proc: &mut C,
+        notices: &mut Vec<Notice>,
+    ) -> Result<(u64, ReadPath)>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send + ?Sized,
+    {
+        let (engine, lanes) = match engine {
+            Engine::Uring => (Engine::Uring, self.lanes_for(src)),
+            Engine::Pread => (Engine::Pread, self.lanes_for(src)),
+            _ => (Engine::Sync, 1),
+        };
+        let with_ring = engine == Engine::Uring;
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let Kept {
+            lanes: pool,
+            workers,
+        } = &mut *kept;
         if pool.len() < self.max_lanes {
             pool.resize_with(self.max_lanes, || None);
         }
-        for (t, slot) in pool.iter_mut().enumerate().take(lanes) {
-            if slot.is_none() {
-                *slot = Some(self.lane_res(t)?);
-            }
+        for t in 0..lanes {
+            self.lane(pool, t, with_ring)?;
         }
-        let mut res: Vec<&mut LaneRes> = pool.iter_mut().take(lanes).flatten().collect();
-        let depths = self.lane_depths(src, lanes);
-        for r in &res {
-            if let Some(n) = &r.notice {
-                if !notices.contains(n) {
-                    notices.push(n.clone());
-                }
-            }
-        }
-        let read_path = ReadPath {
-            engine: Engine::Uring,
-            threads: lanes,
-            buffers: depths.iter().sum(),
-            registered: res
-                .iter()
-                .zip(&depths)
-                .map(|(r, d)| r.registered.min(*d))
-                .sum(),
-            chunk_size: self.opts.chunk_size,
-            direct: src.direct_fd.is_some(),
-            sqpoll: self.opts.sqpoll,
-            positional: src.positional,
-        };
-
-        let run = Run::new(*src, self.opts.chunk_size, lanes, prep, proc)
-            .with_interrupt(self.interrupt.as_deref());
-        let specs = res
-            .iter_mut()
-            .zip(&depths)
-            .map(|(r, &depth)| LaneSpec {
-                q: &mut r.ring,
-                arena: &mut r.arena,
-                depth,
-                registered: r.registered,
+        let depths: Vec<usize> = (0..lanes)
+            .map(|t| match engine {
+                Engine::Sync => 1,
+                _ if !src.rules.positional() => 1,
+                _ => self.lane_depth(t),
             })
             .collect();
-        let clean = run_lanes(&run, specs);
-        drop(res);
+        let mut preads: Vec<PreadQueue> = (0..lanes)
+            .map(|_| PreadQueue::default())
+            .collect();
+        let mut specs = Vec::with_capacity(lanes);
+        let mut registered = 0;
+        for ((res, pread), &depth) in pool.iter_mut().flatten().zip(&mut preads).zip(&depths) {
+            let q: &mut (dyn Queue + Send) = match &mut res.ring {
+                Some(ring) if with_ring => {
+                    if let Some(n) = &res.notice {
+                        if !notices.contains(n) {
+                            notices.push(n.clone());
+                        }
+                    }
+                    registered += res.registered.min(depth);
+                    ring
+                }
+                _ => pread,
+            };
+            specs.push(LaneSpec {
+                q,
+                arena: &mut res.arena,
+                depth,
+                registered: if with_ring { res.registered } else { 0 },
+            });
+        }
+        let read_path = ReadPath {
+            engine,
+            threads: lanes,
+            buffers: depths.iter().sum(),
+            registered,
+            chunk_size: self.opts.chunk_size,
+            direct: src.direct_fd.is_some(),
+            sqpoll: with_ring && self.opts.sqpoll,
+            positional: src.rules.positional(),
+        };
+        let run = Run::new(*src, lanes, prep, proc).with_cancel(self.cancel.as_ref());
+        let clean = run_lanes(&run, workers, specs);
         // A lane whose reads could not all be reaped keeps its buffers forever: the kernel may still
         // write into them.
         for (slot, ok) in pool.iter_mut().zip(clean) {
@@ -517,7 +507,7 @@ impl Reader {
                 }
             }
         }
-        drop(pool);
+        drop(kept);
         let bytes = run.finish()?;
         Ok((bytes, read_path))
     }

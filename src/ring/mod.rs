@@ -60,16 +60,26 @@ pub(crate) trait Queue {
     /// its result, and must still be popped). For reads that may never complete on their own, such as
     /// a pipe's with no writer sending.
     fn cancel(&mut self, user_data: u64) -> io::Result<()>;
+    /// Makes the queue's waits end when `fd` (a [`Cancel`](crate::Cancel)'s `eventfd`) becomes
+    /// readable. Kept armed until it fires; calling it again while armed does nothing.
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        let _ = fd;
+        Ok(())
+    }
 }
 
 /// The `user_data` of cancel requests; their own completions are not reads and are not returned.
 const CANCEL_TAG: u64 = u64::MAX;
+/// The `user_data` of the poll on a cancel handle's `eventfd` (see [`Queue::watch`]).
+const WATCH_TAG: u64 = u64::MAX - 1;
 
 /// A ring, as this crate sets it up.
 pub(crate) struct Ring {
     ring: IoUring,
     read_fixed: bool,
     sqpoll: bool,
+    /// The descriptor a poll is armed on, until its completion is popped.
+    watching: Option<RawFd>,
 }
 
 impl Ring {
@@ -119,6 +129,7 @@ impl Ring {
             ring,
             read_fixed,
             sqpoll,
+            watching: None,
         })
     }
 
@@ -191,10 +202,14 @@ impl Queue for Ring {
     }
 
     fn pop(&mut self) -> Option<(u64, i32)> {
-        self.ring
-            .completion()
-            .find(|c| c.user_data() != CANCEL_TAG)
-            .map(|c| (c.user_data(), c.result()))
+        for c in self.ring.completion() {
+            match c.user_data() {
+                CANCEL_TAG => {}
+                WATCH_TAG => self.watching = None,
+                ud => return Some((ud, c.result())),
+            }
+        }
+        None
     }
 
     fn cancel(&mut self, user_data: u64) -> io::Result<()> {
@@ -207,6 +222,23 @@ impl Queue for Ring {
         // SAFETY: a cancel request refers to no memory of ours.
         unsafe { self.ring.submission().push(&entry) }
             .map_err(|_| io::Error::other("io_uring submission queue full"))
+    }
+
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        if self.watching == Some(fd) {
+            return Ok(());
+        }
+        let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(WATCH_TAG);
+        if self.ring.submission().is_full() {
+            self.submit(0)?;
+        }
+        // SAFETY: a poll refers to no memory of ours; the kernel holds its own reference to the file.
+        unsafe { self.ring.submission().push(&entry) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        self.watching = Some(fd);
+        Ok(())
     }
 }
 

@@ -1,30 +1,16 @@
-//! The ways of reading. Each delivers the same chunks, in file order, to the same processors.
-//!
-//! The engine ([`Reader`]) uses two of them internally:
-//! - `uring`: ringread's engine: one io_uring per thread, registered buffers, many reads in flight,
-//!   the processor passed between threads in file order (the baton);
-//! - `pread_queue`: the same lanes with `pread(2)` done at submit: the fallback where io_uring is
-//!   refused (`Backend::Pread`);
-//! - `sync`: plain `read(2)`/`pread(2)` into one buffer on the calling thread: the baseline every
-//!   benchmark compares against (`Backend::Sync`).
-//!
-//! For comparison, [`ReadMethod`] puts every way behind one trait, one file each: [`UringMethod`] and
-//! [`SyncMethod`] (the engine's two), [`PreadPool`], [`TokioFs`], [`TokioUring`], [`Mmap`] and
-//! [`StreamMethod`] (the async stream interface).
+//! The ways of reading `bench` compares. Each delivers the same chunks, in file order, to the same
+//! processors, behind one trait ([`ReadMethod`]), one file each: [`UringMethod`] and [`SyncMethod`]
+//! (ringread's engine, and its one-lane synchronous path), [`PreadPool`], [`TokioFs`],
+//! [`TokioUring`], [`Mmap`] and [`StreamMethod`] (ringread's async stream).
 //! `epoll` is not among them: it cannot wait on a regular file (`epoll_ctl` says `EPERM`).
 
-pub(crate) mod baton;
 mod mmap;
 mod pread_pool;
-pub(crate) mod pread_queue;
 mod stream;
-pub(crate) mod sync;
 mod tokio_fs;
 mod tokio_uring;
-pub(crate) mod uring;
 
 use std::io;
-use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 pub use mmap::Mmap;
@@ -37,29 +23,6 @@ use crate::error::{Error, Result};
 use crate::options::{Backend, ReadOptions};
 use crate::processor::Processor;
 use crate::reader::Reader;
-
-/// An open file, as the engine's backends read it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Source<'a> {
-    /// The name errors carry.
-    pub path: &'a Path,
-    /// The file, opened buffered.
-    pub fd: RawFd,
-    /// The same file opened with `O_DIRECT`, when direct reads are on.
-    pub direct_fd: Option<RawFd>,
-    /// The alignment of offsets and lengths `direct_fd` needs.
-    pub align: usize,
-    /// The size `fstat` gave (0 for `/proc` files, pipes and character devices). A hint only: reading
-    /// goes on until a read returns 0.
-    pub size_hint: u64,
-    /// Whether reads carry offsets (regular files, block devices) or read the current position of a
-    /// stream (pipes, sockets, terminals, character devices).
-    pub positional: bool,
-    /// Where reading starts (a regular file given as standard input may be part read already).
-    pub start: u64,
-    /// The most bytes to deliver, counted from `start` (`u64::MAX`: no limit).
-    pub limit: u64,
-}
 
 /// One way of reading a whole file into a processor, in order. The benchmark runs each side by side.
 pub trait ReadMethod: Send + Sync {
@@ -100,14 +63,15 @@ impl ReadMethod for UringMethod {
     }
 }
 
-/// Plain `read(2)` into one buffer, the baseline of every comparison.
+/// The engine's synchronous path (one lane, one buffer, `pread(2)` on the calling thread): the
+/// baseline of every comparison.
 #[derive(Debug)]
 pub struct SyncMethod {
     reader: Reader,
 }
 
 impl SyncMethod {
-    /// `read(2)` with these options' chunk size and `O_DIRECT` setting.
+    /// `pread(2)` with these options' chunk size and `O_DIRECT` setting.
     pub fn new(opts: ReadOptions) -> Result<Self> {
         Ok(SyncMethod {
             reader: Reader::new(rebuild(&opts, Backend::Sync)?),

@@ -1,39 +1,40 @@
-//! ringread's engine: lanes of io_uring reads, and the baton that keeps chunks in file order.
+//! Lanes: many reads in flight, delivered in file order.
 //!
-//! The file is cut into chunks 0, 1, 2, ... of `chunk` bytes. With `L` lanes (one thread each, one
-//! ring each, its own buffers), lane `t` reads chunks `t, t + L, t + 2L, ...`. A lane keeps up to `D`
-//! of its chunks in flight in a fixed slot array: its `n`-th chunk lives in slot `n % D`, and the slots
-//! are freed in the same order they were filled, so the window `head..tail` of local sequence numbers
-//! *is* the reorder buffer: completions may arrive in any order, and the head is delivered only when it
-//! is complete. A completion's `user_data` is its slot index; nothing is looked up.
+//! The file is cut into chunks 0, 1, 2, ... (the rules of [`crate::chunks`]). With `L` lanes (each on
+//! its own thread, with its own queue and buffers), lane `t` reads chunks `t, t + L, t + 2L, ...`. A
+//! lane keeps up to `D` of its chunks in flight in a fixed slot array: its `n`-th chunk lives in slot
+//! `n % D`, and the slots are freed in the same order they were filled, so the window `head..tail` of
+//! local sequence numbers *is* the reorder buffer: completions may arrive in any order, and the head
+//! is delivered only when it is complete. A completion's `user_data` is its slot index; nothing is
+//! looked up.
 //!
 //! Cached buffered reads complete inside `io_uring_enter`, so a lane copies its chunk on its own CPU;
 //! it then waits for its turn ([`Baton`]) and runs the processor on that chunk while it is still in its
 //! cache, and passes the turn on. Two lanes on two CPUs thus copy and process in alternation.
 //!
-//! Rules every path keeps:
-//! - a short read is resubmitted for the rest of the chunk; the file ends where a read returns 0
-//!   (`st_size` only limits how far lanes read ahead speculatively);
-//! - `EINTR` and `EAGAIN` are retried; any other error stops the read at that offset: every byte before
-//!   it is delivered, none after;
-//! - a lane reaps every read it submitted before it returns, so no buffer is reused or freed while the
-//!   kernel may still write into it (a lane that cannot reap says so, and its buffers are leaked).
+//! What a completion means (short reads, the end, errors, the limit, the `O_DIRECT` tail) is decided
+//! by [`Chunks`](crate::chunks::Chunks), not here. What the lanes add: a lane reaps every read it
+//! submitted before it returns, so no buffer is reused or freed while the kernel may still write into
+//! it (a lane that cannot reap says so, and its buffers are leaked); a processor's panic is caught,
+//! every lane stops and drains, and the panic resumes on the caller's thread.
 
 use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::baton::{Baton, Spin};
+use super::workers::Workers;
 use super::Source;
 use crate::buf::{Arena, Chunk};
+use crate::cancel::Cancel;
+use crate::chunks::{Piece, Step};
 use crate::error::Error;
 use crate::processor::{Combine, Prepare};
-use crate::ring::{Queue, ReadReq, CURRENT_POSITION};
+use crate::ring::{Queue, ReadReq};
 
 /// The ordered half of the processor and what it has been given so far.
-struct Sink<'p, C> {
+struct Sink<'p, C: ?Sized> {
     proc: &'p mut C,
     bytes: u64,
 }
@@ -46,46 +47,38 @@ struct Outcome {
 }
 
 /// One file's read, shared by its lanes.
-pub(crate) struct Run<'a, 'p, Pr, C> {
+pub(crate) struct Run<'a, 'p, Pr, C: ?Sized> {
     src: Source<'a>,
-    chunk: usize,
     lanes: u64,
     baton: Baton,
     prep: &'a Pr,
     sink: Mutex<Sink<'p, C>>,
     outcome: Mutex<Outcome>,
-    interrupt: Option<&'a AtomicBool>,
+    cancel: Option<&'a Cancel>,
 }
 
-impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part>> Run<'a, 'p, Pr, C> {
-    /// A run of `lanes` lanes over `src` in chunks of `chunk` bytes.
-    pub(crate) fn new(
-        src: Source<'a>,
-        chunk: usize,
-        lanes: usize,
-        prep: &'a Pr,
-        proc: &'p mut C,
-    ) -> Self {
+impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
+    /// A run of `lanes` lanes over `src`.
+    pub(crate) fn new(src: Source<'a>, lanes: usize, prep: &'a Pr, proc: &'p mut C) -> Self {
         Run {
             src,
-            chunk,
             lanes: lanes as u64,
             baton: Baton::new(),
             prep,
             sink: Mutex::new(Sink { proc, bytes: 0 }),
             outcome: Mutex::new(Outcome::default()),
-            interrupt: None,
+            cancel: None,
         }
     }
 
-    /// Stops the run, reads reaped, with [`Error::Interrupted`] once `flag` is set.
-    pub(crate) fn with_interrupt(mut self, flag: Option<&'a AtomicBool>) -> Self {
-        self.interrupt = flag;
+    /// Stops the run, reads reaped, with [`Error::Interrupted`] once `cancel` is cancelled.
+    pub(crate) fn with_cancel(mut self, cancel: Option<&'a Cancel>) -> Self {
+        self.cancel = cancel;
         self
     }
 
     fn interrupted(&self) -> bool {
-        self.interrupt.is_some_and(|f| f.load(Ordering::Relaxed))
+        self.cancel.is_some_and(Cancel::is_cancelled)
     }
 
     /// Ends the run: the bytes delivered, or the first error; a processor's panic resumes here.
@@ -106,6 +99,13 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part>> Run<'a, 'p, Pr, C> {
         o.error.get_or_insert(e);
     }
 
+    fn panicked(&self, payload: Box<dyn Any + Send>) {
+        let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        o.panic.get_or_insert(payload);
+        drop(o);
+        self.baton.stop_at(0);
+    }
+
     /// Stops every lane before anything more is delivered (a lane could not start).
     pub(crate) fn abort(&self, e: Error) {
         self.fail(e);
@@ -116,17 +116,13 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part>> Run<'a, 'p, Pr, C> {
 #[derive(Debug)]
 enum State {
     InFlight,
-    Ready { eof: bool },
+    Ready { last: bool },
     Failed(io::Error),
 }
 
 struct Slot<T> {
-    /// The chunk's number in the file.
-    k: u64,
-    /// Where the chunk starts (for streams: set when it is delivered).
-    offset: u64,
-    /// Bytes read into the slot so far.
-    filled: usize,
+    /// The chunk, as the rules see it (for a stream, its offset is set when it is delivered).
+    piece: Piece,
     state: State,
     /// What [`Prepare`] made of the chunk, once it is read.
     part: Option<T>,
@@ -137,7 +133,7 @@ struct Slot<T> {
 ///
 /// Returns `false` if reads could not all be reaped: then the kernel may still write into `arena`,
 /// and the caller must leak it (and the ring).
-pub(crate) fn run_lane<Q: Queue, Pr: Prepare, C: Combine<Pr::Part>>(
+pub(crate) fn run_lane<Q: Queue + ?Sized, Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
     run: &Run<'_, '_, Pr, C>,
     lane: u64,
     q: &mut Q,
@@ -145,12 +141,16 @@ pub(crate) fn run_lane<Q: Queue, Pr: Prepare, C: Combine<Pr::Part>>(
     depth: usize,
     registered: usize,
 ) -> bool {
+    let depth = run
+        .src
+        .rules
+        .max_in_flight(depth.min(arena.slots()).max(1));
     let mut lane = Lane {
         run,
         lane,
         q,
         arena,
-        depth: depth.min(arena.slots()).max(1),
+        depth,
         registered,
         slots: Vec::new(),
         head: 0,
@@ -160,70 +160,54 @@ pub(crate) fn run_lane<Q: Queue, Pr: Prepare, C: Combine<Pr::Part>>(
         stream_offset: 0,
         spin: Spin::default(),
     };
-    if !run.src.positional {
-        // A stream has one position: reads are issued one after another.
-        lane.depth = 1;
-    }
     lane.drive();
     lane.drain()
 }
 
 /// One lane's means: where its reads go, its buffers, how many it uses, how many are registered.
-pub(crate) struct LaneSpec<'l, Q> {
-    pub q: &'l mut Q,
+pub(crate) struct LaneSpec<'l> {
+    pub q: &'l mut (dyn Queue + Send),
     pub arena: &'l mut Arena,
     pub depth: usize,
     pub registered: usize,
 }
 
-/// Runs every lane of `run`: lane 0 on the calling thread, the others on scoped threads. Returns,
-/// per lane, whether all its reads were reaped (if not, its arena must be leaked).
-pub(crate) fn run_lanes<Q, Pr, C>(
+/// Runs every lane of `run`: lane 0 on the calling thread, the others on the reader's kept
+/// `workers`. Returns, per lane, whether all its reads were reaped (if not, its arena must be
+/// leaked).
+pub(crate) fn run_lanes<Pr, C>(
     run: &Run<'_, '_, Pr, C>,
-    lanes: Vec<LaneSpec<'_, Q>>,
+    workers: &mut Workers,
+    lanes: Vec<LaneSpec<'_>>,
 ) -> Vec<bool>
 where
-    Q: Queue + Send,
     Pr: Prepare,
-    C: Combine<Pr::Part> + Send,
+    C: Combine<Pr::Part> + Send + ?Sized,
 {
-    std::thread::scope(|s| {
-        let mut lanes = lanes.into_iter();
-        let first = lanes.next().expect("at least one lane");
-        let mut handles = Vec::new();
-        for (j, l) in lanes.enumerate() {
+    let mut lanes = lanes.into_iter();
+    let first = lanes.next().expect("at least one lane");
+    let others = lanes
+        .enumerate()
+        .map(|(j, l)| {
             let t = j as u64 + 1;
-            let spawned = std::thread::Builder::new()
-                .name(format!("ringread-lane{t}"))
-                .spawn_scoped(s, move || {
-                    run_lane(run, t, l.q, &*l.arena, l.depth, l.registered)
-                });
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    run.abort(Error::Ring {
-                        path: run.src.path.to_path_buf(),
-                        op: "thread spawn",
-                        source: e,
-                    });
-                    break;
-                }
-            }
-        }
-        let mut clean = vec![run_lane(
-            run,
-            0,
-            first.q,
-            first.arena,
-            first.depth,
-            first.registered,
-        )];
-        clean.extend(handles.into_iter().map(|h| h.join().unwrap_or(false)));
-        clean
-    })
+            move || run_lane(run, t, l.q, &*l.arena, l.depth, l.registered)
+        })
+        .collect();
+    let path = run.src.path;
+    workers.scope(
+        others,
+        || run_lane(run, 0, first.q, first.arena, first.depth, first.registered),
+        |source| {
+            run.abort(Error::Ring {
+                path: path.to_path_buf(),
+                op: "thread spawn",
+                source,
+            })
+        },
+    )
 }
 
-struct Lane<'r, 'a, 'p, 'q, Pr: Prepare, C, Q> {
+struct Lane<'r, 'a, 'p, 'q, Pr: Prepare, C: ?Sized, Q: ?Sized> {
     run: &'r Run<'a, 'p, Pr, C>,
     lane: u64,
     q: &'q mut Q,
@@ -235,11 +219,12 @@ struct Lane<'r, 'a, 'p, 'q, Pr: Prepare, C, Q> {
     tail: u64,
     in_flight: usize,
     unsubmitted: bool,
+    /// Bytes of a stream delivered so far (its next chunk's offset).
     stream_offset: u64,
     spin: Spin,
 }
 
-impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q> {
+impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_, '_, '_, Pr, C, Q> {
     fn chunk_of(&self, seq: u64) -> u64 {
         self.lane + self.run.lanes * seq
     }
@@ -248,27 +233,17 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
         (seq % self.depth as u64) as usize
     }
 
-    /// Whether the next chunk may be read now: it exists (before `end`), and it is either within the
-    /// size `fstat` gave (plus the one chunk that finds the end), or every chunk before it was full.
-    fn may_read_next(&self) -> bool {
+    /// The next chunk of this lane, if it exists and may be read now (see `Chunks`).
+    fn next_piece(&self) -> Option<Piece> {
         let k = self.chunk_of(self.tail);
-        if k >= self.run.baton.end() || self.past_limit(k) {
-            return false;
+        if k >= self.run.baton.end() {
+            return None;
         }
-        let src = &self.run.src;
-        !src.positional
-            || src.start + k * self.run.chunk as u64 <= src.size_hint
-            || self.run.baton.turn() >= k
-    }
-
-    /// Whether chunk `k` starts at or past `--max-bytes` (it is then never read).
-    fn past_limit(&self, k: u64) -> bool {
-        let start = if self.run.src.positional {
-            k * self.run.chunk as u64
-        } else {
-            self.stream_offset
-        };
-        start >= self.run.src.limit
+        let rules = &self.run.src.rules;
+        let piece = rules.piece(k, self.stream_offset)?;
+        rules
+            .may_read_ahead(k, self.run.baton.turn())
+            .then_some(piece)
     }
 
     fn drive(&mut self) {
@@ -279,6 +254,13 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
                 });
                 self.run.baton.stop_at(0);
                 return;
+            }
+            if let Some(c) = self.run.cancel {
+                // A lane asleep in its queue's wait wakes when the handle is cancelled.
+                if let Err(e) = self.q.watch(c.event_fd()) {
+                    self.ring_failed(e);
+                    return;
+                }
             }
             self.fill();
             if self.head == self.tail {
@@ -305,25 +287,21 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
     /// Puts reads in flight into every free slot that may be read now.
     fn fill(&mut self) {
         while self.tail - self.head < self.depth as u64 {
-            if !self.may_read_next() {
+            let Some(piece) = self.next_piece() else {
                 // Past the size hint with nothing of ours in flight: wait until the chunk before is
                 // delivered (and was full), or the file has ended.
                 let k = self.chunk_of(self.tail);
                 if self.head == self.tail
-                    && !self.past_limit(k)
-                    && self.run.src.positional
+                    && self.run.src.rules.piece(k, self.stream_offset).is_some()
                     && k < self.run.baton.end()
                     && self.run.baton.wait_for(k, &mut self.spin)
                 {
                     continue;
                 }
                 return;
-            }
-            let k = self.chunk_of(self.tail);
+            };
             let slot = Slot {
-                k,
-                offset: self.run.src.start + k * self.run.chunk as u64,
-                filled: 0,
+                piece,
                 state: State::InFlight,
                 part: None,
             };
@@ -341,37 +319,14 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
     /// Queues the read of the rest of slot `i`.
     fn push(&mut self, i: usize) {
         let src = &self.run.src;
-        let slot = &self.slots[i];
-        let chunk_start = if src.positional {
-            slot.offset - src.start
-        } else {
-            self.stream_offset
-        };
-        // Never past --max-bytes (a pipe's bytes beyond it stay in the pipe). A read is only queued
-        // below the limit, so at least one byte is left.
-        let left = src
-            .limit
-            .saturating_sub(chunk_start + slot.filled as u64)
-            .max(1);
-        let remaining =
-            (self.run.chunk - slot.filled).min(usize::try_from(left).unwrap_or(usize::MAX));
-        // O_DIRECT needs aligned offsets and lengths; after a short read that ended off alignment
-        // (only the end of the file does that), or for a length cut by the limit, the rest is read
-        // through the buffered descriptor.
-        let fd = match src.direct_fd {
-            Some(dfd) if slot.filled % src.align == 0 && remaining % src.align == 0 => dfd,
-            _ => src.fd,
-        };
+        let read = src.rules.next_read(&self.slots[i].piece);
         let req = ReadReq {
-            fd,
-            // SAFETY: filled < chunk <= slot length, so the pointer stays inside slot i.
-            buf: unsafe { self.arena.slot_ptr(i).add(slot.filled) },
-            len: remaining.min(u32::MAX as usize) as u32,
-            offset: if src.positional {
-                slot.offset + slot.filled as u64
-            } else {
-                CURRENT_POSITION
-            },
+            fd: src.fd(read.via),
+            // SAFETY: buf_offset = filled < want <= chunk <= slot length, so the pointer stays
+            // inside slot i.
+            buf: unsafe { self.arena.slot_ptr(i).add(read.buf_offset) },
+            len: read.len,
+            offset: read.offset,
             buf_index: (i < self.registered).then_some(i as u16),
             user_data: i as u64,
         };
@@ -391,40 +346,14 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
     fn complete(&mut self, user_data: u64, res: i32) {
         self.in_flight -= 1;
         let i = user_data as usize;
-        let positional = self.run.src.positional;
-        let chunk = self.run.chunk;
+        let rules = self.run.src.rules;
         let slot = &mut self.slots[i];
-        if res < 0 {
-            let errno = -res;
-            if errno == libc::EINTR || errno == libc::EAGAIN {
-                self.push(i);
-            } else {
-                slot.state = State::Failed(io::Error::from_raw_os_error(errno));
+        match rules.complete(&mut slot.piece, res) {
+            Step::Again => self.push(i),
+            Step::Ready { last } => slot.state = State::Ready { last },
+            Step::Failed { errno } => {
+                slot.state = State::Failed(io::Error::from_raw_os_error(errno))
             }
-            return;
-        }
-        let n = res as usize;
-        if n == 0 {
-            slot.state = State::Ready { eof: true };
-            return;
-        }
-        slot.filled += n;
-        // --max-bytes: what lies past the limit is dropped, and the chunk ends the read.
-        let chunk_start = if positional {
-            slot.offset - self.run.src.start
-        } else {
-            self.stream_offset
-        };
-        let room = self.run.src.limit.saturating_sub(chunk_start);
-        if slot.filled as u64 >= room {
-            slot.filled = room as usize;
-            slot.state = State::Ready { eof: true };
-            return;
-        }
-        if !positional || slot.filled >= chunk {
-            slot.state = State::Ready { eof: false };
-        } else {
-            self.push(i);
         }
     }
 
@@ -435,14 +364,14 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
             if matches!(self.slots[i].state, State::InFlight) {
                 return true;
             }
-            let k = self.slots[i].k;
+            let k = self.slots[i].piece.k;
             if !self.prepare(i) {
                 return false;
             }
             if self.run.baton.turn() != k {
                 // Not our turn yet: first start whatever reads we can, then wait.
                 if self.unsubmitted
-                    || (self.tail - self.head < self.depth as u64 && self.may_read_next())
+                    || (self.tail - self.head < self.depth as u64 && self.next_piece().is_some())
                 {
                     return true;
                 }
@@ -463,28 +392,33 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
             // One lane: keep the device busy while the processor works through ready chunks, by
             // refilling whenever a quarter of the window is free (a batch of reads per enter).
             let free = self.depth as u64 - (self.tail - self.head);
-            if free >= (self.depth as u64 / 4).max(1) && self.may_read_next() {
+            if free >= (self.depth as u64 / 4).max(1) && self.next_piece().is_some() {
                 return true;
             }
         }
         true
     }
 
+    /// The offset of slot `i`'s bytes: a file offset, or for a stream the bytes delivered before.
+    fn offset_of(&self, i: usize) -> u64 {
+        if self.run.src.rules.positional() {
+            self.slots[i].piece.offset
+        } else {
+            self.stream_offset
+        }
+    }
+
     /// Runs the parallel half of the processor on slot `i`, once, before its turn. Returns `false`
     /// if it panicked (the run is then stopped, and the panic resumes on the caller's thread).
     fn prepare(&mut self, i: usize) -> bool {
+        let offset = self.offset_of(i);
         let slot = &mut self.slots[i];
-        if slot.part.is_some() || slot.filled == 0 {
+        if slot.part.is_some() || slot.piece.filled == 0 {
             return true;
         }
-        let offset = if self.run.src.positional {
-            slot.offset
-        } else {
-            self.stream_offset
-        };
         // SAFETY: the slot's read has completed (the caller saw a state other than InFlight) and
         // wrote `filled` bytes; nothing writes into it until it is refilled after delivery.
-        let data = unsafe { self.arena.slot(i, slot.filled) };
+        let data = unsafe { self.arena.slot(i, slot.piece.filled as usize) };
         let prep = self.run.prep;
         match catch_unwind(AssertUnwindSafe(|| prep.prepare(&Chunk::new(offset, data)))) {
             Ok(part) => {
@@ -492,10 +426,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
                 true
             }
             Err(payload) => {
-                let mut o = self.run.outcome.lock().unwrap_or_else(|e| e.into_inner());
-                o.panic.get_or_insert(payload);
-                drop(o);
-                self.run.baton.stop_at(0);
+                self.run.panicked(payload);
                 false
             }
         }
@@ -504,18 +435,18 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
     /// Gives slot `i` (whose turn it is) to the processor. Returns whether reading goes on.
     fn hand_over(&mut self, i: usize) -> bool {
         let run = self.run;
-        let positional = run.src.positional;
+        let offset = self.offset_of(i);
         let slot = &mut self.slots[i];
-        let k = slot.k;
-        if !positional {
-            slot.offset = self.stream_offset;
-            self.stream_offset += slot.filled as u64;
+        let k = slot.piece.k;
+        let filled = slot.piece.filled as usize;
+        if !run.src.rules.positional() {
+            self.stream_offset += filled as u64;
         }
-        if slot.filled > 0 {
+        if filled > 0 {
             // SAFETY: the slot's read has completed (its state is not InFlight) and wrote `filled`
             // bytes; nothing writes into it until it is refilled after this call.
-            let data = unsafe { self.arena.slot(i, slot.filled) };
-            let chunk = Chunk::new(slot.offset, data);
+            let data = unsafe { self.arena.slot(i, filled) };
+            let chunk = Chunk::new(offset, data);
             let part = slot.part.take().expect("prepared before its turn");
             let mut sink = run.sink.lock().unwrap_or_else(|e| e.into_inner());
             match catch_unwind(AssertUnwindSafe(|| sink.proc.combine(&chunk, part))) {
@@ -532,7 +463,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
                     drop(sink);
                     run.fail(Error::Process {
                         path: run.src.path.to_path_buf(),
-                        offset: slot.offset,
+                        offset,
                         source,
                     });
                     run.baton.stop_at(k);
@@ -540,10 +471,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
                 }
                 Err(payload) => {
                     drop(sink);
-                    let mut o = run.outcome.lock().unwrap_or_else(|e| e.into_inner());
-                    o.panic.get_or_insert(payload);
-                    drop(o);
-                    run.baton.stop_at(0);
+                    run.panicked(payload);
                     return false;
                 }
             }
@@ -552,18 +480,18 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
             State::Failed(source) => {
                 run.fail(Error::Read {
                     path: run.src.path.to_path_buf(),
-                    offset: slot.offset + slot.filled as u64,
+                    offset: offset + filled as u64,
                     source,
                 });
                 run.baton.stop_at(k);
                 false
             }
-            State::Ready { eof: true } => {
+            State::Ready { last: true } => {
                 run.baton.stop_at(k + 1);
                 run.baton.pass(k);
                 false
             }
-            State::Ready { eof: false } | State::InFlight => {
+            State::Ready { last: false } | State::InFlight => {
                 run.baton.pass(k);
                 true
             }
@@ -615,4 +543,5 @@ impl<Pr: Prepare, C: Combine<Pr::Part>, Q: Queue> Lane<'_, '_, '_, '_, Pr, C, Q>
 }
 
 #[cfg(test)]
+#[path = "lanes_tests.rs"]
 mod tests;

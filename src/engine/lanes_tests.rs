@@ -8,7 +8,9 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
-use crate::backend::Source;
+use crate::chunks::Chunks;
+use crate::engine::Source;
+use crate::ring::CURRENT_POSITION;
 use crate::processor::Processor;
 
 /// A tiny deterministic generator (xorshift), so a failing case replays exactly.
@@ -168,15 +170,11 @@ fn run_fake_limited(
         path: Path::new("fake"),
         fd: -1,
         direct_fd: None,
-        align: 4096,
-        size_hint,
-        positional: true,
-        start: 0,
-        limit,
+        rules: Chunks::new(0, chunk, (limit != u64::MAX).then_some(limit), size_hint, true, None),
     };
     let mut out = Collect::default();
     let result = {
-        let run = Run::new(src, chunk, lanes, &crate::processor::Whole, &mut out);
+        let run = Run::new(src, lanes, &crate::processor::Whole, &mut out);
         std::thread::scope(|s| {
             for t in 0..lanes {
                 let run = &run;
@@ -285,18 +283,14 @@ fn a_processor_can_stop_early() {
         path: Path::new("fake"),
         fd: -1,
         direct_fd: None,
-        align: 4096,
-        size_hint: 40_000,
-        positional: true,
-        start: 0,
-        limit: u64::MAX,
+        rules: Chunks::new(0, 1000, None, 40_000, true, None),
     };
     let mut seen = Vec::new();
     let mut p = crate::processor::from_fn(|c: &Chunk<'_>| {
         seen.push(c.offset());
         Ok(seen.len() < 3)
     });
-    let run = Run::new(src, 1000, 2, &crate::processor::Whole, &mut p);
+    let run = Run::new(src, 2, &crate::processor::Whole, &mut p);
     std::thread::scope(|s| {
         for t in 0..2u64 {
             let run = &run;

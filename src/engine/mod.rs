@@ -1,0 +1,46 @@
+//! The engine: lanes of reads in flight, the baton that keeps chunks in file order, and the threads
+//! a [`Reader`](crate::Reader) keeps for its lanes.
+//!
+//! - [`lanes`]: each lane owns a queue (an io_uring [`Ring`](crate::ring::Ring), or a
+//!   [`PreadQueue`] where io_uring is refused or not wanted) and a few buffers, and drives
+//!   [`Chunks`](crate::chunks::Chunks) — the one set of chunk rules — for every `n`-th chunk;
+//! - [`baton`]: whose turn it is to hand a chunk to the processor;
+//! - [`workers`]: the threads lanes `1..n` run on, started once per reader and parked between files.
+//!
+//! The synchronous path is one lane of depth one on a [`PreadQueue`], on the calling thread: the
+//! same code, the same rules.
+
+pub(crate) mod baton;
+pub(crate) mod lanes;
+pub(crate) mod pread_queue;
+pub(crate) mod workers;
+
+use std::os::fd::RawFd;
+use std::path::Path;
+
+pub(crate) use pread_queue::PreadQueue;
+
+use crate::chunks::{Chunks, Via};
+
+/// An open file, as the engine reads it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    /// The name errors carry.
+    pub path: &'a Path,
+    /// The file, opened buffered.
+    pub fd: RawFd,
+    /// The same file opened with `O_DIRECT`, when direct reads are on.
+    pub direct_fd: Option<RawFd>,
+    /// How it is read in chunks.
+    pub rules: Chunks,
+}
+
+impl Source<'_> {
+    /// The descriptor a read goes to.
+    pub(crate) fn fd(&self, via: Via) -> RawFd {
+        match (via, self.direct_fd) {
+            (Via::Direct, Some(d)) => d,
+            _ => self.fd,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The engine's lanes without io_uring: a [`Queue`] whose reads are `pread(2)` (or `read(2)` for a
+//! stream) done at submit time, on the lane's own thread. Where the kernel refuses io_uring, this
+//! keeps every lane, the baton and the in-order rules, and both CPUs copying, with plain system calls;
+//! one lane of depth one on it is the synchronous path.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::ring::{Queue, ReadReq, CURRENT_POSITION};
+
+/// Reads queued by the engine, done synchronously at [`Queue::submit`].
+#[derive(Debug, Default)]
+pub(crate) struct PreadQueue {
+    queued: Vec<ReadReq>,
+    done: VecDeque<(u64, i32)>,
+    /// A cancel handle's `eventfd`: a wait for a stream's data also ends when it is readable.
+    watch: Option<RawFd>,
+}
+
+// SAFETY: the queued requests hold raw pointers into the lane's arena, which only this lane's
+// thread uses; moving the queue to that thread moves nothing else.
+unsafe impl Send for PreadQueue {}
+
+impl PreadQueue {
+    /// Waits until a stream's descriptor has data (or has hung up). Returns `false` if the watched
+    /// cancel handle fired first.
+    fn wait_readable(&self, fd: RawFd) -> bool {
+        let mut fds = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.watch.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: two valid pollfds for the duration of the call (a negative fd is ignored).
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n > 0 {
+                return fds[1].revents == 0;
+            }
+            if n < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return true; // let the read itself say what is wrong
+            }
+        }
+    }
+}
+
+impl Queue for PreadQueue {
+    unsafe fn push(&mut self, req: ReadReq) -> io::Result<()> {
+        self.queued.push(req);
+        Ok(())
+    }
+
+    fn submit(&mut self, _wait: usize) -> io::Result<()> {
+        for r in std::mem::take(&mut self.queued) {
+            let stream = r.offset == CURRENT_POSITION;
+            // A stream's read may wait forever: wait in poll(2), beside the cancel handle, first.
+            if stream && self.watch.is_some() && !self.wait_readable(r.fd) {
+                // Cancelled: EINTR makes the lane look at its cancel handle before anything else.
+                self.done.push_back((r.user_data, -libc::EINTR));
+                continue;
+            }
+            // SAFETY: the engine lent r.buf .. r.buf + r.len until this read's completion is popped
+            // (the Queue contract); the call writes at most r.len bytes there.
+            let n = unsafe {
+                if stream {
+                    libc::read(r.fd, r.buf.cast(), r.len as usize)
+                } else {
+                    libc::pread(r.fd, r.buf.cast(), r.len as usize, r.offset as libc::off_t)
+                }
+            };
+            let res = if n < 0 {
+                let errno = io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO);
+                if errno == libc::EAGAIN {
+                    // A non-blocking descriptor: wait until it has data, then the engine retries.
+                    self.wait_readable(r.fd);
+                }
+                -errno // EINTR and EAGAIN are retried by the engine, after it looks at its cancel handle
+            } else {
+                n as i32
+            };
+            self.done.push_back((r.user_data, res));
+        }
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<(u64, i32)> {
+        self.done.pop_front()
+    }
+
+    fn cancel(&mut self, user_data: u64) -> io::Result<()> {
+        // A read not yet done is dropped; one done already is in `done`.
+        if let Some(i) = self.queued.iter().position(|r| r.user_data == user_data) {
+            self.queued.swap_remove(i);
+            self.done.push_back((user_data, -libc::ECANCELED));
+        }
+        Ok(())
+    }
+
+    fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+        self.watch = Some(fd);
+        Ok(())
+    }
+}
