@@ -121,6 +121,7 @@ pub(crate) fn signal_event(fd: RawFd) {
 
 /// Waits until `fd` is readable (or hung up), or `cancel` is cancelled. Returns `false` if cancelled.
 /// For `read(2)` of pipes, FIFOs and sockets on paths without io_uring.
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
 pub(crate) fn wait_readable(fd: RawFd, cancel: Option<&Cancel>) -> bool {
     let mut fds = [
         libc::pollfd {

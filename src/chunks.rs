@@ -126,11 +126,6 @@ impl Chunks {
         self.positional
     }
 
-    /// Where reading starts.
-    pub(crate) fn start(&self) -> u64 {
-        self.start
-    }
-
     /// The most reads of this source that may be in flight at once: one for a stream.
     pub(crate) fn max_in_flight(&self, depth: usize) -> usize {
         if self.positional {
@@ -375,7 +370,7 @@ mod tests {
     #[test]
     fn a_stream_hands_over_what_each_read_returns_up_to_the_limit() {
         let rules = Chunks::new(7, 4096, Some(6000), 0, false, Some(4096));
-        assert_eq!(rules.start(), 0);
+        assert_eq!(rules.start, 0);
         assert_eq!(rules.max_in_flight(8), 1);
         let mut p = rules.piece(0, 0).unwrap();
         let r = rules.next_read(&p);

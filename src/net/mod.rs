@@ -57,6 +57,7 @@ use crate::ring::StreamKind;
 static POLLS: AtomicU64 = AtomicU64::new(0);
 
 /// `epoll_wait` calls made by ringread's epoll way in this process so far.
+#[cfg(feature = "bench")]
 pub(crate) fn poll_count() -> u64 {
     POLLS.load(Ordering::Relaxed)
 }

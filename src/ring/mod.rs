@@ -13,7 +13,9 @@ use io_uring::{opcode, types, IoUring, Probe};
 
 use crate::buf::Arena;
 
+#[cfg(feature = "net")]
 mod stream;
+#[cfg(feature = "net")]
 pub(crate) use stream::{StreamKind, StreamRing};
 
 /// The offset that means "the file's current position" (for pipes and other streams).
@@ -23,6 +25,7 @@ pub(crate) const CURRENT_POSITION: u64 = u64::MAX;
 pub(crate) static ENTERS: AtomicU64 = AtomicU64::new(0);
 
 /// `io_uring_enter` calls made by ringread's rings in this process so far.
+#[cfg(feature = "bench")]
 pub(crate) fn enter_count() -> u64 {
     ENTERS.load(Ordering::Relaxed)
 }
