@@ -25,7 +25,7 @@
 //! let mut lines = LineCount::default();
 //! let summary = reader.read_path("Cargo.toml", &mut lines)?;
 //! assert_eq!(lines.bytes, summary.bytes);
-//! println!("{}  Cargo.toml, {} lines, read by {}", sha.hex(), lines.lines, summary.path);
+//! println!("{}  Cargo.toml, {} lines, read by {}", sha.hex(), lines.lines, summary.route);
 //! # Ok::<(), ringread::Error>(())
 //! ```
 #![deny(missing_docs)]
@@ -55,7 +55,7 @@ pub use cancel::Cancel;
 pub use error::{Error, Result};
 pub use options::{Backend, ReadOptions, ReadOptionsBuilder};
 pub use processor::Processor;
-pub use reader::{Engine, Notice, ReadPath, Reader, Summary};
+pub use reader::{Engine, Notice, Reader, Route, Summary};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

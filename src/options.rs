@@ -8,12 +8,15 @@ use crate::error::{Error, Result};
 /// Which way of reading to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
-    /// io_uring where the kernel allows it, otherwise plain `read(2)`, saying why once.
+    /// io_uring where the kernel allows it, otherwise the engine's lanes with `pread(2)`
+    /// ([`Backend::Pread`]), saying why once. FUSE files are read as [`Backend::Sync`] (see
+    /// [`Notice::Fuse`](crate::Notice::Fuse)).
     #[default]
     Auto,
     /// io_uring only: fail with the kernel's reason if it is refused.
     Uring,
-    /// Plain synchronous `read(2)` into one buffer, on the calling thread.
+    /// Synchronous `pread(2)` (`read(2)` for streams) into one buffer, on the calling thread: one
+    /// lane of depth one, with the same rules as every other path.
     Sync,
     /// The engine's lanes (one per CPU, the baton, the same rules) with `pread(2)` in place of
     /// io_uring: what [`Backend::Auto`] falls back to where the kernel refuses io_uring.
@@ -61,7 +64,8 @@ pub const DEFAULT_DIRECT_DEPTH: usize = 16;
 pub const ALIGN: usize = 4096;
 /// The largest chunk: the kernel registers buffers of at most 1 GiB.
 pub const MAX_CHUNK_SIZE: usize = 1 << 30;
-/// The deepest queue: io_uring rings hold at most 32768 entries; we keep two per read.
+/// The deepest queue: io_uring rings hold at most 32768 entries; a read takes one, and a lane's
+/// ring keeps a few for its own polls and cancels.
 pub const MAX_DEPTH: usize = 16384;
 
 /// How to read. Build one with [`ReadOptions::builder`]; the defaults suit cached and cold files.
@@ -159,7 +163,8 @@ impl ReadOptionsBuilder {
         self.chunk_size = Some(bytes);
         self
     }
-    /// Reads in flight at once, all threads together. Default: 8 buffered, 16 with `O_DIRECT`.
+    /// Reads in flight at once, all threads together. Default: [`DEFAULT_DEPTH`] (4) buffered,
+    /// [`DEFAULT_DIRECT_DEPTH`] (16) with `O_DIRECT`.
     pub fn depth(mut self, depth: usize) -> Self {
         self.depth = Some(depth);
         self

@@ -415,7 +415,7 @@ fn check_summary(
     direct_expected: bool,
     positional: bool,
 ) -> Result<(), String> {
-    let p = &s.path;
+    let p = &s.route;
     let mut bad = Vec::new();
     let want_engine = match case.backend {
         Backend::Sync => Engine::Sync,
@@ -545,7 +545,7 @@ fn checker_rejects_bad_deliveries() {
     let reference: Vec<u8> = (0..10u8).collect();
     let summary = |bytes: u64| Summary {
         bytes,
-        path: ringread::ReadPath {
+        path: ringread::Route {
             engine: Engine::Sync,
             threads: 1,
             buffers: 1,
@@ -645,7 +645,7 @@ fn auto_backend_uses_uring_here() {
     let mut rec = Recorder::new(&f.data, 4096, true, true);
     let s = reader.read_path(&f.path, &mut rec).unwrap();
     rec.verdict(&s).unwrap();
-    assert_eq!(s.path.engine, Engine::Uring, "{s:?}");
+    assert_eq!(s.route.engine, Engine::Uring, "{s:?}");
     assert!(s.notices.is_empty(), "{:?}", s.notices);
 }
 
@@ -656,7 +656,7 @@ fn auto_backend_uses_uring_here() {
 /// On a file of many chunks, every lane and every buffer is used: `threads` threads (default: the
 /// usable CPUs), never more than the depth, and `depth` buffers in all.
 fn check_all_lanes(case: &Case, s: &Summary) -> Result<(), String> {
-    if s.path.engine != Engine::Uring {
+    if s.route.engine != Engine::Uring {
         return Ok(());
     }
     // One lane per usable CPU by default; one under O_DIRECT and SQPOLL, where a lane has no copy to
@@ -667,13 +667,13 @@ fn check_all_lanes(case: &Case, s: &Summary) -> Result<(), String> {
         usable_cpus()
     };
     let threads = case.threads.unwrap_or(default).min(case.depth);
-    if (s.path.threads, s.path.buffers) != (threads, case.depth) {
+    if (s.route.threads, s.route.buffers) != (threads, case.depth) {
         return Err(format!(
             "{} threads and {} buffers, expected {threads} and {}",
-            s.path.threads, s.path.buffers, case.depth
+            s.route.threads, s.route.buffers, case.depth
         ));
     }
-    if case.register && s.path.registered != s.path.buffers {
+    if case.register && s.route.registered != s.route.buffers {
         let fewer = s
             .notices
             .iter()
@@ -681,7 +681,7 @@ fn check_all_lanes(case: &Case, s: &Summary) -> Result<(), String> {
         if !fewer {
             return Err(format!(
                 "{} of {} registered without a notice",
-                s.path.registered, s.path.buffers
+                s.route.registered, s.route.buffers
             ));
         }
     }

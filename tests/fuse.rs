@@ -149,7 +149,7 @@ fn read_all(r: &Reader, file: &Path) -> (Vec<u8>, ringread::Result<u64>) {
     });
     let res = r.read_path(file, &mut p).map(|s| {
         if r.options().backend() == Backend::Auto {
-            assert_eq!(s.path.engine, ringread::Engine::Sync);
+            assert_eq!(s.route.engine, ringread::Engine::Sync);
             assert!(s
                 .notices
                 .contains(&ringread::Notice::Fuse { forced: false }));

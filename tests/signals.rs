@@ -181,7 +181,10 @@ fn a_cancel_from_another_thread_stops_a_blocked_fifo_read() {
             "{backend:?}: {res:?}"
         );
         let took = stopped.duration_since(cancelled_at);
-        assert!(took < std::time::Duration::from_secs(1), "{backend:?}: {took:?}");
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{backend:?}: {took:?}"
+        );
         // Data written now is read once the handle is reset (nothing of the first read is left).
         cancel.reset();
         (&file).write_all(b"after").unwrap();
@@ -192,6 +195,10 @@ fn a_cancel_from_another_thread_stops_a_blocked_fifo_read() {
             .unwrap();
         let again = Reader::new(opts);
         let mut n = ringread::processor::ByteCount::default();
-        assert_eq!(again.read_file(&file, "fifo", &mut n).unwrap().bytes, 5, "{backend:?}");
+        assert_eq!(
+            again.read_file(&file, "fifo", &mut n).unwrap().bytes,
+            5,
+            "{backend:?}"
+        );
     }
 }

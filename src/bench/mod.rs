@@ -63,11 +63,11 @@ impl std::str::FromStr for BenchSource {
 }
 
 use crate::error::{Error, Result};
-use ways::{
-    Mmap, PreadPool, ReadMethod, StreamMethod, SyncMethod, TokioFs, TokioUring, UringMethod,
-};
 use crate::options::ReadOptions;
 use crate::processor::{Algorithm, ByteCount, Checksum, LineCount, Processor};
+use ways::{
+    AsyncStreamMethod, Mmap, PreadPool, ReadMethod, SyncMethod, TokioFs, TokioUring, UringMethod,
+};
 
 /// Every way `bench` knows, in the order it reports them.
 pub const METHODS: [&str; 9] = [
@@ -319,7 +319,7 @@ fn make_method(
                     .direct(direct)
                     .build()?;
             }
-            Box::new(StreamMethod::new(o)?)
+            Box::new(AsyncStreamMethod::new(o)?)
         }
         _ => unreachable!("names are checked before"),
     }))

@@ -342,7 +342,7 @@ impl Ctx {
                 "ringread: {}: {} bytes by {}",
                 name.display(),
                 s.bytes,
-                s.path
+                s.route
             );
         }
     }

@@ -141,10 +141,7 @@ pub(crate) fn run_lane<Q: Queue + ?Sized, Pr: Prepare, C: Combine<Pr::Part> + ?S
     depth: usize,
     registered: usize,
 ) -> bool {
-    let depth = run
-        .src
-        .rules
-        .max_in_flight(depth.min(arena.slots()).max(1));
+    let depth = run.src.rules.max_in_flight(depth.min(arena.slots()).max(1));
     let mut lane = Lane {
         run,
         lane,

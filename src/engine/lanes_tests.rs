@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::chunks::Chunks;
 use crate::engine::Source;
-use crate::ring::CURRENT_POSITION;
 use crate::processor::Processor;
+use crate::ring::CURRENT_POSITION;
 
 /// A tiny deterministic generator (xorshift), so a failing case replays exactly.
 struct Rng(u64);
@@ -170,7 +170,14 @@ fn run_fake_limited(
         path: Path::new("fake"),
         fd: -1,
         direct_fd: None,
-        rules: Chunks::new(0, chunk, (limit != u64::MAX).then_some(limit), size_hint, true, None),
+        rules: Chunks::new(
+            0,
+            chunk,
+            (limit != u64::MAX).then_some(limit),
+            size_hint,
+            true,
+            None,
+        ),
     };
     let mut out = Collect::default();
     let result = {

@@ -119,7 +119,8 @@ impl Workers {
             // does not return, and does not finish unwinding, before `pending` has seen the job
             // report back (its Drop waits), and a job reports back only as its last act. A job
             // dropped unrun drops its sender, which `pending` also notices.
-            let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 's>, Job>(job) };
+            let job: Job =
+                unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 's>, Job>(job) };
             if worker.jobs.send(job).is_ok() {
                 pending.left += 1;
             }

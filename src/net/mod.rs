@@ -368,11 +368,7 @@ fn tokio_way(
 
 /// Without the `bench` feature there is no tokio way.
 #[cfg(not(feature = "bench"))]
-fn tokio_way(
-    _: &[Stream<'_>],
-    _: &StreamOptions,
-    _: &mut Deliver<'_>,
-) -> Result<Vec<Result<u64>>> {
+fn tokio_way(_: &[Stream<'_>], _: &StreamOptions, _: &mut Deliver<'_>) -> Result<Vec<Result<u64>>> {
     Err(Error::InvalidOptions(
         "the tokio way of reading streams is a comparison way: it needs ringread's `bench` feature"
             .into(),

@@ -6,7 +6,8 @@
 //! processor through [`from_fn`].
 //!
 //! The reader may call a processor from more than one thread (one at a time, in file order: the
-//! "baton" of [`crate::reader`]), so reading with it requires `Send`.
+//! engine's "baton", see `docs/ARCHITECTURE.md`), so reading with it requires `Send`; a trait
+//! object is `&mut (dyn Processor + Send)`.
 
 use std::io;
 

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-pub use summary::{Engine, Notice, ReadPath, Summary};
+pub use summary::{Engine, Notice, Route, Summary};
 
 use crate::buf::Arena;
 use crate::cancel::Cancel;
@@ -66,7 +66,7 @@ struct Kept {
 /// let mut sum = Checksum::new(Algorithm::Xxh3);
 /// let summary = reader.read_path("Cargo.toml", &mut sum)?;
 /// assert!(summary.bytes > 0);
-/// println!("{}  Cargo.toml ({})", sum.hex(), summary.path);
+/// println!("{}  Cargo.toml ({})", sum.hex(), summary.route);
 /// // Any processor, chosen at run time:
 /// let mut dynamic: Box<dyn Processor + Send> = Box::new(Checksum::new(Algorithm::Sha256));
 /// reader.read_path("Cargo.toml", dynamic.as_mut())?;
@@ -275,8 +275,7 @@ impl Reader {
             offset: start,
             source,
         })?;
-        let (bytes, read_path) = if !positional && matches!(engine, Engine::Uring | Engine::Epoll)
-        {
+        let (bytes, read_path) = if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
             self.read_stream(&src, engine, prep, proc, &mut notices)?
         } else {
             self.read_lanes(&src, engine, prep, proc, &mut notices)?
@@ -292,7 +291,7 @@ impl Reader {
         })?;
         Ok(Summary {
             bytes,
-            path: read_path,
+            route: read_path,
             notices,
         })
     }
@@ -307,7 +306,7 @@ impl Reader {
         prep: &Pr,
         proc: &mut C,
         notices: &mut Vec<Notice>,
-    ) -> Result<(u64, ReadPath)>
+    ) -> Result<(u64, Route)>
     where
         Pr: Prepare,
         C: Combine<Pr::Part> + Send + ?Sized,
@@ -344,7 +343,7 @@ impl Reader {
                     .into(),
             });
         }
-        let path = ReadPath {
+        let path = Route {
             engine,
             threads: 1,
             buffers,
@@ -366,7 +365,7 @@ impl Reader {
         prep: &Pr,
         proc: &mut C,
         notices: &mut Vec<Notice>,
-    ) -> Result<(u64, ReadPath)>
+    ) -> Result<(u64, Route)>
     where
         Pr: Prepare,
         C: Combine<Pr::Part> + Send + ?Sized,
@@ -393,7 +392,12 @@ impl Reader {
     }
 
     /// Makes sure lane `t` has its buffers, and its ring if `with_ring`; returns what it has.
-    fn lane<'k>(&self, kept: &'k mut [Option<LaneRes>], t: usize, with_ring: bool) -> Result<&'k mut LaneRes> {
+    fn lane<'k>(
+        &self,
+        kept: &'k mut [Option<LaneRes>],
+        t: usize,
+        with_ring: bool,
+    ) -> Result<&'k mut LaneRes> {
         let depth = self.lane_depth(t);
         let res = match &mut kept[t] {
             Some(r) => r,
@@ -405,9 +409,10 @@ impl Reader {
             }),
         };
         if with_ring && res.ring.is_none() {
-            let mut ring = Ring::new(depth, self.opts.sqpoll).map_err(|e| Error::UringUnavailable {
-                reason: explain_setup_error(&e),
-            })?;
+            let mut ring =
+                Ring::new(depth, self.opts.sqpoll).map_err(|e| Error::UringUnavailable {
+                    reason: explain_setup_error(&e),
+                })?;
             if self.opts.register_buffers {
                 let (n, err) = ring.register(&res.arena, depth);
                 res.registered = n;
@@ -432,7 +437,7 @@ impl Reader {
         prep: &Pr,
         proc: &mut C,
         notices: &mut Vec<Notice>,
-    ) -> Result<(u64, ReadPath)>
+    ) -> Result<(u64, Route)>
     where
         Pr: Prepare,
         C: Combine<Pr::Part> + Send + ?Sized,
@@ -461,9 +466,7 @@ impl Reader {
                 _ => self.lane_depth(t),
             })
             .collect();
-        let mut preads: Vec<PreadQueue> = (0..lanes)
-            .map(|_| PreadQueue::default())
-            .collect();
+        let mut preads: Vec<PreadQueue> = (0..lanes).map(|_| PreadQueue::default()).collect();
         let mut specs = Vec::with_capacity(lanes);
         let mut registered = 0;
         for ((res, pread), &depth) in pool.iter_mut().flatten().zip(&mut preads).zip(&depths) {
@@ -486,7 +489,7 @@ impl Reader {
                 registered: if with_ring { res.registered } else { 0 },
             });
         }
-        let read_path = ReadPath {
+        let read_path = Route {
             engine,
             threads: lanes,
             buffers: depths.iter().sum(),

@@ -1,4 +1,4 @@
-//! What a read did and how: [`Summary`], [`ReadPath`], and the [`Notice`]s that say which choices
+//! What a read did and how: [`Summary`], [`Route`], and the [`Notice`]s that say which choices
 //! differed from the options, and why.
 
 use std::fmt;
@@ -102,7 +102,7 @@ impl fmt::Display for Notice {
 
 /// How a file was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadPath {
+pub struct Route {
     /// The engine.
     pub engine: Engine,
     /// Reading threads (lanes).
@@ -121,7 +121,7 @@ pub struct ReadPath {
     pub positional: bool,
 }
 
-impl fmt::Display for ReadPath {
+impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.engine {
             Engine::Uring => write!(
@@ -170,7 +170,7 @@ pub struct Summary {
     /// Bytes delivered to the processor.
     pub bytes: u64,
     /// How the file was read.
-    pub path: ReadPath,
+    pub route: Route,
     /// Choices made differently from the options, with reasons.
     pub notices: Vec<Notice>,
 }

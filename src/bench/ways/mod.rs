@@ -1,7 +1,7 @@
 //! The ways of reading `bench` compares. Each delivers the same chunks, in file order, to the same
 //! processors, behind one trait ([`ReadMethod`]), one file each: [`UringMethod`] and [`SyncMethod`]
 //! (ringread's engine, and its one-lane synchronous path), [`PreadPool`], [`TokioFs`],
-//! [`TokioUring`], [`Mmap`] and [`StreamMethod`] (ringread's async stream).
+//! [`TokioUring`], [`Mmap`] and [`AsyncStreamMethod`] (ringread's async stream).
 //! `epoll` is not among them: it cannot wait on a regular file (`epoll_ctl` says `EPERM`).
 
 mod mmap;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use mmap::Mmap;
 pub use pread_pool::PreadPool;
-pub use stream::StreamMethod;
+pub use stream::AsyncStreamMethod;
 pub use tokio_fs::TokioFs;
 pub use tokio_uring::TokioUring;
 

@@ -13,13 +13,13 @@ use crate::stream::Driver;
 
 /// ringread's stream interface in a tokio runtime.
 #[derive(Debug)]
-pub struct StreamMethod {
+pub struct AsyncStreamMethod {
     rt: tokio::runtime::Runtime,
     driver: Driver,
     opts: ReadOptions,
 }
 
-impl StreamMethod {
+impl AsyncStreamMethod {
     /// A runtime (one worker per CPU) and a driver with `opts.threads()` threads (one per CPU when
     /// not given), reading with these options.
     pub fn new(opts: ReadOptions) -> Result<Self> {
@@ -31,7 +31,7 @@ impl StreamMethod {
                 op: "setup",
                 source,
             })?;
-        Ok(StreamMethod {
+        Ok(AsyncStreamMethod {
             rt,
             driver: match opts.threads() {
                 Some(t) => Driver::with_threads(t)?,
@@ -42,7 +42,7 @@ impl StreamMethod {
     }
 }
 
-impl ReadMethod for StreamMethod {
+impl ReadMethod for AsyncStreamMethod {
     fn name(&self) -> String {
         "stream".into()
     }
