@@ -545,7 +545,7 @@ fn checker_rejects_bad_deliveries() {
     let reference: Vec<u8> = (0..10u8).collect();
     let summary = |bytes: u64| Summary {
         bytes,
-        path: ringread::Route {
+        route: ringread::Route {
             engine: Engine::Sync,
             threads: 1,
             buffers: 1,
