@@ -1,0 +1,103 @@
+//! What a service that imports ringread with `default-features = false` writes: read files in order
+//! with its own processor and a built-in one, stop a read from another thread, and read many small
+//! ranges of one file on the calling thread. Checks every result against `std::fs::read`; exits 1 on
+//! a mismatch. Prints the time a one-chunk read takes (measured, never asserted).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ringread::processor::{from_fn, ByteCount, LineCount};
+use ringread::{Cancel, Chunk, Error, Processor, ReadOptions, Reader};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("ringread-minimal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    // Files whose sizes straddle the chunk edges.
+    let chunk = 64 * 1024;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (i, size) in [0, 1, 4095, 4096, 4097, chunk - 1, chunk, chunk + 1, 5 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.join(format!("f{i}"));
+        let data: Vec<u8> = (0..size).map(|j| (j * 31 % 251) as u8 ^ b'\n').collect();
+        std::fs::File::create(&path)?.write_all(&data)?;
+        files.push(path);
+    }
+    let reader = Reader::new(ReadOptions::builder().chunk_size(chunk).depth(8).build()?);
+
+    for path in &files {
+        let want = std::fs::read(path)?;
+        // A closure processor that collects the bytes.
+        let mut got = Vec::new();
+        let mut collect = from_fn(|c: &Chunk<'_>| {
+            assert_eq!(c.offset(), got.len() as u64, "chunks out of order");
+            got.extend_from_slice(c);
+            Ok(true)
+        });
+        let summary = reader.read_path(path, &mut collect)?;
+        check(got == want, format!("{}: bytes differ", path.display()))?;
+        check(summary.bytes == want.len() as u64, "byte count".into())?;
+        // A built-in processor, as a trait object chosen at run time.
+        let mut lines: Box<dyn Processor + Send> = Box::new(LineCount::default());
+        reader.read_path(path, lines.as_mut())?;
+        let mut counted = LineCount::default();
+        reader.read_path(path, &mut counted)?;
+        let newlines = want.iter().filter(|&&b| b == b'\n').count() as u64;
+        check(counted.lines == newlines, format!("{}: lines", path.display()))?;
+        println!("{}: {} bytes by {}", path.display(), summary.bytes, summary.route);
+    }
+
+    // A cancel handle stops a read from another thread.
+    let mut stoppable = Reader::new(ReadOptions::default());
+    let cancel = Cancel::new()?;
+    stoppable.set_cancel(cancel.clone());
+    let big = files.last().expect("files");
+    let mut seen = 0u64;
+    let mut stop_early = from_fn(|c: &Chunk<'_>| {
+        seen += c.len() as u64;
+        if seen > 1 << 20 {
+            cancel.cancel();
+        }
+        Ok(true)
+    });
+    match stoppable.read_path(big, &mut stop_early) {
+        Err(Error::Interrupted { .. }) => {}
+        other => return Err(format!("expected Interrupted, got {other:?}").into()),
+    }
+
+    // A one-chunk read runs on the calling thread: time it (reported, not asserted).
+    let small = &files[3];
+    let one = Reader::new(ReadOptions::default());
+    let mut n = ByteCount::default();
+    one.read_path(small, &mut n)?;
+    let rounds = 2000;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let mut n = ByteCount::default();
+        one.read_path(small, &mut n)?;
+    }
+    let per = start.elapsed() / rounds;
+    println!("a 4 KiB file through Reader: {:.1} us per read (open, statx, read, close)", us(per));
+    println!("ok");
+    Ok(())
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn check(ok: bool, what: String) -> Result<(), Box<dyn std::error::Error>> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
