@@ -48,8 +48,8 @@ pub enum Error {
         /// Why, in words (for example "blocked by seccomp or the kernel.io_uring_disabled sysctl").
         reason: String,
     },
-    /// Reading was stopped by an interrupt request (see [`Reader::set_interrupt`](crate::Reader::set_interrupt));
-    /// every read in flight was reaped first.
+    /// Reading was stopped by a [`Cancel`](crate::Cancel) handle (see
+    /// [`Reader::set_cancel`](crate::Reader::set_cancel)); every read in flight was reaped first.
     #[error("{}: interrupted", path.display())]
     Interrupted {
         /// The path being read.
