@@ -123,6 +123,13 @@ pub(crate) fn signal_event(fd: RawFd) {
 /// For `read(2)` of pipes, FIFOs and sockets on paths without io_uring.
 #[cfg_attr(not(feature = "net"), allow(dead_code))]
 pub(crate) fn wait_readable(fd: RawFd, cancel: Option<&Cancel>) -> bool {
+    !cancel.is_some_and(Cancel::is_cancelled) && poll_readable(fd, cancel.map(Cancel::event_fd))
+}
+
+/// Waits in `poll(2)` until `fd` is readable or hung up (`true`), or `watch` (a cancel handle's
+/// `eventfd`) is readable (`false`). A failing `poll` returns `true`: the read that follows says
+/// what is wrong.
+pub(crate) fn poll_readable(fd: RawFd, watch: Option<RawFd>) -> bool {
     let mut fds = [
         libc::pollfd {
             fd,
@@ -130,24 +137,20 @@ pub(crate) fn wait_readable(fd: RawFd, cancel: Option<&Cancel>) -> bool {
             revents: 0,
         },
         libc::pollfd {
-            fd: cancel.map_or(-1, Cancel::event_fd),
+            fd: watch.unwrap_or(-1),
             events: libc::POLLIN,
             revents: 0,
         },
     ];
     loop {
-        if cancel.is_some_and(Cancel::is_cancelled) {
-            return false;
-        }
         // SAFETY: two valid pollfds for the duration of the call (a negative fd is ignored).
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n > 0 && fds[1].revents != 0 {
-            return false;
-        }
         if n > 0 {
+            return fds[1].revents == 0;
+        }
+        if n < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return true;
         }
-        // EINTR: look at the flag again and wait on.
     }
 }
 

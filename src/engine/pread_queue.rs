@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 
+use crate::cancel::poll_readable;
 use crate::ring::{Queue, ReadReq, CURRENT_POSITION};
 
 /// Reads queued by the engine, done synchronously at [`Queue::submit`].
@@ -22,35 +23,6 @@ pub(crate) struct PreadQueue {
 // thread uses; moving the queue to that thread moves nothing else.
 unsafe impl Send for PreadQueue {}
 
-impl PreadQueue {
-    /// Waits until a stream's descriptor has data (or has hung up). Returns `false` if the watched
-    /// cancel handle fired first.
-    fn wait_readable(&self, fd: RawFd) -> bool {
-        let mut fds = [
-            libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.watch.unwrap_or(-1),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        loop {
-            // SAFETY: two valid pollfds for the duration of the call (a negative fd is ignored).
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if n > 0 {
-                return fds[1].revents == 0;
-            }
-            if n < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return true; // let the read itself say what is wrong
-            }
-        }
-    }
-}
-
 impl Queue for PreadQueue {
     unsafe fn push(&mut self, req: ReadReq) -> io::Result<()> {
         self.queued.push(req);
@@ -61,7 +33,7 @@ impl Queue for PreadQueue {
         for r in std::mem::take(&mut self.queued) {
             let stream = r.offset == CURRENT_POSITION;
             // A stream's read may wait forever: wait in poll(2), beside the cancel handle, first.
-            if stream && self.watch.is_some() && !self.wait_readable(r.fd) {
+            if stream && self.watch.is_some() && !poll_readable(r.fd, self.watch) {
                 // Cancelled: EINTR makes the lane look at its cancel handle before anything else.
                 self.done.push_back((r.user_data, -libc::EINTR));
                 continue;
@@ -81,7 +53,7 @@ impl Queue for PreadQueue {
                     .unwrap_or(libc::EIO);
                 if errno == libc::EAGAIN {
                     // A non-blocking descriptor: wait until it has data, then the engine retries.
-                    self.wait_readable(r.fd);
+                    poll_readable(r.fd, self.watch);
                 }
                 -errno // EINTR and EAGAIN are retried by the engine, after it looks at its cancel handle
             } else {
