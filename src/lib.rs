@@ -55,7 +55,7 @@ pub use cancel::Cancel;
 pub use error::{Error, Result};
 pub use options::{Backend, ReadOptions, ReadOptionsBuilder};
 pub use processor::Processor;
-pub use reader::{Engine, Notice, Reader, Route, Summary};
+pub use reader::{Engine, Finished, Notice, Reader, Route, Summary};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

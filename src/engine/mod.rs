@@ -12,6 +12,7 @@
 
 pub(crate) mod baton;
 pub(crate) mod lanes;
+pub(crate) mod many;
 pub(crate) mod pread_queue;
 pub(crate) mod workers;
 

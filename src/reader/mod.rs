@@ -10,7 +10,7 @@ mod summary;
 use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 pub use summary::{Engine, Notice, Route, Summary};
@@ -19,6 +19,7 @@ use crate::buf::Arena;
 use crate::cancel::Cancel;
 use crate::chunks::Chunks;
 use crate::engine::lanes::{run_lanes, LaneSpec, Run};
+use crate::engine::many::{self, Outcome, Settings};
 use crate::engine::workers::Workers;
 use crate::engine::{PreadQueue, Source};
 use crate::error::{Error, Result};
@@ -36,6 +37,29 @@ struct LaneRes {
     arena: Arena,
     registered: usize,
     notice: Option<Notice>,
+}
+
+/// The ring and slot buffers of [`Reader::read_many`], kept between calls.
+struct ManyRes {
+    ring: Ring,
+    arena: Arena,
+    registered: usize,
+}
+
+/// Files [`Reader::read_many`] keeps in flight at most (fewer where `ulimit -n` leaves less room).
+pub const FILES_IN_FLIGHT: usize = 32;
+
+/// One input of [`Reader::read_many`], finished; handed back in input order.
+#[derive(Debug)]
+pub struct Finished<P> {
+    /// Its position among the inputs.
+    pub index: usize,
+    /// Its path, as given.
+    pub path: PathBuf,
+    /// What was read and how, or the error that stopped this input (the others go on).
+    pub result: Result<Summary>,
+    /// Its processor, after its last chunk (or its error).
+    pub processor: P,
 }
 
 /// What a reader keeps between files: its lanes' rings and buffers, and the threads lanes `1..n`
@@ -76,6 +100,7 @@ pub struct Reader {
     opts: ReadOptions,
     max_lanes: usize,
     kept: Mutex<Kept>,
+    many: Mutex<Option<ManyRes>>,
     uring: OnceLock<std::result::Result<(), String>>,
     cancel: Option<Cancel>,
 }
@@ -107,6 +132,7 @@ impl Reader {
             opts,
             max_lanes,
             kept: Mutex::new(Kept::default()),
+            many: Mutex::new(None),
             uring: OnceLock::new(),
             cancel: None,
         }
@@ -122,6 +148,7 @@ impl Reader {
             .unwrap_or_else(|e| e.into_inner())
             .lanes
             .clear();
+        *self.many.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         self.cancel = Some(cancel);
     }
 
@@ -172,6 +199,174 @@ impl Reader {
         let path = path.as_ref();
         let file = open_read(path)?;
         self.read_opened(&file, path, Some(path), prep, proc)
+    }
+
+    /// Reads many files, many at once: each with its own processor, made by `make(index, path)`;
+    /// each file's outcome goes to `done` **in input order** (an input is handed back once it and
+    /// every input before it are finished). One file's error does not stop the others: it is in
+    /// that file's [`Finished::result`]. The call itself fails only when it cannot go on at all (the
+    /// ring failed, or the reader's [`Cancel`] handle was cancelled).
+    ///
+    /// Through io_uring, up to [`FILES_IN_FLIGHT`] files are in flight at once (fewer when
+    /// `ulimit -n` leaves less room; a refused open waits for a descriptor and never reaches the
+    /// caller): their `statx`, `openat`, reads and `close` go through one ring in batches. Each has
+    /// one buffer of `chunk_size` bytes, so memory is bounded whatever the number of files. Files
+    /// larger than 16 chunks, and anything that is not a regular file, are read when their turn
+    /// comes, with the lanes, as [`Reader::read_path`] reads them. Without io_uring (or with
+    /// `O_DIRECT`, or a backend other than `auto`/`uring`), files are read one after another.
+    ///
+    /// ```
+    /// use ringread::{processor::LineCount, ReadOptions, Reader};
+    /// let reader = Reader::new(ReadOptions::default());
+    /// let mut total = 0;
+    /// reader.read_many(["Cargo.toml", "README.md", "missing"], |_, _| LineCount::default(), |f| {
+    ///     match f.result {
+    ///         Ok(_) => total += f.processor.lines,
+    ///         Err(e) => assert_eq!(f.index, 2, "{e}"),
+    ///     }
+    /// })?;
+    /// assert!(total > 0);
+    /// # Ok::<(), ringread::Error>(())
+    /// ```
+    pub fn read_many<I, M, P, D>(&self, paths: I, mut make: M, done: D) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: Into<PathBuf>,
+        M: FnMut(usize, &Path) -> P,
+        P: Processor + Send,
+        D: FnMut(Finished<P>),
+    {
+        self.read_many_split(paths, |i, p| (Whole, make(i, p)), done)
+    }
+
+    /// [`Reader::read_many`] with processors in two halves (see [`Reader::read_path_split`]).
+    pub fn read_many_split<I, M, Pr, C, D>(&self, paths: I, mut make: M, mut done: D) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: Into<PathBuf>,
+        M: FnMut(usize, &Path) -> (Pr, C),
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
+        D: FnMut(Finished<C>),
+    {
+        let mut paths = paths.into_iter().map(Into::into);
+        let mut one_by_one = |paths: &mut dyn Iterator<Item = PathBuf>, from: usize| {
+            for (index, path) in paths.enumerate().map(|(i, p)| (i + from, p)) {
+                if let Some(c) = &self.cancel {
+                    if c.is_cancelled() {
+                        return Err(Error::Interrupted { path });
+                    }
+                }
+                let (pr, mut c) = make(index, &path);
+                let result = self.read_path_split(&path, &pr, &mut c);
+                if let Err(Error::Interrupted { .. }) = result {
+                    return result.map(drop);
+                }
+                done(Finished {
+                    index,
+                    path,
+                    result,
+                    processor: c,
+                });
+            }
+            Ok(())
+        };
+        let ring_ok = matches!(self.opts.backend, Backend::Auto | Backend::Uring)
+            && !self.opts.direct
+            && self.uring_status().is_ok();
+        if !ring_ok {
+            return one_by_one(&mut paths, 0);
+        }
+        let mut many = self.many.lock().unwrap_or_else(|e| e.into_inner());
+        let width = files_in_flight();
+        if many.is_none() {
+            match self.many_res(width) {
+                Some(res) => *many = Some(res),
+                None => return one_by_one(&mut paths, 0),
+            }
+        }
+        let res = many.as_mut().expect("set above");
+        let settings = Settings {
+            chunk: self.opts.chunk_size,
+            width,
+            large: 16 * self.opts.chunk_size as u64,
+            max_bytes: self.opts.max_bytes,
+            registered: res.registered,
+            cancel: self.cancel.as_ref(),
+        };
+        let route = Route {
+            engine: Engine::Uring,
+            threads: 1,
+            buffers: 1,
+            registered: 0,
+            chunk_size: self.opts.chunk_size,
+            direct: false,
+            sqpoll: false,
+            positional: true,
+        };
+        let mut release = |index: usize, path: PathBuf, outcome: Outcome<Pr, C>| {
+            let (result, processor) = match outcome {
+                Outcome::Read(result, c) => {
+                    let registered = usize::from(res.registered > 0);
+                    let result = result.map(|bytes| Summary {
+                        bytes,
+                        route: Route {
+                            registered,
+                            ..route.clone()
+                        },
+                        notices: Vec::new(),
+                    });
+                    (result, c)
+                }
+                Outcome::Deferred(pr, mut c) => (self.read_path_split(&path, &pr, &mut c), c),
+            };
+            if let Err(Error::Interrupted { path }) = result {
+                return Err(Error::Interrupted { path });
+            }
+            done(Finished {
+                index,
+                path,
+                result,
+                processor,
+            });
+            Ok(())
+        };
+        let r = many::run(
+            &mut res.ring,
+            &res.arena,
+            &settings,
+            &mut paths,
+            &mut make,
+            &mut release,
+        );
+        if let Err(Error::Ring { .. }) = r {
+            // The ring failed: it may still own the slots' buffers. Never free them.
+            if let Some(res) = many.take() {
+                std::mem::forget(res);
+            }
+        }
+        r
+    }
+
+    /// The ring and slots of `read_many`, or `None` where the kernel lacks path operations on the
+    /// ring (then files are read one after another).
+    fn many_res(&self, width: usize) -> Option<ManyRes> {
+        let ring = Ring::new(width + 2, false).ok()?;
+        if !ring.has_path_ops() {
+            return None;
+        }
+        let arena = Arena::new(width, self.opts.chunk_size).ok()?;
+        let mut ring = ring;
+        let registered = if self.opts.register_buffers {
+            ring.register(&arena, width).0
+        } else {
+            0
+        };
+        Some(ManyRes {
+            ring,
+            arena,
+            registered,
+        })
     }
 
     /// Reads an already open file (standard input, say) from its current position to its end, and
@@ -513,5 +708,24 @@ impl Reader {
         drop(kept);
         let bytes = run.finish()?;
         Ok((bytes, read_path))
+    }
+}
+
+/// How many files `read_many` keeps in flight: [`FILES_IN_FLIGHT`], or what `ulimit -n` leaves room
+/// for beside the descriptors already open (at least one).
+fn files_in_flight() -> usize {
+    // SAFETY: getrlimit writes into the struct we pass.
+    let limit = unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        (libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0).then_some(r.rlim_cur)
+    };
+    let open = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count());
+    match limit {
+        Some(l) if l != libc::RLIM_INFINITY => {
+            // Room for the lanes' descriptors (a file and its O_DIRECT twin) and a few more.
+            let room = (l as usize).saturating_sub(open + 8);
+            FILES_IN_FLIGHT.min(room).max(1)
+        }
+        _ => FILES_IN_FLIGHT,
     }
 }

@@ -13,8 +13,10 @@ use io_uring::{opcode, types, IoUring, Probe};
 
 use crate::buf::Arena;
 
+mod files;
 #[cfg(feature = "net")]
 mod stream;
+pub(crate) use files::Statx;
 #[cfg(feature = "net")]
 pub(crate) use stream::{StreamKind, StreamRing};
 
@@ -83,6 +85,8 @@ pub(crate) struct Ring {
     sqpoll: bool,
     /// The descriptor a poll is armed on, until its completion is popped.
     watching: Option<RawFd>,
+    /// The kernel has `STATX`, `OPENAT` and `CLOSE` on the ring.
+    path_ops: bool,
 }
 
 impl Ring {
@@ -109,8 +113,16 @@ impl Ring {
             Err(e) => return Err(e),
         };
         let mut probe = Probe::new();
+        let path_ops;
         let read_fixed = match ring.submitter().register_probe(&mut probe) {
             Ok(()) => {
+                path_ops = [
+                    opcode::Statx::CODE,
+                    opcode::OpenAt::CODE,
+                    opcode::Close::CODE,
+                ]
+                .iter()
+                .all(|&op| probe.is_supported(op));
                 if !probe.is_supported(opcode::Read::CODE) {
                     return Err(io::Error::new(
                         io::ErrorKind::Unsupported,
@@ -133,6 +145,7 @@ impl Ring {
             read_fixed,
             sqpoll,
             watching: None,
+            path_ops,
         })
     }
 

@@ -1,0 +1,469 @@
+//! Many files in flight on one ring: `STATX`, `OPENAT`, the reads and `CLOSE` of up to `width` files
+//! at once, batched into few `io_uring_enter` calls, so that the metadata and data reads of many
+//! files overlap (that is where a device's parallelism is, and what `xargs -P` gets from processes).
+//!
+//! Each file in flight has a slot: one buffer of `chunk` bytes and one operation in the kernel at a
+//! time. Its chunks are read one after another into that buffer, by [`Chunks`] (the same rules as
+//! every path), and handed to the file's own processor as they come: files are processed in the order
+//! their reads complete, each file's chunks in file order. Results are released to the caller in
+//! input order. Files the slots should not take — larger than `large` bytes (the lanes read those
+//! faster), and anything that is not a regular file (a FIFO's open would wait for a writer) — are
+//! handed back as [`Outcome::Deferred`] for the caller to read its usual way when their turn comes.
+//!
+//! Every user callback (the factory, the processor, the caller's `release`) runs on the calling
+//! thread; if one panics, the reads in flight are reaped and the descriptors closed before the panic
+//! goes on (the slots' buffers belong to the caller's arena, which outlives this call).
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::buf::{Arena, Chunk};
+use crate::cancel::Cancel;
+use crate::chunks::{Chunks, Piece, Step};
+use crate::error::{Error, Result};
+use crate::processor::{Combine, Prepare};
+use crate::ring::{Queue, ReadReq, Ring, Statx};
+
+/// What became of one input.
+pub(crate) enum Outcome<Pr, C> {
+    /// Read here: the bytes delivered, or the error that stopped it.
+    Read(Result<u64>, C),
+    /// Not for the slots (large, or not a regular file): the caller reads it.
+    Deferred(Pr, C),
+}
+
+/// The settings of one run.
+pub(crate) struct Settings<'a> {
+    /// Bytes per read, and per slot buffer.
+    pub chunk: usize,
+    /// Files in flight at most (no more than the arena has slots).
+    pub width: usize,
+    /// Files larger than this are deferred to the lanes.
+    pub large: u64,
+    /// `ReadOptions::max_bytes`.
+    pub max_bytes: Option<u64>,
+    /// The first `registered` slots of the arena are registered with the ring.
+    pub registered: usize,
+    /// Stops the run with [`Error::Interrupted`].
+    pub cancel: Option<&'a Cancel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Stat,
+    Open,
+    Read,
+    Close,
+}
+
+struct Slot<Pr, C> {
+    index: usize,
+    path: PathBuf,
+    cpath: CString,
+    statx: Box<Statx>,
+    phase: Phase,
+    fd: RawFd,
+    rules: Chunks,
+    piece: Piece,
+    bytes: u64,
+    began: bool,
+    error: Option<Error>,
+    work: Option<(Pr, C)>,
+}
+
+/// The ring's work in flight, reaped and closed on drop (also while a user callback unwinds).
+struct InFlight<'r, Pr, C> {
+    ring: &'r mut Ring,
+    ops: usize,
+    slots: Vec<Option<Slot<Pr, C>>>,
+}
+
+impl<Pr, C> Drop for InFlight<'_, Pr, C> {
+    fn drop(&mut self) {
+        let mut failures = 0;
+        while self.ops > 0 && failures < 100 {
+            if self.ring.submit(1).is_err() {
+                failures += 1;
+                continue;
+            }
+            while let Some((ud, res)) = self.ring.pop() {
+                self.ops -= 1;
+                // An open that completed after all: its descriptor is ours to close.
+                let i = (ud >> 2) as usize;
+                if let Some(Some(slot)) = self.slots.get_mut(i) {
+                    if ud & 3 == Phase::Open as u64 && res >= 0 {
+                        slot.fd = res;
+                    }
+                }
+            }
+        }
+        for slot in self.slots.iter_mut().flatten() {
+            if slot.fd >= 0 && slot.phase != Phase::Close {
+                // SAFETY: a descriptor this run opened and still owns.
+                unsafe { libc::close(slot.fd) };
+                slot.fd = -1;
+            }
+        }
+        if self.ops > 0 {
+            // The ring will not give its reads back: the kernel may still write into the arena.
+            // Nothing here can free it; the caller's arena must be leaked (see `Reader`).
+            std::mem::forget(std::mem::take(&mut self.slots));
+        }
+    }
+}
+
+/// Reads `paths` with up to `s.width` files in flight on `ring`, into the slots of `arena`. `make`
+/// makes each file's processor; `release` gets each input's outcome in input order.
+pub(crate) fn run<Pr, C>(
+    ring: &mut Ring,
+    arena: &Arena,
+    s: &Settings<'_>,
+    paths: &mut dyn Iterator<Item = PathBuf>,
+    make: &mut dyn FnMut(usize, &std::path::Path) -> (Pr, C),
+    release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
+) -> Result<()>
+where
+    Pr: Prepare,
+    C: Combine<Pr::Part>,
+{
+    let width = s.width.min(arena.slots()).max(1);
+    let mut fly = InFlight {
+        ring,
+        ops: 0,
+        slots: (0..width).map(|_| None).collect(),
+    };
+    let mut free: Vec<usize> = (0..width).rev().collect();
+    // Finished inputs waiting for the ones before them, by input index from `head`.
+    let mut done: VecDeque<Option<(PathBuf, Outcome<Pr, C>)>> = VecDeque::new();
+    let mut head = 0usize;
+    let mut next = 0usize;
+    let mut exhausted = false;
+    // Opens refused for want of descriptors (EMFILE, ENFILE): tried again once one is closed.
+    let mut starved: Vec<usize> = Vec::new();
+    loop {
+        if let Some(c) = s.cancel {
+            if c.is_cancelled() {
+                return Err(Error::Interrupted {
+                    path: fly
+                        .slots
+                        .iter()
+                        .flatten()
+                        .map(|sl| sl.path.clone())
+                        .next()
+                        .unwrap_or_default(),
+                });
+            }
+            fly.ring.watch(c.event_fd()).map_err(ring_error)?;
+        }
+        // Admit new files while slots are free and the reorder window has room.
+        while !exhausted && next < head + 4 * width {
+            let Some(&i) = free.last() else { break };
+            let Some(path) = paths.next() else {
+                exhausted = true;
+                break;
+            };
+            let work = make(next, &path);
+            done.push_back(None);
+            let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
+                let e = Error::Open {
+                    path: path.clone(),
+                    source: io::Error::from_raw_os_error(libc::EINVAL),
+                };
+                done[next - head] = Some((path, Outcome::Read(Err(e), work.1)));
+                next += 1;
+                continue;
+            };
+            free.pop();
+            let mut slot = Slot {
+                index: next,
+                path,
+                cpath,
+                // SAFETY: all-zero is a valid statx record.
+                statx: Box::new(unsafe { std::mem::zeroed() }),
+                phase: Phase::Stat,
+                fd: -1,
+                rules: Chunks::new(0, s.chunk, s.max_bytes, 0, true, None),
+                piece: Piece {
+                    k: 0,
+                    offset: 0,
+                    want: 0,
+                    filled: 0,
+                },
+                bytes: 0,
+                began: false,
+                error: None,
+                work: Some(work),
+            };
+            let out: *mut Statx = &mut *slot.statx;
+            // SAFETY: the path and the statx record are the slot's, boxed or heap-allocated so they
+            // do not move, and the slot stays in `fly.slots` until this operation's completion is
+            // popped (a slot is freed only after its last operation completes).
+            unsafe { fly.ring.push_statx(&slot.cpath, out, tag(i, Phase::Stat)) }
+                .map_err(ring_error)?;
+            fly.ops += 1;
+            fly.slots[i] = Some(slot);
+            next += 1;
+        }
+        // Release, in input order, what is finished; deferred inputs are read here by the caller.
+        while let Some(Some(_)) = done.front() {
+            let (path, outcome) = done.pop_front().flatten().expect("checked above");
+            release(head, path, outcome)?;
+            head += 1;
+        }
+        if exhausted && head == next {
+            return Ok(());
+        }
+        if fly.ops == 0 {
+            // Nothing in the kernel, yet inputs unfinished: only starved opens can be left.
+            if starved.is_empty() {
+                if head == next {
+                    continue; // everything admitted is released: admit more
+                }
+                return Err(ring_error(io::Error::other(
+                    "many files: nothing in flight and nothing finished (a bug)",
+                )));
+            }
+            for i in std::mem::take(&mut starved) {
+                let slot = fly.slots[i].as_mut().expect("starved slot");
+                slot.error.get_or_insert(Error::Open {
+                    path: slot.path.clone(),
+                    source: io::Error::from_raw_os_error(libc::EMFILE),
+                });
+                finish(&mut fly, i, &mut free, &mut done, head);
+            }
+            continue;
+        }
+        fly.ring.submit(1).map_err(ring_error)?;
+        while let Some((ud, res)) = fly.ring.pop() {
+            fly.ops -= 1;
+            let i = (ud >> 2) as usize;
+            let phase = fly.slots[i].as_ref().expect("a slot in flight").phase;
+            match phase {
+                Phase::Stat => on_stat(&mut fly, s, i, res, &mut free, &mut done, head)?,
+                Phase::Open => match res {
+                    e if e == -libc::EMFILE || e == -libc::ENFILE => starved.push(i),
+                    e if e < 0 => {
+                        let slot = fly.slots[i].as_mut().expect("slot");
+                        slot.error = Some(Error::Open {
+                            path: slot.path.clone(),
+                            source: io::Error::from_raw_os_error(-e),
+                        });
+                        finish(&mut fly, i, &mut free, &mut done, head);
+                    }
+                    fd => {
+                        let slot = fly.slots[i].as_mut().expect("slot");
+                        slot.fd = fd;
+                        slot.phase = Phase::Read;
+                        read_next(&mut fly, s, arena, i, 0)?;
+                    }
+                },
+                Phase::Read => on_read(&mut fly, s, arena, i, res)?,
+                Phase::Close => {
+                    fly.slots[i].as_mut().expect("slot").fd = -1;
+                    finish(&mut fly, i, &mut free, &mut done, head);
+                    // A descriptor came free: a starved open may go now.
+                    if let Some(j) = starved.pop() {
+                        let slot = fly.slots[j].as_ref().expect("starved slot");
+                        // SAFETY: as for the first open of this slot.
+                        unsafe { fly.ring.push_openat(&slot.cpath, tag(j, Phase::Open)) }
+                            .map_err(ring_error)?;
+                        fly.ops += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tag(slot: usize, phase: Phase) -> u64 {
+    (slot as u64) << 2 | phase as u64
+}
+
+fn ring_error(source: io::Error) -> Error {
+    Error::Ring {
+        path: PathBuf::from("io_uring"),
+        op: "submit",
+        source,
+    }
+}
+
+/// A file's `statx` came back: open it, or defer it.
+#[allow(clippy::too_many_arguments)]
+fn on_stat<Pr: Prepare, C: Combine<Pr::Part>>(
+    fly: &mut InFlight<'_, Pr, C>,
+    s: &Settings<'_>,
+    i: usize,
+    res: i32,
+    free: &mut Vec<usize>,
+    done: &mut VecDeque<Option<(PathBuf, Outcome<Pr, C>)>>,
+    head: usize,
+) -> Result<()> {
+    let slot = fly.slots[i].as_mut().expect("slot");
+    if res < 0 {
+        slot.error = Some(Error::Open {
+            path: slot.path.clone(),
+            source: io::Error::from_raw_os_error(-res),
+        });
+        finish(fly, i, free, done, head);
+        return Ok(());
+    }
+    let regular = u32::from(slot.statx.stx_mode) & libc::S_IFMT == libc::S_IFREG;
+    if !regular || slot.statx.stx_size > s.large {
+        let slot = fly.slots[i].take().expect("slot");
+        let (pr, c) = slot.work.expect("work");
+        done[slot.index - head] = Some((slot.path, Outcome::Deferred(pr, c)));
+        free.push(i);
+        return Ok(());
+    }
+    slot.rules = Chunks::new(0, s.chunk, s.max_bytes, slot.statx.stx_size, true, None);
+    slot.phase = Phase::Open;
+    // SAFETY: the slot's path stays put until this operation's completion is popped.
+    unsafe { fly.ring.push_openat(&slot.cpath, tag(i, Phase::Open)) }.map_err(ring_error)?;
+    fly.ops += 1;
+    Ok(())
+}
+
+/// Queues the read of chunk `k` (or the rest of the current piece when `k` is its own number).
+fn read_next<Pr, C>(
+    fly: &mut InFlight<'_, Pr, C>,
+    s: &Settings<'_>,
+    arena: &Arena,
+    i: usize,
+    k: u64,
+) -> Result<()> {
+    let slot = fly.slots[i].as_mut().expect("slot");
+    if slot.piece.k != k || slot.piece.want == 0 {
+        match slot.rules.piece(k, 0) {
+            Some(p) => slot.piece = p,
+            None => return close(fly, i), // the byte limit is reached
+        }
+    }
+    let read = slot.rules.next_read(&slot.piece);
+    let req = ReadReq {
+        fd: slot.fd,
+        // SAFETY: buf_offset < want <= chunk = the slot's length.
+        buf: unsafe { arena.slot_ptr(i).add(read.buf_offset) },
+        len: read.len,
+        offset: read.offset,
+        buf_index: (i < s.registered).then_some(i as u16),
+        user_data: tag(i, Phase::Read),
+    };
+    // SAFETY: slot i's buffer is this file's alone, and nothing reads it until this read's
+    // completion is popped; `InFlight` reaps every operation before the arena can go.
+    unsafe { fly.ring.push(req) }.map_err(ring_error)?;
+    fly.ops += 1;
+    Ok(())
+}
+
+/// A read came back: retry, hand the chunk over, read the next, or close.
+fn on_read<Pr: Prepare, C: Combine<Pr::Part>>(
+    fly: &mut InFlight<'_, Pr, C>,
+    s: &Settings<'_>,
+    arena: &Arena,
+    i: usize,
+    res: i32,
+) -> Result<()> {
+    let slot = fly.slots[i].as_mut().expect("slot");
+    let rules = slot.rules;
+    let step = rules.complete(&mut slot.piece, res);
+    if step == Step::Again {
+        let k = slot.piece.k;
+        return read_next(fly, s, arena, i, k);
+    }
+    let filled = slot.piece.filled as usize;
+    let offset = slot.piece.offset;
+    let mut go_on = true;
+    if filled > 0 || !slot.began {
+        let (pr, c) = slot.work.as_mut().expect("work");
+        if !slot.began {
+            slot.began = true;
+            if let Err(source) = c.begin() {
+                slot.error = Some(Error::Process {
+                    path: slot.path.clone(),
+                    offset: 0,
+                    source,
+                });
+                return close(fly, i);
+            }
+        }
+        if filled > 0 {
+            // SAFETY: the read completed and wrote `filled` bytes into slot i; nothing writes into
+            // it until the next read of this file is queued, after this borrow ends.
+            let data = unsafe { arena.slot(i, filled) };
+            let chunk = Chunk::new(offset, data);
+            let part = pr.prepare(&chunk);
+            match c.combine(&chunk, part) {
+                Ok(more) => {
+                    slot.bytes += filled as u64;
+                    go_on = more;
+                }
+                Err(source) => {
+                    slot.error = Some(Error::Process {
+                        path: slot.path.clone(),
+                        offset,
+                        source,
+                    });
+                    return close(fly, i);
+                }
+            }
+        }
+    }
+    match step {
+        Step::Failed { errno } => {
+            slot.error = Some(Error::Read {
+                path: slot.path.clone(),
+                offset: offset + filled as u64,
+                source: io::Error::from_raw_os_error(errno),
+            });
+            close(fly, i)
+        }
+        Step::Ready { last: false } if go_on => {
+            let k = slot.piece.k + 1;
+            slot.piece.want = 0;
+            read_next(fly, s, arena, i, k)
+        }
+        _ => {
+            let (_, c) = slot.work.as_mut().expect("work");
+            if let Err(source) = c.finish() {
+                slot.error = Some(Error::Process {
+                    path: slot.path.clone(),
+                    offset: slot.bytes,
+                    source,
+                });
+            }
+            close(fly, i)
+        }
+    }
+}
+
+fn close<Pr, C>(fly: &mut InFlight<'_, Pr, C>, i: usize) -> Result<()> {
+    let slot = fly.slots[i].as_mut().expect("slot");
+    slot.phase = Phase::Close;
+    fly.ring
+        .push_close(slot.fd, tag(i, Phase::Close))
+        .map_err(ring_error)?;
+    fly.ops += 1;
+    Ok(())
+}
+
+/// Slot `i` is done (its descriptor closed, or never opened): its outcome waits for its turn.
+fn finish<Pr, C>(
+    fly: &mut InFlight<'_, Pr, C>,
+    i: usize,
+    free: &mut Vec<usize>,
+    done: &mut VecDeque<Option<(PathBuf, Outcome<Pr, C>)>>,
+    head: usize,
+) {
+    let slot = fly.slots[i].take().expect("slot");
+    let (_, c) = slot.work.expect("work");
+    let result = match slot.error {
+        Some(e) => Err(e),
+        None => Ok(slot.bytes),
+    };
+    done[slot.index - head] = Some((slot.path, Outcome::Read(result, c)));
+    free.push(i);
+}
