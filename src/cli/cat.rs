@@ -7,6 +7,7 @@ use clap::Args;
 use ringread::processor::CopyTo;
 use ringread::Error;
 
+use super::inputs::InputArgs;
 use super::{complain, stdout_raw, Ctx};
 
 #[derive(Debug, Args)]
@@ -14,11 +15,14 @@ pub(crate) struct CatArgs {
     /// Files ("-" or none: standard input)
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: InputArgs,
 }
 
 pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {
-    let mut ok = true;
-    for name in ctx.inputs(a.files)? {
+    // One file at a time: the bytes go straight to standard output, in order.
+    let (names, mut ok) = ctx.names(a.files, &a.inputs)?;
+    for name in names {
         let mut stdout = stdout_raw();
         let mut copy = CopyTo::new(&mut *stdout);
         match ctx.read(&name, &mut copy) {

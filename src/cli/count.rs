@@ -1,6 +1,5 @@
 //! `ringread count`: newline and byte counts with the numbers and layout of `wc -lc`.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,13 +7,16 @@ use clap::Args;
 use ringread::processor::{LineCount, NewlinePrepare};
 use ringread::Error;
 
-use super::{bytes_of, complain, Ctx};
+use super::inputs::InputArgs;
+use super::{bytes_of, complain, Ctx, Output};
 
 #[derive(Debug, Args)]
 pub(crate) struct CountArgs {
     /// Files ("-" or none: standard input)
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: InputArgs,
 }
 
 /// The column width `wc` uses: the digits of the sum of the regular files' sizes, at least 7 when
@@ -58,42 +60,61 @@ fn line(counts: LineCount, width: usize, name: Option<&[u8]>) -> Vec<u8> {
 
 pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
     // Named files, and a connection (named by its address, as `sum` names it), show their names.
-    let named = !a.files.is_empty() || ctx.reads_connection();
-    let files = ctx.inputs(a.files)?;
+    let named = !a.files.is_empty() || ctx.reads_connection() || a.inputs.is_set();
+    let (files, mut ok) = ctx.names(a.files, &a.inputs)?;
     // A connection is a stream, as a pipe on standard input is: wc's minimum width of 7.
     let width = if ctx.reads_connection() {
         7
     } else {
         column_width(&files)
     };
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut out = Output::new();
     let mut total = LineCount::default();
-    let mut ok = true;
-    for name in &files {
-        let mut counts = LineCount::default();
-        let shown = named.then(|| bytes_of(name));
-        let print = match ctx.read_split(name, &NewlinePrepare, &mut counts) {
-            Ok(_) => true,
-            Err(e) => {
+    let mut failed = None;
+    let mut write = |name: &Path, counted: Result<LineCount, (Error, LineCount)>| {
+        let (counts, print) = match counted {
+            Ok(c) => (c, true),
+            Err((e, c)) => {
                 ok = false;
+                if let Err(e) = out.flush() {
+                    failed.get_or_insert(e);
+                }
                 complain(&e);
                 // Like wc: a file that was opened shows what was counted before the error.
-                match &e {
+                let print = match &e {
                     Error::Read { .. } => true,
                     Error::Open { source, .. } => source.raw_os_error() == Some(libc::EISDIR),
                     _ => false,
-                }
+                };
+                (c, print)
             }
         };
         if print {
-            out.write_all(&line(counts, width, shown))?;
-            out.flush()?;
+            if let Err(e) = out.line(&line(counts, width, named.then(|| bytes_of(name)))) {
+                failed.get_or_insert(e);
+            }
             total.lines += counts.lines;
             total.bytes += counts.bytes;
         }
+    };
+    if ctx.can_read_many(&files) {
+        ctx.many(
+            &files,
+            || (NewlinePrepare, LineCount::default()),
+            |name, r| write(name, r),
+        );
+    } else {
+        for name in &files {
+            let mut counts = LineCount::default();
+            let r = ctx.read_split(name, &NewlinePrepare, &mut counts);
+            write(name, r.map(|_| counts).map_err(|e| (e, counts)));
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
     }
     if files.len() > 1 {
-        out.write_all(&line(total, width, Some(b"total")))?;
+        out.line(&line(total, width, Some(b"total")))?;
     }
     out.flush()?;
     Ok(super::exit_code(ok))

@@ -4,6 +4,7 @@ mod bench;
 mod cat;
 mod check;
 mod count;
+mod inputs;
 mod sum;
 
 use std::collections::HashSet;
@@ -279,6 +280,74 @@ impl Ctx {
         }
     }
 
+    /// What to read, with `-r`, `--files-from` and `--files0-from` expanded; `false` if a
+    /// directory could not be walked or a list had a bad name (each said on standard error).
+    pub(crate) fn names(
+        &self,
+        files: Vec<PathBuf>,
+        a: &inputs::InputArgs,
+    ) -> anyhow::Result<(Vec<PathBuf>, bool)> {
+        if !a.is_set() {
+            return Ok((self.inputs(files)?, true));
+        }
+        if self.net.is_some() {
+            anyhow::bail!("--connect and --listen read the connection; give no FILE with them");
+        }
+        let (names, ok) = inputs::gather(
+            files,
+            a,
+            &mut |line| {
+                if self.verbose {
+                    eprintln!("ringread: {line}");
+                }
+            },
+            &mut |line| eprintln!("ringread: {line}"),
+        )?;
+        Ok((names, ok))
+    }
+
+    /// Whether `names` can be read many at a time ([`Ctx::many`]): named files only, no standard
+    /// input or connection.
+    pub(crate) fn can_read_many(&self, names: &[PathBuf]) -> bool {
+        self.net.is_none() && names.len() > 1 && names.iter().all(|n| n.as_os_str() != "-")
+    }
+
+    /// Reads `names` many at a time, each into a processor `make` gives, and hands each to `done`
+    /// in order with what was read (reported under -v like every read).
+    pub(crate) fn many<Pr, C>(
+        &self,
+        names: &[PathBuf],
+        mut make: impl FnMut() -> (Pr, C),
+        mut done: impl FnMut(&Path, Result<C, (ringread::Error, C)>),
+    ) where
+        Pr: ringread::processor::Prepare,
+        C: ringread::processor::Combine<Pr::Part> + Send,
+    {
+        let r = self.reader.read_many_split(
+            names,
+            |_, _| make(),
+            |f: ringread::Finished<C>| match f.result {
+                Ok(summary) => {
+                    self.report(&f.path, &summary);
+                    done(&f.path, Ok(f.processor));
+                }
+                Err(ringread::Error::Interrupted { .. }) => {
+                    std::process::exit(INTERRUPTED_EXIT.into())
+                }
+                Err(e) => done(&f.path, Err((e, f.processor))),
+            },
+        );
+        match r {
+            Ok(()) => {}
+            Err(ringread::Error::Interrupted { .. }) => std::process::exit(INTERRUPTED_EXIT.into()),
+            Err(e) => {
+                // The ring itself failed: say so; what was not handed back is not reported again.
+                complain(&e);
+                std::process::exit(1);
+            }
+        }
+    }
+
     /// Whether the input is the connection of `--connect`/`--listen` (a stream, as a pipe is).
     pub(crate) fn reads_connection(&self) -> bool {
         self.net.is_some()
@@ -303,7 +372,12 @@ impl Ctx {
     }
 
     /// Reads `name` with a processor in two halves (see `ringread::processor::Prepare`).
-    fn read_split<Pr, C>(&self, name: &Path, prep: &Pr, proc: &mut C) -> ringread::Result<Summary>
+    pub(crate) fn read_split<Pr, C>(
+        &self,
+        name: &Path,
+        prep: &Pr,
+        proc: &mut C,
+    ) -> ringread::Result<Summary>
     where
         Pr: ringread::processor::Prepare,
         C: ringread::processor::Combine<Pr::Part> + Send,
@@ -392,6 +466,40 @@ pub(crate) fn bytes_of(p: &Path) -> &[u8] {
 
 /// The default algorithm of `ringread sum`.
 pub(crate) const DEFAULT_ALGORITHM: Algorithm = Algorithm::Blake3;
+
+/// Standard output in large blocks: flushed when full and at the end, and line by line when it is
+/// a terminal (a person watching sees each line as it is done).
+pub(crate) struct Output {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    terminal: bool,
+}
+
+impl Output {
+    pub(crate) fn new() -> Output {
+        use std::io::IsTerminal;
+        let stdout = std::io::stdout();
+        Output {
+            terminal: stdout.is_terminal(),
+            out: std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
+        }
+    }
+
+    /// Writes one line (it ends in `\n`).
+    pub(crate) fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        self.out.write_all(line)?;
+        if self.terminal {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Everything written so far goes out (before a message on standard error, and at the end).
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        use std::io::Write;
+        self.out.flush()
+    }
+}
 
 /// The files to read: those given, or standard input.
 pub(crate) fn files_or_stdin(files: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {

@@ -1,14 +1,14 @@
 //! `ringread sum`: checksums as sha256sum, b3sum and xxhsum print them.
 
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use ringread::processor::Algorithm;
+use ringread::processor::{blake3_parallel, Algorithm, Checksum, Whole};
 use ringread::sumfile::format_line;
 
-use super::{bytes_of, complain, Ctx, DEFAULT_ALGORITHM};
+use super::inputs::InputArgs;
+use super::{bytes_of, complain, Ctx, Output, DEFAULT_ALGORITHM};
 
 #[derive(Debug, Args)]
 pub(crate) struct SumArgs {
@@ -39,6 +39,8 @@ pub(crate) struct SumArgs {
     /// Files ("-" or none: standard input)
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: InputArgs,
 }
 
 fn parse_algo(s: &str) -> Result<Algorithm, String> {
@@ -47,24 +49,55 @@ fn parse_algo(s: &str) -> Result<Algorithm, String> {
 
 pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
     if a.check {
+        if a.inputs.is_set() {
+            anyhow::bail!(
+                "--check reads check lists: -r, --files-from and --files0-from do not apply"
+            );
+        }
         return super::check::run(ctx, &a.into());
     }
     let algo = a.algo.unwrap_or(DEFAULT_ALGORITHM);
-    let mut ok = true;
-    let mut stdout = BufWriter::new(std::io::stdout().lock());
-    for name in ctx.inputs(a.files)? {
-        match ctx.digest(&name, algo) {
-            Ok(hex) => {
-                stdout.write_all(&format_line(algo, &hex, bytes_of(&name), a.tag))?;
-                // Line by line, as the standard tools do, so a consumer sees each as it is done.
-                stdout.flush()?;
-            }
+    let (names, mut ok) = ctx.names(a.files, &a.inputs)?;
+    let mut out = Output::new();
+    let mut write = |name: &Path, hex: ringread::Result<String>| -> std::io::Result<()> {
+        match hex {
+            Ok(hex) => out.line(&format_line(algo, &hex, bytes_of(name), a.tag)),
             Err(e) => {
                 ok = false;
+                out.flush()?;
                 complain(&e);
+                Ok(())
             }
         }
+    };
+    if ctx.can_read_many(&names) {
+        // Many files in flight at once; lines in input order.
+        let mut failed = None;
+        let mut keep = |name: &Path, hex| {
+            if failed.is_none() {
+                failed = write(name, hex).err();
+            }
+        };
+        if algo == Algorithm::Blake3 {
+            ctx.many(&names, blake3_parallel, |n, r| {
+                keep(n, r.map(|mut s| s.hex()).map_err(|(e, _)| e))
+            });
+        } else {
+            ctx.many(
+                &names,
+                || (Whole, Checksum::new(algo)),
+                |n, r| keep(n, r.map(|s| s.hex()).map_err(|(e, _)| e)),
+            );
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    } else {
+        for name in names {
+            write(&name, ctx.digest(&name, algo))?;
+        }
     }
+    out.flush()?;
     Ok(super::exit_code(ok))
 }
 
