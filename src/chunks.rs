@@ -379,7 +379,10 @@ mod tests {
         assert_eq!(rules.max_in_flight(8), 1);
         let mut p = rules.piece(0, 0).unwrap();
         let r = rules.next_read(&p);
-        assert_eq!((r.via, r.offset, r.len), (Via::Buffered, CURRENT_POSITION, 4096));
+        assert_eq!(
+            (r.via, r.offset, r.len),
+            (Via::Buffered, CURRENT_POSITION, 4096)
+        );
         assert_eq!(rules.complete(&mut p, 100), Step::Ready { last: false });
         let mut p = rules.piece(1, 100).unwrap();
         assert_eq!(p.want, 4096);

@@ -240,24 +240,17 @@ fn holding_chunks_stops_reading_backpressure() {
         let depth = 4;
         let mut s = driver.open(&p, &opts(4096, depth, false)).unwrap();
         let mut held: Vec<OwnedChunk> = Vec::new();
-        for _ in 0..depth {
+        for _ in 0..depth - 1 {
             held.push(s.next().await.unwrap().unwrap());
         }
-        // Every buffer is lent out: the stream cannot read, whatever the driver does.
-        let waker = futures_util::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        for _ in 0..3 {
-            assert!(matches!(
-                futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx),
-                Poll::Pending
-            ));
-            assert_eq!(
-                driver.stats().in_flight,
-                0,
-                "a read was started with no free buffer"
-            );
-            tokio::task::yield_now().await;
-        }
+        // One buffer left: the stream reads into it and nothing more, whatever the driver does.
+        let next = s.next().await.unwrap().unwrap();
+        assert_eq!(next.offset(), (depth as u64 - 1) * 4096);
+        assert!(
+            driver.stats().in_flight <= 1,
+            "more reads than free buffers"
+        );
+        held.push(next);
         // One chunk given back: one buffer to read into, and the next chunk comes.
         let first = held.remove(0);
         assert_eq!(first.offset(), 0);
@@ -265,7 +258,78 @@ fn holding_chunks_stops_reading_backpressure() {
         let next = s.next().await.unwrap().unwrap();
         assert_eq!(next.offset(), depth as u64 * 4096);
         assert!(next[..] == data[depth * 4096..(depth + 1) * 4096]);
+        held.push(next);
+        // Now every buffer is lent out and nothing is in flight: polling says so at once instead of
+        // waiting for a drop that this task would have to make.
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut polls = 0;
+        let e = loop {
+            match futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx) {
+                Poll::Ready(Some(Err(e))) => break e,
+                Poll::Ready(other) => panic!("expected BuffersHeld, got {other:?}"),
+                // Reads still in flight complete first (there are none here, but be fair).
+                Poll::Pending => {
+                    polls += 1;
+                    assert!(polls < 10_000, "never reported the held buffers");
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        assert!(
+            matches!(e, Error::BuffersHeld { held, .. } if held == depth),
+            "{e}"
+        );
+        assert!(e.to_string().contains("drop chunks"), "{e}");
+        assert_eq!(
+            driver.stats().in_flight,
+            0,
+            "a read started with no free buffer"
+        );
+        assert!(
+            s.next().await.is_none(),
+            "the stream goes on after the error"
+        );
     });
+}
+
+/// `collect()`ing a stream holds every chunk: with more chunks than buffers that used to hang
+/// forever; now the stream says why.
+#[test]
+fn collecting_more_chunks_than_buffers_is_an_error_not_a_hang() {
+    let _g = shared();
+    let dir = tmpdir();
+    let p = write_file(dir.path(), "f", &random_bytes(10 * 4096 + 5, 12));
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let items: Vec<Result<OwnedChunk, Error>> = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            driver.open(&p, &opts(4096, 3, false)).unwrap().collect(),
+        )
+        .await
+        .expect("collect() hung")
+    });
+    assert_eq!(items.len(), 4, "{items:?}");
+    assert!(items[..3].iter().all(|c| c.is_ok()));
+    assert!(
+        matches!(items[3], Err(Error::BuffersHeld { held: 3, .. })),
+        "{:?}",
+        items[3]
+    );
+    drop(items);
+    // With few enough chunks for the buffers, collect() works.
+    let small = write_file(dir.path(), "small", &random_bytes(2 * 4096, 13));
+    let items: Vec<_> = rt.block_on(
+        driver
+            .open(&small, &opts(4096, 3, false))
+            .unwrap()
+            .collect(),
+    );
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|c: &Result<OwnedChunk, Error>| c.is_ok()));
+    drop(items);
+    wait_idle(&driver);
 }
 
 #[test]

@@ -59,10 +59,11 @@
 mod chunk;
 mod driver;
 mod file;
+mod pool;
 
 pub use chunk::OwnedChunk;
-pub use driver::{Driver, DriverStats};
-pub use file::{default_options, open, FileStream, DEFAULT_DEPTH};
+pub use driver::{Driver, DriverStats, DEFAULT_BUDGET};
+pub use file::{default_options, open, open_async, FileStream, DEFAULT_DEPTH};
 
 use crate::error::Error;
 
