@@ -614,9 +614,10 @@ impl FileStream {
                     break;
                 };
                 // A buffer from the driver's pool: read ahead only within this stream's share;
-                // with nothing in flight or ready this stream needs one, and waits for it.
+                // when its consumer waits (nothing handed out now) and nothing is in flight or
+                // ready, this stream needs one, and waits for it.
                 let held = st.bufs.iter().flatten().count() * self.stride;
-                let urgent = !busy(&st);
+                let urgent = out.is_none() && !busy(&st);
                 let buf = match shared.pool.take(self.stride, held, urgent, cx.waker()) {
                     Ok(Some(b)) => b,
                     Ok(None) => {
