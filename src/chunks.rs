@@ -127,6 +127,8 @@ impl Chunks {
     }
 
     /// Where reading starts.
+    // For the engine's lanes (the stream does not need it).
+    #[allow(dead_code)]
     pub(crate) fn start(&self) -> u64 {
         self.start
     }
@@ -142,6 +144,8 @@ impl Chunks {
 
     /// How many chunks the source can have at most, as far as its size hint and the limit tell
     /// (at least 1: the read that finds the end). For choosing how many lanes to use.
+    // For the engine's lanes (the stream does not need it).
+    #[allow(dead_code)]
     pub(crate) fn expected_chunks(&self) -> u64 {
         if !self.positional {
             return 1;
