@@ -55,6 +55,9 @@ struct State {
     waker: Option<Waker>,
     /// The stream was dropped: nothing will collect what is read.
     closed: bool,
+    /// The stream has handed out its end (or was dropped): what completes from now on is not
+    /// wanted, and its buffer goes straight back to the pool.
+    finished: bool,
 }
 
 /// A stream's buffers and their states: shared by the stream, its chunks and its reads in flight,
@@ -72,6 +75,23 @@ pub(super) struct Shared {
 unsafe impl Sync for Shared {}
 
 impl State {
+    /// The stream is done with its slots: every one not lent out and not being read is freed
+    /// (into `giveback`), and reads completing from now on free theirs.
+    fn finish(&mut self, giveback: &mut Vec<Buf>) {
+        self.finished = true;
+        for i in 0..self.slots.len() {
+            if matches!(
+                self.slots[i],
+                Slot::Free
+                    | Slot::Ready { .. }
+                    | Slot::Failed { .. }
+                    | Slot::Reading { res: Some(_), .. }
+            ) {
+                self.free(i, giveback);
+            }
+        }
+    }
+
     /// Frees slot `i`; its buffer goes into `giveback` (for the pool, once the lock is released).
     fn free(&mut self, i: usize, giveback: &mut Vec<Buf>) {
         self.slots[i] = Slot::Free;
@@ -86,13 +106,19 @@ impl Shared {
 
     /// A read into `slot` completed with `res` (bytes, or `-errno`).
     pub(super) fn complete(&self, slot: usize, res: i32) {
+        let mut giveback = Vec::new();
         let waker = {
             let mut st = self.lock();
             if let Some(Slot::Reading { res: r @ None, .. }) = st.slots.get_mut(slot) {
                 *r = Some(res);
+                if st.finished {
+                    // The kernel is done with the buffer (this is the read's completion).
+                    st.free(slot, &mut giveback);
+                }
             }
             st.waker.take()
         };
+        self.pool.give(giveback);
         if let Some(w) = waker {
             w.wake();
         }
@@ -278,6 +304,7 @@ impl Driver {
                 bufs: (0..depth).map(|_| None).collect(),
                 waker: None,
                 closed: false,
+                finished: false,
             }),
             counters,
         });
@@ -480,15 +507,7 @@ impl FileStream {
     /// Ends the stream because the driver was cancelled: its reads in flight are cancelled (their
     /// buffers stay with them until their completions arrive).
     fn interrupt(&mut self) -> Error {
-        self.ended = true;
-        self.done = true;
-        let in_flight = self
-            .shared
-            .lock()
-            .slots
-            .iter()
-            .any(|s| matches!(s, Slot::Reading { res: None, .. }));
-        if in_flight {
+        if self.finish() {
             self.driver.cancel(&self.shared);
         }
         Error::Interrupted {
@@ -496,9 +515,26 @@ impl FileStream {
         }
     }
 
+    /// Ends the stream: the buffers it does not lend out go back to the pool (those being read,
+    /// as their reads complete). Returns whether reads are in flight.
+    fn finish(&mut self) -> bool {
+        self.ended = true;
+        self.done = true;
+        let mut giveback = Vec::new();
+        let in_flight = {
+            let mut st = self.shared.lock();
+            st.finish(&mut giveback);
+            st.slots
+                .iter()
+                .any(|s| matches!(s, Slot::Reading { res: None, .. }))
+        };
+        self.shared.pool.give(giveback);
+        in_flight
+    }
+
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<OwnedChunk>>> {
         if let Some(e) = self.pending.take() {
-            self.done = true;
+            self.finish();
             return Poll::Ready(Some(Err(e)));
         }
         if self.done {
@@ -590,8 +626,8 @@ impl FileStream {
             _ => None,
         };
         if self.done {
-            // Anything still in flight is not wanted: free the slots as completions come.
-            self.settle(&mut st, send, giveback);
+            // Anything still in flight is not wanted: its buffer goes back as it completes.
+            st.finish(giveback);
             return out;
         }
         // Fill every free slot (the reads go out after the lock is released), once a quarter of
@@ -627,6 +663,7 @@ impl FileStream {
                     Err(e) => {
                         self.ended = true;
                         self.done = true;
+                        st.finish(giveback);
                         return Some(Some(Err(e)));
                     }
                 };
@@ -650,6 +687,7 @@ impl FileStream {
             // (`collect()`, a Vec of chunks). Say so rather than wait forever.
             self.ended = true;
             self.done = true;
+            st.finish(giveback);
             return Some(Some(Err(Error::BuffersHeld {
                 path: self.path.clone(),
                 held: lent,
@@ -681,14 +719,17 @@ impl futures_core::FusedStream for FileStream {
 
 impl Drop for FileStream {
     fn drop(&mut self) {
+        let mut giveback = Vec::new();
         let in_flight = {
             let mut st = self.shared.lock();
             st.closed = true;
             st.waker = None;
+            st.finish(&mut giveback);
             st.slots
                 .iter()
                 .any(|s| matches!(s, Slot::Reading { res: None, .. }))
         };
+        self.shared.pool.give(giveback);
         if in_flight {
             // The reads keep the buffers and the file alive until their completions arrive.
             self.driver.cancel(&self.shared);
