@@ -311,6 +311,14 @@ impl DriverInner {
     /// Starts one lane: its eventfd, and its thread, which makes its ring (or falls back to pread).
     #[allow(clippy::type_complexity)]
     fn lane(&self) -> Result<(Arc<Channel>, JoinHandle<()>, Option<Notice>)> {
+        #[cfg(test)]
+        if tests::FAIL_LANE.with(|f| f.get()) == Some(self.lanes.len()) {
+            return Err(Error::Ring {
+                path: "driver thread".into(),
+                op: "spawn",
+                source: io::Error::from_raw_os_error(libc::EAGAIN),
+            });
+        }
         // SAFETY: eventfd has no memory arguments; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -332,6 +340,8 @@ impl DriverInner {
             pool: Arc::clone(&self.pool),
         });
         let c = Arc::clone(&chan);
+        #[cfg(test)]
+        tests::STARTED.with(|s| s.borrow_mut().push(Arc::downgrade(&chan)));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         // The ring is made on its thread: with IORING_SETUP_SINGLE_ISSUER only the thread that made
         // it may submit.
@@ -572,5 +582,36 @@ fn wait_readable(op: &ReadOp, chan: &Channel) -> bool {
         if n != 0 {
             return true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::sync::Weak;
+
+    thread_local! {
+        /// Makes the lane with this index fail to start (on this thread's next driver).
+        pub(super) static FAIL_LANE: Cell<Option<usize>> = const { Cell::new(None) };
+        /// The lanes started on this thread.
+        pub(super) static STARTED: RefCell<Vec<Weak<Channel>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[test]
+    fn a_driver_whose_later_lane_fails_stops_the_lanes_it_started() {
+        FAIL_LANE.with(|f| f.set(Some(2)));
+        let e = Driver::with_threads(3).unwrap_err();
+        FAIL_LANE.with(|f| f.set(None));
+        assert!(matches!(e, Error::Ring { op: "spawn", .. }), "{e}");
+        let started = STARTED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        assert_eq!(started.len(), 2);
+        // Each lane's thread holds its channel until it ends: none is left running.
+        assert!(
+            started.iter().all(|w| w.upgrade().is_none()),
+            "a lane's thread outlived the failed driver"
+        );
+        // The next driver starts normally.
+        assert_eq!(Driver::with_threads(2).unwrap().threads(), 2);
     }
 }
