@@ -158,8 +158,18 @@ impl Drop for Shared {
 /// `Result<OwnedChunk, Error>`.
 ///
 /// The stream reads ahead: up to `depth` reads of `chunk_size` bytes are in flight at once, performed
-/// by its [`Driver`]'s thread. A chunk handed out keeps its buffer until it (or the `Bytes` made from
+/// by its [`Driver`]'s threads into buffers from the driver's pool (within the driver's budget, see
+/// [`Driver::with_budget`]). A chunk handed out keeps its buffer until it (or the `Bytes` made from
 /// it) is dropped, and the stream never has more than `depth` buffers: holding chunks stops reading.
+///
+/// Holding every one of them while asking for the next chunk would wait for ever (the task that
+/// polls is the one that holds them, as `stream.collect::<Vec<_>>()` does): instead the poll returns
+/// [`Error::BuffersHeld`] and the stream ends. Drop chunks before asking for more, copy the bytes you
+/// keep (`Bytes::copy_from_slice`), or open the stream with a larger `depth`. A file of exactly
+/// `depth` chunks counts too: the read that finds its end needs a buffer.
+///
+/// If the driver has a [`Cancel`](crate::Cancel) ([`Driver::set_cancel`]) and it is cancelled, the
+/// next poll cancels the reads in flight and returns [`Error::Interrupted`].
 ///
 /// Dropping the stream part way cancels its reads in flight (`IORING_OP_ASYNC_CANCEL`); its buffers
 /// are freed once those reads have completed and every chunk handed out is dropped, and its file is
