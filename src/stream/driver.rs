@@ -427,7 +427,10 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
         }
         for req in reqs.drain(..) {
             match req {
-                Request::Read(op) if cancelled => complete(chan, op, -libc::ECANCELED),
+                Request::Read(op) if cancelled => {
+                    chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                    complete(chan, op, -libc::ECANCELED)
+                }
                 Request::Read(op) if op.blocking => {
                     let res = read_now(&op, chan);
                     complete(chan, op, res);
@@ -471,6 +474,7 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
             // pread(2).
             for op in ops.drain() {
                 std::mem::forget(Arc::clone(&op.shared));
+                op.shared.poison(op.slot);
                 complete(chan, op, -libc::EIO);
             }
             std::mem::forget(ring);

@@ -1,5 +1,5 @@
-//! [`FileStream`]: a file's chunks as a `Stream`, read ahead by the driver into the stream's own
-//! buffers, handed out in file order as [`OwnedChunk`]s.
+//! [`FileStream`]: a file's chunks as a `Stream`, read ahead by the driver into buffers from the
+//! driver's pool, handed out in file order as [`OwnedChunk`]s.
 
 use std::fs::File;
 use std::future::Future;
@@ -52,6 +52,9 @@ struct State {
     /// Each slot's buffer: taken from the driver's pool when a read into the slot starts, given
     /// back when the slot is free again. `Some` whenever the slot is `Reading`, `Ready` or `Lent`.
     bufs: Vec<Option<Buf>>,
+    /// Slots whose buffer the kernel may still write (their read was abandoned when a ring failed):
+    /// when freed, the buffer is leaked, never given back.
+    poisoned: Vec<bool>,
     waker: Option<Waker>,
     /// The stream was dropped: nothing will collect what is read.
     closed: bool,
@@ -87,15 +90,22 @@ impl State {
                     | Slot::Failed { .. }
                     | Slot::Reading { res: Some(_), .. }
             ) {
-                self.free(i, giveback);
+                giveback.extend(self.free(i));
             }
         }
     }
 
-    /// Frees slot `i`; its buffer goes into `giveback` (for the pool, once the lock is released).
-    fn free(&mut self, i: usize, giveback: &mut Vec<Buf>) {
+    /// Frees slot `i`; returns its buffer, for the pool once the lock is released (none if the slot
+    /// had none, or if it is poisoned: then the buffer is leaked).
+    #[must_use]
+    fn free(&mut self, i: usize) -> Option<Buf> {
         self.slots[i] = Slot::Free;
-        giveback.extend(self.bufs[i].take());
+        let buf = self.bufs[i].take();
+        if std::mem::take(&mut self.poisoned[i]) {
+            std::mem::forget(buf);
+            return None;
+        }
+        buf
     }
 }
 
@@ -106,14 +116,14 @@ impl Shared {
 
     /// A read into `slot` completed with `res` (bytes, or `-errno`).
     pub(super) fn complete(&self, slot: usize, res: i32) {
-        let mut giveback = Vec::new();
+        let mut giveback = None;
         let waker = {
             let mut st = self.lock();
             if let Some(Slot::Reading { res: r @ None, .. }) = st.slots.get_mut(slot) {
                 *r = Some(res);
                 if st.finished {
                     // The kernel is done with the buffer (this is the read's completion).
-                    st.free(slot, &mut giveback);
+                    giveback = st.free(slot);
                 }
             }
             st.waker.take()
@@ -126,17 +136,21 @@ impl Shared {
 
     /// The chunk lent from `slot` was dropped.
     pub(super) fn release(&self, slot: usize) {
-        let mut giveback = Vec::with_capacity(1);
-        let waker = {
+        let (giveback, waker) = {
             let mut st = self.lock();
-            st.free(slot, &mut giveback);
-            st.waker.take()
+            (st.free(slot), st.waker.take())
         };
         // Back to the pool first: that wakes streams waiting for a buffer, this one included.
         self.pool.give(giveback);
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// The read into `slot` is abandoned (its ring failed): the kernel may still write the slot's
+    /// buffer, so it must never be given back.
+    pub(super) fn poison(&self, slot: usize) {
+        self.lock().poisoned[slot] = true;
     }
 
     /// Whether the stream is gone.
@@ -149,7 +163,8 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // No read is in flight (each holds this `Shared`) and no chunk is lent (each does too).
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        self.pool.give(st.bufs.drain(..).flatten());
+        let bufs: Vec<Buf> = (0..st.slots.len()).filter_map(|i| st.free(i)).collect();
+        self.pool.give(bufs);
         self.counters.live_buffers.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -243,7 +258,17 @@ impl Driver {
         let p = path.clone();
         let spawned = std::thread::Builder::new()
             .name("ringread-open".into())
-            .spawn(move || put.put(driver.open(&p, &opts)))
+            .spawn(move || {
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    driver.open(&p, &opts)
+                }));
+                put.put(opened.unwrap_or_else(|_| {
+                    Err(Error::Open {
+                        path: p.clone(),
+                        source: io::Error::other("the open panicked"),
+                    })
+                }))
+            })
             .map_err(|source| Error::Open { path, source });
         async move {
             spawned?;
@@ -312,6 +337,7 @@ impl Driver {
             state: Mutex::new(State {
                 slots: vec![Slot::Free; depth],
                 bufs: (0..depth).map(|_| None).collect(),
+                poisoned: vec![false; depth],
                 waker: None,
                 closed: false,
                 finished: false,
@@ -453,7 +479,7 @@ impl FileStream {
             };
             if self.ended {
                 // Read past the end that was found, or after an error: nobody wants it.
-                st.free(i, giveback);
+                giveback.extend(st.free(i));
                 continue;
             }
             let offset = piece.offset;
@@ -608,7 +634,7 @@ impl FileStream {
                     self.done = true;
                 }
                 if len == 0 {
-                    st.free(i, giveback);
+                    giveback.extend(st.free(i));
                     self.done = true;
                     Some(None)
                 } else {
@@ -624,7 +650,7 @@ impl FileStream {
                 }
             }
             Some((i, Slot::Failed { offset, errno, .. })) => {
-                st.free(i, giveback);
+                giveback.extend(st.free(i));
                 self.ended = true;
                 self.done = true;
                 Some(Some(Err(Error::Read {
