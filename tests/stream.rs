@@ -886,6 +886,12 @@ fn open_async_of_a_fifo_does_not_block_the_runtime() {
             .await
             .unwrap_err();
         assert_eq!(e.to_string(), "/nonexistent/y: No such file or directory");
+        // The process-wide driver's open_async, on a regular file.
+        let p = write_file(dir.path(), "plain", &data);
+        let got = collect(ringread::stream::open_async(&p).await.unwrap())
+            .await
+            .unwrap();
+        assert!(got == data);
     });
 }
 
