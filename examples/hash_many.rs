@@ -33,8 +33,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = driver.notice() {
         eprintln!("hash_many: {n}");
     }
-    // Every stream owns its buffers (depth x chunk) while it is open, and every file is open at
-    // once here: 4 x 64 KiB keeps 300 streams within 75 MiB.
+    // Every file is open at once here. The streams share the driver's buffer budget
+    // (`stream::DEFAULT_BUDGET`, 64 MiB): each reads ahead within its share of it, up to 4 x 64 KiB.
     let opts = ReadOptions::builder()
         .chunk_size(64 << 10)
         .depth(4)

@@ -137,6 +137,8 @@ impl Chunks {
 
     /// How many chunks the source can have at most, as far as its size hint and the limit tell
     /// (at least 1: the read that finds the end). For choosing how many lanes to use.
+    // For the engine's lanes (the stream does not need it).
+    #[allow(dead_code)]
     pub(crate) fn expected_chunks(&self) -> u64 {
         if !self.positional {
             return 1;
@@ -239,6 +241,7 @@ mod tests {
 
     impl FakeFile {
         fn read(&self, r: &ReadAt, buf: &mut [u8], cap: u32, errno_at: Option<u64>) -> i32 {
+            // A bad byte past the end of the file is never reached: reads there return 0.
             if let Some(e) = errno_at.filter(|&e| e < self.data.len() as u64) {
                 if r.offset <= e && e < r.offset + r.len as u64 {
                     if r.offset == e {

@@ -61,6 +61,22 @@ pub enum Error {
         /// The size of the allocation that failed.
         bytes: usize,
     },
+    /// A [`FileStream`](crate::stream::FileStream) was polled while every one of its `held`
+    /// buffers was lent out as a chunk and nothing was being read: it could only wait for a chunk to
+    /// be dropped, which never happens if the polling task holds them (`collect()`ing the chunks,
+    /// say). The stream ends. Drop chunks before asking for more, copy the bytes out
+    /// (`Bytes::copy_from_slice`), or open the stream with a larger `depth`.
+    #[error(
+        "{}: all {held} read buffers of the stream are held by chunks not dropped yet; drop chunks \
+         before asking for the next one, copy them (Bytes::copy_from_slice), or raise depth",
+        path.display()
+    )]
+    BuffersHeld {
+        /// The stream's path (or name).
+        path: PathBuf,
+        /// How many buffers the chunks hold (the stream's `depth`).
+        held: usize,
+    },
     /// io_uring itself failed while reading (submission or setup, not an individual read).
     #[error("{}: io_uring {op} failed: {}", path.display(), Reason(source))]
     Ring {
@@ -92,7 +108,8 @@ impl Error {
             | Error::Read { path, .. }
             | Error::Process { path, .. }
             | Error::Ring { path, .. }
-            | Error::Interrupted { path } => Some(path),
+            | Error::Interrupted { path }
+            | Error::BuffersHeld { path, .. } => Some(path),
             _ => None,
         }
     }

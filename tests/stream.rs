@@ -240,24 +240,17 @@ fn holding_chunks_stops_reading_backpressure() {
         let depth = 4;
         let mut s = driver.open(&p, &opts(4096, depth, false)).unwrap();
         let mut held: Vec<OwnedChunk> = Vec::new();
-        for _ in 0..depth {
+        for _ in 0..depth - 1 {
             held.push(s.next().await.unwrap().unwrap());
         }
-        // Every buffer is lent out: the stream cannot read, whatever the driver does.
-        let waker = futures_util::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        for _ in 0..3 {
-            assert!(matches!(
-                futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx),
-                Poll::Pending
-            ));
-            assert_eq!(
-                driver.stats().in_flight,
-                0,
-                "a read was started with no free buffer"
-            );
-            tokio::task::yield_now().await;
-        }
+        // One buffer left: the stream reads into it and nothing more, whatever the driver does.
+        let next = s.next().await.unwrap().unwrap();
+        assert_eq!(next.offset(), (depth as u64 - 1) * 4096);
+        assert!(
+            driver.stats().in_flight <= 1,
+            "more reads than free buffers"
+        );
+        held.push(next);
         // One chunk given back: one buffer to read into, and the next chunk comes.
         let first = held.remove(0);
         assert_eq!(first.offset(), 0);
@@ -265,7 +258,78 @@ fn holding_chunks_stops_reading_backpressure() {
         let next = s.next().await.unwrap().unwrap();
         assert_eq!(next.offset(), depth as u64 * 4096);
         assert!(next[..] == data[depth * 4096..(depth + 1) * 4096]);
+        held.push(next);
+        // Now every buffer is lent out and nothing is in flight: polling says so at once instead of
+        // waiting for a drop that this task would have to make.
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut polls = 0;
+        let e = loop {
+            match futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx) {
+                Poll::Ready(Some(Err(e))) => break e,
+                Poll::Ready(other) => panic!("expected BuffersHeld, got {other:?}"),
+                // Reads still in flight complete first (there are none here, but be fair).
+                Poll::Pending => {
+                    polls += 1;
+                    assert!(polls < 10_000, "never reported the held buffers");
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        assert!(
+            matches!(e, Error::BuffersHeld { held, .. } if held == depth),
+            "{e}"
+        );
+        assert!(e.to_string().contains("drop chunks"), "{e}");
+        assert_eq!(
+            driver.stats().in_flight,
+            0,
+            "a read started with no free buffer"
+        );
+        assert!(
+            s.next().await.is_none(),
+            "the stream goes on after the error"
+        );
     });
+}
+
+/// `collect()`ing a stream holds every chunk: with more chunks than buffers that used to hang
+/// forever; now the stream says why.
+#[test]
+fn collecting_more_chunks_than_buffers_is_an_error_not_a_hang() {
+    let _g = shared();
+    let dir = tmpdir();
+    let p = write_file(dir.path(), "f", &random_bytes(10 * 4096 + 5, 12));
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let items: Vec<Result<OwnedChunk, Error>> = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            driver.open(&p, &opts(4096, 3, false)).unwrap().collect(),
+        )
+        .await
+        .expect("collect() hung")
+    });
+    assert_eq!(items.len(), 4, "{items:?}");
+    assert!(items[..3].iter().all(|c| c.is_ok()));
+    assert!(
+        matches!(items[3], Err(Error::BuffersHeld { held: 3, .. })),
+        "{:?}",
+        items[3]
+    );
+    drop(items);
+    // With few enough chunks for the buffers, collect() works.
+    let small = write_file(dir.path(), "small", &random_bytes(2 * 4096, 13));
+    let items: Vec<_> = rt.block_on(
+        driver
+            .open(&small, &opts(4096, 3, false))
+            .unwrap()
+            .collect(),
+    );
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|c: &Result<OwnedChunk, Error>| c.is_ok()));
+    drop(items);
+    wait_idle(&driver);
 }
 
 #[test]
@@ -645,4 +709,248 @@ fn a_non_blocking_pipe_that_is_often_empty() {
     assert!(got == data);
     drop(rt);
     wait_idle(&driver);
+}
+
+/// This process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("no VmHWM in /proc/self/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 200 streams on a driver with a 16 MiB budget, each holding a chunk at the same moment (and
+/// asking for up to 8 buffers of 64 KiB: 100 MiB without the budget): the driver never has more than
+/// the budget in buffers, the process's peak memory grows by less than the budget and some slack,
+/// and every stream reads its file whole.
+#[test]
+fn two_hundred_streams_share_a_sixteen_mib_budget() {
+    // Alone: the peak memory of the process is measured.
+    let _g = exclusive();
+    let dir = tmpdir();
+    let files: Vec<(PathBuf, u64)> = (0..20)
+        .map(|i| {
+            let d = random_bytes((1 << 20) + i * 50_001, 1000 + i as u64);
+            let h = xxhash_rust::xxh3::xxh3_64(&d);
+            (write_file(dir.path(), &format!("b{i}"), &d), h)
+        })
+        .collect();
+    let budget = 16 << 20;
+    let driver = Driver::with_budget(2, budget).unwrap();
+    assert_eq!(driver.budget(), budget);
+    let rt = runtime();
+    // Start the peak from here (writing 5 to clear_refs resets VmHWM; Linux 4.0 and later).
+    let _ = fs::write("/proc/self/clear_refs", "5");
+    let before = peak_rss_kib();
+    rt.block_on(async {
+        let streams = 200;
+        let opened = Arc::new(tokio::sync::Barrier::new(streams));
+        let holding = Arc::new(tokio::sync::Barrier::new(streams + 1));
+        let mut tasks = Vec::new();
+        for k in 0..streams {
+            let (path, want) = files[k % files.len()].clone();
+            let driver = driver.clone();
+            let (opened, holding) = (Arc::clone(&opened), Arc::clone(&holding));
+            tasks.push(tokio::spawn(async move {
+                let mut s = driver.open(&path, &opts(65536, 8, false)).unwrap();
+                opened.wait().await;
+                let first = s.next().await.unwrap().unwrap();
+                // Every stream holds a chunk now.
+                holding.wait().await;
+                holding.wait().await;
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(&first);
+                drop(first);
+                while let Some(c) = s.next().await {
+                    h.update(&c.unwrap());
+                }
+                assert_eq!(h.digest(), want, "stream {k}");
+            }));
+        }
+        holding.wait().await;
+        let st = driver.stats();
+        assert!(
+            st.held_bytes >= streams * 65536,
+            "not every stream holds a chunk: {st:?}"
+        );
+        assert!(st.buffer_bytes <= budget, "{st:?}");
+        holding.wait().await;
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let after = peak_rss_kib();
+    let st = driver.stats();
+    assert!(
+        st.peak_buffer_bytes <= budget && st.peak_buffer_bytes > 0,
+        "{st:?}"
+    );
+    eprintln!(
+        "peak RSS grew by {} KiB; driver {st:?}",
+        after.saturating_sub(before)
+    );
+    let slack = 48 << 10;
+    assert!(
+        after.saturating_sub(before) < (budget as u64 >> 10) + slack,
+        "peak RSS grew by {} KiB on a {} KiB budget",
+        after - before,
+        budget >> 10
+    );
+    drop(rt);
+    wait_idle(&driver);
+    // Buffers given back are kept for the next stream, within the budget.
+    assert!(driver.stats().buffer_bytes <= budget);
+}
+
+/// A chunk size larger than the whole budget cannot work: the open says so.
+#[test]
+fn a_chunk_larger_than_the_budget_is_refused() {
+    let _g = shared();
+    let driver = Driver::with_budget(1, 1 << 20).unwrap();
+    let e = driver
+        .open("Cargo.toml", &opts(2 << 20, 2, false))
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidOptions(_)), "{e}");
+    // The budget also bounds a stream's buffers when it could use more: depth 8 of 512 KiB on 1 MiB.
+    let dir = tmpdir();
+    let data = random_bytes(5 << 20, 41);
+    let p = write_file(dir.path(), "f", &data);
+    let rt = runtime();
+    let got = rt
+        .block_on(collect(
+            driver.open(&p, &opts(512 << 10, 8, false)).unwrap(),
+        ))
+        .unwrap();
+    assert!(got == data);
+    assert!(driver.stats().peak_buffer_bytes <= 1 << 20);
+    drop(rt);
+    wait_idle(&driver);
+}
+
+/// A FIFO with no writer blocks `open(2)`: `open_async` does that on a helper thread, so a
+/// current-thread runtime goes on running its other tasks; once a writer comes the bytes arrive.
+#[test]
+fn open_async_of_a_fifo_does_not_block_the_runtime() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _g = shared();
+    let dir = tmpdir();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let driver = Driver::new().unwrap();
+    let data = random_bytes(300_000, 31);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let t2 = Arc::clone(&ticks);
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                t2.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let open = tokio::spawn(driver.open_async(&fifo, &opts(65536, 4, false)));
+        // The runtime's one thread runs the ticker while the open waits for a writer.
+        let until = Instant::now() + Duration::from_secs(60);
+        while ticks.load(Ordering::Relaxed) < 10 {
+            assert!(
+                Instant::now() < until,
+                "the ticker stopped: the runtime is blocked"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!open.is_finished(), "a FIFO opened without a writer");
+        let (f2, d2) = (fifo.clone(), data.clone());
+        let writer = std::thread::spawn(move || {
+            let mut w = fs::OpenOptions::new().write(true).open(f2).unwrap();
+            w.write_all(&d2).unwrap();
+        });
+        let s = tokio::time::timeout(Duration::from_secs(60), open)
+            .await
+            .expect("open_async hung after a writer came")
+            .unwrap()
+            .unwrap();
+        let got = collect(s).await.unwrap();
+        writer.join().unwrap();
+        assert!(got == data);
+        ticker.abort();
+        // A path that does not exist fails the same way as `open`.
+        let e = driver
+            .open_async("/nonexistent/y", &ReadOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "/nonexistent/y: No such file or directory");
+        // The process-wide driver's open_async, on a regular file.
+        let p = write_file(dir.path(), "plain", &data);
+        let got = collect(ringread::stream::open_async(&p).await.unwrap())
+            .await
+            .unwrap();
+        assert!(got == data);
+    });
+}
+
+/// A driver given a `Cancel`: once cancelled, a stream waiting on a silent pipe and a stream part
+/// way through a file both end with `Interrupted`, their reads in flight cancelled.
+#[test]
+fn a_cancelled_driver_interrupts_its_streams() {
+    let _g = shared();
+    let dir = tmpdir();
+    let data = random_bytes(1 << 20, 51);
+    let p = write_file(dir.path(), "f", &data);
+    let driver = Driver::new().unwrap();
+    let cancel = ringread::Cancel::new().unwrap();
+    driver.set_cancel(cancel.clone());
+    let rt = runtime();
+    let (r, w) = pipe(0);
+    rt.block_on(async {
+        let mut silent = driver
+            .open_file(r, "silent pipe", &opts(4096, 2, false))
+            .unwrap();
+        let mut file = driver.open(&p, &opts(4096, 4, false)).unwrap();
+        let first = file.next().await.unwrap().unwrap();
+        assert!(first[..] == data[..4096]);
+        drop(first);
+        let waiter = tokio::spawn(async move { silent.next().await });
+        let until = Instant::now() + Duration::from_secs(60);
+        while driver.stats().in_flight == 0 {
+            assert!(Instant::now() < until, "the pipe's read never started");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        cancel.cancel();
+        let got = tokio::time::timeout(Duration::from_secs(60), waiter)
+            .await
+            .expect("a stream waiting on a silent pipe was not woken by the cancel")
+            .unwrap();
+        assert!(
+            matches!(got, Some(Err(Error::Interrupted { .. }))),
+            "{got:?}"
+        );
+        let e = file.next().await.unwrap().unwrap_err();
+        assert!(matches!(e, Error::Interrupted { .. }), "{e}");
+        assert_eq!(e.to_string(), format!("{}: interrupted", p.display()));
+        assert!(file.next().await.is_none());
+        // Streams opened while cancelled are interrupted at once.
+        let mut late = driver.open(&p, &opts(4096, 4, false)).unwrap();
+        assert!(matches!(
+            late.next().await,
+            Some(Err(Error::Interrupted { .. }))
+        ));
+    });
+    drop(rt);
+    wait_idle(&driver);
+    assert!(driver.stats().cancelled >= 1, "{:?}", driver.stats());
+    drop(w);
+    // Reset, the driver reads again.
+    cancel.reset();
+    let rt = runtime();
+    let got = rt
+        .block_on(collect(driver.open(&p, &opts(65536, 4, false)).unwrap()))
+        .unwrap();
+    assert!(got == data);
 }

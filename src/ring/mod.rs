@@ -13,9 +13,13 @@ use io_uring::{opcode, types, IoUring, Probe};
 
 use crate::buf::Arena;
 
+#[cfg(feature = "stream")]
+mod driver;
 mod files;
 #[cfg(feature = "net")]
 mod stream;
+#[cfg(feature = "stream")]
+pub(crate) use driver::{DriverCqe, DriverRing};
 pub(crate) use files::Statx;
 #[cfg(feature = "net")]
 pub(crate) use stream::{StreamKind, StreamRing};
@@ -75,8 +79,32 @@ pub(crate) trait Queue {
 
 /// The `user_data` of cancel requests; their own completions are not reads and are not returned.
 const CANCEL_TAG: u64 = u64::MAX;
-/// The `user_data` of the poll on a cancel handle's `eventfd` (see [`Queue::watch`]).
-const WATCH_TAG: u64 = u64::MAX - 1;
+/// The `user_data` of a driver ring's read on its wake-up `eventfd`.
+const WAKE_TAG: u64 = u64::MAX - 1;
+/// The `user_data` of a ring's poll on a [`Cancel`](crate::Cancel) handle's `eventfd` (see
+/// [`Queue::watch`]).
+const CANCEL_POLL_TAG: u64 = u64::MAX - 2;
+
+/// Sets up a ring of `entries` submission entries: with a kernel polling thread (`sqpoll`), or with
+/// cooperative task running; `single_issuer` where only the calling thread will submit. A kernel
+/// older than those flags (5.19, 6.0) says `EINVAL`: then a plain ring is made (not for `sqpoll`,
+/// which was asked for outright).
+pub(crate) fn setup(entries: u32, sqpoll: bool, single_issuer: bool) -> io::Result<IoUring> {
+    let mut builder = IoUring::builder();
+    if sqpoll {
+        builder.setup_sqpoll(50);
+    } else {
+        builder.setup_coop_taskrun();
+    }
+    if single_issuer {
+        builder.setup_single_issuer();
+    }
+    match builder.build(entries) {
+        Ok(r) => Ok(r),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !sqpoll => IoUring::new(entries),
+        Err(e) => Err(e),
+    }
+}
 
 /// A ring, as this crate sets it up.
 pub(crate) struct Ring {
@@ -100,18 +128,7 @@ impl Ring {
         let entries = if sqpoll { depth * 2 } else { depth }
             .next_power_of_two()
             .clamp(4, 32768) as u32;
-        let mut builder = IoUring::builder();
-        if sqpoll {
-            builder.setup_sqpoll(50);
-        } else {
-            builder.setup_coop_taskrun();
-        }
-        let ring = match builder.build(entries) {
-            Ok(r) => r,
-            // COOP_TASKRUN came with 5.19; older kernels say EINVAL. Try again plainly.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !sqpoll => IoUring::new(entries)?,
-            Err(e) => return Err(e),
-        };
+        let ring = setup(entries, sqpoll, false)?;
         let mut probe = Probe::new();
         let path_ops;
         let read_fixed = match ring.submitter().register_probe(&mut probe) {
@@ -221,7 +238,7 @@ impl Queue for Ring {
         for c in self.ring.completion() {
             match c.user_data() {
                 CANCEL_TAG => {}
-                WATCH_TAG => self.watching = None,
+                CANCEL_POLL_TAG => self.watching = None,
                 ud => return Some((ud, c.result())),
             }
         }
@@ -246,7 +263,7 @@ impl Queue for Ring {
         }
         let entry = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
-            .user_data(WATCH_TAG);
+            .user_data(CANCEL_POLL_TAG);
         if self.ring.submission().is_full() {
             self.submit(0)?;
         }

@@ -15,6 +15,8 @@ use super::file::Shared;
 pub struct OwnedChunk {
     shared: Arc<Shared>,
     slot: usize,
+    /// The slot's buffer (held by `shared` while the slot is lent to this chunk).
+    buf: *const u8,
     offset: u64,
     start: usize,
     len: usize,
@@ -22,11 +24,24 @@ pub struct OwnedChunk {
     released: bool,
 }
 
+// SAFETY: `buf` is only read, and only while the chunk holds its slot (see `bytes`); the buffer
+// belongs to `shared`, which is Send + Sync. Nothing else in the chunk is tied to a thread.
+unsafe impl Send for OwnedChunk {}
+// SAFETY: as above: shared access only reads bytes nobody writes while the chunk lives.
+unsafe impl Sync for OwnedChunk {}
+
 impl OwnedChunk {
-    pub(super) fn new(shared: Arc<Shared>, slot: usize, offset: u64, len: usize) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        slot: usize,
+        buf: *const u8,
+        offset: u64,
+        len: usize,
+    ) -> Self {
         OwnedChunk {
             shared,
             slot,
+            buf,
             offset,
             start: 0,
             len,
@@ -45,8 +60,10 @@ impl OwnedChunk {
             return &[];
         }
         // SAFETY: the slot is lent to this chunk (the stream marked it `Lent` when it made the chunk
-        // and frees it only in our `Drop`), and `len` bytes of it were written by completed reads.
-        unsafe { self.shared.bytes(self.slot, self.start, self.len) }
+        // and frees it, giving its buffer back to the pool, only in our `Drop` or when `released`
+        // is set), so `buf` is alive and nobody writes it; `len` bytes of it (within the buffer)
+        // were written by completed reads.
+        unsafe { &std::slice::from_raw_parts(self.buf, self.len)[self.start..] }
     }
 
     /// As a [`bytes::Bytes`], without copying: the buffer goes back when the last clone is dropped.

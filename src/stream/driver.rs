@@ -1,8 +1,10 @@
-//! The driver: one thread that owns an io_uring and performs the reads of every stream made from it.
+//! The driver: one thread per CPU, each with its own ring, performing the reads of every stream made
+//! from it; and the buffer pool its streams share.
 //!
-//! Streams hand it requests through a queue and an `eventfd`; it pushes them to the ring, waits for
-//! completions, records each one in its stream's shared state and wakes the stream's task. A read
-//! in flight keeps its stream's buffers and file open (it holds `Arc`s to them), so nothing the kernel
+//! Streams hand a lane requests through a queue and an `eventfd`; the lane pushes them to its ring
+//! ([`DriverRing`], in `crate::ring`: the only code here that touches io_uring), waits for
+//! completions, records each one in its stream's shared state and wakes the stream's task. A read in
+//! flight keeps its stream's buffers and file open (it holds `Arc`s to them), so nothing the kernel
 //! may still write into is freed before its completion has arrived.
 //!
 //! Where io_uring is refused, the same thread serves the same requests with `pread(2)`/`read(2)`.
@@ -13,20 +15,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use io_uring::{opcode, types, IoUring};
 use slab::Slab;
 
 use super::file::{Fds, Shared};
+use super::pool::Pool;
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::reader::Notice;
-use crate::ring::{explain_setup_error, CURRENT_POSITION};
+use crate::ring::{explain_setup_error, DriverCqe, DriverRing, CURRENT_POSITION};
 
-/// `user_data` of the read on the driver's own `eventfd`.
-const WAKE_TAG: u64 = u64::MAX;
-/// `user_data` of cancel requests (their completions carry nothing).
-const CANCEL_TAG: u64 = u64::MAX - 1;
-/// Submission queue entries of the driver's ring.
-const RING_ENTRIES: u32 = 256;
+/// The buffer budget of a driver made without one ([`Driver::new`], [`Driver::with_threads`],
+/// [`Driver::global`]): 64 MiB, shared by all its streams (16 streams reading ahead at the default
+/// 16 buffers of 256 KiB, or 4,096 buffers of 16 KiB).
+pub const DEFAULT_BUDGET: usize = 64 << 20;
 
 /// One read a stream asks for.
 pub(super) struct ReadOp {
@@ -45,10 +46,10 @@ pub(super) struct ReadOp {
     pub lane: usize,
 }
 
-// SAFETY: `buf` points into `shared`'s arena, which the op keeps alive through its `Arc`; the slot it
-// points at belongs to this read alone until the read's completion is recorded (the stream's state
-// machine never lends or reuses a slot with a read in flight). Moving the op to the driver thread moves
-// that exclusive use with it.
+// SAFETY: `buf` points into a buffer that `shared` holds for its slot, which the op keeps alive
+// through its `Arc`; the slot belongs to this read alone until the read's completion is recorded (the
+// stream's state machine never lends, reuses or gives back a slot's buffer with a read in flight).
+// Moving the op to the driver thread moves that exclusive use with it.
 unsafe impl Send for ReadOp {}
 
 pub(super) enum Request {
@@ -65,6 +66,9 @@ pub(super) struct Channel {
     wake: OwnedFd,
     shutdown: AtomicBool,
     pub counters: Arc<Counters>,
+    /// The driver's cancel handle, if it has one.
+    cancel: Arc<Mutex<Option<Cancel>>>,
+    pool: Arc<Pool>,
 }
 
 /// What every lane of a driver counts, together.
@@ -99,23 +103,30 @@ impl Channel {
 
     fn notify(&self) {
         if !self.notified.swap(true, Ordering::AcqRel) {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to our eventfd. It cannot fail short of the
-            // counter overflowing, which 2^64 - 1 wakes would take.
-            unsafe {
-                libc::write(
-                    self.wake.as_raw_fd(),
-                    (&one as *const u64).cast(),
-                    std::mem::size_of::<u64>(),
-                )
-            };
+            crate::cancel::signal_event(self.wake.as_raw_fd());
         }
+    }
+
+    /// The driver's cancel handle, if it has one.
+    fn cancel_handle(&self) -> Option<Cancel> {
+        self.cancel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(Cancel::is_cancelled)
     }
 }
 
-/// A handle to a driver: a thread with an io_uring that performs the reads of the streams opened
-/// from it. Cloning is cheap (it is an `Arc`); the thread ends when the last handle and the last
-/// stream are gone.
+/// A handle to a driver: threads with an io_uring each that perform the reads of the streams opened
+/// from it, and the buffer budget those streams share. Cloning is cheap (it is an `Arc`); the threads
+/// end when the last handle and the last stream are gone.
 #[derive(Clone)]
 pub struct Driver {
     pub(super) inner: Arc<DriverInner>,
@@ -126,6 +137,8 @@ pub(super) struct DriverInner {
     pub counters: Arc<Counters>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     notice: Option<Notice>,
+    pub pool: Arc<Pool>,
+    cancel: Arc<Mutex<Option<Cancel>>>,
 }
 
 impl DriverInner {
@@ -149,6 +162,15 @@ impl DriverInner {
             l.send(Request::Cancel(Arc::clone(shared)));
         }
     }
+
+    /// Whether the driver's cancel handle was cancelled.
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(Cancel::is_cancelled)
+    }
 }
 
 impl std::fmt::Debug for Driver {
@@ -162,49 +184,141 @@ impl std::fmt::Debug for Driver {
 
 /// What a driver has in hand, for tests and monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DriverStats {
     /// Reads queued or in flight in the kernel.
     pub in_flight: usize,
     /// Streams whose buffers are still allocated: held by a stream, by a chunk handed out, or by a
     /// read whose completion has not arrived yet.
     pub live_buffers: usize,
-    /// Reads cancelled so far (`IORING_OP_ASYNC_CANCEL` sent) because their stream was dropped.
+    /// Reads cancelled so far (`IORING_OP_ASYNC_CANCEL` sent) because their stream was dropped or
+    /// the driver was cancelled.
     pub cancelled: usize,
+    /// The buffer budget in bytes ([`Driver::with_budget`], [`DEFAULT_BUDGET`]).
+    pub budget: usize,
+    /// Bytes of buffers that exist now, held by streams or kept for reuse: never above `budget`.
+    pub buffer_bytes: usize,
+    /// The most `buffer_bytes` has been.
+    pub peak_buffer_bytes: usize,
+    /// Bytes of buffers streams hold (reading, ready, or lent out as chunks).
+    pub held_bytes: usize,
+    /// Streams waiting for the budget to free a buffer.
+    pub waiting_streams: usize,
 }
 
 impl Driver {
     /// Starts a driver: one thread per CPU this process may use, each with its own io_uring (a
-    /// stream's chunks are spread over them, so the copies out of the page cache run on every CPU).
-    /// Where the kernel refuses io_uring the threads read with `pread(2)` instead, and
-    /// [`Driver::notice`] says why.
+    /// stream's chunks are spread over them, so the copies out of the page cache run on every CPU),
+    /// with a buffer budget of [`DEFAULT_BUDGET`]. Where the kernel refuses io_uring the threads
+    /// read with `pread(2)` instead, and [`Driver::notice`] says why.
     pub fn new() -> Result<Driver> {
         Driver::with_threads(crate::ring::usable_cpus())
     }
 
-    /// A driver with `threads` threads (at least one), each with its own ring.
+    /// A driver with `threads` threads (at least one), each with its own ring, and a buffer budget
+    /// of [`DEFAULT_BUDGET`].
     pub fn with_threads(threads: usize) -> Result<Driver> {
+        Driver::with_budget(threads, DEFAULT_BUDGET)
+    }
+
+    /// A driver with `threads` threads (at least one) whose streams share `budget` bytes of buffers.
+    /// A stream still has at most `depth` buffers; when the budget is spent, a stream that needs a
+    /// buffer waits until another stream gives one back (a chunk dropped, a stream ended). A stream
+    /// whose chunk size is larger than the whole budget cannot be opened.
+    pub fn with_budget(threads: usize, budget: usize) -> Result<Driver> {
         let counters = Arc::new(Counters::default());
-        let mut lanes = Vec::new();
-        let mut handles = Vec::new();
-        let mut notice = None;
+        let pool = Arc::new(Pool::new(budget));
+        let cancel = Arc::new(Mutex::new(None));
+        let mut inner = DriverInner {
+            lanes: Vec::new(),
+            counters,
+            threads: Mutex::new(Vec::new()),
+            notice: None,
+            pool,
+            cancel,
+        };
         for _ in 0..threads.max(1) {
-            let (chan, handle, n) = Driver::lane(&counters)?;
-            lanes.push(chan);
-            handles.push(handle);
-            notice = notice.or(n);
+            // On failure `inner` is dropped: the lanes already started are shut down and joined.
+            let (chan, handle, n) = inner.lane()?;
+            inner.lanes.push(chan);
+            inner
+                .threads
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handle);
+            inner.notice = inner.notice.take().or(n);
         }
         Ok(Driver {
-            inner: Arc::new(DriverInner {
-                lanes,
-                counters,
-                threads: Mutex::new(handles),
-                notice,
-            }),
+            inner: Arc::new(inner),
         })
     }
 
+    /// Stops every stream of this driver once `cancel` is cancelled: each one's reads in flight
+    /// are cancelled (`IORING_OP_ASYNC_CANCEL`), its task is woken, and its next poll returns
+    /// [`Error::Interrupted`] (and it ends). Replaces a handle set before.
+    pub fn set_cancel(&self, cancel: Cancel) {
+        *self.inner.cancel.lock().unwrap_or_else(|e| e.into_inner()) = Some(cancel);
+        for chan in &self.inner.lanes {
+            // The lane arms a poll on the new handle's eventfd at its next turn.
+            chan.notified.store(false, Ordering::Release);
+            chan.notify();
+        }
+    }
+
+    /// The process-wide driver the `open` functions of this module use, started on first use (with
+    /// [`DEFAULT_BUDGET`]).
+    pub fn global() -> Result<&'static Driver> {
+        static GLOBAL: std::sync::OnceLock<Driver> = std::sync::OnceLock::new();
+        if let Some(d) = GLOBAL.get() {
+            return Ok(d);
+        }
+        let d = Driver::new()?;
+        Ok(GLOBAL.get_or_init(|| d))
+    }
+
+    /// How many threads (each with its own ring) read for this driver.
+    pub fn threads(&self) -> usize {
+        self.inner.lanes.len()
+    }
+
+    /// The buffer budget in bytes that this driver's streams share.
+    pub fn budget(&self) -> usize {
+        self.inner.pool.budget()
+    }
+
+    /// Why this driver reads without io_uring, if it does.
+    pub fn notice(&self) -> Option<&Notice> {
+        self.inner.notice.as_ref()
+    }
+
+    /// What the driver has in hand right now.
+    pub fn stats(&self) -> DriverStats {
+        let p = self.inner.pool.stats();
+        DriverStats {
+            in_flight: self.inner.counters.in_flight.load(Ordering::Acquire),
+            live_buffers: self.inner.counters.live_buffers.load(Ordering::Acquire),
+            cancelled: self.inner.counters.cancelled.load(Ordering::Acquire),
+            budget: p.budget,
+            buffer_bytes: p.allocated,
+            peak_buffer_bytes: p.peak,
+            held_bytes: p.lent,
+            waiting_streams: p.waiting,
+        }
+    }
+}
+
+impl DriverInner {
+    /// Starts one lane: its eventfd, and its thread, which makes its ring (or falls back to pread).
     #[allow(clippy::type_complexity)]
-    fn lane(counters: &Arc<Counters>) -> Result<(Arc<Channel>, JoinHandle<()>, Option<Notice>)> {
+    fn lane(&self) -> Result<(Arc<Channel>, JoinHandle<()>, Option<Notice>)> {
+        #[cfg(test)]
+        if tests::FAIL_LANE.with(|f| f.get()) == Some(self.lanes.len()) {
+            return Err(Error::Ring {
+                path: "driver thread".into(),
+                op: "spawn",
+                source: io::Error::from_raw_os_error(libc::EAGAIN),
+            });
+        }
         // SAFETY: eventfd has no memory arguments; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -221,35 +335,28 @@ impl Driver {
             notified: AtomicBool::new(false),
             wake,
             shutdown: AtomicBool::new(false),
-            counters: Arc::clone(counters),
+            counters: Arc::clone(&self.counters),
+            cancel: Arc::clone(&self.cancel),
+            pool: Arc::clone(&self.pool),
         });
         let c = Arc::clone(&chan);
+        #[cfg(test)]
+        tests::STARTED.with(|s| s.borrow_mut().push(Arc::downgrade(&chan)));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         // The ring is made on its thread: with IORING_SETUP_SINGLE_ISSUER only the thread that made
         // it may submit.
         let thread = std::thread::Builder::new()
             .name("ringread-driver".into())
-            .spawn(move || {
-                let ring = IoUring::builder()
-                    .setup_coop_taskrun()
-                    .setup_single_issuer()
-                    .build(RING_ENTRIES)
-                    .or_else(|e| match e.raw_os_error() {
-                        // COOP_TASKRUN and SINGLE_ISSUER came with 5.19 and 6.0.
-                        Some(libc::EINVAL) => IoUring::new(RING_ENTRIES),
-                        _ => Err(e),
-                    });
-                match ring {
-                    Ok(ring) => {
-                        let _ = tx.send(None);
-                        run_uring(ring, &c)
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Some(Notice::UringUnavailable {
-                            reason: explain_setup_error(&e),
-                        }));
-                        run_pread(&c)
-                    }
+            .spawn(move || match DriverRing::new() {
+                Ok(ring) => {
+                    let _ = tx.send(None);
+                    run_uring(ring, &c)
+                }
+                Err(e) => {
+                    let _ = tx.send(Some(Notice::UringUnavailable {
+                        reason: explain_setup_error(&e),
+                    }));
+                    run_pread(&c)
                 }
             })
             .map_err(|source| Error::Ring {
@@ -260,42 +367,13 @@ impl Driver {
         let notice = rx.recv().unwrap_or(None);
         Ok((chan, thread, notice))
     }
-
-    /// The process-wide driver the `open` functions of this module use, started on first use.
-    pub fn global() -> Result<&'static Driver> {
-        static GLOBAL: std::sync::OnceLock<Driver> = std::sync::OnceLock::new();
-        if let Some(d) = GLOBAL.get() {
-            return Ok(d);
-        }
-        let d = Driver::new()?;
-        Ok(GLOBAL.get_or_init(|| d))
-    }
-
-    /// How many threads (each with its own ring) read for this driver.
-    pub fn threads(&self) -> usize {
-        self.inner.lanes.len()
-    }
-
-    /// Why this driver reads without io_uring, if it does.
-    pub fn notice(&self) -> Option<&Notice> {
-        self.inner.notice.as_ref()
-    }
-
-    /// What the driver has in hand right now.
-    pub fn stats(&self) -> DriverStats {
-        DriverStats {
-            in_flight: self.inner.counters.in_flight.load(Ordering::Acquire),
-            live_buffers: self.inner.counters.live_buffers.load(Ordering::Acquire),
-            cancelled: self.inner.counters.cancelled.load(Ordering::Acquire),
-        }
-    }
 }
 
 impl Drop for DriverInner {
     fn drop(&mut self) {
         // Every stream holds this `DriverInner`, so all of them are gone: their reads are cancelled or
         // done. The thread reaps what is left and ends; waiting for it keeps thread and ring from
-        // outliving the last handle.
+        // outliving the last handle. (Also the clean-up of a driver whose later lane failed to start.)
         for chan in &self.lanes {
             chan.shutdown.store(true, Ordering::Release);
             chan.notified.store(false, Ordering::Release);
@@ -313,28 +391,18 @@ impl Drop for DriverInner {
 }
 
 /// The io_uring driver loop.
-fn run_uring(mut ring: IoUring, chan: &Channel) {
+fn run_uring(mut ring: DriverRing, chan: &Channel) {
     let mut ops: Slab<ReadOp> = Slab::new();
-    let mut wake_buf = Box::new(0u64);
-    let mut wake_armed = false;
     let mut cancelling_wake = false;
+    // The cancel handle whose eventfd the ring polls (kept, so its descriptor stays open).
+    let mut polled: Option<Cancel> = None;
     // Kept across turns, so that a turn allocates nothing: the queue's vector and this one swap.
     let mut reqs: Vec<Request> = Vec::new();
-    let mut done: Vec<(u64, i32)> = Vec::new();
+    let mut done: Vec<DriverCqe> = Vec::new();
     loop {
         let shutdown = chan.shutdown.load(Ordering::Acquire);
-        if !wake_armed && !shutdown {
-            let e = opcode::Read::new(
-                types::Fd(chan.wake.as_raw_fd()),
-                (&mut *wake_buf as *mut u64).cast(),
-                8,
-            )
-            .build()
-            .user_data(WAKE_TAG);
-            // SAFETY: `wake_buf` lives until this function returns, and it returns only once this
-            // read has completed (it is cancelled and reaped at shutdown).
-            push(&mut ring, &e);
-            wake_armed = true;
+        if !shutdown {
+            ring.arm_wake(chan.wake.as_raw_fd());
         }
         // Clear before taking the queue: a request queued after this point writes the eventfd again.
         chan.notified.store(false, Ordering::Release);
@@ -342,87 +410,99 @@ fn run_uring(mut ring: IoUring, chan: &Channel) {
             &mut *chan.queue.lock().unwrap_or_else(|e| e.into_inner()),
             &mut reqs,
         );
+        let cancel = chan.cancel_handle();
+        let cancelled = cancel.as_ref().is_some_and(Cancel::is_cancelled);
+        if let Some(c) = &cancel {
+            let same = polled
+                .as_ref()
+                .is_some_and(|p| p.event_fd() == c.event_fd());
+            if !same && ring.cancel_poll_armed() {
+                // A new handle replaced the one polled: stop that poll (its completion is not taken
+                // for a cancellation: the flag is looked at).
+                ring.stop_cancel_poll();
+            } else if !cancelled && !shutdown && !ring.cancel_poll_armed() {
+                ring.arm_cancel_poll(c.event_fd());
+                polled = Some(c.clone());
+            }
+        }
         for req in reqs.drain(..) {
             match req {
+                Request::Read(op) if cancelled => {
+                    chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                    complete(chan, op, -libc::ECANCELED)
+                }
                 Request::Read(op) if op.blocking => {
                     let res = read_now(&op, chan);
                     complete(chan, op, res);
                 }
                 Request::Read(op) => {
-                    let offset = op.offset;
-                    let e = opcode::Read::new(types::Fd(op.fd), op.buf, op.len)
-                        .offset(offset)
-                        .build();
+                    let (fd, buf, len, offset) = (op.fd, op.buf, op.len, op.offset);
                     let idx = ops.insert(op);
-                    // SAFETY: the buffer and descriptor are kept alive by the op stored in `ops`
-                    // until its completion is reaped below.
-                    push(&mut ring, &e.user_data(idx as u64));
+                    // SAFETY: the buffer and descriptor are kept alive, and the buffer is this read's
+                    // alone, by the op stored in `ops` (see `ReadOp`) until its completion is reaped
+                    // below; if the ring fails, the ops are leaked with their buffers.
+                    unsafe { ring.push_read(fd, buf, len, offset, idx as u64) };
                 }
                 Request::Cancel(shared) => {
                     for (idx, op) in ops.iter() {
                         if Arc::ptr_eq(&op.shared, &shared) {
                             chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-                            let e = opcode::AsyncCancel::new(idx as u64)
-                                .build()
-                                .user_data(CANCEL_TAG);
-                            // SAFETY: a cancel refers to no memory of ours.
-                            push(&mut ring, &e);
+                            ring.cancel(idx as u64);
                         }
                     }
                 }
             }
         }
         if shutdown && ops.is_empty() {
-            if !wake_armed {
+            if !ring.wake_armed() && !ring.cancel_poll_armed() {
                 return;
             }
             if !cancelling_wake {
-                let e = opcode::AsyncCancel::new(WAKE_TAG)
-                    .build()
-                    .user_data(CANCEL_TAG);
-                // SAFETY: as above.
-                push(&mut ring, &e);
+                if ring.wake_armed() {
+                    ring.cancel_wake();
+                }
+                if ring.cancel_poll_armed() {
+                    ring.stop_cancel_poll();
+                }
                 cancelling_wake = true;
             }
         }
-        crate::ring::ENTERS.fetch_add(1, Ordering::Relaxed);
-        if crate::ring::entered(ring.submit_and_wait(1)).is_err() {
+        if ring.submit_and_wait().is_err() {
             // The ring itself failed: no read in it can be trusted to complete. Fail them (their
-            // buffers are never freed: the kernel may still write into them), leak the ring and
-            // its eventfd buffer for the same reason, and serve what comes next with pread(2).
+            // buffers are never freed: the kernel may still write into them), leak the ring (and
+            // the buffer of its eventfd read) for the same reason, and serve what comes next with
+            // pread(2).
             for op in ops.drain() {
                 std::mem::forget(Arc::clone(&op.shared));
+                op.shared.poison(op.slot);
                 complete(chan, op, -libc::EIO);
             }
             std::mem::forget(ring);
-            Box::leak(wake_buf);
             run_pread(chan);
             return;
         }
-        done.extend(ring.completion().map(|c| (c.user_data(), c.result())));
-        for (ud, res) in done.drain(..) {
-            match ud {
-                WAKE_TAG => wake_armed = false,
-                CANCEL_TAG => {}
-                idx => {
-                    if let Some(op) = ops.try_remove(idx as usize) {
+        ring.completions(&mut done);
+        for cqe in done.drain(..) {
+            match cqe {
+                DriverCqe::Wake => {}
+                DriverCqe::Cancelled => {
+                    if chan.cancelled() {
+                        // Every read in flight is cancelled (a pipe's might never complete), and
+                        // streams waiting for a buffer are woken: their polls say `Interrupted`.
+                        for (idx, _) in ops.iter() {
+                            chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                            ring.cancel(idx as u64);
+                        }
+                        chan.pool.wake_all();
+                    }
+                }
+                DriverCqe::Read { user_data, res } => {
+                    if let Some(op) = ops.try_remove(user_data as usize) {
                         complete(chan, op, res);
                     }
                 }
             }
         }
-    }
-}
-
-/// Pushes one entry, submitting first when the queue is full.
-fn push(ring: &mut IoUring, e: &io_uring::squeue::Entry) {
-    loop {
-        // SAFETY: every caller documents why the memory the entry refers to outlives the operation.
-        if unsafe { ring.submission().push(e) }.is_ok() {
-            return;
-        }
-        crate::ring::ENTERS.fetch_add(1, Ordering::Relaxed);
-        let _ = ring.submit();
     }
 }
 
@@ -448,7 +528,11 @@ fn run_pread(chan: &Channel) {
         let idle = reqs.is_empty();
         for req in reqs.drain(..) {
             if let Request::Read(op) = req {
-                let res = read_now(&op, chan);
+                let res = if chan.cancelled() {
+                    -libc::ECANCELED
+                } else {
+                    read_now(&op, chan)
+                };
                 complete(chan, op, res);
             }
         }
@@ -485,7 +569,8 @@ fn read_now(op: &ReadOp, chan: &Channel) -> i32 {
 }
 
 /// Waits (in 100 ms steps) until a stream's descriptor has something to read, or its stream is
-/// dropped, or the driver shuts down: a silent pipe must not hold the fallback thread forever.
+/// dropped, or the driver shuts down or is cancelled: a silent pipe must not hold the fallback
+/// thread forever.
 fn wait_readable(op: &ReadOp, chan: &Channel) -> bool {
     loop {
         let mut p = libc::pollfd {
@@ -495,11 +580,42 @@ fn wait_readable(op: &ReadOp, chan: &Channel) -> bool {
         };
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut p, 1, 100) };
-        if op.shared.is_closed() || chan.shutdown.load(Ordering::Acquire) {
+        if op.shared.is_closed() || chan.shutdown.load(Ordering::Acquire) || chan.cancelled() {
             return false;
         }
         if n != 0 {
             return true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::sync::Weak;
+
+    thread_local! {
+        /// Makes the lane with this index fail to start (on this thread's next driver).
+        pub(super) static FAIL_LANE: Cell<Option<usize>> = const { Cell::new(None) };
+        /// The lanes started on this thread.
+        pub(super) static STARTED: RefCell<Vec<Weak<Channel>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[test]
+    fn a_driver_whose_later_lane_fails_stops_the_lanes_it_started() {
+        FAIL_LANE.with(|f| f.set(Some(2)));
+        let e = Driver::with_threads(3).unwrap_err();
+        FAIL_LANE.with(|f| f.set(None));
+        assert!(matches!(e, Error::Ring { op: "spawn", .. }), "{e}");
+        let started = STARTED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        assert_eq!(started.len(), 2);
+        // Each lane's thread holds its channel until it ends: none is left running.
+        assert!(
+            started.iter().all(|w| w.upgrade().is_none()),
+            "a lane's thread outlived the failed driver"
+        );
+        // The next driver starts normally.
+        assert_eq!(Driver::with_threads(2).unwrap().threads(), 2);
     }
 }

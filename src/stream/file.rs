@@ -1,5 +1,5 @@
-//! [`FileStream`]: a file's chunks as a `Stream`, read ahead by the driver into the stream's own
-//! buffers, handed out in file order as [`OwnedChunk`]s.
+//! [`FileStream`]: a file's chunks as a `Stream`, read ahead by the driver into buffers from the
+//! driver's pool, handed out in file order as [`OwnedChunk`]s.
 
 use std::fs::File;
 use std::future::Future;
@@ -13,11 +13,11 @@ use std::task::{Context, Poll, Waker};
 
 use super::chunk::OwnedChunk;
 use super::driver::{Counters, Driver, DriverInner, ReadOp};
-use crate::buf::Arena;
+use super::pool::{Buf, Pool};
+use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
-use crate::options::{ReadOptions, ALIGN};
+use crate::options::ReadOptions;
 use crate::reader::{inspect, on_fuse, open_read, Inspected, Notice};
-use crate::ring::CURRENT_POSITION;
 
 /// The descriptors a stream reads: kept open by the stream and by each of its reads in flight.
 pub(super) struct Fds {
@@ -30,14 +30,8 @@ pub(super) struct Fds {
 enum Slot {
     /// Nobody's: the stream may read into it.
     Free,
-    /// A read of chunk `seq` is in flight (or its completion `res` has arrived and awaits the stream).
-    Reading {
-        seq: u64,
-        offset: u64,
-        filled: u32,
-        want: u32,
-        res: Option<i32>,
-    },
+    /// A read of `piece` is in flight (or its completion `res` has arrived and awaits the stream).
+    Reading { piece: Piece, res: Option<i32> },
     /// Chunk `seq` is read (`len` bytes; `end`: nothing follows it; `errno` non-zero: reading on at
     /// `offset + len` failed with it, so the error follows the chunk).
     Ready {
@@ -55,23 +49,65 @@ enum Slot {
 
 struct State {
     slots: Vec<Slot>,
+    /// Each slot's buffer: taken from the driver's pool when a read into the slot starts, given
+    /// back when the slot is free again. `Some` whenever the slot is `Reading`, `Ready` or `Lent`.
+    bufs: Vec<Option<Buf>>,
+    /// Slots whose buffer the kernel may still write (their read was abandoned when a ring failed):
+    /// when freed, the buffer is leaked, never given back.
+    poisoned: Vec<bool>,
     waker: Option<Waker>,
     /// The stream was dropped: nothing will collect what is read.
     closed: bool,
+    /// The stream has handed out its end (or was dropped): what completes from now on is not
+    /// wanted, and its buffer goes straight back to the pool.
+    finished: bool,
 }
 
 /// A stream's buffers and their states: shared by the stream, its chunks and its reads in flight,
 /// and freed when the last of them is gone.
 pub(super) struct Shared {
-    arena: Arena,
     state: Mutex<State>,
     counters: Arc<Counters>,
+    pool: Arc<Pool>,
 }
 
-// SAFETY: the arena's memory is only touched through the slot state machine under `state`'s lock: a
-// slot is written by the kernel only while `Reading` (and nobody reads it then), and read through an
-// `OwnedChunk` only while `Lent` (and the kernel is not given it then). The rest is Sync already.
+// SAFETY: the buffers' memory is only touched through the slot state machine under `state`'s lock:
+// a slot's buffer is written by the kernel only while `Reading` (and nobody reads it then), and read
+// through an `OwnedChunk` only while `Lent` (and the kernel is not given it then). The rest is Sync
+// already.
 unsafe impl Sync for Shared {}
+
+impl State {
+    /// The stream is done with its slots: every one not lent out and not being read is freed
+    /// (into `giveback`), and reads completing from now on free theirs.
+    fn finish(&mut self, giveback: &mut Vec<Buf>) {
+        self.finished = true;
+        for i in 0..self.slots.len() {
+            if matches!(
+                self.slots[i],
+                Slot::Free
+                    | Slot::Ready { .. }
+                    | Slot::Failed { .. }
+                    | Slot::Reading { res: Some(_), .. }
+            ) {
+                giveback.extend(self.free(i));
+            }
+        }
+    }
+
+    /// Frees slot `i`; returns its buffer, for the pool once the lock is released (none if the slot
+    /// had none, or if it is poisoned: then the buffer is leaked).
+    #[must_use]
+    fn free(&mut self, i: usize) -> Option<Buf> {
+        self.slots[i] = Slot::Free;
+        let buf = self.bufs[i].take();
+        if std::mem::take(&mut self.poisoned[i]) {
+            std::mem::forget(buf);
+            return None;
+        }
+        buf
+    }
+}
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -80,13 +116,19 @@ impl Shared {
 
     /// A read into `slot` completed with `res` (bytes, or `-errno`).
     pub(super) fn complete(&self, slot: usize, res: i32) {
+        let mut giveback = None;
         let waker = {
             let mut st = self.lock();
             if let Some(Slot::Reading { res: r @ None, .. }) = st.slots.get_mut(slot) {
                 *r = Some(res);
+                if st.finished {
+                    // The kernel is done with the buffer (this is the read's completion).
+                    giveback = st.free(slot);
+                }
             }
             st.waker.take()
         };
+        self.pool.give(giveback);
         if let Some(w) = waker {
             w.wake();
         }
@@ -94,33 +136,35 @@ impl Shared {
 
     /// The chunk lent from `slot` was dropped.
     pub(super) fn release(&self, slot: usize) {
-        let waker = {
+        let (giveback, waker) = {
             let mut st = self.lock();
-            st.slots[slot] = Slot::Free;
-            st.waker.take()
+            (st.free(slot), st.waker.take())
         };
+        // Back to the pool first: that wakes streams waiting for a buffer, this one included.
+        self.pool.give(giveback);
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// The read into `slot` is abandoned (its ring failed): the kernel may still write the slot's
+    /// buffer, so it must never be given back.
+    pub(super) fn poison(&self, slot: usize) {
+        self.lock().poisoned[slot] = true;
     }
 
     /// Whether the stream is gone.
     pub(super) fn is_closed(&self) -> bool {
         self.lock().closed
     }
-
-    /// The first `len` bytes of `slot`.
-    ///
-    /// # Safety
-    /// The slot must be `Lent` to the caller, and `len` bytes of it written by a completed read.
-    pub(super) unsafe fn bytes(&self, slot: usize, start: usize, len: usize) -> &[u8] {
-        // SAFETY: the caller's promise: the kernel is done with this slot and nobody else writes it.
-        unsafe { &self.arena.slot(slot, len)[start..] }
-    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // No read is in flight (each holds this `Shared`) and no chunk is lent (each does too).
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let bufs: Vec<Buf> = (0..st.slots.len()).filter_map(|i| st.free(i)).collect();
+        self.pool.give(bufs);
         self.counters.live_buffers.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -129,8 +173,18 @@ impl Drop for Shared {
 /// `Result<OwnedChunk, Error>`.
 ///
 /// The stream reads ahead: up to `depth` reads of `chunk_size` bytes are in flight at once, performed
-/// by its [`Driver`]'s thread. A chunk handed out keeps its buffer until it (or the `Bytes` made from
+/// by its [`Driver`]'s threads into buffers from the driver's pool (within the driver's budget, see
+/// [`Driver::with_budget`]). A chunk handed out keeps its buffer until it (or the `Bytes` made from
 /// it) is dropped, and the stream never has more than `depth` buffers: holding chunks stops reading.
+///
+/// Holding every one of them while asking for the next chunk would wait for ever (the task that
+/// polls is the one that holds them, as `stream.collect::<Vec<_>>()` does): instead the poll returns
+/// [`Error::BuffersHeld`] and the stream ends. Drop chunks before asking for more, copy the bytes you
+/// keep (`Bytes::copy_from_slice`), or open the stream with a larger `depth`. A file of exactly
+/// `depth` chunks counts too: the read that finds its end needs a buffer.
+///
+/// If the driver has a [`Cancel`](crate::Cancel) ([`Driver::set_cancel`]) and it is cancelled, the
+/// next poll cancels the reads in flight and returns [`Error::Interrupted`].
 ///
 /// Dropping the stream part way cancels its reads in flight (`IORING_OP_ASYNC_CANCEL`); its buffers
 /// are freed once those reads have completed and every chunk handed out is dropped, and its file is
@@ -142,13 +196,12 @@ pub struct FileStream {
     fds: Arc<Fds>,
     driver: Arc<DriverInner>,
     path: PathBuf,
-    chunk: u64,
-    align: u64,
-    start: u64,
-    /// Where reading stops at the latest (`max_bytes`).
-    limit_end: u64,
-    size_hint: u64,
-    positional: bool,
+    /// The rules: what to read next and what a completion means (shared with every other path).
+    rules: Chunks,
+    /// Buffers of this stream at most (`depth`).
+    depth: usize,
+    /// The length of each buffer.
+    stride: usize,
     /// The next chunk to read, and the next to hand out.
     next_submit: u64,
     next_deliver: u64,
@@ -168,7 +221,7 @@ impl std::fmt::Debug for FileStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileStream")
             .field("path", &self.path)
-            .field("chunk", &self.chunk)
+            .field("depth", &self.depth)
             .field("next_deliver", &self.next_deliver)
             .field("done", &self.done)
             .finish_non_exhaustive()
@@ -184,6 +237,43 @@ impl Driver {
         let path = path.as_ref();
         let file = open_read(path)?;
         self.stream(file, path, Some(path), opts)
+    }
+
+    /// Opens `path` for streaming as [`Driver::open`] does, without blocking the calling thread:
+    /// the `open(2)` and the look at the file (`fstat`, the `O_DIRECT` twin) run on a helper thread
+    /// started by this call, and the future completes when they are done. Use it from async code
+    /// for paths that may block on open: a FIFO waits there for a writer, a network file system
+    /// for its server, a FUSE file for its daemon. Dropping the future does not stop the open; the
+    /// stream it makes is then dropped (closing the file).
+    pub fn open_async(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &ReadOptions,
+    ) -> impl Future<Output = Result<FileStream>> + Send + 'static {
+        let path = path.as_ref().to_path_buf();
+        let driver = self.clone();
+        let opts = opts.clone();
+        let cell = Arc::new(Handoff::default());
+        let put = Arc::clone(&cell);
+        let p = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ringread-open".into())
+            .spawn(move || {
+                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    driver.open(&p, &opts)
+                }));
+                put.put(opened.unwrap_or_else(|_| {
+                    Err(Error::Open {
+                        path: p.clone(),
+                        source: io::Error::other("the open panicked"),
+                    })
+                }))
+            })
+            .map_err(|source| Error::Open { path, source });
+        async move {
+            spawned?;
+            std::future::poll_fn(|cx| cell.poll(cx)).await
+        }
     }
 
     /// Streams an open file (a pipe, standard input, a file handed over) from its current position;
@@ -212,10 +302,15 @@ impl Driver {
             direct,
             mut notices,
         } = inspect(&file, name, path, opts.direct(), opts.chunk_size())?;
-        let (direct, align) = match direct {
-            Some((d, a)) => (Some(d), a as u64),
-            None => (None, ALIGN as u64),
-        };
+        let rules = Chunks::new(
+            start,
+            opts.chunk_size(),
+            opts.max_bytes(),
+            size_hint,
+            positional,
+            direct.as_ref().map(|(_, a)| *a),
+        );
+        let direct = direct.map(|(d, _)| d);
         // io_uring on FUSE files opened with FOPEN_DIRECT_IO reports short replies as full reads
         // (see the reader); the driver reads FUSE files with read(2) on its thread instead.
         let blocking = on_fuse(fd);
@@ -226,15 +321,26 @@ impl Driver {
             notices.push(n.clone());
         }
         let depth = opts.depth();
-        let arena = Arena::new(depth, opts.chunk_size())?;
+        let stride = Pool::stride(opts.chunk_size());
+        if stride > self.inner.pool.budget() {
+            return Err(Error::InvalidOptions(format!(
+                "chunk_size {} is larger than the driver's whole buffer budget ({} bytes)",
+                opts.chunk_size(),
+                self.inner.pool.budget()
+            )));
+        }
         let counters = Arc::clone(&self.inner.counters);
         counters.live_buffers.fetch_add(1, Ordering::AcqRel);
+        self.inner.pool.stream_count(true);
         let shared = Arc::new(Shared {
-            arena,
+            pool: Arc::clone(&self.inner.pool),
             state: Mutex::new(State {
                 slots: vec![Slot::Free; depth],
+                bufs: (0..depth).map(|_| None).collect(),
+                poisoned: vec![false; depth],
                 waker: None,
                 closed: false,
+                finished: false,
             }),
             counters,
         });
@@ -243,14 +349,9 @@ impl Driver {
             fds: Arc::new(Fds { file, direct }),
             driver: Arc::clone(&self.inner),
             path: name.to_path_buf(),
-            chunk: opts.chunk_size() as u64,
-            align,
-            start,
-            limit_end: opts
-                .max_bytes()
-                .map_or(u64::MAX, |m| start.saturating_add(m)),
-            size_hint,
-            positional,
+            rules,
+            depth,
+            stride,
             next_submit: 0,
             next_deliver: 0,
             consumed: 0,
@@ -260,6 +361,36 @@ impl Driver {
             blocking,
             notices,
         })
+    }
+}
+
+/// Where the helper thread of [`Driver::open_async`] leaves the stream for the task.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<(Option<Result<FileStream>>, Option<Waker>)>,
+}
+
+impl Handoff {
+    fn put(&self, r: Result<FileStream>) {
+        let waker = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.0 = Some(r);
+            st.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<FileStream>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match st.0.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                st.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -282,6 +413,16 @@ pub fn open(path: impl AsRef<Path>) -> Result<FileStream> {
     Driver::global()?.open(path, &default_options())
 }
 
+/// Opens `path` on the process-wide driver with [`default_options`] without blocking the calling
+/// thread (see [`Driver::open_async`]): the way to open a path from async code when the path may
+/// be a FIFO or on a file system that can stall.
+pub fn open_async(
+    path: impl AsRef<Path>,
+) -> impl Future<Output = Result<FileStream>> + Send + 'static {
+    let fut = Driver::global().map(|d| d.open_async(path, &default_options()));
+    async move { fut?.await }
+}
+
 impl FileStream {
     /// The path (or name) errors use.
     pub fn path(&self) -> &Path {
@@ -299,16 +440,11 @@ impl FileStream {
         std::future::poll_fn(move |cx| self.poll_chunk(cx))
     }
 
-    fn offset_of(&self, seq: u64) -> u64 {
-        self.start.saturating_add(seq.saturating_mul(self.chunk))
-    }
-
-    /// Queues a read of `want - filled` bytes at `offset + filled` into `slot`.
-    fn read_op(&self, slot: usize, offset: u64, filled: u32, want: u32) -> ReadOp {
-        let at = offset + filled as u64;
-        let left = want - filled;
-        let fd: RawFd = match &self.fds.direct {
-            Some(d) if at % self.align == 0 && left as u64 % self.align == 0 => d.as_raw_fd(),
+    /// Queues the read that brings in the rest of `piece`, into `slot`.
+    fn read_op(&self, slot: usize, buf: *mut u8, piece: &Piece) -> ReadOp {
+        let r = self.rules.next_read(piece);
+        let fd: RawFd = match (r.via, &self.fds.direct) {
+            (Via::Direct, Some(d)) => d.as_raw_fd(),
             _ => self.fds.file.as_raw_fd(),
         };
         ReadOp {
@@ -316,58 +452,26 @@ impl FileStream {
             fds: Arc::clone(&self.fds),
             slot,
             fd,
-            offset: if self.positional {
-                at
-            } else {
-                CURRENT_POSITION
-            },
-            // `filled` < `want` <= the slot's length, so this stays inside the slot.
-            buf: self
-                .shared
-                .arena
-                .slot_ptr(slot)
-                .wrapping_add(filled as usize),
-            len: left,
+            offset: r.offset,
+            // `buf_offset + len` <= the chunk <= the slot's length, so this stays inside the slot.
+            buf: buf.wrapping_add(r.buf_offset),
+            len: r.len,
             blocking: self.blocking,
             // Chunks go round the driver's threads, as the engine's go round its lanes.
-            lane: if self.positional {
-                ((offset - self.start) / self.chunk) as usize
+            lane: if self.rules.positional() {
+                piece.k as usize
             } else {
                 0
             },
         }
     }
 
-    /// Reads the rest of chunk `seq` into slot `i` (`filled` of `want` bytes are there): the read goes
-    /// in `resend`, the slot's new state is returned.
-    fn again(
-        &self,
-        i: usize,
-        seq: u64,
-        offset: u64,
-        filled: u32,
-        want: u32,
-        resend: &mut Vec<ReadOp>,
-    ) -> Slot {
-        resend.push(self.read_op(i, offset, filled, want));
-        Slot::Reading {
-            seq,
-            offset,
-            filled,
-            want,
-            res: None,
-        }
-    }
-
-    /// Turns the completions that arrived into states: short reads and EINTR/EAGAIN go back to the
-    /// driver (in `resend`).
-    fn settle(&mut self, st: &mut State, resend: &mut Vec<ReadOp>) {
+    /// Turns the completions that arrived into states, as [`Chunks::complete`] says: short reads and
+    /// EINTR/EAGAIN go back to the driver (in `resend`).
+    fn settle(&mut self, st: &mut State, resend: &mut Vec<ReadOp>, giveback: &mut Vec<Buf>) {
         for i in 0..st.slots.len() {
             let Slot::Reading {
-                seq,
-                offset,
-                filled,
-                want,
+                mut piece,
                 res: Some(res),
             } = st.slots[i]
             else {
@@ -375,200 +479,111 @@ impl FileStream {
             };
             if self.ended {
                 // Read past the end that was found, or after an error: nobody wants it.
-                st.slots[i] = Slot::Free;
+                giveback.extend(st.free(i));
                 continue;
             }
-            st.slots[i] = if res < 0 {
-                let errno = -res;
-                if matches!(errno, libc::EINTR | libc::EAGAIN) {
-                    self.again(i, seq, offset, filled, want, resend)
-                } else if filled > 0 {
-                    // The bytes before the failure are handed out first, then the error.
-                    Slot::Ready {
-                        seq,
-                        offset,
-                        len: filled,
-                        end: true,
-                        errno,
-                    }
-                } else {
-                    Slot::Failed { seq, offset, errno }
+            let offset = piece.offset;
+            st.slots[i] = match self.rules.complete(&mut piece, res) {
+                Step::Again => {
+                    let buf = st.bufs[i].as_ref().map_or(std::ptr::null_mut(), Buf::ptr);
+                    resend.push(self.read_op(i, buf, &piece));
+                    Slot::Reading { piece, res: None }
                 }
-            } else if res == 0 {
-                Slot::Ready {
-                    seq,
+                Step::Ready { last } => {
+                    if !self.rules.positional() {
+                        self.consumed += piece.filled as u64;
+                    }
+                    Slot::Ready {
+                        seq: piece.k,
+                        offset,
+                        len: piece.filled,
+                        end: last,
+                        errno: 0,
+                    }
+                }
+                // The bytes before the failure are handed out first, then the error.
+                Step::Failed { errno } if piece.filled > 0 => Slot::Ready {
+                    seq: piece.k,
                     offset,
-                    len: filled,
+                    len: piece.filled,
                     end: true,
-                    errno: 0,
-                }
-            } else {
-                let filled = filled + res as u32;
-                if !self.positional {
-                    self.consumed += filled as u64;
-                    Slot::Ready {
-                        seq,
-                        offset,
-                        len: filled,
-                        end: self.consumed >= self.limit_end,
-                        errno: 0,
-                    }
-                } else if filled >= want {
-                    Slot::Ready {
-                        seq,
-                        offset,
-                        len: filled,
-                        end: offset + filled as u64 >= self.limit_end,
-                        errno: 0,
-                    }
-                } else {
-                    // A short read: the rest of the chunk, or the end of the file (the next read
-                    // says 0).
-                    self.again(i, seq, offset, filled, want, resend)
-                }
+                    errno,
+                },
+                Step::Failed { errno } => Slot::Failed {
+                    seq: piece.k,
+                    offset,
+                    errno,
+                },
             };
         }
     }
 
-    /// Whether chunk `seq` may be read now.
-    fn may_read(&self, st: &State, seq: u64) -> bool {
+    /// Chunk `next_submit`, if it may be read now (see [`Chunks::may_read_ahead`]).
+    fn next_piece(&self, st: &State) -> Option<Piece> {
         if self.ended {
-            return false;
+            return None;
         }
-        if !self.positional {
-            // A pipe or socket has one position: one read at a time, and nothing past the limit.
-            return self.consumed < self.limit_end
-                && !st.slots.iter().any(|s| matches!(s, Slot::Reading { .. }));
+        let reading = st
+            .slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Reading { .. }))
+            .count();
+        if reading >= self.rules.max_in_flight(self.depth) {
+            return None;
         }
-        let offset = self.offset_of(seq);
-        if offset >= self.limit_end {
-            return false;
+        if !self
+            .rules
+            .may_read_ahead(self.next_submit, self.next_deliver)
+        {
+            return None;
         }
-        // Past the size `fstat` gave, one read at a time, and only when all before it are handed
-        // out: it finds the end (0), or that the file grew.
-        offset < self.size_hint || seq == self.next_deliver
+        self.rules.piece(self.next_submit, self.consumed)
+    }
+
+    /// Ends the stream because the driver was cancelled: its reads in flight are cancelled (their
+    /// buffers stay with them until their completions arrive).
+    fn interrupt(&mut self) -> Error {
+        if self.finish() {
+            self.driver.cancel(&self.shared);
+        }
+        Error::Interrupted {
+            path: self.path.clone(),
+        }
+    }
+
+    /// Ends the stream: the buffers it does not lend out go back to the pool (those being read,
+    /// as their reads complete). Returns whether reads are in flight.
+    fn finish(&mut self) -> bool {
+        self.ended = true;
+        self.done = true;
+        let mut giveback = Vec::new();
+        let in_flight = {
+            let mut st = self.shared.lock();
+            st.finish(&mut giveback);
+            st.slots
+                .iter()
+                .any(|s| matches!(s, Slot::Reading { res: None, .. }))
+        };
+        self.shared.pool.give(giveback);
+        in_flight
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<OwnedChunk>>> {
         if let Some(e) = self.pending.take() {
-            self.done = true;
+            self.finish();
             return Poll::Ready(Some(Err(e)));
         }
         if self.done {
             return Poll::Ready(None);
         }
+        if self.driver.cancelled() {
+            return Poll::Ready(Some(Err(self.interrupt())));
+        }
         let shared = Arc::clone(&self.shared);
         let mut send = Vec::new();
-        let out = {
-            let mut st = shared.lock();
-            self.settle(&mut st, &mut send);
-            let turn = st.slots.iter().position(|s| match *s {
-                Slot::Ready { seq, .. } | Slot::Failed { seq, .. } => seq == self.next_deliver,
-                _ => false,
-            });
-            let out = match turn.map(|i| (i, st.slots[i])) {
-                Some((
-                    i,
-                    Slot::Ready {
-                        offset,
-                        len,
-                        end,
-                        errno,
-                        ..
-                    },
-                )) => {
-                    self.next_deliver += 1;
-                    if errno != 0 {
-                        self.ended = true;
-                        self.pending = Some(Error::Read {
-                            path: self.path.clone(),
-                            offset: offset + len as u64,
-                            source: io::Error::from_raw_os_error(errno),
-                        });
-                    } else if end {
-                        self.ended = true;
-                        self.done = true;
-                    }
-                    if len == 0 {
-                        st.slots[i] = Slot::Free;
-                        self.done = true;
-                        Some(None)
-                    } else {
-                        st.slots[i] = Slot::Lent;
-                        Some(Some(Ok(OwnedChunk::new(
-                            Arc::clone(&self.shared),
-                            i,
-                            offset,
-                            len as usize,
-                        ))))
-                    }
-                }
-                Some((i, Slot::Failed { offset, errno, .. })) => {
-                    st.slots[i] = Slot::Free;
-                    self.ended = true;
-                    self.done = true;
-                    Some(Some(Err(Error::Read {
-                        path: self.path.clone(),
-                        offset,
-                        source: io::Error::from_raw_os_error(errno),
-                    })))
-                }
-                _ => None,
-            };
-            if self.done {
-                // Anything still in flight is not wanted: free the slots as completions come.
-                self.settle(&mut st, &mut send);
-            } else {
-                // Fill every free buffer (the reads go out after the lock is released), once a
-                // quarter of them are free or nothing is in flight: a wake-up of the driver then
-                // carries several reads, not one per chunk handed out.
-                let free = st.slots.iter().filter(|s| matches!(s, Slot::Free)).count();
-                let busy = st
-                    .slots
-                    .iter()
-                    .any(|s| matches!(s, Slot::Reading { .. } | Slot::Ready { .. }));
-                let batch = (st.slots.len() / 4).max(1);
-                let fill = free >= batch || !busy;
-                for i in 0..st.slots.len() {
-                    if !fill {
-                        break;
-                    }
-                    if !matches!(st.slots[i], Slot::Free) || !self.may_read(&st, self.next_submit) {
-                        continue;
-                    }
-                    let seq = self.next_submit;
-                    let offset = if self.positional {
-                        self.offset_of(seq)
-                    } else {
-                        self.consumed
-                    };
-                    let room = if self.positional {
-                        self.limit_end - offset
-                    } else {
-                        self.limit_end - self.consumed
-                    };
-                    let want = self.chunk.min(room) as u32;
-                    st.slots[i] = Slot::Reading {
-                        seq,
-                        offset,
-                        filled: 0,
-                        want,
-                        res: None,
-                    };
-                    send.push(self.read_op(i, offset, 0, want));
-                    self.next_submit += 1;
-                }
-                if out.is_none() {
-                    // Woken by the next completion or by a chunk given back. Registered under the
-                    // lock, so a completion recorded after this point sees the waker.
-                    match &st.waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => st.waker = Some(cx.waker().clone()),
-                    }
-                }
-            }
-            out
-        };
+        let mut giveback = Vec::new();
+        let out = self.turn(&shared, cx, &mut send, &mut giveback);
+        self.shared.pool.give(giveback);
         if !send.is_empty() {
             self.driver.read(send);
         }
@@ -576,6 +591,151 @@ impl FileStream {
             Some(item) => Poll::Ready(item),
             None => Poll::Pending,
         }
+    }
+
+    /// One poll's work under the stream's lock: settle completions, hand out the next chunk if it is
+    /// in, start reads into free slots (in `send`, sent once the lock is released), free buffers (in
+    /// `giveback`). `None`: nothing to hand out yet (the waker is registered).
+    #[allow(clippy::type_complexity)]
+    fn turn(
+        &mut self,
+        shared: &Shared,
+        cx: &mut Context<'_>,
+        send: &mut Vec<ReadOp>,
+        giveback: &mut Vec<Buf>,
+    ) -> Option<Option<Result<OwnedChunk>>> {
+        let mut st = shared.lock();
+        self.settle(&mut st, send, giveback);
+        let turn = st.slots.iter().position(|s| match *s {
+            Slot::Ready { seq, .. } | Slot::Failed { seq, .. } => seq == self.next_deliver,
+            _ => false,
+        });
+        let out = match turn.map(|i| (i, st.slots[i])) {
+            Some((
+                i,
+                Slot::Ready {
+                    offset,
+                    len,
+                    end,
+                    errno,
+                    ..
+                },
+            )) => {
+                self.next_deliver += 1;
+                if errno != 0 {
+                    self.ended = true;
+                    self.pending = Some(Error::Read {
+                        path: self.path.clone(),
+                        offset: offset + len as u64,
+                        source: io::Error::from_raw_os_error(errno),
+                    });
+                } else if end {
+                    self.ended = true;
+                    self.done = true;
+                }
+                if len == 0 {
+                    giveback.extend(st.free(i));
+                    self.done = true;
+                    Some(None)
+                } else {
+                    st.slots[i] = Slot::Lent;
+                    let buf = st.bufs[i].as_ref().map_or(std::ptr::null_mut(), Buf::ptr);
+                    Some(Some(Ok(OwnedChunk::new(
+                        Arc::clone(&self.shared),
+                        i,
+                        buf,
+                        offset,
+                        len as usize,
+                    ))))
+                }
+            }
+            Some((i, Slot::Failed { offset, errno, .. })) => {
+                giveback.extend(st.free(i));
+                self.ended = true;
+                self.done = true;
+                Some(Some(Err(Error::Read {
+                    path: self.path.clone(),
+                    offset,
+                    source: io::Error::from_raw_os_error(errno),
+                })))
+            }
+            _ => None,
+        };
+        if self.done {
+            // Anything still in flight is not wanted: its buffer goes back as it completes.
+            st.finish(giveback);
+            return out;
+        }
+        // Fill every free slot (the reads go out after the lock is released), once a quarter of
+        // them are free or nothing is in flight: a wake-up of the driver then carries several
+        // reads, not one per chunk handed out.
+        let free = st.slots.iter().filter(|s| matches!(s, Slot::Free)).count();
+        let busy = |st: &State| {
+            st.slots
+                .iter()
+                .any(|s| matches!(s, Slot::Reading { .. } | Slot::Ready { .. }))
+        };
+        let batch = (st.slots.len() / 4).max(1);
+        let mut starved = false;
+        if free >= batch || !busy(&st) {
+            for i in 0..st.slots.len() {
+                if !matches!(st.slots[i], Slot::Free) {
+                    continue;
+                }
+                let Some(piece) = self.next_piece(&st) else {
+                    break;
+                };
+                // A buffer from the driver's pool: read ahead only within this stream's share;
+                // when its consumer waits (nothing handed out now) and nothing is in flight or
+                // ready, this stream needs one, and waits for it.
+                let held = st.bufs.iter().flatten().count() * self.stride;
+                let urgent = out.is_none() && !busy(&st);
+                let buf = match shared.pool.take(self.stride, held, urgent, cx.waker()) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        starved = urgent;
+                        break;
+                    }
+                    Err(e) => {
+                        self.ended = true;
+                        self.done = true;
+                        st.finish(giveback);
+                        return Some(Some(Err(e)));
+                    }
+                };
+                send.push(self.read_op(i, buf.ptr(), &piece));
+                st.bufs[i] = Some(buf);
+                st.slots[i] = Slot::Reading { piece, res: None };
+                self.next_submit += 1;
+            }
+        }
+        if out.is_some() {
+            return out;
+        }
+        let lent = st.slots.iter().filter(|s| matches!(s, Slot::Lent)).count();
+        let all_lent = lent == st.slots.len();
+        // Waiting for the pool while this stream's own chunks hold the whole budget is the same
+        // dead end.
+        let budget_lent = starved && lent > 0 && shared.pool.lent() == lent * self.stride;
+        if all_lent || budget_lent {
+            // Every buffer this stream can have is with the consumer and nothing is being read: only
+            // a chunk dropped can wake this stream, and the task polling it is the likeliest holder
+            // (`collect()`, a Vec of chunks). Say so rather than wait forever.
+            self.ended = true;
+            self.done = true;
+            st.finish(giveback);
+            return Some(Some(Err(Error::BuffersHeld {
+                path: self.path.clone(),
+                held: lent,
+            })));
+        }
+        // Woken by the next completion, a chunk given back, or a buffer freed in the pool.
+        // Registered under the lock, so a completion recorded after this point sees the waker.
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        None
     }
 }
 
@@ -595,17 +755,21 @@ impl futures_core::FusedStream for FileStream {
 
 impl Drop for FileStream {
     fn drop(&mut self) {
+        let mut giveback = Vec::new();
         let in_flight = {
             let mut st = self.shared.lock();
             st.closed = true;
             st.waker = None;
+            st.finish(&mut giveback);
             st.slots
                 .iter()
                 .any(|s| matches!(s, Slot::Reading { res: None, .. }))
         };
+        self.shared.pool.give(giveback);
         if in_flight {
             // The reads keep the buffers and the file alive until their completions arrive.
             self.driver.cancel(&self.shared);
         }
+        self.shared.pool.stream_count(false);
     }
 }

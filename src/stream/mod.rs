@@ -14,32 +14,61 @@
 //!
 //! # The model
 //!
-//! A [`Driver`] is one thread with one io_uring. Streams opened from it ([`Driver::open`],
-//! [`open`] for the process-wide [`Driver::global`]) own their buffers (`depth` buffers of
-//! `chunk_size` bytes) and decide what to read; the driver performs the reads:
+//! A [`Driver`] is one thread per CPU this process may use, each with its own io_uring, and a pool
+//! of buffers its streams share within a budget. Streams opened from it ([`Driver::open`],
+//! [`Driver::open_async`], [`open`] and [`open_async`] for the process-wide [`Driver::global`])
+//! decide what to read; the driver's threads perform the reads:
 //!
-//! 1. the task polling a [`FileStream`] fills its free buffers with read requests and puts them on
-//!    the driver's queue (waking the driver through an `eventfd` the driver keeps a read on);
-//! 2. the driver thread submits them in batches and waits in `io_uring_enter`; a read of cached data
-//!    completes inside that call, on the driver's CPU (the copy out of the page cache happens there);
-//!    a read from the device completes when the device is done;
-//! 3. the driver records each completion in its stream's state and wakes the stream's task;
-//! 4. the task, on whatever tokio worker polls it, turns completions into chunks in file order
-//!    (resubmitting short reads and EINTR/EAGAIN) and hands them out as [`OwnedChunk`]s.
+//! 1. the task polling a [`FileStream`] takes buffers from the driver's pool for its free slots,
+//!    makes read requests and puts them on the queues of the driver's threads (chunk `k` goes to
+//!    thread `k % threads`, waking it through an `eventfd` it keeps a read on);
+//! 2. each driver thread submits them in batches and waits in `io_uring_enter`; a read of cached data
+//!    completes inside that call, on that thread's CPU (the copy out of the page cache happens
+//!    there); a read from the device completes when the device is done;
+//! 3. the thread records each completion in its stream's state and wakes the stream's task;
+//! 4. the task, on whatever worker polls it, turns completions into chunks in file order
+//!    (resubmitting short reads and EINTR/EAGAIN, by the same rules as every other path) and hands
+//!    them out as [`OwnedChunk`]s.
 //!
 //! So one driver serves any number of streams (hundreds, on any number of runtime threads) with one
-//! ring, one thread and two descriptors; each stream costs its buffers, its file and a small state.
-//! Programs that read faster than one thread can copy (many cached files at once on a large machine)
-//! can make more drivers with [`Driver::new`] and spread streams over them.
+//! ring per CPU; each stream costs its file, a small state, and the buffers it holds. Programs can
+//! make more drivers with [`Driver::new`] to keep groups of streams apart.
 //!
-//! A chunk handed out keeps its buffer: a stream never has more than `depth` buffers, so holding
-//! chunks (or `Bytes` made from them) stops its reading: that is the backpressure.
+//! # Memory: `depth` per stream, a budget per driver
 //!
-//! Dropping a stream part way cancels its reads in flight with `IORING_OP_ASYNC_CANCEL`. Each read in
-//! flight holds the stream's buffers and file, so the buffers are freed only after the read's
-//! completion has arrived (and every chunk handed out is dropped), and the file is closed then too.
+//! A stream has at most `depth` buffers of `chunk_size` bytes (`DEFAULT_DEPTH`: 16 of 256 KiB). All
+//! the streams of a driver take their buffers from one pool of at most [`DEFAULT_BUDGET`] bytes
+//! (64 MiB; choose with [`Driver::with_budget`]); buffers given back are kept for the next stream.
+//! A stream reads ahead only within its share of the budget (`budget / open streams`, at least one
+//! buffer); when the budget is spent, a stream that needs a buffer waits until another stream gives
+//! one back. [`Driver::stats`] shows the budget, the bytes of buffers, their peak and what streams
+//! hold.
 //!
-//! Where io_uring is refused, the driver's thread serves the same requests with `pread(2)`, and
+//! A chunk handed out keeps its buffer until it (or the last `Bytes` made from it) is dropped, so
+//! holding chunks stops the stream's reading: that is the backpressure. Holding *every* buffer of
+//! a stream while asking it for the next chunk cannot work (`stream.collect::<Vec<_>>()` of a file
+//! longer than `depth` chunks, for instance): the stream then returns
+//! [`Error::BuffersHeld`] and ends, rather than wait for ever. Drop
+//! chunks before asking for more, copy what you keep (`Bytes::copy_from_slice`), or raise `depth`.
+//! The same holds across streams of one driver: chunks held while waiting for other streams'
+//! chunks hold the budget.
+//!
+//! # Opening without blocking
+//!
+//! [`Driver::open`] and [`open`] call `open(2)` on the calling thread, as `std::fs::File::open`
+//! does: a FIFO's waits there for a writer, a network file system's for its server. From async
+//! code, use [`Driver::open_async`] or [`open_async`], which do the open on a helper thread.
+//!
+//! # Cancelling
+//!
+//! Dropping a stream part way cancels its reads in flight with `IORING_OP_ASYNC_CANCEL`. Each read
+//! in flight holds its buffer and the stream's file, so a buffer goes back to the pool only after
+//! its read's completion has arrived, and the file is closed then too. A driver given a
+//! [`Cancel`](crate::Cancel) ([`Driver::set_cancel`]) stops all its streams when it is cancelled:
+//! their reads in flight are cancelled and their polls return
+//! [`Error::Interrupted`].
+//!
+//! Where io_uring is refused, the driver's threads serve the same requests with `pread(2)`, and
 //! [`Driver::notice`] and [`FileStream::notices`] say why.
 //!
 //! # Compared with the synchronous engine
@@ -59,10 +88,11 @@
 mod chunk;
 mod driver;
 mod file;
+mod pool;
 
 pub use chunk::OwnedChunk;
-pub use driver::{Driver, DriverStats};
-pub use file::{default_options, open, FileStream, DEFAULT_DEPTH};
+pub use driver::{Driver, DriverStats, DEFAULT_BUDGET};
+pub use file::{default_options, open, open_async, FileStream, DEFAULT_DEPTH};
 
 use crate::error::Error;
 

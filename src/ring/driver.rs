@@ -1,0 +1,190 @@
+//! The stream driver's ring ([`DriverRing`]): reads into buffers the driver's streams own, a read on
+//! the driver's own `eventfd` to wake it, a poll on a [`Cancel`](crate::Cancel) handle's `eventfd`,
+//! and cancellation of reads in flight. The driver (`crate::stream`) decides what to read; this is
+//! the only place its io_uring is touched.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+use super::{entered, setup, CANCEL_POLL_TAG, CANCEL_TAG, ENTERS, WAKE_TAG};
+
+/// Submission queue entries of a driver ring.
+const RING_ENTRIES: u32 = 256;
+
+/// What a completion of a driver ring is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DriverCqe {
+    /// The read on the wake-up `eventfd` completed: look at the queue (and arm it again).
+    Wake,
+    /// The cancel handle's `eventfd` became readable.
+    Cancelled,
+    /// A read pushed with [`DriverRing::push_read`] completed with `res` (bytes, or `-errno`).
+    Read {
+        /// The read's `user_data`.
+        user_data: u64,
+        /// Bytes read, or `-errno`.
+        res: i32,
+    },
+}
+
+/// A driver lane's ring. Made on the thread that uses it (it is set up `SINGLE_ISSUER` where the
+/// kernel has that).
+pub(crate) struct DriverRing {
+    ring: IoUring,
+    /// Where the wake-up read puts the `eventfd`'s counter. Boxed: the kernel holds its address.
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    cancel_armed: bool,
+}
+
+impl DriverRing {
+    /// Sets up a ring for the driver (cooperative task running and a single issuer, where the kernel
+    /// has them).
+    pub(crate) fn new() -> io::Result<DriverRing> {
+        Ok(DriverRing {
+            ring: setup(RING_ENTRIES, false, true)?,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            cancel_armed: false,
+        })
+    }
+
+    /// Queues a read of `len` bytes at `offset` ([`CURRENT_POSITION`](super::CURRENT_POSITION) for a
+    /// stream) of `fd` into `buf`; its completion carries `user_data` (which must be below
+    /// [`CANCEL_TAG`], [`WAKE_TAG`] and [`CANCEL_POLL_TAG`]).
+    ///
+    /// # Safety
+    /// `buf .. buf + len` must stay allocated, and be neither read nor written by anyone else, and
+    /// `fd` must stay open, until this read's completion has been returned by
+    /// [`DriverRing::completions`] (or for ever, if the ring fails: then the caller must leak them).
+    pub(crate) unsafe fn push_read(
+        &mut self,
+        fd: RawFd,
+        buf: *mut u8,
+        len: u32,
+        offset: u64,
+        user_data: u64,
+    ) {
+        debug_assert!(user_data < CANCEL_POLL_TAG);
+        let e = opcode::Read::new(types::Fd(fd), buf, len)
+            .offset(offset)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the caller's promise covers the buffer and the descriptor.
+        unsafe { self.push(&e) }
+    }
+
+    /// Keeps a read on the wake-up `eventfd` `fd` in the ring (arms it unless it is armed). The ring
+    /// owns the 8 bytes it reads into.
+    pub(crate) fn arm_wake(&mut self, fd: RawFd) {
+        if self.wake_armed {
+            return;
+        }
+        let e = opcode::Read::new(types::Fd(fd), (&mut *self.wake_buf as *mut u64).cast(), 8)
+            .build()
+            .user_data(WAKE_TAG);
+        // SAFETY: `wake_buf` lives as long as the ring, and longer if the read is still armed when
+        // the ring is dropped (see Drop). The caller keeps the eventfd open while the ring lives.
+        unsafe { self.push(&e) };
+        self.wake_armed = true;
+    }
+
+    /// Whether the wake-up read is in the ring.
+    pub(crate) fn wake_armed(&self) -> bool {
+        self.wake_armed
+    }
+
+    /// Cancels the wake-up read (at shutdown): its completion comes back as [`DriverCqe::Wake`].
+    pub(crate) fn cancel_wake(&mut self) {
+        self.cancel(WAKE_TAG);
+    }
+
+    /// Keeps a poll for `POLLIN` on a cancel handle's `eventfd` in the ring (arms it unless armed).
+    pub(crate) fn arm_cancel_poll(&mut self, fd: RawFd) {
+        if self.cancel_armed {
+            return;
+        }
+        let e = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(CANCEL_POLL_TAG);
+        // SAFETY: a poll refers to no memory of ours.
+        unsafe { self.push(&e) };
+        self.cancel_armed = true;
+    }
+
+    /// Whether the cancel poll is in the ring.
+    pub(crate) fn cancel_poll_armed(&self) -> bool {
+        self.cancel_armed
+    }
+
+    /// Stops the cancel poll (the handle was replaced, or the driver shuts down): its completion
+    /// comes back as [`DriverCqe::Cancelled`].
+    pub(crate) fn stop_cancel_poll(&mut self) {
+        self.cancel(CANCEL_POLL_TAG);
+    }
+
+    /// Asks the kernel to cancel the operation carrying `user_data` (it still completes).
+    pub(crate) fn cancel(&mut self, user_data: u64) {
+        let e = opcode::AsyncCancel::new(user_data)
+            .build()
+            .user_data(CANCEL_TAG);
+        // SAFETY: a cancel refers to no memory of ours.
+        unsafe { self.push(&e) };
+    }
+
+    /// Submits what is queued and waits for at least one completion ([`entered`]: a signal or a
+    /// full completion queue is not an error).
+    pub(crate) fn submit_and_wait(&mut self) -> io::Result<()> {
+        ENTERS.fetch_add(1, Ordering::Relaxed);
+        entered(self.ring.submit_and_wait(1))
+    }
+
+    /// Moves the completions that arrived into `out` (cancel requests' own are dropped).
+    pub(crate) fn completions(&mut self, out: &mut Vec<DriverCqe>) {
+        for c in self.ring.completion() {
+            match c.user_data() {
+                CANCEL_TAG => {}
+                WAKE_TAG => {
+                    self.wake_armed = false;
+                    out.push(DriverCqe::Wake);
+                }
+                CANCEL_POLL_TAG => {
+                    self.cancel_armed = false;
+                    out.push(DriverCqe::Cancelled);
+                }
+                user_data => out.push(DriverCqe::Read {
+                    user_data,
+                    res: c.result(),
+                }),
+            }
+        }
+    }
+
+    /// Pushes one entry, submitting first while the queue is full.
+    ///
+    /// # Safety
+    /// Whatever memory the entry refers to must outlive the operation.
+    unsafe fn push(&mut self, e: &squeue::Entry) {
+        loop {
+            // SAFETY: the caller's promise.
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                return;
+            }
+            ENTERS.fetch_add(1, Ordering::Relaxed);
+            let _ = self.ring.submit();
+        }
+    }
+}
+
+impl Drop for DriverRing {
+    fn drop(&mut self) {
+        if self.wake_armed {
+            // The kernel may still write the eventfd's counter here after the ring closes (its
+            // requests are torn down asynchronously): 8 bytes leaked rather than written after free.
+            Box::leak(std::mem::replace(&mut self.wake_buf, Box::new(0)));
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The driver's buffer pool: every stream of a driver takes its buffers from it, within one budget
+//! in bytes, and gives them back when their chunks are dropped; buffers given back are kept for the
+//! next stream (no allocation, no `mmap`/`munmap`, per `open`).
+//!
+//! Buffers are grouped by length (a stream's chunk size rounded up to [`ALIGN`]); the budget counts
+//! the bytes of every buffer that exists, kept or lent, across lengths. When a length has none kept
+//! and the budget is spent, buffers of other lengths that are kept are freed to make room.
+//!
+//! Two rules keep streams from starving each other:
+//!
+//! - a stream reads ahead (takes a buffer while it has a read in flight or a chunk ready) only
+//!   within its share, `budget / open streams` (at least one buffer), and only while no stream
+//!   waits;
+//! - a stream with nothing in flight and nothing ready takes a buffer whenever the budget has one,
+//!   and otherwise waits: its task's waker is kept, and every buffer given back wakes the waiters.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+use crate::error::{Error, Result};
+use crate::options::ALIGN;
+
+/// One buffer: `len` bytes aligned to [`ALIGN`], owned outright.
+pub(super) struct Buf {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a `Buf` owns its allocation like a `Box<[u8]>`; who writes into it while the kernel reads
+// is governed by the stream's slot states.
+unsafe impl Send for Buf {}
+
+impl Buf {
+    fn new(len: usize) -> Result<Buf> {
+        let layout =
+            Layout::from_size_align(len, ALIGN).map_err(|_| Error::OutOfMemory { bytes: len })?;
+        // SAFETY: `len` is non-zero (a stride is at least ALIGN).
+        let raw = unsafe { alloc::alloc(layout) };
+        let ptr = NonNull::new(raw).ok_or(Error::OutOfMemory { bytes: len })?;
+        Ok(Buf { ptr, len })
+    }
+
+    /// The buffer's first byte. Writing through it is the caller's business (the kernel's).
+    pub(super) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout (it was valid then). A stream gives a buffer
+        // back (and so can drop it) only when no read into it is in flight.
+        unsafe {
+            alloc::dealloc(
+                self.ptr.as_ptr(),
+                Layout::from_size_align_unchecked(self.len, ALIGN),
+            )
+        }
+    }
+}
+
+/// The pool's books.
+#[derive(Default)]
+struct Books {
+    /// Bytes of every buffer that exists (kept or lent): never above the budget.
+    allocated: usize,
+    /// The most `allocated` has been.
+    peak: usize,
+    /// Bytes of buffers streams hold.
+    lent: usize,
+    /// Buffers given back, by length.
+    kept: Vec<(usize, Vec<Buf>)>,
+    /// Streams open on the driver (for each one's share).
+    streams: usize,
+    /// Tasks of streams waiting for a buffer.
+    waiters: Vec<Waker>,
+}
+
+/// Buffers within a budget, shared by a driver's streams.
+pub(super) struct Pool {
+    budget: usize,
+    books: Mutex<Books>,
+}
+
+/// What the pool holds, for [`DriverStats`](super::DriverStats).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PoolStats {
+    pub budget: usize,
+    pub allocated: usize,
+    pub peak: usize,
+    pub lent: usize,
+    pub waiting: usize,
+}
+
+impl Pool {
+    pub(super) fn new(budget: usize) -> Pool {
+        Pool {
+            budget,
+            books: Mutex::new(Books::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The length of a buffer for chunks of `chunk` bytes.
+    pub(super) fn stride(chunk: usize) -> usize {
+        chunk.div_ceil(ALIGN).max(1) * ALIGN
+    }
+
+    /// The budget in bytes.
+    pub(super) fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// A stream opened (`+1`) or went away (`-1`).
+    pub(super) fn stream_count(&self, opened: bool) {
+        let mut b = self.lock();
+        if opened {
+            b.streams += 1;
+        } else {
+            b.streams = b.streams.saturating_sub(1);
+        }
+    }
+
+    /// A buffer of `len` bytes for a stream that holds `held` bytes of buffers already. `urgent`: the
+    /// stream has nothing in flight and nothing ready, so it waits for this buffer (then `waker` is
+    /// kept and woken when a buffer comes back). `Ok(None)`: not now.
+    pub(super) fn take(
+        &self,
+        len: usize,
+        held: usize,
+        urgent: bool,
+        waker: &Waker,
+    ) -> Result<Option<Buf>> {
+        let mut b = self.lock();
+        if !urgent {
+            let share = (self.budget / b.streams.max(1)).max(len);
+            if held + len > share || !b.waiters.is_empty() {
+                return Ok(None);
+            }
+        }
+        if let Some((_, list)) = b.kept.iter_mut().find(|(l, _)| *l == len) {
+            if let Some(buf) = list.pop() {
+                b.lent += len;
+                return Ok(Some(buf));
+            }
+        }
+        // Make room by freeing buffers of other lengths nobody holds.
+        while b.allocated + len > self.budget {
+            let Some(buf) = b.kept.iter_mut().find_map(|(_, list)| list.pop()) else {
+                break;
+            };
+            b.allocated -= buf.len;
+            drop(buf);
+        }
+        if b.allocated + len <= self.budget {
+            let buf = Buf::new(len)?;
+            b.allocated += len;
+            b.peak = b.peak.max(b.allocated);
+            b.lent += len;
+            return Ok(Some(buf));
+        }
+        if urgent && !b.waiters.iter().any(|w| w.will_wake(waker)) {
+            b.waiters.push(waker.clone());
+        }
+        Ok(None)
+    }
+
+    /// Buffers given back: kept for the next stream, and every waiting stream is woken.
+    pub(super) fn give(&self, bufs: impl IntoIterator<Item = Buf>) {
+        let waiters = {
+            let mut b = self.lock();
+            let mut any = false;
+            for buf in bufs {
+                any = true;
+                b.lent -= buf.len;
+                let len = buf.len;
+                match b.kept.iter_mut().find(|(l, _)| *l == len) {
+                    Some((_, list)) => list.push(buf),
+                    None => b.kept.push((len, vec![buf])),
+                }
+            }
+            if !any {
+                return;
+            }
+            std::mem::take(&mut b.waiters)
+        };
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Bytes of buffers streams hold.
+    pub(super) fn lent(&self) -> usize {
+        self.lock().lent
+    }
+
+    /// Wakes every waiting stream (the driver was cancelled).
+    pub(super) fn wake_all(&self) {
+        let waiters = std::mem::take(&mut self.lock().waiters);
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    pub(super) fn stats(&self) -> PoolStats {
+        let b = self.lock();
+        PoolStats {
+            budget: self.budget,
+            allocated: b.allocated,
+            peak: b.peak,
+            lent: b.lent,
+            waiting: b.waiters.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_bounds_allocation_and_buffers_are_reused() {
+        let pool = Pool::new(3 * 8192);
+        pool.stream_count(true);
+        let w = Waker::noop();
+        let a = pool.take(8192, 0, true, w).unwrap().unwrap();
+        let a_ptr = a.ptr();
+        let b = pool.take(8192, 8192, false, w).unwrap().unwrap();
+        let c = pool.take(8192, 16384, false, w).unwrap().unwrap();
+        // The budget is spent: an urgent taker waits, a read-ahead taker is refused.
+        assert!(pool.take(8192, 0, true, w).unwrap().is_none());
+        assert_eq!(pool.stats().waiting, 1);
+        assert!(pool.take(8192, 0, false, w).unwrap().is_none());
+        pool.give([a]);
+        assert_eq!(pool.stats().waiting, 0);
+        let again = pool.take(8192, 0, true, w).unwrap().unwrap();
+        assert_eq!(again.ptr(), a_ptr, "a kept buffer is reused");
+        // Another length: kept buffers of the first are freed to make room.
+        pool.give([again, b]);
+        let big = pool.take(16384, 0, true, w).unwrap().unwrap();
+        let s = pool.stats();
+        assert!(s.allocated <= s.budget && s.peak <= s.budget, "{s:?}");
+        assert_eq!(s.lent, 8192 + 16384);
+        pool.give([big, c]);
+        assert_eq!(pool.stats().lent, 0);
+    }
+
+    #[test]
+    fn read_ahead_stays_within_a_share() {
+        let pool = Pool::new(4 * 4096);
+        pool.stream_count(true);
+        pool.stream_count(true);
+        let w = Waker::noop();
+        let a = pool.take(4096, 0, true, w).unwrap().unwrap();
+        let b = pool.take(4096, 4096, false, w).unwrap().unwrap();
+        assert!(
+            pool.take(4096, 8192, false, w).unwrap().is_none(),
+            "past the share"
+        );
+        pool.give([a, b]);
+    }
+}
