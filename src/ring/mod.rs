@@ -80,6 +80,7 @@ pub(crate) trait Queue {
 /// The `user_data` of cancel requests; their own completions are not reads and are not returned.
 const CANCEL_TAG: u64 = u64::MAX;
 /// The `user_data` of a driver ring's read on its wake-up `eventfd`.
+#[cfg(feature = "stream")]
 const WAKE_TAG: u64 = u64::MAX - 1;
 /// The `user_data` of a ring's poll on a [`Cancel`](crate::Cancel) handle's `eventfd` (see
 /// [`Queue::watch`]).
