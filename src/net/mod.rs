@@ -43,10 +43,10 @@ mod uring;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::buf::{Arena, Chunk};
+use crate::cancel::{wait_readable, Cancel};
 use crate::error::{Error, Result};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::StreamKind;
@@ -58,6 +58,14 @@ static POLLS: AtomicU64 = AtomicU64::new(0);
 /// `epoll_wait` calls made by ringread's epoll way in this process so far.
 pub(crate) fn poll_count() -> u64 {
     POLLS.load(Ordering::Relaxed)
+}
+
+/// How many io_uring stream rings were dropped while requests of theirs were still in the kernel
+/// (which could then write into freed buffers), in this process. Always 0 unless ringread has a
+/// bug: for tests.
+#[doc(hidden)]
+pub fn rings_dropped_busy() -> u64 {
+    crate::ring::rings_dropped_busy()
 }
 
 /// How to read a stream.
@@ -138,7 +146,7 @@ pub struct StreamOptions {
     max_bytes: Option<u64>,
     grow_pipe: bool,
     batch: usize,
-    interrupt: Option<Arc<AtomicBool>>,
+    cancel: Option<Cancel>,
 }
 
 impl Default for StreamOptions {
@@ -157,7 +165,7 @@ impl StreamOptions {
             max_bytes: None,
             grow_pipe: true,
             batch: 1,
-            interrupt: None,
+            cancel: None,
         }
     }
     /// The largest chunk (the size of every buffer); at least 1 byte, at most 1 GiB.
@@ -196,10 +204,13 @@ impl StreamOptions {
         self.batch = n.clamp(1, 64);
         self
     }
-    /// Reading stops with [`Error::Interrupted`] once `flag` is set (from a signal handler, say).
+    /// Reading stops with [`Error::Interrupted`] once `cancel` is cancelled, from any thread or a
+    /// signal handler, even while it waits for data that never comes: every way watches the
+    /// handle's `eventfd` beside its streams. Every request in the kernel is cancelled and reaped
+    /// before the call returns.
     #[must_use]
-    pub fn interrupt(mut self, flag: Option<Arc<AtomicBool>>) -> Self {
-        self.interrupt = flag;
+    pub fn cancel(mut self, cancel: Option<Cancel>) -> Self {
+        self.cancel = cancel;
         self
     }
     /// The way asked for.
@@ -207,10 +218,9 @@ impl StreamOptions {
         self.method
     }
 
-    fn interrupted(&self) -> bool {
-        self.interrupt
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::Relaxed))
+    /// Whether the cancel handle was cancelled.
+    fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
     }
 }
 
@@ -479,11 +489,15 @@ fn hand_over(
 fn read_sync(s: Stream<'_>, opts: &StreamOptions, deliver: &mut Deliver<'_>) -> Result<u64> {
     let arena = Arena::new(1, opts.chunk_size)?;
     let mut offset = 0u64;
+    let interrupted = || Error::Interrupted {
+        path: s.name.to_path_buf(),
+    };
     loop {
-        if opts.interrupted() {
-            return Err(Error::Interrupted {
-                path: s.name.to_path_buf(),
-            });
+        // With a cancel handle, wait for data or the handle, so that a silent writer cannot hold
+        // the read; without one, read at once.
+        if opts.cancelled() || (opts.cancel.is_some() && !wait_readable(s.fd, opts.cancel.as_ref()))
+        {
+            return Err(interrupted());
         }
         // SAFETY: the slot is ours alone (no kernel request uses this arena) and holds chunk_size
         // bytes.
@@ -494,13 +508,9 @@ fn read_sync(s: Stream<'_>, opts: &StreamOptions, deliver: &mut Deliver<'_>) -> 
                 Some(libc::EINTR) => continue,
                 Some(libc::EAGAIN) => {
                     // A non-blocking descriptor handed to us: wait until it is readable.
-                    let mut pfd = libc::pollfd {
-                        fd: s.fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one pollfd that lives across the call.
-                    unsafe { libc::poll(&mut pfd, 1, -1) };
+                    if !wait_readable(s.fd, opts.cancel.as_ref()) {
+                        return Err(interrupted());
+                    }
                     continue;
                 }
                 Some(code) => return Err(read_error(&s, offset, code)),

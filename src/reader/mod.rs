@@ -57,6 +57,9 @@ pub struct Reader {
     lanes: Mutex<Vec<Option<LaneRes>>>,
     uring: OnceLock<std::result::Result<(), String>>,
     interrupt: Option<Arc<AtomicBool>>,
+    /// Stops stream reads (`crate::net`) from any thread; not settable yet (the reader's own
+    /// cancel is being reworked), so streams read through a reader are not cancelled.
+    cancel: Option<crate::Cancel>,
 }
 
 impl fmt::Debug for Reader {
@@ -88,6 +91,7 @@ impl Reader {
             lanes: Mutex::new(Vec::new()),
             uring: OnceLock::new(),
             interrupt: None,
+            cancel: None,
         }
     }
 
@@ -310,7 +314,7 @@ impl Reader {
             .chunk_size(self.opts.chunk_size)
             .buffers(buffers)
             .max_bytes(Some(src.limit))
-            .interrupt(self.interrupt.clone());
+            .cancel(self.cancel.clone());
         let mut fell_back = None;
         let (bytes, used) =
             crate::net::read_stream_split(src.fd, src.path, &opts, prep, proc, &mut fell_back)?;

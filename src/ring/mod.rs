@@ -14,7 +14,7 @@ use io_uring::{opcode, types, IoUring, Probe};
 use crate::buf::Arena;
 
 mod stream;
-pub(crate) use stream::{StreamKind, StreamRing};
+pub(crate) use stream::{rings_dropped_busy, StreamKind, StreamRing};
 
 /// The offset that means "the file's current position" (for pipes and other streams).
 pub(crate) const CURRENT_POSITION: u64 = u64::MAX;
