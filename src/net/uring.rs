@@ -337,6 +337,32 @@ mod tests {
         ring.submit(0).unwrap();
         drop(ring);
         assert!(rings_dropped_busy() > busy);
+        // READ_MULTISHOT on a pipe stays armed across its completions too (Linux 6.7).
+        let mut ring = StreamRing::new(1, 4, 4096).unwrap();
+        if ring.has_read_multishot() {
+            let mut r = [0; 2];
+            // SAFETY: pipe2 writes two descriptors into a live array.
+            assert_eq!(unsafe { libc::pipe2(r.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            ring.arm(r[0], StreamKind::Pipe, true, 3).unwrap();
+            // SAFETY: writes 5 bytes from a live array into the pipe we made.
+            assert_eq!(unsafe { libc::write(r[1], b"hello".as_ptr().cast(), 5) }, 5);
+            let c = loop {
+                ring.submit(1).unwrap();
+                if let Some(c) = ring.pop() {
+                    break c;
+                }
+            };
+            assert_eq!((c.user_data, c.result, c.more), (3, 5, true));
+            ring.give_back(c.buf.expect("a pool buffer"));
+            assert_eq!(ring.in_kernel(), 1);
+            ring.cancel_and_reap().unwrap();
+            assert_eq!(ring.in_kernel(), 0);
+            drop(ring);
+            for fd in r {
+                // SAFETY: our descriptors, closed once.
+                unsafe { libc::close(fd) };
+            }
+        }
         for fd in p.into_iter().chain(q) {
             // SAFETY: our descriptors, closed once.
             unsafe { libc::close(fd) };

@@ -180,7 +180,9 @@ impl StreamRing {
                 .buf_group(GROUP)
                 .build()
                 .flags(squeue::Flags::BUFFER_SELECT),
-            (StreamKind::Pipe, true) => opcode::ReadMulti::new(fd, len, GROUP)
+            // Length 0: each read fills up to a whole pool buffer. Kernels since 6.10 or so refuse
+            // any other length (-EINVAL), which silently made every pipe single-shot.
+            (StreamKind::Pipe, true) => opcode::ReadMulti::new(fd, 0, GROUP)
                 .offset(u64::MAX)
                 .build(),
             (StreamKind::Pipe, false) => opcode::Read::new(fd, std::ptr::null_mut(), len)
