@@ -177,6 +177,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
 const INTERRUPTED_EXIT: u8 = 130;
 
 static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// Cancelled by SIGINT and SIGTERM too: wakes a stream read waiting on a silent pipe.
+static CANCEL: OnceLock<ringread::Cancel> = OnceLock::new();
 
 /// The flag SIGINT and SIGTERM set, for library calls that take one.
 pub(crate) fn interrupt_flag() -> Option<Arc<AtomicBool>> {
@@ -192,12 +194,19 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     if let Some(f) = INTERRUPT.get() {
         f.store(true, Ordering::Relaxed);
     }
+    // An atomic store and a write(2): async-signal-safe too.
+    if let Some(c) = CANCEL.get() {
+        c.cancel();
+    }
 }
 
 /// SIGINT and SIGTERM stop reading cleanly (reads in flight reaped or cancelled), then the process
 /// exits with status 130. Installed without SA_RESTART, so a wait in the kernel returns at once.
 fn catch_interrupts() {
     INTERRUPT.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    if let Ok(c) = ringread::Cancel::new() {
+        let _ = CANCEL.set(c);
+    }
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: a zeroed sigaction with a handler that only stores to an atomic; sa_mask empty.
         unsafe {
@@ -244,6 +253,9 @@ impl Ctx {
         let mut reader = Reader::new(opts);
         if let Some(flag) = INTERRUPT.get() {
             reader.set_interrupt(flag.clone());
+        }
+        if let Some(c) = CANCEL.get() {
+            reader.set_cancel(c.clone());
         }
         if backend == Backend::Uring {
             if let Err(reason) = reader.uring_status() {

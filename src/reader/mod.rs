@@ -57,8 +57,7 @@ pub struct Reader {
     lanes: Mutex<Vec<Option<LaneRes>>>,
     uring: OnceLock<std::result::Result<(), String>>,
     interrupt: Option<Arc<AtomicBool>>,
-    /// Stops stream reads (`crate::net`) from any thread; not settable yet (the reader's own
-    /// cancel is being reworked), so streams read through a reader are not cancelled.
+    /// Stops stream reads (`crate::net`) from any thread.
     cancel: Option<crate::Cancel>,
 }
 
@@ -101,6 +100,13 @@ impl Reader {
     /// is seen after the read in flight completes.
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
         self.interrupt = Some(flag);
+    }
+
+    /// Stream reads (standard input, pipes, FIFOs, sockets) stop with [`Error::Interrupted`] once
+    /// `cancel` is cancelled, even while they wait for data. (Interim: regular files still stop
+    /// on [`Reader::set_interrupt`]'s flag only.)
+    pub fn set_cancel(&mut self, cancel: crate::Cancel) {
+        self.cancel = Some(cancel);
     }
 
     /// The options.
