@@ -905,3 +905,57 @@ fn read_many_with_a_panicking_processor_reaps_everything_first() {
         assert_eq!(fds_after, fds, "{method}: a descriptor is left");
     }
 }
+
+/// Another thread cancels `read_many` waiting on three silent FIFOs: every stream ends with
+/// `Error::Interrupted` naming it, within a second of the cancel, with no ring left busy.
+#[test]
+fn cancel_from_another_thread_stops_read_many_on_silent_fifos() {
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let _g = common::shared();
+    for method in [
+        StreamMethod::UringMultishot,
+        StreamMethod::UringSingle,
+        StreamMethod::Epoll,
+        StreamMethod::Tokio,
+    ] {
+        let fifos: Vec<_> = (0..3).map(|_| silent_fifo()).collect();
+        let cancel = Cancel::new().unwrap();
+        let opts = StreamOptions::new(method).cancel(Some(cancel.clone()));
+        let busy = ringread::net::rings_dropped_busy();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let fds: Vec<_> = fifos.iter().map(|(_, f)| f.as_fd()).collect();
+            let mut procs: Vec<_> = (0..3)
+                .map(|_| ringread::processor::ByteCount::default())
+                .collect();
+            let got = read_many(&fds, &mut procs, &opts);
+            let _ = tx.send((got, Instant::now()));
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            rx.try_recv().is_err(),
+            "{method}: the read ended before the cancel"
+        );
+        let at = Instant::now();
+        cancel.cancel();
+        let (got, ended) = rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_else(|_| panic!("{method}: still reading 1 s after the cancel"));
+        assert!(
+            ended.duration_since(at) < Duration::from_secs(1),
+            "{method}"
+        );
+        let results = got.unwrap_or_else(|e| panic!("{method}: {e}"));
+        assert_eq!(results.len(), 3, "{method}");
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Err(Error::Interrupted { path }) => {
+                    assert_eq!(path.to_str(), Some(&*format!("stream {i}")), "{method}")
+                }
+                other => panic!("{method}: stream {i}: expected Interrupted, got {other:?}"),
+            }
+        }
+        assert_eq!(ringread::net::rings_dropped_busy(), busy, "{method}");
+    }
+}
