@@ -16,7 +16,11 @@
 //!   ([`mio`]), one shared buffer, until `EAGAIN`.
 //! * [`StreamMethod::Tokio`]: tokio's `TcpStream`/pipe `Receiver` read in a loop, what async users
 //!   write (one future and one buffer per stream).
-//! * [`StreamMethod::Sync`]: blocking `read(2)` into one buffer (one stream only).
+//! * [`StreamMethod::Sync`]: blocking `read(2)` into one buffer (one stream only); with a cancel
+//!   handle, each read waits first in `poll(2)` on the stream and the handle's `eventfd`.
+//!
+//! Every way stops promptly when a [`Cancel`] given with [`StreamOptions::cancel`] is cancelled
+//! from another thread, even while it waits for data that never comes.
 //!
 //! Every way delivers each stream's bytes exactly once, in order, as [`Chunk`]s whose offset is the
 //! count of bytes before them. Memory is bounded by the buffers, not by the number of streams:
@@ -290,7 +294,13 @@ fn grow_pipe(fd: RawFd, want: usize) {
 /// its end, handing its chunks to `proc` in order; `name` is what errors call it.
 ///
 /// A reset or other read error ends with [`Error::Read`] naming `name` and the count of bytes
-/// delivered before it.
+/// delivered before it; a cancel (see [`StreamOptions::cancel`]) with [`Error::Interrupted`].
+///
+/// # Panics
+///
+/// A panic of `proc` reaches the caller, with its payload, once every request the io_uring ways
+/// had in the kernel is cancelled and reaped (so that no buffer is freed while the kernel may
+/// write into it).
 pub fn read_stream<P: Processor>(
     fd: BorrowedFd<'_>,
     name: impl AsRef<Path>,
@@ -378,6 +388,13 @@ pub(crate) struct RingSetup(pub io::Error);
 /// one buffer; tokio gives each stream a future with its own buffer (what a task per connection
 /// costs). Returns each stream's result (bytes read, or its error) in the order given; one
 /// stream's error does not stop the others. `Sync` reads one stream only and is refused here.
+/// A cancel (see [`StreamOptions::cancel`]) ends every stream not yet ended with
+/// [`Error::Interrupted`].
+///
+/// # Panics
+///
+/// A panic of a processor reaches the caller, with its payload, once every request the io_uring
+/// ways had in the kernel is cancelled and reaped.
 pub fn read_many<P: Processor>(
     streams: &[BorrowedFd<'_>],
     procs: &mut [P],
