@@ -181,21 +181,11 @@ fn drive(
         // every open stream, and cancel every armed request; the loop reaps them.
         if !interrupted && opts.cancelled() {
             interrupted = true;
-            for (i, (s, state)) in streams.iter().zip(st.iter_mut()).enumerate() {
-                if state.done.is_none() {
-                    state.done = Some(Err(Error::Interrupted {
-                        path: s.name.to_path_buf(),
-                    }));
-                }
-                if state.armed && !state.cancel_sent {
-                    let tag = if state.polling { POLL_BIT } else { 0 };
-                    state.cancel_sent = ring.cancel(i as u64 | tag).is_ok();
-                }
-            }
+            interrupt_all(ring, streams, st);
         }
         while let Some(c) = ring.pop() {
             if c.user_data == CANCEL_POLL {
-                // The handle was cancelled (the flag is looked at after the next wait), or the poll
+                // The handle was cancelled (the flag is looked at after this loop), or the poll
                 // failed: either way it is not in the kernel any more, and is not armed again.
                 continue;
             }
@@ -264,7 +254,29 @@ fn drive(
                 state.cancel_sent = ring.cancel(i as u64).is_ok();
             }
         }
+        // Looked at again before the next wait: a cancel that came after the look above, its
+        // poll's completion popped in the loop, must not leave that wait with nothing to wake it.
+        if !interrupted && opts.cancelled() {
+            interrupted = true;
+            interrupt_all(ring, streams, st);
+        }
         ring.publish();
+    }
+}
+
+/// Ends every open stream with [`Error::Interrupted`] and asks the kernel to cancel every armed
+/// request (their last completions are still reaped by the loop).
+fn interrupt_all(ring: &mut StreamRing, streams: &[Stream<'_>], st: &mut [State]) {
+    for (i, (s, state)) in streams.iter().zip(st.iter_mut()).enumerate() {
+        if state.done.is_none() {
+            state.done = Some(Err(Error::Interrupted {
+                path: s.name.to_path_buf(),
+            }));
+        }
+        if state.armed && !state.cancel_sent {
+            let tag = if state.polling { POLL_BIT } else { 0 };
+            state.cancel_sent = ring.cancel(i as u64 | tag).is_ok();
+        }
     }
 }
 
