@@ -726,7 +726,7 @@ fn cancel_from_another_thread_stops_a_read_of_a_silent_fifo() {
         let busy = ringread::net::rings_dropped_busy();
         let (tx, rx) = mpsc::channel();
         // Not scoped: if the cancel is missed, the test fails after a second instead of hanging.
-        std::thread::spawn(move || {
+        let t = std::thread::spawn(move || {
             let mut count = ringread::processor::ByteCount::default();
             let got = read_stream(fifo.as_fd(), "fifo", &opts, &mut count);
             let _ = tx.send((got, Instant::now()));
@@ -741,6 +741,8 @@ fn cancel_from_another_thread_stops_a_read_of_a_silent_fifo() {
         let (got, ended) = rx
             .recv_timeout(Duration::from_secs(1))
             .unwrap_or_else(|_| panic!("{method}: still reading 1 s after the cancel"));
+        // Its descriptors closed before the lock on them is let go.
+        t.join().unwrap();
         assert!(
             ended.duration_since(at) < Duration::from_secs(1),
             "{method}"
@@ -924,7 +926,7 @@ fn cancel_from_another_thread_stops_read_many_on_silent_fifos() {
         let opts = StreamOptions::new(method).cancel(Some(cancel.clone()));
         let busy = ringread::net::rings_dropped_busy();
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        let t = std::thread::spawn(move || {
             let fds: Vec<_> = fifos.iter().map(|(_, f)| f.as_fd()).collect();
             let mut procs: Vec<_> = (0..3)
                 .map(|_| ringread::processor::ByteCount::default())
@@ -942,6 +944,8 @@ fn cancel_from_another_thread_stops_read_many_on_silent_fifos() {
         let (got, ended) = rx
             .recv_timeout(Duration::from_secs(1))
             .unwrap_or_else(|_| panic!("{method}: still reading 1 s after the cancel"));
+        // Its descriptors closed before the lock on them is let go.
+        t.join().unwrap();
         assert!(
             ended.duration_since(at) < Duration::from_secs(1),
             "{method}"
