@@ -8,7 +8,9 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use ringread::net::{read_many, read_stream, StreamMethod, StreamOptions};
-use ringread::{Chunk, Error, Processor};
+use ringread::{Cancel, Chunk, Error, Processor};
+
+mod common;
 
 /// Every way that reads one stream.
 const METHODS: [StreamMethod; 5] = [
@@ -160,6 +162,7 @@ fn check_all(method: StreamMethod, sent: &[u8], result: ringread::Result<u64>, r
 
 #[test]
 fn tcp_peer_closes_mid_stream() {
+    let _g = common::shared();
     let sent = data(3 * 1024 * 1024 + 333, 1);
     for method in METHODS {
         let (r, w) = tcp_pair();
@@ -174,6 +177,7 @@ fn tcp_peer_closes_mid_stream() {
 
 #[test]
 fn pipe_writer_closes_mid_stream() {
+    let _g = common::shared();
     let sent = data(2 * 1024 * 1024 + 7, 2);
     for method in METHODS {
         let (r, w) = pipe();
@@ -186,6 +190,7 @@ fn pipe_writer_closes_mid_stream() {
 
 #[test]
 fn tcp_reset_is_a_clear_error_after_the_bytes_before_it() {
+    let _g = common::shared();
     let sent = data(512 * 1024, 3);
     for method in METHODS {
         let (r, w) = tcp_pair();
@@ -246,6 +251,7 @@ fn tcp_reset_is_a_clear_error_after_the_bytes_before_it() {
 
 #[test]
 fn slow_producer_every_byte_in_order() {
+    let _g = common::shared();
     let sent = data(40_000, 4);
     for method in METHODS {
         for tcp in [true, false] {
@@ -289,6 +295,7 @@ fn slow_producer_every_byte_in_order() {
 /// EAGAIN. Every way must wait rather than fail or spin to an error, and deliver every byte.
 #[test]
 fn eagain_storm_on_non_blocking_descriptors() {
+    let _g = common::shared();
     let sent = data(3000, 5);
     for method in METHODS {
         for tcp in [true, false] {
@@ -335,6 +342,7 @@ fn eagain_storm_on_non_blocking_descriptors() {
 
 #[test]
 fn a_regular_file_is_refused_with_a_reason() {
+    let _g = common::shared();
     let f = std::fs::File::open(env!("CARGO_MANIFEST_DIR").to_string() + "/Cargo.toml").unwrap();
     for method in METHODS {
         let opts = StreamOptions::new(method);
@@ -353,6 +361,7 @@ fn a_regular_file_is_refused_with_a_reason() {
 
 #[test]
 fn read_many_refuses_sync_and_mismatched_lists_and_takes_none() {
+    let _g = common::shared();
     let (r, _w) = tcp_pair();
     let mut procs = vec![Record::default()];
     let opts = StreamOptions::new(StreamMethod::Sync);
@@ -380,6 +389,7 @@ fn read_many_refuses_sync_and_mismatched_lists_and_takes_none() {
 /// io_uring request still armed is cancelled and reaped (the call returns).
 #[test]
 fn a_processor_that_stops_ends_the_stream() {
+    let _g = common::shared();
     for method in METHODS {
         let (r, w) = tcp_pair();
         let opts = StreamOptions::new(method).chunk_size(1024);
@@ -407,6 +417,7 @@ fn a_processor_that_stops_ends_the_stream() {
 
 #[test]
 fn max_bytes_stops_each_stream() {
+    let _g = common::shared();
     let sent = data(100_000, 6);
     for method in METHODS {
         let (r, w) = pipe();
@@ -451,6 +462,7 @@ fn newlines(b: &[u8]) -> usize {
 
 #[test]
 fn cli_count_sum_cat_on_a_pipe_match_wc_and_sha256sum() {
+    let _g = common::shared();
     let mut input = data(3 * 1024 * 1024 + 5, 7);
     input.extend_from_slice(b"\nlast line without newline");
     let lines = newlines(&input);
@@ -489,6 +501,7 @@ fn cli_count_sum_cat_on_a_pipe_match_wc_and_sha256sum() {
 
 #[test]
 fn cli_epoll_refuses_a_regular_file_clearly() {
+    let _g = common::shared();
     let out = run_with_stdin(
         &[
             "count",
@@ -508,6 +521,7 @@ fn cli_epoll_refuses_a_regular_file_clearly() {
 
 #[test]
 fn cli_connect_reads_a_tcp_connection() {
+    let _g = common::shared();
     let input = data(2 * 1024 * 1024 + 1, 8);
     let sha = {
         use sha2::Digest;
@@ -565,6 +579,7 @@ fn cli_connect_reads_a_tcp_connection() {
 
 #[test]
 fn cli_listen_accepts_one_connection_and_reads_it() {
+    let _g = common::shared();
     use std::io::{BufRead, BufReader};
     let input = data(1024 * 1024 + 3, 9);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringread"))
@@ -597,6 +612,7 @@ fn cli_listen_accepts_one_connection_and_reads_it() {
 
 #[test]
 fn cli_bench_pipe_and_tcp_compare_every_way_on_the_same_bytes() {
+    let _g = common::shared();
     for source in ["pipe", "tcp"] {
         let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_ringread"))
             .args([
@@ -638,23 +654,24 @@ fn cli_bench_pipe_and_tcp_compare_every_way_on_the_same_bytes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("give no FILE"));
 }
 
-/// An interrupt request stops every way with `Error::Interrupted` naming the stream, at the next
-/// arrival (a writer trickles a byte every 5 ms), with nothing left in the kernel.
+/// A cancel from the processor itself stops every way with `Error::Interrupted` naming the stream
+/// (a writer trickles a byte every 5 ms), with nothing left in the kernel.
 #[test]
-fn interrupt_stops_every_way() {
+fn cancel_from_the_processor_stops_every_way() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    let _g = common::shared();
     for method in METHODS {
-        let flag = Arc::new(AtomicBool::new(false));
+        let cancel = Cancel::new().unwrap();
         let stop = AtomicBool::new(false);
         let (r, w) = tcp_pair();
         w.set_nodelay(true).unwrap();
-        let opts = StreamOptions::new(method).interrupt(Some(flag.clone()));
+        let opts = StreamOptions::new(method).cancel(Some(cancel.clone()));
+        let busy = ringread::net::rings_dropped_busy();
         let mut seen = 0u64;
         let mut count = ringread::processor::from_fn(|c: &Chunk<'_>| {
             seen += c.len() as u64;
             if seen >= 3 {
-                flag.store(true, Ordering::Relaxed);
+                cancel.cancel();
             }
             Ok(true)
         });
@@ -676,5 +693,273 @@ fn interrupt_stops_every_way() {
             Err(Error::Interrupted { path }) => assert_eq!(path.to_str(), Some("peer")),
             other => panic!("{method}: expected Interrupted, got {other:?}"),
         }
+        assert_eq!(ringread::net::rings_dropped_busy(), busy, "{method}");
+    }
+}
+
+/// A FIFO in a fresh directory, opened read-write: it never reports an end, and holds no data.
+fn silent_fifo() -> (tempfile::TempDir, std::fs::File) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fifo");
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    (dir, f)
+}
+
+/// Another thread cancels a read blocked on a FIFO that never gets data: every way returns
+/// `Error::Interrupted` within a second of the cancel, not before it, with no ring left busy.
+#[test]
+fn cancel_from_another_thread_stops_a_read_of_a_silent_fifo() {
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let _g = common::shared();
+    for method in METHODS {
+        let (dir, fifo) = silent_fifo();
+        let cancel = Cancel::new().unwrap();
+        let opts = StreamOptions::new(method).cancel(Some(cancel.clone()));
+        let busy = ringread::net::rings_dropped_busy();
+        let (tx, rx) = mpsc::channel();
+        // Not scoped: if the cancel is missed, the test fails after a second instead of hanging.
+        let t = std::thread::spawn(move || {
+            let mut count = ringread::processor::ByteCount::default();
+            let got = read_stream(fifo.as_fd(), "fifo", &opts, &mut count);
+            let _ = tx.send((got, Instant::now()));
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            rx.try_recv().is_err(),
+            "{method}: the read ended before the cancel"
+        );
+        let at = Instant::now();
+        cancel.cancel();
+        let (got, ended) = rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_else(|_| panic!("{method}: still reading 1 s after the cancel"));
+        // Its descriptors closed before the lock on them is let go.
+        t.join().unwrap();
+        assert!(
+            ended.duration_since(at) < Duration::from_secs(1),
+            "{method}"
+        );
+        match got {
+            Err(Error::Interrupted { path }) => assert_eq!(path.to_str(), Some("fifo"), "{method}"),
+            other => panic!("{method}: expected Interrupted, got {other:?}"),
+        }
+        assert_eq!(ringread::net::rings_dropped_busy(), busy, "{method}");
+        drop(dir);
+    }
+}
+
+/// The payload of the test processors' panics.
+#[derive(Debug, PartialEq)]
+struct Boom(usize);
+
+/// Counts chunks, and panics with `Boom(at)` on chunk number `at` (1-based) if `at` is set.
+struct PanicAt {
+    at: Option<usize>,
+    chunks: usize,
+}
+
+impl Processor for PanicAt {
+    fn process(&mut self, _: &Chunk<'_>) -> io::Result<bool> {
+        self.chunks += 1;
+        if Some(self.chunks) == self.at {
+            std::panic::panic_any(Boom(self.chunks));
+        }
+        Ok(true)
+    }
+}
+
+/// Writes to `w` until `stop` is set or the reader goes away.
+fn write_until(mut w: impl Write, stop: &std::sync::atomic::AtomicBool) {
+    let block = data(16 * 1024, 9);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if w.write_all(&block).is_err() {
+            break;
+        }
+    }
+}
+
+/// The descriptors of this process that are io_uring instances.
+fn rings_open() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().contains("io_uring"))
+        .count()
+}
+
+/// The panic's payload must be the processor's `Boom(2)`.
+fn assert_boom(what: &str, got: std::thread::Result<impl std::fmt::Debug>) {
+    match got {
+        Err(payload) => assert_eq!(
+            payload.downcast_ref::<Boom>(),
+            Some(&Boom(2)),
+            "{what}: the panic that reached the caller is not the processor's"
+        ),
+        Ok(r) => panic!("{what}: expected the processor's panic, got {r:?}"),
+    }
+}
+
+/// A processor that panics on its second chunk while the writer keeps writing (a pipe for every
+/// way, a socket for the io_uring ones): the panic reaches the caller with its payload, only after
+/// every request was reaped (no ring dropped busy), and no descriptor is left behind.
+#[test]
+fn a_panicking_processor_reaches_the_caller_after_everything_is_reaped() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _g = common::exclusive();
+    let cases = METHODS.iter().map(|&m| (m, false)).chain([
+        (StreamMethod::UringMultishot, true),
+        (StreamMethod::UringSingle, true),
+    ]);
+    for (method, socket) in cases {
+        let what = format!("{method} on a {}", if socket { "socket" } else { "pipe" });
+        let (r, w): (OwnedFd, Box<dyn Write + Send>) = if socket {
+            let (r, w) = tcp_pair();
+            (r.into(), Box::new(w))
+        } else {
+            let (r, w) = pipe();
+            (r, Box::new(w))
+        };
+        let stop = AtomicBool::new(false);
+        let busy = ringread::net::rings_dropped_busy();
+        let (fds, rings) = (common::open_fds(), rings_open());
+        let opts = StreamOptions::new(method).chunk_size(4096).buffers(8);
+        let got = std::thread::scope(|s| {
+            s.spawn(|| write_until(w, &stop));
+            let got = std::panic::catch_unwind(|| {
+                let mut p = PanicAt {
+                    at: Some(2),
+                    chunks: 0,
+                };
+                read_stream(r.as_fd(), "peer", &opts, &mut p)
+            });
+            // Looked at while the stream is still open; asserted once the writer is stopped.
+            let after = (
+                ringread::net::rings_dropped_busy(),
+                rings_open(),
+                common::open_fds(),
+            );
+            stop.store(true, Ordering::Relaxed);
+            drop(r);
+            (got, after)
+        });
+        let (got, (busy_after, rings_after, fds_after)) = got;
+        assert_boom(&what, got);
+        assert_eq!(busy_after, busy, "{what}: a ring was dropped busy");
+        assert_eq!(rings_after, rings, "{what}: a ring's descriptor is left");
+        assert_eq!(fds_after, fds, "{what}: a descriptor is left");
+    }
+}
+
+/// `read_many` with one processor of four panicking on its second chunk while every writer keeps
+/// writing: the panic reaches the caller, every request reaped first, no descriptor left behind.
+#[test]
+fn read_many_with_a_panicking_processor_reaps_everything_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _g = common::exclusive();
+    for method in [
+        StreamMethod::UringMultishot,
+        StreamMethod::UringSingle,
+        StreamMethod::Epoll,
+        StreamMethod::Tokio,
+    ] {
+        let (readers, writers): (Vec<OwnedFd>, Vec<std::fs::File>) = (0..4).map(|_| pipe()).unzip();
+        let stop = AtomicBool::new(false);
+        let busy = ringread::net::rings_dropped_busy();
+        let (fds, rings) = (common::open_fds(), rings_open());
+        let opts = StreamOptions::new(method).chunk_size(4096).buffers(8);
+        let got = std::thread::scope(|s| {
+            for w in writers {
+                let stop = &stop;
+                s.spawn(move || write_until(w, stop));
+            }
+            let got = std::panic::catch_unwind(|| {
+                let fds: Vec<_> = readers.iter().map(|r| r.as_fd()).collect();
+                let mut procs: Vec<PanicAt> = (0..4)
+                    .map(|i| PanicAt {
+                        at: (i == 2).then_some(2),
+                        chunks: 0,
+                    })
+                    .collect();
+                read_many(&fds, &mut procs, &opts)
+            });
+            // Looked at while the stream is still open; asserted once the writer is stopped.
+            let after = (
+                ringread::net::rings_dropped_busy(),
+                rings_open(),
+                common::open_fds(),
+            );
+            stop.store(true, Ordering::Relaxed);
+            drop(readers);
+            (got, after)
+        });
+        let (got, (busy_after, rings_after, fds_after)) = got;
+        assert_boom(&method.to_string(), got);
+        assert_eq!(busy_after, busy, "{method}: a ring was dropped busy");
+        assert_eq!(rings_after, rings, "{method}: a ring's descriptor is left");
+        assert_eq!(fds_after, fds, "{method}: a descriptor is left");
+    }
+}
+
+/// Another thread cancels `read_many` waiting on three silent FIFOs: every stream ends with
+/// `Error::Interrupted` naming it, within a second of the cancel, with no ring left busy.
+#[test]
+fn cancel_from_another_thread_stops_read_many_on_silent_fifos() {
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let _g = common::shared();
+    for method in [
+        StreamMethod::UringMultishot,
+        StreamMethod::UringSingle,
+        StreamMethod::Epoll,
+        StreamMethod::Tokio,
+    ] {
+        let fifos: Vec<_> = (0..3).map(|_| silent_fifo()).collect();
+        let cancel = Cancel::new().unwrap();
+        let opts = StreamOptions::new(method).cancel(Some(cancel.clone()));
+        let busy = ringread::net::rings_dropped_busy();
+        let (tx, rx) = mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let fds: Vec<_> = fifos.iter().map(|(_, f)| f.as_fd()).collect();
+            let mut procs: Vec<_> = (0..3)
+                .map(|_| ringread::processor::ByteCount::default())
+                .collect();
+            let got = read_many(&fds, &mut procs, &opts);
+            let _ = tx.send((got, Instant::now()));
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            rx.try_recv().is_err(),
+            "{method}: the read ended before the cancel"
+        );
+        let at = Instant::now();
+        cancel.cancel();
+        let (got, ended) = rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_else(|_| panic!("{method}: still reading 1 s after the cancel"));
+        // Its descriptors closed before the lock on them is let go.
+        t.join().unwrap();
+        assert!(
+            ended.duration_since(at) < Duration::from_secs(1),
+            "{method}"
+        );
+        let results = got.unwrap_or_else(|e| panic!("{method}: {e}"));
+        assert_eq!(results.len(), 3, "{method}");
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Err(Error::Interrupted { path }) => {
+                    assert_eq!(path.to_str(), Some(&*format!("stream {i}")), "{method}")
+                }
+                other => panic!("{method}: stream {i}: expected Interrupted, got {other:?}"),
+            }
+        }
+        assert_eq!(ringread::net::rings_dropped_busy(), busy, "{method}");
     }
 }

@@ -1,5 +1,8 @@
 //! The epoll way for streams: non-blocking `read(2)` driven by epoll (through `mio`, edge-triggered),
-//! each readable stream drained until `EAGAIN` into one shared buffer.
+//! each readable stream drained until `EAGAIN` into one shared buffer. A cancel handle's `eventfd`
+//! is registered beside the streams, so that cancelling wakes the wait. Nothing of ours is ever in
+//! the kernel between calls (`read(2)` is synchronous), so a panic of the processor unwinds as is,
+//! restoring the descriptors' flags on its way.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -77,6 +80,17 @@ pub(super) fn run(
             .register(&mut SourceFd(&s.fd), Token(i), Interest::READABLE)
             .map_err(|e| setup_err(s, e))?;
     }
+    // The cancel handle's eventfd, under a token no stream has: readable once cancelled.
+    let cancel_token = Token(streams.len());
+    if let Some(cancel) = &opts.cancel {
+        poll.registry()
+            .register(
+                &mut SourceFd(&cancel.event_fd()),
+                cancel_token,
+                Interest::READABLE,
+            )
+            .map_err(|e| setup_err(&streams[0], e))?;
+    }
     let arena = Arena::new(1, opts.chunk_size)?;
     let mut offsets = vec![0u64; streams.len()];
     let mut done: Vec<Option<Result<u64>>> = (0..streams.len()).map(|_| None).collect();
@@ -90,7 +104,8 @@ pub(super) fn run(
                 continue;
             }
             let s = &streams[i];
-            loop {
+            // A writer that never lets the stream run dry would keep us here: look at the flag.
+            while !opts.cancelled() {
                 // SAFETY: the arena's one slot is ours alone (no kernel request uses it) and holds
                 // chunk_size bytes.
                 let n = unsafe { libc::read(s.fd, arena.slot_ptr(0).cast(), opts.chunk_size) };
@@ -133,7 +148,7 @@ pub(super) fn run(
         if open == 0 {
             break;
         }
-        if opts.interrupted() {
+        if opts.cancelled() {
             for (s, d) in streams.iter().zip(done.iter_mut()) {
                 if d.is_none() {
                     *d = Some(Err(Error::Interrupted {
@@ -160,7 +175,14 @@ pub(super) fn run(
                 break;
             }
         }
-        ready.extend(events.iter().map(|e| e.token().0));
+        // The cancel token is looked at through the flag, at the top of the loop.
+        ready.extend(
+            events
+                .iter()
+                .map(|e| e.token())
+                .filter(|&t| t != cancel_token)
+                .map(|t| t.0),
+        );
     }
     drop(guards);
     Ok(done

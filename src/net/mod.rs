@@ -16,7 +16,11 @@
 //!   ([`mio`]), one shared buffer, until `EAGAIN`.
 //! * [`StreamMethod::Tokio`]: tokio's `TcpStream`/pipe `Receiver` read in a loop, what async users
 //!   write (one future and one buffer per stream).
-//! * [`StreamMethod::Sync`]: blocking `read(2)` into one buffer (one stream only).
+//! * [`StreamMethod::Sync`]: blocking `read(2)` into one buffer (one stream only); with a cancel
+//!   handle, each read waits first in `poll(2)` on the stream and the handle's `eventfd`.
+//!
+//! Every way stops promptly when a [`Cancel`] given with [`StreamOptions::cancel`] is cancelled
+//! from another thread, even while it waits for data that never comes.
 //!
 //! Every way delivers each stream's bytes exactly once, in order, as [`Chunk`]s whose offset is the
 //! count of bytes before them. Memory is bounded by the buffers, not by the number of streams:
@@ -44,10 +48,10 @@ mod uring;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::buf::{Arena, Chunk};
+use crate::cancel::{wait_readable, Cancel};
 use crate::error::{Error, Result};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::StreamKind;
@@ -60,6 +64,14 @@ static POLLS: AtomicU64 = AtomicU64::new(0);
 #[cfg(feature = "bench")]
 pub(crate) fn poll_count() -> u64 {
     POLLS.load(Ordering::Relaxed)
+}
+
+/// How many io_uring stream rings were dropped while requests of theirs were still in the kernel
+/// (which could then write into freed buffers), in this process. Always 0 unless ringread has a
+/// bug: for tests.
+#[doc(hidden)]
+pub fn rings_dropped_busy() -> u64 {
+    crate::ring::rings_dropped_busy()
 }
 
 /// How to read a stream.
@@ -140,7 +152,7 @@ pub struct StreamOptions {
     max_bytes: Option<u64>,
     grow_pipe: bool,
     batch: usize,
-    interrupt: Option<Arc<AtomicBool>>,
+    cancel: Option<Cancel>,
 }
 
 impl Default for StreamOptions {
@@ -159,7 +171,7 @@ impl StreamOptions {
             max_bytes: None,
             grow_pipe: true,
             batch: 1,
-            interrupt: None,
+            cancel: None,
         }
     }
     /// The largest chunk (the size of every buffer); at least 1 byte, at most 1 GiB.
@@ -198,10 +210,13 @@ impl StreamOptions {
         self.batch = n.clamp(1, 64);
         self
     }
-    /// Reading stops with [`Error::Interrupted`] once `flag` is set (from a signal handler, say).
+    /// Reading stops with [`Error::Interrupted`] once `cancel` is cancelled, from any thread or a
+    /// signal handler, even while it waits for data that never comes: every way watches the
+    /// handle's `eventfd` beside its streams. Every request in the kernel is cancelled and reaped
+    /// before the call returns.
     #[must_use]
-    pub fn interrupt(mut self, flag: Option<Arc<AtomicBool>>) -> Self {
-        self.interrupt = flag;
+    pub fn cancel(mut self, cancel: Option<Cancel>) -> Self {
+        self.cancel = cancel;
         self
     }
     /// The way asked for.
@@ -209,10 +224,9 @@ impl StreamOptions {
         self.method
     }
 
-    fn interrupted(&self) -> bool {
-        self.interrupt
-            .as_ref()
-            .is_some_and(|f| f.load(Ordering::Relaxed))
+    /// Whether the cancel handle was cancelled.
+    fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
     }
 }
 
@@ -282,7 +296,13 @@ fn grow_pipe(fd: RawFd, want: usize) {
 /// its end, handing its chunks to `proc` in order; `name` is what errors call it.
 ///
 /// A reset or other read error ends with [`Error::Read`] naming `name` and the count of bytes
-/// delivered before it.
+/// delivered before it; a cancel (see [`StreamOptions::cancel`]) with [`Error::Interrupted`].
+///
+/// # Panics
+///
+/// A panic of `proc` reaches the caller, with its payload, once every request the io_uring ways
+/// had in the kernel is cancelled and reaped (so that no buffer is freed while the kernel may
+/// write into it).
 pub fn read_stream<P: Processor>(
     fd: BorrowedFd<'_>,
     name: impl AsRef<Path>,
@@ -389,6 +409,13 @@ pub(crate) struct RingSetup(pub io::Error);
 /// one buffer; tokio gives each stream a future with its own buffer (what a task per connection
 /// costs). Returns each stream's result (bytes read, or its error) in the order given; one
 /// stream's error does not stop the others. `Sync` reads one stream only and is refused here.
+/// A cancel (see [`StreamOptions::cancel`]) ends every stream not yet ended with
+/// [`Error::Interrupted`].
+///
+/// # Panics
+///
+/// A panic of a processor reaches the caller, with its payload, once every request the io_uring
+/// ways had in the kernel is cancelled and reaped.
 pub fn read_many<P: Processor>(
     streams: &[BorrowedFd<'_>],
     procs: &mut [P],
@@ -500,11 +527,15 @@ fn hand_over(
 fn read_sync(s: Stream<'_>, opts: &StreamOptions, deliver: &mut Deliver<'_>) -> Result<u64> {
     let arena = Arena::new(1, opts.chunk_size)?;
     let mut offset = 0u64;
+    let interrupted = || Error::Interrupted {
+        path: s.name.to_path_buf(),
+    };
     loop {
-        if opts.interrupted() {
-            return Err(Error::Interrupted {
-                path: s.name.to_path_buf(),
-            });
+        // With a cancel handle, wait for data or the handle, so that a silent writer cannot hold
+        // the read; without one, read at once.
+        if opts.cancelled() || (opts.cancel.is_some() && !wait_readable(s.fd, opts.cancel.as_ref()))
+        {
+            return Err(interrupted());
         }
         // SAFETY: the slot is ours alone (no kernel request uses this arena) and holds chunk_size
         // bytes.
@@ -515,13 +546,9 @@ fn read_sync(s: Stream<'_>, opts: &StreamOptions, deliver: &mut Deliver<'_>) -> 
                 Some(libc::EINTR) => continue,
                 Some(libc::EAGAIN) => {
                     // A non-blocking descriptor handed to us: wait until it is readable.
-                    let mut pfd = libc::pollfd {
-                        fd: s.fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one pollfd that lives across the call.
-                    unsafe { libc::poll(&mut pfd, 1, -1) };
+                    if !wait_readable(s.fd, opts.cancel.as_ref()) {
+                        return Err(interrupted());
+                    }
                     continue;
                 }
                 Some(code) => return Err(read_error(&s, offset, code)),

@@ -2,18 +2,25 @@
 //! `tokio::net::TcpStream`, a pipe a `tokio::net::unix::pipe::Receiver`, read in a loop on a
 //! current-thread runtime (tokio drives both with epoll through mio). Many streams are many futures
 //! polled together on that one thread, each with its own buffer, as a task per connection would be.
+//!
+//! A cancel handle's `eventfd` is registered once with the runtime ([`AsyncFd`]) and every read
+//! races it, so cancelling wakes a read waiting for data. The reads are readiness-driven (nothing
+//! of ours is in the kernel between polls), so a panic of the processor unwinds as is: the runtime
+//! and the descriptors go with it, their flags restored.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt, Interest};
 
 use super::epoll::NonBlocking;
 use super::{hand_over, read_error, Deliver, Stream, StreamOptions};
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::ring::StreamKind;
 
@@ -43,15 +50,40 @@ pub(super) fn run(
     }
     let deliver = RefCell::new(deliver);
     let results = rt.block_on(async {
+        // One registration of the cancel handle's eventfd for all streams (a descriptor can be
+        // registered with an epoll instance once).
+        let cancel = match &opts.cancel {
+            Some(c) => {
+                // SAFETY: `EventFd` holds a clone of the handle, which keeps its eventfd open (and
+                // the same description) for as long as the AsyncFd lives, and always returns it.
+                let fd = unsafe {
+                    AsyncFd::register_with_interest(EventFd(c.clone()), Interest::READABLE)
+                };
+                Some(fd.map_err(|e| Error::Open {
+                    path: first.name.to_path_buf(),
+                    source: e.into(),
+                })?)
+            }
+            None => None,
+        };
         let futs: Vec<_> = streams
             .iter()
             .enumerate()
-            .map(|(i, s)| Box::pin(one(i, *s, opts, &deliver)))
+            .map(|(i, s)| Box::pin(one(i, *s, opts, cancel.as_ref(), &deliver)))
             .collect();
-        JoinAll::new(futs).await
-    });
+        Ok::<_, Error>(JoinAll::new(futs).await)
+    })?;
     drop(guards);
     Ok(results)
+}
+
+/// A cancel handle, seen as its `eventfd` (which the handle keeps open while this lives).
+struct EventFd(Cancel);
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.event_fd()
+    }
 }
 
 /// One stream: a duplicate of its descriptor handed to tokio (the caller's stays open), read to
@@ -60,6 +92,7 @@ async fn one(
     i: usize,
     s: Stream<'_>,
     opts: &StreamOptions,
+    cancel: Option<&AsyncFd<EventFd>>,
     deliver: &RefCell<&mut Deliver<'_>>,
 ) -> Result<u64> {
     let open_err = |source: io::Error| Error::Open {
@@ -77,11 +110,11 @@ async fn one(
         StreamKind::Socket => {
             let std = std::net::TcpStream::from(owned);
             let stream = tokio::net::TcpStream::from_std(std).map_err(open_err)?;
-            pump(i, stream, s, opts, deliver).await
+            pump(i, stream, s, opts, cancel, deliver).await
         }
         StreamKind::Pipe => {
             let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(owned).map_err(open_err)?;
-            pump(i, rx, s, opts, deliver).await
+            pump(i, rx, s, opts, cancel, deliver).await
         }
     }
 }
@@ -91,17 +124,36 @@ async fn pump<R: AsyncRead + Unpin>(
     mut r: R,
     s: Stream<'_>,
     opts: &StreamOptions,
+    cancel: Option<&AsyncFd<EventFd>>,
     deliver: &RefCell<&mut Deliver<'_>>,
 ) -> Result<u64> {
     let mut buf = vec![0u8; opts.chunk_size];
     let mut offset = 0u64;
+    let interrupted = || Error::Interrupted {
+        path: s.name.to_path_buf(),
+    };
     loop {
-        if opts.interrupted() {
-            return Err(Error::Interrupted {
-                path: s.name.to_path_buf(),
-            });
+        if opts.cancelled() {
+            return Err(interrupted());
         }
-        let n = match r.read(&mut buf).await {
+        // The read, raced with the cancel handle: readable once cancelled, and it stays readable
+        // (its readiness is never cleared), so every stream's race sees it.
+        let read = {
+            let mut read = std::pin::pin!(r.read(&mut buf));
+            std::future::poll_fn(|cx| {
+                if let Some(c) = cancel {
+                    if matches!(c.poll_read_ready(cx), Poll::Ready(Ok(_))) {
+                        return Poll::Ready(None);
+                    }
+                }
+                read.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        let Some(read) = read else {
+            return Err(interrupted());
+        };
+        let n = match read {
             Ok(0) => return Ok(offset),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -7,6 +7,17 @@
 //! returns. A request ends (no `IORING_CQE_F_MORE`) at the end of the stream, on an error, or when
 //! the ring ran dry (`-ENOBUFS`); in the last case, and after every single-shot read, the stream is
 //! armed again once the batch of completions has given its buffers back.
+//!
+//! Cancel: with a [`Cancel`](crate::Cancel) handle, the ring also holds a one-shot `POLL_ADD` on
+//! the handle's `eventfd` (its own tag), so a reader asleep in `io_uring_enter` wakes when another
+//! thread cancels, sends an `ASYNC_CANCEL` for every armed request and reaps them all before
+//! returning [`Error::Interrupted`].
+//!
+//! Panics: the processor runs while requests are armed, so the kernel may hold pool buffers. A
+//! panic (the processor's, or ours) is caught, every request in the kernel is cancelled and reaped
+//! (the ring counts them), and only then do ring and pool go and the panic resume.
+
+use std::panic::{self, AssertUnwindSafe};
 
 use libc::{EAGAIN, EBADFD, ECANCELED, EINTR, EINVAL, ENOBUFS, EOPNOTSUPP};
 
@@ -19,6 +30,9 @@ const BATCH_WAIT_USEC: u32 = 50;
 
 /// Set in the `user_data` of a stream's poll request (its index is in the low bits).
 const POLL_BIT: u64 = 1 << 63;
+
+/// The `user_data` of the poll on the cancel handle's `eventfd` (looked at before `POLL_BIT`).
+const CANCEL_POLL: u64 = u64::MAX - 1;
 
 /// One stream's progress.
 struct State {
@@ -37,7 +51,7 @@ struct State {
 }
 
 /// Reads every stream to its end (or error) on one ring. `Err` only when the ring cannot be set up;
-/// then nothing was read.
+/// then nothing was read. A panic of the processor is resumed once nothing is left in the kernel.
 pub(super) fn run(
     streams: &[Stream<'_>],
     opts: &StreamOptions,
@@ -58,11 +72,55 @@ pub(super) fn run(
             polling: false,
         })
         .collect();
+    // Everything that runs the processor runs in here: a panic must not unwind past the ring while
+    // the kernel may still write into its pool.
+    let driven = panic::catch_unwind(AssertUnwindSafe(|| {
+        drive(&mut ring, streams, &mut st, opts, deliver)
+    }));
+    // Whatever happened, cancel and reap what is left (after a normal end, at most the poll on the
+    // cancel handle; after a panic, any armed read). Then nothing of ours is in the kernel.
+    match ring.cancel_and_reap() {
+        Ok(()) => {
+            debug_assert_eq!(ring.in_kernel(), 0);
+            drop(ring);
+        }
+        // The ring cannot be waited on, so requests may stay in the kernel and write into the pool
+        // at any time: never free it (nor the ring, which would unregister and free nothing safely).
+        Err(_) => std::mem::forget(ring),
+    }
+    if let Err(payload) = driven {
+        panic::resume_unwind(payload);
+    }
+    Ok(st
+        .into_iter()
+        .map(|s| s.done.unwrap_or(Ok(s.offset)))
+        .collect())
+}
+
+/// The loop: arms, waits, hands completions over, until no stream has a request in the kernel (or
+/// the ring fails, every open stream then ending with its error). Leaves at most the cancel poll
+/// in the kernel on a normal end.
+fn drive(
+    ring: &mut StreamRing,
+    streams: &[Stream<'_>],
+    st: &mut [State],
+    opts: &StreamOptions,
+    deliver: &mut Deliver<'_>,
+) {
     let ring_err = |s: &Stream<'_>, op, source| Error::Ring {
         path: s.name.to_path_buf(),
         op,
         source,
     };
+    if let Some(cancel) = &opts.cancel {
+        if let Err(e) = ring.arm_poll(cancel.event_fd(), CANCEL_POLL) {
+            for (s, state) in streams.iter().zip(st.iter_mut()) {
+                let e = std::io::Error::new(e.kind(), e.to_string());
+                state.done = Some(Err(ring_err(s, "submit", e)));
+            }
+            return;
+        }
+    }
     // Wait for a few completions at a time if asked, where the kernel can bound the wait (Linux
     // 6.12). Never more than half the pool.
     let batch = opts.batch.min(opts.buffers / 2).max(1);
@@ -70,7 +128,6 @@ pub(super) fn run(
     let mut rearm: Vec<usize> = (0..streams.len()).collect();
     let mut poll: Vec<usize> = Vec::new();
     let mut interrupted = false;
-    let mut clean = true;
     loop {
         for i in rearm.drain(..) {
             if st[i].done.is_some() {
@@ -110,8 +167,8 @@ pub(super) fn run(
             armed.min(batch)
         };
         if let Err(e) = ring.submit_batched(want, BATCH_WAIT_USEC) {
-            // The ring cannot wait any more: what is in flight cannot be reaped.
-            clean = false;
+            // The ring cannot wait any more: what is in flight cannot be reaped (the caller tries
+            // once more, then leaks the ring).
             for (s, state) in streams.iter().zip(st.iter_mut()) {
                 if state.done.is_none() {
                     let e = std::io::Error::new(e.kind(), e.to_string());
@@ -120,21 +177,18 @@ pub(super) fn run(
             }
             break;
         }
-        if !interrupted && opts.interrupted() {
+        // The cancel poll's completion woke us, or the flag was set (by the processor, say): end
+        // every open stream, and cancel every armed request; the loop reaps them.
+        if !interrupted && opts.cancelled() {
             interrupted = true;
-            for (i, (s, state)) in streams.iter().zip(st.iter_mut()).enumerate() {
-                if state.done.is_none() {
-                    state.done = Some(Err(Error::Interrupted {
-                        path: s.name.to_path_buf(),
-                    }));
-                }
-                if state.armed && !state.cancel_sent {
-                    let tag = if state.polling { POLL_BIT } else { 0 };
-                    state.cancel_sent = ring.cancel(i as u64 | tag).is_ok();
-                }
-            }
+            interrupt_all(ring, streams, st);
         }
         while let Some(c) = ring.pop() {
+            if c.user_data == CANCEL_POLL {
+                // The handle was cancelled (the flag is looked at after this loop), or the poll
+                // failed: either way it is not in the kernel any more, and is not armed again.
+                continue;
+            }
             if c.user_data & POLL_BIT != 0 {
                 // The descriptor is readable (or the poll was cancelled): read again.
                 let i = (c.user_data & !POLL_BIT) as usize;
@@ -200,14 +254,130 @@ pub(super) fn run(
                 state.cancel_sent = ring.cancel(i as u64).is_ok();
             }
         }
+        // Looked at again before the next wait: a cancel that came after the look above, its
+        // poll's completion popped in the loop, must not leave that wait with nothing to wake it.
+        if !interrupted && opts.cancelled() {
+            interrupted = true;
+            interrupt_all(ring, streams, st);
+        }
         ring.publish();
     }
-    if !clean {
-        // The kernel may still write into the pool: never free it.
-        std::mem::forget(ring);
+}
+
+/// Ends every open stream with [`Error::Interrupted`] and asks the kernel to cancel every armed
+/// request (their last completions are still reaped by the loop).
+fn interrupt_all(ring: &mut StreamRing, streams: &[Stream<'_>], st: &mut [State]) {
+    for (i, (s, state)) in streams.iter().zip(st.iter_mut()).enumerate() {
+        if state.done.is_none() {
+            state.done = Some(Err(Error::Interrupted {
+                path: s.name.to_path_buf(),
+            }));
+        }
+        if state.armed && !state.cancel_sent {
+            let tag = if state.polling { POLL_BIT } else { 0 };
+            state.cancel_sent = ring.cancel(i as u64 | tag).is_ok();
+        }
     }
-    Ok(st
-        .into_iter()
-        .map(|s| s.done.unwrap_or(Ok(s.offset)))
-        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ring::{rings_dropped_busy, StreamKind, StreamRing};
+
+    /// A connected pair of Unix stream sockets, closed by the caller.
+    fn socket_pair() -> [i32; 2] {
+        let mut p = [0; 2];
+        // SAFETY: socketpair writes two descriptors into a live array.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                p.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        p
+    }
+
+    /// The ring counts what is in the kernel: an armed multishot read stays counted across its
+    /// completions, `cancel_and_reap` brings the count to 0 (the cancel's own completion included),
+    /// and a ring dropped with a request in the kernel is counted as dropped busy.
+    #[test]
+    fn stream_ring_accounts_for_every_request_in_the_kernel() {
+        let mut ring = StreamRing::new(1, 4, 4096).expect("io_uring with buffer rings");
+        let p = socket_pair();
+        // A multishot RECV (Linux 6.0).
+        ring.arm(p[0], StreamKind::Socket, true, 7).unwrap();
+        // A poll on another descriptor (one on `p[0]` could miss the bytes the read takes).
+        let q = socket_pair();
+        ring.arm_poll(q[0], 8).unwrap();
+        assert_eq!(ring.in_kernel(), 2);
+        // SAFETY: writes 5 bytes from a live array into sockets we made.
+        unsafe {
+            assert_eq!(libc::write(p[1], b"hello".as_ptr().cast(), 5), 5);
+            assert_eq!(libc::write(q[1], b"hello".as_ptr().cast(), 5), 5);
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            ring.submit(1).unwrap();
+            while let Some(c) = ring.pop() {
+                if let Some(bid) = c.buf {
+                    ring.give_back(bid);
+                }
+                seen.push(c);
+            }
+        }
+        ring.publish();
+        let read = seen.iter().find(|c| c.user_data == 7).expect("the read");
+        assert_eq!(read.result, 5);
+        assert!(read.more);
+        // The poll ended; the multishot read is still armed.
+        assert_eq!(ring.in_kernel(), 1);
+        ring.arm(p[0], StreamKind::Socket, false, 9).unwrap();
+        assert_eq!(ring.in_kernel(), 2);
+        ring.cancel_and_reap().unwrap();
+        assert_eq!(ring.in_kernel(), 0);
+        let busy = rings_dropped_busy();
+        drop(ring);
+        assert_eq!(rings_dropped_busy(), busy);
+
+        // Dropped with a read armed (on a socket nobody writes to, so nothing lands in the freed
+        // pool): counted.
+        let mut ring = StreamRing::new(1, 4, 4096).unwrap();
+        ring.arm(p[0], StreamKind::Socket, false, 1).unwrap();
+        ring.submit(0).unwrap();
+        drop(ring);
+        assert!(rings_dropped_busy() > busy);
+        // READ_MULTISHOT on a pipe stays armed across its completions too (Linux 6.7).
+        let mut ring = StreamRing::new(1, 4, 4096).unwrap();
+        if ring.has_read_multishot() {
+            let mut r = [0; 2];
+            // SAFETY: pipe2 writes two descriptors into a live array.
+            assert_eq!(unsafe { libc::pipe2(r.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            ring.arm(r[0], StreamKind::Pipe, true, 3).unwrap();
+            // SAFETY: writes 5 bytes from a live array into the pipe we made.
+            assert_eq!(unsafe { libc::write(r[1], b"hello".as_ptr().cast(), 5) }, 5);
+            let c = loop {
+                ring.submit(1).unwrap();
+                if let Some(c) = ring.pop() {
+                    break c;
+                }
+            };
+            assert_eq!((c.user_data, c.result, c.more), (3, 5, true));
+            ring.give_back(c.buf.expect("a pool buffer"));
+            assert_eq!(ring.in_kernel(), 1);
+            ring.cancel_and_reap().unwrap();
+            assert_eq!(ring.in_kernel(), 0);
+            drop(ring);
+            for fd in r {
+                // SAFETY: our descriptors, closed once.
+                unsafe { libc::close(fd) };
+            }
+        }
+        for fd in p.into_iter().chain(q) {
+            // SAFETY: our descriptors, closed once.
+            unsafe { libc::close(fd) };
+        }
+    }
 }

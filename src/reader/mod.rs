@@ -517,7 +517,8 @@ impl Reader {
         let opts = StreamOptions::new(method)
             .chunk_size(self.opts.chunk_size)
             .buffers(buffers)
-            .max_bytes(self.opts.max_bytes); // MERGE-TODO: .cancel(self.cancel.clone())
+            .max_bytes(self.opts.max_bytes)
+            .cancel(self.cancel.clone());
         let mut fell_back = None;
         let (bytes, used) =
             crate::net::read_stream_split(src.fd, src.path, &opts, prep, proc, &mut fell_back)?;

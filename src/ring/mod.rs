@@ -22,7 +22,7 @@ mod stream;
 pub(crate) use driver::{DriverCqe, DriverRing};
 pub(crate) use files::Statx;
 #[cfg(feature = "net")]
-pub(crate) use stream::{StreamKind, StreamRing};
+pub(crate) use stream::{rings_dropped_busy, StreamKind, StreamRing};
 
 /// The offset that means "the file's current position" (for pipes and other streams).
 pub(crate) const CURRENT_POSITION: u64 = u64::MAX;

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
@@ -22,6 +22,15 @@ const GROUP: u16 = 0;
 
 /// The `user_data` of cancel requests (their own completions are dropped).
 const CANCEL_TAG: u64 = u64::MAX;
+
+/// Stream rings dropped while their accounting said requests were still in the kernel (which may
+/// then write into a pool about to be freed). Zero unless ringread has a bug; tests look at it.
+static DROPPED_BUSY: AtomicU64 = AtomicU64::new(0);
+
+/// How many [`StreamRing`]s were dropped with requests still in the kernel, in this process.
+pub(crate) fn rings_dropped_busy() -> u64 {
+    DROPPED_BUSY.load(Ordering::Relaxed)
+}
 
 /// One completion of a stream request.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +71,10 @@ pub(crate) struct StreamRing {
     pool: Pool,
     read_multishot: bool,
     min_timeout: bool,
+    /// Requests pushed and not yet ended: each push counts one (reads, polls, cancels), each
+    /// completion without `IORING_CQE_F_MORE` ends one. Zero means the kernel holds nothing of
+    /// ours, so the pool may go.
+    in_kernel: usize,
 }
 
 impl StreamRing {
@@ -140,6 +153,7 @@ impl StreamRing {
             pool,
             read_multishot,
             min_timeout,
+            in_kernel: 0,
         })
     }
 
@@ -166,7 +180,9 @@ impl StreamRing {
                 .buf_group(GROUP)
                 .build()
                 .flags(squeue::Flags::BUFFER_SELECT),
-            (StreamKind::Pipe, true) => opcode::ReadMulti::new(fd, len, GROUP)
+            // Length 0: each read fills up to a whole pool buffer. Kernels since 6.10 or so refuse
+            // any other length (-EINVAL), which silently made every pipe single-shot.
+            (StreamKind::Pipe, true) => opcode::ReadMulti::new(fd, 0, GROUP)
                 .offset(u64::MAX)
                 .build(),
             (StreamKind::Pipe, false) => opcode::Read::new(fd, std::ptr::null_mut(), len)
@@ -196,14 +212,53 @@ impl StreamRing {
         self.push(&entry)
     }
 
+    /// Asks the kernel to cancel every request of this ring (`IORING_ASYNC_CANCEL_ANY`, Linux 5.19,
+    /// as old as buffer rings); their last completions still come.
+    pub(crate) fn cancel_all(&mut self) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(CANCEL_TAG);
+        self.push(&entry)
+    }
+
+    /// Requests of this ring that the kernel may still hold (pushed, and their last completion not
+    /// yet popped).
+    pub(crate) fn in_kernel(&self) -> usize {
+        self.in_kernel
+    }
+
+    /// Cancels every request in the kernel and reaps them all, giving their buffers back unread:
+    /// afterwards [`StreamRing::in_kernel`] is 0 and the ring and pool may be dropped. An error
+    /// means the ring cannot be waited on: the caller must then leak ring and pool
+    /// (`std::mem::forget`), since the kernel may still write into the pool.
+    pub(crate) fn cancel_and_reap(&mut self) -> io::Result<()> {
+        if self.in_kernel == 0 {
+            return Ok(());
+        }
+        self.cancel_all()?;
+        while self.in_kernel > 0 {
+            self.submit(1)?;
+            while let Some(c) = self.pop() {
+                if let Some(bid) = c.buf {
+                    self.give_back(bid);
+                }
+            }
+            self.publish();
+        }
+        Ok(())
+    }
+
     fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
         if self.ring.submission().is_full() {
             self.submit(0)?;
         }
         // SAFETY: the entry names no memory of ours but the pool (by group id), which outlives
-        // every request: the owner reaps every request before dropping the ring, or leaks it.
+        // every request: the owner reaps every request before dropping the ring (`in_kernel` counts
+        // them, and `Drop` reports a ring dropped busy), or leaks it.
         unsafe { self.ring.submission().push(entry) }
-            .map_err(|_| io::Error::other("io_uring submission queue full"))
+            .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        self.in_kernel += 1;
+        Ok(())
     }
 
     /// Submits what was pushed and waits for at least `wait` completions. A signal (`EINTR`) or a
@@ -230,17 +285,26 @@ impl StreamRing {
         }
     }
 
-    /// The next completion, if one is ready.
+    /// The next completion, if one is ready (the completions of cancel requests are counted, then
+    /// dropped).
     pub(crate) fn pop(&mut self) -> Option<StreamCqe> {
-        self.ring
-            .completion()
-            .find(|c| c.user_data() != CANCEL_TAG)
-            .map(|c| StreamCqe {
+        loop {
+            let c = self.ring.completion().next()?;
+            let more = cqueue::more(c.flags());
+            if !more {
+                // The request's last completion: the kernel is done with it.
+                self.in_kernel = self.in_kernel.saturating_sub(1);
+            }
+            if c.user_data() == CANCEL_TAG {
+                continue;
+            }
+            return Some(StreamCqe {
                 user_data: c.user_data(),
                 result: c.result(),
                 buf: cqueue::buffer_select(c.flags()),
-                more: cqueue::more(c.flags()),
-            })
+                more,
+            });
+        }
     }
 
     /// The first `len` bytes of pool buffer `bid`.
@@ -264,6 +328,15 @@ impl StreamRing {
     /// Makes the buffers given back visible to the kernel.
     pub(crate) fn publish(&mut self) {
         self.pool.publish();
+    }
+}
+
+impl Drop for StreamRing {
+    fn drop(&mut self) {
+        if self.in_kernel > 0 {
+            // A bug of ours: the kernel may still hold requests that write into the pool.
+            DROPPED_BUSY.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
