@@ -963,3 +963,23 @@ fn cancel_from_another_thread_stops_read_many_on_silent_fifos() {
         assert_eq!(ringread::net::rings_dropped_busy(), busy, "{method}");
     }
 }
+
+/// Out-of-range stream options are refused before any I/O, as `ReadOptionsBuilder` refuses its own,
+/// instead of being clamped silently.
+#[test]
+fn out_of_range_stream_options_are_refused() {
+    let _g = common::shared();
+    let (r, _w) = common::pipe(0);
+    for opts in [
+        StreamOptions::new(StreamMethod::Sync).chunk_size(0),
+        StreamOptions::new(StreamMethod::UringMultishot).buffers(0),
+        StreamOptions::new(StreamMethod::UringMultishot).buffers(1 << 20),
+        StreamOptions::new(StreamMethod::UringSingle).batch(65),
+    ] {
+        let mut n = ringread::processor::ByteCount::default();
+        match read_stream(r.as_fd(), "pipe", &opts, &mut n) {
+            Err(Error::InvalidOptions(m)) => assert!(m.contains("between 1 and"), "{m}"),
+            other => panic!("{opts:?}: {other:?}"),
+        }
+    }
+}

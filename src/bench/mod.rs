@@ -257,7 +257,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
                 .into(),
             "stream: ringread's async stream (a tokio runtime and a Driver kept across runs, one task \
              taking the chunks in order); unless --depth is given it reads with its own default \
-             depth (ringread::stream::DEFAULT_DEPTH = 16), not the engine's."
+             depth (ringread::stream::DEFAULT_STREAM_DEPTH = 16), not the engine's."
                 .into(),
             "mmap with --processor null only faults pages in (one byte touched per page): it copies \
              nothing, so compare it with a processor that reads every byte (e.g. --processor xxh3)."
@@ -315,7 +315,7 @@ fn make_method(
             if stream_depth_default {
                 o = ReadOptions::builder()
                     .chunk_size(o.chunk_size())
-                    .depth(crate::stream::DEFAULT_DEPTH)
+                    .depth(crate::stream::DEFAULT_STREAM_DEPTH)
                     .direct(direct)
                     .build()?;
             }

@@ -174,17 +174,19 @@ impl StreamOptions {
             cancel: None,
         }
     }
-    /// The largest chunk (the size of every buffer); at least 1 byte, at most 1 GiB.
+    /// The largest chunk (the size of every buffer): 1 byte to 1 GiB. A value out of range is
+    /// refused, with [`Error::InvalidOptions`], by the read that is given these options.
     #[must_use]
     pub fn chunk_size(mut self, bytes: usize) -> Self {
-        self.chunk_size = bytes.clamp(1, crate::options::MAX_CHUNK_SIZE);
+        self.chunk_size = bytes;
         self
     }
-    /// Buffers in the io_uring pool (rounded up to a power of two, at most 32768): the memory bound
-    /// of the io_uring ways is `buffers * chunk_size`, however many streams.
+    /// Buffers in the io_uring pool, 1 to 32768 (rounded up to a power of two): the memory bound
+    /// of the io_uring ways is `buffers * chunk_size`, however many streams. A value out of range
+    /// is refused by the read.
     #[must_use]
     pub fn buffers(mut self, n: usize) -> Self {
-        self.buffers = n.clamp(1, 32768);
+        self.buffers = n;
         self
     }
     /// Stop each stream after this many bytes, as at its end.
@@ -205,10 +207,35 @@ impl StreamOptions {
     /// with fewer once 50 microseconds have passed (needs `IORING_FEAT_MIN_TIMEOUT`, Linux 6.12;
     /// older kernels wait for one). Default 1. On loopback TCP at 64 KiB, 4 gave 7.6 GiB/s against
     /// 5.9 with 1, for about 8% more CPU per GiB and up to 50 us more latency (docs/BENCHMARKS.md).
+    /// 1 to 64; a value out of range is refused by the read.
     #[must_use]
     pub fn batch(mut self, n: usize) -> Self {
-        self.batch = n.clamp(1, 64);
+        self.batch = n;
         self
+    }
+
+    /// Refuses values out of range, as [`ReadOptionsBuilder`](crate::ReadOptionsBuilder) does,
+    /// before any I/O.
+    fn check(&self) -> Result<()> {
+        let bad = |what: &str, v: usize, max: usize| {
+            Err(Error::InvalidOptions(format!(
+                "stream {what} must be between 1 and {max}, not {v}"
+            )))
+        };
+        if !(1..=crate::options::MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return bad(
+                "chunk size",
+                self.chunk_size,
+                crate::options::MAX_CHUNK_SIZE,
+            );
+        }
+        if !(1..=32768).contains(&self.buffers) {
+            return bad("buffers", self.buffers, 32768);
+        }
+        if !(1..=64).contains(&self.batch) {
+            return bad("batch", self.batch, 64);
+        }
+        Ok(())
     }
     /// Reading stops with [`Error::Interrupted`] once `cancel` is cancelled, from any thread or a
     /// signal handler, even while it waits for data that never comes: every way watches the
@@ -341,6 +368,7 @@ where
     Pr: Prepare,
     C: Combine<Pr::Part> + ?Sized,
 {
+    opts.check()?;
     let kind = kind_of(fd, name)?;
     if kind == StreamKind::Pipe && opts.grow_pipe {
         grow_pipe(fd, opts.chunk_size);
@@ -428,6 +456,7 @@ pub fn read_many<P: Processor>(
             procs.len()
         )));
     }
+    opts.check()?;
     if streams.is_empty() {
         return Ok(Vec::new());
     }

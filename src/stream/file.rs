@@ -229,8 +229,10 @@ impl std::fmt::Debug for FileStream {
 }
 
 impl Driver {
-    /// Opens `path` for streaming with these options (`chunk_size`, `depth`, `direct`, `max_bytes`;
-    /// `threads` and `sqpoll` do not apply: the driver's threads read). The open itself is a
+    /// Opens `path` for streaming with these options (`chunk_size`, `depth`, `direct`, `max_bytes`,
+    /// `register_buffers`). `threads` and `sqpoll` belong to the synchronous engine: a stream is read
+    /// by its driver's threads ([`Driver::with_threads`]), so options that set them are refused with
+    /// [`Error::InvalidOptions`] rather than ignored. The open itself is a
     /// blocking `open(2)` on the calling thread, as `std::fs::File::open` is (a FIFO's waits for a
     /// writer); a pipe, socket or FIFO already open can be handed over with [`Driver::open_file`].
     pub fn open(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<FileStream> {
@@ -294,6 +296,13 @@ impl Driver {
         path: Option<&Path>,
         opts: &ReadOptions,
     ) -> Result<FileStream> {
+        if opts.threads().is_some() || opts.sqpoll() {
+            return Err(Error::InvalidOptions(
+                "a stream is read by its driver's threads: set them with Driver::with_threads; \
+                 threads and sqpoll do not apply to a stream"
+                    .into(),
+            ));
+        }
         let Inspected {
             fd,
             positional,
@@ -398,12 +407,12 @@ impl Handoff {
 /// spread over the driver's threads and each completion costs a task wake-up, so it wants more in
 /// flight than the synchronous engine (whose default is 4): 2 GiB warm, null processor, 2 CPUs:
 /// 7.0 GiB/s at depth 4, 8.9 at 8, 10.7 at 16, 11.0 at 32 (docs/BENCHMARKS.md).
-pub const DEFAULT_DEPTH: usize = 16;
+pub const DEFAULT_STREAM_DEPTH: usize = 16;
 
-/// The options [`open`] uses: the engine's defaults with [`DEFAULT_DEPTH`] buffers.
+/// The options [`open`] uses: the engine's defaults with [`DEFAULT_STREAM_DEPTH`] buffers.
 pub fn default_options() -> ReadOptions {
     ReadOptions::builder()
-        .depth(DEFAULT_DEPTH)
+        .depth(DEFAULT_STREAM_DEPTH)
         .build()
         .expect("the default options are valid")
 }

@@ -36,7 +36,7 @@
 //!
 //! # Memory: `depth` per stream, a budget per driver
 //!
-//! A stream has at most `depth` buffers of `chunk_size` bytes (`DEFAULT_DEPTH`: 16 of 256 KiB). All
+//! A stream has at most `depth` buffers of `chunk_size` bytes (`DEFAULT_STREAM_DEPTH`: 16 of 256 KiB). All
 //! the streams of a driver take their buffers from one pool of at most [`DEFAULT_BUDGET`] bytes
 //! (64 MiB; choose with [`Driver::with_budget`]); buffers given back are kept for the next stream.
 //! A stream reads ahead only within its share of the budget (`budget / open streams`, at least one
@@ -92,7 +92,7 @@ mod pool;
 
 pub use chunk::OwnedChunk;
 pub use driver::{Driver, DriverStats, DEFAULT_BUDGET};
-pub use file::{default_options, open, open_async, FileStream, DEFAULT_DEPTH};
+pub use file::{default_options, open, open_async, FileStream, DEFAULT_STREAM_DEPTH};
 
 use crate::error::Error;
 

@@ -31,13 +31,23 @@ impl AsyncStreamMethod {
                 op: "setup",
                 source,
             })?;
+        let driver = match opts.threads() {
+            Some(t) => Driver::with_threads(t)?,
+            None => Driver::new()?,
+        };
+        // The threads are the driver's; a stream refuses options that would set the engine's.
+        let mut stream_opts = ReadOptions::builder()
+            .chunk_size(opts.chunk_size())
+            .depth(opts.depth())
+            .direct(opts.direct())
+            .register_buffers(opts.register_buffers());
+        if let Some(m) = opts.max_bytes() {
+            stream_opts = stream_opts.max_bytes(m);
+        }
         Ok(AsyncStreamMethod {
             rt,
-            driver: match opts.threads() {
-                Some(t) => Driver::with_threads(t)?,
-                None => Driver::new()?,
-            },
-            opts,
+            driver,
+            opts: stream_opts.build()?,
         })
     }
 }
