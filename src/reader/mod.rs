@@ -47,7 +47,7 @@ struct ManyRes {
 }
 
 /// Files [`Reader::read_many`] keeps in flight at most (fewer where `ulimit -n` leaves less room).
-pub const FILES_IN_FLIGHT: usize = 32;
+pub const FILES_IN_FLIGHT: usize = 128;
 
 /// One input of [`Reader::read_many`], finished; handed back in input order.
 #[derive(Debug)]
