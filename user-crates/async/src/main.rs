@@ -1,0 +1,93 @@
+//! What a tokio service writes with `ringread = { default-features = false, features = ["stream"] }`:
+//! opens without blocking the executor, chunks as `Bytes`, the reader adapter, the pitfall of holding
+//! every chunk (an error, not a hang), and many tasks within one driver's budget. Checks every result
+//! against `std::fs::read`; exits 1 on a mismatch.
+
+use std::io::Write;
+
+use ringread::stream::{open_async, Driver};
+use ringread::{Error, ReadOptions};
+use tokio::io::AsyncReadExt;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("ringread-async-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run(&dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let path = dir.join("data");
+    let data: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::File::create(&path)?.write_all(&data)?;
+
+    // Chunks as Bytes, in order, opened off the executor's threads.
+    let mut stream = open_async(&path).await?;
+    let mut got = Vec::new();
+    while let Some(chunk) = stream.next_chunk().await {
+        let bytes: bytes::Bytes = chunk?.into_bytes();
+        got.extend_from_slice(&bytes);
+    }
+    check(got == data, "chunks differ")?;
+
+    // AsyncRead.
+    let mut all = Vec::new();
+    open_async(&path)
+        .await?
+        .into_async_read()
+        .read_to_end(&mut all)
+        .await?;
+    check(all == data, "AsyncRead differs")?;
+
+    // Holding every chunk: an error that says what to do, not a hang.
+    let driver = Driver::with_budget(2, 16 << 20)?;
+    let opts = ReadOptions::builder().chunk_size(64 * 1024).depth(4).build()?;
+    let mut held = Vec::new();
+    let mut s = driver.open_async(&path, &opts).await?;
+    let err = loop {
+        match s.next_chunk().await {
+            Some(Ok(c)) => held.push(c),
+            Some(Err(e)) => break e,
+            None => return Err("a held stream ended without an error".into()),
+        }
+    };
+    check(matches!(err, Error::BuffersHeld { .. }), "expected BuffersHeld")?;
+    println!("holding every chunk: {err}");
+    drop(held);
+
+    // 64 tasks at once on one driver, each checked.
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (driver, opts, path, data) = (driver.clone(), opts.clone(), path.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = driver.open_async(&path, &opts).await?;
+            let mut got = Vec::with_capacity(data.len());
+            while let Some(c) = s.next_chunk().await {
+                got.extend_from_slice(&c?);
+            }
+            Ok::<bool, Error>(got == data)
+        }));
+    }
+    for t in tasks {
+        check(t.await??, "a task's bytes differ")?;
+    }
+    let stats = driver.stats();
+    println!(
+        "64 tasks: peak buffers {} KiB of a {} KiB budget",
+        stats.peak_buffer_bytes / 1024,
+        stats.budget / 1024
+    );
+    check(stats.peak_buffer_bytes <= stats.budget, "over budget")?;
+    println!("ok");
+    Ok(())
+}
+
+fn check(ok: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
