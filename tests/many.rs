@@ -213,3 +213,45 @@ fn a_panicking_processor_leaves_no_descriptor_and_the_reader_reads_on() {
         .unwrap();
     assert_eq!(n, paths.len());
 }
+
+#[test]
+fn a_cancel_stops_read_many_with_nothing_left_in_flight() {
+    let _g = common::exclusive();
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let paths: Vec<PathBuf> = (0..500)
+        .map(|i| {
+            let p = dir.path().join(format!("{i}"));
+            std::fs::write(&p, common::random_bytes(3000, i as u64)).unwrap();
+            p
+        })
+        .collect();
+    let cancel = ringread::Cancel::new().unwrap();
+    let mut reader = Reader::new(ReadOptions::default());
+    reader.set_cancel(cancel.clone());
+    reader
+        .read_many(&paths[..1], |_, _| Collect::default(), |_| {})
+        .unwrap();
+    let before = common::open_fds();
+    let mut released = 0;
+    let r = reader.read_many(
+        &paths,
+        |_, _| Collect::default(),
+        |f| {
+            released += 1;
+            if f.index == 10 {
+                cancel.cancel();
+            }
+        },
+    );
+    assert!(matches!(r, Err(Error::Interrupted { .. })), "{r:?}");
+    assert!(released < paths.len(), "reading went on after the cancel");
+    assert_eq!(common::open_fds(), before, "descriptors leaked");
+    cancel.reset();
+    let mut n = 0;
+    reader
+        .read_many(&paths, |_, _| Collect::default(), |_| n += 1)
+        .unwrap();
+    assert_eq!(n, paths.len());
+}
