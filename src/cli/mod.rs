@@ -320,7 +320,7 @@ impl Ctx {
         mut make: impl FnMut() -> (Pr, C),
         mut done: impl FnMut(&Path, Result<C, (ringread::Error, C)>),
     ) where
-        Pr: ringread::processor::Prepare,
+        Pr: ringread::processor::Prepare + Send,
         C: ringread::processor::Combine<Pr::Part> + Send,
     {
         let r = self.reader.read_many_split(

@@ -36,6 +36,23 @@ pub(crate) enum Outcome<Pr, C> {
     Deferred(Pr, C),
 }
 
+/// The next input of a run.
+pub(crate) enum Next<Pr, C> {
+    /// Input `index` (its place among all inputs), and the processor made for it.
+    Item(usize, PathBuf, (Pr, C)),
+    /// None yet; more may come.
+    NotNow,
+    /// No more.
+    End,
+}
+
+/// Where a run's inputs come from: a list on this thread, or a channel from the thread that hands
+/// inputs to several runs.
+pub(crate) trait Feed<Pr, C> {
+    /// The next input; with `wait`, blocks until there is one or there will be none.
+    fn next(&mut self, wait: bool) -> Next<Pr, C>;
+}
+
 /// The settings of one run.
 pub(crate) struct Settings<'a> {
     /// Bytes per read, and per slot buffer.
@@ -52,6 +69,10 @@ pub(crate) struct Settings<'a> {
     pub cancel: Option<&'a Cancel>,
 }
 
+/// Finished inputs waiting for the ones before them (from `head` on): their global index, path
+/// and outcome.
+type Done<Pr, C> = VecDeque<Option<(usize, PathBuf, Outcome<Pr, C>)>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Stat,
@@ -61,7 +82,10 @@ enum Phase {
 }
 
 struct Slot<Pr, C> {
+    /// Its place in this run's inputs.
     index: usize,
+    /// Its place among all inputs (what `release` is told).
+    global: usize,
     path: PathBuf,
     cpath: CString,
     statx: Box<Statx>,
@@ -116,14 +140,13 @@ impl<Pr, C> Drop for InFlight<'_, Pr, C> {
     }
 }
 
-/// Reads `paths` with up to `s.width` files in flight on `ring`, into the slots of `arena`. `make`
-/// makes each file's processor; `release` gets each input's outcome in input order.
+/// Reads the inputs of `feed` with up to `s.width` files in flight on `ring`, into the slots of
+/// `arena`; `release` gets each input's outcome, in the order `feed` gave them.
 pub(crate) fn run<Pr, C>(
     ring: &mut Ring,
     arena: &Arena,
     s: &Settings<'_>,
-    paths: &mut dyn Iterator<Item = PathBuf>,
-    make: &mut dyn FnMut(usize, &std::path::Path) -> (Pr, C),
+    feed: &mut dyn Feed<Pr, C>,
     release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
 ) -> Result<()>
 where
@@ -137,8 +160,7 @@ where
         slots: (0..width).map(|_| None).collect(),
     };
     let mut free: Vec<usize> = (0..width).rev().collect();
-    // Finished inputs waiting for the ones before them, by input index from `head`.
-    let mut done: VecDeque<Option<(PathBuf, Outcome<Pr, C>)>> = VecDeque::new();
+    let mut done: Done<Pr, C> = VecDeque::new();
     let mut head = 0usize;
     let mut next = 0usize;
     let mut exhausted = false;
@@ -162,24 +184,31 @@ where
         // Admit new files while slots are free and the reorder window has room.
         while !exhausted && next < head + 4 * width {
             let Some(&i) = free.last() else { break };
-            let Some(path) = paths.next() else {
-                exhausted = true;
-                break;
+            // Wait for an input only when nothing else can happen: nothing in the kernel, nothing to
+            // hand back.
+            let idle = fly.ops == 0 && done.is_empty();
+            let (global, path, work) = match feed.next(idle) {
+                Next::Item(g, path, work) => (g, path, work),
+                Next::NotNow => break,
+                Next::End => {
+                    exhausted = true;
+                    break;
+                }
             };
-            let work = make(next, &path);
             done.push_back(None);
             let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
                 let e = Error::Open {
                     path: path.clone(),
                     source: io::Error::from_raw_os_error(libc::EINVAL),
                 };
-                done[next - head] = Some((path, Outcome::Read(Err(e), work.1)));
+                done[next - head] = Some((global, path, Outcome::Read(Err(e), work.1)));
                 next += 1;
                 continue;
             };
             free.pop();
             let mut slot = Slot {
                 index: next,
+                global,
                 path,
                 cpath,
                 // SAFETY: all-zero is a valid statx record.
@@ -210,8 +239,8 @@ where
         }
         // Release, in input order, what is finished; deferred inputs are read here by the caller.
         while let Some(Some(_)) = done.front() {
-            let (path, outcome) = done.pop_front().flatten().expect("checked above");
-            release(head, path, outcome)?;
+            let (global, path, outcome) = done.pop_front().flatten().expect("checked above");
+            release(global, path, outcome)?;
             head += 1;
         }
         if exhausted && head == next {
@@ -221,7 +250,7 @@ where
             // Nothing in the kernel, yet inputs unfinished: only starved opens can be left.
             if starved.is_empty() {
                 if head == next {
-                    continue; // everything admitted is released: admit more
+                    continue; // everything admitted is released: admit more (or wait for it)
                 }
                 return Err(ring_error(io::Error::other(
                     "many files: nothing in flight and nothing finished (a bug)",
@@ -299,7 +328,7 @@ fn on_stat<Pr: Prepare, C: Combine<Pr::Part>>(
     i: usize,
     res: i32,
     free: &mut Vec<usize>,
-    done: &mut VecDeque<Option<(PathBuf, Outcome<Pr, C>)>>,
+    done: &mut Done<Pr, C>,
     head: usize,
 ) -> Result<()> {
     let slot = fly.slots[i].as_mut().expect("slot");
@@ -315,7 +344,7 @@ fn on_stat<Pr: Prepare, C: Combine<Pr::Part>>(
     if !regular || slot.statx.stx_size > s.large {
         let slot = fly.slots[i].take().expect("slot");
         let (pr, c) = slot.work.expect("work");
-        done[slot.index - head] = Some((slot.path, Outcome::Deferred(pr, c)));
+        done[slot.index - head] = Some((slot.global, slot.path, Outcome::Deferred(pr, c)));
         free.push(i);
         return Ok(());
     }
@@ -455,7 +484,7 @@ fn finish<Pr, C>(
     fly: &mut InFlight<'_, Pr, C>,
     i: usize,
     free: &mut Vec<usize>,
-    done: &mut VecDeque<Option<(PathBuf, Outcome<Pr, C>)>>,
+    done: &mut Done<Pr, C>,
     head: usize,
 ) {
     let slot = fly.slots[i].take().expect("slot");
@@ -464,6 +493,6 @@ fn finish<Pr, C>(
         Some(e) => Err(e),
         None => Ok(slot.bytes),
     };
-    done[slot.index - head] = Some((slot.path, Outcome::Read(result, c)));
+    done[slot.index - head] = Some((slot.global, slot.path, Outcome::Read(result, c)));
     free.push(i);
 }

@@ -48,7 +48,7 @@ mod uring;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use crate::buf::{Arena, Chunk};
 use crate::cancel::{wait_readable, Cancel};
@@ -63,7 +63,7 @@ static POLLS: AtomicU64 = AtomicU64::new(0);
 /// `epoll_wait` calls made by ringread's epoll way in this process so far.
 #[cfg(feature = "bench")]
 pub(crate) fn poll_count() -> u64 {
-    POLLS.load(Ordering::Relaxed)
+    POLLS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// How many io_uring stream rings were dropped while requests of theirs were still in the kernel

@@ -19,7 +19,7 @@ use crate::buf::Arena;
 use crate::cancel::Cancel;
 use crate::chunks::Chunks;
 use crate::engine::lanes::{run_lanes, LaneSpec, Run};
-use crate::engine::many::{self, Outcome, Settings};
+use crate::engine::many::{self, Feed, Next, Outcome, Settings};
 use crate::engine::workers::Workers;
 use crate::engine::{PreadQueue, Source};
 use crate::error::{Error, Result};
@@ -44,6 +44,12 @@ struct ManyRes {
     ring: Ring,
     arena: Arena,
     registered: usize,
+}
+
+/// What `read_many` keeps: a ring and slots per thread, and the threads.
+struct ManyKept {
+    rings: Vec<ManyRes>,
+    workers: Workers,
 }
 
 /// Files [`Reader::read_many`] keeps in flight at most (fewer where `ulimit -n` leaves less room).
@@ -100,7 +106,7 @@ pub struct Reader {
     opts: ReadOptions,
     max_lanes: usize,
     kept: Mutex<Kept>,
-    many: Mutex<Option<ManyRes>>,
+    many: Mutex<Option<ManyKept>>,
     uring: OnceLock<std::result::Result<(), String>>,
     cancel: Option<Cancel>,
 }
@@ -209,8 +215,11 @@ impl Reader {
     ///
     /// Through io_uring, up to [`FILES_IN_FLIGHT`] files are in flight at once (fewer when
     /// `ulimit -n` leaves less room; a refused open waits for a descriptor and never reaches the
-    /// caller): their `statx`, `openat`, reads and `close` go through one ring in batches. Each has
-    /// one buffer of `chunk_size` bytes, so memory is bounded whatever the number of files. Files
+    /// caller): their `statx`, `openat`, reads and `close` go through a ring in batches. With more
+    /// than one lane (one per CPU by default), each lane's kept thread has a ring and its share of
+    /// the files (input `i` goes to lane `i % lanes`), and processes them, so every CPU copies and
+    /// processes; `make` and `done` run on the calling thread. Each file in flight has one buffer
+    /// of `chunk_size` bytes, so memory is bounded whatever the number of files. Files
     /// larger than 16 chunks, and anything that is not a regular file, are read when their turn
     /// comes, with the lanes, as [`Reader::read_path`] reads them. Without io_uring (or with
     /// `O_DIRECT`, or a backend other than `auto`/`uring`), files are read one after another.
@@ -245,7 +254,7 @@ impl Reader {
         I: IntoIterator,
         I::Item: Into<PathBuf>,
         M: FnMut(usize, &Path) -> (Pr, C),
-        Pr: Prepare,
+        Pr: Prepare + Send,
         C: Combine<Pr::Part> + Send,
         D: FnMut(Finished<C>),
     {
@@ -277,22 +286,23 @@ impl Reader {
         if !ring_ok {
             return one_by_one(&mut paths, 0);
         }
-        let mut many = self.many.lock().unwrap_or_else(|e| e.into_inner());
-        let width = files_in_flight();
-        if many.is_none() {
-            match self.many_res(width) {
-                Some(res) => *many = Some(res),
-                None => return one_by_one(&mut paths, 0),
+        let mut kept = self.many.lock().unwrap_or_else(|e| e.into_inner());
+        // One ring per thread, each with its share of the files in flight.
+        let threads = self.max_lanes;
+        let width = (files_in_flight() / threads).max(1);
+        let kept = match &mut *kept {
+            Some(k) if k.rings.len() == threads => k,
+            slot => {
+                let rings: Option<Vec<ManyRes>> =
+                    (0..threads).map(|_| self.many_res(width)).collect();
+                match rings {
+                    Some(rings) => slot.insert(ManyKept {
+                        rings,
+                        workers: Workers::default(),
+                    }),
+                    None => return one_by_one(&mut paths, 0),
+                }
             }
-        }
-        let res = many.as_mut().expect("set above");
-        let settings = Settings {
-            chunk: self.opts.chunk_size,
-            width,
-            large: 16 * self.opts.chunk_size as u64,
-            max_bytes: self.opts.max_bytes,
-            registered: res.registered,
-            cancel: self.cancel.as_ref(),
         };
         let route = Route {
             engine: Engine::Uring,
@@ -304,10 +314,11 @@ impl Reader {
             sqpoll: false,
             positional: true,
         };
+        let registered = usize::from(kept.rings.iter().all(|r| r.registered > 0));
+        // Hands an input's outcome to the caller; a deferred one is read here, with the lanes.
         let mut release = |index: usize, path: PathBuf, outcome: Outcome<Pr, C>| {
             let (result, processor) = match outcome {
                 Outcome::Read(result, c) => {
-                    let registered = usize::from(res.registered > 0);
                     let result = result.map(|bytes| Summary {
                         bytes,
                         route: Route {
@@ -331,18 +342,30 @@ impl Reader {
             });
             Ok(())
         };
-        let r = many::run(
-            &mut res.ring,
-            &res.arena,
-            &settings,
-            &mut paths,
-            &mut make,
-            &mut release,
-        );
+        let settings = |res: &ManyRes| Settings {
+            chunk: self.opts.chunk_size,
+            width,
+            large: 16 * self.opts.chunk_size as u64,
+            max_bytes: self.opts.max_bytes,
+            registered: res.registered,
+            cancel: self.cancel.as_ref(),
+        };
+        let r = if threads == 1 {
+            let res = &mut kept.rings[0];
+            let mut feed = ListFeed {
+                paths: &mut paths,
+                make: &mut make,
+                next: 0,
+            };
+            let s = settings(res);
+            many::run(&mut res.ring, &res.arena, &s, &mut feed, &mut release)
+        } else {
+            many_parallel(kept, &settings, &mut paths, &mut make, &mut release)
+        };
         if let Err(Error::Ring { .. }) = r {
-            // The ring failed: it may still own the slots' buffers. Never free them.
-            if let Some(res) = many.take() {
-                std::mem::forget(res);
+            // A ring failed: it may still own the slots' buffers. Never free them.
+            if let Some(k) = self.many.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                std::mem::forget(k);
             }
         }
         r
@@ -729,4 +752,176 @@ fn files_in_flight() -> usize {
         }
         _ => FILES_IN_FLIGHT,
     }
+}
+
+/// The inputs of a run on the calling thread: a list, each processor made as its input is taken.
+struct ListFeed<'a, M> {
+    paths: &'a mut dyn Iterator<Item = PathBuf>,
+    make: &'a mut M,
+    next: usize,
+}
+
+impl<Pr, C, M: FnMut(usize, &Path) -> (Pr, C)> Feed<Pr, C> for ListFeed<'_, M> {
+    fn next(&mut self, _wait: bool) -> Next<Pr, C> {
+        match self.paths.next() {
+            Some(path) => {
+                let work = (self.make)(self.next, &path);
+                self.next += 1;
+                Next::Item(self.next - 1, path, work)
+            }
+            None => Next::End,
+        }
+    }
+}
+
+/// The inputs of one of several runs: what the calling thread hands it through a channel.
+struct ChannelFeed<Pr, C> {
+    inputs: std::sync::mpsc::Receiver<(usize, PathBuf, (Pr, C))>,
+}
+
+impl<Pr, C> Feed<Pr, C> for ChannelFeed<Pr, C> {
+    fn next(&mut self, wait: bool) -> Next<Pr, C> {
+        use std::sync::mpsc::TryRecvError;
+        let got = if wait {
+            self.inputs.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            self.inputs.try_recv()
+        };
+        match got {
+            Ok((i, path, work)) => Next::Item(i, path, work),
+            Err(TryRecvError::Empty) => Next::NotNow,
+            Err(TryRecvError::Disconnected) => Next::End,
+        }
+    }
+}
+
+/// What a run on a kept thread tells the calling thread.
+enum FromRun<Pr, C> {
+    /// Input `index` is finished (or deferred).
+    Out(usize, PathBuf, Outcome<Pr, C>),
+    /// The run ended: all its inputs were handed back, or it failed.
+    End(Result<()>),
+    /// A processor panicked in it (its operations in the kernel are reaped already).
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
+/// `read_many` on every CPU: one run per kept thread, each with its own ring and slots; the calling
+/// thread makes the processors, hands input `i` to run `i % n` (in input order, each run's queue
+/// bounded), reads the deferred inputs with the lanes, and releases everything in input order.
+fn many_parallel<'s, Pr, C, M>(
+    kept: &mut ManyKept,
+    settings: &(dyn Fn(&ManyRes) -> Settings<'s> + Sync),
+    paths: &mut dyn Iterator<Item = PathBuf>,
+    make: &mut M,
+    release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
+) -> Result<()>
+where
+    Pr: Prepare + Send,
+    C: Combine<Pr::Part> + Send,
+    M: FnMut(usize, &Path) -> (Pr, C),
+{
+    use std::sync::mpsc::{channel, sync_channel, TrySendError};
+    let n = kept.rings.len();
+    let (to_caller, from_runs) = channel::<FromRun<Pr, C>>();
+    let mut queues = Vec::with_capacity(n);
+    let mut jobs = Vec::with_capacity(n);
+    for res in kept.rings.iter_mut() {
+        let s = settings(res);
+        let (tx, rx) = sync_channel(4 * s.width);
+        queues.push(tx);
+        let to_caller = to_caller.clone();
+        jobs.push(move || {
+            let mut feed = ChannelFeed { inputs: rx };
+            let tell = to_caller.clone();
+            let mut release = |i, path, outcome| {
+                // The caller may be gone (it failed): then nothing wants this.
+                let _ = tell.send(FromRun::Out(i, path, outcome));
+                Ok(())
+            };
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                many::run(&mut res.ring, &res.arena, &s, &mut feed, &mut release)
+            }));
+            let _ = to_caller.send(match ran {
+                Ok(r) => FromRun::End(r),
+                Err(payload) => FromRun::Panicked(payload),
+            });
+            true
+        });
+    }
+    drop(to_caller);
+    let mut outcome: Result<()> = Ok(());
+    let mut panic = None;
+    let mut caller = || {
+        let mut waiting: std::collections::BTreeMap<usize, (PathBuf, Outcome<Pr, C>)> =
+            Default::default();
+        let mut held: Option<(usize, PathBuf, (Pr, C))> = None;
+        let (mut fed, mut head, mut ended) = (0usize, 0usize, 0usize);
+        let mut inputs_done = false;
+        loop {
+            // Hand out inputs in order, as far as the runs' queues take them.
+            while !inputs_done {
+                let item = match held.take() {
+                    Some(item) => item,
+                    None => match paths.next() {
+                        Some(path) => {
+                            let work = make(fed, &path);
+                            (fed, path, work)
+                        }
+                        None => {
+                            inputs_done = true;
+                            queues.clear(); // the runs see the end
+                            break;
+                        }
+                    },
+                };
+                match queues[item.0 % n].try_send(item) {
+                    Ok(()) => fed += 1,
+                    Err(TrySendError::Full(item)) => {
+                        held = Some(item);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => break, // that run ended: its End says why
+                }
+            }
+            while let Some((path, out)) = waiting.remove(&head) {
+                release(head, path, out)?;
+                head += 1;
+            }
+            if ended == n {
+                return Ok(());
+            }
+            match from_runs.recv() {
+                Ok(FromRun::Out(i, path, out)) => {
+                    waiting.insert(i, (path, out));
+                }
+                Ok(FromRun::End(Ok(()))) => ended += 1,
+                Ok(FromRun::End(Err(e))) => return Err(e),
+                Ok(FromRun::Panicked(p)) => {
+                    panic = Some(p);
+                    return Ok(());
+                }
+                Err(_) => return Ok(()), // every run is gone
+            }
+        }
+    };
+    let mut spawn_error = None;
+    kept.workers.scope(
+        jobs,
+        || {
+            outcome = caller();
+            true
+        },
+        |e| spawn_error = Some(e),
+    );
+    if let Some(p) = panic {
+        std::panic::resume_unwind(p);
+    }
+    if let Some(source) = spawn_error {
+        return Err(Error::Ring {
+            path: PathBuf::from("read_many"),
+            op: "thread spawn",
+            source,
+        });
+    }
+    outcome
 }
