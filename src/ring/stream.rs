@@ -69,6 +69,8 @@ pub(crate) struct StreamRing {
     // Declared first: dropped (and the pool unregistered with it) before the pool's memory goes.
     ring: IoUring,
     pool: Pool,
+    // Read by the net tests only while pipes are read single-shot (see net/uring.rs).
+    #[cfg_attr(not(test), allow(dead_code))]
     read_multishot: bool,
     min_timeout: bool,
     /// Requests pushed and not yet ended: each push counts one (reads, polls, cancels), each
@@ -158,6 +160,7 @@ impl StreamRing {
     }
 
     /// Whether the kernel has `IORING_OP_READ_MULTISHOT` (Linux 6.7).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn has_read_multishot(&self) -> bool {
         self.read_multishot
     }
