@@ -67,6 +67,8 @@ pub(crate) struct Settings<'a> {
     pub registered: usize,
     /// Stops the run with [`Error::Interrupted`].
     pub cancel: Option<&'a Cancel>,
+    /// Whether an open file must be read by the caller instead (the Reader's FUSE rule).
+    pub read_elsewhere: fn(RawFd) -> bool,
 }
 
 /// Finished inputs waiting for the ones before them (from `head` on): their global index, path
@@ -96,6 +98,8 @@ struct Slot<Pr, C> {
     bytes: u64,
     began: bool,
     error: Option<Error>,
+    /// Opened, then found to be for the caller to read (its descriptor is closed first).
+    defer: bool,
     work: Option<(Pr, C)>,
 }
 
@@ -225,6 +229,7 @@ where
                 bytes: 0,
                 began: false,
                 error: None,
+                defer: false,
                 work: Some(work),
             };
             let out: *mut Statx = &mut *slot.statx;
@@ -286,8 +291,16 @@ where
                     fd => {
                         let slot = fly.slots[i].as_mut().expect("slot");
                         slot.fd = fd;
-                        slot.phase = Phase::Read;
-                        read_next(&mut fly, s, arena, i, 0)?;
+                        // Files the engine must not read with io_uring (FUSE, see the Reader) go
+                        // back to the caller. Only anonymous devices (major 0: FUSE, tmpfs,
+                        // overlay, btrfs) need the check.
+                        if slot.statx.stx_dev_major == 0 && (s.read_elsewhere)(fd) {
+                            slot.defer = true;
+                            close(&mut fly, i)?;
+                        } else {
+                            slot.phase = Phase::Read;
+                            read_next(&mut fly, s, arena, i, 0)?;
+                        }
                     }
                 },
                 Phase::Read => on_read(&mut fly, s, arena, i, res)?,
@@ -488,11 +501,12 @@ fn finish<Pr, C>(
     head: usize,
 ) {
     let slot = fly.slots[i].take().expect("slot");
-    let (_, c) = slot.work.expect("work");
-    let result = match slot.error {
-        Some(e) => Err(e),
-        None => Ok(slot.bytes),
+    let (pr, c) = slot.work.expect("work");
+    let outcome = match slot.error {
+        Some(e) => Outcome::Read(Err(e), c),
+        None if slot.defer => Outcome::Deferred(pr, c),
+        None => Outcome::Read(Ok(slot.bytes), c),
     };
-    done[slot.index - head] = Some((slot.global, slot.path, Outcome::Read(result, c)));
+    done[slot.index - head] = Some((slot.global, slot.path, outcome));
     free.push(i);
 }

@@ -349,6 +349,7 @@ impl Reader {
             max_bytes: self.opts.max_bytes,
             registered: res.registered,
             cancel: self.cancel.as_ref(),
+            read_elsewhere: on_fuse,
         };
         let r = if threads == 1 {
             let res = &mut kept.rings[0];
