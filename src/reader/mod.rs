@@ -23,7 +23,7 @@ use crate::engine::many::{self, Feed, Next, Outcome, Settings};
 use crate::engine::workers::Workers;
 use crate::engine::{PreadQueue, Source};
 use crate::error::{Error, Result};
-use crate::options::{Backend, ReadOptions};
+use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
 use file::register_reason;
@@ -218,8 +218,10 @@ impl Reader {
     /// caller): their `statx`, `openat`, reads and `close` go through a ring in batches. With more
     /// than one lane (one per CPU by default), each lane's kept thread has a ring and its share of
     /// the files (input `i` goes to lane `i % lanes`), and processes them, so every CPU copies and
-    /// processes; `make` and `done` run on the calling thread. Each file in flight has one buffer
-    /// of `chunk_size` bytes, so memory is bounded whatever the number of files. Files
+    /// processes; `make` and `done` run on the calling thread. The files in flight share the
+    /// reader's buffer budget (`depth * chunk_size`): each has one buffer of that share (at least
+    /// 4 KiB, at most `chunk_size`), and its chunks are at most that long; memory is bounded
+    /// whatever the number of files. Files
     /// larger than 16 chunks, and anything that is not a regular file, are read when their turn
     /// comes, with the lanes, as [`Reader::read_path`] reads them. Without io_uring (or with
     /// `O_DIRECT`, or a backend other than `auto`/`uring`), files are read one after another.
@@ -290,11 +292,13 @@ impl Reader {
         // One ring per thread, each with its share of the files in flight.
         let threads = self.max_lanes;
         let width = (files_in_flight() / threads).max(1);
+        let slot_len = self.many_slot(width * threads);
         let kept = match &mut *kept {
             Some(k) if k.rings.len() == threads => k,
             slot => {
-                let rings: Option<Vec<ManyRes>> =
-                    (0..threads).map(|_| self.many_res(width)).collect();
+                let rings: Option<Vec<ManyRes>> = (0..threads)
+                    .map(|_| self.many_res(width, slot_len))
+                    .collect();
                 match rings {
                     Some(rings) => slot.insert(ManyKept {
                         rings,
@@ -343,7 +347,7 @@ impl Reader {
             Ok(())
         };
         let settings = |res: &ManyRes| Settings {
-            chunk: self.opts.chunk_size,
+            chunk: slot_len,
             width,
             large: 16 * self.opts.chunk_size as u64,
             max_bytes: self.opts.max_bytes,
@@ -374,12 +378,19 @@ impl Reader {
 
     /// The ring and slots of `read_many`, or `None` where the kernel lacks path operations on the
     /// ring (then files are read one after another).
-    fn many_res(&self, width: usize) -> Option<ManyRes> {
+    /// The size of each file's buffer in `read_many`: the reader's buffer budget
+    /// (`depth * chunk_size`) shared by the `files` in flight, at least a page, at most a chunk.
+    fn many_slot(&self, files: usize) -> usize {
+        let share = self.opts.budget() / files.max(1) / ALIGN * ALIGN;
+        share.clamp(ALIGN, self.opts.chunk_size)
+    }
+
+    fn many_res(&self, width: usize, slot: usize) -> Option<ManyRes> {
         let ring = Ring::new(width + 2, false).ok()?;
         if !ring.has_path_ops() {
             return None;
         }
-        let arena = Arena::new(width, self.opts.chunk_size).ok()?;
+        let arena = Arena::new(width, slot).ok()?;
         let mut ring = ring;
         let registered = if self.opts.register_buffers {
             ring.register(&arena, width).0
