@@ -376,15 +376,16 @@ impl Reader {
         r
     }
 
-    /// The ring and slots of `read_many`, or `None` where the kernel lacks path operations on the
-    /// ring (then files are read one after another).
     /// The size of each file's buffer in `read_many`: the reader's buffer budget
-    /// (`depth * chunk_size`) shared by the `files` in flight, at least a page, at most a chunk.
+    /// (`depth * chunk_size`) shared by the `files` in flight, at least a page, never more than a
+    /// chunk.
     fn many_slot(&self, files: usize) -> usize {
         let share = self.opts.budget() / files.max(1) / ALIGN * ALIGN;
-        share.clamp(ALIGN, self.opts.chunk_size)
+        share.max(ALIGN).min(self.opts.chunk_size)
     }
 
+    /// The ring and slots of `read_many`, or `None` where the kernel lacks path operations on the
+    /// ring (then files are read one after another).
     fn many_res(&self, width: usize, slot: usize) -> Option<ManyRes> {
         let ring = Ring::new(width + 2, false).ok()?;
         if !ring.has_path_ops() {
