@@ -326,6 +326,8 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             offset: read.offset,
             buf_index: (i < self.registered).then_some(i as u16),
             user_data: i as u64,
+            fixed_file: false,
+            then: false,
         };
         // SAFETY: slot i is owned by this lane and marked in flight; nothing reads or reuses it until
         // its completion is popped (`complete`), and `drain` pops every completion before the arena

@@ -2,10 +2,20 @@
 //! at once, batched into few `io_uring_enter` calls, so that the metadata and data reads of many
 //! files overlap (that is where a device's parallelism is, and what `xargs -P` gets from processes).
 //!
-//! Each file in flight has a slot: one buffer of `chunk` bytes and one operation in the kernel at a
-//! time. Its chunks are read one after another into that buffer, by [`Chunks`] (the same rules as
-//! every path), and handed to the file's own processor as they come: files are processed in the order
-//! their reads complete, each file's chunks in file order. Results are released to the caller in
+//! Each file in flight has a slot: one buffer of `chunk` bytes and one step in the kernel at a time.
+//! Its chunks are read one after another into that buffer, by [`Chunks`] (the same rules as every
+//! path), and handed to the file's own processor as they come: files are processed in the order
+//! their reads complete, each file's chunks in file order.
+//!
+//! A file takes three trips to the kernel where the rules allow: its `statx`; its open, linked to
+//! its first read, linked to the read that finds its end; its close. Where the ring has a table of
+//! registered files, slot `i` opens its file into entry `i` (a direct descriptor: no room taken in
+//! the process's descriptor table, so `ulimit -n` does not limit the files in flight), which is what
+//! lets the read be linked to the open (`IORING_FILE_INDEX_ALLOC` would pick the entry only when
+//! the open completes, too late for a linked read). The read that finds the end is the read the
+//! rules would issue next if the first read stopped at `st_size`: it is linked after the first
+//! (`IOSQE_IO_HARDLINK`), and its result is used only if the first did stop there; otherwise it is
+//! waited for and dropped, and the rules go on as usual. Results are released to the caller in
 //! input order. Files the slots should not take — larger than `large` bytes (the lanes read those
 //! faster), and anything that is not a regular file (a FIFO's open would wait for a writer) — are
 //! handed back as [`Outcome::Deferred`] for the caller to read its usual way when their turn comes.
@@ -26,7 +36,7 @@ use crate::cancel::Cancel;
 use crate::chunks::{Chunks, Piece, Step};
 use crate::error::{Error, Result};
 use crate::processor::{Combine, Prepare};
-use crate::ring::{Queue, ReadReq, Ring, Statx};
+use crate::ring::{FileRef, PathQueue, ReadReq, Statx};
 
 /// What became of one input.
 pub(crate) enum Outcome<Pr, C> {
@@ -65,6 +75,8 @@ pub(crate) struct Settings<'a> {
     pub max_bytes: Option<u64>,
     /// The first `registered` slots of the arena are registered with the ring.
     pub registered: usize,
+    /// The ring has a registered file table with an entry per slot: files are opened into it.
+    pub direct: bool,
     /// Stops the run with [`Error::Interrupted`].
     pub cancel: Option<&'a Cancel>,
     /// Whether an open file must be read by the caller instead (the Reader's FUSE rule).
@@ -75,13 +87,26 @@ pub(crate) struct Settings<'a> {
 /// and outcome.
 type Done<Pr, C> = VecDeque<Option<(usize, PathBuf, Outcome<Pr, C>)>>;
 
+/// What a slot is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Its `statx`.
     Stat,
+    /// Its open, as a process descriptor (nothing linked to it).
     Open,
+    /// Its reads (and the open linked before them, if any).
     Read,
+    /// Its close.
     Close,
 }
+
+/// Which operation a completion is for: the low bits of its `user_data`.
+const OP_STAT: u64 = 0;
+const OP_OPEN: u64 = 1;
+const OP_READ: u64 = 2;
+const OP_PROBE: u64 = 3;
+const OP_CLOSE: u64 = 4;
+const OP_BITS: u32 = 3;
 
 struct Slot<Pr, C> {
     /// Its place in this run's inputs.
@@ -92,7 +117,17 @@ struct Slot<Pr, C> {
     cpath: CString,
     statx: Box<Statx>,
     phase: Phase,
-    fd: RawFd,
+    /// Opened, and not yet closed.
+    file: Option<FileRef>,
+    /// Opened (or being opened) into the ring's file table.
+    direct: bool,
+    /// Operations of the current step still in the kernel.
+    pending: u8,
+    /// The results of the current step: the linked open, the read, and the read that finds the
+    /// end (its file offset, and its result once in).
+    open_res: Option<i32>,
+    read_res: Option<i32>,
+    probe: Option<(u64, Option<i32>)>,
     rules: Chunks,
     piece: Piece,
     bytes: u64,
@@ -104,14 +139,15 @@ struct Slot<Pr, C> {
 }
 
 /// The ring's work in flight, reaped and closed on drop (also while a user callback unwinds).
-struct InFlight<'r, Pr, C> {
-    ring: &'r mut Ring,
+struct InFlight<'r, Q: PathQueue, Pr, C> {
+    ring: &'r mut Q,
     ops: usize,
     slots: Vec<Option<Slot<Pr, C>>>,
 }
 
-impl<Pr, C> Drop for InFlight<'_, Pr, C> {
-    fn drop(&mut self) {
+impl<Q: PathQueue, Pr, C> InFlight<'_, Q, Pr, C> {
+    /// Reaps every operation in the kernel; gives up after 100 failed submissions.
+    fn reap(&mut self) {
         let mut failures = 0;
         while self.ops > 0 && failures < 100 {
             if self.ring.submit(1).is_err() {
@@ -120,22 +156,45 @@ impl<Pr, C> Drop for InFlight<'_, Pr, C> {
             }
             while let Some((ud, res)) = self.ring.pop() {
                 self.ops -= 1;
-                // An open that completed after all: its descriptor is ours to close.
-                let i = (ud >> 2) as usize;
+                let (i, op) = untag(ud);
                 if let Some(Some(slot)) = self.slots.get_mut(i) {
-                    if ud & 3 == Phase::Open as u64 && res >= 0 {
-                        slot.fd = res;
+                    match op {
+                        // An open that completed after all: its descriptor is ours to close.
+                        OP_OPEN if res >= 0 => {
+                            slot.file = Some(if slot.direct {
+                                FileRef::Direct(i as u32)
+                            } else {
+                                FileRef::Fd(res)
+                            });
+                        }
+                        OP_CLOSE => slot.file = None,
+                        _ => {}
                     }
                 }
             }
         }
-        for slot in self.slots.iter_mut().flatten() {
-            if slot.fd >= 0 && slot.phase != Phase::Close {
+    }
+}
+
+impl<Q: PathQueue, Pr, C> Drop for InFlight<'_, Q, Pr, C> {
+    fn drop(&mut self) {
+        self.reap();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            match slot.file.take() {
                 // SAFETY: a descriptor this run opened and still owns.
-                unsafe { libc::close(slot.fd) };
-                slot.fd = -1;
+                Some(FileRef::Fd(fd)) => unsafe {
+                    libc::close(fd);
+                },
+                Some(file) => {
+                    if self.ring.push_close(file, tag(i, OP_CLOSE)).is_ok() {
+                        self.ops += 1;
+                    }
+                }
+                None => {}
             }
         }
+        self.reap();
         if self.ops > 0 {
             // The ring will not give its reads back: the kernel may still write into the arena.
             // Nothing here can free it; the caller's arena must be leaked (see `Reader`).
@@ -146,14 +205,15 @@ impl<Pr, C> Drop for InFlight<'_, Pr, C> {
 
 /// Reads the inputs of `feed` with up to `s.width` files in flight on `ring`, into the slots of
 /// `arena`; `release` gets each input's outcome, in the order `feed` gave them.
-pub(crate) fn run<Pr, C>(
-    ring: &mut Ring,
+pub(crate) fn run<Q, Pr, C>(
+    ring: &mut Q,
     arena: &Arena,
     s: &Settings<'_>,
     feed: &mut dyn Feed<Pr, C>,
     release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
 ) -> Result<()>
 where
+    Q: PathQueue,
     Pr: Prepare,
     C: Combine<Pr::Part>,
 {
@@ -218,7 +278,12 @@ where
                 // SAFETY: all-zero is a valid statx record.
                 statx: Box::new(unsafe { std::mem::zeroed() }),
                 phase: Phase::Stat,
-                fd: -1,
+                file: None,
+                direct: false,
+                pending: 1,
+                open_res: None,
+                read_res: None,
+                probe: None,
                 rules: Chunks::new(0, s.chunk, s.max_bytes, 0, true, None),
                 piece: Piece {
                     k: 0,
@@ -236,7 +301,7 @@ where
             // SAFETY: the path and the statx record are the slot's, boxed or heap-allocated so they
             // do not move, and the slot stays in `fly.slots` until this operation's completion is
             // popped (a slot is freed only after its last operation completes).
-            unsafe { fly.ring.push_statx(&slot.cpath, out, tag(i, Phase::Stat)) }
+            unsafe { fly.ring.push_statx(&slot.cpath, out, tag(i, OP_STAT)) }
                 .map_err(ring_error)?;
             fly.ops += 1;
             fly.slots[i] = Some(slot);
@@ -274,14 +339,16 @@ where
         fly.ring.submit(1).map_err(ring_error)?;
         while let Some((ud, res)) = fly.ring.pop() {
             fly.ops -= 1;
-            let i = (ud >> 2) as usize;
-            let phase = fly.slots[i].as_ref().expect("a slot in flight").phase;
-            match phase {
-                Phase::Stat => on_stat(&mut fly, s, i, res, &mut free, &mut done, head)?,
-                Phase::Open => match res {
+            let (i, op) = untag(ud);
+            let slot = fly.slots[i].as_mut().expect("a slot in flight");
+            slot.pending -= 1;
+            match (slot.phase, op) {
+                (Phase::Stat, _) => {
+                    on_stat(&mut fly, s, arena, i, res, &mut free, &mut done, head)?
+                }
+                (Phase::Open, _) => match res {
                     e if e == -libc::EMFILE || e == -libc::ENFILE => starved.push(i),
                     e if e < 0 => {
-                        let slot = fly.slots[i].as_mut().expect("slot");
                         slot.error = Some(Error::Open {
                             path: slot.path.clone(),
                             source: io::Error::from_raw_os_error(-e),
@@ -289,8 +356,7 @@ where
                         finish(&mut fly, i, &mut free, &mut done, head);
                     }
                     fd => {
-                        let slot = fly.slots[i].as_mut().expect("slot");
-                        slot.fd = fd;
+                        slot.file = Some(FileRef::Fd(fd));
                         // Files the engine must not read with io_uring (FUSE, see the Reader) go
                         // back to the caller. Only anonymous devices (major 0: FUSE, tmpfs,
                         // overlay, btrfs) need the check.
@@ -299,20 +365,42 @@ where
                             close(&mut fly, i)?;
                         } else {
                             slot.phase = Phase::Read;
-                            read_next(&mut fly, s, arena, i, 0)?;
+                            read_next(&mut fly, s, arena, i, 0, false)?;
                         }
                     }
                 },
-                Phase::Read => on_read(&mut fly, s, arena, i, res)?,
-                Phase::Close => {
-                    fly.slots[i].as_mut().expect("slot").fd = -1;
+                (Phase::Read, op) => {
+                    match op {
+                        OP_OPEN => {
+                            slot.open_res = Some(res);
+                            if res >= 0 {
+                                slot.file = Some(FileRef::Direct(i as u32));
+                            }
+                        }
+                        OP_PROBE => {
+                            if let Some((_, r)) = &mut slot.probe {
+                                *r = Some(res);
+                            }
+                        }
+                        _ => slot.read_res = Some(res),
+                    }
+                    if slot.pending == 0 {
+                        settle(&mut fly, s, arena, i, &mut free, &mut done, head)?;
+                    }
+                }
+                (Phase::Close, _) => {
+                    slot.file = None;
                     finish(&mut fly, i, &mut free, &mut done, head);
                     // A descriptor came free: a starved open may go now.
                     if let Some(j) = starved.pop() {
-                        let slot = fly.slots[j].as_ref().expect("starved slot");
+                        let slot = fly.slots[j].as_mut().expect("starved slot");
+                        slot.pending += 1;
                         // SAFETY: as for the first open of this slot.
-                        unsafe { fly.ring.push_openat(&slot.cpath, tag(j, Phase::Open)) }
-                            .map_err(ring_error)?;
+                        unsafe {
+                            fly.ring
+                                .push_openat(&slot.cpath, None, false, tag(j, OP_OPEN))
+                        }
+                        .map_err(ring_error)?;
                         fly.ops += 1;
                     }
                 }
@@ -321,8 +409,15 @@ where
     }
 }
 
-fn tag(slot: usize, phase: Phase) -> u64 {
-    (slot as u64) << 2 | phase as u64
+fn tag(slot: usize, op: u64) -> u64 {
+    (slot as u64) << OP_BITS | op
+}
+
+fn untag(user_data: u64) -> (usize, u64) {
+    (
+        (user_data >> OP_BITS) as usize,
+        user_data & ((1 << OP_BITS) - 1),
+    )
 }
 
 fn ring_error(source: io::Error) -> Error {
@@ -333,11 +428,13 @@ fn ring_error(source: io::Error) -> Error {
     }
 }
 
-/// A file's `statx` came back: open it, or defer it.
+/// A file's `statx` came back: open it (with its first reads linked, where it can be opened into
+/// the ring's file table), or defer it.
 #[allow(clippy::too_many_arguments)]
-fn on_stat<Pr: Prepare, C: Combine<Pr::Part>>(
-    fly: &mut InFlight<'_, Pr, C>,
+fn on_stat<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
+    fly: &mut InFlight<'_, Q, Pr, C>,
     s: &Settings<'_>,
+    arena: &Arena,
     i: usize,
     res: i32,
     free: &mut Vec<usize>,
@@ -362,59 +459,143 @@ fn on_stat<Pr: Prepare, C: Combine<Pr::Part>>(
         return Ok(());
     }
     slot.rules = Chunks::new(0, s.chunk, s.max_bytes, slot.statx.stx_size, true, None);
+    // Anonymous devices (major 0) may be FUSE, whose files the caller reads: they are opened as
+    // process descriptors, for the check.
+    // A first chunk past the limit (`max_bytes` 0) has no read to link: the open goes alone.
+    if s.direct && slot.statx.stx_dev_major != 0 && slot.rules.piece(0, 0).is_some() {
+        slot.direct = true;
+        slot.phase = Phase::Read;
+        return read_next(fly, s, arena, i, 0, true);
+    }
     slot.phase = Phase::Open;
+    slot.pending += 1;
     // SAFETY: the slot's path stays put until this operation's completion is popped.
-    unsafe { fly.ring.push_openat(&slot.cpath, tag(i, Phase::Open)) }.map_err(ring_error)?;
+    unsafe {
+        fly.ring
+            .push_openat(&slot.cpath, None, false, tag(i, OP_OPEN))
+    }
+    .map_err(ring_error)?;
     fly.ops += 1;
     Ok(())
 }
 
-/// Queues the read of chunk `k` (or the rest of the current piece when `k` is its own number).
-fn read_next<Pr, C>(
-    fly: &mut InFlight<'_, Pr, C>,
+/// Queues the read of chunk `k` (or the rest of the current piece when `k` is its own number),
+/// after the file's open when `open_first` (linked to it), and followed by the read that finds the
+/// end when the file's size falls inside this read.
+fn read_next<Q: PathQueue, Pr, C>(
+    fly: &mut InFlight<'_, Q, Pr, C>,
     s: &Settings<'_>,
     arena: &Arena,
     i: usize,
     k: u64,
+    open_first: bool,
 ) -> Result<()> {
     let slot = fly.slots[i].as_mut().expect("slot");
     if slot.piece.k != k || slot.piece.want == 0 {
         match slot.rules.piece(k, 0) {
             Some(p) => slot.piece = p,
-            None => return close(fly, i), // the byte limit is reached
+            // The byte limit is reached (never at the first chunk: see `on_stat`).
+            None => return close(fly, i),
         }
     }
+    if open_first {
+        slot.open_res = None;
+        slot.pending += 1;
+        // SAFETY: the slot's path stays put until this operation's completion is popped.
+        unsafe {
+            fly.ring
+                .push_openat(&slot.cpath, Some(i as u32), true, tag(i, OP_OPEN))
+        }
+        .map_err(ring_error)?;
+        fly.ops += 1;
+    }
     let read = slot.rules.next_read(&slot.piece);
-    let req = ReadReq {
-        fd: slot.fd,
+    let (fd, fixed_file) = match slot.file {
+        Some(FileRef::Fd(fd)) => (fd, false),
+        _ => (i as i32, true), // opened (or being opened, linked before) into entry i
+    };
+    // The read that finds the end, where the size hint falls inside this read: the one the rules
+    // issue next should this read stop at `st_size`.
+    let size = slot.statx.stx_size;
+    let end = read.offset + u64::from(read.len);
+    let probe = (read.offset < size && size < end).then_some(size);
+    let base = ReadReq {
+        fd,
         // SAFETY: buf_offset < want <= chunk = the slot's length.
         buf: unsafe { arena.slot_ptr(i).add(read.buf_offset) },
         len: read.len,
         offset: read.offset,
         buf_index: (i < s.registered).then_some(i as u16),
-        user_data: tag(i, Phase::Read),
+        user_data: tag(i, OP_READ),
+        fixed_file,
+        then: probe.is_some(),
     };
+    slot.read_res = None;
+    slot.pending += 1;
     // SAFETY: slot i's buffer is this file's alone, and nothing reads it until this read's
     // completion is popped; `InFlight` reaps every operation before the arena can go.
-    unsafe { fly.ring.push(req) }.map_err(ring_error)?;
+    unsafe { fly.ring.push(base) }.map_err(ring_error)?;
     fly.ops += 1;
+    slot.probe = None;
+    if let Some(at) = probe {
+        let skip = (at - read.offset) as usize;
+        let req = ReadReq {
+            // SAFETY: skip < len, so the pointer stays inside the read's part of slot i.
+            buf: unsafe { base.buf.add(skip) },
+            len: read.len - skip as u32,
+            offset: at,
+            user_data: tag(i, OP_PROBE),
+            then: false,
+            ..base
+        };
+        slot.probe = Some((at, None));
+        slot.pending += 1;
+        // SAFETY: as for the read before it: the same slot's buffer, not looked at until both
+        // completions are popped (`settle` waits for every operation of the step).
+        unsafe { fly.ring.push(req) }.map_err(ring_error)?;
+        fly.ops += 1;
+    }
     Ok(())
 }
 
-/// A read came back: retry, hand the chunk over, read the next, or close.
-fn on_read<Pr: Prepare, C: Combine<Pr::Part>>(
-    fly: &mut InFlight<'_, Pr, C>,
+/// Every operation of a read step came back: book the results by the rules, hand the chunk over,
+/// and read on, or close.
+#[allow(clippy::too_many_arguments)]
+fn settle<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
+    fly: &mut InFlight<'_, Q, Pr, C>,
     s: &Settings<'_>,
     arena: &Arena,
     i: usize,
-    res: i32,
+    free: &mut Vec<usize>,
+    done: &mut Done<Pr, C>,
+    head: usize,
 ) -> Result<()> {
     let slot = fly.slots[i].as_mut().expect("slot");
+    if let Some(e) = slot.open_res.take().filter(|&r| r < 0) {
+        // The open failed; the reads linked to it were cancelled.
+        slot.error = Some(Error::Open {
+            path: slot.path.clone(),
+            source: io::Error::from_raw_os_error(-e),
+        });
+        slot.probe = None;
+        finish(fly, i, free, done, head);
+        return Ok(());
+    }
+    let res = slot.read_res.take().expect("a read in the step");
+    let probe = slot.probe.take();
     let rules = slot.rules;
-    let step = rules.complete(&mut slot.piece, res);
+    let mut step = rules.complete(&mut slot.piece, res);
+    if step == Step::Again {
+        // The read stopped short: if exactly at the size hint, the linked read is the rest.
+        if let Some((at, Some(r))) = probe {
+            if slot.piece.offset + u64::from(slot.piece.filled) == at {
+                step = rules.complete(&mut slot.piece, r);
+            }
+        }
+    }
     if step == Step::Again {
         let k = slot.piece.k;
-        return read_next(fly, s, arena, i, k);
+        return read_next(fly, s, arena, i, k, false);
     }
     let filled = slot.piece.filled as usize;
     let offset = slot.piece.offset;
@@ -433,8 +614,9 @@ fn on_read<Pr: Prepare, C: Combine<Pr::Part>>(
             }
         }
         if filled > 0 {
-            // SAFETY: the read completed and wrote `filled` bytes into slot i; nothing writes into
-            // it until the next read of this file is queued, after this borrow ends.
+            // SAFETY: the step's reads completed (all of them: nothing else writes into slot i)
+            // and wrote `filled` bytes into it; nothing writes into it until the next read of this
+            // file is queued, after this borrow ends.
             let data = unsafe { arena.slot(i, filled) };
             let chunk = Chunk::new(offset, data);
             let part = pr.prepare(&chunk);
@@ -466,7 +648,7 @@ fn on_read<Pr: Prepare, C: Combine<Pr::Part>>(
         Step::Ready { last: false } if go_on => {
             let k = slot.piece.k + 1;
             slot.piece.want = 0;
-            read_next(fly, s, arena, i, k)
+            read_next(fly, s, arena, i, k, false)
         }
         _ => {
             let (_, c) = slot.work.as_mut().expect("work");
@@ -482,19 +664,21 @@ fn on_read<Pr: Prepare, C: Combine<Pr::Part>>(
     }
 }
 
-fn close<Pr, C>(fly: &mut InFlight<'_, Pr, C>, i: usize) -> Result<()> {
+fn close<Q: PathQueue, Pr, C>(fly: &mut InFlight<'_, Q, Pr, C>, i: usize) -> Result<()> {
     let slot = fly.slots[i].as_mut().expect("slot");
     slot.phase = Phase::Close;
+    let file = slot.file.expect("an open file to close");
+    slot.pending += 1;
     fly.ring
-        .push_close(slot.fd, tag(i, Phase::Close))
+        .push_close(file, tag(i, OP_CLOSE))
         .map_err(ring_error)?;
     fly.ops += 1;
     Ok(())
 }
 
-/// Slot `i` is done (its descriptor closed, or never opened): its outcome waits for its turn.
-fn finish<Pr, C>(
-    fly: &mut InFlight<'_, Pr, C>,
+/// Slot `i` is done (its file closed, or never opened): its outcome waits for its turn.
+fn finish<Q: PathQueue, Pr, C>(
+    fly: &mut InFlight<'_, Q, Pr, C>,
     i: usize,
     free: &mut Vec<usize>,
     done: &mut Done<Pr, C>,

@@ -44,6 +44,8 @@ struct ManyRes {
     ring: Ring,
     arena: Arena,
     registered: usize,
+    /// The ring has a registered file table with an entry per slot.
+    direct: bool,
 }
 
 /// What `read_many` keeps: a ring and slots per thread, and the threads.
@@ -291,7 +293,10 @@ impl Reader {
         let mut kept = self.many.lock().unwrap_or_else(|e| e.into_inner());
         // One ring per thread, each with its share of the files in flight.
         let threads = self.max_lanes;
-        let width = (files_in_flight() / threads).max(1);
+        let width = (FILES_IN_FLIGHT / threads).max(1);
+        // Files opened as process descriptors (where the ring has no file table, or for files on
+        // anonymous devices) are fewer where `ulimit -n` leaves less room.
+        let fd_width = (files_in_flight() / threads).max(1);
         let slot_len = self.many_slot(width * threads);
         let kept = match &mut *kept {
             Some(k) if k.rings.len() == threads => k,
@@ -348,10 +353,11 @@ impl Reader {
         };
         let settings = |res: &ManyRes| Settings {
             chunk: slot_len,
-            width,
+            width: if res.direct { width } else { fd_width },
             large: 16 * self.opts.chunk_size as u64,
             max_bytes: self.opts.max_bytes,
             registered: res.registered,
+            direct: res.direct,
             cancel: self.cancel.as_ref(),
             read_elsewhere: on_fuse,
         };
@@ -387,21 +393,25 @@ impl Reader {
     /// The ring and slots of `read_many`, or `None` where the kernel lacks path operations on the
     /// ring (then files are read one after another).
     fn many_res(&self, width: usize, slot: usize) -> Option<ManyRes> {
-        let ring = Ring::new(width + 2, false).ok()?;
+        // Up to three operations per file at once (an open and two linked reads), and a poll.
+        let ring = Ring::new(3 * width + 2, false).ok()?;
         if !ring.has_path_ops() {
             return None;
         }
         let arena = Arena::new(width, slot).ok()?;
         let mut ring = ring;
+        ring.widen_workers(width as u32);
         let registered = if self.opts.register_buffers {
             ring.register(&arena, width).0
         } else {
             0
         };
+        let direct = ring.register_direct(width as u32);
         Some(ManyRes {
             ring,
             arena,
             registered,
+            direct,
         })
     }
 

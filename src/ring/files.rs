@@ -4,11 +4,10 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::RawFd;
 
-use io_uring::{opcode, types};
+use io_uring::{opcode, squeue, types};
 
-use super::Ring;
+use super::{FileRef, PathQueue, Ring};
 
 /// What `STATX` writes: the kernel's `struct statx` (256 bytes).
 pub(crate) type Statx = libc::statx;
@@ -24,13 +23,31 @@ impl Ring {
             .map_err(|_| io::Error::other("io_uring submission queue full"))
     }
 
-    /// Queues `statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_SIZE)` (symbolic links followed), whose
-    /// completion carries `user_data`.
-    ///
-    /// # Safety
-    /// `path` and `out` must stay valid (and `out` neither read nor written by anyone else) until
-    /// the completion carrying `user_data` has been popped.
-    pub(crate) unsafe fn push_statx(
+    /// Lets up to `bounded` of the kernel's io-wq workers run this ring's blocking work at once
+    /// (`IORING_REGISTER_IOWQ_MAX_WORKERS`, Linux 5.15). Opens and `statx` calls on cold metadata
+    /// block in those workers, and the kernel's default (`4 x CPUs`, 8 here) caps how many inode
+    /// reads a tree's walk has in flight. Best effort: an older kernel keeps its default.
+    pub(crate) fn widen_workers(&mut self, bounded: u32) {
+        let mut max = [bounded, 0];
+        let _ = self.ring.submitter().register_iowq_max_workers(&mut max);
+    }
+
+    /// Registers an empty table of `n` files (`IORING_REGISTER_FILES` sparse, Linux 5.19), for
+    /// opening files as direct descriptors: they take no room in the process's descriptor table
+    /// (`ulimit -n` does not limit them) and reads on them skip the descriptor lookup. Whether the
+    /// kernel took it.
+    pub(crate) fn register_direct(&mut self, n: u32) -> bool {
+        self.ring.submitter().register_files_sparse(n).is_ok()
+    }
+
+    /// Whether the kernel has `STATX`, `OPENAT` and `CLOSE` on the ring (Linux 5.6).
+    pub(crate) fn has_path_ops(&self) -> bool {
+        self.path_ops
+    }
+}
+
+impl PathQueue for Ring {
+    unsafe fn push_statx(
         &mut self,
         path: &CStr,
         out: *mut Statx,
@@ -43,29 +60,34 @@ impl Ring {
         self.push_entry(&entry)
     }
 
-    /// Queues `openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY)`; the completion's result is
-    /// the new descriptor (the caller owns it) or `-errno`.
-    ///
-    /// # Safety
-    /// `path` must stay valid until the completion carrying `user_data` has been popped.
-    pub(crate) unsafe fn push_openat(&mut self, path: &CStr, user_data: u64) -> io::Result<()> {
-        let entry = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
-            .flags(libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY)
-            .build()
-            .user_data(user_data);
+    unsafe fn push_openat(
+        &mut self,
+        path: &CStr,
+        direct: Option<u32>,
+        link: bool,
+        user_data: u64,
+    ) -> io::Result<()> {
+        // A direct descriptor is in no process's table, so there is nothing to close on exec (and
+        // the kernel refuses O_CLOEXEC with it).
+        let cloexec = if direct.is_some() { 0 } else { libc::O_CLOEXEC };
+        let mut open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
+            .flags(libc::O_RDONLY | cloexec | libc::O_NOCTTY);
+        if let Some(n) = direct {
+            open = open.file_index(types::DestinationSlot::try_from_slot_target(n).ok());
+        }
+        let mut entry = open.build().user_data(user_data);
+        if link {
+            entry = entry.flags(squeue::Flags::IO_LINK);
+        }
         self.push_entry(&entry)
     }
 
-    /// Queues `close(fd)`: the caller gives the descriptor up.
-    pub(crate) fn push_close(&mut self, fd: RawFd, user_data: u64) -> io::Result<()> {
-        let entry = opcode::Close::new(types::Fd(fd))
-            .build()
-            .user_data(user_data);
+    fn push_close(&mut self, file: FileRef, user_data: u64) -> io::Result<()> {
+        let entry = match file {
+            FileRef::Fd(fd) => opcode::Close::new(types::Fd(fd)).build(),
+            FileRef::Direct(n) => opcode::Close::new(types::Fixed(n)).build(),
+        }
+        .user_data(user_data);
         self.push_entry(&entry)
-    }
-
-    /// Whether the kernel has `STATX`, `OPENAT` and `CLOSE` on the ring (Linux 5.6).
-    pub(crate) fn has_path_ops(&self) -> bool {
-        self.path_ops
     }
 }

@@ -5,11 +5,12 @@
 //! completion. Tests put a fake queue in its place that completes reads out of order, cuts them short
 //! and fails them, to exercise the engine's bookkeeping without a kernel.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use io_uring::{opcode, types, IoUring, Probe};
+use io_uring::{opcode, squeue, types, IoUring, Probe};
 
 use crate::buf::Arena;
 
@@ -51,6 +52,50 @@ pub(crate) struct ReadReq {
     pub buf_index: Option<u16>,
     /// Comes back with the completion.
     pub user_data: u64,
+    /// `fd` is not a descriptor but an index into the ring's table of registered files (a direct
+    /// descriptor, see [`PathQueue::push_openat`]).
+    pub fixed_file: bool,
+    /// The next entry pushed runs after this read completes, whatever its result
+    /// (`IOSQE_IO_HARDLINK`).
+    pub then: bool,
+}
+
+/// A file the ring reads: a process descriptor, or an index into the ring's registered file table
+/// (a direct descriptor, which takes no room in the process's descriptor table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileRef {
+    /// A descriptor of the process.
+    Fd(RawFd),
+    /// Entry `n` of the ring's registered file table.
+    Direct(u32),
+}
+
+/// A [`Queue`] that also opens, inspects and closes files by path, for reading many files at once.
+pub(crate) trait PathQueue: Queue {
+    /// Queues `statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_SIZE)` (symbolic links followed), whose
+    /// completion carries `user_data`.
+    ///
+    /// # Safety
+    /// `path` and `out` must stay valid (and `out` neither read nor written by anyone else) until
+    /// the completion carrying `user_data` has been popped.
+    unsafe fn push_statx(&mut self, path: &CStr, out: *mut Statx, user_data: u64)
+        -> io::Result<()>;
+    /// Queues `openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY)`: as a process descriptor
+    /// (the completion's result; the caller owns it), or, with `direct`, into that entry of the
+    /// registered file table (the result is 0). With `link`, the next entry pushed runs only if
+    /// the open succeeds (it completes with `-ECANCELED` otherwise).
+    ///
+    /// # Safety
+    /// `path` must stay valid until the completion carrying `user_data` has been popped.
+    unsafe fn push_openat(
+        &mut self,
+        path: &CStr,
+        direct: Option<u32>,
+        link: bool,
+        user_data: u64,
+    ) -> io::Result<()>;
+    /// Queues the close of `file`: the caller gives it up.
+    fn push_close(&mut self, file: FileRef, user_data: u64) -> io::Result<()>;
 }
 
 /// Where reads go in and completions come out.
@@ -208,16 +253,30 @@ impl Ring {
 
 impl Queue for Ring {
     unsafe fn push(&mut self, req: ReadReq) -> io::Result<()> {
-        let fd = types::Fd(req.fd);
-        let entry = match req.buf_index {
-            Some(index) => opcode::ReadFixed::new(fd, req.buf, req.len, index)
+        let entry = match (req.buf_index, req.fixed_file) {
+            (Some(index), false) => {
+                opcode::ReadFixed::new(types::Fd(req.fd), req.buf, req.len, index)
+                    .offset(req.offset)
+                    .build()
+            }
+            (Some(index), true) => {
+                opcode::ReadFixed::new(types::Fixed(req.fd as u32), req.buf, req.len, index)
+                    .offset(req.offset)
+                    .build()
+            }
+            (None, false) => opcode::Read::new(types::Fd(req.fd), req.buf, req.len)
                 .offset(req.offset)
                 .build(),
-            None => opcode::Read::new(fd, req.buf, req.len)
+            (None, true) => opcode::Read::new(types::Fixed(req.fd as u32), req.buf, req.len)
                 .offset(req.offset)
                 .build(),
         }
         .user_data(req.user_data);
+        let entry = if req.then {
+            entry.flags(squeue::Flags::IO_HARDLINK)
+        } else {
+            entry
+        };
         if self.ring.submission().is_full() {
             self.submit(0)?;
         }
