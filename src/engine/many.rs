@@ -186,12 +186,8 @@ impl<Q: PathQueue, Pr, C> Drop for InFlight<'_, Q, Pr, C> {
                 Some(FileRef::Fd(fd)) => unsafe {
                     libc::close(fd);
                 },
-                Some(file) => {
-                    if self.ring.push_close(file, tag(i, OP_CLOSE)).is_ok() {
-                        self.ops += 1;
-                    }
-                }
-                None => {}
+                Some(file) if self.ring.push_close(file, tag(i, OP_CLOSE)).is_ok() => self.ops += 1,
+                _ => {}
             }
         }
         self.reap();
