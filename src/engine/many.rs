@@ -690,3 +690,7 @@ fn finish<Q: PathQueue, Pr, C>(
     done[slot.index - head] = Some((slot.global, slot.path, outcome));
     free.push(i);
 }
+
+#[cfg(test)]
+#[path = "many_tests.rs"]
+mod tests;
