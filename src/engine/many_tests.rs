@@ -3,7 +3,7 @@
 //! all the files in flight handed back in a shuffled order, with links kept as the kernel keeps them
 //! (an open's failure cancels the reads linked to it; a hard link runs whatever came before).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -178,7 +178,6 @@ impl Queue for FakeRing<'_> {
             let res = if failed_chain && linked != Link::None {
                 -libc::ECANCELED
             } else {
-                failed_chain = false;
                 let res = self.perform(&op);
                 let short = matches!(&op, Op::Read(r) if res >= 0 && (res as u32) < r.len);
                 failed_chain = link == Link::Soft && (res < 0 || short);
