@@ -112,9 +112,11 @@ fn every_file_in_input_order_through_io_uring() {
 }
 
 #[test]
-fn every_file_in_input_order_one_by_one() {
+fn every_file_in_input_order_one_by_one_and_on_the_thread_pool() {
     check(Backend::Sync, 64 * 1024);
+    // pread: the thread pool that stands in for io_uring where it is refused.
     check(Backend::Pread, 16 * 1024);
+    check(Backend::Pread, 4096);
 }
 
 #[test]
@@ -164,6 +166,11 @@ fn max_bytes_and_a_stopping_processor() {
 
 #[test]
 fn a_panicking_processor_leaves_no_descriptor_and_the_reader_reads_on() {
+    panicking_processor(Backend::Auto);
+    panicking_processor(Backend::Pread);
+}
+
+fn panicking_processor(backend: Backend) {
     let _g = common::exclusive();
     let dir = tempfile::Builder::new()
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -175,7 +182,7 @@ fn a_panicking_processor_leaves_no_descriptor_and_the_reader_reads_on() {
             p
         })
         .collect();
-    let reader = Reader::new(ReadOptions::default());
+    let reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
     // Set up the reader's ring first, so that its descriptors are not counted as leaked.
     reader
         .read_many(&paths[..1], |_, _| Collect::default(), |_| {})

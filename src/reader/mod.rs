@@ -18,7 +18,7 @@ pub use summary::{Engine, Notice, Route, Summary};
 use crate::buf::Arena;
 use crate::cancel::Cancel;
 use crate::chunks::Chunks;
-use crate::engine::lanes::{run_lanes, LaneSpec, Run};
+use crate::engine::lanes::{run_lane, run_lanes, LaneSpec, Run};
 use crate::engine::many::{self, Feed, Next, Outcome, Settings};
 use crate::engine::workers::Workers;
 use crate::engine::{PreadQueue, Source};
@@ -48,11 +48,18 @@ struct ManyRes {
     direct: bool,
 }
 
-/// What `read_many` keeps: a ring and slots per thread, and the threads.
+/// What `read_many` keeps: a ring and slots per thread (or, without io_uring, a buffer per thread
+/// of the pool), and the threads.
 struct ManyKept {
+    threads: usize,
     rings: Vec<ManyRes>,
+    pool: Vec<Arena>,
     workers: Workers,
 }
+
+/// Threads of `read_many`'s pool where io_uring is refused: as many files in flight as `xargs -P8`
+/// has, so that cold metadata and data reads overlap on the device.
+pub const POOL_THREADS: usize = 8;
 
 /// Files [`Reader::read_many`] keeps in flight at most (fewer where `ulimit -n` leaves less room).
 pub const FILES_IN_FLIGHT: usize = 128;
@@ -263,65 +270,74 @@ impl Reader {
         D: FnMut(Finished<C>),
     {
         let mut paths = paths.into_iter().map(Into::into);
-        let mut one_by_one = |paths: &mut dyn Iterator<Item = PathBuf>, from: usize| {
-            for (index, path) in paths.enumerate().map(|(i, p)| (i + from, p)) {
-                if let Some(c) = &self.cancel {
-                    if c.is_cancelled() {
-                        return Err(Error::Interrupted { path });
-                    }
-                }
-                let (pr, mut c) = make(index, &path);
-                let result = self.read_path_split(&path, &pr, &mut c);
-                if let Err(Error::Interrupted { .. }) = result {
-                    return result.map(drop);
-                }
-                done(Finished {
-                    index,
-                    path,
-                    result,
-                    processor: c,
-                });
-            }
-            Ok(())
-        };
-        let ring_ok = matches!(self.opts.backend, Backend::Auto | Backend::Uring)
+        let uring = matches!(self.opts.backend, Backend::Auto | Backend::Uring)
             && !self.opts.direct
             && self.uring_status().is_ok();
-        if !ring_ok {
-            return one_by_one(&mut paths, 0);
+        // Without io_uring, a pool of threads opens and reads (`pread(2)`), many files at once.
+        let pool = !self.opts.direct
+            && (self.opts.backend == Backend::Pread || self.opts.backend == Backend::Auto);
+        if !uring && !pool {
+            return self.many_one_by_one(&mut paths, &mut make, &mut done);
         }
         let mut kept = self.many.lock().unwrap_or_else(|e| e.into_inner());
         // One ring per thread, each with its share of the files in flight.
-        let threads = self.max_lanes;
+        let threads = if uring { self.max_lanes } else { POOL_THREADS };
         let width = (FILES_IN_FLIGHT / threads).max(1);
         // Files opened as process descriptors (where the ring has no file table, or for files on
         // anonymous devices) are fewer where `ulimit -n` leaves less room.
         let fd_width = (files_in_flight() / threads).max(1);
         let slot_len = self.many_slot(width * threads);
+        let pool_slot = self.many_slot(POOL_THREADS);
         let kept = match &mut *kept {
-            Some(k) if k.rings.len() == threads => k,
+            Some(k) if k.threads == threads => k,
             slot => {
-                let rings: Option<Vec<ManyRes>> = (0..threads)
-                    .map(|_| self.many_res(width, slot_len))
-                    .collect();
-                match rings {
-                    Some(rings) => slot.insert(ManyKept {
-                        rings,
-                        workers: Workers::default(),
-                    }),
-                    None => return one_by_one(&mut paths, 0),
-                }
+                let rings: Option<Vec<ManyRes>> = if uring {
+                    (0..threads)
+                        .map(|_| self.many_res(width, slot_len))
+                        .collect()
+                } else {
+                    None
+                };
+                let (rings, pool) = match rings {
+                    Some(rings) => (rings, Vec::new()),
+                    // No ring, or one without path operations (Linux before 5.6).
+                    None => (
+                        Vec::new(),
+                        (0..POOL_THREADS)
+                            .map(|_| Arena::new(1, pool_slot))
+                            .collect::<Result<Vec<_>>>()?,
+                    ),
+                };
+                slot.insert(ManyKept {
+                    threads,
+                    rings,
+                    pool,
+                    workers: Workers::default(),
+                })
             }
         };
+        let on_ring = !kept.rings.is_empty();
         let route = Route {
-            engine: Engine::Uring,
+            engine: if on_ring {
+                Engine::Uring
+            } else {
+                Engine::Pread
+            },
             threads: 1,
             buffers: 1,
             registered: 0,
-            chunk_size: self.opts.chunk_size,
+            chunk_size: if on_ring { slot_len } else { pool_slot },
             direct: false,
             sqpoll: false,
             positional: true,
+        };
+        let notices = match self.uring_status() {
+            Err(reason) if !on_ring && self.opts.backend == Backend::Auto => {
+                vec![Notice::UringUnavailable {
+                    reason: reason.to_string(),
+                }]
+            }
+            _ => Vec::new(),
         };
         let registered = usize::from(kept.rings.iter().all(|r| r.registered > 0));
         // Hands an input's outcome to the caller; a deferred one is read here, with the lanes.
@@ -334,7 +350,7 @@ impl Reader {
                             registered,
                             ..route.clone()
                         },
-                        notices: Vec::new(),
+                        notices: notices.clone(),
                     });
                     (result, c)
                 }
@@ -361,7 +377,30 @@ impl Reader {
             cancel: self.cancel.as_ref(),
             read_elsewhere: on_fuse,
         };
-        let r = if threads == 1 {
+        let r = if !on_ring {
+            let ManyKept { pool, workers, .. } = kept;
+            let pool_settings = Settings {
+                chunk: pool_slot,
+                width: 1,
+                large: 16 * self.opts.chunk_size as u64,
+                max_bytes: self.opts.max_bytes,
+                registered: 0,
+                direct: false,
+                cancel: self.cancel.as_ref(),
+                read_elsewhere: on_fuse,
+            };
+            let pool_settings = &pool_settings;
+            let runs = pool
+                .iter_mut()
+                .map(|arena| {
+                    let run: ManyRun<'_, Pr, C> = Box::new(move |feed, release| {
+                        many_on_thread(arena, pool_settings, feed, release)
+                    });
+                    run
+                })
+                .collect();
+            many_parallel(workers, runs, 2, &mut paths, &mut make, &mut release)
+        } else if threads == 1 {
             let res = &mut kept.rings[0];
             let mut feed = ListFeed {
                 paths: &mut paths,
@@ -371,7 +410,25 @@ impl Reader {
             let s = settings(res);
             many::run(&mut res.ring, &res.arena, &s, &mut feed, &mut release)
         } else {
-            many_parallel(kept, &settings, &mut paths, &mut make, &mut release)
+            let ManyKept { rings, workers, .. } = kept;
+            let runs = rings
+                .iter_mut()
+                .map(|res| {
+                    let s = settings(res);
+                    let run: ManyRun<'_, Pr, C> = Box::new(move |feed, release| {
+                        many::run(&mut res.ring, &res.arena, &s, feed, release)
+                    });
+                    run
+                })
+                .collect();
+            many_parallel(
+                workers,
+                runs,
+                4 * width,
+                &mut paths,
+                &mut make,
+                &mut release,
+            )
         };
         if let Err(Error::Ring { .. }) = r {
             // A ring failed: it may still own the slots' buffers. Never free them.
@@ -380,6 +437,40 @@ impl Reader {
             }
         }
         r
+    }
+
+    /// `read_many` one file after another, each as [`Reader::read_path_split`] reads it.
+    fn many_one_by_one<M, Pr, C, D>(
+        &self,
+        paths: &mut dyn Iterator<Item = PathBuf>,
+        make: &mut M,
+        done: &mut D,
+    ) -> Result<()>
+    where
+        M: FnMut(usize, &Path) -> (Pr, C),
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send,
+        D: FnMut(Finished<C>),
+    {
+        for (index, path) in paths.enumerate() {
+            if let Some(c) = &self.cancel {
+                if c.is_cancelled() {
+                    return Err(Error::Interrupted { path });
+                }
+            }
+            let (pr, mut c) = make(index, &path);
+            let result = self.read_path_split(&path, &pr, &mut c);
+            if let Err(Error::Interrupted { .. }) = result {
+                return result.map(drop);
+            }
+            done(Finished {
+                index,
+                path,
+                result,
+                processor: c,
+            });
+        }
+        Ok(())
     }
 
     /// The size of each file's buffer in `read_many`: the reader's buffer budget
@@ -818,6 +909,81 @@ impl<Pr, C> Feed<Pr, C> for ChannelFeed<Pr, C> {
     }
 }
 
+/// One thread of `read_many`'s pool (without io_uring): reads the inputs of `feed` one after
+/// another, each by the same rules as every path (one lane of depth one on `pread(2)`, as the
+/// synchronous path reads), into `arena`'s one buffer. What is not a regular file, or is larger
+/// than `s.large`, goes back to the caller, as from the ring.
+fn many_on_thread<Pr, C>(
+    arena: &Arena,
+    s: &Settings<'_>,
+    feed: &mut dyn Feed<Pr, C>,
+    release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
+) -> Result<()>
+where
+    Pr: Prepare,
+    C: Combine<Pr::Part>,
+{
+    let mut q = PreadQueue::default();
+    loop {
+        if let Some(c) = s.cancel {
+            if c.is_cancelled() {
+                return Err(Error::Interrupted {
+                    path: PathBuf::new(),
+                });
+            }
+        }
+        let (i, path, (pr, mut c)) = match feed.next(true) {
+            Next::Item(i, path, work) => (i, path, work),
+            Next::NotNow => continue,
+            Next::End => return Ok(()),
+        };
+        // stat(2) before open(2): a FIFO's open would wait for a writer.
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(source) => {
+                let e = Error::Open {
+                    path: path.clone(),
+                    source,
+                };
+                release(i, path, Outcome::Read(Err(e), c))?;
+                continue;
+            }
+        };
+        if !meta.file_type().is_file() || meta.len() > s.large {
+            release(i, path, Outcome::Deferred(pr, c))?;
+            continue;
+        }
+        let result = open_read(&path).and_then(|file| {
+            let src = Source {
+                path: &path,
+                fd: file.as_raw_fd(),
+                direct_fd: None,
+                rules: Chunks::new(0, s.chunk, s.max_bytes, meta.len(), true, None),
+            };
+            c.begin().map_err(|source| Error::Process {
+                path: path.clone(),
+                offset: 0,
+                source,
+            })?;
+            let run = Run::new(src, 1, &pr, &mut c).with_cancel(s.cancel);
+            // A pread queue completes every read before it returns: nothing is left to reap.
+            run_lane(&run, 0, &mut q, arena, 1, 0);
+            run.finish()
+        });
+        let result = result.and_then(|bytes| {
+            c.finish().map(|()| bytes).map_err(|source| Error::Process {
+                path: path.clone(),
+                offset: bytes,
+                source,
+            })
+        });
+        if let Err(Error::Interrupted { path }) = result {
+            return Err(Error::Interrupted { path });
+        }
+        release(i, path, Outcome::Read(result, c))?;
+    }
+}
+
 /// What a run on a kept thread tells the calling thread.
 enum FromRun<Pr, C> {
     /// Input `index` is finished (or deferred).
@@ -828,29 +994,40 @@ enum FromRun<Pr, C> {
     Panicked(Box<dyn std::any::Any + Send>),
 }
 
-/// `read_many` on every CPU: one run per kept thread, each with its own ring and slots; the calling
-/// thread makes the processors, hands input `i` to run `i % n` (in input order, each run's queue
-/// bounded), reads the deferred inputs with the lanes, and releases everything in input order.
+/// One run of [`many_parallel`]: reads the inputs its feed gives, handing each outcome to `release`.
+type ManyRun<'s, Pr, C> = Box<
+    dyn FnOnce(
+            &mut dyn Feed<Pr, C>,
+            &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
+        ) -> Result<()>
+        + Send
+        + 's,
+>;
+
+/// `read_many` on several threads: each of `runs` on a kept thread of `workers` (each with its own
+/// ring and slots, or, without io_uring, its own buffer); the calling thread makes the processors,
+/// hands input `i` to run `i % n` (in input order, each run's queue holding `queue` inputs at
+/// most), reads the deferred inputs with the lanes, and releases everything in input order.
 fn many_parallel<'s, Pr, C, M>(
-    kept: &mut ManyKept,
-    settings: &(dyn Fn(&ManyRes) -> Settings<'s> + Sync),
+    workers: &mut Workers,
+    runs: Vec<ManyRun<'s, Pr, C>>,
+    queue: usize,
     paths: &mut dyn Iterator<Item = PathBuf>,
     make: &mut M,
     release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
 ) -> Result<()>
 where
-    Pr: Prepare + Send,
-    C: Combine<Pr::Part> + Send,
+    Pr: Prepare + Send + 's,
+    C: Combine<Pr::Part> + Send + 's,
     M: FnMut(usize, &Path) -> (Pr, C),
 {
     use std::sync::mpsc::{channel, sync_channel, TrySendError};
-    let n = kept.rings.len();
+    let n = runs.len();
     let (to_caller, from_runs) = channel::<FromRun<Pr, C>>();
     let mut queues = Vec::with_capacity(n);
     let mut jobs = Vec::with_capacity(n);
-    for res in kept.rings.iter_mut() {
-        let s = settings(res);
-        let (tx, rx) = sync_channel(4 * s.width);
+    for run in runs {
+        let (tx, rx) = sync_channel(queue.max(1));
         queues.push(tx);
         let to_caller = to_caller.clone();
         jobs.push(move || {
@@ -862,7 +1039,7 @@ where
                 Ok(())
             };
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                many::run(&mut res.ring, &res.arena, &s, &mut feed, &mut release)
+                run(&mut feed, &mut release)
             }));
             let _ = to_caller.send(match ran {
                 Ok(r) => FromRun::End(r),
@@ -874,7 +1051,7 @@ where
     drop(to_caller);
     let mut outcome: Result<()> = Ok(());
     let mut panic = None;
-    let mut caller = || {
+    let mut caller = |queues: &mut Vec<std::sync::mpsc::SyncSender<(usize, PathBuf, (Pr, C))>>| {
         let mut waiting: std::collections::BTreeMap<usize, (PathBuf, Outcome<Pr, C>)> =
             Default::default();
         let mut held: Option<(usize, PathBuf, (Pr, C))> = None;
@@ -928,10 +1105,13 @@ where
         }
     };
     let mut spawn_error = None;
-    kept.workers.scope(
+    workers.scope(
         jobs,
         || {
-            outcome = caller();
+            outcome = caller(&mut queues);
+            // However the caller ended (a run failed or panicked, say), the runs still waiting
+            // for inputs see the end.
+            queues.clear();
             true
         },
         |e| spawn_error = Some(e),
