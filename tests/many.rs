@@ -262,3 +262,394 @@ fn a_cancel_stops_read_many_with_nothing_left_in_flight() {
         .unwrap();
     assert_eq!(n, paths.len());
 }
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+}
+
+/// Readers on every path `read_many` takes: the many-files ring on every lane, on one lane, with a
+/// page-sized budget, and without io_uring.
+fn many_readers() -> Vec<(String, Reader)> {
+    let opts = |chunk: usize, depth: usize, threads: Option<usize>, backend: Backend| {
+        let mut b = ReadOptions::builder()
+            .chunk_size(chunk)
+            .depth(depth)
+            .backend(backend);
+        if let Some(t) = threads {
+            b = b.threads(t);
+        }
+        Reader::new(b.build().unwrap())
+    };
+    vec![
+        ("auto 64K".into(), opts(64 << 10, 4, None, Backend::Auto)),
+        (
+            "auto 1 lane".into(),
+            opts(64 << 10, 4, Some(1), Backend::Auto),
+        ),
+        (
+            "uring 4K depth 1, 3 lanes".into(),
+            opts(4096, 1, Some(3), Backend::Uring),
+        ),
+        ("sync".into(), opts(64 << 10, 4, None, Backend::Sync)),
+    ]
+}
+
+/// What happens to input `i` right after its processor is made (so before it is stat'ed or
+/// opened: the processor goes with the input into the ring).
+fn change_before_open(i: usize, path: &Path) {
+    let set_len = |len| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(len)
+            .unwrap()
+    };
+    match i % 8 {
+        1 => std::fs::remove_file(path).unwrap(),
+        2 => set_len(std::fs::metadata(path).unwrap().len() / 3),
+        3 => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            f.write_all(&common::random_bytes(70_001, i as u64))
+                .unwrap();
+        }
+        4 => set_len(0),
+        5 => {
+            let tmp = path.with_extension("new");
+            std::fs::write(&tmp, common::random_bytes(12_345, i as u64 + 1)).unwrap();
+            std::fs::rename(&tmp, path).unwrap();
+        }
+        6 if i % 3 == 0 => {
+            std::fs::remove_file(path).unwrap();
+            std::fs::create_dir(path).unwrap();
+        }
+        _ => {}
+    }
+}
+
+/// Files that vanish, shrink, grow, are emptied, replaced by another file or by a directory after
+/// they are listed and before they are opened: each is read as it is when opened, or fails with
+/// the error `std::fs::read` gets then; the others are unaffected; results in input order.
+#[test]
+fn files_changed_between_the_listing_and_the_open_are_read_as_they_are_when_opened() {
+    let _g = common::shared();
+    let dir = tempdir();
+    let paths: Vec<PathBuf> = (0..400)
+        .map(|i| dir.path().join(format!("f{i:03}")))
+        .collect();
+    for (name, reader) in many_readers() {
+        for (i, p) in paths.iter().enumerate() {
+            if p.is_dir() {
+                std::fs::remove_dir(p).unwrap();
+            }
+            // Some larger than 16 chunks of 64 KiB: the lanes read those.
+            let len = if i % 41 == 0 {
+                3 << 20
+            } else {
+                i * 1237 % 200_000
+            };
+            std::fs::write(p, common::random_bytes(len, i as u64)).unwrap();
+        }
+        let expected = std::cell::RefCell::new(vec![None; paths.len()]);
+        let mut seen = 0;
+        reader
+            .read_many(
+                &paths,
+                |i, p| {
+                    assert_eq!(p, paths[i], "{name}");
+                    let mut e = expected.borrow_mut();
+                    assert!(e[i].is_none(), "{name}: input {i} made twice");
+                    change_before_open(i, p);
+                    e[i] = Some(std::fs::read(p).map_err(|e| e.raw_os_error()));
+                    Collect::default()
+                },
+                |f: Finished<Collect>| {
+                    assert_eq!(f.index, seen, "{name}: out of input order");
+                    seen += 1;
+                    let e = expected.borrow();
+                    let want = e[f.index].as_ref().expect("finished before it was made");
+                    match (want, &f.result) {
+                        (Ok(want), Ok(s)) => {
+                            assert_eq!(s.bytes, want.len() as u64, "{name} {:?}", f.path);
+                            assert!(f.processor.0 == *want, "{name}: {:?} differs", f.path);
+                        }
+                        (Err(errno), Err(Error::Open { path, source })) => {
+                            assert_eq!(path, &f.path);
+                            assert_eq!(source.raw_os_error(), *errno, "{name} {path:?}");
+                        }
+                        (want, got) => panic!("{name} {:?}: {want:?}, got {got:?}", f.path),
+                    }
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, paths.len(), "{name}");
+    }
+}
+
+/// A processor that keeps what it is given and makes a change to its file at its first chunk.
+struct ChangeAtFirst {
+    got: Vec<u8>,
+    change: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl ringread::Processor for ChangeAtFirst {
+    fn process(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
+        assert_eq!(c.offset(), self.got.len() as u64, "chunks out of order");
+        self.got.extend_from_slice(c);
+        if let Some(change) = self.change.take() {
+            change();
+        }
+        Ok(true)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum WhileRead {
+    Truncate(u64),
+    Append,
+    Unlink,
+    RenamedOver,
+    Untouched,
+}
+
+/// Files among many that change while they are read, from their processor at their first chunk,
+/// both those the many-files ring reads (at most 16 chunks) and those it leaves to the lanes: the
+/// rules of tests/changing.rs hold for every one of them. Truncated: what is delivered was in the
+/// file, at least up to the cut, and at most the reads in flight past it; grown: read to the new
+/// end; unlinked or renamed over: the opened file, whole.
+#[test]
+fn files_changed_while_read_among_many_follow_the_rules_of_a_single_read() {
+    let _g = common::shared();
+    let dir = tempdir();
+    let tail = common::random_bytes(100_001, 99);
+    for (chunk, depth, threads) in [(4096usize, 4usize, 1usize), (64 << 10, 4, 2)] {
+        let reader = Reader::new(
+            ReadOptions::builder()
+                .chunk_size(chunk)
+                .depth(depth)
+                .threads(threads)
+                .build()
+                .unwrap(),
+        );
+        let kinds = [
+            WhileRead::Truncate(0),
+            WhileRead::Truncate(5_000),
+            WhileRead::Truncate(7 * chunk as u64 + 3),
+            WhileRead::Append,
+            WhileRead::Unlink,
+            WhileRead::RenamedOver,
+            WhileRead::Untouched,
+        ];
+        let mut cases = Vec::new();
+        for i in 0..140usize {
+            // 10 chunks (the ring's slots) or 40 (the lanes).
+            let len = if i % 2 == 0 {
+                10 * chunk + 11
+            } else {
+                40 * chunk + 7
+            };
+            let p = dir.path().join(format!("c{chunk} {i}"));
+            let data = common::random_bytes(len, i as u64);
+            std::fs::write(&p, &data).unwrap();
+            cases.push((p, data, kinds[i / 2 % kinds.len()]));
+        }
+        let paths: Vec<PathBuf> = cases.iter().map(|c| c.0.clone()).collect();
+        let mut seen = 0;
+        reader
+            .read_many(
+                &paths,
+                |i, p| {
+                    let p = p.to_path_buf();
+                    let tail = tail.clone();
+                    let other = dir.path().join(format!("other {i}"));
+                    let change: Box<dyn FnOnce() + Send> = match cases[i].2 {
+                        WhileRead::Truncate(len) => Box::new(move || {
+                            std::fs::OpenOptions::new()
+                                .write(true)
+                                .open(&p)
+                                .unwrap()
+                                .set_len(len)
+                                .unwrap()
+                        }),
+                        WhileRead::Append => Box::new(move || {
+                            use std::io::Write;
+                            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+                            f.write_all(&tail).unwrap();
+                        }),
+                        WhileRead::Unlink => Box::new(move || std::fs::remove_file(&p).unwrap()),
+                        WhileRead::RenamedOver => Box::new(move || {
+                            std::fs::write(&other, b"another file").unwrap();
+                            std::fs::rename(&other, &p).unwrap();
+                        }),
+                        WhileRead::Untouched => Box::new(|| {}),
+                    };
+                    ChangeAtFirst {
+                        got: Vec::new(),
+                        change: Some(change),
+                    }
+                },
+                |f: Finished<ChangeAtFirst>| {
+                    assert_eq!(f.index, seen);
+                    seen += 1;
+                    let (_, original, kind) = &cases[f.index];
+                    let what = format!("chunk {chunk}, {kind:?}, {:?}", f.path);
+                    let s = f.result.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let got = f.processor.got;
+                    assert_eq!(s.bytes, got.len() as u64, "{what}");
+                    assert!(f.processor.change.is_none(), "{what}: never read");
+                    match kind {
+                        WhileRead::Truncate(cut) => {
+                            let cut = *cut as usize;
+                            assert!(
+                                got.len() <= original.len() && got == original[..got.len()],
+                                "{what}: bytes that were never in the file"
+                            );
+                            assert!(got.len() >= cut, "{what}: {} bytes", got.len());
+                            assert!(
+                                got.len() <= cut.max((depth + 1) * chunk),
+                                "{what}: read {} bytes past a cut at {cut}",
+                                got.len()
+                            );
+                        }
+                        WhileRead::Append => {
+                            let mut want = original.clone();
+                            want.extend_from_slice(&tail);
+                            assert_eq!(got.len(), want.len(), "{what}");
+                            assert!(got == want, "{what}");
+                        }
+                        _ => {
+                            assert_eq!(got.len(), original.len(), "{what}");
+                            assert!(got == *original, "{what}");
+                        }
+                    }
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, cases.len());
+    }
+}
+
+/// A processor that remembers which input it was made for and the longest chunk it got.
+struct Tagged {
+    index: usize,
+    got: Vec<u8>,
+    longest: usize,
+}
+
+impl ringread::Processor for Tagged {
+    fn process(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
+        assert_eq!(c.offset(), self.got.len() as u64, "chunks out of order");
+        self.got.extend_from_slice(c);
+        self.longest = self.longest.max(c.len());
+        Ok(true)
+    }
+}
+
+/// A budget of one page (`depth 1 x 4 KiB`) shared by thousands of files, on one lane and on
+/// three: every file whole, handed back in input order with the processor made for it (made once,
+/// for its own path), no chunk longer than the chunk size.
+#[test]
+fn a_one_page_budget_and_thousands_of_files_in_input_order() {
+    let _g = common::shared();
+    let dir = tempdir();
+    let paths: Vec<PathBuf> = (0..3000usize)
+        .map(|i| {
+            let p = dir.path().join(format!("{}/{i}", i % 7));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let len = if i % 500 == 3 {
+                200_000
+            } else {
+                i * 7919 % 20_000
+            };
+            std::fs::write(&p, common::random_bytes(len, i as u64)).unwrap();
+            p
+        })
+        .collect();
+    for threads in [1, 3] {
+        let reader = Reader::new(
+            ReadOptions::builder()
+                .chunk_size(4096)
+                .depth(1)
+                .threads(threads)
+                .build()
+                .unwrap(),
+        );
+        let mut made = vec![0u32; paths.len()];
+        let mut seen = 0;
+        reader
+            .read_many(
+                &paths,
+                |i, p| {
+                    assert_eq!(p, paths[i]);
+                    made[i] += 1;
+                    Tagged {
+                        index: i,
+                        got: Vec::new(),
+                        longest: 0,
+                    }
+                },
+                |f| {
+                    assert_eq!(f.index, seen, "{threads} lanes: out of input order");
+                    assert_eq!(f.processor.index, f.index, "another input's processor");
+                    assert_eq!(f.path, paths[f.index]);
+                    seen += 1;
+                    let want = std::fs::read(&f.path).unwrap();
+                    assert_eq!(f.result.unwrap().bytes, want.len() as u64);
+                    assert!(f.processor.got == want, "{:?} differs", f.path);
+                    assert!(f.processor.longest <= 4096, "{}", f.processor.longest);
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, paths.len());
+        assert!(
+            made.iter().all(|&n| n == 1),
+            "a processor made twice or never"
+        );
+    }
+}
+
+/// A FIFO among many files is read when its turn comes, from its writer, whole; the files around
+/// it are unaffected.
+#[test]
+fn a_fifo_among_many_files_is_read_in_its_turn() {
+    let _g = common::shared();
+    let dir = tempdir();
+    let mut paths: Vec<PathBuf> = (0..80usize)
+        .map(|i| {
+            let p = dir.path().join(format!("{i}"));
+            std::fs::write(&p, common::random_bytes(i * 2000, i as u64)).unwrap();
+            p
+        })
+        .collect();
+    let fifo = dir.path().join("fifo");
+    common::mkfifo(&fifo);
+    paths.insert(40, fifo.clone());
+    let data = common::random_bytes(60_000, 7);
+    for (name, reader) in many_readers() {
+        let writer = common::FifoWriter::start(&fifo, data.clone());
+        let mut seen = 0;
+        reader
+            .read_many(
+                &paths,
+                |_, _| Collect::default(),
+                |f: Finished<Collect>| {
+                    assert_eq!(f.index, seen, "{name}");
+                    seen += 1;
+                    let want = if f.path == fifo {
+                        data.clone()
+                    } else {
+                        std::fs::read(&f.path).unwrap()
+                    };
+                    let s = f.result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!(s.bytes, want.len() as u64, "{name} {:?}", f.path);
+                    assert!(f.processor.0 == want, "{name} {:?}", f.path);
+                },
+            )
+            .unwrap();
+        drop(writer);
+        assert_eq!(seen, paths.len(), "{name}");
+    }
+}

@@ -7,56 +7,18 @@
 //! sysctl here cannot disturb the engine's other tests.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
 
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
+use common::deny_io_uring;
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn ringread() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringread"))
-}
-
-/// Makes the child's `io_uring_setup` fail with EPERM, as Docker's default seccomp profile does.
-fn deny_io_uring(cmd: &mut Command) -> &mut Command {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let filter = [
-        f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
-        f(JEQ_K, 0, 3, AUDIT_ARCH),
-        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
-        f(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
-    // SAFETY: the closure runs in the forked child before exec and only makes two prctl calls on
-    // memory it owns (the filter is moved into it).
-    unsafe {
-        cmd.pre_exec(move || {
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
 }
 
 fn data_files(dir: &Path) -> Vec<PathBuf> {

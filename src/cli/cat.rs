@@ -21,7 +21,7 @@ pub(crate) struct CatArgs {
 
 pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {
     // One file at a time: the bytes go straight to standard output, in order.
-    let (names, mut ok) = ctx.names(a.files, &a.inputs)?;
+    let super::inputs::Gathered { names, mut ok, .. } = ctx.names(a.files, &a.inputs)?;
     for name in names {
         let mut stdout = stdout_raw();
         let mut copy = CopyTo::new(&mut *stdout);

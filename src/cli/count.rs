@@ -61,10 +61,18 @@ fn line(counts: LineCount, width: usize, name: Option<&[u8]>) -> Vec<u8> {
 pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
     // Named files, and a connection (named by its address, as `sum` names it), show their names.
     let named = !a.files.is_empty() || ctx.reads_connection() || a.inputs.is_set();
-    let (files, mut ok) = ctx.names(a.files, &a.inputs)?;
-    // A connection is a stream, as a pipe on standard input is: wc's minimum width of 7.
+    let super::inputs::Gathered {
+        names: files,
+        mut ok,
+        skipped,
+        streamed,
+    } = ctx.names(a.files, &a.inputs)?;
+    // A connection is a stream, as a pipe on standard input is: wc's minimum width of 7. Names
+    // listed in a stream (a pipe) cannot be sized ahead: wc's width of 1.
     let width = if ctx.reads_connection() {
         7
+    } else if streamed {
+        1
     } else {
         column_width(&files)
     };
@@ -90,7 +98,15 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if print {
-            if let Err(e) = out.line(&line(counts, width, named.then(|| bytes_of(name)))) {
+            // As wc: a name with a newline is quoted (`'a'$'\n''b'`), so the line stays one line.
+            let quoted;
+            let shown = if bytes_of(name).contains(&b'\n') {
+                quoted = super::quotef(name.as_os_str());
+                quoted.as_bytes()
+            } else {
+                bytes_of(name)
+            };
+            if let Err(e) = out.line(&line(counts, width, named.then_some(shown))) {
                 failed.get_or_insert(e);
             }
             total.lines += counts.lines;
@@ -113,7 +129,8 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = failed {
         return Err(e.into());
     }
-    if files.len() > 1 {
+    // As wc: a total when there was more than one input, skipped names in a list included.
+    if files.len() + skipped > 1 {
         out.line(&line(total, width, Some(b"total")))?;
     }
     out.flush()?;

@@ -38,6 +38,20 @@ impl InputArgs {
     }
 }
 
+/// What [`gather`] found.
+pub(crate) struct Gathered {
+    /// The names to read, in order.
+    pub names: Vec<PathBuf>,
+    /// Whether every directory could be walked and every name in a list was valid.
+    pub ok: bool,
+    /// The names of a list that were skipped (empty, or "-" in a list read from standard input):
+    /// `wc` counts them among its inputs when it decides whether to print a total.
+    pub skipped: usize,
+    /// Whether the list was read as a stream (not a regular file of at most 10 MiB): `wc` then
+    /// cannot size its columns ahead and prints them 1 wide.
+    pub streamed: bool,
+}
+
 /// The names to read, in order, and whether every directory could be walked and every list read.
 /// `say` tells what is skipped (the caller shows it under -v); `fail` reports what went wrong.
 pub(crate) fn gather(
@@ -45,46 +59,75 @@ pub(crate) fn gather(
     a: &InputArgs,
     say: &mut dyn FnMut(String),
     fail: &mut dyn FnMut(String),
-) -> anyhow::Result<(Vec<PathBuf>, bool)> {
+) -> anyhow::Result<Gathered> {
     let mut names = files;
     let mut ok = true;
+    let mut skipped = 0;
+    let mut streamed = false;
     if let Some(list) = a.files_from.as_ref().or(a.files0_from.as_ref()) {
         if !names.is_empty() {
             anyhow::bail!("file operands cannot be combined with --files-from or --files0-from");
         }
-        let mut input: Box<dyn Read> = if list.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
+        let from_stdin = list.as_os_str() == "-";
+        let (mut input, meta): (Box<dyn Read>, _) = if from_stdin {
+            // SAFETY: fd 0 stays open; ManuallyDrop never closes it.
+            let fd0 = std::mem::ManuallyDrop::new(unsafe {
+                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+            });
+            (Box::new(std::io::stdin().lock()), fd0.metadata())
         } else {
-            Box::new(std::fs::File::open(list).map_err(|e| {
+            let f = std::fs::File::open(list).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot open {} for reading: {}",
                     list.display(),
                     super::reason(&e)
                 )
-            })?)
+            })?;
+            let meta = f.metadata();
+            (Box::new(f), meta)
         };
+        // As wc: a list it can read whole ahead (a regular file of at most 10 MiB), or a stream.
+        streamed = !meta.is_ok_and(|m| m.is_file() && m.len() <= 10 << 20);
+        let shown = super::quotef(list.as_os_str());
         let sep = if a.files0_from.is_some() { 0 } else { b'\n' };
         let mut reader = std::io::BufReader::with_capacity(1 << 16, &mut input);
         let mut name = Vec::new();
+        let mut item = 0usize;
         loop {
             name.clear();
             if reader.read_until(sep, &mut name)? == 0 {
                 break;
             }
+            item += 1;
             if name.last() == Some(&sep) {
                 name.pop();
             }
-            if name.is_empty() {
-                // wc: "invalid zero-length file name"; skipped, and the exit status says so.
-                fail(format!("{}: invalid zero-length file name", list.display()));
+            if from_stdin && name == b"-" {
+                // Standard input is the list: it cannot be read again (wc's message).
+                fail("when reading file names from stdin, no file name of '-' allowed".into());
                 ok = false;
+                skipped += 1;
+                continue;
+            }
+            if name.is_empty() {
+                // As wc: skipped, said with the list's name and the item's number, and the exit
+                // status says so.
+                fail(format!("{shown}:{item}: invalid zero-length file name"));
+                ok = false;
+                skipped += 1;
                 continue;
             }
             names.push(PathBuf::from(std::ffi::OsString::from_vec(name.clone())));
         }
     }
+    let done = |names, ok| Gathered {
+        names,
+        ok,
+        skipped,
+        streamed,
+    };
     if !a.recursive {
-        return Ok((names, ok));
+        return Ok(done(names, ok));
     }
     let mut out = Vec::with_capacity(names.len());
     for top in names {
@@ -101,20 +144,25 @@ pub(crate) fn gather(
                 Ok(e) if e.file_type().is_dir() => {}
                 Ok(e) if e.file_type().is_symlink() => say(format!(
                     "{}: a symbolic link, skipped (-L follows it)",
-                    e.path().display()
+                    super::quotef(e.path().as_os_str())
                 )),
                 Ok(e) => say(format!(
                     "{}: not a regular file (a FIFO, socket or device), skipped",
-                    e.path().display()
+                    super::quotef(e.path().as_os_str())
                 )),
                 Err(e) => {
                     ok = false;
                     let path = e
                         .path()
-                        .map(|p| p.display().to_string())
+                        .map(|p| super::quotef(p.as_os_str()))
                         .unwrap_or_default();
                     let why = match (e.loop_ancestor(), e.io_error()) {
-                        (Some(a), _) => format!("a file system loop back to {}", a.display()),
+                        (Some(a), _) => {
+                            format!(
+                                "a file system loop back to {}",
+                                super::quotef(a.as_os_str())
+                            )
+                        }
                         (None, Some(io)) => super::reason(io),
                         (None, None) => e.to_string(),
                     };
@@ -123,5 +171,5 @@ pub(crate) fn gather(
             }
         }
     }
-    Ok((out, ok))
+    Ok(done(out, ok))
 }

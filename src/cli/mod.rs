@@ -280,20 +280,25 @@ impl Ctx {
         }
     }
 
-    /// What to read, with `-r`, `--files-from` and `--files0-from` expanded; `false` if a
+    /// What to read, with `-r`, `--files-from` and `--files0-from` expanded; `ok` is `false` if a
     /// directory could not be walked or a list had a bad name (each said on standard error).
     pub(crate) fn names(
         &self,
         files: Vec<PathBuf>,
         a: &inputs::InputArgs,
-    ) -> anyhow::Result<(Vec<PathBuf>, bool)> {
+    ) -> anyhow::Result<inputs::Gathered> {
         if !a.is_set() {
-            return Ok((self.inputs(files)?, true));
+            return Ok(inputs::Gathered {
+                names: self.inputs(files)?,
+                ok: true,
+                skipped: 0,
+                streamed: false,
+            });
         }
         if self.net.is_some() {
             anyhow::bail!("--connect and --listen read the connection; give no FILE with them");
         }
-        let (names, ok) = inputs::gather(
+        inputs::gather(
             files,
             a,
             &mut |line| {
@@ -302,8 +307,7 @@ impl Ctx {
                 }
             },
             &mut |line| eprintln!("ringread: {line}"),
-        )?;
-        Ok((names, ok))
+        )
     }
 
     /// Whether `names` can be read many at a time ([`Ctx::many`]): named files only, no standard
@@ -442,15 +446,62 @@ pub(crate) fn complain(e: &ringread::Error) {
 }
 
 /// A file name as coreutils shows it in messages (`quotef`): as is when it holds only characters a
-/// shell leaves alone, otherwise in single quotes (a quote inside written `'\''`).
+/// shell leaves alone, otherwise in single quotes (a quote inside written `'\''`). Control
+/// characters and bytes that are not UTF-8 are written outside the quotes as `$'\n'`, `$'\377'`,
+/// so that a message stays on one line: `'a'$'\n''b'` for a name with a newline.
 pub(crate) fn quotef(name: &std::ffi::OsStr) -> String {
     let bytes = name.as_bytes();
     let safe = |b: &u8| b.is_ascii_alphanumeric() || b"%+,-./:=@_^".contains(b);
-    let text = String::from_utf8_lossy(bytes);
     if !bytes.is_empty() && bytes.iter().all(safe) {
-        return text.into_owned();
+        return String::from_utf8_lossy(bytes).into_owned();
     }
-    format!("'{}'", text.replace('\'', "'\\''"))
+    /// Writes byte `b` escaped, opening a `$'...'` group unless one is open.
+    fn escape(out: &mut String, escaping: &mut bool, b: u8) {
+        if !*escaping {
+            out.push_str("'$'");
+            *escaping = true;
+        }
+        match b {
+            0x07 => out.push_str("\\a"),
+            0x08 => out.push_str("\\b"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            0x0b => out.push_str("\\v"),
+            0x0c => out.push_str("\\f"),
+            b'\r' => out.push_str("\\r"),
+            _ => out.push_str(&format!("\\{b:03o}")),
+        }
+    }
+    let mut out = String::from("'");
+    // Whether a `$'...'` group of escapes is open (else a plain quoted run is).
+    let mut escaping = false;
+    for piece in bytes.utf8_chunks() {
+        for c in piece.valid().chars() {
+            if c.is_control() {
+                let mut utf8 = [0; 4];
+                for &b in c.encode_utf8(&mut utf8).as_bytes() {
+                    escape(&mut out, &mut escaping, b);
+                }
+                continue;
+            }
+            let reopen = std::mem::take(&mut escaping);
+            match c {
+                // Out of the quotes (or the escapes), an escaped quote, and back in.
+                '\'' => out.push_str("'\\''"),
+                c => {
+                    if reopen {
+                        out.push_str("''");
+                    }
+                    out.push(c);
+                }
+            }
+        }
+        for &b in piece.invalid() {
+            escape(&mut out, &mut escaping, b);
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Standard output as an unbuffered writer (chunks are already large).

@@ -22,10 +22,10 @@ pub(crate) struct SumArgs {
     #[arg(short, long)]
     check: bool,
     /// With --check: do not print OK for each file that matches
-    #[arg(long, requires = "check")]
+    #[arg(long, requires = "check", overrides_with_all = ["status", "warn"])]
     quiet: bool,
     /// With --check: print nothing; the exit status tells
-    #[arg(long, requires = "check")]
+    #[arg(long, requires = "check", overrides_with_all = ["quiet", "warn"])]
     status: bool,
     /// With --check: do not fail or report for files that are missing
     #[arg(long, requires = "check")]
@@ -33,8 +33,9 @@ pub(crate) struct SumArgs {
     /// With --check: fail for improperly formatted lines
     #[arg(long, requires = "check")]
     strict: bool,
-    /// With --check: warn about improperly formatted lines
-    #[arg(short, long, requires = "check")]
+    /// With --check: warn about improperly formatted lines (of --quiet, --status and --warn, the
+    /// last given wins, as with sha256sum)
+    #[arg(short, long, requires = "check", overrides_with_all = ["quiet", "status"])]
     warn: bool,
     /// Files ("-" or none: standard input)
     #[arg(value_name = "FILE")]
@@ -57,7 +58,7 @@ pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
         return super::check::run(ctx, &a.into());
     }
     let algo = a.algo.unwrap_or(DEFAULT_ALGORITHM);
-    let (names, mut ok) = ctx.names(a.files, &a.inputs)?;
+    let super::inputs::Gathered { names, mut ok, .. } = ctx.names(a.files, &a.inputs)?;
     let mut out = Output::new();
     let mut write = |name: &Path, hex: ringread::Result<String>| -> std::io::Result<()> {
         match hex {

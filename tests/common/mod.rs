@@ -48,3 +48,104 @@ pub fn pipe(flags: libc::c_int) -> (File, File) {
     // SAFETY: the descriptors were just created and are owned by nobody else.
     unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
 }
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// Makes the child's `io_uring_setup` fail with EPERM, as Docker's default seccomp profile does:
+/// io_uring refused by the kernel, not by a mock.
+pub fn deny_io_uring(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        f(JEQ_K, 0, 3, AUDIT_ARCH),
+        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        f(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),
+        f(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only makes two prctl calls on
+    // memory it owns (the filter is moved into it).
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+}
+
+/// A writer for the FIFO at `path`: a thread that opens it (waiting for a reader), writes `data`
+/// and closes it. Dropped, it makes sure the thread is not left waiting for a reader that never
+/// came (it opens the FIFO itself and drains it) and joins it.
+pub struct FifoWriter {
+    path: std::path::PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FifoWriter {
+    pub fn start(path: &std::path::Path, data: Vec<u8>) -> FifoWriter {
+        let p = path.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&p) {
+                let _ = f.write_all(&data);
+            }
+        });
+        FifoWriter {
+            path: path.to_path_buf(),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FifoWriter {
+    fn drop(&mut self) {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(t) = self.thread.take() else { return };
+        let mut ours: Option<std::fs::File> = None;
+        while !t.is_finished() {
+            match &mut ours {
+                None => {
+                    ours = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&self.path)
+                        .ok()
+                }
+                Some(f) => {
+                    let _ = f.read(&mut [0; 1 << 16]);
+                }
+            }
+            std::thread::yield_now();
+        }
+        let _ = t.join();
+    }
+}
