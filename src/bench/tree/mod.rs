@@ -9,13 +9,14 @@
 //! The files are read in the walk's order: each directory's entries sorted by name, byte by byte
 //! (as `ringread sum -r` reads them), regular files only.
 
+mod cache;
+mod check;
 mod generate;
 mod table;
 mod tokio;
 mod ways;
 
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,12 +30,12 @@ use self::tokio::{TokioFsMany, TokioUringMany};
 use super::metrics::Snapshot;
 use super::report::median;
 use super::syscalls::SyscallCounter;
-use super::ways::open_error;
 use super::{check_interrupt, BenchConfig, BenchSource, CacheMode};
 use super::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
 use crate::error::{Error, Result};
 use crate::options::ReadOptions;
-use crate::processor::{Algorithm, Checksum};
+use cache::{drop_all, on_tmpfs, warm_all};
+use check::{check, combined, Reference};
 use ways::{Many, OneByOne, Threads, TreeWay};
 
 /// Every way `bench --tree` knows, in the order it reports them.
@@ -111,60 +112,6 @@ impl Drop for RemoveTree {
     }
 }
 
-/// The first run's results: what every other run must give.
-struct Reference {
-    way: String,
-    digests: Vec<String>,
-}
-
-/// Compares a run's results with the first run's (taking them as the reference if there was none).
-fn check(
-    reference: &mut Option<Reference>,
-    way: &str,
-    paths: &[PathBuf],
-    out: &[String],
-) -> Result<()> {
-    if let Some(i) = out.iter().position(String::is_empty) {
-        return Err(Error::Mismatch {
-            path: paths[i].clone(),
-            way: way.into(),
-            got: "no result".into(),
-            reference: "every way".into(),
-            expected: "one".into(),
-        });
-    }
-    match reference {
-        None => {
-            *reference = Some(Reference {
-                way: way.into(),
-                digests: out.to_vec(),
-            })
-        }
-        Some(r) => {
-            if let Some(i) = (0..out.len()).find(|&i| out[i] != r.digests[i]) {
-                return Err(Error::Mismatch {
-                    path: paths[i].clone(),
-                    way: way.into(),
-                    got: out[i].clone(),
-                    reference: r.way.clone(),
-                    expected: r.digests[i].clone(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// XXH3 of the results, one line each, in order.
-fn combined(out: &[String]) -> String {
-    let mut sum = Checksum::new(Algorithm::Xxh3);
-    for d in out {
-        sum.update(d.as_bytes());
-        sum.update(b"\n");
-    }
-    sum.hex()
-}
-
 /// The regular files below `dir` in walk order (each directory's entries sorted by name, byte by
 /// byte; symbolic links not followed), and their total size.
 fn walk(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
@@ -188,56 +135,6 @@ fn walk(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
         }
     }
     Ok((paths, total))
-}
-
-/// Reads every file once, so that its pages (and its metadata) are cached.
-fn warm_all(paths: &[PathBuf]) -> Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    for p in paths {
-        let mut f = std::fs::File::open(p).map_err(open_error(p))?;
-        while f.read(&mut buf).map_err(open_error(p))? > 0 {}
-    }
-    Ok(())
-}
-
-/// Drops the cache: as root every clean page, dentry and inode of the machine
-/// (`sync; echo 3 > /proc/sys/vm/drop_caches`); otherwise each file's pages with
-/// `posix_fadvise(DONTNEED)`, which leaves its dentry and inode cached. Returns why the drop was
-/// only partial, if it was.
-fn drop_all(paths: &[PathBuf]) -> Result<Option<String>> {
-    // SAFETY: geteuid has no preconditions.
-    let why = if unsafe { libc::geteuid() } == 0 {
-        // SAFETY: sync has no preconditions.
-        unsafe { libc::sync() };
-        match std::fs::write("/proc/sys/vm/drop_caches", "3") {
-            Ok(()) => return Ok(None),
-            Err(e) => format!("writing /proc/sys/vm/drop_caches failed ({e})"),
-        }
-    } else {
-        "not root".to_string()
-    };
-    for p in paths {
-        let f = std::fs::File::open(p).map_err(open_error(p))?;
-        // SAFETY: posix_fadvise on a descriptor we hold; it touches no memory of ours.
-        let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        if rc != 0 {
-            return Err(open_error(p)(std::io::Error::from_raw_os_error(rc)));
-        }
-    }
-    Ok(Some(why))
-}
-
-/// Whether `dir` is on tmpfs (whose pages cannot be dropped).
-fn on_tmpfs(dir: &Path) -> bool {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
-    let Ok(f) = std::fs::File::open(dir) else {
-        return false;
-    };
-    // SAFETY: fstatfs writes into the struct we pass, on a descriptor we hold.
-    unsafe {
-        let mut s: libc::statfs = std::mem::zeroed();
-        libc::fstatfs(f.as_raw_fd(), &mut s) == 0 && s.f_type as i64 == TMPFS_MAGIC
-    }
 }
 
 /// A way, or why it is not run.
@@ -581,58 +478,5 @@ fn summarize_tree(report: &mut CacheReport) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_differing_result_fails_naming_the_file_and_both_ways() {
-        let paths = vec![PathBuf::from("a"), PathBuf::from("b")];
-        let mut reference = None;
-        check(&mut reference, "many", &paths, &["1".into(), "2".into()]).unwrap();
-        check(&mut reference, "threads", &paths, &["1".into(), "2".into()]).unwrap();
-        let e = check(
-            &mut reference,
-            "tokio-fs",
-            &paths,
-            &["1".into(), "3".into()],
-        )
-        .unwrap_err();
-        match &e {
-            Error::Mismatch {
-                path,
-                way,
-                got,
-                reference,
-                expected,
-            } => {
-                assert_eq!(path, Path::new("b"));
-                assert_eq!((way.as_str(), got.as_str()), ("tokio-fs", "3"));
-                assert_eq!((reference.as_str(), expected.as_str()), ("many", "2"));
-            }
-            e => panic!("{e}"),
-        }
-        assert!(e.to_string().contains("disagree"), "{e}");
-        let e = check(
-            &mut reference,
-            "one-by-one",
-            &paths,
-            &["1".into(), String::new()],
-        );
-        assert!(
-            matches!(e, Err(Error::Mismatch { .. })),
-            "a missing result fails too"
-        );
-    }
-
-    #[test]
-    fn the_combined_checksum_follows_every_result_and_their_order() {
-        let a = combined(&["1".into(), "2".into()]);
-        assert_eq!(a, combined(&["1".into(), "2".into()]));
-        assert_ne!(a, combined(&["2".into(), "1".into()]));
-        assert_ne!(a, combined(&["12".into()]));
     }
 }
