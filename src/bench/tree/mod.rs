@@ -260,7 +260,7 @@ pub(crate) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
         Err(why) => format!(
             "read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter calls \
              only: opens, statx and closes are not counted, and tokio-uring's enters cannot be \
-             ('-'); every call could not be counted: {why}"
+             ('-'). Counting every call needs a perf counter, which could not be opened: {why}"
         ),
     };
     let n = paths.len();
