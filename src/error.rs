@@ -77,6 +77,24 @@ pub enum Error {
         /// How many buffers the chunks hold (the stream's `depth`).
         held: usize,
     },
+    /// Two ways of reading the same file gave different results: the correctness check of
+    /// `ringread bench --tree` (the file changed while the benchmark ran, or a way is wrong).
+    #[error(
+        "{}: {way} made {got} of it, {reference} made {expected}: the ways disagree",
+        path.display()
+    )]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// The way whose result differs.
+        way: String,
+        /// Its result.
+        got: String,
+        /// The way whose result was taken as the reference (the first run's).
+        reference: String,
+        /// The reference's result.
+        expected: String,
+    },
     /// io_uring itself failed while reading (submission or setup, not an individual read).
     #[error("{}: io_uring {op} failed: {}", path.display(), Reason(source))]
     Ring {
@@ -109,7 +127,8 @@ impl Error {
             | Error::Process { path, .. }
             | Error::Ring { path, .. }
             | Error::Interrupted { path }
-            | Error::BuffersHeld { path, .. } => Some(path),
+            | Error::BuffersHeld { path, .. }
+            | Error::Mismatch { path, .. } => Some(path),
             _ => None,
         }
     }

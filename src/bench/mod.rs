@@ -3,12 +3,17 @@
 //!
 //! Before the timed runs each way reads the file once with an xxh3 processor: that checksum goes in the
 //! report, so it shows that every way read the same bytes.
+//!
+//! `--tree` ([`BenchSource::Tree`], module `tree`) compares the ways of reading a tree of many
+//! small files instead: files per second, GiB/s, CPU and system calls per file, warm and cold.
 
 mod cache;
 mod metrics;
 mod report;
 mod stream;
 mod svg;
+mod syscalls;
+mod tree;
 pub mod ways;
 
 use std::io::Write;
@@ -18,6 +23,11 @@ pub use cache::{drop_cache, residency, warm, CacheMode};
 pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
 pub use stream::STREAM_METHODS;
 pub use svg::write_svg;
+pub use tree::{
+    make_tree, tree_sizes, TreeConfig, TreeInfo, TreeStats, DEFAULT_POOL_THREADS,
+    DEFAULT_TREE_FILES, SIZE_CAP, SIZE_MU, SIZE_SIGMA, TREE_DIRS, TREE_IN_FLIGHT, TREE_METHODS,
+    TREE_SEED,
+};
 
 /// What the benchmark reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -30,6 +40,9 @@ pub enum BenchSource {
     Pipe,
     /// A TCP connection on 127.0.0.1 written by a child process: every way of [`STREAM_METHODS`].
     Tcp,
+    /// A tree of many files ([`BenchConfig::tree`], `ringread bench --tree`): every way of
+    /// [`TREE_METHODS`]. `--source` does not name it.
+    Tree,
 }
 
 impl BenchSource {
@@ -39,12 +52,14 @@ impl BenchSource {
             BenchSource::File => "file",
             BenchSource::Pipe => "pipe",
             BenchSource::Tcp => "tcp",
+            BenchSource::Tree => "tree",
         }
     }
     /// The ways this source can be read with, in report order.
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             BenchSource::File => &METHODS,
+            BenchSource::Tree => &TREE_METHODS,
             _ => &STREAM_METHODS,
         }
     }
@@ -135,7 +150,7 @@ impl ProcessorKind {
 /// A benchmark to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// What to read: files (the default), or a generated pipe or TCP stream.
+    /// What to read: files (the default), a generated pipe or TCP stream, or a tree.
     pub source: BenchSource,
     /// Files to read; empty: a random file of `size` bytes is made under `$TMPDIR` and removed after.
     pub files: Vec<PathBuf>,
@@ -143,7 +158,7 @@ pub struct BenchConfig {
     pub size: u64,
     /// The ways to compare (names from [`METHODS`]).
     pub methods: Vec<String>,
-    /// The processor of the timed runs.
+    /// The processor of the timed runs (`--tree`: also the result each way's files are compared by).
     pub processor: ProcessorKind,
     /// The cache states to measure.
     pub caches: Vec<CacheMode>,
@@ -158,6 +173,8 @@ pub struct BenchConfig {
     /// Once cancelled (from a signal handler, say), the benchmark stops between measurements with
     /// [`Error::Interrupted`], removing the file it generated.
     pub cancel: Option<crate::Cancel>,
+    /// For [`BenchSource::Tree`]: the tree, or the one to generate, and the `threads` way's threads.
+    pub tree: TreeConfig,
 }
 
 fn check_interrupt(config: &BenchConfig, path: &std::path::Path) -> Result<()> {
@@ -173,6 +190,9 @@ fn check_interrupt(config: &BenchConfig, path: &std::path::Path) -> Result<()> {
 pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
     if config.runs == 0 {
         return Err(Error::InvalidOptions("runs must be at least 1".into()));
+    }
+    if config.source == BenchSource::Tree {
+        return tree::run(config, progress);
     }
     if config.source != BenchSource::File {
         return stream::run(config, progress);
@@ -263,6 +283,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
              nothing, so compare it with a processor that reads every byte (e.g. --processor xxh3)."
                 .into(),
         ],
+        tree: None,
     })
 }
 
@@ -418,6 +439,7 @@ fn run_cache(
         } else {
             Some(residency_before.iter().cloned().fold(0.0, f64::max))
         },
+        preparation: None,
         methods: results,
     };
     report.summarize();

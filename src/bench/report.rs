@@ -43,6 +43,9 @@ pub struct Report {
     pub results: Vec<CacheReport>,
     /// What the figures do not show, in words (which ways do not apply, what is not counted).
     pub notes: Vec<String>,
+    /// `--tree`: the tree read, and how the ways read it (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree: Option<super::TreeInfo>,
 }
 
 /// The machine.
@@ -108,8 +111,13 @@ pub struct CacheReport {
     pub chunk_size: usize,
     /// Reads in flight (all threads together) in this cache state.
     pub depth: usize,
-    /// For `cold`: the largest fraction of the file found resident (`mincore`) right before a run.
+    /// For `cold`: the largest fraction of the file found resident (`mincore`) right before a run
+    /// (`--tree`: of up to 16 files spread over the tree, so as not to warm the rest's metadata).
     pub residency_before: Option<f64>,
+    /// `--tree`: what was done before each run to make this cache state, in words; says so when
+    /// it could be done only in part (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preparation: Option<String>,
     /// One entry per way, in the order asked.
     pub methods: Vec<MethodResult>,
 }
@@ -142,7 +150,28 @@ pub struct MethodResult {
     /// Median CPU seconds per GiB relative to `epoll`'s in the same table (streams only).
     pub cpu_ratio_to_epoll: Option<f64>,
     /// XXH3 of the bytes this way read (per file, comma-separated): equal for every way.
+    /// `--tree`: XXH3 of the processor's result for each file (one line each, in walk order) in
+    /// this way's last run; every run of every way is compared file by file, and the benchmark
+    /// fails with [`Error::Mismatch`](crate::Error::Mismatch) on any difference.
     pub checksum: Option<String>,
+    /// `--tree`: median files per second (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_per_s: Option<f64>,
+    /// `--tree`: slowest run, files per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_files_per_s: Option<f64>,
+    /// `--tree`: fastest run, files per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_files_per_s: Option<f64>,
+    /// `--tree`: median CPU seconds of a run (user + system, all threads of the process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    /// `--tree`: median system calls per file (how they are counted: [`TreeInfo::syscalls`](super::TreeInfo::syscalls)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscalls_per_file: Option<f64>,
+    /// `--tree`: median files per second relative to `one-by-one`'s in the same cache state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_one_by_one: Option<f64>,
     /// Every timed run.
     pub samples: Vec<Sample>,
 }
@@ -165,6 +194,12 @@ pub struct Sample {
     pub faults: u64,
     /// Peak resident memory during the run, bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// `--tree`: files read (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// `--tree`: files per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_per_s: Option<f64>,
 }
 
 impl Sample {
@@ -177,11 +212,13 @@ impl Sample {
             syscalls: (!uncountable).then_some(c.read_calls + c.enters + c.polls),
             faults: c.faults,
             peak_rss_bytes: c.peak_rss,
+            files: None,
+            files_per_s: None,
         }
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -209,6 +246,12 @@ impl MethodResult {
             ratio_to_sync: None,
             cpu_ratio_to_epoll: None,
             checksum: None,
+            files_per_s: None,
+            min_files_per_s: None,
+            max_files_per_s: None,
+            cpu_seconds: None,
+            syscalls_per_file: None,
+            ratio_to_one_by_one: None,
             samples: Vec::new(),
         }
     }
@@ -265,11 +308,11 @@ impl CacheReport {
     }
 }
 
-fn opt(v: Option<f64>, prec: usize) -> String {
+pub(crate) fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.prec$}"))
 }
 
-fn mib(b: Option<u64>) -> String {
+pub(crate) fn mib(b: Option<u64>) -> String {
     b.map_or("-".into(), |x| {
         format!("{:.0} MiB", x as f64 / (1 << 20) as f64)
     })
@@ -277,6 +320,9 @@ fn mib(b: Option<u64>) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.source == super::BenchSource::Tree {
+            return super::tree::write_table(self, f);
+        }
         let m = &self.machine;
         writeln!(
             f,

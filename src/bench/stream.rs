@@ -240,6 +240,7 @@ pub(super) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
         chunk_size: chunk,
         depth: buffers,
         residency_before: None,
+        preparation: None,
         methods: results,
     };
     table.summarize();
@@ -276,5 +277,6 @@ pub(super) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
              the pipe's capacity to the chunk size (F_SETPIPE_SZ) alike."
                 .into(),
         ],
+        tree: None,
     })
 }

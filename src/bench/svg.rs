@@ -57,7 +57,7 @@ fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::er
             * 1.15;
         // A stream has no cache state: its panel is named after the source.
         let panel = match report.source {
-            super::BenchSource::File => r.cache.name(),
+            super::BenchSource::File | super::BenchSource::Tree => r.cache.name(),
             s => s.name(),
         };
         let mut chart = ChartBuilder::on(area)

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use ringread::bench::{self, BenchConfig, BenchSource, CacheMode, ProcessorKind};
+use ringread::bench::{
+    self, BenchConfig, BenchSource, CacheMode, ProcessorKind, TreeConfig, DEFAULT_POOL_THREADS,
+    DEFAULT_TREE_FILES, TREE_SEED,
+};
 
 use super::{parse_size_arg, ReadArgs};
 
@@ -22,15 +25,31 @@ pub(crate) struct BenchArgs {
     /// Size of the generated file (or of each run's stream)
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size_arg)]
     size: u64,
+    /// Read a tree of many files: every regular file below DIR (each directory's entries sorted by
+    /// name), or with no DIR a generated tree of --files files (100 directories, lognormal sizes;
+    /// removed afterwards); figures per file, warm and cold
+    #[arg(long, value_name = "DIR", num_args = 0..=1, conflicts_with = "source")]
+    tree: Option<Option<PathBuf>>,
+    /// Files of the generated tree (--tree with no DIR, --make-tree) [default: 10000]
+    #[arg(long = "files", value_name = "N")]
+    tree_files: Option<usize>,
+    /// Threads of --tree's `threads` way (what `xargs -P` would run)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_THREADS)]
+    pool_threads: usize,
+    /// Make the tree --tree would generate (of --files files) in DIR, keep it, and exit
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tree", "source"])]
+    make_tree: Option<PathBuf>,
     /// Backends to compare, comma-separated [default: all: sync, pread-pool, tokio-fs, tokio-uring,
     /// mmap, uring, uring-fixed, uring-sqpoll, stream (the async stream interface); for --source
-    /// pipe or tcp: sync, epoll, tokio, uring-recv, uring-multishot, uring-multishot-batch]
+    /// pipe or tcp: sync, epoll, tokio, uring-recv, uring-multishot, uring-multishot-batch; for
+    /// --tree: many, one-by-one, threads, tokio-fs, tokio-uring]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     backends: Vec<String>,
     /// What the timed runs do with the bytes: null, xxh3, crc32c, sha256, blake3 or count
-    #[arg(long, value_name = "NAME", default_value = "null", value_parser = parse_processor)]
-    processor: ProcessorKind,
-    /// Cache state: warm, cold, direct or all
+    /// [default: null; xxh3 with --tree, whose ways must agree on every file's result]
+    #[arg(long, value_name = "NAME", value_parser = parse_processor)]
+    processor: Option<ProcessorKind>,
+    /// Cache state: warm, cold, direct or all (--tree: warm, cold or all)
     #[arg(long, value_name = "STATE", default_value = "warm", value_parser = ["warm", "cold", "direct", "all"])]
     cache: String,
     /// Timed runs per backend and cache state
@@ -56,11 +75,58 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
     }
-    let caches = match a.cache.as_str() {
-        "all" => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
-        s => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
+    let files = a.tree_files.unwrap_or(DEFAULT_TREE_FILES);
+    if files == 0 {
+        anyhow::bail!("--files must be at least 1");
+    }
+    if let Some(dir) = &a.make_tree {
+        if dir.exists() {
+            anyhow::bail!(
+                "{}: exists already; --make-tree makes a new directory",
+                dir.display()
+            );
+        }
+        let made = bench::make_tree(dir, files, TREE_SEED, super::interrupt_handle().as_ref());
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let made = match made {
+            Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
+            other => other?,
+        };
+        println!(
+            "{}: {} files, {} bytes",
+            dir.display(),
+            made.files,
+            made.bytes
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source = if a.tree.is_some() {
+        BenchSource::Tree
+    } else {
+        a.source
     };
-    let known = a.source.methods();
+    let tree_dir = a.tree.flatten();
+    if a.tree_files.is_some() && (source != BenchSource::Tree || tree_dir.is_some()) {
+        anyhow::bail!(
+            "--files sizes a generated tree: give it with --tree and no DIR, or --make-tree"
+        );
+    }
+    if source == BenchSource::Tree && !a.files.is_empty() {
+        anyhow::bail!("--tree reads the tree below DIR; give no FILE");
+    }
+    let caches = match (a.cache.as_str(), source) {
+        ("all", BenchSource::Tree) => vec![CacheMode::Warm, CacheMode::Cold],
+        ("all", _) => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
+        (s, _) => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
+    };
+    let processor = a.processor.unwrap_or(if source == BenchSource::Tree {
+        ProcessorKind::Xxh3
+    } else {
+        ProcessorKind::Null
+    });
+    let known = source.methods();
     let methods = if a.backends.is_empty() {
         known.iter().map(|s| s.to_string()).collect()
     } else {
@@ -71,20 +137,20 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("unknown backend '{m}' (expected {})", known.join(", "));
         }
     }
-    if a.source != BenchSource::File && !a.files.is_empty() {
+    if !matches!(source, BenchSource::File | BenchSource::Tree) && !a.files.is_empty() {
         anyhow::bail!(
             "--source {} generates its data; give no FILE",
-            a.source.name()
+            source.name()
         );
     }
     // Check the read options before any I/O.
     read.options()?;
     let config = BenchConfig {
-        source: a.source,
+        source,
         files: a.files,
         size: a.size,
         methods,
-        processor: a.processor,
+        processor,
         caches,
         runs: a.runs,
         chunk_size: read
@@ -93,6 +159,12 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
         depth: read.depth,
         threads: read.threads,
         cancel: super::interrupt_handle(),
+        tree: TreeConfig {
+            dir: tree_dir,
+            files,
+            seed: TREE_SEED,
+            pool_threads: a.pool_threads,
+        },
     };
     let report = match bench::run(&config, &mut std::io::stderr()) {
         Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
