@@ -1051,7 +1051,8 @@ where
     drop(to_caller);
     let mut outcome: Result<()> = Ok(());
     let mut panic = None;
-    let mut caller = |queues: &mut Vec<std::sync::mpsc::SyncSender<(usize, PathBuf, (Pr, C))>>| {
+    type Queues<Pr, C> = Vec<std::sync::mpsc::SyncSender<(usize, PathBuf, (Pr, C))>>;
+    let mut caller = |queues: &mut Queues<Pr, C>| {
         let mut waiting: std::collections::BTreeMap<usize, (PathBuf, Outcome<Pr, C>)> =
             Default::default();
         let mut held: Option<(usize, PathBuf, (Pr, C))> = None;
