@@ -1316,8 +1316,8 @@ fn count_lists_like_wc_files0_from() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Few descriptors: bugs in the engine and reader (src/engine/many.rs, src/reader/mod.rs), ignored
-// until fixed there.
+// Few descriptors: opens wait for a descriptor another run holds; lanes whose ring finds no
+// descriptor read with pread(2).
 // ---------------------------------------------------------------------------------------------
 
 fn small_files(r: &Path, n: usize) {
@@ -1335,9 +1335,6 @@ fn small_files(r: &Path, n: usize) {
 /// descriptors, each lane's opens wait for a descriptor. With 7, ringread --threads 2 has exactly
 /// one left for files (0-2, the interrupt eventfd, one ring per lane).
 #[test]
-#[ignore = "engine bug (src/engine/many.rs): with several lanes, a lane whose opens all fail with \
-            EMFILE while another lane holds the free descriptors has nothing in flight and fails \
-            its files with EMFILE instead of waiting"]
 fn emfile_never_reaches_the_user_with_several_lanes_and_few_descriptors() {
     let root = tempdir();
     let r = root.path();
@@ -1367,9 +1364,6 @@ fn emfile_never_reaches_the_user_with_several_lanes_and_few_descriptors() {
 /// descriptor, the lanes' ring may find none left: they must then read another way (pread(2), as a
 /// single file does), not fail each file with "io_uring is unavailable".
 #[test]
-#[ignore = "reader bug (src/reader/mod.rs, Reader::lane): io_uring_setup failing with EMFILE for a \
-            lane after uring_status() said yes is returned as Error::UringUnavailable for every \
-            deferred file (no name, exit 1) instead of falling back to pread(2)"]
 fn files_for_the_lanes_are_read_when_the_lanes_ring_finds_no_descriptor() {
     let root = tempdir();
     let r = root.path();

@@ -38,6 +38,10 @@ use crate::error::{Error, Result};
 use crate::processor::{Combine, Prepare};
 use crate::ring::{FileRef, PathQueue, ReadReq, Statx};
 
+/// How long (in milliseconds) an open refused for want of a descriptor waits for one, where other
+/// threads may be about to close theirs, before the refusal is the file's error.
+pub(crate) const DESCRIPTOR_WAIT_MS: u32 = 2000;
+
 /// What became of one input.
 pub(crate) enum Outcome<Pr, C> {
     /// Read here: the bytes delivered, or the error that stopped it.
@@ -226,6 +230,8 @@ where
     let mut exhausted = false;
     // Opens refused for want of descriptors (EMFILE, ENFILE): tried again once one is closed.
     let mut starved: Vec<usize> = Vec::new();
+    // Milliseconds waited, with nothing in flight, for a descriptor to come free.
+    let mut starved_waits = 0;
     loop {
         if let Some(c) = s.cancel {
             if c.is_cancelled() {
@@ -322,6 +328,23 @@ where
                     "many files: nothing in flight and nothing finished (a bug)",
                 )));
             }
+            // Other runs (on other threads) may hold the descriptors: wait a little for them
+            // to close one, then try again; give up only after a while.
+            if starved_waits < DESCRIPTOR_WAIT_MS {
+                starved_waits += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                let j = starved.pop().expect("a starved open");
+                let slot = fly.slots[j].as_mut().expect("starved slot");
+                slot.pending += 1;
+                // SAFETY: as for the first open of this slot.
+                unsafe {
+                    fly.ring
+                        .push_openat(&slot.cpath, None, false, tag(j, OP_OPEN))
+                }
+                .map_err(ring_error)?;
+                fly.ops += 1;
+                continue;
+            }
             for i in std::mem::take(&mut starved) {
                 let slot = fly.slots[i].as_mut().expect("starved slot");
                 slot.error.get_or_insert(Error::Open {
@@ -352,6 +375,7 @@ where
                         finish(&mut fly, i, &mut free, &mut done, head);
                     }
                     fd => {
+                        starved_waits = 0;
                         slot.file = Some(FileRef::Fd(fd));
                         // Files the engine must not read with io_uring (FUSE, see the Reader) go
                         // back to the caller. Only anonymous devices (major 0: FUSE, tmpfs,

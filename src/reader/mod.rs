@@ -19,7 +19,7 @@ use crate::buf::Arena;
 use crate::cancel::Cancel;
 use crate::chunks::Chunks;
 use crate::engine::lanes::{run_lane, run_lanes, LaneSpec, Run};
-use crate::engine::many::{self, Feed, Next, Outcome, Settings};
+use crate::engine::many::{self, Feed, Next, Outcome, Settings, DESCRIPTOR_WAIT_MS};
 use crate::engine::workers::Workers;
 use crate::engine::{PreadQueue, Source};
 use crate::error::{Error, Result};
@@ -780,7 +780,7 @@ impl Reader {
             Engine::Pread => (Engine::Pread, self.lanes_for(src)),
             _ => (Engine::Sync, 1),
         };
-        let with_ring = engine == Engine::Uring;
+        let (mut engine, mut with_ring) = (engine, engine == Engine::Uring);
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         let Kept {
             lanes: pool,
@@ -790,7 +790,23 @@ impl Reader {
             pool.resize_with(self.max_lanes, || None);
         }
         for t in 0..lanes {
-            self.lane(pool, t, with_ring)?;
+            match self.lane(pool, t, with_ring) {
+                Ok(_) => {}
+                // A lane's ring could not be set up although io_uring is there (no descriptor or
+                // memory left for it, say): under `auto`, the lanes read with pread(2) instead, as
+                // where io_uring is refused, and say why.
+                Err(Error::UringUnavailable { reason })
+                    if with_ring && self.opts.backend == Backend::Auto =>
+                {
+                    notices.push(Notice::UringUnavailable { reason });
+                    (engine, with_ring) = (Engine::Pread, false);
+                    for t in 0..lanes {
+                        self.lane(pool, t, false)?;
+                    }
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let depths: Vec<usize> = (0..lanes)
             .map(|t| match engine {
@@ -909,6 +925,24 @@ impl<Pr, C> Feed<Pr, C> for ChannelFeed<Pr, C> {
     }
 }
 
+/// Opens `path`; where the process has no descriptor left (`EMFILE`, `ENFILE`), waits for one
+/// (another thread of the pool closes its file soon) for up to two seconds before saying so.
+fn open_waiting(path: &Path) -> Result<File> {
+    let mut waited = 0;
+    loop {
+        match open_read(path) {
+            Err(Error::Open { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && waited < DESCRIPTOR_WAIT_MS =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                waited += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// One thread of `read_many`'s pool (without io_uring): reads the inputs of `feed` one after
 /// another, each by the same rules as every path (one lane of depth one on `pread(2)`, as the
 /// synchronous path reads), into `arena`'s one buffer. What is not a regular file, or is larger
@@ -953,7 +987,7 @@ where
             release(i, path, Outcome::Deferred(pr, c))?;
             continue;
         }
-        let result = open_read(&path).and_then(|file| {
+        let result = open_waiting(&path).and_then(|file| {
             let src = Source {
                 path: &path,
                 fd: file.as_raw_fd(),
