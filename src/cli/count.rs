@@ -116,7 +116,7 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
     if ctx.can_read_many(&files) {
         ctx.many(
             &files,
-            || (NewlinePrepare, LineCount::default()),
+            |_| (NewlinePrepare, LineCount::default()),
             |name, r| write(name, r),
         );
     } else {

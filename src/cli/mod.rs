@@ -316,12 +316,12 @@ impl Ctx {
         self.net.is_none() && names.len() > 1 && names.iter().all(|n| n.as_os_str() != "-")
     }
 
-    /// Reads `names` many at a time, each into a processor `make` gives, and hands each to `done`
+    /// Reads `names` many at a time, each into a processor `make(index)` gives, and hands each to `done`
     /// in order with what was read (reported under -v like every read).
     pub(crate) fn many<Pr, C>(
         &self,
         names: &[PathBuf],
-        mut make: impl FnMut() -> (Pr, C),
+        mut make: impl FnMut(usize) -> (Pr, C),
         mut done: impl FnMut(&Path, Result<C, (ringread::Error, C)>),
     ) where
         Pr: ringread::processor::Prepare + Send,
@@ -329,7 +329,7 @@ impl Ctx {
     {
         let r = self.reader.read_many_split(
             names,
-            |_, _| make(),
+            |i, _| make(i),
             |f: ringread::Finished<C>| match f.result {
                 Ok(summary) => {
                     self.report(&f.path, &summary);

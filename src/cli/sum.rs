@@ -80,13 +80,13 @@ pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if algo == Algorithm::Blake3 {
-            ctx.many(&names, blake3_parallel, |n, r| {
+            ctx.many(&names, |_| blake3_parallel(), |n, r| {
                 keep(n, r.map(|mut s| s.hex()).map_err(|(e, _)| e))
             });
         } else {
             ctx.many(
                 &names,
-                || (Whole, Checksum::new(algo)),
+                |_| (Whole, Checksum::new(algo)),
                 |n, r| keep(n, r.map(|s| s.hex()).map_err(|(e, _)| e)),
             );
         }
