@@ -653,3 +653,92 @@ fn a_fifo_among_many_files_is_read_in_its_turn() {
         assert_eq!(seen, paths.len(), "{name}");
     }
 }
+
+/// Files the caller opened: each read from its current position to its end, closed after, in
+/// input order, on the ring, on the thread pool and one by one; a directory opened among them says
+/// so for itself only.
+/// Keeps every byte, and where the first chunk started (chunk offsets are file offsets).
+#[derive(Default)]
+struct Positioned(Option<u64>, Vec<u8>);
+
+impl ringread::Processor for Positioned {
+    fn process(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
+        let start = *self.0.get_or_insert(c.offset());
+        assert_eq!(
+            c.offset(),
+            start + self.1.len() as u64,
+            "chunks out of order"
+        );
+        self.1.extend_from_slice(c);
+        Ok(true)
+    }
+}
+
+#[test]
+fn open_files_are_read_from_their_position_and_closed() {
+    use std::io::{Seek, SeekFrom};
+    let _g = common::exclusive();
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let chunk = 16 * 1024;
+    let paths = inputs(dir.path(), chunk);
+    for backend in [Backend::Auto, Backend::Pread, Backend::Sync] {
+        let opts = ReadOptions::builder()
+            .chunk_size(chunk)
+            .backend(backend)
+            .build()
+            .unwrap();
+        let reader = Reader::new(opts);
+        // Set up the reader first (its rings, its lanes' rings), so that its own descriptors are
+        // not counted as leaked.
+        reader
+            .read_many(&paths, |_, _| Positioned::default(), |_| {})
+            .unwrap();
+        let before = common::open_fds();
+        let mut want = Vec::new();
+        let mut files = Vec::new();
+        for (i, p) in paths.iter().enumerate() {
+            let Ok(mut f) = std::fs::File::open(p) else {
+                continue;
+            };
+            let data = std::fs::read(p).ok();
+            // Every third file is read from part way in.
+            let from = match &data {
+                Some(d) if i % 3 == 1 => d.len() / 3,
+                _ => 0,
+            };
+            f.seek(SeekFrom::Start(from as u64)).unwrap();
+            want.push(data.map(|d| (from as u64, d[from..].to_vec())));
+            files.push((f, p.clone()));
+        }
+        let mut seen = 0;
+        reader
+            .read_many_files(
+                files,
+                |_, _| Positioned::default(),
+                |f: Finished<Positioned>| {
+                    assert_eq!(f.index, seen, "{backend:?}: out of input order");
+                    seen += 1;
+                    match &want[f.index] {
+                        Some((from, w)) => {
+                            let s = f.result.unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+                            assert_eq!(s.bytes, w.len() as u64, "{backend:?} {:?}", f.path);
+                            assert!(f.processor.1 == *w, "{backend:?}: {:?} differs", f.path);
+                            if !w.is_empty() {
+                                assert_eq!(f.processor.0, Some(*from), "{backend:?} {:?}", f.path);
+                            }
+                        }
+                        None => assert!(f.result.is_err(), "{backend:?}: {:?}", f.path),
+                    }
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, want.len());
+        assert_eq!(
+            common::open_fds(),
+            before,
+            "{backend:?}: descriptors left open"
+        );
+    }
+}

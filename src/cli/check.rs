@@ -227,10 +227,7 @@ pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let items = parse(reader, algo);
-        let good_lines = items
-            .iter()
-            .filter(|i| matches!(i, Item::Entry(_)))
-            .count();
+        let good_lines = items.iter().filter(|i| matches!(i, Item::Entry(_))).count();
         let mut said = Said {
             a,
             shown: &shown,

@@ -80,9 +80,11 @@ pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if algo == Algorithm::Blake3 {
-            ctx.many(&names, |_| blake3_parallel(), |n, r| {
-                keep(n, r.map(|mut s| s.hex()).map_err(|(e, _)| e))
-            });
+            ctx.many(
+                &names,
+                |_| blake3_parallel(),
+                |n, r| keep(n, r.map(|mut s| s.hex()).map_err(|(e, _)| e)),
+            );
         } else {
             ctx.many(
                 &names,

@@ -26,10 +26,11 @@
 
 use std::collections::VecDeque;
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::buf::{Arena, Chunk};
 use crate::cancel::Cancel;
@@ -42,18 +43,45 @@ use crate::ring::{FileRef, PathQueue, ReadReq, Statx};
 /// threads may be about to close theirs, before the refusal is the file's error.
 pub(crate) const DESCRIPTOR_WAIT_MS: u32 = 2000;
 
+/// One input: a path to open, or a file the caller opened (read from its current position; this
+/// run closes it), with the name its errors carry.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// Opened here.
+    Path(PathBuf),
+    /// Opened already.
+    Open(File, PathBuf),
+}
+
+impl Input {
+    /// The name errors and results carry.
+    pub(crate) fn name(&self) -> &Path {
+        match self {
+            Input::Path(p) | Input::Open(_, p) => p,
+        }
+    }
+
+    /// The name, given up.
+    pub(crate) fn into_name(self) -> PathBuf {
+        match self {
+            Input::Path(p) | Input::Open(_, p) => p,
+        }
+    }
+}
+
 /// What became of one input.
 pub(crate) enum Outcome<Pr, C> {
     /// Read here: the bytes delivered, or the error that stopped it.
     Read(Result<u64>, C),
-    /// Not for the slots (large, or not a regular file): the caller reads it.
-    Deferred(Pr, C),
+    /// Not for the slots (large, or not a regular file): the caller reads it (its file too, for an
+    /// input opened by the caller).
+    Deferred(Option<File>, Pr, C),
 }
 
 /// The next input of a run.
 pub(crate) enum Next<Pr, C> {
     /// Input `index` (its place among all inputs), and the processor made for it.
-    Item(usize, PathBuf, (Pr, C)),
+    Item(usize, Input, (Pr, C)),
     /// None yet; more may come.
     NotNow,
     /// No more.
@@ -253,8 +281,8 @@ where
             // Wait for an input only when nothing else can happen: nothing in the kernel, nothing to
             // hand back.
             let idle = fly.ops == 0 && done.is_empty();
-            let (global, path, work) = match feed.next(idle) {
-                Next::Item(g, path, work) => (g, path, work),
+            let (global, input, work) = match feed.next(idle) {
+                Next::Item(g, input, work) => (g, input, work),
                 Next::NotNow => break,
                 Next::End => {
                     exhausted = true;
@@ -262,6 +290,25 @@ where
                 }
             };
             done.push_back(None);
+            let path = match input {
+                Input::Path(path) => path,
+                Input::Open(file, path) => {
+                    let slot = opened(s, next, global, file, path, work);
+                    match slot {
+                        Ok(slot) => {
+                            free.pop();
+                            fly.slots[i] = Some(slot);
+                            next += 1;
+                            read_next(&mut fly, s, arena, i, 0, false)?;
+                        }
+                        Err((path, outcome)) => {
+                            done[next - head] = Some((global, path, outcome));
+                            next += 1;
+                        }
+                    }
+                    continue;
+                }
+            };
             let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
                 let e = Error::Open {
                     path: path.clone(),
@@ -429,6 +476,68 @@ where
     }
 }
 
+/// A slot for a file the caller opened, ready for its reads from its current position; or, for
+/// one the slots should not take (not a regular file, large, on FUSE) or cannot look at, its
+/// outcome.
+#[allow(clippy::type_complexity)]
+fn opened<Pr, C>(
+    s: &Settings<'_>,
+    index: usize,
+    global: usize,
+    file: File,
+    path: PathBuf,
+    (pr, c): (Pr, C),
+) -> std::result::Result<Slot<Pr, C>, (PathBuf, Outcome<Pr, C>)> {
+    let fd = file.as_raw_fd();
+    // SAFETY: all-zero is a valid stat record, which fstat fills.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor `file` owns, into a record of ours.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        let e = Error::Open {
+            path: path.clone(),
+            source: io::Error::last_os_error(),
+        };
+        return Err((path, Outcome::Read(Err(e), c)));
+    }
+    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+    let size = st.st_size.max(0) as u64;
+    if !regular || size > s.large || (libc::major(st.st_dev) == 0 && (s.read_elsewhere)(fd)) {
+        return Err((path, Outcome::Deferred(Some(file), pr, c)));
+    }
+    // SAFETY: lseek on a descriptor `file` owns.
+    let start = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64;
+    // SAFETY: all-zero is a valid statx record; only its size is looked at from here on.
+    let mut statx: Box<Statx> = Box::new(unsafe { std::mem::zeroed() });
+    statx.stx_size = size;
+    Ok(Slot {
+        index,
+        global,
+        cpath: CString::default(),
+        path,
+        statx,
+        phase: Phase::Read,
+        // From here on this run owns the descriptor, and closes it.
+        file: Some(FileRef::Fd(file.into_raw_fd())),
+        direct: false,
+        pending: 0,
+        open_res: None,
+        read_res: None,
+        probe: None,
+        rules: Chunks::new(start, s.chunk, s.max_bytes, size, true, None),
+        piece: Piece {
+            k: 0,
+            offset: 0,
+            want: 0,
+            filled: 0,
+        },
+        bytes: 0,
+        began: false,
+        error: None,
+        defer: false,
+        work: Some((pr, c)),
+    })
+}
+
 fn tag(slot: usize, op: u64) -> u64 {
     (slot as u64) << OP_BITS | op
 }
@@ -474,7 +583,7 @@ fn on_stat<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
     if !regular || slot.statx.stx_size > s.large {
         let slot = fly.slots[i].take().expect("slot");
         let (pr, c) = slot.work.expect("work");
-        done[slot.index - head] = Some((slot.global, slot.path, Outcome::Deferred(pr, c)));
+        done[slot.index - head] = Some((slot.global, slot.path, Outcome::Deferred(None, pr, c)));
         free.push(i);
         return Ok(());
     }
@@ -708,7 +817,7 @@ fn finish<Q: PathQueue, Pr, C>(
     let (pr, c) = slot.work.expect("work");
     let outcome = match slot.error {
         Some(e) => Outcome::Read(Err(e), c),
-        None if slot.defer => Outcome::Deferred(pr, c),
+        None if slot.defer => Outcome::Deferred(None, pr, c),
         None => Outcome::Read(Ok(slot.bytes), c),
     };
     done[slot.index - head] = Some((slot.global, slot.path, outcome));

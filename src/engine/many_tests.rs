@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 
-use super::{run, Feed, Next, Outcome, Settings};
+use super::{run, Feed, Input, Next, Outcome, Settings};
 use crate::buf::{Arena, Chunk};
 use crate::error::Error;
 use crate::processor::{Processor, Whole};
@@ -262,7 +262,11 @@ impl Feed<Whole, Collect> for List {
         }
         self.next += 1;
         let i = self.next - 1;
-        Next::Item(i, PathBuf::from(i.to_string()), (Whole, Collect::default()))
+        Next::Item(
+            i,
+            Input::Path(PathBuf::from(i.to_string())),
+            (Whole, Collect::default()),
+        )
     }
 }
 
@@ -335,7 +339,7 @@ proptest! {
             let f = &files[i];
             let limit = max_bytes.map_or(usize::MAX, |m| m as usize);
             match out {
-                Outcome::Deferred(_, _) => {
+                Outcome::Deferred(_, _, _) => {
                     prop_assert!(f.fifo || f.hint > 250, "file {} deferred", i);
                 }
                 Outcome::Read(Ok(bytes), c) => {

@@ -19,7 +19,7 @@ use crate::buf::Arena;
 use crate::cancel::Cancel;
 use crate::chunks::Chunks;
 use crate::engine::lanes::{run_lane, run_lanes, LaneSpec, Run};
-use crate::engine::many::{self, Feed, Next, Outcome, Settings, DESCRIPTOR_WAIT_MS};
+use crate::engine::many::{self, Feed, Input, Next, Outcome, Settings, DESCRIPTOR_WAIT_MS};
 use crate::engine::workers::Workers;
 use crate::engine::{PreadQueue, Source};
 use crate::error::{Error, Result};
@@ -260,7 +260,7 @@ impl Reader {
     }
 
     /// [`Reader::read_many`] with processors in two halves (see [`Reader::read_path_split`]).
-    pub fn read_many_split<I, M, Pr, C, D>(&self, paths: I, mut make: M, mut done: D) -> Result<()>
+    pub fn read_many_split<I, M, Pr, C, D>(&self, paths: I, make: M, done: D) -> Result<()>
     where
         I: IntoIterator,
         I::Item: Into<PathBuf>,
@@ -269,7 +269,66 @@ impl Reader {
         C: Combine<Pr::Part> + Send,
         D: FnMut(Finished<C>),
     {
-        let mut paths = paths.into_iter().map(Into::into);
+        let mut inputs = paths.into_iter().map(|p| Input::Path(p.into()));
+        self.many_inputs(&mut inputs, make, done)
+    }
+
+    /// [`Reader::read_many`] for files already open, each with the name its errors and result
+    /// carry: each is read from its current position to its end, as [`Reader::read_file`] reads
+    /// it, and closed when done (this call owns them). Many are in flight at once as for paths,
+    /// and results come in input order.
+    ///
+    /// ```
+    /// use std::fs::File;
+    /// use ringread::{processor::LineCount, ReadOptions, Reader};
+    /// let reader = Reader::new(ReadOptions::default());
+    /// let files = ["Cargo.toml", "README.md"].map(|n| (File::open(n).unwrap(), n.into()));
+    /// let mut lines = 0;
+    /// reader.read_many_files(files, |_, _| LineCount::default(), |f| {
+    ///     lines += f.processor.lines;
+    ///     assert!(f.result.is_ok());
+    /// })?;
+    /// assert!(lines > 0);
+    /// # Ok::<(), ringread::Error>(())
+    /// ```
+    pub fn read_many_files<I, M, P, D>(&self, files: I, mut make: M, done: D) -> Result<()>
+    where
+        I: IntoIterator<Item = (File, PathBuf)>,
+        M: FnMut(usize, &Path) -> P,
+        P: Processor + Send,
+        D: FnMut(Finished<P>),
+    {
+        self.read_many_files_split(files, |i, p| (Whole, make(i, p)), done)
+    }
+
+    /// [`Reader::read_many_files`] with processors in two halves (see
+    /// [`Reader::read_path_split`]).
+    pub fn read_many_files_split<I, M, Pr, C, D>(&self, files: I, make: M, done: D) -> Result<()>
+    where
+        I: IntoIterator<Item = (File, PathBuf)>,
+        M: FnMut(usize, &Path) -> (Pr, C),
+        Pr: Prepare + Send,
+        C: Combine<Pr::Part> + Send,
+        D: FnMut(Finished<C>),
+    {
+        let mut inputs = files.into_iter().map(|(f, name)| Input::Open(f, name));
+        self.many_inputs(&mut inputs, make, done)
+    }
+
+    /// `read_many` of paths or open files.
+    fn many_inputs<M, Pr, C, D>(
+        &self,
+        paths: &mut dyn Iterator<Item = Input>,
+        mut make: M,
+        mut done: D,
+    ) -> Result<()>
+    where
+        M: FnMut(usize, &Path) -> (Pr, C),
+        Pr: Prepare + Send,
+        C: Combine<Pr::Part> + Send,
+        D: FnMut(Finished<C>),
+    {
+        let mut paths = paths;
         let uring = matches!(self.opts.backend, Backend::Auto | Backend::Uring)
             && !self.opts.direct
             && self.uring_status().is_ok();
@@ -277,7 +336,7 @@ impl Reader {
         let pool = !self.opts.direct
             && (self.opts.backend == Backend::Pread || self.opts.backend == Backend::Auto);
         if !uring && !pool {
-            return self.many_one_by_one(&mut paths, &mut make, &mut done);
+            return self.many_one_by_one(paths, &mut make, &mut done);
         }
         let mut kept = self.many.lock().unwrap_or_else(|e| e.into_inner());
         // One ring per thread, each with its share of the files in flight.
@@ -354,7 +413,10 @@ impl Reader {
                     });
                     (result, c)
                 }
-                Outcome::Deferred(pr, mut c) => (self.read_path_split(&path, &pr, &mut c), c),
+                Outcome::Deferred(None, pr, mut c) => (self.read_path_split(&path, &pr, &mut c), c),
+                Outcome::Deferred(Some(file), pr, mut c) => {
+                    (self.read_file_split(&file, &path, &pr, &mut c), c)
+                }
             };
             if let Err(Error::Interrupted { path }) = result {
                 return Err(Error::Interrupted { path });
@@ -442,7 +504,7 @@ impl Reader {
     /// `read_many` one file after another, each as [`Reader::read_path_split`] reads it.
     fn many_one_by_one<M, Pr, C, D>(
         &self,
-        paths: &mut dyn Iterator<Item = PathBuf>,
+        inputs: &mut dyn Iterator<Item = Input>,
         make: &mut M,
         done: &mut D,
     ) -> Result<()>
@@ -452,14 +514,19 @@ impl Reader {
         C: Combine<Pr::Part> + Send,
         D: FnMut(Finished<C>),
     {
-        for (index, path) in paths.enumerate() {
+        for (index, input) in inputs.enumerate() {
             if let Some(c) = &self.cancel {
                 if c.is_cancelled() {
-                    return Err(Error::Interrupted { path });
+                    return Err(Error::Interrupted {
+                        path: input.into_name(),
+                    });
                 }
             }
-            let (pr, mut c) = make(index, &path);
-            let result = self.read_path_split(&path, &pr, &mut c);
+            let (pr, mut c) = make(index, input.name());
+            let (result, path) = match input {
+                Input::Path(path) => (self.read_path_split(&path, &pr, &mut c), path),
+                Input::Open(file, path) => (self.read_file_split(&file, &path, &pr, &mut c), path),
+            };
             if let Err(Error::Interrupted { .. }) = result {
                 return result.map(drop);
             }
@@ -886,7 +953,7 @@ fn files_in_flight() -> usize {
 
 /// The inputs of a run on the calling thread: a list, each processor made as its input is taken.
 struct ListFeed<'a, M> {
-    paths: &'a mut dyn Iterator<Item = PathBuf>,
+    paths: &'a mut dyn Iterator<Item = Input>,
     make: &'a mut M,
     next: usize,
 }
@@ -894,10 +961,10 @@ struct ListFeed<'a, M> {
 impl<Pr, C, M: FnMut(usize, &Path) -> (Pr, C)> Feed<Pr, C> for ListFeed<'_, M> {
     fn next(&mut self, _wait: bool) -> Next<Pr, C> {
         match self.paths.next() {
-            Some(path) => {
-                let work = (self.make)(self.next, &path);
+            Some(input) => {
+                let work = (self.make)(self.next, input.name());
                 self.next += 1;
-                Next::Item(self.next - 1, path, work)
+                Next::Item(self.next - 1, input, work)
             }
             None => Next::End,
         }
@@ -906,7 +973,7 @@ impl<Pr, C, M: FnMut(usize, &Path) -> (Pr, C)> Feed<Pr, C> for ListFeed<'_, M> {
 
 /// The inputs of one of several runs: what the calling thread hands it through a channel.
 struct ChannelFeed<Pr, C> {
-    inputs: std::sync::mpsc::Receiver<(usize, PathBuf, (Pr, C))>,
+    inputs: std::sync::mpsc::Receiver<(usize, Input, (Pr, C))>,
 }
 
 impl<Pr, C> Feed<Pr, C> for ChannelFeed<Pr, C> {
@@ -966,13 +1033,21 @@ where
                 });
             }
         }
-        let (i, path, (pr, mut c)) = match feed.next(true) {
-            Next::Item(i, path, work) => (i, path, work),
+        let (i, input, (pr, mut c)) = match feed.next(true) {
+            Next::Item(i, input, work) => (i, input, work),
             Next::NotNow => continue,
             Next::End => return Ok(()),
         };
         // stat(2) before open(2): a FIFO's open would wait for a writer.
-        let meta = match std::fs::metadata(&path) {
+        let (opened, path) = match input {
+            Input::Path(path) => (None, path),
+            Input::Open(file, path) => (Some(file), path),
+        };
+        let meta = match &opened {
+            Some(file) => file.metadata(),
+            None => std::fs::metadata(&path),
+        };
+        let meta = match meta {
             Ok(m) => m,
             Err(source) => {
                 let e = Error::Open {
@@ -984,15 +1059,22 @@ where
             }
         };
         if !meta.file_type().is_file() || meta.len() > s.large {
-            release(i, path, Outcome::Deferred(pr, c))?;
+            release(i, path, Outcome::Deferred(opened, pr, c))?;
             continue;
         }
-        let result = open_waiting(&path).and_then(|file| {
+        let file = match opened {
+            Some(file) => Ok(file),
+            None => open_waiting(&path),
+        };
+        let result = file.and_then(|file| {
+            // A file the caller opened is read from its current position.
+            // SAFETY: lseek on a descriptor `file` owns.
+            let start = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_CUR) }.max(0) as u64;
             let src = Source {
                 path: &path,
                 fd: file.as_raw_fd(),
                 direct_fd: None,
-                rules: Chunks::new(0, s.chunk, s.max_bytes, meta.len(), true, None),
+                rules: Chunks::new(start, s.chunk, s.max_bytes, meta.len(), true, None),
             };
             c.begin().map_err(|source| Error::Process {
                 path: path.clone(),
@@ -1046,7 +1128,7 @@ fn many_parallel<'s, Pr, C, M>(
     workers: &mut Workers,
     runs: Vec<ManyRun<'s, Pr, C>>,
     queue: usize,
-    paths: &mut dyn Iterator<Item = PathBuf>,
+    paths: &mut dyn Iterator<Item = Input>,
     make: &mut M,
     release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
 ) -> Result<()>
@@ -1085,11 +1167,11 @@ where
     drop(to_caller);
     let mut outcome: Result<()> = Ok(());
     let mut panic = None;
-    type Queues<Pr, C> = Vec<std::sync::mpsc::SyncSender<(usize, PathBuf, (Pr, C))>>;
+    type Queues<Pr, C> = Vec<std::sync::mpsc::SyncSender<(usize, Input, (Pr, C))>>;
     let mut caller = |queues: &mut Queues<Pr, C>| {
         let mut waiting: std::collections::BTreeMap<usize, (PathBuf, Outcome<Pr, C>)> =
             Default::default();
-        let mut held: Option<(usize, PathBuf, (Pr, C))> = None;
+        let mut held: Option<(usize, Input, (Pr, C))> = None;
         let (mut fed, mut head, mut ended) = (0usize, 0usize, 0usize);
         let mut inputs_done = false;
         loop {
@@ -1098,9 +1180,9 @@ where
                 let item = match held.take() {
                     Some(item) => item,
                     None => match paths.next() {
-                        Some(path) => {
-                            let work = make(fed, &path);
-                            (fed, path, work)
+                        Some(input) => {
+                            let work = make(fed, input.name());
+                            (fed, input, work)
                         }
                         None => {
                             inputs_done = true;
