@@ -46,6 +46,11 @@ impl Buf {
     pub(super) fn ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
+
+    /// The buffer's length.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 impl Drop for Buf {
@@ -109,6 +114,24 @@ impl Pool {
     /// The length of a buffer for chunks of `chunk` bytes.
     pub(super) fn stride(chunk: usize) -> usize {
         chunk.div_ceil(ALIGN).max(1) * ALIGN
+    }
+
+    /// The length of the buffer a whole file of `size` bytes is read into (`size` > 0), or `None`
+    /// when even `size` rounded up to [`ALIGN`] is more than the budget. Lengths go by classes, so
+    /// that buffers given back fit other files: multiples of [`ALIGN`] up to 64 KiB, then eight
+    /// classes per doubling (at most an eighth more than the file), never past the budget.
+    pub(super) fn whole_len(&self, size: u64) -> Option<usize> {
+        let exact = usize::try_from(size)
+            .ok()?
+            .checked_next_multiple_of(ALIGN)?;
+        if exact > self.budget {
+            return None;
+        }
+        if exact <= 64 << 10 {
+            return Some(exact);
+        }
+        let step = 1usize << (usize::BITS - 1 - exact.leading_zeros() - 3);
+        Some(exact.next_multiple_of(step).min(self.budget))
     }
 
     /// The budget in bytes.
@@ -248,6 +271,29 @@ mod tests {
         assert_eq!(s.lent, 8192 + 16384);
         pool.give([big, c]);
         assert_eq!(pool.stats().lent, 0);
+    }
+
+    #[test]
+    fn whole_file_lengths_go_by_classes_within_the_budget() {
+        let pool = Pool::new(1 << 20);
+        assert_eq!(pool.whole_len(1), Some(4096));
+        assert_eq!(pool.whole_len(4096), Some(4096));
+        assert_eq!(pool.whole_len(4097), Some(8192));
+        assert_eq!(pool.whole_len(65536), Some(65536));
+        // Above 64 KiB: eight classes per doubling.
+        assert_eq!(pool.whole_len(65537), Some(65536 + 8192));
+        assert_eq!(pool.whole_len(600_000), Some(655_360));
+        for size in [65537u64, 100_000, 300_001, 700_000, 1 << 20] {
+            let len = pool.whole_len(size).unwrap();
+            assert!(
+                len as u64 >= size && len as u64 <= size + size / 8 + 4096,
+                "{size} {len}"
+            );
+        }
+        // Never past the budget: the class is cut to it, and a file above it has none.
+        assert_eq!(pool.whole_len((1 << 20) - 5), Some(1 << 20));
+        assert_eq!(pool.whole_len((1 << 20) + 1), None);
+        assert_eq!(pool.whole_len(u64::MAX), None);
     }
 
     #[test]
