@@ -251,6 +251,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             m.as_secs_f64() / base.as_secs_f64()
         );
     }
+    let st = driver.stats();
+    println!(
+        "driver: {} threads, buffers {:.1} MiB now, {:.1} MiB at the peak, budget {:.0} MiB",
+        driver.threads(),
+        st.buffer_bytes as f64 / (1 << 20) as f64,
+        st.peak_buffer_bytes as f64 / (1 << 20) as f64,
+        st.budget as f64 / (1 << 20) as f64
+    );
     if bad > 0 {
         eprintln!("read_many_async: {bad} files read wrong");
         std::process::exit(1);

@@ -214,15 +214,20 @@ impl Batch {
             };
             let held = self.held.load(Ordering::Acquire);
             let urgent = task.is_some() && held == 0;
-            let got = self
-                .pool
-                .take(len, held, urgent, task.unwrap_or(Waker::noop()));
+            // A kept buffer up to half as long again will do (lengths vary from file to file).
+            let got = self.pool.take_fit(
+                len,
+                len + len / 2,
+                held,
+                urgent,
+                task.unwrap_or(Waker::noop()),
+            );
             match got {
                 Ok(Some(buf)) => {
                     let Turn::Parked(mut op) = std::mem::replace(&mut e.turn, Turn::Passed) else {
                         unreachable!("matched above")
                     };
-                    self.held.fetch_add(len, Ordering::AcqRel);
+                    self.held.fetch_add(buf.len(), Ordering::AcqRel);
                     op.buf = Some(Lease {
                         buf: Some(buf),
                         batch: Arc::clone(self),
