@@ -622,8 +622,19 @@ impl ReadMany {
         let batch = Arc::clone(&self.batch);
         let mut st = batch.lock();
         let ready = pop_head(&mut st);
-        // Admit files while the window has room.
-        while self.next < self.paths.len() && st.entries.len() < self.width {
+        // Admit files while the window has room, once a quarter of it is free (or it is empty): a
+        // wake-up of a lane then carries several files, not one per file handed out.
+        let batch_of = (self.width / 4).max(1);
+        let room = self.width - st.entries.len().min(self.width);
+        let admit = if room >= batch_of || st.entries.is_empty() {
+            room
+        } else {
+            0
+        };
+        for _ in 0..admit {
+            if self.next == self.paths.len() {
+                break;
+            }
             let index = self.next;
             self.next += 1;
             match CString::new(self.paths[index].as_os_str().as_bytes()) {
