@@ -480,21 +480,38 @@ fn a_cancelled_driver_interrupts_whole_file_reads() {
     wait_idle(&driver);
 }
 
-/// procfs says 0 bytes for files that have some: such a file is read to its end (on a helper
-/// thread), not handed out empty; sysfs-like sizes (4096 for a few bytes) end at the real end.
+/// procfs says 0 bytes for files that have some: such a file is read to its end (within a page on
+/// the ring, past it on a helper thread), not handed out empty; sysfs-like sizes (4096 for a few
+/// bytes) end at the real end; an empty file on tmpfs is empty.
 #[test]
 fn procfs_files_are_read_to_their_end() {
     let _g = shared();
     let driver = Driver::new().unwrap();
     let rt = runtime();
     rt.block_on(async {
+        // Less than a page: read on the ring.
         let status = driver.read("/proc/self/status").await.unwrap();
         assert!(status.starts_with(b"Name:"), "{status:?}");
+        assert!(status.ends_with(b"\n"));
         let got = all(driver.read_many(["/proc/self/stat", "/proc/version"])).await;
         assert!(got.iter().all(|r| !r.as_ref().unwrap().is_empty()));
+        // More than a page: read to its end on a helper thread.
+        let smaps = driver.read("/proc/self/smaps").await.unwrap();
+        assert!(smaps.len() > 4096, "{}", smaps.len());
+        assert!(smaps.ends_with(b"\n"));
+        let want = fs::read("/proc/self/smaps").unwrap();
+        assert!(want.len() > 4096);
         let e = driver.read("/proc/self/nonexistent").await.unwrap_err();
         assert!(matches!(e, Error::Open { .. }), "{e}");
     });
+    if Path::new("/dev/shm").is_dir() {
+        let empty = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
+        let full = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
+        fs::write(full.path(), random_bytes(10_000, 3)).unwrap();
+        let got = rt.block_on(all(driver.read_many([empty.path(), full.path()])));
+        assert!(got[0].as_ref().unwrap().is_empty());
+        assert!(got[1].as_ref().unwrap()[..] == fs::read(full.path()).unwrap()[..]);
+    }
     if Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
         let p = "/sys/kernel/mm/transparent_hugepage/enabled";
         let got = rt.block_on(driver.read(p)).unwrap();

@@ -53,7 +53,8 @@ pub(super) enum Outcome {
     TooLarge(u64),
     /// The buffer could not be allocated.
     NoMemory(usize),
-    /// A regular file whose size `statx` cannot tell (procfs says 0): read it to its end elsewhere.
+    /// A regular file whose size `statx` cannot tell (procfs says 0) and that has more than a page:
+    /// read it to its end elsewhere.
     Fallback,
     /// The driver was cancelled.
     Interrupted,
@@ -137,13 +138,18 @@ impl Batch {
             drop(st);
             return; // the op drops here: nothing of it is in the kernel
         }
-        let i = op.index - st.head;
+        let head = st.head;
+        let Some(e) = entry(&mut st, head, op.index) else {
+            debug_assert!(false, "file {} sized outside the window", op.index);
+            op.dismiss();
+            return;
+        };
         if op.need == 0 {
-            st.entries[i].turn = Turn::Passed;
+            e.turn = Turn::Passed;
             out.push(op);
         } else {
             op.uncount();
-            st.entries[i].turn = Turn::Parked(op);
+            e.turn = Turn::Parked(op);
         }
         let waiting = matches!(self.turns(&mut st, None, out), Stop::Waiting { .. });
         let waker = if waiting || head_is_in(&st) {
@@ -170,7 +176,10 @@ impl Batch {
             return; // the outcome drops here: its buffer goes back to the pool
         }
         let head = st.head;
-        let e = &mut st.entries[index - head];
+        let Some(e) = entry(&mut st, head, index) else {
+            debug_assert!(false, "an outcome for file {index} outside the window");
+            return;
+        };
         e.outcome = Some(outcome);
         let mut waiting = false;
         if matches!(e.turn, Turn::Stat) {
@@ -383,9 +392,10 @@ impl Driver {
     /// - a file larger than the driver's whole budget (`ErrorKind::FileTooLarge`): stream it with
     ///   [`Driver::open`].
     ///
-    /// A regular file that says it is empty on a pseudo file system (procfs: its size is only found
-    /// by reading) is read with `read(2)` on a helper thread and copied; FUSE files with `read(2)`
-    /// on the driver's thread (see the reader's rule for them).
+    /// A regular file that says it is empty on a file system without a device (tmpfs, or procfs,
+    /// whose files say 0 and have bytes) is read into one page to see; one that fills the page is
+    /// read to its end with `read(2)` on a helper thread and copied. FUSE files are read with
+    /// `read(2)` on the driver's thread (see the reader's rule for them).
     ///
     /// The buffer waits for the budget when it is spent, as a stream's does: holding files' bytes
     /// worth the whole budget while awaiting the next read waits for ever. Dropping the future part
@@ -683,6 +693,11 @@ impl ReadMany {
         }
         ready
     }
+}
+
+/// The entry of input `index` (`head`: the first in the window), if it is in the window.
+fn entry(st: &mut BatchState, head: usize, index: usize) -> Option<&mut Entry> {
+    st.entries.get_mut(index.checked_sub(head)?)
 }
 
 /// Whether the head's outcome is in.

@@ -25,6 +25,10 @@ use crate::ring::Statx;
 /// The longest single read (a whole file is read in pieces of this many bytes into its buffer).
 const PIECE: usize = 1 << 30;
 
+/// How much of a file that says it is empty on a file system without a device (tmpfs, procfs,
+/// sysfs) is read to find out: procfs says 0 for files that have bytes.
+const PROBE: u64 = 4096;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Stat,
@@ -70,6 +74,8 @@ pub(super) struct WholeOp {
     rules: Chunks,
     piece: Piece,
     blocking: bool,
+    /// Its size said 0 where that may not be true: reading [`PROBE`] bytes tells.
+    probe: bool,
     /// Counted in the driver's `in_flight` (queued for a lane, or in its ring).
     counted: bool,
     /// Its outcome went to the batch.
@@ -103,6 +109,7 @@ impl WholeOp {
                 filled: 0,
             },
             blocking: false,
+            probe: false,
             counted: false,
             delivered: false,
         }
@@ -278,19 +285,19 @@ impl WholeOp {
             // A FIFO's open would wait for a writer, a device's may wait or never end.
             return self.deliver(Outcome::NotRegular(mode), out);
         }
-        if size == 0 && self.statx.stx_dev_major == 0 {
-            // procfs and sysfs say 0 for files that have bytes: only reading to the end tells.
-            return self.deliver(Outcome::Fallback, out);
-        }
-        if size > 0 {
-            match self.batch.pool.whole_len(size) {
+        // procfs says 0 for files that have bytes (tmpfs's empty files are empty): read a page to
+        // see. Files on a device say their size.
+        self.probe = size == 0 && self.statx.stx_dev_major == 0;
+        let limit = if self.probe { PROBE } else { size };
+        if limit > 0 {
+            match self.batch.pool.whole_len(limit) {
                 Some(len) => self.need = len,
                 None => return self.deliver(Outcome::TooLarge(size), out),
             }
         }
         // Reads stop at the size statx gave (a file that grew since is read to that size; one that
         // shrank, to its new end).
-        self.rules = Chunks::new(0, PIECE, Some(size), size, true, None);
+        self.rules = Chunks::new(0, PIECE, Some(limit), limit, true, None);
         self.phase = Phase::Open;
         let batch = Arc::clone(&self.batch);
         batch.sized(self, out);
@@ -298,10 +305,17 @@ impl WholeOp {
 
     /// The last read is in: the bytes go to the batch, the descriptor is closed next.
     fn finish_read(mut self, out: &mut Vec<WholeOp>) {
-        let len = (self.piece.offset + self.piece.filled as u64) as usize;
-        match self.buf.take() {
-            Some(lease) => self.deliver(Outcome::Bytes(lease, len), out),
-            None => self.deliver(Outcome::Empty, out),
+        let len = self.piece.offset + self.piece.filled as u64;
+        let lease = self.buf.take();
+        if self.probe && len == PROBE {
+            // A page full, and maybe more: read to the end elsewhere.
+            drop(lease);
+            self.deliver(Outcome::Fallback, out);
+        } else {
+            match lease {
+                Some(lease) if len > 0 => self.deliver(Outcome::Bytes(lease, len as usize), out),
+                _ => self.deliver(Outcome::Empty, out),
+            }
         }
         self.close(out);
     }
