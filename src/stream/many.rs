@@ -381,11 +381,13 @@ impl Driver {
     /// the last `Bytes` of it drops).
     ///
     /// `statx`, `openat`, the read and `close` run on a driver thread's io_uring, one after the other
-    /// (the task is woken once, with the bytes): no blocking system call on the calling thread, no
-    /// thread per call. The file is read up to the size `statx` gave (a file that grows meanwhile is
-    /// read to that size, one that shrinks to its new end), into a buffer of that size rounded up
-    /// (at most an eighth more). Refused, each with [`Error::Open`] naming the path and saying which
-    /// way to read it instead:
+    /// (the task is woken once, with the bytes, unless its buffer has to wait for the budget): no
+    /// blocking system call on the calling thread, no thread per call. The file is read up to the
+    /// size `statx` gave (a file that grows meanwhile is read to that size, one that shrinks to its
+    /// new end), into a buffer of that size rounded up to a size class (at most an eighth more; a
+    /// kept buffer up to half as long again is reused rather than a new one allocated). While it
+    /// runs, a `read` counts as one stream in the budget's shares. Refused, each with
+    /// [`Error::Open`] naming the path and saying which way to read it instead:
     ///
     /// - anything that is not a regular file (a FIFO's open would wait for a writer, a device may
     ///   never end): stream it with [`Driver::open_async`]; a directory is `EISDIR`;
