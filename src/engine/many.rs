@@ -479,7 +479,7 @@ where
 /// A slot for a file the caller opened, ready for its reads from its current position; or, for
 /// one the slots should not take (not a regular file, large, on FUSE) or cannot look at, its
 /// outcome.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::result_large_err)]
 fn opened<Pr, C>(
     s: &Settings<'_>,
     index: usize,

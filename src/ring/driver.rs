@@ -1,15 +1,17 @@
-//! The stream driver's ring ([`DriverRing`]): reads into buffers the driver's streams own, a read on
-//! the driver's own `eventfd` to wake it, a poll on a [`Cancel`](crate::Cancel) handle's `eventfd`,
-//! and cancellation of reads in flight. The driver (`crate::stream`) decides what to read; this is
-//! the only place its io_uring is touched.
+//! The stream driver's ring ([`DriverRing`]): reads into buffers the driver's streams own, the
+//! `STATX`, `OPENAT` and `CLOSE` of whole-file reads, a read on the driver's own `eventfd` to wake
+//! it, a poll on a [`Cancel`](crate::Cancel) handle's `eventfd`, and cancellation of operations in
+//! flight. The driver (`crate::stream`) decides what to do; this is the only place its io_uring is
+//! touched.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::{entered, setup, CANCEL_POLL_TAG, CANCEL_TAG, ENTERS, WAKE_TAG};
+use super::{entered, setup, Statx, CANCEL_POLL_TAG, CANCEL_TAG, ENTERS, WAKE_TAG};
 
 /// Submission queue entries of a driver ring.
 const RING_ENTRIES: u32 = 256;
@@ -21,7 +23,9 @@ pub(crate) enum DriverCqe {
     Wake,
     /// The cancel handle's `eventfd` became readable.
     Cancelled,
-    /// A read pushed with [`DriverRing::push_read`] completed with `res` (bytes, or `-errno`).
+    /// An operation pushed with [`DriverRing::push_read`], [`DriverRing::push_statx`],
+    /// [`DriverRing::push_openat`] or [`DriverRing::push_close`] completed with `res` (bytes, a
+    /// descriptor, 0, or `-errno`).
     Read {
         /// The read's `user_data`.
         user_data: u64,
@@ -74,6 +78,50 @@ impl DriverRing {
             .build()
             .user_data(user_data);
         // SAFETY: the caller's promise covers the buffer and the descriptor.
+        unsafe { self.push(&e) }
+    }
+
+    /// Queues `statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_SIZE)` (symbolic links followed) into
+    /// `out`; its completion carries `user_data` (below the tags, as for [`DriverRing::push_read`]).
+    /// The same request as the engine's `Ring::push_statx`. The kernel runs it in its io-wq workers.
+    ///
+    /// # Safety
+    /// `path` and `out` must stay allocated (and `out` neither read nor written by anyone else)
+    /// until this operation's completion has been returned by [`DriverRing::completions`] (or for
+    /// ever, if the ring fails: then the caller must leak them).
+    pub(crate) unsafe fn push_statx(&mut self, path: &CStr, out: *mut Statx, user_data: u64) {
+        debug_assert!(user_data < CANCEL_POLL_TAG);
+        let e = opcode::Statx::new(types::Fd(libc::AT_FDCWD), path.as_ptr(), out.cast())
+            .mask(libc::STATX_TYPE | libc::STATX_SIZE)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the caller's promise covers the path and the record.
+        unsafe { self.push(&e) }
+    }
+
+    /// Queues `openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY)`; the completion's result is
+    /// the new descriptor (the caller owns it) or `-errno`.
+    ///
+    /// # Safety
+    /// `path` must stay allocated until this operation's completion has been returned by
+    /// [`DriverRing::completions`] (or for ever, if the ring fails).
+    pub(crate) unsafe fn push_openat(&mut self, path: &CStr, user_data: u64) {
+        debug_assert!(user_data < CANCEL_POLL_TAG);
+        let e = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
+            .flags(libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the caller's promise covers the path.
+        unsafe { self.push(&e) }
+    }
+
+    /// Queues `close(fd)`: the caller gives the descriptor up.
+    pub(crate) fn push_close(&mut self, fd: RawFd, user_data: u64) {
+        debug_assert!(user_data < CANCEL_POLL_TAG);
+        let e = opcode::Close::new(types::Fd(fd))
+            .build()
+            .user_data(user_data);
+        // SAFETY: a close refers to no memory of ours.
         unsafe { self.push(&e) }
     }
 

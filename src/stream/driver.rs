@@ -1,11 +1,14 @@
 //! The driver: one thread per CPU, each with its own ring, performing the reads of every stream made
-//! from it; and the buffer pool its streams share.
+//! from it and the whole-file reads ([`WholeOp`]s) of `read`/`read_many`; and the buffer pool they
+//! share.
 //!
 //! Streams hand a lane requests through a queue and an `eventfd`; the lane pushes them to its ring
 //! ([`DriverRing`], in `crate::ring`: the only code here that touches io_uring), waits for
 //! completions, records each one in its stream's shared state and wakes the stream's task. A read in
 //! flight keeps its stream's buffers and file open (it holds `Arc`s to them), so nothing the kernel
-//! may still write into is freed before its completion has arrived.
+//! may still write into is freed before its completion has arrived. A whole-file read goes from
+//! operation to operation on the lane (each completion pushes the next), and is kept in the lane's
+//! slab, with its path, `statx` record and buffer, while an operation of it is in the kernel.
 //!
 //! Where io_uring is refused, the same thread serves the same requests with `pread(2)`/`read(2)`.
 
@@ -18,7 +21,9 @@ use std::thread::JoinHandle;
 use slab::Slab;
 
 use super::file::{Fds, Shared};
+use super::many::Batch;
 use super::pool::Pool;
+use super::whole::{perform, Io, WholeOp};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::reader::Notice;
@@ -54,8 +59,18 @@ unsafe impl Send for ReadOp {}
 
 pub(super) enum Request {
     Read(ReadOp),
+    /// A whole-file read to start (or to go on with, once its buffer was given by its task).
+    Whole(WholeOp),
     /// Cancel every read of this stream still in flight (the stream was dropped).
     Cancel(Arc<Shared>),
+    /// Cancel every operation of this batch's whole-file reads in flight (its consumer is gone).
+    CancelWhole(Arc<Batch>),
+}
+
+/// What a lane has in its ring, by `user_data`.
+enum LaneOp {
+    Read(ReadOp),
+    Whole(WholeOp),
 }
 
 /// What streams and the driver thread share.
@@ -74,7 +89,8 @@ pub(super) struct Channel {
 /// What every lane of a driver counts, together.
 #[derive(Default)]
 pub(super) struct Counters {
-    /// Reads in flight in the kernel (or queued for it).
+    /// Reads in flight in the kernel (or queued for it), and whole-file reads queued for a lane or
+    /// with an operation in its ring.
     pub in_flight: AtomicUsize,
     /// Streams whose buffers are still allocated (held by a stream, a chunk or a read in flight).
     pub live_buffers: AtomicUsize,
@@ -139,9 +155,37 @@ pub(super) struct DriverInner {
     notice: Option<Notice>,
     pub pool: Arc<Pool>,
     cancel: Arc<Mutex<Option<Cancel>>>,
+    /// The lane the next whole-file read goes to (they go round).
+    next_lane: AtomicUsize,
 }
 
 impl DriverInner {
+    /// Queues whole-file reads on their lanes: one lock and at most one wake-up per lane.
+    pub(super) fn start_whole(&self, ops: Vec<WholeOp>) {
+        let n = self.lanes.len();
+        let mut per_lane: Vec<Vec<Request>> = (0..n).map(|_| Vec::new()).collect();
+        for op in ops {
+            per_lane[op.lane % n].push(Request::Whole(op));
+        }
+        for (lane, reqs) in self.lanes.iter().zip(per_lane) {
+            if !reqs.is_empty() {
+                lane.send_all(reqs);
+            }
+        }
+    }
+
+    /// Cancels every operation of `batch` in flight, on every lane.
+    pub(super) fn cancel_whole(&self, batch: &Arc<Batch>) {
+        for l in &self.lanes {
+            l.send(Request::CancelWhole(Arc::clone(batch)));
+        }
+    }
+
+    /// The lane for the next whole-file read.
+    pub(super) fn next_lane(&self) -> usize {
+        self.next_lane.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Queues reads on their lanes: one lock and at most one wake-up per lane.
     pub(super) fn read(&self, ops: Vec<ReadOp>) {
         let n = self.lanes.len();
@@ -236,6 +280,7 @@ impl Driver {
             notice: None,
             pool,
             cancel,
+            next_lane: AtomicUsize::new(0),
         };
         for _ in 0..threads.max(1) {
             // On failure `inner` is dropped: the lanes already started are shut down and joined.
@@ -392,7 +437,9 @@ impl Drop for DriverInner {
 
 /// The io_uring driver loop.
 fn run_uring(mut ring: DriverRing, chan: &Channel) {
-    let mut ops: Slab<ReadOp> = Slab::new();
+    let mut ops: Slab<LaneOp> = Slab::new();
+    // Whole-file reads to go on with (kept across turns, so that a turn allocates nothing).
+    let mut next: Vec<WholeOp> = Vec::new();
     let mut cancelling_wake = false;
     // The cancel handle whose eventfd the ring polls (kept, so its descriptor stays open).
     let mut polled: Option<Cancel> = None;
@@ -437,15 +484,26 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                 }
                 Request::Read(op) => {
                     let (fd, buf, len, offset) = (op.fd, op.buf, op.len, op.offset);
-                    let idx = ops.insert(op);
+                    let idx = ops.insert(LaneOp::Read(op));
                     // SAFETY: the buffer and descriptor are kept alive, and the buffer is this read's
                     // alone, by the op stored in `ops` (see `ReadOp`) until its completion is reaped
                     // below; if the ring fails, the ops are leaked with their buffers.
                     unsafe { ring.push_read(fd, buf, len, offset, idx as u64) };
                 }
+                Request::Whole(op) if cancelled => op.interrupt(&mut next),
+                Request::Whole(op) => next.push(op),
                 Request::Cancel(shared) => {
                     for (idx, op) in ops.iter() {
-                        if Arc::ptr_eq(&op.shared, &shared) {
+                        if matches!(op, LaneOp::Read(r) if Arc::ptr_eq(&r.shared, &shared)) {
+                            chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                            ring.cancel(idx as u64);
+                        }
+                    }
+                }
+                Request::CancelWhole(batch) => {
+                    for (idx, op) in ops.iter() {
+                        if matches!(op, LaneOp::Whole(w) if Arc::ptr_eq(&w.batch, &batch) && w.cancellable())
+                        {
                             chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
                             ring.cancel(idx as u64);
                         }
@@ -453,6 +511,7 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                 }
             }
         }
+        push_whole(&mut ring, &mut ops, &mut next);
         if shutdown && ops.is_empty() {
             if !ring.wake_armed() && !ring.cancel_poll_armed() {
                 return;
@@ -473,11 +532,20 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
             // the buffer of its eventfd read) for the same reason, and serve what comes next with
             // pread(2).
             for op in ops.drain() {
-                std::mem::forget(Arc::clone(&op.shared));
-                op.shared.poison(op.slot);
-                complete(chan, op, -libc::EIO);
+                match op {
+                    LaneOp::Read(op) => {
+                        std::mem::forget(Arc::clone(&op.shared));
+                        op.shared.poison(op.slot);
+                        complete(chan, op, -libc::EIO);
+                    }
+                    LaneOp::Whole(op) => op.abandon(&mut next),
+                }
             }
             std::mem::forget(ring);
+            // Whole-file reads that went on (given buffers meanwhile) are served by pread.
+            for op in next.drain(..) {
+                run_whole_now(op);
+            }
             run_pread(chan);
             return;
         }
@@ -489,19 +557,75 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                     if chan.cancelled() {
                         // Every read in flight is cancelled (a pipe's might never complete), and
                         // streams waiting for a buffer are woken: their polls say `Interrupted`.
-                        for (idx, _) in ops.iter() {
+                        for (idx, op) in ops.iter() {
+                            if let LaneOp::Whole(w) = op {
+                                if !w.cancellable() {
+                                    continue;
+                                }
+                            }
                             chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
                             ring.cancel(idx as u64);
                         }
                         chan.pool.wake_all();
                     }
                 }
-                DriverCqe::Read { user_data, res } => {
-                    if let Some(op) = ops.try_remove(user_data as usize) {
-                        complete(chan, op, res);
-                    }
-                }
+                DriverCqe::Read { user_data, res } => match ops.try_remove(user_data as usize) {
+                    Some(LaneOp::Read(op)) => complete(chan, op, res),
+                    Some(LaneOp::Whole(op)) => op.complete(res, &mut next),
+                    None => {}
+                },
             }
+        }
+        // What the completions started goes into the ring before the next wait.
+        push_whole(&mut ring, &mut ops, &mut next);
+    }
+}
+
+/// Pushes the next operation of each whole-file read in `next` (those finished are dropped; FUSE
+/// files' reads are done here with the system call).
+fn push_whole(ring: &mut DriverRing, ops: &mut Slab<LaneOp>, next: &mut Vec<WholeOp>) {
+    while let Some(mut op) = next.pop() {
+        let idx = ops.vacant_key() as u64;
+        match op.io() {
+            None => continue, // finished: dropped
+            Some(io @ Io::Read { blocking: true, .. }) => {
+                let res = perform(io);
+                op.complete(res, next);
+                continue;
+            }
+            // SAFETY: the path and the record are the op's heap allocations, which do not move
+            // with it, and the op goes into `ops` below, where it stays until this operation's
+            // completion is reaped (or for ever, if the ring fails: see `WholeOp::abandon`).
+            Some(Io::Statx { path, out }) => unsafe { ring.push_statx(path, out, idx) },
+            // SAFETY: as for the statx: the path stays in `ops` with the op.
+            Some(Io::Open { path }) => unsafe { ring.push_openat(path, idx) },
+            Some(Io::Read {
+                fd,
+                buf,
+                len,
+                offset,
+                ..
+            }) => {
+                // SAFETY: `buf .. buf + len` lies in the op's buffer (its `Lease`), which is this
+                // read's alone and stays allocated with the op in `ops` until the read's completion
+                // is reaped; the descriptor is the op's, closed only after that.
+                unsafe { ring.push_read(fd, buf, len, offset, idx) }
+            }
+            Some(Io::Close { fd }) => ring.push_close(fd, idx),
+        }
+        let at = ops.insert(LaneOp::Whole(op));
+        debug_assert_eq!(at as u64, idx);
+    }
+}
+
+/// Takes a whole-file read (and those given buffers meanwhile) to its end with system calls on this
+/// thread.
+fn run_whole_now(op: WholeOp) {
+    let mut next = vec![op];
+    while let Some(mut op) = next.pop() {
+        if let Some(io) = op.io() {
+            let res = perform(io);
+            op.complete(res, &mut next);
         }
     }
 }
@@ -527,13 +651,22 @@ fn run_pread(chan: &Channel) {
         );
         let idle = reqs.is_empty();
         for req in reqs.drain(..) {
-            if let Request::Read(op) = req {
-                let res = if chan.cancelled() {
-                    -libc::ECANCELED
-                } else {
-                    read_now(&op, chan)
-                };
-                complete(chan, op, res);
+            match req {
+                Request::Read(op) => {
+                    let res = if chan.cancelled() {
+                        -libc::ECANCELED
+                    } else {
+                        read_now(&op, chan)
+                    };
+                    complete(chan, op, res);
+                }
+                Request::Whole(op) if chan.cancelled() => {
+                    let mut next = Vec::new();
+                    op.interrupt(&mut next);
+                    next.into_iter().for_each(run_whole_now);
+                }
+                Request::Whole(op) => run_whole_now(op),
+                Request::Cancel(_) | Request::CancelWhole(_) => {}
             }
         }
         if chan.shutdown.load(Ordering::Acquire) {

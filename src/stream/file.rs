@@ -255,7 +255,7 @@ impl Driver {
         let path = path.as_ref().to_path_buf();
         let driver = self.clone();
         let opts = opts.clone();
-        let cell = Arc::new(Handoff::default());
+        let cell = Arc::new(Handoff::<Result<FileStream>>::default());
         let put = Arc::clone(&cell);
         let p = path.clone();
         let spawned = std::thread::Builder::new()
@@ -373,14 +373,22 @@ impl Driver {
     }
 }
 
-/// Where the helper thread of [`Driver::open_async`] leaves the stream for the task.
-#[derive(Default)]
-struct Handoff {
-    state: Mutex<(Option<Result<FileStream>>, Option<Waker>)>,
+/// Where a helper thread (of [`Driver::open_async`], or a whole-file read's fallback) leaves its
+/// result for the task.
+pub(super) struct Handoff<T> {
+    state: Mutex<(Option<T>, Option<Waker>)>,
 }
 
-impl Handoff {
-    fn put(&self, r: Result<FileStream>) {
+impl<T> Default for Handoff<T> {
+    fn default() -> Self {
+        Handoff {
+            state: Mutex::new((None, None)),
+        }
+    }
+}
+
+impl<T> Handoff<T> {
+    pub(super) fn put(&self, r: T) {
         let waker = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.0 = Some(r);
@@ -391,7 +399,7 @@ impl Handoff {
         }
     }
 
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<FileStream>> {
+    pub(super) fn poll(&self, cx: &mut Context<'_>) -> Poll<T> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match st.0.take() {
             Some(r) => Poll::Ready(r),

@@ -59,6 +59,28 @@
 //! does: a FIFO's waits there for a writer, a network file system's for its server. From async
 //! code, use [`Driver::open_async`] or [`open_async`], which do the open on a helper thread.
 //!
+//! # Whole files, many at once
+//!
+//! [`Driver::read`] reads one file whole and [`Driver::read_many`] many ([`read`] and [`read_many`]
+//! on the process-wide driver), for programs that want files' contents rather than a stream of
+//! chunks: a source tree, a directory of small documents. Each file's `statx`, `openat`, reads and
+//! `close` run on a driver thread's ring, one after another, each pushed by the thread that reaped
+//! the one before: no blocking call on the executor, no thread or task per file, and the task woken
+//! once per file (with its bytes), or once per batch of files that complete together. The bytes are
+//! read into one buffer of the driver's pool, sized from `statx`, and handed out as
+//! [`bytes::Bytes`] over that buffer (no copy); the buffer goes back to the pool when the last
+//! `Bytes` of it drops.
+//!
+//! A [`ReadMany`] keeps up to [`DEFAULT_FILES_IN_FLIGHT`] files in flight and yields
+//! `(index, Result<Bytes>)` in input order, each file's error its own. Buffers go to its files in
+//! input order too (a driver thread gives one when the pool has it within the stream's share, the
+//! task otherwise, waiting as a stream does), so the file the consumer waits for never waits for
+//! budget held by the files after it.
+//!
+//! Only regular files are read this way: a FIFO (whose open waits for a writer) or a device is
+//! refused at its `statx`, as is a file larger than the whole budget; each error says which way to
+//! read it instead ([`Driver::open_async`], [`Driver::open`]).
+//!
 //! # Cancelling
 //!
 //! Dropping a stream part way cancels its reads in flight with `IORING_OP_ASYNC_CANCEL`. Each read
@@ -88,11 +110,14 @@
 mod chunk;
 mod driver;
 mod file;
+mod many;
 mod pool;
+mod whole;
 
 pub use chunk::OwnedChunk;
 pub use driver::{Driver, DriverStats, DEFAULT_BUDGET};
 pub use file::{default_options, open, open_async, FileStream, DEFAULT_STREAM_DEPTH};
+pub use many::{read, read_many, ReadMany, DEFAULT_FILES_IN_FLIGHT};
 
 use crate::error::Error;
 

@@ -46,6 +46,11 @@ impl Buf {
     pub(super) fn ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
+
+    /// The buffer's length.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 impl Drop for Buf {
@@ -111,6 +116,24 @@ impl Pool {
         chunk.div_ceil(ALIGN).max(1) * ALIGN
     }
 
+    /// The length of the buffer a whole file of `size` bytes is read into (`size` > 0), or `None`
+    /// when even `size` rounded up to [`ALIGN`] is more than the budget. Lengths go by classes, so
+    /// that buffers given back fit other files: multiples of [`ALIGN`] up to 64 KiB, then eight
+    /// classes per doubling (at most an eighth more than the file), never past the budget.
+    pub(super) fn whole_len(&self, size: u64) -> Option<usize> {
+        let exact = usize::try_from(size)
+            .ok()?
+            .checked_next_multiple_of(ALIGN)?;
+        if exact > self.budget {
+            return None;
+        }
+        if exact <= 64 << 10 {
+            return Some(exact);
+        }
+        let step = 1usize << (usize::BITS - 1 - exact.leading_zeros() - 3);
+        Some(exact.next_multiple_of(step).min(self.budget))
+    }
+
     /// The budget in bytes.
     pub(super) fn budget(&self) -> usize {
         self.budget
@@ -136,6 +159,21 @@ impl Pool {
         urgent: bool,
         waker: &Waker,
     ) -> Result<Option<Buf>> {
+        self.take_fit(len, len, held, urgent, waker)
+    }
+
+    /// As [`Pool::take`], for a buffer of at least `len` bytes: a kept buffer of up to `up_to`
+    /// bytes will do (the shortest there is), before buffers are freed and one allocated. For
+    /// whole-file reads, whose lengths vary: reusing saves a `free`, a `malloc` and the page faults
+    /// of fresh memory.
+    pub(super) fn take_fit(
+        &self,
+        len: usize,
+        up_to: usize,
+        held: usize,
+        urgent: bool,
+        waker: &Waker,
+    ) -> Result<Option<Buf>> {
         let mut b = self.lock();
         if !urgent {
             let share = (self.budget / b.streams.max(1)).max(len);
@@ -143,9 +181,16 @@ impl Pool {
                 return Ok(None);
             }
         }
-        if let Some((_, list)) = b.kept.iter_mut().find(|(l, _)| *l == len) {
-            if let Some(buf) = list.pop() {
-                b.lent += len;
+        let fit = b
+            .kept
+            .iter()
+            .enumerate()
+            .filter(|(_, (l, list))| *l >= len && *l <= up_to && !list.is_empty())
+            .min_by_key(|(_, (l, _))| *l)
+            .map(|(i, _)| i);
+        if let Some(i) = fit {
+            if let Some(buf) = b.kept[i].1.pop() {
+                b.lent += buf.len;
                 return Ok(Some(buf));
             }
         }
@@ -248,6 +293,50 @@ mod tests {
         assert_eq!(s.lent, 8192 + 16384);
         pool.give([big, c]);
         assert_eq!(pool.stats().lent, 0);
+    }
+
+    #[test]
+    fn a_kept_buffer_a_little_longer_is_reused_rather_than_freed() {
+        let pool = Pool::new(4 * 8192);
+        let w = Waker::noop();
+        let bufs: Vec<Buf> = (0..4)
+            .map(|_| pool.take(8192, 0, true, w).unwrap().unwrap())
+            .collect();
+        pool.give(bufs);
+        // 4096 asked, up to 8192 taken: a kept 8192 is lent, nothing freed or allocated.
+        let b = pool.take_fit(4096, 8192, 0, true, w).unwrap().unwrap();
+        assert_eq!(b.len(), 8192);
+        let s = pool.stats();
+        assert_eq!((s.allocated, s.lent), (4 * 8192, 8192));
+        // Exactly 4096 asked: no kept buffer fits, so one 8192 is freed to make room.
+        let c = pool.take(4096, 0, true, w).unwrap().unwrap();
+        assert_eq!(c.len(), 4096);
+        assert_eq!(pool.stats().allocated, 3 * 8192 + 4096);
+        pool.give([b, c]);
+        assert_eq!(pool.stats().lent, 0);
+    }
+
+    #[test]
+    fn whole_file_lengths_go_by_classes_within_the_budget() {
+        let pool = Pool::new(1 << 20);
+        assert_eq!(pool.whole_len(1), Some(4096));
+        assert_eq!(pool.whole_len(4096), Some(4096));
+        assert_eq!(pool.whole_len(4097), Some(8192));
+        assert_eq!(pool.whole_len(65536), Some(65536));
+        // Above 64 KiB: eight classes per doubling.
+        assert_eq!(pool.whole_len(65537), Some(65536 + 8192));
+        assert_eq!(pool.whole_len(600_000), Some(655_360));
+        for size in [65537u64, 100_000, 300_001, 700_000, 1 << 20] {
+            let len = pool.whole_len(size).unwrap();
+            assert!(
+                len as u64 >= size && len as u64 <= size + size / 8 + 4096,
+                "{size} {len}"
+            );
+        }
+        // Never past the budget: the class is cut to it, and a file above it has none.
+        assert_eq!(pool.whole_len((1 << 20) - 5), Some(1 << 20));
+        assert_eq!(pool.whole_len((1 << 20) + 1), None);
+        assert_eq!(pool.whole_len(u64::MAX), None);
     }
 
     #[test]
