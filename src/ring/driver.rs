@@ -83,7 +83,7 @@ impl DriverRing {
 
     /// Queues `statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_SIZE)` (symbolic links followed) into
     /// `out`; its completion carries `user_data` (below the tags, as for [`DriverRing::push_read`]).
-    /// The same request as the engine's `Ring::push_statx`. The kernel runs it in its io-wq workers.
+    /// The same entry as the engine's (`ring/files.rs`). The kernel runs it in its io-wq workers.
     ///
     /// # Safety
     /// `path` and `out` must stay allocated (and `out` neither read nor written by anyone else)
@@ -91,10 +91,7 @@ impl DriverRing {
     /// ever, if the ring fails: then the caller must leak them).
     pub(crate) unsafe fn push_statx(&mut self, path: &CStr, out: *mut Statx, user_data: u64) {
         debug_assert!(user_data < CANCEL_POLL_TAG);
-        let e = opcode::Statx::new(types::Fd(libc::AT_FDCWD), path.as_ptr(), out.cast())
-            .mask(libc::STATX_TYPE | libc::STATX_SIZE)
-            .build()
-            .user_data(user_data);
+        let e = super::files::statx_entry(path, out).user_data(user_data);
         // SAFETY: the caller's promise covers the path and the record.
         unsafe { self.push(&e) }
     }
@@ -107,10 +104,7 @@ impl DriverRing {
     /// [`DriverRing::completions`] (or for ever, if the ring fails).
     pub(crate) unsafe fn push_openat(&mut self, path: &CStr, user_data: u64) {
         debug_assert!(user_data < CANCEL_POLL_TAG);
-        let e = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
-            .flags(libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY)
-            .build()
-            .user_data(user_data);
+        let e = super::files::openat_entry(path, None, false).user_data(user_data);
         // SAFETY: the caller's promise covers the path.
         unsafe { self.push(&e) }
     }
@@ -118,9 +112,7 @@ impl DriverRing {
     /// Queues `close(fd)`: the caller gives the descriptor up.
     pub(crate) fn push_close(&mut self, fd: RawFd, user_data: u64) {
         debug_assert!(user_data < CANCEL_POLL_TAG);
-        let e = opcode::Close::new(types::Fd(fd))
-            .build()
-            .user_data(user_data);
+        let e = super::files::close_entry(super::FileRef::Fd(fd)).user_data(user_data);
         // SAFETY: a close refers to no memory of ours.
         unsafe { self.push(&e) }
     }

@@ -46,6 +46,40 @@ impl Ring {
     }
 }
 
+/// The `STATX` entry for `path` (symbolic links followed; type and size), writing into `out`.
+pub(super) fn statx_entry(path: &CStr, out: *mut Statx) -> squeue::Entry {
+    opcode::Statx::new(types::Fd(libc::AT_FDCWD), path.as_ptr(), out.cast())
+        .mask(libc::STATX_TYPE | libc::STATX_SIZE)
+        .build()
+}
+
+/// The `OPENAT` entry for `path`, read-only: into entry `direct` of the registered file table, or
+/// as a process descriptor; with `link`, the next entry runs only if it succeeds.
+pub(super) fn openat_entry(path: &CStr, direct: Option<u32>, link: bool) -> squeue::Entry {
+    // A direct descriptor is in no process's table, so there is nothing to close on exec (and
+    // the kernel refuses O_CLOEXEC with it).
+    let cloexec = if direct.is_some() { 0 } else { libc::O_CLOEXEC };
+    let mut open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
+        .flags(libc::O_RDONLY | cloexec | libc::O_NOCTTY);
+    if let Some(n) = direct {
+        open = open.file_index(types::DestinationSlot::try_from_slot_target(n).ok());
+    }
+    let entry = open.build();
+    if link {
+        entry.flags(squeue::Flags::IO_LINK)
+    } else {
+        entry
+    }
+}
+
+/// The `CLOSE` entry for `file`.
+pub(super) fn close_entry(file: FileRef) -> squeue::Entry {
+    match file {
+        FileRef::Fd(fd) => opcode::Close::new(types::Fd(fd)).build(),
+        FileRef::Direct(n) => opcode::Close::new(types::Fixed(n)).build(),
+    }
+}
+
 impl PathQueue for Ring {
     unsafe fn push_statx(
         &mut self,
@@ -53,11 +87,7 @@ impl PathQueue for Ring {
         out: *mut Statx,
         user_data: u64,
     ) -> io::Result<()> {
-        let entry = opcode::Statx::new(types::Fd(libc::AT_FDCWD), path.as_ptr(), out.cast())
-            .mask(libc::STATX_TYPE | libc::STATX_SIZE)
-            .build()
-            .user_data(user_data);
-        self.push_entry(&entry)
+        self.push_entry(&statx_entry(path, out).user_data(user_data))
     }
 
     unsafe fn push_openat(
@@ -67,27 +97,10 @@ impl PathQueue for Ring {
         link: bool,
         user_data: u64,
     ) -> io::Result<()> {
-        // A direct descriptor is in no process's table, so there is nothing to close on exec (and
-        // the kernel refuses O_CLOEXEC with it).
-        let cloexec = if direct.is_some() { 0 } else { libc::O_CLOEXEC };
-        let mut open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
-            .flags(libc::O_RDONLY | cloexec | libc::O_NOCTTY);
-        if let Some(n) = direct {
-            open = open.file_index(types::DestinationSlot::try_from_slot_target(n).ok());
-        }
-        let mut entry = open.build().user_data(user_data);
-        if link {
-            entry = entry.flags(squeue::Flags::IO_LINK);
-        }
-        self.push_entry(&entry)
+        self.push_entry(&openat_entry(path, direct, link).user_data(user_data))
     }
 
     fn push_close(&mut self, file: FileRef, user_data: u64) -> io::Result<()> {
-        let entry = match file {
-            FileRef::Fd(fd) => opcode::Close::new(types::Fd(fd)).build(),
-            FileRef::Direct(n) => opcode::Close::new(types::Fixed(n)).build(),
-        }
-        .user_data(user_data);
-        self.push_entry(&entry)
+        self.push_entry(&close_entry(file).user_data(user_data))
     }
 }
