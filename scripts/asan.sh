@@ -6,6 +6,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 target="$(rustc -vV | sed -n 's/^host: //p')"
-RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS=detect_leaks=1 \
+RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS=detect_leaks=1 RINGREAD_ASAN=1 \
   CARGO_TARGET_DIR="${ASAN_TARGET_DIR:-target/asan}" \
   cargo test --target "$target" --test stream --test stream_many "$@"

@@ -791,7 +791,14 @@ fn two_hundred_streams_share_a_sixteen_mib_budget() {
         "peak RSS grew by {} KiB; driver {st:?}",
         after.saturating_sub(before)
     );
-    let slack = 48 << 10;
+    // Under AddressSanitizer (scripts/asan.sh sets RINGREAD_ASAN) freed memory waits in the
+    // sanitizer's quarantine instead of being reused, and every allocation has red zones: the
+    // process grows by more for the same buffers, so the bound has more slack there.
+    let slack = if std::env::var_os("RINGREAD_ASAN").is_some() {
+        96 << 10
+    } else {
+        48 << 10
+    };
     assert!(
         after.saturating_sub(before) < (budget as u64 >> 10) + slack,
         "peak RSS grew by {} KiB on a {} KiB budget",

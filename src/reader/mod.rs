@@ -61,7 +61,8 @@ struct ManyKept {
 /// has, so that cold metadata and data reads overlap on the device.
 pub const POOL_THREADS: usize = 8;
 
-/// Files [`Reader::read_many`] keeps in flight at most (fewer where `ulimit -n` leaves less room).
+/// Files [`Reader::read_many`] keeps in flight at most through io_uring (fewer where they must be
+/// process descriptors and `ulimit -n` leaves less room).
 pub const FILES_IN_FLIGHT: usize = 128;
 
 /// One input of [`Reader::read_many`], finished; handed back in input order.
@@ -222,18 +223,35 @@ impl Reader {
     /// that file's [`Finished::result`]. The call itself fails only when it cannot go on at all (the
     /// ring failed, or the reader's [`Cancel`] handle was cancelled).
     ///
-    /// Through io_uring, up to [`FILES_IN_FLIGHT`] files are in flight at once (fewer when
-    /// `ulimit -n` leaves less room; a refused open waits for a descriptor and never reaches the
-    /// caller): their `statx`, `openat`, reads and `close` go through a ring in batches. With more
-    /// than one lane (one per CPU by default), each lane's kept thread has a ring and its share of
-    /// the files (input `i` goes to lane `i % lanes`), and processes them, so every CPU copies and
-    /// processes; `make` and `done` run on the calling thread. The files in flight share the
-    /// reader's buffer budget (`depth * chunk_size`): each has one buffer of that share (at least
-    /// 4 KiB, at most `chunk_size`), and its chunks are at most that long; memory is bounded
-    /// whatever the number of files. Files
-    /// larger than 16 chunks, and anything that is not a regular file, are read when their turn
-    /// comes, with the lanes, as [`Reader::read_path`] reads them. Without io_uring (or with
-    /// `O_DIRECT`, or a backend other than `auto`/`uring`), files are read one after another.
+    /// **Ordering.** Processors are made in input order; a file's chunks reach its processor in
+    /// file order (files themselves are processed in whatever order their reads complete, each
+    /// processor on the thread of the lane that reads its file); results are released in input
+    /// order.
+    ///
+    /// **In flight.** Through io_uring, up to [`FILES_IN_FLIGHT`] files are in flight at once: their
+    /// `statx`, `openat`, reads and `close` go through a ring in batches, the open linked to the
+    /// first read. With more than one lane (one per CPU by default), each lane's kept thread has a
+    /// ring and its share of the files (input `i` goes to lane `i % lanes`), so every CPU copies
+    /// and processes; `make` and `done` run on the calling thread.
+    ///
+    /// **Descriptors.** Files are opened as direct descriptors (an entry each in the ring's
+    /// registered file table), which the process's `ulimit -n` does not count. Where the kernel has
+    /// no such table (before 5.19) and for files on anonymous devices (FUSE, tmpfs, overlay, btrfs),
+    /// they are process descriptors, at most what `ulimit -n` leaves room for; an open refused with
+    /// `EMFILE`/`ENFILE` waits for a descriptor (up to 2 s with nothing else in flight) and does not
+    /// reach the caller.
+    ///
+    /// **Budget.** The files in flight share the reader's buffer budget (`depth * chunk_size`):
+    /// each has one buffer of that share (at least 4 KiB, at most `chunk_size`), and its chunks are
+    /// at most that long; memory is bounded whatever the number of files. Files larger than 16
+    /// chunks, and anything that is not a regular file, are read when their turn comes, with the
+    /// lanes, as [`Reader::read_path`] reads them.
+    ///
+    /// **Without io_uring** (refused, under `auto`) and under [`Backend::Pread`], a pool of
+    /// [`POOL_THREADS`] kept threads opens and reads the files with `pread(2)`, by the same rules
+    /// and with the same ordering; the results' [`Summary::notices`] say why io_uring was not used.
+    /// With `O_DIRECT`, or [`Backend::Sync`] or [`Backend::Epoll`], files are read one after
+    /// another.
     ///
     /// ```
     /// use ringread::{processor::LineCount, ReadOptions, Reader};
