@@ -57,6 +57,30 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("holding every chunk: {err}");
     drop(held);
 
+    // Whole files without a task or a thread per read: one, then many (in input order; a missing
+    // file is its own error and the rest are read).
+    let small: Vec<std::path::PathBuf> = (0..50)
+        .map(|i| {
+            let p = dir.join(format!("small{i}"));
+            std::fs::write(&p, vec![i as u8; i * 997]).map(|()| p)
+        })
+        .collect::<std::io::Result<_>>()?;
+    let whole = ringread::stream::read(&path).await?;
+    check(whole[..] == data[..], "Driver::read differs")?;
+    let mut names = small.clone();
+    names.insert(7, dir.join("missing"));
+    let mut files = ringread::stream::read_many(&names)?;
+    let mut seen = 0;
+    while let Some((i, r)) = files.next_file().await {
+        check(i == seen, "read_many out of input order")?;
+        seen += 1;
+        match r {
+            Ok(bytes) => check(bytes[..] == std::fs::read(&names[i])?[..], "read_many differs")?,
+            Err(e) => check(i == 7, &format!("file {i}: {e}"))?,
+        }
+    }
+    check(seen == names.len(), "read_many ended early")?;
+
     // 64 tasks at once on one driver, each checked.
     let mut tasks = Vec::new();
     for _ in 0..64 {

@@ -55,6 +55,41 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         println!("{}: {} bytes by {}", path.display(), summary.bytes, summary.route);
     }
 
+    // Many files at once, each into its own processor, results in input order; a missing file
+    // among them is that file's error only. Then the same files opened by the caller.
+    let mut list: Vec<PathBuf> = files.clone();
+    list.insert(2, dir.join("missing"));
+    let mut next = 0;
+    let mut failed = Vec::new();
+    reader.read_many(
+        &list,
+        |_, _| from_fn_collect(),
+        |f| {
+            assert_eq!(f.index, next, "out of input order");
+            next += 1;
+            match (f.result, std::fs::read(&f.path)) {
+                (Ok(_), Ok(want)) if f.processor.0 == want => {}
+                (Err(Error::Open { .. }), Err(_)) => {}
+                (r, _) => failed.push(format!("{}: {r:?}", f.path.display())),
+            }
+        },
+    )?;
+    check(
+        failed.is_empty() && next == list.len(),
+        format!("read_many: {failed:?}"),
+    )?;
+    let opened = files
+        .iter()
+        .map(|p| Ok((std::fs::File::open(p)?, p.clone())))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut same = 0;
+    reader.read_many_files(opened, |_, _| from_fn_collect(), |f| {
+        if f.result.is_ok() && std::fs::read(&f.path).ok() == Some(f.processor.0) {
+            same += 1;
+        }
+    })?;
+    check(same == files.len(), "read_many_files".to_string())?;
+
     // A cancel handle stops a read from another thread.
     let mut stoppable = Reader::new(ReadOptions::default());
     let cancel = Cancel::new()?;
@@ -88,6 +123,21 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     println!("a 4 KiB file through Reader: {:.1} us per read (open, statx, read, close)", us(per));
     println!("ok");
     Ok(())
+}
+
+/// A processor that keeps every byte.
+#[derive(Default)]
+struct Kept(Vec<u8>);
+
+impl Processor for Kept {
+    fn process(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
+        self.0.extend_from_slice(c);
+        Ok(true)
+    }
+}
+
+fn from_fn_collect() -> Kept {
+    Kept::default()
 }
 
 fn us(d: Duration) -> f64 {
