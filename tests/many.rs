@@ -742,3 +742,44 @@ fn open_files_are_read_from_their_position_and_closed() {
         );
     }
 }
+
+/// A `done` callback (on the calling thread) that panics: the panic reaches the caller once every
+/// run has stopped (the runs waiting for inputs see the end), on the ring's lanes and on the pool,
+/// and the reader reads again after.
+#[test]
+fn a_panicking_done_callback_reaches_the_caller_and_nothing_waits() {
+    let _g = common::shared();
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let paths: Vec<PathBuf> = (0..300)
+        .map(|i| {
+            let p = dir.path().join(format!("{i}"));
+            std::fs::write(&p, common::random_bytes(100 + i, i as u64)).unwrap();
+            p
+        })
+        .collect();
+    for backend in [Backend::Auto, Backend::Pread] {
+        let reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reader.read_many(
+                &paths,
+                |_, _| Collect::default(),
+                |f| assert!(f.index != 40, "done panics at 40"),
+            )
+        }));
+        assert!(caught.is_err(), "{backend:?}: the panic reaches the caller");
+        let mut n = 0;
+        reader
+            .read_many(
+                &paths,
+                |_, _| Collect::default(),
+                |f| {
+                    assert!(f.result.is_ok());
+                    n += 1;
+                },
+            )
+            .unwrap();
+        assert_eq!(n, paths.len(), "{backend:?}");
+    }
+}

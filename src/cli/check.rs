@@ -187,18 +187,23 @@ fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
             failed = said.entry(digest).err();
         }
     };
-    if entries.iter().all(|e| e.algorithm == Algorithm::Blake3) {
+    let r = if entries.iter().all(|e| e.algorithm == Algorithm::Blake3) {
         ctx.many(
             &names,
             |_| blake3_parallel(),
             |_: &Path, r| keep(r.map(|mut s| s.hex()).map_err(|(e, _)| e)),
-        );
+        )
     } else {
         ctx.many(
             &names,
             |i| (Whole, Checksum::new(entries[i].algorithm)),
             |_: &Path, r| keep(r.map(|s| s.hex()).map_err(|(e, _)| e)),
-        );
+        )
+    };
+    if let Err(e) = r {
+        // The verdicts said so far go out first.
+        said.out.flush()?;
+        super::stop(e);
     }
     failed.map_or(Ok(()), Err)
 }

@@ -114,11 +114,15 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if ctx.can_read_many(&files) {
-        ctx.many(
+        let r = ctx.many(
             &files,
             |_| (NewlinePrepare, LineCount::default()),
             |name, r| write(name, r),
         );
+        if let Err(e) = r {
+            out.flush()?;
+            super::stop(e);
+        }
     } else {
         for name in &files {
             let mut counts = LineCount::default();

@@ -317,17 +317,20 @@ impl Ctx {
     }
 
     /// Reads `names` many at a time, each into a processor `make(index)` gives, and hands each to `done`
-    /// in order with what was read (reported under -v like every read).
+    /// in order with what was read (reported under -v like every read). When reading cannot go on
+    /// (an interrupt, a ring that failed), returns why: the caller flushes what it has written
+    /// (what was decided is not lost) and calls [`stop`].
     pub(crate) fn many<Pr, C>(
         &self,
         names: &[PathBuf],
         mut make: impl FnMut(usize) -> (Pr, C),
         mut done: impl FnMut(&Path, Result<C, (ringread::Error, C)>),
-    ) where
+    ) -> Result<(), ringread::Error>
+    where
         Pr: ringread::processor::Prepare + Send,
         C: ringread::processor::Combine<Pr::Part> + Send,
     {
-        let r = self.reader.read_many_split(
+        self.reader.read_many_split(
             names,
             |i, _| make(i),
             |f: ringread::Finished<C>| match f.result {
@@ -335,21 +338,9 @@ impl Ctx {
                     self.report(&f.path, &summary);
                     done(&f.path, Ok(f.processor));
                 }
-                Err(ringread::Error::Interrupted { .. }) => {
-                    std::process::exit(INTERRUPTED_EXIT.into())
-                }
                 Err(e) => done(&f.path, Err((e, f.processor))),
             },
-        );
-        match r {
-            Ok(()) => {}
-            Err(ringread::Error::Interrupted { .. }) => std::process::exit(INTERRUPTED_EXIT.into()),
-            Err(e) => {
-                // The ring itself failed: say so; what was not handed back is not reported again.
-                complain(&e);
-                std::process::exit(1);
-            }
-        }
+        )
     }
 
     /// Whether the input is the connection of `--connect`/`--listen` (a stream, as a pipe is).
@@ -517,6 +508,16 @@ pub(crate) fn bytes_of(p: &Path) -> &[u8] {
 
 /// The default algorithm of `ringread sum`.
 pub(crate) const DEFAULT_ALGORITHM: Algorithm = Algorithm::Blake3;
+
+/// Ends the process for an error that stopped reading many files: exit status 130 for an interrupt;
+/// otherwise (the ring itself failed) the reason, and 1. What was not handed back is not reported.
+pub(crate) fn stop(e: ringread::Error) -> ! {
+    if let ringread::Error::Interrupted { .. } = e {
+        std::process::exit(INTERRUPTED_EXIT.into());
+    }
+    complain(&e);
+    std::process::exit(1);
+}
 
 /// Standard output in large blocks: flushed when full and at the end, and line by line when it is
 /// a terminal (a person watching sees each line as it is done).

@@ -79,18 +79,22 @@ pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
                 failed = write(name, hex).err();
             }
         };
-        if algo == Algorithm::Blake3 {
+        let r = if algo == Algorithm::Blake3 {
             ctx.many(
                 &names,
                 |_| blake3_parallel(),
                 |n, r| keep(n, r.map(|mut s| s.hex()).map_err(|(e, _)| e)),
-            );
+            )
         } else {
             ctx.many(
                 &names,
                 |_| (Whole, Checksum::new(algo)),
                 |n, r| keep(n, r.map(|s| s.hex()).map_err(|(e, _)| e)),
-            );
+            )
+        };
+        if let Err(e) = r {
+            out.flush()?;
+            super::stop(e);
         }
         if let Some(e) = failed {
             return Err(e.into());

@@ -109,6 +109,9 @@ pub(crate) struct Settings<'a> {
     pub registered: usize,
     /// The ring has a registered file table with an entry per slot: files are opened into it.
     pub direct: bool,
+    /// Process descriptors this run may hold at once (what `ulimit -n` leaves room for): files not
+    /// opened into the file table wait for one beyond that.
+    pub fd_limit: usize,
     /// Stops the run with [`Error::Interrupted`].
     pub cancel: Option<&'a Cancel>,
     /// Whether an open file must be read by the caller instead (the Reader's FUSE rule).
@@ -153,6 +156,8 @@ struct Slot<Pr, C> {
     file: Option<FileRef>,
     /// Opened (or being opened) into the ring's file table.
     direct: bool,
+    /// Holds (or is opening) one of the process descriptors this run counts against `fd_limit`.
+    counted: bool,
     /// Operations of the current step still in the kernel.
     pending: u8,
     /// The results of the current step: the linked open, the read, and the read that finds the
@@ -175,6 +180,11 @@ struct InFlight<'r, Q: PathQueue, Pr, C> {
     ring: &'r mut Q,
     ops: usize,
     slots: Vec<Option<Slot<Pr, C>>>,
+    /// Process descriptors held or being opened (slots with `counted`).
+    fds: usize,
+    /// Slots waiting for a process descriptor (over `fd_limit`, or refused with `EMFILE`/`ENFILE`),
+    /// opened once one is closed.
+    starved: Vec<usize>,
 }
 
 impl<Q: PathQueue, Pr, C> InFlight<'_, Q, Pr, C> {
@@ -210,9 +220,29 @@ impl<Q: PathQueue, Pr, C> InFlight<'_, Q, Pr, C> {
 
 impl<Q: PathQueue, Pr, C> Drop for InFlight<'_, Q, Pr, C> {
     fn drop(&mut self) {
+        if self.ops > 0 {
+            // Stopped part way (an error, a cancel, a panic): what may never complete on its own
+            // (an open that waits in io-wq, say for a FIFO that replaced a file after its statx)
+            // is cancelled; closes are left to finish.
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot
+                    .as_ref()
+                    .is_some_and(|s| s.pending > 0 && s.phase != Phase::Close)
+                {
+                    for op in [OP_STAT, OP_OPEN, OP_READ, OP_PROBE] {
+                        let _ = self.ring.cancel(tag(i, op));
+                    }
+                }
+            }
+        }
         self.reap();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
+            if slot.phase == Phase::Close {
+                // Its close was pushed: done, or (if reaping gave up) perhaps still to come. The
+                // descriptor is not ours to close again.
+                continue;
+            }
             match slot.file.take() {
                 // SAFETY: a descriptor this run opened and still owns.
                 Some(FileRef::Fd(fd)) => unsafe {
@@ -250,14 +280,14 @@ where
         ring,
         ops: 0,
         slots: (0..width).map(|_| None).collect(),
+        fds: 0,
+        starved: Vec::new(),
     };
     let mut free: Vec<usize> = (0..width).rev().collect();
     let mut done: Done<Pr, C> = VecDeque::new();
     let mut head = 0usize;
     let mut next = 0usize;
     let mut exhausted = false;
-    // Opens refused for want of descriptors (EMFILE, ENFILE): tried again once one is closed.
-    let mut starved: Vec<usize> = Vec::new();
     // Milliseconds waited, with nothing in flight, for a descriptor to come free.
     let mut starved_waits = 0;
     loop {
@@ -329,6 +359,7 @@ where
                 phase: Phase::Stat,
                 file: None,
                 direct: false,
+                counted: false,
                 pending: 1,
                 open_res: None,
                 read_res: None,
@@ -367,7 +398,7 @@ where
         }
         if fly.ops == 0 {
             // Nothing in the kernel, yet inputs unfinished: only starved opens can be left.
-            if starved.is_empty() {
+            if fly.starved.is_empty() {
                 if head == next {
                     continue; // everything admitted is released: admit more (or wait for it)
                 }
@@ -375,24 +406,16 @@ where
                     "many files: nothing in flight and nothing finished (a bug)",
                 )));
             }
-            // Other runs (on other threads) may hold the descriptors: wait a little for them
-            // to close one, then try again; give up only after a while.
+            // Other runs (on other threads), or the caller, hold the descriptors: wait a little
+            // for one to be closed, then try again; give up only after a while.
             if starved_waits < DESCRIPTOR_WAIT_MS {
                 starved_waits += 1;
                 std::thread::sleep(std::time::Duration::from_millis(1));
-                let j = starved.pop().expect("a starved open");
-                let slot = fly.slots[j].as_mut().expect("starved slot");
-                slot.pending += 1;
-                // SAFETY: as for the first open of this slot.
-                unsafe {
-                    fly.ring
-                        .push_openat(&slot.cpath, None, false, tag(j, OP_OPEN))
-                }
-                .map_err(ring_error)?;
-                fly.ops += 1;
+                let j = fly.starved.pop().expect("a starved open");
+                open_fd(&mut fly, j)?;
                 continue;
             }
-            for i in std::mem::take(&mut starved) {
+            for i in std::mem::take(&mut fly.starved) {
                 let slot = fly.slots[i].as_mut().expect("starved slot");
                 slot.error.get_or_insert(Error::Open {
                     path: slot.path.clone(),
@@ -413,8 +436,14 @@ where
                     on_stat(&mut fly, s, arena, i, res, &mut free, &mut done, head)?
                 }
                 (Phase::Open, _) => match res {
-                    e if e == -libc::EMFILE || e == -libc::ENFILE => starved.push(i),
+                    e if e == -libc::EMFILE || e == -libc::ENFILE => {
+                        slot.counted = false;
+                        fly.fds -= 1;
+                        fly.starved.push(i);
+                    }
                     e if e < 0 => {
+                        slot.counted = false;
+                        fly.fds -= 1;
                         slot.error = Some(Error::Open {
                             path: slot.path.clone(),
                             source: io::Error::from_raw_os_error(-e),
@@ -457,18 +486,14 @@ where
                 }
                 (Phase::Close, _) => {
                     slot.file = None;
+                    let freed = std::mem::take(&mut slot.counted);
                     finish(&mut fly, i, &mut free, &mut done, head);
-                    // A descriptor came free: a starved open may go now.
-                    if let Some(j) = starved.pop() {
-                        let slot = fly.slots[j].as_mut().expect("starved slot");
-                        slot.pending += 1;
-                        // SAFETY: as for the first open of this slot.
-                        unsafe {
-                            fly.ring
-                                .push_openat(&slot.cpath, None, false, tag(j, OP_OPEN))
+                    if freed {
+                        fly.fds -= 1;
+                        // A descriptor came free: a starved open may go now.
+                        if let Some(j) = fly.starved.pop() {
+                            open_fd(&mut fly, j)?;
                         }
-                        .map_err(ring_error)?;
-                        fly.ops += 1;
                     }
                 }
             }
@@ -519,6 +544,7 @@ fn opened<Pr, C>(
         // From here on this run owns the descriptor, and closes it.
         file: Some(FileRef::Fd(file.into_raw_fd())),
         direct: false,
+        counted: false,
         pending: 0,
         open_res: None,
         read_res: None,
@@ -597,8 +623,21 @@ fn on_stat<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
         return read_next(fly, s, arena, i, 0, true);
     }
     slot.phase = Phase::Open;
+    if fly.fds >= s.fd_limit {
+        fly.starved.push(i); // opened when one of this run's descriptors is closed
+        return Ok(());
+    }
+    open_fd(fly, i)
+}
+
+/// Queues the open of slot `i`'s file as a process descriptor (counted against `fd_limit`).
+fn open_fd<Q: PathQueue, Pr, C>(fly: &mut InFlight<'_, Q, Pr, C>, i: usize) -> Result<()> {
+    let slot = fly.slots[i].as_mut().expect("slot");
+    slot.counted = true;
     slot.pending += 1;
-    // SAFETY: the slot's path stays put until this operation's completion is popped.
+    fly.fds += 1;
+    // SAFETY: the slot's path stays put until this operation's completion is popped (the slot is
+    // freed only once nothing of it is in flight).
     unsafe {
         fly.ring
             .push_openat(&slot.cpath, None, false, tag(i, OP_OPEN))
@@ -623,7 +662,8 @@ fn read_next<Q: PathQueue, Pr, C>(
     if slot.piece.k != k || slot.piece.want == 0 {
         match slot.rules.piece(k, 0) {
             Some(p) => slot.piece = p,
-            // The byte limit is reached (never at the first chunk: see `on_stat`).
+            // The byte limit is reached (at chunk 0 only where no open is linked: `on_stat` opens
+            // a file alone when `max_bytes` is 0).
             None => return close(fly, i),
         }
     }

@@ -45,6 +45,8 @@ struct FakeFile {
     fail_at: Option<u64>,
     /// A FIFO: the engine must hand it back without opening it.
     fifo: bool,
+    /// On an anonymous device (major 0): opened as a process descriptor even with a file table.
+    anonymous: bool,
 }
 
 /// What the fake ring was asked to do.
@@ -74,6 +76,8 @@ struct FakeRing<'f> {
     rng: Rng,
     short: bool,
     in_kernel: usize,
+    /// Process descriptors the engine may hold at once.
+    fd_limit: usize,
 }
 
 impl FakeRing<'_> {
@@ -126,7 +130,7 @@ impl FakeRing<'_> {
                     libc::S_IFREG
                 } as u16;
                 st.stx_size = file.hint;
-                st.stx_dev_major = 8;
+                st.stx_dev_major = if file.anonymous { 0 } else { 8 };
                 0
             }
             Op::Open(f, direct) => {
@@ -140,6 +144,7 @@ impl FakeRing<'_> {
                         0
                     }
                     None => {
+                        assert!(self.fds.len() < self.fd_limit, "over the descriptor limit");
                         self.next_fd += 1;
                         self.fds.insert(self.next_fd, f);
                         self.next_fd
@@ -284,6 +289,7 @@ fn fake_file() -> impl Strategy<Value = FakeFile> {
             open_errno: (what == 7).then_some(libc::EACCES),
             fail_at: fail_at.filter(|_| what == 8),
             fifo: what == 9,
+            anonymous: (10..14).contains(&what),
         })
 }
 
@@ -296,6 +302,7 @@ proptest! {
         chunk in prop_oneof![Just(1usize), 1usize..40, Just(64)],
         width in 1usize..9,
         direct in any::<bool>(),
+        fd_limit in 1usize..5,
         short in any::<bool>(),
         max_bytes in prop::option::of(0u64..150),
         seed in any::<u64>(),
@@ -311,6 +318,7 @@ proptest! {
             rng: Rng(seed | 1),
             short,
             in_kernel: 0,
+            fd_limit,
         };
         let s = Settings {
             chunk,
@@ -319,6 +327,7 @@ proptest! {
             max_bytes,
             registered: 0,
             direct,
+            fd_limit,
             cancel: None,
             read_elsewhere: |_| false,
         };

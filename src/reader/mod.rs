@@ -356,7 +356,7 @@ impl Reader {
         if !uring && !pool {
             return self.many_one_by_one(paths, &mut make, &mut done);
         }
-        let mut kept = self.many.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.many.lock().unwrap_or_else(|e| e.into_inner());
         // One ring per thread, each with its share of the files in flight.
         let threads = if uring { self.max_lanes } else { POOL_THREADS };
         let width = (FILES_IN_FLIGHT / threads).max(1);
@@ -365,7 +365,7 @@ impl Reader {
         let fd_width = (files_in_flight() / threads).max(1);
         let slot_len = self.many_slot(width * threads);
         let pool_slot = self.many_slot(POOL_THREADS);
-        let kept = match &mut *kept {
+        let kept = match &mut *guard {
             Some(k) if k.threads == threads => k,
             slot => {
                 let rings: Option<Vec<ManyRes>> = if uring {
@@ -375,6 +375,11 @@ impl Reader {
                 } else {
                     None
                 };
+                if rings.is_none() && self.opts.backend == Backend::Uring {
+                    // io_uring asked for outright, but no ring for many files (no path operations
+                    // on it, or none could be set up): one file at a time, each through io_uring.
+                    return self.many_one_by_one(paths, &mut make, &mut done);
+                }
                 let (rings, pool) = match rings {
                     Some(rings) => (rings, Vec::new()),
                     // No ring, or one without path operations (Linux before 5.6).
@@ -454,6 +459,7 @@ impl Reader {
             max_bytes: self.opts.max_bytes,
             registered: res.registered,
             direct: res.direct,
+            fd_limit: fd_width,
             cancel: self.cancel.as_ref(),
             read_elsewhere: on_fuse,
         };
@@ -466,6 +472,7 @@ impl Reader {
                 max_bytes: self.opts.max_bytes,
                 registered: 0,
                 direct: false,
+                fd_limit: 1, // the pool opens by itself, one file per thread
                 cancel: self.cancel.as_ref(),
                 read_elsewhere: on_fuse,
             };
@@ -512,7 +519,7 @@ impl Reader {
         };
         if let Err(Error::Ring { .. }) = r {
             // A ring failed: it may still own the slots' buffers. Never free them.
-            if let Some(k) = self.many.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            if let Some(k) = guard.take() {
                 std::mem::forget(k);
             }
         }
@@ -1118,6 +1125,15 @@ where
     }
 }
 
+/// Empties a vector when dropped, also while unwinding.
+struct ClearOnDrop<'a, T>(&'a mut Vec<T>);
+
+impl<T> Drop for ClearOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.clear();
+    }
+}
+
 /// What a run on a kept thread tells the calling thread.
 enum FromRun<Pr, C> {
     /// Input `index` is finished (or deferred).
@@ -1243,10 +1259,11 @@ where
     workers.scope(
         jobs,
         || {
-            outcome = caller(&mut queues);
-            // However the caller ended (a run failed or panicked, say), the runs still waiting
-            // for inputs see the end.
-            queues.clear();
+            // However the caller ends (a run failed, or a callback on this thread panics and
+            // unwinds), the runs still waiting for inputs see the end, so that `scope` can wait
+            // for them.
+            let guard = ClearOnDrop(&mut queues);
+            outcome = caller(&mut *guard.0);
             true
         },
         |e| spawn_error = Some(e),

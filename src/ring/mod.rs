@@ -82,7 +82,8 @@ pub(crate) trait PathQueue: Queue {
         -> io::Result<()>;
     /// Queues `openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY)`: as a process descriptor
     /// (the completion's result; the caller owns it), or, with `direct`, into that entry of the
-    /// registered file table (the result is 0). With `link`, the next entry pushed runs only if
+    /// registered file table (the result is 0; without `O_CLOEXEC`, which the kernel refuses there
+    /// and which means nothing for a descriptor no process table holds). With `link`, the next entry pushed runs only if
     /// the open succeeds (it completes with `-ECANCELED` otherwise).
     ///
     /// # Safety
@@ -169,8 +170,9 @@ impl Ring {
     /// Errors are the kernel's: `ENOSYS` (no io_uring), `EPERM` (seccomp, or the
     /// `kernel.io_uring_disabled` sysctl), `ENOMEM`.
     pub(crate) fn new(depth: usize, sqpoll: bool) -> io::Result<Ring> {
-        // Every slot has at most one read in flight, so depth entries suffice; SQPOLL wants slack
-        // because the kernel thread may not have consumed the previous batch yet.
+        // Callers size `depth` to what they keep in flight (a lane: one read per slot; many files:
+        // three operations per slot), so depth entries suffice; SQPOLL wants slack because the
+        // kernel thread may not have consumed the previous batch yet.
         let entries = if sqpoll { depth * 2 } else { depth }
             .next_power_of_two()
             .clamp(4, 32768) as u32;
