@@ -62,19 +62,23 @@ pub enum Error {
         bytes: usize,
     },
     /// A [`FileStream`](crate::stream::FileStream) was polled while every one of its `held`
-    /// buffers was lent out as a chunk and nothing was being read: it could only wait for a chunk to
-    /// be dropped, which never happens if the polling task holds them (`collect()`ing the chunks,
-    /// say). The stream ends. Drop chunks before asking for more, copy the bytes out
-    /// (`Bytes::copy_from_slice`), or open the stream with a larger `depth`.
+    /// buffers was lent out as a chunk and nothing was being read, or a
+    /// [`ReadMany`](crate::stream::ReadMany)'s next file found the driver's whole budget held by
+    /// the files it had handed out: it could only wait for one to be dropped, which never happens
+    /// if the polling task holds them (`collect()`ing them, say). A stream ends; `ReadMany` goes on
+    /// with the next file. Drop chunks and files before asking for more, copy the bytes out
+    /// (`Bytes::copy_from_slice`), or give the stream a larger `depth` or the driver a larger
+    /// budget.
     #[error(
-        "{}: all {held} read buffers of the stream are held by chunks not dropped yet; drop chunks \
-         before asking for the next one, copy them (Bytes::copy_from_slice), or raise depth",
+        "{}: all {held} read buffers are held by chunks (or files) not dropped yet; drop chunks \
+         before asking for the next one, copy them (Bytes::copy_from_slice), or raise depth (or \
+         the driver's budget)",
         path.display()
     )]
     BuffersHeld {
         /// The stream's path (or name).
         path: PathBuf,
-        /// How many buffers the chunks hold (the stream's `depth`).
+        /// How many buffers are held (a stream's `depth`; for `ReadMany`, the files it holds).
         held: usize,
     },
     /// Two ways of reading the same file gave different results: the correctness check of

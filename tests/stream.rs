@@ -919,16 +919,18 @@ fn a_cancelled_driver_interrupts_its_streams() {
         let mut silent = driver
             .open_file(r, "silent pipe", &opts(4096, 2, false))
             .unwrap();
-        let mut file = driver.open(&p, &opts(4096, 4, false)).unwrap();
-        let first = file.next().await.unwrap().unwrap();
-        assert!(first[..] == data[..4096]);
-        drop(first);
         let waiter = tokio::spawn(async move { silent.next().await });
+        // The pipe's read is in the kernel before anything else is (so that the cancel always
+        // finds a read to cancel, whatever the file's reads are doing by then).
         let until = Instant::now() + Duration::from_secs(60);
         while driver.stats().in_flight == 0 {
             assert!(Instant::now() < until, "the pipe's read never started");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        let mut file = driver.open(&p, &opts(4096, 4, false)).unwrap();
+        let first = file.next().await.unwrap().unwrap();
+        assert!(first[..] == data[..4096]);
+        drop(first);
         cancel.cancel();
         let got = tokio::time::timeout(Duration::from_secs(60), waiter)
             .await

@@ -366,7 +366,9 @@ impl Reader {
         let slot_len = self.many_slot(width * threads);
         let pool_slot = self.many_slot(POOL_THREADS);
         let kept = match &mut *guard {
-            Some(k) if k.threads == threads => k,
+            // A pool kept because rings could not be set up (no descriptor left, say) is kept
+            // only until they can: each call where io_uring is there tries them again.
+            Some(k) if k.threads == threads && (!uring || !k.rings.is_empty()) => k,
             slot => {
                 let rings: Option<Vec<ManyRes>> = if uring {
                     (0..threads)
