@@ -9,23 +9,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::chunks::Chunks;
+use crate::engine::fake::Rng;
 use crate::engine::Source;
 use crate::processor::Processor;
 use crate::ring::CURRENT_POSITION;
-
-/// A tiny deterministic generator (xorshift), so a failing case replays exactly.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 #[derive(Clone, Copy, Default)]
 struct Faults {

@@ -175,6 +175,49 @@ struct Slot<Pr, C> {
     work: Option<(Pr, C)>,
 }
 
+impl<Pr, C> Slot<Pr, C> {
+    /// A slot for input `index` (`global` among all inputs), at `phase`, nothing in flight yet.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        index: usize,
+        global: usize,
+        path: PathBuf,
+        cpath: CString,
+        statx: Box<Statx>,
+        phase: Phase,
+        rules: Chunks,
+        work: (Pr, C),
+    ) -> Self {
+        Slot {
+            index,
+            global,
+            path,
+            cpath,
+            statx,
+            phase,
+            file: None,
+            direct: false,
+            counted: false,
+            pending: 0,
+            open_res: None,
+            read_res: None,
+            probe: None,
+            rules,
+            piece: Piece {
+                k: 0,
+                offset: 0,
+                want: 0,
+                filled: 0,
+            },
+            bytes: 0,
+            began: false,
+            error: None,
+            defer: false,
+            work: Some(work),
+        }
+    }
+}
+
 /// The ring's work in flight, reaped and closed on drop (also while a user callback unwinds).
 struct InFlight<'r, Q: PathQueue, Pr, C> {
     ring: &'r mut Q,
@@ -349,34 +392,11 @@ where
                 continue;
             };
             free.pop();
-            let mut slot = Slot {
-                index: next,
-                global,
-                path,
-                cpath,
-                // SAFETY: all-zero is a valid statx record.
-                statx: Box::new(unsafe { std::mem::zeroed() }),
-                phase: Phase::Stat,
-                file: None,
-                direct: false,
-                counted: false,
-                pending: 1,
-                open_res: None,
-                read_res: None,
-                probe: None,
-                rules: Chunks::new(0, s.chunk, s.max_bytes, 0, true, None),
-                piece: Piece {
-                    k: 0,
-                    offset: 0,
-                    want: 0,
-                    filled: 0,
-                },
-                bytes: 0,
-                began: false,
-                error: None,
-                defer: false,
-                work: Some(work),
-            };
+            let rules = Chunks::new(0, s.chunk, s.max_bytes, 0, true, None);
+            // SAFETY: all-zero is a valid statx record (the kernel fills it).
+            let statx = Box::new(unsafe { std::mem::zeroed() });
+            let mut slot = Slot::new(next, global, path, cpath, statx, Phase::Stat, rules, work);
+            slot.pending = 1;
             let out: *mut Statx = &mut *slot.statx;
             // SAFETY: the path and the statx record are the slot's, boxed or heap-allocated so they
             // do not move, and the slot stays in `fly.slots` until this operation's completion is
@@ -534,34 +554,20 @@ fn opened<Pr, C>(
     // SAFETY: all-zero is a valid statx record; only its size is looked at from here on.
     let mut statx: Box<Statx> = Box::new(unsafe { std::mem::zeroed() });
     statx.stx_size = size;
-    Ok(Slot {
+    let rules = Chunks::new(start, s.chunk, s.max_bytes, size, true, None);
+    let mut slot = Slot::new(
         index,
         global,
-        cpath: CString::default(),
         path,
+        CString::default(),
         statx,
-        phase: Phase::Read,
-        // From here on this run owns the descriptor, and closes it.
-        file: Some(FileRef::Fd(file.into_raw_fd())),
-        direct: false,
-        counted: false,
-        pending: 0,
-        open_res: None,
-        read_res: None,
-        probe: None,
-        rules: Chunks::new(start, s.chunk, s.max_bytes, size, true, None),
-        piece: Piece {
-            k: 0,
-            offset: 0,
-            want: 0,
-            filled: 0,
-        },
-        bytes: 0,
-        began: false,
-        error: None,
-        defer: false,
-        work: Some((pr, c)),
-    })
+        Phase::Read,
+        rules,
+        (pr, c),
+    );
+    // From here on this run owns the descriptor, and closes it.
+    slot.file = Some(FileRef::Fd(file.into_raw_fd()));
+    Ok(slot)
 }
 
 fn tag(slot: usize, op: u64) -> u64 {

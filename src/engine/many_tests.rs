@@ -13,23 +13,10 @@ use proptest::prelude::*;
 
 use super::{run, Feed, Input, Next, Outcome, Settings};
 use crate::buf::{Arena, Chunk};
+use crate::engine::fake::Rng;
 use crate::error::Error;
 use crate::processor::{Processor, Whole};
 use crate::ring::{FileRef, PathQueue, Queue, ReadReq, Statx};
-
-/// A tiny deterministic generator (xorshift), so a failing case replays exactly.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// One file of the fake file system.
 #[derive(Debug, Clone)]

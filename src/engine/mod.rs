@@ -16,6 +16,27 @@ pub(crate) mod many;
 pub(crate) mod pread_queue;
 pub(crate) mod workers;
 
+/// What the engine's fake-kernel tests share.
+#[cfg(test)]
+pub(crate) mod fake {
+    /// A tiny deterministic generator (xorshift), so a failing case replays exactly.
+    pub(crate) struct Rng(pub u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        /// Uniform in `0..n` (0 for `n` = 0).
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+}
+
 use std::os::fd::RawFd;
 use std::path::Path;
 

@@ -336,7 +336,7 @@ impl Reader {
     /// `read_many` of paths or open files.
     fn many_inputs<M, Pr, C, D>(
         &self,
-        paths: &mut dyn Iterator<Item = Input>,
+        inputs: &mut dyn Iterator<Item = Input>,
         mut make: M,
         mut done: D,
     ) -> Result<()>
@@ -346,7 +346,6 @@ impl Reader {
         C: Combine<Pr::Part> + Send,
         D: FnMut(Finished<C>),
     {
-        let mut paths = paths;
         let uring = matches!(self.opts.backend, Backend::Auto | Backend::Uring)
             && !self.opts.direct
             && self.uring_status().is_ok();
@@ -354,7 +353,7 @@ impl Reader {
         let pool = !self.opts.direct
             && (self.opts.backend == Backend::Pread || self.opts.backend == Backend::Auto);
         if !uring && !pool {
-            return self.many_one_by_one(paths, &mut make, &mut done);
+            return self.many_one_by_one(inputs, &mut make, &mut done);
         }
         let mut guard = self.many.lock().unwrap_or_else(|e| e.into_inner());
         // One ring per thread, each with its share of the files in flight.
@@ -362,7 +361,7 @@ impl Reader {
         let width = (FILES_IN_FLIGHT / threads).max(1);
         // Files opened as process descriptors (where the ring has no file table, or for files on
         // anonymous devices) are fewer where `ulimit -n` leaves less room.
-        let fd_width = (files_in_flight() / threads).max(1);
+        let fd_limit = (descriptor_room() / threads).max(1);
         let slot_len = self.many_slot(width * threads);
         let pool_slot = self.many_slot(POOL_THREADS);
         let kept = match &mut *guard {
@@ -380,7 +379,7 @@ impl Reader {
                 if rings.is_none() && self.opts.backend == Backend::Uring {
                     // io_uring asked for outright, but no ring for many files (no path operations
                     // on it, or none could be set up): one file at a time, each through io_uring.
-                    return self.many_one_by_one(paths, &mut make, &mut done);
+                    return self.many_one_by_one(inputs, &mut make, &mut done);
                 }
                 let (rings, pool) = match rings {
                     Some(rings) => (rings, Vec::new()),
@@ -456,12 +455,12 @@ impl Reader {
         };
         let settings = |res: &ManyRes| Settings {
             chunk: slot_len,
-            width: if res.direct { width } else { fd_width },
+            width,
             large: 16 * self.opts.chunk_size as u64,
             max_bytes: self.opts.max_bytes,
             registered: res.registered,
             direct: res.direct,
-            fd_limit: fd_width,
+            fd_limit,
             cancel: self.cancel.as_ref(),
             read_elsewhere: on_fuse,
         };
@@ -488,11 +487,11 @@ impl Reader {
                     run
                 })
                 .collect();
-            many_parallel(workers, runs, 2, &mut paths, &mut make, &mut release)
+            many_parallel(workers, runs, 2, inputs, &mut make, &mut release)
         } else if threads == 1 {
             let res = &mut kept.rings[0];
             let mut feed = ListFeed {
-                paths: &mut paths,
+                paths: inputs,
                 make: &mut make,
                 next: 0,
             };
@@ -510,14 +509,7 @@ impl Reader {
                     run
                 })
                 .collect();
-            many_parallel(
-                workers,
-                runs,
-                4 * width,
-                &mut paths,
-                &mut make,
-                &mut release,
-            )
+            many_parallel(workers, runs, 4 * width, inputs, &mut make, &mut release)
         };
         if let Err(Error::Ring { .. }) = r {
             // A ring failed: it may still own the slots' buffers. Never free them.
@@ -959,9 +951,9 @@ impl Reader {
     }
 }
 
-/// How many files `read_many` keeps in flight: [`FILES_IN_FLIGHT`], or what `ulimit -n` leaves room
-/// for beside the descriptors already open (at least one).
-fn files_in_flight() -> usize {
+/// How many process descriptors `read_many` may hold at once: [`FILES_IN_FLIGHT`], or what
+/// `ulimit -n` leaves room for beside the descriptors already open (at least one).
+fn descriptor_room() -> usize {
     // SAFETY: getrlimit writes into the struct we pass.
     let limit = unsafe {
         let mut r: libc::rlimit = std::mem::zeroed();

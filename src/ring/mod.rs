@@ -83,8 +83,8 @@ pub(crate) trait PathQueue: Queue {
     /// Queues `openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY)`: as a process descriptor
     /// (the completion's result; the caller owns it), or, with `direct`, into that entry of the
     /// registered file table (the result is 0; without `O_CLOEXEC`, which the kernel refuses there
-    /// and which means nothing for a descriptor no process table holds). With `link`, the next entry pushed runs only if
-    /// the open succeeds (it completes with `-ECANCELED` otherwise).
+    /// and which means nothing for a descriptor no process table holds). With `link`, the next
+    /// entry pushed runs only if the open succeeds (it completes with `-ECANCELED` otherwise).
     ///
     /// # Safety
     /// `path` must stay valid until the completion carrying `user_data` has been popped.
