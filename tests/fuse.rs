@@ -9,121 +9,24 @@
 //! or with EIO, leaving bytes the server never sent. So ringread reads FUSE files with read(2)
 //! (`Notice::Fuse`), and these tests hold it to the same rules there.
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+mod common;
 
-use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner,
-    MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, Request,
-};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::fuse::{expected, Faults};
 use ringread::{processor::from_fn, Backend, Chunk, Error, ReadOptions, Reader};
 
+/// The size of the served file.
 const SIZE: u64 = 3 * 262_144 + 12_345;
-const TTL: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy, Default)]
-struct Faults {
-    fail_at: Option<u64>,
-    short: bool,
-    delay: Option<Duration>,
-}
-
-struct FaultFs {
-    faults: Faults,
-}
-
-fn byte_at(i: u64) -> u8 {
-    (i.wrapping_mul(2654435761) >> 11) as u8
-}
-
-fn attr(ino: u64) -> FileAttr {
-    let dir = ino == 1;
-    FileAttr {
-        ino: INodeNo(ino),
-        size: if dir { 0 } else { SIZE },
-        blocks: SIZE.div_ceil(512),
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: if dir {
-            FileType::Directory
-        } else {
-            FileType::RegularFile
-        },
-        perm: if dir { 0o755 } else { 0o444 },
-        nlink: if dir { 2 } else { 1 },
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        flags: 0,
-        blksize: 4096,
-    }
-}
-
-impl Filesystem for FaultFs {
-    fn lookup(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if u64::from(parent) == 1 && name == "data" {
-            reply.entry(&TTL, &attr(2), fuser::Generation(0));
-        } else {
-            reply.error(Errno::ENOENT);
-        }
-    }
-
-    fn getattr(&self, _: &Request, ino: INodeNo, _: Option<FileHandle>, reply: ReplyAttr) {
-        match u64::from(ino) {
-            1 | 2 => reply.attr(&TTL, &attr(u64::from(ino))),
-            _ => reply.error(Errno::ENOENT),
-        }
-    }
-
-    fn open(&self, _: &Request, _: INodeNo, _: OpenFlags, reply: ReplyOpen) {
-        // Direct I/O: every read reaches us with its own offset and size, past the page cache.
-        reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
-    }
-
-    fn read(
-        &self,
-        _: &Request,
-        _: INodeNo,
-        _: FileHandle,
-        offset: u64,
-        size: u32,
-        _: OpenFlags,
-        _: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        if let Some(d) = self.faults.delay {
-            std::thread::sleep(d);
-        }
-        let mut end = (offset + size as u64).min(SIZE);
-        if let Some(bad) = self.faults.fail_at {
-            if offset == bad {
-                reply.error(Errno::EIO);
-                return;
-            }
-            if offset < bad && end > bad {
-                end = bad; // a disk returns what it read before the bad sector
-            }
-        }
-        if self.faults.short && end > offset + 1 {
-            end = offset + 1 + (offset * 7 + 13) % (end - offset);
-        }
-        let data: Vec<u8> = (offset..end.max(offset)).map(byte_at).collect();
-        reply.data(&data);
-    }
-}
-
-/// Mounts a FaultFs on a fresh directory; unmounted when the session drops.
+/// Mounts the test file system with `faults` (its file of [`SIZE`] bytes); returns the file's path.
 fn mount(faults: Faults) -> (tempfile::TempDir, fuser::BackgroundSession, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.mount_options = vec![MountOption::RO, MountOption::FSName("ringread-test".into())];
-    let session = fuser::spawn_mount(FaultFs { faults }, dir.path(), &cfg)
-        .expect("mounting the test's FUSE file system needs root and /dev/fuse (CI has both)");
-    let file = dir.path().join("data");
-    (dir, session, file)
+    let (dir, session, root) = common::fuse::mount(Faults {
+        size: SIZE,
+        ..faults
+    });
+    (dir, session, root.join("data"))
 }
 
 fn reader(backend: Backend, threads: usize) -> Reader {
@@ -188,10 +91,6 @@ fn stream_all(file: &Path) -> (Vec<u8>, ringread::Result<u64>) {
         Ok(got.len() as u64)
     });
     (got, res)
-}
-
-fn expected(len: u64) -> Vec<u8> {
-    (0..len).map(byte_at).collect()
 }
 
 #[test]
@@ -263,7 +162,7 @@ fn short_and_slow_reads_deliver_every_byte() {
         Faults {
             short: true,
             delay: Some(Duration::from_millis(1)),
-            fail_at: None,
+            ..Faults::default()
         },
     ] {
         let (_dir, _session, file) = mount(faults);

@@ -64,9 +64,7 @@ fn inputs(dir: &Path, chunk: usize) -> Vec<PathBuf> {
 
 fn check(backend: Backend, chunk: usize) {
     let _g = common::shared();
-    let dir = tempfile::Builder::new()
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
+    let dir = tempdir();
     let paths = inputs(dir.path(), chunk);
     // Many rounds of the list, so that more files than slots are in flight and reused.
     let list: Vec<PathBuf> = (0..8).flat_map(|_| paths.clone()).collect();
@@ -122,16 +120,8 @@ fn every_file_in_input_order_one_by_one_and_on_the_thread_pool() {
 #[test]
 fn max_bytes_and_a_stopping_processor() {
     let _g = common::shared();
-    let dir = tempfile::Builder::new()
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let paths: Vec<PathBuf> = (0..50)
-        .map(|i| {
-            let p = dir.path().join(format!("{i}"));
-            std::fs::write(&p, common::random_bytes(i * 3000, i as u64)).unwrap();
-            p
-        })
-        .collect();
+    let dir = tempdir();
+    let paths = numbered_files(dir.path(), 0..50, |i| i * 3000);
     let opts = ReadOptions::builder()
         .chunk_size(4096)
         .max_bytes(10_000)
@@ -172,16 +162,8 @@ fn a_panicking_processor_leaves_no_descriptor_and_the_reader_reads_on() {
 
 fn panicking_processor(backend: Backend) {
     let _g = common::exclusive();
-    let dir = tempfile::Builder::new()
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let paths: Vec<PathBuf> = (0..200)
-        .map(|i| {
-            let p = dir.path().join(format!("{i}"));
-            std::fs::write(&p, common::random_bytes(1000 + i, i as u64)).unwrap();
-            p
-        })
-        .collect();
+    let dir = tempdir();
+    let paths = numbered_files(dir.path(), 0..200, |i| 1000 + i);
     let reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
     // Set up the reader's ring first, so that its descriptors are not counted as leaked.
     reader
@@ -224,16 +206,8 @@ fn panicking_processor(backend: Backend) {
 #[test]
 fn a_cancel_stops_read_many_with_nothing_left_in_flight() {
     let _g = common::exclusive();
-    let dir = tempfile::Builder::new()
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let paths: Vec<PathBuf> = (0..500)
-        .map(|i| {
-            let p = dir.path().join(format!("{i}"));
-            std::fs::write(&p, common::random_bytes(3000, i as u64)).unwrap();
-            p
-        })
-        .collect();
+    let dir = tempdir();
+    let paths = numbered_files(dir.path(), 0..500, |_| 3000);
     let cancel = ringread::Cancel::new().unwrap();
     let mut reader = Reader::new(ReadOptions::default());
     reader.set_cancel(cancel.clone());
@@ -261,6 +235,21 @@ fn a_cancel_stops_read_many_with_nothing_left_in_flight() {
         .read_many(&paths, |_, _| Collect::default(), |_| n += 1)
         .unwrap();
     assert_eq!(n, paths.len());
+}
+
+/// Files `0`, `1`, ... in `dir`, file `i` of `size(i)` random bytes.
+fn numbered_files(
+    dir: &Path,
+    range: std::ops::Range<usize>,
+    size: impl Fn(usize) -> usize,
+) -> Vec<PathBuf> {
+    range
+        .map(|i| {
+            let p = dir.join(format!("{i}"));
+            std::fs::write(&p, common::random_bytes(size(i), i as u64)).unwrap();
+            p
+        })
+        .collect()
 }
 
 fn tempdir() -> tempfile::TempDir {
@@ -617,13 +606,7 @@ fn a_one_page_budget_and_thousands_of_files_in_input_order() {
 fn a_fifo_among_many_files_is_read_in_its_turn() {
     let _g = common::shared();
     let dir = tempdir();
-    let mut paths: Vec<PathBuf> = (0..80usize)
-        .map(|i| {
-            let p = dir.path().join(format!("{i}"));
-            std::fs::write(&p, common::random_bytes(i * 2000, i as u64)).unwrap();
-            p
-        })
-        .collect();
+    let mut paths = numbered_files(dir.path(), 0..80, |i| i * 2000);
     let fifo = dir.path().join("fifo");
     common::mkfifo(&fifo);
     paths.insert(40, fifo.clone());
@@ -678,9 +661,7 @@ impl ringread::Processor for Positioned {
 fn open_files_are_read_from_their_position_and_closed() {
     use std::io::{Seek, SeekFrom};
     let _g = common::exclusive();
-    let dir = tempfile::Builder::new()
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
+    let dir = tempdir();
     let chunk = 16 * 1024;
     let paths = inputs(dir.path(), chunk);
     for backend in [Backend::Auto, Backend::Pread, Backend::Sync] {
@@ -749,16 +730,8 @@ fn open_files_are_read_from_their_position_and_closed() {
 #[test]
 fn a_panicking_done_callback_reaches_the_caller_and_nothing_waits() {
     let _g = common::shared();
-    let dir = tempfile::Builder::new()
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let paths: Vec<PathBuf> = (0..300)
-        .map(|i| {
-            let p = dir.path().join(format!("{i}"));
-            std::fs::write(&p, common::random_bytes(100 + i, i as u64)).unwrap();
-            p
-        })
-        .collect();
+    let dir = tempdir();
+    let paths = numbered_files(dir.path(), 0..300, |i| 100 + i);
     for backend in [Backend::Auto, Backend::Pread] {
         let reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

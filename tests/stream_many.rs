@@ -21,7 +21,7 @@ use ringread::stream::{Driver, DriverStats, ReadMany};
 use ringread::Error;
 
 mod common;
-use common::{exclusive, open_fds, random_bytes, shared};
+use common::{exclusive, fuse, open_fds, random_bytes, shared};
 
 /// A directory on the disk's file system (ext4 here).
 fn tmpdir() -> tempfile::TempDir {
@@ -660,143 +660,17 @@ fn futures_and_streams_are_send_and_static() {
     drop((f, s));
 }
 
-mod fuse {
-    //! A FUSE file system for the tests: `data` answers every read short (opened with
-    //! `FOPEN_DIRECT_IO`); a lookup of any other name waits until the test opens the gate, then
-    //! says `ENOENT`.
-
-    use std::ffi::OsStr;
-    use std::path::PathBuf;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Condvar, Mutex};
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use fuser::{
-        Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, INodeNo, LockOwner,
-        MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyEntry, ReplyOpen, Request,
-    };
-
-    pub const SIZE: u64 = 300_007;
-    const TTL: Duration = Duration::from_secs(60);
-
-    pub fn byte_at(i: u64) -> u8 {
-        (i.wrapping_mul(2654435761) >> 11) as u8
-    }
-
-    fn attr(ino: u64) -> FileAttr {
-        let dir = ino == 1;
-        FileAttr {
-            ino: INodeNo(ino),
-            size: if dir { 0 } else { SIZE },
-            blocks: SIZE.div_ceil(512),
-            atime: UNIX_EPOCH,
-            mtime: UNIX_EPOCH,
-            ctime: UNIX_EPOCH,
-            crtime: UNIX_EPOCH,
-            kind: if dir {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            },
-            perm: if dir { 0o755 } else { 0o444 },
-            nlink: if dir { 2 } else { 1 },
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            flags: 0,
-            blksize: 4096,
-        }
-    }
-
-    /// What the test and the file system share.
-    #[derive(Default)]
-    pub struct Shared {
-        /// Open: waiting lookups go on.
-        gate: Mutex<bool>,
-        opened: Condvar,
-        /// Lookups that reached the gate.
-        pub waiting: AtomicUsize,
-    }
-
-    impl Shared {
-        pub fn open_gate(&self) {
-            *self.gate.lock().unwrap() = true;
-            self.opened.notify_all();
-        }
-    }
-
-    struct TestFs(Arc<Shared>);
-
-    impl Filesystem for TestFs {
-        fn lookup(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-            if u64::from(parent) == 1 && name == "data" {
-                return reply.entry(&TTL, &attr(2), fuser::Generation(0));
-            }
-            self.0.waiting.fetch_add(1, Ordering::AcqRel);
-            let mut open = self.0.gate.lock().unwrap();
-            while !*open {
-                open = self.0.opened.wait(open).unwrap();
-            }
-            reply.error(Errno::ENOENT);
-        }
-
-        fn getattr(&self, _: &Request, ino: INodeNo, _: Option<FileHandle>, reply: ReplyAttr) {
-            match u64::from(ino) {
-                1 | 2 => reply.attr(&TTL, &attr(u64::from(ino))),
-                _ => reply.error(Errno::ENOENT),
-            }
-        }
-
-        fn open(&self, _: &Request, _: INodeNo, _: OpenFlags, reply: ReplyOpen) {
-            reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO);
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        fn read(
-            &self,
-            _: &Request,
-            _: INodeNo,
-            _: FileHandle,
-            offset: u64,
-            size: u32,
-            _: OpenFlags,
-            _: Option<LockOwner>,
-            reply: ReplyData,
-        ) {
-            let mut end = (offset + size as u64).min(SIZE);
-            if end > offset + 1 {
-                end = offset + 1 + (offset * 7 + 13) % (end - offset);
-            }
-            let data: Vec<u8> = (offset..end.max(offset)).map(byte_at).collect();
-            reply.data(&data);
-        }
-    }
-
-    /// Mounts a TestFs on a fresh directory (unmounted when the session drops).
-    pub fn mount() -> (
-        tempfile::TempDir,
-        fuser::BackgroundSession,
-        PathBuf,
-        Arc<Shared>,
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.mount_options = vec![MountOption::RO, MountOption::FSName("ringread-test".into())];
-        let shared = Arc::new(Shared::default());
-        let session = fuser::spawn_mount(TestFs(Arc::clone(&shared)), dir.path(), &cfg)
-            .expect("mounting the test's FUSE file system needs root and /dev/fuse (CI has both)");
-        let root = dir.path().to_path_buf();
-        (dir, session, root, shared)
-    }
-}
-
 /// A FUSE file whose server answers every read short, opened with `FOPEN_DIRECT_IO`: io_uring
 /// reports such replies as full reads (see tests/fuse.rs), so the lane reads FUSE files with
 /// `read(2)`; the bytes are the server's, every one.
 #[test]
 fn a_fuse_file_answering_short_is_read_whole() {
     let _g = shared();
-    let (_dir, _session, root, _) = fuse::mount();
+    let (_dir, _session, root) = fuse::mount(fuse::Faults {
+        size: 300_007,
+        short: true,
+        ..fuse::Faults::default()
+    });
     let file = root.join("data");
     let driver = Driver::new().unwrap();
     let rt = runtime();
@@ -806,7 +680,7 @@ fn a_fuse_file_answering_short_is_read_whole() {
             .expect("reading the FUSE file hung")
             .unwrap()
     });
-    let want: Vec<u8> = (0..fuse::SIZE).map(fuse::byte_at).collect();
+    let want = fuse::expected(300_007);
     assert_eq!(got.len(), want.len());
     assert!(got[..] == want[..], "bytes the server never sent");
     drop(got);
@@ -821,7 +695,11 @@ fn a_fuse_file_answering_short_is_read_whole() {
 fn a_stuck_statx_is_cancelled_when_dropped() {
     use std::sync::atomic::Ordering;
     let _g = exclusive();
-    let (_dir, session, root, fs) = fuse::mount();
+    let gate = std::sync::Arc::new(fuse::Gate::default());
+    let (_dir, session, root) = fuse::mount(fuse::Faults {
+        gate: Some(gate.clone()),
+        ..fuse::Faults::default()
+    });
     let driver = Driver::new().unwrap();
     let before = open_fds();
     let waker = futures_util::task::noop_waker();
@@ -834,7 +712,7 @@ fn a_stuck_statx_is_cancelled_when_dropped() {
     let mut many = driver.read_many([plain, root.join("stuck2"), root.join("stuck3")]);
     let _ = futures_core::Stream::poll_next(std::pin::Pin::new(&mut many), &mut cx);
     // The file system has the first lookup: its statx is in the kernel, in a lane's ring.
-    while fs.waiting.load(Ordering::Acquire) == 0 {
+    while gate.waiting.load(Ordering::Acquire) == 0 {
         assert!(
             Instant::now() < until,
             "the statx never reached the file system"
@@ -853,7 +731,7 @@ fn a_stuck_statx_is_cancelled_when_dropped() {
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(driver.stats().in_flight > 0, "{:?}", driver.stats());
-    fs.open_gate();
+    gate.open();
     wait_idle(&driver);
     assert_eq!(open_fds(), before, "a descriptor was left open");
     drop(session);

@@ -1,6 +1,8 @@
 //! Helpers the integration tests share (each test binary compiles the ones it uses).
 #![allow(dead_code)]
 
+pub mod fuse;
+
 use std::fs::File;
 use std::os::fd::FromRawFd;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
