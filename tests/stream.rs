@@ -7,7 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use ringread::stream::{Driver, DriverStats, FileStream, OwnedChunk};
+use ringread::stream::{Driver, FileStream, OwnedChunk};
 use ringread::{Error, ReadOptions};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 mod common;
+use common::stream::{runtime, tmpdir, wait_idle, write_file};
 use common::{exclusive, open_fds, pipe, random_bytes, shared};
 
 /// A small random-number generator for choosing sizes and drop points (xorshift64*).
@@ -34,28 +35,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-}
-
-/// A directory on the disk's file system (ext4 here), so that `O_DIRECT` goes to the device.
-fn tmpdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("stream")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap()
-}
-
-fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    fs::write(&p, data).unwrap();
-    p
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn opts(chunk: usize, depth: usize, direct: bool) -> ReadOptions {
@@ -84,31 +63,10 @@ async fn collect(mut s: FileStream) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// Waits until the driver has nothing in hand (reads still completing after a drop are reaped on the
-/// driver thread). Fails the test if that does not happen within 20 s.
-fn wait_idle(driver: &Driver) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while !matches!(
-        driver.stats(),
-        DriverStats {
-            in_flight: 0,
-            live_buffers: 0,
-            ..
-        }
-    ) {
-        assert!(
-            Instant::now() < until,
-            "driver still holds {:?} 20 s after every stream was dropped",
-            driver.stats()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn bytes_match_std_for_sizes_on_every_boundary() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let driver = Driver::new().unwrap();
     assert!(
         driver.notice().is_none(),
@@ -162,7 +120,7 @@ fn bytes_match_std_for_sizes_on_every_boundary() {
 #[test]
 fn max_bytes_and_a_file_handed_over_part_read() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let data = random_bytes(300_000, 7);
     let p = write_file(dir.path(), "f", &data);
     let driver = Driver::new().unwrap();
@@ -196,7 +154,7 @@ fn max_bytes_and_a_file_handed_over_part_read() {
 #[test]
 fn bytes_conversion_does_not_copy_and_outlives_the_stream() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let data = random_bytes(1 << 20, 3);
     let p = write_file(dir.path(), "f", &data);
     let driver = Driver::new().unwrap();
@@ -231,7 +189,7 @@ fn bytes_conversion_does_not_copy_and_outlives_the_stream() {
 #[test]
 fn holding_chunks_stops_reading_backpressure() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let data = random_bytes(64 * 4096, 11);
     let p = write_file(dir.path(), "f", &data);
     let driver = Driver::new().unwrap();
@@ -298,7 +256,7 @@ fn holding_chunks_stops_reading_backpressure() {
 #[test]
 fn collecting_more_chunks_than_buffers_is_an_error_not_a_hang() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let p = write_file(dir.path(), "f", &random_bytes(10 * 4096 + 5, 12));
     let driver = Driver::new().unwrap();
     let rt = runtime();
@@ -338,7 +296,7 @@ fn adapters_work_with_tokio_copy_framed_read_and_lines() {
     use tokio_util::codec::{FramedRead, LinesCodec};
 
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let driver = Driver::new().unwrap();
     let rt = runtime();
     // Text with lines of every length, so line ends fall on and around chunk boundaries.
@@ -473,7 +431,7 @@ fn dropping_a_stream_cancels_a_read_that_would_never_complete() {
 #[test]
 fn cancellation_stress_many_streams_dropped_at_random_points() {
     let _g = exclusive();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let sizes = [0usize, 1, 4095, 4097, 65535, 65537, 300_001, 2 << 20];
     let files: Vec<(PathBuf, Arc<Vec<u8>>)> = sizes
         .iter()
@@ -554,7 +512,7 @@ fn cancellation_stress_many_streams_dropped_at_random_points() {
 #[test]
 fn hundreds_of_concurrent_streams_each_read_whole() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let files: Vec<(PathBuf, u64)> = (0..20)
         .map(|i| {
             let d = random_bytes(100_000 + i * 37_001, i as u64);
@@ -592,7 +550,7 @@ fn hundreds_of_concurrent_streams_each_read_whole() {
 #[test]
 fn a_file_that_shrinks_while_streamed_ends_at_its_new_end() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let data = random_bytes(1 << 20, 77);
     let p = write_file(dir.path(), "shrinks", &data);
     let driver = Driver::new().unwrap();
@@ -729,7 +687,7 @@ fn peak_rss_kib() -> u64 {
 fn two_hundred_streams_share_a_sixteen_mib_budget() {
     // Alone: the peak memory of the process is measured.
     let _g = exclusive();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let files: Vec<(PathBuf, u64)> = (0..20)
         .map(|i| {
             let d = random_bytes((1 << 20) + i * 50_001, 1000 + i as u64);
@@ -821,7 +779,7 @@ fn a_chunk_larger_than_the_budget_is_refused() {
         .unwrap_err();
     assert!(matches!(e, Error::InvalidOptions(_)), "{e}");
     // The budget also bounds a stream's buffers when it could use more: depth 8 of 512 KiB on 1 MiB.
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let data = random_bytes(5 << 20, 41);
     let p = write_file(dir.path(), "f", &data);
     let rt = runtime();
@@ -842,7 +800,7 @@ fn a_chunk_larger_than_the_budget_is_refused() {
 fn open_async_of_a_fifo_does_not_block_the_runtime() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let fifo = dir.path().join("fifo");
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
@@ -907,7 +865,7 @@ fn open_async_of_a_fifo_does_not_block_the_runtime() {
 #[test]
 fn a_cancelled_driver_interrupts_its_streams() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream");
     let data = random_bytes(1 << 20, 51);
     let p = write_file(dir.path(), "f", &data);
     let driver = Driver::new().unwrap();

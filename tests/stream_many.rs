@@ -17,39 +17,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use ringread::stream::{Driver, DriverStats, ReadMany};
+use ringread::stream::{Driver, ReadMany};
 use ringread::Error;
 
 mod common;
-use common::{exclusive, fuse, open_fds, random_bytes, shared};
-
-/// A directory on the disk's file system (ext4 here).
-fn tmpdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("stream-many")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap()
-}
-
-fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
-    let p = dir.join(name);
-    fs::write(&p, data).unwrap();
-    p
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn mkfifo(p: &Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
+use common::stream::{runtime, tmpdir, wait_idle, write_file};
+use common::{exclusive, fuse, mkfifo, open_fds, random_bytes, shared};
 
 /// Sizes lognormal as a source tree's (bytes = exp(N(8, 1.5)), capped at 2,000,000), from `seed`.
 fn tree_sizes(n: usize, seed: u64) -> Vec<usize> {
@@ -70,28 +43,6 @@ fn tree_sizes(n: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
-/// Waits until the driver has nothing in hand: no operation in flight, no buffer held, every
-/// stream's and batch's state gone. Fails the test if that does not happen within 20 s.
-fn wait_idle(driver: &Driver) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while !matches!(
-        driver.stats(),
-        DriverStats {
-            in_flight: 0,
-            live_buffers: 0,
-            held_bytes: 0,
-            ..
-        }
-    ) {
-        assert!(
-            Instant::now() < until,
-            "driver still holds {:?} 20 s after everything was dropped",
-            driver.stats()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Every item of `s`, checking that indexes come in input order.
 async fn all(mut s: ReadMany) -> Vec<Result<Bytes, Error>> {
     let mut out = Vec::new();
@@ -106,7 +57,7 @@ async fn all(mut s: ReadMany) -> Vec<Result<Bytes, Error>> {
 #[test]
 fn bytes_match_std_for_sizes_on_every_boundary() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let driver = Driver::new().unwrap();
     assert!(driver.notice().is_none(), "{:?}", driver.notice());
     let sizes = [
@@ -160,7 +111,7 @@ fn bytes_match_std_for_sizes_on_every_boundary() {
 #[test]
 fn bytes_are_the_pools_buffer_until_the_last_clone_drops() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let data = random_bytes(300_001, 5);
     let p = write_file(dir.path(), "f", &data);
     let driver = Driver::with_budget(2, 4 << 20).unwrap();
@@ -189,7 +140,7 @@ fn bytes_are_the_pools_buffer_until_the_last_clone_drops() {
 #[test]
 fn errors_are_per_file_and_a_fifo_does_not_hang() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let a = write_file(dir.path(), "a", &random_bytes(10_000, 1));
     let b = write_file(dir.path(), "b", &random_bytes(70_000, 2));
     let fifo = dir.path().join("fifo");
@@ -252,7 +203,7 @@ fn errors_are_per_file_and_a_fifo_does_not_hang() {
 #[test]
 fn a_file_larger_than_the_budget_is_refused_with_the_way_out() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let big = write_file(dir.path(), "big", &random_bytes((1 << 20) + 1, 3));
     let fits = write_file(dir.path(), "fits", &random_bytes((1 << 20) - 100, 4));
     let driver = Driver::with_budget(1, 1 << 20).unwrap();
@@ -277,7 +228,7 @@ fn a_file_larger_than_the_budget_is_refused_with_the_way_out() {
 #[test]
 fn two_thousand_files_within_a_four_mib_budget() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let sizes = tree_sizes(2000, 7);
     let files: Vec<(PathBuf, Arc<Vec<u8>>)> = sizes
         .iter()
@@ -333,7 +284,7 @@ fn two_thousand_files_within_a_four_mib_budget() {
 #[test]
 fn holding_every_result_is_an_error_per_file_not_a_hang() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let paths: Vec<PathBuf> = (0..40)
         .map(|i| write_file(dir.path(), &format!("h{i}"), &random_bytes(100_000, i)))
         .collect();
@@ -373,7 +324,7 @@ fn holding_every_result_is_an_error_per_file_not_a_hang() {
 #[test]
 fn dropping_part_way_leaves_nothing_in_flight() {
     let _g = exclusive();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let sizes = tree_sizes(300, 11);
     let mut files: Vec<(PathBuf, Arc<Vec<u8>>)> = sizes
         .iter()
@@ -445,7 +396,7 @@ fn dropping_part_way_leaves_nothing_in_flight() {
 #[test]
 fn a_cancelled_driver_interrupts_whole_file_reads() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let paths: Vec<PathBuf> = (0..50)
         .map(|i| write_file(dir.path(), &format!("c{i}"), &random_bytes(50_000, i)))
         .collect();
@@ -553,7 +504,7 @@ fn child_reads_whole_files_without_io_uring() {
 fn without_io_uring_the_lanes_read_whole_files_with_system_calls() {
     use std::os::unix::process::CommandExt;
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     for (i, n) in tree_sizes(30, 3).into_iter().enumerate() {
         write_file(dir.path(), &format!("n{i}"), &random_bytes(n, i as u64));
     }
@@ -614,7 +565,7 @@ fn without_io_uring_the_lanes_read_whole_files_with_system_calls() {
 #[test]
 fn a_file_appended_to_is_read_to_its_size_at_the_statx() {
     let _g = shared();
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let data = random_bytes(1 << 20, 21);
     let p = write_file(dir.path(), "grows", &data);
     let driver = Driver::new().unwrap();
@@ -707,7 +658,7 @@ fn a_stuck_statx_is_cancelled_when_dropped() {
     let until = Instant::now() + Duration::from_secs(60);
     let mut one = Box::pin(driver.read(root.join("stuck1")));
     assert!(one.as_mut().poll(&mut cx).is_pending());
-    let dir = tmpdir();
+    let dir = tmpdir("stream-many");
     let plain = write_file(dir.path(), "plain", &random_bytes(5000, 1));
     let mut many = driver.read_many([plain, root.join("stuck2"), root.join("stuck3")]);
     let _ = futures_core::Stream::poll_next(std::pin::Pin::new(&mut many), &mut cx);

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod fuse;
+#[cfg(feature = "stream")]
+pub mod stream;
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
