@@ -502,28 +502,11 @@ fn child_reads_whole_files_without_io_uring() {
 /// whole-file reads with `statx(2)`, `open(2)`, `pread(2)` and `close(2)`, same bytes.
 #[test]
 fn without_io_uring_the_lanes_read_whole_files_with_system_calls() {
-    use std::os::unix::process::CommandExt;
     let _g = shared();
     let dir = tmpdir("stream-many");
     for (i, n) in tree_sizes(30, 3).into_iter().enumerate() {
         write_file(dir.path(), &format!("n{i}"), &random_bytes(n, i as u64));
     }
-    #[cfg(target_arch = "x86_64")]
-    const AUDIT_ARCH: u32 = 0xC000_003E;
-    #[cfg(target_arch = "aarch64")]
-    const AUDIT_ARCH: u32 = 0xC000_00B7;
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let filter = [
-        f(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
-        f(JEQ_K, 0, 3, AUDIT_ARCH),
-        f(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
-        f(JEQ_K, 0, 1, libc::SYS_io_uring_setup as u32),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -531,26 +514,7 @@ fn without_io_uring_the_lanes_read_whole_files_with_system_calls() {
         "--nocapture",
     ])
     .env("RINGREAD_WHOLE_CHILD", dir.path());
-    // SAFETY: the closure runs in the forked child before exec and only makes two prctl calls on
-    // memory it owns (the filter is moved into it).
-    unsafe {
-        cmd.pre_exec(move || {
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    };
+    common::deny_io_uring(&mut cmd);
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
