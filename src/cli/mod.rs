@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod count;
 mod inputs;
+mod multicall;
 mod sum;
 
 use std::collections::HashSet;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use clap::{Args, Parser, Subcommand};
-use ringread::processor::{Algorithm, Checksum};
+use ringread::processor::Algorithm;
 use ringread::{Backend, Cancel, Notice, Processor, ReadOptions, Reader, Summary};
 
 /// Reads files through io_uring as fast as the machine allows, and hashes, counts or copies them.
@@ -139,9 +140,21 @@ impl ReadArgs {
     }
 }
 
+/// The name messages start with: `ringread`, or the tool ringread was invoked as (`sha256sum`).
+static PROGRAM: OnceLock<String> = OnceLock::new();
+
+/// The name messages start with (`ringread: ...`, or `sha256sum: ...` when invoked by that name).
+pub fn prog() -> &'static str {
+    PROGRAM.get().map_or("ringread", String::as_str)
+}
+
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(tool) = multicall::tool_of(&args) {
+        let _ = PROGRAM.set(tool.name().to_owned());
+        return multicall::run(tool, &args[1..]);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -157,6 +170,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
 
     if let Command::Bench(a) = cli.command {
         return bench::run(&cli.read, a);
+    }
+    let mut cli = cli;
+    if let Command::Sum(a) = &cli.command {
+        // b3sum's --num-threads is ringread's --threads.
+        cli.read.threads = cli.read.threads.or(a.num_threads);
     }
     let opts = cli.read.options()?;
     let mut ctx = Ctx::new(opts, cli.read.verbose)?;
@@ -249,7 +267,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn new(opts: ReadOptions, verbose: bool) -> anyhow::Result<Ctx> {
+    pub(crate) fn new(opts: ReadOptions, verbose: bool) -> anyhow::Result<Ctx> {
         let backend = opts.backend();
         let mut reader = Reader::new(opts);
         if let Some(cancel) = INTERRUPT.get() {
@@ -303,10 +321,10 @@ impl Ctx {
             a,
             &mut |line| {
                 if self.verbose {
-                    eprintln!("ringread: {line}");
+                    eprintln!("{}: {line}", prog());
                 }
             },
-            &mut |line| eprintln!("ringread: {line}"),
+            &mut |line| eprintln!("{}: {line}", prog()),
         )
     }
 
@@ -353,19 +371,6 @@ impl Ctx {
         self.read_split(name, &ringread::processor::Whole, proc)
     }
 
-    /// The digest of `name` with `algo`, as the standard tools print it. BLAKE3 of a named file runs
-    /// on every reading thread (its subtrees are independent); everything else hashes in order.
-    pub(crate) fn digest(&self, name: &Path, algo: Algorithm) -> ringread::Result<String> {
-        if algo == Algorithm::Blake3 && name.as_os_str() != "-" {
-            let (prep, mut sum) = ringread::processor::blake3_parallel();
-            self.read_split(name, &prep, &mut sum)?;
-            return Ok(sum.hex());
-        }
-        let mut sum = Checksum::new(algo);
-        self.read(name, &mut sum)?;
-        Ok(sum.hex())
-    }
-
     /// Reads `name` with a processor in two halves (see `ringread::processor::Prepare`).
     pub(crate) fn read_split<Pr, C>(
         &self,
@@ -403,12 +408,13 @@ impl Ctx {
         for n in &s.notices {
             let always = !matches!(n, Notice::RegisteredFewer { .. });
             if always || self.verbose {
-                self.say_once(format!("ringread: {n}"));
+                self.say_once(format!("{}: {n}", prog()));
             }
         }
         if self.verbose {
             eprintln!(
-                "ringread: {}: {} bytes by {}",
+                "{}: {}: {} bytes by {}",
+                prog(),
                 name.display(),
                 s.bytes,
                 s.route
@@ -423,17 +429,17 @@ impl Ctx {
     }
 }
 
-/// Prints `ringread: <error>` for one file, the file's name quoted as coreutils quotes it.
+/// Prints `ringread: <error>` (or the invoked tool's name) for one file, the file's name quoted as coreutils quotes it.
 pub(crate) fn complain(e: &ringread::Error) {
     let text = e.to_string();
     if let Some(path) = e.path() {
         let plain = path.display().to_string();
         if let Some(rest) = text.strip_prefix(&plain) {
-            eprintln!("ringread: {}{rest}", quotef(path.as_os_str()));
+            eprintln!("{}: {}{rest}", prog(), quotef(path.as_os_str()));
             return;
         }
     }
-    eprintln!("ringread: {text}");
+    eprintln!("{}: {text}", prog());
 }
 
 /// A file name as coreutils shows it in messages (`quotef`): as is when it holds only characters a
