@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use ringread::processor::Algorithm;
 use ringread::sumfile::{
-    message_name, parse_b3sum_line, parse_line_in, parse_xxhsum_line, Convention, Entry, ListState,
+    message_name, parse_b3sum_line, parse_line_in, parse_xxhsum_line, reverse_hex, Convention,
+    Entry, ListState,
 };
 
 use super::sum::{is_dir_error, HashSpec, Settings};
@@ -195,22 +196,55 @@ fn fatal(message: &str) -> ! {
     std::process::exit(1);
 }
 
+/// The whole text of a list, and the error that stopped reading it, if one did.
+fn slurp(reader: Box<dyn Read>) -> (Vec<u8>, Option<io::Error>) {
+    let mut text = Vec::new();
+    let mut reader = BufReader::new(reader);
+    loop {
+        match reader.read_until(b'\n', &mut text) {
+            Ok(0) => return (text, None),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (text, Some(e)),
+        }
+    }
+}
+
+/// The algorithm of a list checked without `--algo`: the one its first checksum line names (a
+/// BSD line's tag, xxhsum's `XXH3_` prefix), else BLAKE3 (ringread's default, b3sum's lines).
+fn algorithm_of_list(text: &[u8]) -> Algorithm {
+    let default = super::DEFAULT_ALGORITHM;
+    let Some(line) = text
+        .split(|&b| b == b'\n')
+        .find(|l| !l.is_empty() && l.first() != Some(&b'#'))
+    else {
+        return default;
+    };
+    if std::str::from_utf8(line).is_ok_and(|l| parse_b3sum_line(l).is_ok()) {
+        return default;
+    }
+    let named = |e: &Entry| {
+        line.windows(e.algorithm.tag().len())
+            .any(|w| w == e.algorithm.tag().as_bytes())
+    };
+    if let Some(e) = parse_line_in(line, default, &mut ListState::default()).filter(named) {
+        return e.algorithm;
+    }
+    parse_xxhsum_line(line).map_or(default, |e| e.algorithm)
+}
+
 /// Reads a list's whole text into its items, by the rules of `conv`.
-fn parse(reader: Box<dyn Read>, conv: Convention, algo: Algorithm) -> Vec<Item> {
-    let mut lines = BufReader::new(reader);
+fn parse(text: &[u8], error: Option<io::Error>, s: &Settings) -> Vec<Item> {
+    let (conv, algo, little_endian) = (s.convention(), s.algorithm(), s.little_endian);
+    let mut lines = text;
     let mut items = Vec::new();
     let mut buf = Vec::new();
     let mut lineno = 0usize;
     let mut state = ListState::default();
     loop {
         buf.clear();
-        match lines.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                items.push(Item::ListError(e));
-                break;
-            }
+        if lines.read_until(b'\n', &mut buf).unwrap_or(0) == 0 {
+            break;
         }
         lineno += 1;
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
@@ -246,11 +280,20 @@ fn parse(reader: Box<dyn Read>, conv: Convention, algo: Algorithm) -> Vec<Item> 
                 }
             }
             Convention::Xxhsum => match parse_xxhsum_line(line) {
-                Some(entry) => Item::Entry(entry, lineno, Vec::new()),
+                Some(mut entry) => {
+                    // --little-endian: plain lines hold little-endian digests (tagged ones say so).
+                    if little_endian && !line.starts_with(b"XXH") {
+                        entry.hex = reverse_hex(&entry.hex);
+                    }
+                    Item::Entry(entry, lineno, Vec::new())
+                }
                 None => Item::BadLine(lineno, None),
             },
         };
         items.push(item);
+    }
+    if let Some(e) = error {
+        items.push(Item::ListError(e));
     }
     items
 }
@@ -296,12 +339,11 @@ fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-pub(crate) fn run(ctx: &Ctx, s: &Settings) -> anyhow::Result<ExitCode> {
-    let algo = s.algorithm();
-    let conv = s.convention();
+pub(crate) fn run(ctx: &Ctx, given: &Settings) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let mut out = Output::new();
-    for list in files_or_stdin(s.files.clone()) {
+    for list in files_or_stdin(given.files.clone()) {
+        let conv = given.convention();
         let stdin = list.as_os_str() == "-";
         let shown = match conv {
             Convention::Coreutils if stdin => quotef("standard input".as_ref()),
@@ -330,7 +372,13 @@ pub(crate) fn run(ctx: &Ctx, s: &Settings) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        let items = parse(reader, conv, algo);
+        let (text, error) = slurp(reader);
+        // Without --algo, the list says which tool's it is.
+        let mut s = given.clone();
+        s.algo = Some(given.algo.unwrap_or_else(|| algorithm_of_list(&text)));
+        let s = &s;
+        let conv = s.convention();
+        let items = parse(&text, error, s);
         let good_lines = items
             .iter()
             .filter(|i| matches!(i, Item::Entry(..)))

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use ringread::processor::{blake3_parallel_mode, Algorithm, Blake3Mode, Checksum, Whole};
+use ringread::processor::{
+    blake3_in_order, blake3_parallel_mode, Algorithm, Blake3Mode, Checksum, Whole,
+};
 use ringread::sumfile::{reverse_hex, Convention};
 
 use super::inputs::InputArgs;
@@ -88,7 +90,7 @@ fn parse_algo(s: &str) -> Result<Algorithm, String> {
 }
 
 /// What `sum` was asked, however it was invoked (`ringread sum` or a peer's name).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Settings {
     pub algo: Option<Algorithm>,
     pub check: bool,
@@ -108,6 +110,8 @@ pub(crate) struct Settings {
     pub derive_key: Option<String>,
     pub little_endian: bool,
     pub files: Vec<PathBuf>,
+    /// b3sum was given a length it cannot parse: each file it opens then fails.
+    pub bad_length: bool,
 }
 
 impl Settings {
@@ -147,6 +151,7 @@ impl SumArgs {
             derive_key: a.derive_key,
             little_endian: a.little_endian,
             files: a.files,
+            bad_length: false,
         };
         let _ = a.no_mmap;
         (s, a.inputs)
@@ -199,6 +204,13 @@ pub(crate) fn validate(s: &Settings) -> Result<(), UsageError> {
             }
         }
         Convention::B3sum => {
+            // clap 2's words, as b3sum 1.2.0 prints them.
+            let clap = |m: String, usage: &str| {
+                Err(UsageError(format!(
+                    "error: {m}\n\nUSAGE:\n    {} {usage}\n\nFor more information try --help",
+                    prog()
+                )))
+            };
             if s.check {
                 for (set, name) in [
                     (s.derive_key.is_some(), "--derive-key <CONTEXT>"),
@@ -209,19 +221,26 @@ pub(crate) fn validate(s: &Settings) -> Result<(), UsageError> {
                     (s.tag, "--tag"),
                 ] {
                     if set {
-                        return err(&format!(
-                            "the argument '{name}' cannot be used with '--check'"
-                        ));
+                        return clap(
+                            format!("The argument '{name}' cannot be used with '--check'"),
+                            &format!("--check {name}"),
+                        );
                     }
                 }
             } else if s.quiet {
-                return err("the argument '--quiet' requires '--check'");
+                return clap(
+                    "The following required arguments were not provided:\n    --check".into(),
+                    "--check --quiet",
+                );
+            }
+            if s.keyed && s.files.is_empty() {
+                return clap(
+                    "The following required arguments were not provided:\n    <file>...".into(),
+                    "--keyed <file>...",
+                );
             }
             if s.raw && s.files.len() > 1 {
                 return err("Only one filename can be provided when using --raw");
-            }
-            if s.keyed && s.files.is_empty() {
-                return err("the argument '--keyed' requires '<FILE>...'");
             }
         }
         Convention::Xxhsum => {}
@@ -245,9 +264,7 @@ pub(crate) fn usage_error(s: &Settings, e: &UsageError, help: &str) -> ExitCode 
                 e.0
             );
         }
-        Convention::B3sum if !e.0.starts_with("Only one") => {
-            eprintln!("error: {}\n\nFor more information try --help", e.0);
-        }
+        Convention::B3sum if e.0.starts_with("error: ") => eprintln!("{}", e.0),
         Convention::B3sum | Convention::Xxhsum => eprintln!("Error: {}", e.0),
     }
     ExitCode::FAILURE
@@ -281,8 +298,16 @@ impl HashSpec {
     /// The digest of `name` ("-": standard input) as lower-case hex.
     pub fn read_one(&self, ctx: &Ctx, name: &Path) -> ringread::Result<String> {
         if Convention::of(self.algo) == Convention::B3sum {
-            // BLAKE3 runs on every reading thread where the chunks allow (a pipe's do not).
-            let (prep, mut sum) = blake3_parallel_mode(self.blake3);
+            // BLAKE3 runs on every reading thread where the chunks allow: a regular file's (a
+            // pipe's uneven pieces do not).
+            let regular = name.as_os_str() != "-"
+                && !ctx.reads_connection()
+                && std::fs::metadata(name).is_ok_and(|m| m.is_file());
+            let (prep, mut sum) = if !regular {
+                blake3_in_order(self.blake3)
+            } else {
+                blake3_parallel_mode(self.blake3)
+            };
             ctx.read_split(name, &prep, &mut sum)?;
             return Ok(self.blake3_hex(&mut sum));
         }
@@ -459,6 +484,12 @@ pub(crate) fn run_settings(
             return Ok(());
         }
         match hex {
+            Ok(_) if s.bad_length => {
+                ok = false;
+                out.flush()?;
+                eprintln!("{}: {}: Failed to parse length.", prog(), name.display());
+                Ok(())
+            }
             Ok(hex) => out.line(&format(&s, bytes_of(name), &hex)),
             Err(e) => {
                 ok = false;

@@ -9,7 +9,9 @@
 //! an offset it divides, all of one size. ringread's chunks of a regular file read from its start are
 //! exactly that when the chunk size is a power of two; for anything else (a pipe's uneven pieces,
 //! another chunk size, a file read from the middle) the combiner hashes serially and the prepared
-//! values are ignored. Either way the digest is right.
+//! values are ignored. The shape is decided by the first chunk, so a source read in uneven
+//! pieces whose first piece happens to fit (a pipe) can fail with an error (never a wrong digest):
+//! read those with [`blake3_in_order`].
 
 use std::io;
 
@@ -74,6 +76,8 @@ impl Blake3Mode {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Blake3Prepare {
     mode: Blake3Mode,
+    /// Hash everything in order in the combiner ([`blake3_in_order`]).
+    serial: bool,
 }
 
 impl Prepare for Blake3Prepare {
@@ -82,7 +86,8 @@ impl Prepare for Blake3Prepare {
     fn prepare(&self, chunk: &Chunk<'_>) -> Option<ChainingValue> {
         let (offset, len) = (chunk.offset(), chunk.len() as u64);
         // The first chunk is hashed by the combiner, which alone knows whether it is the whole input.
-        let fits = offset > 0
+        let fits = !self.serial
+            && offset > 0
             && offset % CHUNK_LEN as u64 == 0
             && len > 0
             && max_subtree_len(offset).is_some_and(|max| len <= max);
@@ -120,6 +125,7 @@ enum Mode3 {
 pub struct Blake3Combine {
     mode: Mode3,
     function: Blake3Mode,
+    serial: bool,
 }
 
 impl std::fmt::Debug for Blake3Combine {
@@ -133,6 +139,7 @@ impl Default for Blake3Combine {
         Blake3Combine {
             mode: Mode3::Start,
             function: Blake3Mode::Hash,
+            serial: false,
         }
     }
 }
@@ -153,11 +160,22 @@ pub fn blake3_parallel() -> (Blake3Prepare, Blake3Combine) {
 
 /// [`blake3_parallel`] for the keyed hash or key derivation.
 pub fn blake3_parallel_mode(mode: Blake3Mode) -> (Blake3Prepare, Blake3Combine) {
+    halves(mode, false)
+}
+
+/// BLAKE3 hashed in order on one thread, for sources read in uneven pieces (pipes, sockets);
+/// the same digest as [`blake3_parallel_mode`].
+pub fn blake3_in_order(mode: Blake3Mode) -> (Blake3Prepare, Blake3Combine) {
+    halves(mode, true)
+}
+
+fn halves(mode: Blake3Mode, serial: bool) -> (Blake3Prepare, Blake3Combine) {
     (
-        Blake3Prepare { mode },
+        Blake3Prepare { mode, serial },
         Blake3Combine {
             mode: Mode3::Start,
             function: mode,
+            serial,
         },
     )
 }
@@ -231,18 +249,21 @@ impl Combine<Option<ChainingValue>> for Blake3Combine {
             Mode3::Start => {
                 let mut first = Box::new(self.function.hasher());
                 first.update(chunk);
-                self.mode =
-                    if chunk.offset() == 0 && len.is_power_of_two() && len >= CHUNK_LEN as u64 {
-                        Mode3::Tree {
-                            first,
-                            first_pushed: false,
-                            piece: len,
-                            stack: Vec::new(),
-                            ended: false,
-                        }
-                    } else {
-                        Mode3::Serial(first)
-                    };
+                self.mode = if !self.serial
+                    && chunk.offset() == 0
+                    && len.is_power_of_two()
+                    && len >= CHUNK_LEN as u64
+                {
+                    Mode3::Tree {
+                        first,
+                        first_pushed: false,
+                        piece: len,
+                        stack: Vec::new(),
+                        ended: false,
+                    }
+                } else {
+                    Mode3::Serial(first)
+                };
             }
             Mode3::Serial(h) => {
                 h.update(chunk);

@@ -27,7 +27,8 @@ mod count;
 
 #[cfg(feature = "blake3")]
 pub use blake3_tree::{
-    blake3_parallel, blake3_parallel_mode, Blake3Combine, Blake3Mode, Blake3Prepare,
+    blake3_in_order, blake3_parallel, blake3_parallel_mode, Blake3Combine, Blake3Mode,
+    Blake3Prepare,
 };
 #[cfg(any(
     feature = "sha256",
