@@ -17,6 +17,8 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
+mod common;
+
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ringread"))
 }
@@ -604,6 +606,13 @@ fn sum_with_an_algorithm_behaves_as_its_tool() {
         vec!["a", "nonexistent", "d"],
         vec!["-c", "good256"],
         vec!["-c", "--status", "bad"],
+        // Of --quiet, --status and --warn the last wins.
+        vec!["-c", "--status", "--warn", "bad"],
+        vec!["-c", "--warn", "--status", "bad"],
+        vec!["-c", "--warn", "--quiet", "bad", "good256"],
+        vec!["-c", "--quiet", "--warn", "bad", "good256"],
+        vec!["-b", "-t", "a"],
+        vec!["-t", "-b", "a"],
         vec!["--tag", "-c", "good256"],
         vec!["--ignore-missing", "a"],
         with_files(&["-z"], &["new\nline"]),
@@ -710,4 +719,26 @@ fn deliberate_differences() {
         show(&v)
     );
     assert!(v.status.success());
+}
+
+/// With io_uring refused by the kernel (seccomp, as in a container), a stand-in reads with
+/// pread(2) and says nothing about it: the tool's output, and nothing else, on both streams.
+#[test]
+fn a_stand_in_without_io_uring_gives_the_tools_output_alone() {
+    let links = links();
+    let fx = fixture();
+    let (l, d) = (links.path(), fx.path());
+    for (tool, args) in [
+        ("sha256sum", FILES.to_vec()),
+        ("b3sum", FILES.to_vec()),
+        ("xxhsum", with_files(&["-H3"], FILES)),
+    ] {
+        let theirs = run(Path::new(tool), d, &args, b"");
+        let mut cmd = Command::new(l.join(tool));
+        cmd.current_dir(d).args(&args).stdin(Stdio::null());
+        let ours = common::deny_io_uring(&mut cmd).output().unwrap();
+        assert_eq!(ours.status.code(), Some(0), "{tool}: {}", show(&ours));
+        assert!(ours.stdout == theirs.stdout, "{tool}: {}", show(&ours));
+        assert!(ours.stderr.is_empty(), "{tool}: {}", show(&ours));
+    }
 }

@@ -261,6 +261,9 @@ fn net_input(read: &ReadArgs) -> anyhow::Result<Option<(PathBuf, File)>> {
 pub(crate) struct Ctx {
     reader: Reader,
     verbose: bool,
+    /// Whether fallbacks are said on standard error (not when ringread stands in for a peer tool,
+    /// whose standard error scripts expect to be its own).
+    pub(crate) notices: bool,
     said: std::cell::RefCell<HashSet<String>>,
     /// The connection of `--connect`/`--listen`: read in place of files.
     net: Option<(PathBuf, File)>,
@@ -281,6 +284,7 @@ impl Ctx {
         Ok(Ctx {
             reader,
             verbose,
+            notices: true,
             said: Default::default(),
             net: None,
         })
@@ -407,7 +411,7 @@ impl Ctx {
     fn report(&self, name: &Path, s: &Summary) {
         for n in &s.notices {
             let always = !matches!(n, Notice::RegisteredFewer { .. });
-            if always || self.verbose {
+            if (always && self.notices) || self.verbose {
                 self.say_once(format!("{}: {n}", prog()));
             }
         }
