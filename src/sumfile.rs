@@ -52,26 +52,68 @@ pub fn unescape(name: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// One line of `ringread sum` output (with its newline), byte-identical to the standard tools'.
+/// One line of `ringread sum` output (with its newline), byte-identical to `sha256sum`'s (or
+/// `sha256sum --tag`'s).
 pub fn format_line(algorithm: Algorithm, hex: &str, name: &[u8], tag: bool) -> Vec<u8> {
-    let escaped = needs_escape(name);
-    let shown = if escaped { escape(name) } else { name.to_vec() };
+    let style = LineStyle {
+        tag,
+        ..LineStyle::default()
+    };
+    format_line_as(Convention::Coreutils, algorithm, hex, name, style)
+}
+
+/// How a checksum line is written, beyond its tool's convention.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineStyle {
+    /// BSD form: `TAG (name) = hex`.
+    pub tag: bool,
+    /// sha256sum's binary marker: `hex *name`.
+    pub binary: bool,
+    /// Ended by NUL instead of newline, the name not escaped (`sha256sum -z`).
+    pub zero: bool,
+    /// The digest's bytes in little-endian order, the tag marked `_LE` (`xxhsum --little-endian`).
+    pub little_endian: bool,
+}
+
+/// One checksum line (with its end) as the tool of `convention` writes it: its escaping, and for
+/// xxhsum the BSD form of XXH3 lines.
+pub fn format_line_as(
+    convention: Convention,
+    algorithm: Algorithm,
+    hex: &str,
+    name: &[u8],
+    style: LineStyle,
+) -> Vec<u8> {
+    let (shown, escaped) = if style.zero {
+        (name.to_vec(), false)
+    } else {
+        convention.shown_name(name)
+    };
+    let hex = if style.little_endian {
+        reverse_hex(hex)
+    } else {
+        hex.to_owned()
+    };
     let mut line = Vec::with_capacity(shown.len() + hex.len() + 16);
     if escaped {
         line.push(b'\\');
     }
-    if tag {
+    // xxhsum writes XXH3 lines in the BSD form only.
+    if style.tag || (convention == Convention::Xxhsum && algorithm.name() == "xxh3") {
         line.extend_from_slice(algorithm.tag().as_bytes());
+        if style.little_endian {
+            line.extend_from_slice(b"_LE");
+        }
         line.extend_from_slice(b" (");
         line.extend_from_slice(&shown);
         line.extend_from_slice(b") = ");
         line.extend_from_slice(hex.as_bytes());
     } else {
         line.extend_from_slice(hex.as_bytes());
-        line.extend_from_slice(b"  ");
+        line.extend_from_slice(if style.binary { b" *" } else { b"  " });
         line.extend_from_slice(&shown);
     }
-    line.push(b'\n');
+    line.push(if style.zero { b'\0' } else { b'\n' });
     line
 }
 

@@ -145,7 +145,16 @@ struct Cases<'a> {
     run: usize,
 }
 
-impl Cases<'_> {
+impl<'a> Cases<'a> {
+    fn new(links: &'a Path, dir: &'a Path) -> Cases<'a> {
+        Cases {
+            links,
+            dir,
+            failures: Vec::new(),
+            run: 0,
+        }
+    }
+
     fn same(&mut self, tool: &str, args: &[&str], input: &[u8]) {
         self.run += 1;
         if let Some(f) = differs(self.links, self.dir, tool, args, input) {
@@ -206,12 +215,7 @@ fn sha256sum_suite() {
     let links = links();
     let fx = fixture();
     let (l, d) = (links.path(), fx.path());
-    let mut c = Cases {
-        links: l,
-        dir: d,
-        failures: Vec::new(),
-        run: 0,
-    };
+    let mut c = Cases::new(l, d);
     let t = "sha256sum";
     let good = peer_list(d, "good", t, FILES);
     peer_list(d, "tagged", t, &with_files(&["--tag"], FILES));
@@ -336,12 +340,7 @@ fn b3sum_suite() {
     let links = links();
     let fx = fixture();
     let (l, d) = (links.path(), fx.path());
-    let mut c = Cases {
-        links: l,
-        dir: d,
-        failures: Vec::new(),
-        run: 0,
-    };
+    let mut c = Cases::new(l, d);
     let t = "b3sum";
     let good = peer_list(d, "good", t, FILES);
     peer_list(d, "escaped", t, &["new\nline", "back\\slash", "a"]);
@@ -430,12 +429,7 @@ fn xxhsum_suite() {
     let links = links();
     let fx = fixture();
     let (l, d) = (links.path(), fx.path());
-    let mut c = Cases {
-        links: l,
-        dir: d,
-        failures: Vec::new(),
-        run: 0,
-    };
+    let mut c = Cases::new(l, d);
     let t = "xxhsum";
     let mut lists = Vec::new();
     for (name, args) in [

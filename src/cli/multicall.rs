@@ -112,6 +112,25 @@ fn version(tool: Tool) -> String {
     format!("{} (ringread {})\n", tool.name(), env!("CARGO_PKG_VERSION"))
 }
 
+/// `arg` if it is an option; otherwise it is a file (added to `files`) or the `--` that makes
+/// every later argument one (`only_files` set).
+fn option<'a>(
+    arg: &'a OsString,
+    only_files: &mut bool,
+    files: &mut Vec<PathBuf>,
+) -> Option<&'a [u8]> {
+    let bytes = arg.as_bytes();
+    if *only_files || bytes == b"-" || !bytes.starts_with(b"-") {
+        files.push(PathBuf::from(arg));
+        None
+    } else if bytes == b"--" {
+        *only_files = true;
+        None
+    } else {
+        Some(bytes)
+    }
+}
+
 /// sha256sum's options, as getopt_long reads them (abbreviations, permutation, `--`).
 fn parse_coreutils(args: &[OsString]) -> Parsed {
     const LONG: &[&str] = &[
@@ -139,15 +158,9 @@ fn parse_coreutils(args: &[OsString]) -> Parsed {
     let mut s = Settings::default();
     let mut only_files = false;
     for arg in args {
-        let bytes = arg.as_bytes();
-        if only_files || bytes == b"-" || !bytes.starts_with(b"-") {
-            s.files.push(PathBuf::from(arg));
+        let Some(bytes) = option(arg, &mut only_files, &mut s.files) else {
             continue;
-        }
-        if bytes == b"--" {
-            only_files = true;
-            continue;
-        }
+        };
         let text = String::from_utf8_lossy(bytes);
         if let Some(long) = text.strip_prefix("--") {
             let (name, value) = match long.split_once('=') {
@@ -242,15 +255,9 @@ fn parse_b3sum(args: &[OsString]) -> Parsed {
     let mut only_files = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let bytes = arg.as_bytes();
-        if only_files || bytes == b"-" || !bytes.starts_with(b"-") {
-            s.files.push(PathBuf::from(arg));
+        let Some(bytes) = option(arg, &mut only_files, &mut s.files) else {
             continue;
-        }
-        if bytes == b"--" {
-            only_files = true;
-            continue;
-        }
+        };
         let text = String::from_utf8_lossy(bytes).into_owned();
         let (name, inline) = match text.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
@@ -341,17 +348,12 @@ fn parse_xxhsum(args: &[OsString], default: Algorithm) -> Parsed {
     };
     let mut files_started = false;
     for arg in args {
-        let bytes = arg.as_bytes();
-        if files_started || bytes == b"-" || !bytes.starts_with(b"-") {
+        let Some(bytes) = option(arg, &mut files_started, &mut s.files) else {
+            // The first file ends the options.
             files_started = true;
-            s.files.push(PathBuf::from(arg));
             continue;
-        }
+        };
         match bytes {
-            b"--" => {
-                files_started = true;
-                continue;
-            }
             b"--check" => s.check = true,
             b"--quiet" => s.quiet = true,
             b"--status" => s.status = true,

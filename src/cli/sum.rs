@@ -12,7 +12,7 @@ use clap::Args;
 use ringread::processor::{
     blake3_in_order, blake3_parallel_mode, Algorithm, Blake3Mode, Checksum, Whole,
 };
-use ringread::sumfile::{reverse_hex, Convention};
+use ringread::sumfile::{format_line_as, Convention, LineStyle};
 
 use super::inputs::InputArgs;
 use super::{bytes_of, prog, Ctx, Output, DEFAULT_ALGORITHM};
@@ -349,53 +349,25 @@ impl HashSpec {
 /// One output line of `sum` (with its end), as the algorithm's tool writes it. `name` is the name
 /// as given; `hex` the digest.
 pub(crate) fn format(s: &Settings, name: &[u8], hex: &str) -> Vec<u8> {
-    let algo = s.algorithm();
     let conv = s.convention();
-    let mut line = Vec::with_capacity(name.len() + hex.len() + 16);
     if conv == Convention::B3sum && s.raw {
-        line.extend_from_slice(&hex::decode(hex).unwrap_or_default());
-        return line;
+        return hex::decode(hex).unwrap_or_default();
     }
     if conv == Convention::B3sum && s.no_names {
-        line.extend_from_slice(hex.as_bytes());
-        line.push(b'\n');
-        return line;
+        return format!("{hex}\n").into_bytes();
     }
     // What each tool calls standard input.
     let name: &[u8] = match (conv, name) {
         (Convention::Xxhsum, b"-") => b"stdin",
         _ => name,
     };
-    let (shown, escaped) = if s.zero {
-        (name.to_vec(), false)
-    } else {
-        conv.shown_name(name)
+    let style = LineStyle {
+        tag: s.tag,
+        binary: s.binary == Some(true),
+        zero: s.zero,
+        little_endian: s.little_endian,
     };
-    let hex = if s.little_endian {
-        reverse_hex(hex)
-    } else {
-        hex.to_owned()
-    };
-    if escaped {
-        line.push(b'\\');
-    }
-    // xxhsum writes XXH3 lines in the BSD form only.
-    if s.tag || (conv == Convention::Xxhsum && algo.name() == "xxh3") {
-        line.extend_from_slice(algo.tag().as_bytes());
-        if s.little_endian {
-            line.extend_from_slice(b"_LE");
-        }
-        line.extend_from_slice(b" (");
-        line.extend_from_slice(&shown);
-        line.extend_from_slice(b") = ");
-        line.extend_from_slice(hex.as_bytes());
-    } else {
-        line.extend_from_slice(hex.as_bytes());
-        line.extend_from_slice(if s.binary == Some(true) { b" *" } else { b"  " });
-        line.extend_from_slice(&shown);
-    }
-    line.push(if s.zero { b'\0' } else { b'\n' });
-    line
+    format_line_as(conv, s.algorithm(), hex, name, style)
 }
 
 /// Says that `name` could not be hashed, in the words of the algorithm's tool.
