@@ -149,6 +149,7 @@ fn package_of(tool: &str) -> &'static str {
         "b3sum" => "b3sum",
         "xxhsum" => "xxhash",
         "setpriv" => "util-linux",
+        "fincore" => "util-linux-extra",
         "sh" => "dash",
         _ => "(unknown)",
     }
@@ -1465,4 +1466,78 @@ fn verbose_says_how_files_were_read() {
     let out = ringread(d, &["sum", "f"]);
     assert_success("ringread sum f", &out);
     assert_stderr_empty("ringread sum f", &out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// -v says how much of each file was in the page cache, as fincore measures it
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn verbose_says_the_cached_share_as_fincore_does() {
+    use std::os::fd::AsRawFd;
+    let dir = fixture();
+    let d = dir.path();
+    write_file(d, "f", &random_bytes(8 * MIB, 21));
+    write_file(d, "g", &random_bytes(3 * MIB, 22));
+    // A quarter of f in the cache, none of g; what fincore says of that.
+    let prepare = || -> Vec<String> {
+        for name in ["f", "g"] {
+            let f = fs::File::open(d.join(name)).unwrap();
+            f.sync_all().unwrap();
+            // SAFETY: plain advice on descriptors we hold: drop the pages, no read-ahead after.
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+                libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM);
+            }
+            if name == "f" {
+                let mut buf = vec![0; 2 * MIB];
+                std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 0).unwrap();
+            }
+        }
+        let fincore = peer_ok(
+            d,
+            "fincore",
+            &[
+                "--bytes",
+                "--noheadings",
+                "--raw",
+                "-o",
+                "RES,SIZE",
+                "f",
+                "g",
+            ],
+            None,
+        );
+        let expected: Vec<String> = String::from_utf8_lossy(&fincore.stdout)
+            .lines()
+            .map(|l| {
+                let v: Vec<f64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                format!("{:.1}% cached", 100.0 * v[0] / v[1])
+            })
+            .collect();
+        assert_eq!(expected.len(), 2, "{}", show(&fincore));
+        assert_eq!(
+            expected[1], "0.0% cached",
+            "fincore: g should not be cached"
+        );
+        assert_ne!(
+            expected[0], "0.0% cached",
+            "fincore: f should be partly cached"
+        );
+        expected
+    };
+    // One at a time, and many at once.
+    for args in [&["-v", "sum", "f"][..], &["-v", "sum", "f", "g"]] {
+        let expected = prepare();
+        let out = ringread(d, args);
+        assert_success("ringread -v sum", &out);
+        let err = String::from_utf8_lossy(&out.stderr);
+        for (name, want) in ["f", "g"].iter().zip(&expected).take(args.len() - 2) {
+            let line = err
+                .lines()
+                .find(|l| l.starts_with(&format!("ringread: {name}: ")))
+                .unwrap_or_else(|| panic!("no -v line for {name}:\n{err}"));
+            assert!(line.ends_with(want.as_str()), "{line} vs fincore's {want}");
+        }
+    }
 }

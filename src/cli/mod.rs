@@ -352,12 +352,20 @@ impl Ctx {
         Pr: ringread::processor::Prepare + Send,
         C: ringread::processor::Combine<Pr::Part> + Send,
     {
+        // Under -v: each file's residency, measured as its reading starts.
+        let cached = std::cell::RefCell::new(std::collections::HashMap::new());
         self.reader.read_many_split(
             names,
-            |i, _| make(i),
+            |i, path| {
+                if self.verbose {
+                    cached.borrow_mut().insert(i, cached_share(path));
+                }
+                make(i)
+            },
             |f: ringread::Finished<C>| match f.result {
                 Ok(summary) => {
-                    self.report(&f.path, &summary);
+                    let share = cached.borrow_mut().remove(&f.index).flatten();
+                    self.report(&f.path, &summary, share);
                     done(&f.path, Ok(f.processor));
                 }
                 Err(e) => done(&f.path, Err((e, f.processor))),
@@ -389,6 +397,11 @@ impl Ctx {
         if interrupted() {
             std::process::exit(INTERRUPTED_EXIT.into());
         }
+        let share = if self.verbose && name.as_os_str() != "-" && !self.reads_connection() {
+            cached_share(name)
+        } else {
+            None
+        };
         let result = if let Some((_, sock)) = self.net.as_ref().filter(|(n, _)| n == name) {
             self.reader.read_file_split(sock, name, prep, proc)
         } else if name.as_os_str() == "-" {
@@ -404,11 +417,13 @@ impl Ctx {
             Err(ringread::Error::Interrupted { .. }) => std::process::exit(INTERRUPTED_EXIT.into()),
             Err(e) => return Err(e),
         };
-        self.report(name, &summary);
+        self.report(name, &summary, share);
         Ok(summary)
     }
 
-    fn report(&self, name: &Path, s: &Summary) {
+    /// Says the reading's notices, and under -v how `name` was read (with the share of it that was
+    /// in the page cache before, if known).
+    fn report(&self, name: &Path, s: &Summary, cached: Option<f64>) {
         for n in &s.notices {
             let always = !matches!(n, Notice::RegisteredFewer { .. });
             if (always && self.notices) || self.verbose {
@@ -416,8 +431,9 @@ impl Ctx {
             }
         }
         if self.verbose {
+            let cached = cached.map_or(String::new(), |c| format!(", {:.1}% cached", 100.0 * c));
             eprintln!(
-                "{}: {}: {} bytes by {}",
+                "{}: {}: {} bytes by {}{cached}",
                 prog(),
                 name.display(),
                 s.bytes,
@@ -431,6 +447,17 @@ impl Ctx {
             eprintln!("{line}");
         }
     }
+}
+
+/// The share of a regular file in the page cache (`ringread::residency`), for -v; `None` for
+/// anything else or if it cannot be told.
+fn cached_share(path: &Path) -> Option<f64> {
+    // Stat first: opening a FIFO would wait for (and then disturb) its writer.
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let f = File::open(path).ok()?;
+    ringread::residency::of_file(&f).ok().map(|r| r.fraction())
 }
 
 /// Prints `ringread: <error>` (or the invoked tool's name) for one file, the file's name quoted as coreutils quotes it.
