@@ -74,6 +74,7 @@ pub struct ReadOptions {
     pub(crate) chunk_size: usize,
     pub(crate) depth: usize,
     pub(crate) direct: bool,
+    pub(crate) dontcache: bool,
     pub(crate) register_buffers: bool,
     pub(crate) sqpoll: bool,
     pub(crate) backend: Backend,
@@ -110,6 +111,10 @@ impl ReadOptions {
     pub fn direct(&self) -> bool {
         self.direct
     }
+    /// Whether reads leave the page cache as they found it (`RWF_DONTCACHE`).
+    pub fn dontcache(&self) -> bool {
+        self.dontcache
+    }
     /// Whether buffers are registered with the kernel (`READ_FIXED`).
     pub fn register_buffers(&self) -> bool {
         self.register_buffers
@@ -144,6 +149,7 @@ pub struct ReadOptionsBuilder {
     chunk_size: Option<usize>,
     depth: Option<usize>,
     direct: bool,
+    dontcache: bool,
     no_register: bool,
     sqpoll: bool,
     backend: Backend,
@@ -172,6 +178,15 @@ impl ReadOptionsBuilder {
     /// Bypass the page cache with `O_DIRECT`. Default: off.
     pub fn direct(mut self, on: bool) -> Self {
         self.direct = on;
+        self
+    }
+    /// Read through the page cache without growing it (uncached buffered reads, `RWF_DONTCACHE`,
+    /// Linux 6.14): pages that were cached stay cached, pages a read brings in are dropped after
+    /// use. Where a file system refuses it, a file is read with `O_DIRECT` where it allows, else
+    /// with its pages dropped behind the reads (`POSIX_FADV_DONTNEED`), said in a notice. Default:
+    /// off. Not with [`direct`](Self::direct), which bypasses the cache already.
+    pub fn dontcache(mut self, on: bool) -> Self {
+        self.dontcache = on;
         self
     }
     /// Register buffers with the kernel and read with `READ_FIXED`. Default: on.
@@ -223,6 +238,13 @@ impl ReadOptionsBuilder {
                 "with O_DIRECT the chunk size must be a multiple of {ALIGN} bytes, not {chunk_size}"
             ));
         }
+        if self.direct && self.dontcache {
+            return bad(
+                "--dontcache and --direct exclude each other (O_DIRECT bypasses the page cache \
+                 already)"
+                    .into(),
+            );
+        }
         if depth == 0 {
             return bad("depth must be at least 1".into());
         }
@@ -244,6 +266,7 @@ impl ReadOptionsBuilder {
             chunk_size,
             depth,
             direct: self.direct,
+            dontcache: self.dontcache,
             register_buffers: !self.no_register,
             sqpoll: self.sqpoll,
             backend: self.backend,

@@ -1,6 +1,7 @@
-//! How much of a file is in the page cache: `cachestat(2)` (Linux 6.5) in one call, without
+//! The page cache as ringread sees it. How much of a file is in it: `cachestat(2)` (Linux 6.5) in one call, without
 //! mapping the file; `mincore(2)` over a mapping where cachestat is missing (older kernels) or
-//! refused (some file systems).
+//! refused (some file systems). And (crate-private) whether a file system takes uncached reads
+//! (`RWF_DONTCACHE`).
 //!
 //! ```
 //! let f = std::fs::File::open("Cargo.toml")?;
@@ -12,7 +13,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// How a [`Residency`] was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +168,54 @@ fn mincore(file: &File, start: u64, span: u64, page: u64) -> io::Result<Residenc
         len: span,
         measured: Measured::Mincore,
     })
+}
+
+/// Whether the file system of `fd` (device `dev`) takes uncached buffered reads
+/// (`RWF_DONTCACHE`, Linux 6.14; per file system). Asked once per device with a one-byte
+/// `preadv2` (which, uncached, leaves the cache as it was), then remembered for the process.
+pub(crate) fn dontcache_supported(fd: RawFd, dev: u64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static KNOWN: Mutex<Option<HashMap<u64, bool>>> = Mutex::new(None);
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&ok) = known.get_or_insert_with(HashMap::new).get(&dev) {
+        return ok;
+    }
+    let mut byte = 0u8;
+    let iov = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    // SAFETY: one byte into `byte`, which outlives the call.
+    let n = unsafe { libc::preadv2(fd, &iov, 1, 0, libc::RWF_DONTCACHE) };
+    let refused = n < 0
+        && matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EOPNOTSUPP | libc::EINVAL)
+        );
+    // Other errors (EIO, say) say nothing of the file system: the reads will report them.
+    if n >= 0 || refused {
+        known.get_or_insert_with(HashMap::new).insert(dev, !refused);
+    }
+    !refused
+}
+
+/// [`dontcache_supported`] for a file named by path (opened for the question only).
+pub(crate) fn dontcache_supported_at(path: &std::ffi::CStr, dev: u64) -> bool {
+    // SAFETY: a plain open of a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return true; // the engine's own open will say why
+    }
+    let ok = dontcache_supported(fd, dev);
+    // SAFETY: the descriptor opened above, closed once.
+    unsafe { libc::close(fd) };
+    ok
 }
 
 #[cfg(test)]

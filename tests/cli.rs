@@ -37,6 +37,17 @@ const OPTION_SETS: &[&[&str]] = &[
     &["--backend", "sync"],
     &["--threads", "1"],
     &["--chunk-size", "1000", "--depth", "3"],
+    &["--dontcache"],
+    &[
+        "--dontcache",
+        "--backend",
+        "pread",
+        "--chunk-size",
+        "4K",
+        "--depth",
+        "3",
+    ],
+    &["--dontcache", "--backend", "sync"],
 ];
 
 /// The unprivileged user the permission and memlock tests run as, through setpriv.
@@ -1538,6 +1549,112 @@ fn verbose_says_the_cached_share_as_fincore_does() {
                 .find(|l| l.starts_with(&format!("ringread: {name}: ")))
                 .unwrap_or_else(|| panic!("no -v line for {name}:\n{err}"));
             assert!(line.ends_with(want.as_str()), "{line} vs fincore's {want}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// --dontcache: the page cache as it was, the bytes as they are
+// ---------------------------------------------------------------------------------------------
+
+/// Drops `path` from the page cache (after writing it back).
+fn evict(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: plain advice on a descriptor we hold.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+/// The share of `path` in the page cache, as fincore says.
+fn fincore_share(dir: &Path, name: &str) -> f64 {
+    let out = peer_ok(
+        dir,
+        "fincore",
+        &["--bytes", "--noheadings", "--raw", "-o", "RES,SIZE", name],
+        None,
+    );
+    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    v[0] / v[1]
+}
+
+#[test]
+fn dontcache_leaves_the_page_cache_as_it_was() {
+    let dir = fixture();
+    let d = dir.path();
+    write_file(d, "f", &random_bytes(64 * MIB, 31));
+    let want = peer_ok(d, "sha256sum", &["f"], None).stdout;
+    for opts in [
+        &["--dontcache"][..],
+        &["--dontcache", "--backend", "pread"],
+        &["--dontcache", "--chunk-size", "1M", "--depth", "16"],
+    ] {
+        // Not cached before: (almost) nothing cached after.
+        evict(&d.join("f"));
+        assert_eq!(fincore_share(d, "f"), 0.0, "evicted");
+        let args = join_args(&[opts, &["sum", "-a", "sha256", "f"]]);
+        let out = ringread(d, &args);
+        assert_success(&describe("ringread", &args), &out);
+        assert_same(&describe("ringread", &args), &out.stdout, &want);
+        let after = fincore_share(d, "f");
+        assert!(
+            after <= 0.02,
+            "{args:?}: {:.1}% cached after",
+            100.0 * after
+        );
+        // All cached before: all cached after.
+        fs::read(d.join("f")).unwrap();
+        let before = fincore_share(d, "f");
+        assert!(before >= 0.99, "read whole: {before}");
+        let out = ringread(d, &args);
+        assert_same(&describe("ringread", &args), &out.stdout, &want);
+        let after = fincore_share(d, "f");
+        assert!(
+            after >= 0.95,
+            "{args:?}: {:.1}% cached after",
+            100.0 * after
+        );
+    }
+}
+
+/// Where the file system refuses RWF_DONTCACHE (/proc, tmpfs): the same bytes, another way that
+/// spares the cache, said once.
+#[test]
+fn dontcache_falls_back_where_refused_and_says_so() {
+    let out = ringread(Path::new("/"), &["--dontcache", "cat", "/proc/version"]);
+    assert_success("ringread --dontcache cat /proc/version", &out);
+    assert_same(
+        "ringread --dontcache cat /proc/version",
+        &out.stdout,
+        &fs::read("/proc/version").unwrap(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("ringread: uncached reads: this file system does not take uncached reads"),
+        "{err}"
+    );
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        let d = dir.path();
+        for (i, &size) in SIZES.iter().enumerate() {
+            write_file(d, &format!("f{i}"), &random_bytes(size, 40 + i as u64));
+        }
+        let names: Vec<String> = (0..SIZES.len()).map(|i| format!("f{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let want = peer_ok(d, "sha256sum", &names, None).stdout;
+        for opts in [&["--dontcache"][..], &["--dontcache", "--backend", "pread"]] {
+            let args = join_args(&[opts, &["sum", "-a", "sha256"], &names]);
+            let out = ringread(d, &args);
+            assert_success(&describe("ringread", &args), &out);
+            assert_same(&describe("ringread", &args), &out.stdout, &want);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.lines().count(), 1, "said once: {err}");
+            assert!(err.contains("uncached reads:"), "{err}");
         }
     }
 }

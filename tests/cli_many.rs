@@ -464,13 +464,16 @@ fn edge_tree(root: &Path) {
 }
 
 /// The reading options every comparison runs with: the defaults, the edges of a 64 KiB chunk, a
-/// page-sized budget, one lane, and no io_uring at all.
-const OPTION_SETS: [&[&str]; 5] = [
+/// page-sized budget, one lane, no io_uring at all, and uncached reads (many at once, and through
+/// the pool of pread threads).
+const OPTION_SETS: [&[&str]; 7] = [
     &[],
     &["--chunk-size", "64K"],
     &["--chunk-size", "4K", "--depth", "1"],
     &["--threads", "1"],
     &["--backend", "sync"],
+    &["--dontcache"],
+    &["--dontcache", "--backend", "pread"],
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -552,6 +552,7 @@ fn checker_rejects_bad_deliveries() {
             registered: 0,
             chunk_size: 4,
             direct: false,
+            uncached: false,
             sqpoll: false,
             positional: true,
         },

@@ -921,3 +921,43 @@ fn a_cancelled_driver_interrupts_its_streams() {
         .unwrap();
     assert!(got == data);
 }
+
+/// Uncached reads through the stream: the bytes on every boundary, and a file not cached before is
+/// (almost) not cached after.
+#[test]
+fn dontcache_streams_the_same_bytes_and_spares_the_cache() {
+    use std::os::fd::AsRawFd;
+    let _g = shared();
+    let dir = tmpdir("stream-dontcache");
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    let o = ReadOptions::builder()
+        .chunk_size(65536)
+        .depth(4)
+        .dontcache(true)
+        .build()
+        .unwrap();
+    for (i, size) in [0usize, 1, 4095, 4096, 4097, 65535, 65536, 65537, 300_001]
+        .into_iter()
+        .enumerate()
+    {
+        let data = random_bytes(size, 900 + i as u64);
+        let p = write_file(dir.path(), &format!("f{i}"), &data);
+        let got = rt.block_on(collect(driver.open(&p, &o).unwrap())).unwrap();
+        assert!(got == data, "size {size}");
+    }
+    let data = random_bytes(32 << 20, 77);
+    let p = write_file(dir.path(), "big", &data);
+    let f = File::open(&p).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: plain advice on a descriptor we hold.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+    assert_eq!(ringread::residency::of_file(&f).unwrap().cached, 0);
+    let got = rt.block_on(collect(driver.open(&p, &o).unwrap())).unwrap();
+    assert!(got == data);
+    let after = ringread::residency::of_file(&f).unwrap();
+    assert!(after.fraction() <= 0.02, "{after:?}");
+    drop(rt);
+    wait_idle(&driver);
+}

@@ -63,6 +63,16 @@ struct ReadArgs {
     /// Bypass the page cache (O_DIRECT); falls back to buffered reads, saying why, where refused
     #[arg(help_heading = "Reading options", long, global = true)]
     direct: bool,
+    /// Read through the page cache without growing it (RWF_DONTCACHE): what was cached stays
+    /// cached, what the reads bring in is dropped after use; where a file system refuses it,
+    /// O_DIRECT or dropping pages behind the reads, saying why
+    #[arg(
+        help_heading = "Reading options",
+        long,
+        global = true,
+        conflicts_with = "direct"
+    )]
+    dontcache: bool,
     /// Do not register buffers with the kernel (plain READ instead of READ_FIXED)
     #[arg(help_heading = "Reading options", long, global = true)]
     no_register: bool,
@@ -121,6 +131,7 @@ impl ReadArgs {
     fn options(&self) -> anyhow::Result<ReadOptions> {
         let mut b = ReadOptions::builder()
             .direct(self.direct)
+            .dontcache(self.dontcache)
             .register_buffers(!self.no_register)
             .sqpoll(self.sqpoll)
             .backend(self.backend.parse::<Backend>()?);

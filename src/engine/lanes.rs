@@ -28,7 +28,7 @@ use super::workers::Workers;
 use super::Source;
 use crate::buf::{Arena, Chunk};
 use crate::cancel::Cancel;
-use crate::chunks::{Piece, Step};
+use crate::chunks::{Piece, Step, Via};
 use crate::error::Error;
 use crate::processor::{Combine, Prepare};
 use crate::ring::{Queue, ReadReq};
@@ -328,6 +328,12 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             user_data: i as u64,
             fixed_file: false,
             then: false,
+            // O_DIRECT reads bypass the cache anyway.
+            rw_flags: if matches!(read.via, Via::Direct) && src.direct_fd.is_some() {
+                0
+            } else {
+                src.rw_flags
+            },
         };
         // SAFETY: slot i is owned by this lane and marked in flight; nothing reads or reuses it until
         // its completion is popped (`complete`), and `drain` pops every completion before the arena
@@ -451,6 +457,17 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             match catch_unwind(AssertUnwindSafe(|| sink.proc.combine(&chunk, part))) {
                 Ok(Ok(go_on)) => {
                     sink.bytes += data.len() as u64;
+                    if run.src.drop_behind && run.src.rules.positional() {
+                        // SAFETY: advice on a descriptor the source holds open for the run.
+                        unsafe {
+                            libc::posix_fadvise(
+                                run.src.fd,
+                                offset as libc::off_t,
+                                data.len() as libc::off_t,
+                                libc::POSIX_FADV_DONTNEED,
+                            )
+                        };
+                    }
                     if !go_on {
                         drop(sink);
                         run.baton.stop_at(k + 1);

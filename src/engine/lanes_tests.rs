@@ -157,6 +157,8 @@ fn run_fake_limited(
         path: Path::new("fake"),
         fd: -1,
         direct_fd: None,
+        rw_flags: 0,
+        drop_behind: false,
         rules: Chunks::new(
             0,
             chunk,
@@ -277,6 +279,8 @@ fn a_processor_can_stop_early() {
         path: Path::new("fake"),
         fd: -1,
         direct_fd: None,
+        rw_flags: 0,
+        drop_behind: false,
         rules: Chunks::new(0, 1000, None, 40_000, true, None),
     };
     let mut seen = Vec::new();

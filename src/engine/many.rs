@@ -37,6 +37,7 @@ use crate::cancel::Cancel;
 use crate::chunks::{Chunks, Piece, Step};
 use crate::error::{Error, Result};
 use crate::processor::{Combine, Prepare};
+use crate::residency::{dontcache_supported, dontcache_supported_at};
 use crate::ring::{FileRef, PathQueue, ReadReq, Statx};
 
 /// How long (in milliseconds) an open refused for want of a descriptor waits for one, where other
@@ -116,6 +117,9 @@ pub(crate) struct Settings<'a> {
     pub cancel: Option<&'a Cancel>,
     /// Whether an open file must be read by the caller instead (the Reader's FUSE rule).
     pub read_elsewhere: fn(RawFd) -> bool,
+    /// Uncached reads (`RWF_DONTCACHE`); files whose file system refuses them are deferred to the
+    /// caller, which reads them another way that spares the cache.
+    pub dontcache: bool,
 }
 
 /// Finished inputs waiting for the ones before them (from `head` on): their global index, path
@@ -546,7 +550,11 @@ fn opened<Pr, C>(
     }
     let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
     let size = st.st_size.max(0) as u64;
-    if !regular || size > s.large || (libc::major(st.st_dev) == 0 && (s.read_elsewhere)(fd)) {
+    if !regular
+        || size > s.large
+        || (libc::major(st.st_dev) == 0 && (s.read_elsewhere)(fd))
+        || (s.dontcache && !dontcache_supported(fd, st.st_dev))
+    {
         return Err((path, Outcome::Deferred(Some(file), pr, c)));
     }
     // SAFETY: lseek on a descriptor `file` owns.
@@ -612,7 +620,11 @@ fn on_stat<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
         return Ok(());
     }
     let regular = u32::from(slot.statx.stx_mode) & libc::S_IFMT == libc::S_IFREG;
-    if !regular || slot.statx.stx_size > s.large {
+    let dev = libc::makedev(slot.statx.stx_dev_major, slot.statx.stx_dev_minor);
+    if !regular
+        || slot.statx.stx_size > s.large
+        || (s.dontcache && !dontcache_supported_at(&slot.cpath, dev))
+    {
         let slot = fly.slots[i].take().expect("slot");
         let (pr, c) = slot.work.expect("work");
         done[slot.index - head] = Some((slot.global, slot.path, Outcome::Deferred(None, pr, c)));
@@ -704,6 +716,8 @@ fn read_next<Q: PathQueue, Pr, C>(
         user_data: tag(i, OP_READ),
         fixed_file,
         then: probe.is_some(),
+        // Under --direct, `dontcache` is refused: the flag never meets O_DIRECT.
+        rw_flags: if s.dontcache { libc::RWF_DONTCACHE } else { 0 },
     };
     slot.read_res = None;
     slot.pending += 1;

@@ -316,6 +316,7 @@ proptest! {
             direct,
             fd_limit,
             cancel: None,
+            dontcache: false,
             read_elsewhere: |_| false,
         };
         let mut released = Vec::new();

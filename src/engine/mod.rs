@@ -55,6 +55,11 @@ pub(crate) struct Source<'a> {
     pub direct_fd: Option<RawFd>,
     /// How it is read in chunks.
     pub rules: Chunks,
+    /// `RWF_*` flags of every buffered read (`RWF_DONTCACHE`).
+    pub rw_flags: i32,
+    /// Drop each chunk's pages from the page cache once it is handed over
+    /// (`POSIX_FADV_DONTNEED`: `dontcache` where the file system lacks `RWF_DONTCACHE`).
+    pub drop_behind: bool,
 }
 
 impl Source<'_> {

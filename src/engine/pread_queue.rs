@@ -43,6 +43,12 @@ impl Queue for PreadQueue {
             let n = unsafe {
                 if stream {
                     libc::read(r.fd, r.buf.cast(), r.len as usize)
+                } else if r.rw_flags != 0 {
+                    let iov = libc::iovec {
+                        iov_base: r.buf.cast(),
+                        iov_len: r.len as usize,
+                    };
+                    libc::preadv2(r.fd, &iov, 1, r.offset as libc::off_t, r.rw_flags)
                 } else {
                     libc::pread(r.fd, r.buf.cast(), r.len as usize, r.offset as libc::off_t)
                 }

@@ -37,8 +37,17 @@ pub(crate) struct Inspected {
     pub size_hint: u64,
     /// The same file opened with `O_DIRECT`, and the alignment it needs.
     pub direct: Option<(OwnedFd, usize)>,
-    /// Why `O_DIRECT` was not granted, if it was asked for and refused.
+    /// Why `O_DIRECT` was not granted, if it was asked for and refused (and how `dontcache` is
+    /// done where the file system refuses `RWF_DONTCACHE`).
     pub notices: Vec<Notice>,
+    /// `RWF_*` flags for every buffered read.
+    pub rw_flags: i32,
+    /// Drop pages behind the reads (`dontcache` without `RWF_DONTCACHE` or `O_DIRECT`).
+    pub drop_behind: bool,
+    /// Nothing of the file was cached when reading began (`dontcache` with `RWF_DONTCACHE`): drop
+    /// it whole when reading ends. Uncached reads drop the pages they read, but read-ahead that
+    /// races with them can leave a few MiB behind.
+    pub drop_after: bool,
 }
 
 /// Looks at `file` (called `name` in errors; `path` when we opened it ourselves): refuses a
@@ -49,6 +58,7 @@ pub(crate) fn inspect(
     name: &Path,
     path: Option<&Path>,
     direct: bool,
+    dontcache: bool,
     chunk: usize,
 ) -> Result<Inspected> {
     let open_err = |source| Error::Open {
@@ -93,6 +103,49 @@ pub(crate) fn inspect(
             Err(reason) => notices.push(Notice::DirectUnavailable { reason }),
         }
     }
+    // Uncached buffered reads: only files have a page cache to spare (a pipe's data is gone once
+    // read). Where the file system refuses them: O_DIRECT where the file allows it, else each
+    // chunk's pages dropped once handed over.
+    let (mut rw_flags, mut drop_behind, mut drop_after) = (0, false, false);
+    if dontcache && ft.is_file() {
+        use std::os::unix::fs::MetadataExt;
+        if crate::residency::dontcache_supported(fd, meta.dev()) {
+            rw_flags = libc::RWF_DONTCACHE;
+            drop_after = crate::residency::of_range(file, start, size_hint.saturating_sub(start))
+                .is_ok_and(|r| r.cached == 0);
+            if path.is_some() {
+                // No kernel read-ahead on a file we opened: its pages would arrive while no read
+                // waits for them, and stay cached. The reads in flight are the read-ahead.
+                // SAFETY: advice on our own open file.
+                unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM) };
+            }
+        } else {
+            let why = "this file system does not take uncached reads (RWF_DONTCACHE)";
+            let direct = if start % ALIGN as u64 == 0 {
+                open_direct(fd, path, positional, chunk)
+            } else {
+                Err(format!(
+                    "reading starts at offset {start}, which is not {ALIGN}-aligned"
+                ))
+            };
+            match direct {
+                Ok(d) => {
+                    twin = Some(d);
+                    notices.push(Notice::DontcacheFallback {
+                        reason: why.into(),
+                        instead: "O_DIRECT".into(),
+                    });
+                }
+                Err(no_direct) => {
+                    drop_behind = true;
+                    notices.push(Notice::DontcacheFallback {
+                        reason: format!("{why}, nor O_DIRECT ({no_direct})"),
+                        instead: "dropping its pages behind the reads (POSIX_FADV_DONTNEED)".into(),
+                    });
+                }
+            }
+        }
+    }
     Ok(Inspected {
         fd,
         positional,
@@ -100,6 +153,9 @@ pub(crate) fn inspect(
         size_hint,
         direct: twin,
         notices,
+        rw_flags,
+        drop_behind,
+        drop_after,
     })
 }
 

@@ -25,6 +25,7 @@ use crate::engine::{PreadQueue, Source};
 use crate::error::{Error, Result};
 use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
+use crate::residency::dontcache_supported;
 use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
 use file::register_reason;
 pub(crate) use file::{inspect, on_fuse, open_read, Inspected};
@@ -411,6 +412,9 @@ impl Reader {
             registered: 0,
             chunk_size: if on_ring { slot_len } else { pool_slot },
             direct: false,
+            // Files whose file system refuses RWF_DONTCACHE are deferred to the lanes' path,
+            // which says how it reads them instead.
+            uncached: self.opts.dontcache,
             sqpoll: false,
             positional: true,
         };
@@ -463,6 +467,7 @@ impl Reader {
             fd_limit,
             cancel: self.cancel.as_ref(),
             read_elsewhere: on_fuse,
+            dontcache: self.opts.dontcache,
         };
         let r = if !on_ring {
             let ManyKept { pool, workers, .. } = kept;
@@ -476,6 +481,7 @@ impl Reader {
                 fd_limit: 1, // the pool opens by itself, one file per thread
                 cancel: self.cancel.as_ref(),
                 read_elsewhere: on_fuse,
+                dontcache: self.opts.dontcache,
             };
             let pool_settings = &pool_settings;
             let runs = pool
@@ -636,11 +642,23 @@ impl Reader {
             size_hint,
             direct,
             mut notices,
-        } = inspect(file, name, path, self.opts.direct, self.opts.chunk_size)?;
+            rw_flags,
+            drop_behind,
+            drop_after,
+        } = inspect(
+            file,
+            name,
+            path,
+            self.opts.direct,
+            self.opts.dontcache,
+            self.opts.chunk_size,
+        )?;
         let src = Source {
             path: name,
             fd,
             direct_fd: direct.as_ref().map(|(f, _)| f.as_raw_fd()),
+            rw_flags,
+            drop_behind,
             rules: Chunks::new(
                 start,
                 self.opts.chunk_size,
@@ -693,11 +711,17 @@ impl Reader {
             offset: start,
             source,
         })?;
-        let (bytes, read_path) = if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
-            self.read_stream(&src, engine, prep, proc, &mut notices)?
+        let read = if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
+            self.read_stream(&src, engine, prep, proc, &mut notices)
         } else {
-            self.read_lanes(&src, engine, prep, proc, &mut notices)?
+            self.read_lanes(&src, engine, prep, proc, &mut notices)
         };
+        if drop_after {
+            // Nothing was cached before: what is cached now, this read brought in.
+            // SAFETY: advice on a descriptor the caller holds.
+            unsafe { libc::posix_fadvise(fd, start as libc::off_t, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+        let (bytes, read_path) = read?;
         if positional && path.is_none() {
             // SAFETY: lseek on a descriptor we hold.
             unsafe { libc::lseek(fd, (start + bytes) as libc::off_t, libc::SEEK_SET) };
@@ -769,6 +793,7 @@ impl Reader {
             registered: 0,
             chunk_size: self.opts.chunk_size,
             direct: false,
+            uncached: false,
             sqpoll: false,
             positional: false,
         };
@@ -931,6 +956,7 @@ impl Reader {
             registered,
             chunk_size: self.opts.chunk_size,
             direct: src.direct_fd.is_some(),
+            uncached: src.rw_flags != 0,
             sqpoll: with_ring && self.opts.sqpoll,
             positional: src.rules.positional(),
         };
@@ -1077,7 +1103,13 @@ where
                 continue;
             }
         };
-        if !meta.file_type().is_file() || meta.len() > s.large {
+        // Files whose file system refuses uncached reads go the lanes' way, which reads them
+        // another way that spares the cache and says so.
+        let uncached_refused = s.dontcache
+            && opened.as_ref().is_some_and(|f| {
+                !dontcache_supported(f.as_raw_fd(), std::os::unix::fs::MetadataExt::dev(&meta))
+            });
+        if !meta.file_type().is_file() || meta.len() > s.large || uncached_refused {
             release(i, path, Outcome::Deferred(opened, pr, c))?;
             continue;
         }
@@ -1089,11 +1121,21 @@ where
             // A file the caller opened is read from its current position.
             // SAFETY: lseek on a descriptor `file` owns.
             let start = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_CUR) }.max(0) as u64;
+            let rw_flags = if s.dontcache
+                && dontcache_supported(file.as_raw_fd(), std::os::unix::fs::MetadataExt::dev(&meta))
+            {
+                libc::RWF_DONTCACHE
+            } else {
+                0
+            };
             let src = Source {
                 path: &path,
                 fd: file.as_raw_fd(),
                 direct_fd: None,
                 rules: Chunks::new(start, s.chunk, s.max_bytes, meta.len(), true, None),
+                rw_flags,
+                // A file system without RWF_DONTCACHE: its pages dropped behind the reads.
+                drop_behind: s.dontcache && rw_flags == 0,
             };
             c.begin().map_err(|source| Error::Process {
                 path: path.clone(),

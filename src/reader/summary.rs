@@ -36,6 +36,14 @@ pub enum Notice {
         /// The kernel's reason.
         reason: String,
     },
+    /// Uncached reads (`dontcache`) were asked for but the file system refuses `RWF_DONTCACHE`; the
+    /// file is read another way that leaves the page cache alone.
+    DontcacheFallback {
+        /// Why.
+        reason: String,
+        /// How it is read instead.
+        instead: String,
+    },
     /// `O_DIRECT` was asked for but cannot be used on this file; it is read through the page cache.
     DirectUnavailable {
         /// Why.
@@ -80,6 +88,9 @@ impl fmt::Display for Notice {
                 "registered {registered} of {wanted} buffers with the kernel ({reason}); \
                  the others use unregistered reads"
             ),
+            Notice::DontcacheFallback { reason, instead } => {
+                write!(f, "uncached reads: {reason}; {instead} instead")
+            }
             Notice::DirectUnavailable { reason } => {
                 write!(
                     f,
@@ -115,10 +126,25 @@ pub struct Route {
     pub chunk_size: usize,
     /// Whether `O_DIRECT` was used.
     pub direct: bool,
+    /// Whether reads were uncached buffered reads (`RWF_DONTCACHE`).
+    pub uncached: bool,
     /// Whether a kernel thread polled the submission queue.
     pub sqpoll: bool,
     /// Whether reads carried offsets (files) or read a stream's position (pipes, terminals).
     pub positional: bool,
+}
+
+impl Route {
+    /// How the page cache was used, in a word.
+    fn cache(&self) -> &'static str {
+        if self.direct {
+            "O_DIRECT"
+        } else if self.uncached {
+            "buffered uncached (RWF_DONTCACHE)"
+        } else {
+            "buffered"
+        }
+    }
 }
 
 impl fmt::Display for Route {
@@ -133,7 +159,7 @@ impl fmt::Display for Route {
                 if self.buffers == 1 { "" } else { "s" },
                 self.chunk_size,
                 self.registered,
-                if self.direct { "O_DIRECT" } else { "buffered" },
+                self.cache(),
                 if self.sqpoll { ", SQPOLL" } else { "" },
                 if self.positional { "" } else { ", stream" },
             ),
@@ -145,7 +171,7 @@ impl fmt::Display for Route {
                 self.buffers,
                 if self.buffers == 1 { "" } else { "s" },
                 self.chunk_size,
-                if self.direct { "O_DIRECT" } else { "buffered" },
+                self.cache(),
                 if self.positional { "" } else { ", stream" },
             ),
             Engine::Epoll => write!(
@@ -157,7 +183,7 @@ impl fmt::Display for Route {
                 f,
                 "read(2), 1 thread, 1 buffer of {} bytes, {}{}",
                 self.chunk_size,
-                if self.direct { "O_DIRECT" } else { "buffered" },
+                self.cache(),
                 if self.positional { "" } else { ", stream" },
             ),
         }

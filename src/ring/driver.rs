@@ -57,7 +57,7 @@ impl DriverRing {
     }
 
     /// Queues a read of `len` bytes at `offset` ([`CURRENT_POSITION`](super::CURRENT_POSITION) for a
-    /// stream) of `fd` into `buf`; its completion carries `user_data` (which must be below
+    /// stream) of `fd` into `buf`, with `RWF_*` flags `rw_flags`; its completion carries `user_data` (which must be below
     /// [`CANCEL_TAG`], [`WAKE_TAG`] and [`CANCEL_POLL_TAG`]).
     ///
     /// # Safety
@@ -70,11 +70,13 @@ impl DriverRing {
         buf: *mut u8,
         len: u32,
         offset: u64,
+        rw_flags: i32,
         user_data: u64,
     ) {
         debug_assert!(user_data < CANCEL_POLL_TAG);
         let e = opcode::Read::new(types::Fd(fd), buf, len)
             .offset(offset)
+            .rw_flags(rw_flags)
             .build()
             .user_data(user_data);
         // SAFETY: the caller's promise covers the buffer and the descriptor.

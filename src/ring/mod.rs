@@ -58,6 +58,8 @@ pub(crate) struct ReadReq {
     /// The next entry pushed runs after this read completes, whatever its result
     /// (`IOSQE_IO_HARDLINK`).
     pub then: bool,
+    /// `RWF_*` flags of the read (`RWF_DONTCACHE`), 0 for none.
+    pub rw_flags: i32,
 }
 
 /// A file the ring reads: a process descriptor, or an index into the ring's registered file table
@@ -259,18 +261,22 @@ impl Queue for Ring {
             (Some(index), false) => {
                 opcode::ReadFixed::new(types::Fd(req.fd), req.buf, req.len, index)
                     .offset(req.offset)
+                    .rw_flags(req.rw_flags)
                     .build()
             }
             (Some(index), true) => {
                 opcode::ReadFixed::new(types::Fixed(req.fd as u32), req.buf, req.len, index)
                     .offset(req.offset)
+                    .rw_flags(req.rw_flags)
                     .build()
             }
             (None, false) => opcode::Read::new(types::Fd(req.fd), req.buf, req.len)
                 .offset(req.offset)
+                .rw_flags(req.rw_flags)
                 .build(),
             (None, true) => opcode::Read::new(types::Fixed(req.fd as u32), req.buf, req.len)
                 .offset(req.offset)
+                .rw_flags(req.rw_flags)
                 .build(),
         }
         .user_data(req.user_data);

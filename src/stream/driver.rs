@@ -49,6 +49,11 @@ pub(super) struct ReadOp {
     pub blocking: bool,
     /// Which of the driver's threads performs it.
     pub lane: usize,
+    /// `RWF_*` flags of the read (`RWF_DONTCACHE`).
+    pub rw_flags: i32,
+    /// Drop the pages it read from the page cache once it completes (`dontcache` where the file
+    /// system lacks `RWF_DONTCACHE` and `O_DIRECT`).
+    pub drop_behind: bool,
 }
 
 // SAFETY: `buf` points into a buffer that `shared` holds for its slot, which the op keeps alive
@@ -483,12 +488,13 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                     complete(chan, op, res);
                 }
                 Request::Read(op) => {
-                    let (fd, buf, len, offset) = (op.fd, op.buf, op.len, op.offset);
+                    let (fd, buf, len, offset, flags) =
+                        (op.fd, op.buf, op.len, op.offset, op.rw_flags);
                     let idx = ops.insert(LaneOp::Read(op));
                     // SAFETY: the buffer and descriptor are kept alive, and the buffer is this read's
                     // alone, by the op stored in `ops` (see `ReadOp`) until its completion is reaped
                     // below; if the ring fails, the ops are leaked with their buffers.
-                    unsafe { ring.push_read(fd, buf, len, offset, idx as u64) };
+                    unsafe { ring.push_read(fd, buf, len, offset, flags, idx as u64) };
                 }
                 Request::Whole(op) if cancelled => op.interrupt(&mut next),
                 Request::Whole(op) => next.push(op),
@@ -609,7 +615,8 @@ fn push_whole(ring: &mut DriverRing, ops: &mut Slab<LaneOp>, next: &mut Vec<Whol
                 // SAFETY: `buf .. buf + len` lies in the op's buffer (its `Lease`), which is this
                 // read's alone and stays allocated with the op in `ops` until the read's completion
                 // is reaped; the descriptor is the op's, closed only after that.
-                unsafe { ring.push_read(fd, buf, len, offset, idx) }
+                // Whole-file reads (`Driver::read`) are plain buffered reads.
+                unsafe { ring.push_read(fd, buf, len, offset, 0, idx) }
             }
             Some(Io::Close { fd }) => ring.push_close(fd, idx),
         }
@@ -633,6 +640,17 @@ fn run_whole_now(op: WholeOp) {
 /// Records a completion in its stream and wakes the stream's task.
 fn complete(chan: &Channel, op: ReadOp, res: i32) {
     chan.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+    if op.drop_behind && res > 0 {
+        // SAFETY: advice on a descriptor the op holds open (`fds`).
+        unsafe {
+            libc::posix_fadvise(
+                op.fd,
+                op.offset as libc::off_t,
+                res as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+    }
     op.shared.complete(op.slot, res);
     // `op` drops here: its hold on the buffers and the file ends with the read.
 }
@@ -688,6 +706,12 @@ fn read_now(op: &ReadOp, chan: &Channel) -> i32 {
     let n = unsafe {
         if op.offset == CURRENT_POSITION {
             libc::read(op.fd, op.buf.cast(), op.len as usize)
+        } else if op.rw_flags != 0 {
+            let iov = libc::iovec {
+                iov_base: op.buf.cast(),
+                iov_len: op.len as usize,
+            };
+            libc::preadv2(op.fd, &iov, 1, op.offset as i64, op.rw_flags)
         } else {
             libc::pread(op.fd, op.buf.cast(), op.len as usize, op.offset as i64)
         }

@@ -214,6 +214,10 @@ pub struct FileStream {
     /// An error to hand out after the chunk just handed out (the bytes before it come first).
     pending: Option<Error>,
     blocking: bool,
+    /// `RWF_*` flags of its buffered reads (`RWF_DONTCACHE`).
+    rw_flags: i32,
+    /// Drop read pages from the page cache (`dontcache` without `RWF_DONTCACHE` or `O_DIRECT`).
+    drop_behind: bool,
     notices: Vec<Notice>,
 }
 
@@ -310,7 +314,17 @@ impl Driver {
             size_hint,
             direct,
             mut notices,
-        } = inspect(&file, name, path, opts.direct(), opts.chunk_size())?;
+            rw_flags,
+            drop_behind,
+            ..
+        } = inspect(
+            &file,
+            name,
+            path,
+            opts.direct(),
+            opts.dontcache(),
+            opts.chunk_size(),
+        )?;
         let rules = Chunks::new(
             start,
             opts.chunk_size(),
@@ -368,6 +382,8 @@ impl Driver {
             done: false,
             pending: None,
             blocking,
+            rw_flags,
+            drop_behind,
             notices,
         })
     }
@@ -474,6 +490,11 @@ impl FileStream {
             buf: buf.wrapping_add(r.buf_offset),
             len: r.len,
             blocking: self.blocking,
+            rw_flags: match (r.via, &self.fds.direct) {
+                (Via::Direct, Some(_)) => 0,
+                _ => self.rw_flags,
+            },
+            drop_behind: self.drop_behind,
             // Chunks go round the driver's threads, as the engine's go round its lanes.
             lane: if self.rules.positional() {
                 piece.k as usize
