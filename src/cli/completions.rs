@@ -38,7 +38,8 @@ pub(crate) fn completions(mut cmd: clap::Command, a: CompletionsArgs) -> anyhow:
 pub(crate) fn man(cmd: clap::Command, a: ManArgs) -> anyhow::Result<ExitCode> {
     match a.dir {
         Some(dir) => {
-            clap_mangen::generate_to(cmd, &dir)
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(cmd, &dir))
                 .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
         }
         None => {
