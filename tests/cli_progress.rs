@@ -79,7 +79,11 @@ fn ringread(dir: &Path, args: &[&str]) -> Output {
 
 fn ok(dir: &Path, args: &[&str]) -> Output {
     let out = ringread(dir, args);
-    assert!(out.status.success(), "ringread {args:?} failed\n{}", show(&out));
+    assert!(
+        out.status.success(),
+        "ringread {args:?} failed\n{}",
+        show(&out)
+    );
     out
 }
 
@@ -111,7 +115,11 @@ fn forced_progress_goes_to_stderr_and_leaves_stdout_unchanged() {
     check_list(dir.path());
     for cmd in COMMANDS {
         let plain = ok(dir.path(), cmd);
-        assert_eq!(stderr(&plain), "", "{cmd:?} without --progress, stderr a pipe: silent");
+        assert_eq!(
+            stderr(&plain),
+            "",
+            "{cmd:?} without --progress, stderr a pipe: silent"
+        );
         let with: Vec<&str> = ["--progress"].iter().chain(cmd.iter()).copied().collect();
         let forced = ok(dir.path(), &with);
         assert!(
@@ -138,7 +146,10 @@ fn forced_progress_goes_to_stderr_and_leaves_stdout_unchanged() {
 fn forced_progress_names_the_file_and_counts_bytes_and_files() {
     let dir = fixture();
     files(dir.path());
-    let err = stderr(&ok(dir.path(), &["--progress", "sum", "-a", "sha256", "one"]));
+    let err = stderr(&ok(
+        dir.path(),
+        &["--progress", "sum", "-a", "sha256", "one"],
+    ));
     let last = err.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("one ") && last.contains("3.00 MiB/3.00 MiB"),
@@ -163,7 +174,10 @@ fn forced_progress_names_the_file_and_counts_bytes_and_files() {
     assert!(out.status.success(), "{}", show(&out));
     let err = stderr(&out);
     assert!(
-        err.lines().last().unwrap_or_default().starts_with("3/3 files three"),
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("3/3 files three"),
         "files read one by one share a bar:\n{err}"
     );
 }
@@ -178,8 +192,25 @@ fn no_progress_wins_and_check_quiet_or_status_silence_it() {
         &["--no-progress", "--progress", "sum", "one"],
         &["sum", "one", "--no-progress", "--progress"],
         &["--progress", "sum", "-a", "sha256", "-c", "--quiet", "list"],
-        &["--progress", "sum", "-a", "sha256", "-c", "--status", "list"],
-        &["--progress", "sum", "-a", "sha256", "-c", "-w", "--status", "list"],
+        &[
+            "--progress",
+            "sum",
+            "-a",
+            "sha256",
+            "-c",
+            "--status",
+            "list",
+        ],
+        &[
+            "--progress",
+            "sum",
+            "-a",
+            "sha256",
+            "-c",
+            "-w",
+            "--status",
+            "list",
+        ],
     ] {
         let out = ok(dir.path(), args);
         assert_eq!(stderr(&out), "", "{args:?}: progress shown\n{}", show(&out));
@@ -205,7 +236,11 @@ fn forced_progress_on_a_terminal_is_cleared_at_the_end() {
     let line = String::from_utf8(plain.stdout).unwrap();
     let out = std::process::Command::new("script")
         .current_dir(dir.path())
-        .args(["-qec", &format!("{bin} --progress sum -a sha256 one"), "/dev/null"])
+        .args([
+            "-qec",
+            &format!("{bin} --progress sum -a sha256 one"),
+            "/dev/null",
+        ])
         .output()
         .expect("script(1) (util-linux) runs");
     assert!(out.status.success(), "{}", show(&out));
@@ -227,12 +262,21 @@ fn forced_progress_on_a_terminal_is_cleared_at_the_end() {
 fn bench_shows_its_runs() {
     let dir = fixture();
     let args = [
-        "bench", "--size", "256K", "--runs", "2", "--backends", "sync,uring",
+        "bench",
+        "--size",
+        "256K",
+        "--runs",
+        "2",
+        "--backends",
+        "sync,uring",
     ];
     let plain = ok(dir.path(), &args);
     let err = stderr(&plain);
     assert!(err.contains("warm run 2/2"), "bench's own lines:\n{err}");
-    assert!(!err.contains("timed runs"), "a bar into a pipe unasked:\n{err}");
+    assert!(
+        !err.contains("timed runs"),
+        "a bar into a pipe unasked:\n{err}"
+    );
     let with: Vec<&str> = ["--progress"].iter().chain(args.iter()).copied().collect();
     let forced = ok(dir.path(), &with);
     let err = stderr(&forced);
@@ -252,7 +296,16 @@ fn completions_for_every_shell() {
         bash.contains("complete -F _ringread") && bash.contains("ringread,sum)"),
         "not a bash completion script for ringread:\n{bash}"
     );
-    for word in ["sum", "count", "cat", "bench", "completions", "man", "--progress", "--algo"] {
+    for word in [
+        "sum",
+        "count",
+        "cat",
+        "bench",
+        "completions",
+        "man",
+        "--progress",
+        "--algo",
+    ] {
         assert!(bash.contains(word), "bash script lacks {word}");
     }
     // bash itself reads it without error and then completes the subcommands.
@@ -265,7 +318,12 @@ fn completions_for_every_shell() {
         .output()
         .expect("bash runs");
     assert!(run.status.success(), "{}", show(&run));
-    assert_eq!(String::from_utf8_lossy(&run.stdout), "sum\n", "{}", show(&run));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "sum\n",
+        "{}",
+        show(&run)
+    );
     for (shell, mark) in [
         ("zsh", "#compdef ringread"),
         ("fish", "complete -c ringread"),
@@ -274,10 +332,17 @@ fn completions_for_every_shell() {
     ] {
         let out = ok(dir.path(), &["completions", shell]);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains(mark) && text.contains("sum"), "{shell}:\n{text}");
+        assert!(
+            text.contains(mark) && text.contains("sum"),
+            "{shell}:\n{text}"
+        );
     }
     let out = ringread(dir.path(), &["completions", "tcsh"]);
-    assert!(!out.status.success(), "an unknown shell is refused\n{}", show(&out));
+    assert!(
+        !out.status.success(),
+        "an unknown shell is refused\n{}",
+        show(&out)
+    );
 }
 
 #[test]
@@ -286,7 +351,13 @@ fn man_page_is_roff_and_lists_the_commands() {
     let out = ok(dir.path(), &["man"]);
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH ringread 1"), "no .TH header:\n{page}");
-    for word in [".SH NAME", ".SH SYNOPSIS", "ringread\\-sum(1)", "ringread\\-man(1)", "\\-\\-progress"] {
+    for word in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        "ringread\\-sum(1)",
+        "ringread\\-man(1)",
+        "\\-\\-progress",
+    ] {
         assert!(page.contains(word), "the page lacks {word:?}:\n{page}");
     }
     // groff reads it without a warning, and the text says what ringread is.
@@ -301,15 +372,27 @@ fn man_page_is_roff_and_lists_the_commands() {
             child.wait_with_output()
         })
         .expect("groff (groff-base) runs");
-    assert!(render.status.success() && render.stderr.is_empty(), "{}", show(&render));
+    assert!(
+        render.status.success() && render.stderr.is_empty(),
+        "{}",
+        show(&render)
+    );
 
     // Every page into a directory.
     let pages = dir.path().join("man1");
     ok(dir.path(), &["man", "--dir", pages.to_str().unwrap()]);
-    for name in ["ringread.1", "ringread-sum.1", "ringread-count.1", "ringread-cat.1"] {
+    for name in [
+        "ringread.1",
+        "ringread-sum.1",
+        "ringread-count.1",
+        "ringread-cat.1",
+    ] {
         let text = fs::read_to_string(pages.join(name)).unwrap_or_default();
         assert!(text.contains(".TH"), "{name} missing or not roff");
     }
     let sum = fs::read_to_string(pages.join("ringread-sum.1")).unwrap();
-    assert!(sum.contains("\\-\\-check"), "ringread-sum.1 lacks --check:\n{sum}");
+    assert!(
+        sum.contains("\\-\\-check"),
+        "ringread-sum.1 lacks --check:\n{sum}"
+    );
 }

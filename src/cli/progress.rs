@@ -463,10 +463,11 @@ impl BenchLog {
             Mode::Forced { terminal: false } => Some(Lines::default()),
         };
         let (target, emit) = draw_target(lines.as_ref());
-        let style =
-            ProgressStyle::with_template("bench: {pos}/{len} timed runs [{bar:25}] {elapsed} ETA {eta}")
-                .expect("a valid template")
-                .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "bench: {pos}/{len} timed runs [{bar:25}] {elapsed} ETA {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> ");
         let bar = ProgressBar::with_draw_target(Some(runs), target).with_style(style);
         bar.tick();
         emit();
