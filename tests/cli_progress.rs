@@ -6,7 +6,6 @@
 //! draws its last state when the read ends, however short the read.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -17,13 +16,12 @@ use tempfile::TempDir;
 /// The longest any one process may take before the test fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A fresh directory on the real disk.
 fn fixture() -> TempDir {
-    let dir = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix("cli-progress-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("cannot make a temporary directory in CARGO_TARGET_TMPDIR");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod 0755");
-    dir
+        .expect("cannot make a temporary directory in CARGO_TARGET_TMPDIR")
 }
 
 /// Deterministic bytes with newlines, different for each seed.

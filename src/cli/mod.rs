@@ -164,7 +164,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
     catch_interrupts()?;
 
     let silent = matches!(&cli.command, Command::Sum(a) if a.silent());
-    let progress = cli.progress.mode(silent);
+    let mut progress = cli.progress.mode(silent);
+    let cat_to_terminal = matches!(cli.command, Command::Cat(_))
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if cat_to_terminal && progress == progress::Mode::Terminal {
+        // The file's bytes go to the terminal the bar is on: no bar unless asked for.
+        progress = progress::Mode::Off;
+    }
     match cli.command {
         Command::Bench(a) => return bench::run(&cli.read, a, progress),
         Command::Completions(a) => return completions::completions(Cli::command(), a),

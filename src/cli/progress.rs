@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -242,11 +243,11 @@ impl Sizes {
                 return None;
             }
             let meta = if name.as_os_str() == "-" {
-                // SAFETY: fd 0 is open for the life of the process; ManuallyDrop never closes it.
-                let stdin = std::mem::ManuallyDrop::new(unsafe {
-                    <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
-                });
-                stdin.metadata()
+                // A copy of the descriptor, closed after: standard input itself stays as it is.
+                io::stdin()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .and_then(|fd| std::fs::File::from(fd).metadata())
             } else {
                 std::fs::metadata(name)
             };
@@ -443,6 +444,8 @@ impl TermLike for Lines {
 /// on (the lines go above it); without progress, the lines as they are.
 pub(crate) struct BenchLog {
     bar: Option<ProgressBar>,
+    /// Whether the bar is on a terminal (cleared at the end) rather than lines in a file or pipe.
+    terminal: bool,
     /// For a file or pipe: what writes out the bar's last drawing.
     emit: Box<dyn Fn()>,
     pending: Vec<u8>,
@@ -455,6 +458,7 @@ impl BenchLog {
             Mode::Off => {
                 return BenchLog {
                     bar: None,
+                    terminal: false,
                     emit: Box::new(|| {}),
                     pending: Vec::new(),
                 }
@@ -473,6 +477,7 @@ impl BenchLog {
         emit();
         BenchLog {
             bar: Some(bar),
+            terminal: lines.is_none(),
             emit: Box::new(emit),
             pending: Vec::new(),
         }
@@ -529,9 +534,12 @@ impl Drop for BenchLog {
                 let rest = std::mem::take(&mut self.pending);
                 self.line(&bar, &rest);
             }
-            bar.finish();
-            (self.emit)();
-            bar.finish_and_clear();
+            if self.terminal {
+                bar.finish_and_clear();
+            } else {
+                bar.finish();
+                (self.emit)();
+            }
         }
     }
 }
