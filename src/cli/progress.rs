@@ -280,13 +280,16 @@ impl Plan {
         let total = self.sizes.as_ref().and_then(|s| s.total(&stop));
         let lines = (!terminal).then(Lines::default);
         let (target, emit) = draw_target(lines.as_ref());
-        let bar = ProgressBar::with_draw_target(total, target)
+        // Brought up to date before it is drawn, and its rate counted from there: not from the
+        // bytes read before the bar appeared.
+        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden())
             .with_style(style(total.is_some(), self.files > 1))
             .with_elapsed(self.start.elapsed());
         let mut shown = usize::MAX;
         self.update(&bar, &mut shown);
-        // The rate counts from here, not from the bytes read before the bar appeared.
         bar.reset_eta();
+        bar.set_draw_target(target);
+        bar.tick();
         emit();
         *visible() = Some(bar.clone());
         let every = if terminal {
