@@ -178,6 +178,36 @@ fn forced_progress_names_the_file_and_counts_bytes_and_files() {
             .starts_with("3/3 files three"),
         "files read one by one share a bar:\n{err}"
     );
+    // A pipe has no size: bytes and rate, no total and no bar.
+    let out = Command::cargo_bin("ringread")
+        .unwrap()
+        .args(["sum", "--progress", "-"])
+        .write_stdin(bytes(1000, 9))
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        out.status.success()
+            && last.starts_with("- ")
+            && last.contains(" 1000 B ")
+            && !last.contains('['),
+        "standard input, a pipe:\n{}",
+        show(&out)
+    );
+    // An endless device under --max-bytes: the limit is its size.
+    let err = stderr(&ok(
+        dir.path(),
+        &["--progress", "--max-bytes", "1M", "count", "/dev/zero"],
+    ));
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .contains("1.00 MiB/1.00 MiB"),
+        "/dev/zero under --max-bytes 1M:\n{err}"
+    );
 }
 
 #[test]

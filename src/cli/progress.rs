@@ -187,16 +187,14 @@ impl Progress {
         let (stop, stopped) = mpsc::channel();
         let plan = Plan {
             mode: self.mode,
-            files: names.len(),
-            sizes: sized.then_some(Sizes {
-                names,
-                max_bytes: self.max_bytes,
-            }),
+            names,
+            sized,
+            max_bytes: self.max_bytes,
             done: done.clone(),
             base: BYTES.load(Ordering::Relaxed),
             start: Instant::now(),
         };
-        let files = plan.files;
+        let files = plan.names.len();
         let ticker = std::thread::Builder::new()
             .name("ringread-progress".into())
             .spawn(move || plan.run(stopped))
@@ -219,24 +217,26 @@ impl Drop for Progress {
 /// What a ticker draws.
 struct Plan {
     mode: Mode,
-    files: usize,
-    /// The files, to sum their sizes (`None`: not known ahead).
-    sizes: Option<Sizes>,
+    /// The job's files, in the order they are read.
+    names: Vec<PathBuf>,
+    /// Whether their sizes can be known ahead (not a connection's).
+    sized: bool,
+    /// `--max-bytes`: no file counts for more.
+    max_bytes: Option<u64>,
+    /// The files done so far.
     done: Arc<AtomicU64>,
     /// [`BYTES`] when the job began.
     base: u64,
     start: Instant,
 }
 
-struct Sizes {
-    names: Vec<PathBuf>,
-    max_bytes: Option<u64>,
-}
-
-impl Sizes {
+impl Plan {
     /// The bytes the files hold (a file that cannot be stat'ed fails at once: 0), or `None` if one
     /// is a stream of unknown length, or the job ends first.
     fn total(&self, stop: &Receiver<()>) -> Option<u64> {
+        if !self.sized {
+            return None;
+        }
         let mut total = 0u64;
         for (i, name) in self.names.iter().enumerate() {
             if i % 1024 == 1023 && matches!(stop.try_recv(), Err(TryRecvError::Disconnected)) {
@@ -261,9 +261,7 @@ impl Sizes {
         }
         Some(total)
     }
-}
 
-impl Plan {
     /// Draws the bar until the job ends (`stop` hangs up).
     fn run(self, stop: Receiver<()>) {
         let (terminal, delay) = match self.mode {
@@ -277,21 +275,22 @@ impl Plan {
         if !delay.is_zero() && ended(stop.recv_timeout(delay)) {
             return;
         }
-        let total = self.sizes.as_ref().and_then(|s| s.total(&stop));
+        let total = self.total(&stop);
         let lines = (!terminal).then(Lines::default);
         let (target, emit) = draw_target(lines.as_ref());
         // Brought up to date before it is drawn, and its rate counted from there: not from the
         // bytes read before the bar appeared.
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden())
-            .with_style(style(total.is_some(), self.files > 1))
+            .with_style(style(total.is_some(), self.names.len() > 1))
             .with_elapsed(self.start.elapsed());
         let mut shown = usize::MAX;
         self.update(&bar, &mut shown);
         bar.reset_eta();
+        // Visible before its first drawing, so that what is written meanwhile hides it.
+        *visible() = Some(bar.clone());
         bar.set_draw_target(target);
         bar.tick();
         emit();
-        *visible() = Some(bar.clone());
         let every = if terminal {
             Duration::from_millis(100)
         } else {
@@ -317,15 +316,16 @@ impl Plan {
     /// Brings the bar up to date: bytes, files done, and the file being read (the first not done;
     /// `shown` is the one it shows).
     fn update(&self, bar: &ProgressBar, shown: &mut usize) {
-        let done = (self.done.load(Ordering::Relaxed) as usize).min(self.files);
-        if self.files > 1 {
-            bar.set_prefix(format!("{done}/{} files ", self.files));
+        let files = self.names.len();
+        let done = (self.done.load(Ordering::Relaxed) as usize).min(files);
+        if files > 1 {
+            bar.set_prefix(format!("{done}/{files} files "));
         }
-        let current = done.min(self.files.saturating_sub(1));
+        let current = done.min(files.saturating_sub(1));
         if current != *shown {
             *shown = current;
-            if let Some(s) = &self.sizes {
-                bar.set_message(s.names[current].display().to_string());
+            if let Some(name) = self.names.get(current) {
+                bar.set_message(name.display().to_string());
             }
         }
         bar.set_position(BYTES.load(Ordering::Relaxed).saturating_sub(self.base));
