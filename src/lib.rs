@@ -43,6 +43,7 @@ pub mod net;
 pub mod options;
 pub mod processor;
 pub mod reader;
+pub mod residency;
 mod ring;
 #[cfg(feature = "stream")]
 pub mod stream;

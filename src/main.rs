@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ringread: {e:#}");
+            eprintln!("{}: {e:#}", cli::prog());
             ExitCode::FAILURE
         }
     }

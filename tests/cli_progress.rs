@@ -253,6 +253,32 @@ fn no_progress_wins_and_check_quiet_or_status_silence_it() {
     assert!(!stderr(&out).contains("B/s"), "{}", show(&out));
 }
 
+/// An error said while the bar is drawn (each algorithm's tool words it its own way) comes out
+/// whole, on a line of its own, and the bar goes on.
+#[test]
+fn errors_while_progress_is_shown() {
+    let dir = fixture();
+    files(dir.path());
+    for algo in ["sha256", "blake3", "xxh3"] {
+        let args = ["--progress", "sum", "-a", algo, "one", "missing", "two"];
+        let out = ringread(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{}", show(&out));
+        let err = stderr(&out);
+        let said: Vec<&str> = err.lines().filter(|l| l.contains("No such file")).collect();
+        assert!(
+            said.len() == 1 && said[0].contains("missing") && !said[0].contains("B/s"),
+            "{args:?}: the error, once, whole and on a line of its own:\n{err}"
+        );
+        assert!(
+            err.lines()
+                .last()
+                .unwrap_or_default()
+                .starts_with("3/3 files"),
+            "{err}"
+        );
+    }
+}
+
 /// On a terminal (a pseudo-terminal made by script(1)) a forced bar is drawn with the terminal's
 /// escapes and cleared at the end, and standard output, the same terminal, still gets its line.
 #[test]

@@ -73,24 +73,8 @@ pub fn drop_cache(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The fraction of the file's pages in the page cache (`mincore`), 0.0 to 1.0.
+/// The fraction of the file's pages in the page cache (`crate::residency`: cachestat, else
+/// mincore), 0.0 to 1.0.
 pub fn residency(path: &Path) -> io::Result<f64> {
-    let f = File::open(path)?;
-    let len = f.metadata()?.len() as usize;
-    if len == 0 {
-        return Ok(1.0);
-    }
-    // SAFETY: a read-only private map of a file we hold; we only ask mincore about it and never
-    // touch its bytes, so a concurrent truncation cannot fault us.
-    let map = unsafe { memmap2::Mmap::map(&f)? };
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    let pages = len.div_ceil(page);
-    let mut vec = vec![0u8; pages];
-    // SAFETY: the map covers len bytes; vec has one byte per page of it.
-    let rc = unsafe { libc::mincore(map.as_ptr() as *mut _, len, vec.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as f64 / pages as f64)
+    Ok(crate::residency::of_file(&File::open(path)?)?.fraction())
 }

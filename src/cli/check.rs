@@ -1,4 +1,5 @@
-//! `ringread sum --check`: verifies checksum lines with the messages and exit status of `sha256sum -c`.
+//! `ringread sum --check`: verifies checksum lines with the messages and exit status of the
+//! algorithm's tool: `sha256sum -c` (coreutils 9.1), `b3sum -c` (1.2.0) or `xxhsum -c` (0.8.1).
 //!
 //! Each list is read whole first; then its files are read many at once (as `sum` reads its
 //! operands), and the messages come in list order, each as its file's turn comes.
@@ -9,21 +10,27 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ringread::processor::{blake3_parallel, Algorithm, Checksum, Whole};
-use ringread::sumfile::{escape, parse_line, Entry};
+use ringread::processor::Algorithm;
+use ringread::sumfile::{
+    message_name, parse_b3sum_line, parse_line_in, parse_xxhsum_line, reverse_hex, Convention,
+    Entry, ListState,
+};
 
-use super::sum::CheckArgs;
-use super::{files_or_stdin, quotef, Ctx, Output, DEFAULT_ALGORITHM};
+use super::sum::{is_dir_error, HashSpec, Settings};
+use super::{files_or_stdin, prog, quotef, Ctx, Output};
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// One line of a list that says something: a checksum line, one that is not (its number), or the
-/// error that stopped reading the list.
+/// One line of a list that says something.
 enum Item {
-    Entry(Entry),
-    BadLine(usize),
+    /// A checksum line: what it says, its number, and its name as the list writes it (b3sum
+    /// repeats that in its messages).
+    Entry(Entry, usize, Vec<u8>),
+    /// A line that is not a checksum line: its number and, for b3sum, why.
+    BadLine(usize, Option<&'static str>),
+    /// The error that stopped reading the list (`fatal`: it stops the whole run, as in b3sum).
     ListError(io::Error),
 }
 
@@ -38,9 +45,10 @@ struct Tally {
 
 /// The messages of one list, said in list order.
 struct Said<'a> {
-    a: &'a CheckArgs,
+    s: &'a Settings,
+    conv: Convention,
+    /// The list's name as messages show it.
     shown: &'a str,
-    algo: Algorithm,
     items: &'a [Item],
     next: usize,
     tally: Tally,
@@ -49,26 +57,46 @@ struct Said<'a> {
 }
 
 impl Said<'_> {
-    /// Says the items before the next checksum line (improperly formatted lines under `--warn`,
-    /// the list's read error); returns that line's place, if there is one.
+    /// Says the items before the next checksum line (improperly formatted lines, the list's read
+    /// error); returns that line's place, if there is one.
     fn up_to_entry(&mut self) -> io::Result<Option<usize>> {
         while let Some(item) = self.items.get(self.next) {
             match item {
-                Item::Entry(_) => return Ok(Some(self.next)),
-                Item::BadLine(n) => {
+                Item::Entry(..) => return Ok(Some(self.next)),
+                Item::BadLine(n, why) => {
                     self.tally.bad_lines += 1;
-                    if self.a.warn {
-                        self.out.flush()?;
-                        eprintln!(
-                            "ringread: {}: {n}: improperly formatted {} checksum line",
-                            self.shown,
-                            self.algo.tag()
-                        );
+                    match self.conv {
+                        Convention::Coreutils if self.s.warn => {
+                            self.out.flush()?;
+                            eprintln!(
+                                "{}: {}: {n}: improperly formatted {} checksum line",
+                                prog(),
+                                self.shown,
+                                self.s.algorithm().tag()
+                            );
+                        }
+                        Convention::B3sum => {
+                            self.out.flush()?;
+                            eprintln!("{}: {}", prog(), why.unwrap_or("Invalid line"));
+                        }
+                        Convention::Xxhsum if self.s.warn => {
+                            self.out.flush()?;
+                            eprintln!(
+                                "{}:{n}: Error: Improperly formatted checksum line.",
+                                self.shown
+                            );
+                        }
+                        _ => {}
                     }
                 }
                 Item::ListError(e) => {
                     self.out.flush()?;
-                    eprintln!("ringread: {}: {}", self.shown, super::reason(e));
+                    match self.conv {
+                        Convention::Coreutils => {
+                            eprintln!("{}: {}: {}", prog(), self.shown, super::reason(e));
+                        }
+                        Convention::B3sum | Convention::Xxhsum => fatal(&format!("Error: {e}")),
+                    }
                     self.list_failed = true;
                 }
             }
@@ -83,79 +111,189 @@ impl Said<'_> {
             return Ok(());
         };
         self.next += 1;
-        let Item::Entry(entry) = &self.items[k] else {
+        let Item::Entry(entry, lineno, as_listed) = &self.items[k] else {
             unreachable!("up_to_entry stops at entries")
         };
-        let verdict: &[u8] = match digest {
+        // The name in the verdict: b3sum repeats the list's text; the others escape a name with
+        // a newline (coreutils) or show it as it is (xxhsum).
+        let (prefix, name): (&[u8], Vec<u8>) = match self.conv {
+            Convention::B3sum => (b"", as_listed.clone()),
+            Convention::Xxhsum => (b"", entry.name.clone()),
+            Convention::Coreutils => match message_name(&entry.name) {
+                (n, true) => (b"\\", n),
+                (n, false) => (b"", n),
+            },
+        };
+        let verdict: Vec<u8> = match digest {
             Ok(hex) => {
                 self.tally.verified += 1;
                 if hex == entry.hex {
-                    if self.a.quiet {
+                    if self.s.quiet || self.s.status {
                         return Ok(());
                     }
-                    b": OK\n"
+                    b": OK\n".to_vec()
                 } else {
                     self.tally.mismatched += 1;
-                    b": FAILED\n"
+                    if self.s.status {
+                        return Ok(());
+                    }
+                    b": FAILED\n".to_vec()
                 }
             }
             Err(e) => {
-                let missing = e
-                    .io_error()
-                    .is_some_and(|io| io.kind() == io::ErrorKind::NotFound);
-                if missing && self.a.ignore_missing {
+                let io = e.io_error();
+                let missing = io.is_some_and(|io| io.kind() == io::ErrorKind::NotFound);
+                if missing && self.s.ignore_missing {
                     return Ok(());
                 }
                 self.tally.unreadable += 1;
-                if !self.a.status {
-                    self.out.flush()?;
-                    super::complain(&e);
+                match self.conv {
+                    Convention::Coreutils => {
+                        // Said even under --status, as sha256sum does.
+                        self.out.flush()?;
+                        super::complain(&e);
+                        b": FAILED open or read\n".to_vec()
+                    }
+                    Convention::B3sum => {
+                        let why = io.map_or_else(|| e.to_string(), |io| io.to_string());
+                        format!(": FAILED ({why})\n").into_bytes()
+                    }
+                    Convention::Xxhsum => {
+                        if io.is_some_and(is_dir_error)
+                            || !matches!(e, ringread::Error::Open { .. })
+                        {
+                            self.out.flush()?;
+                            fatal("Error: a failure occurred reading the input file.");
+                        }
+                        if self.s.status {
+                            return Ok(());
+                        }
+                        let why = io.map_or_else(|| e.to_string(), super::reason);
+                        let mut l = format!("{}:{lineno}: Could not open or read '", self.shown)
+                            .into_bytes();
+                        l.extend_from_slice(&entry.name);
+                        l.extend_from_slice(format!("': {why}.\n").as_bytes());
+                        return self.out.line(&l);
+                    }
                 }
-                b": FAILED open or read\n"
             }
         };
-        if self.a.status {
+        if self.s.status {
             return Ok(());
         }
-        // Names with a newline are shown escaped, with a leading backslash, as sha256sum does.
-        let (prefix, shown_name) = if entry.name.contains(&b'\n') {
-            (&b"\\"[..], escape(&entry.name))
-        } else {
-            (&b""[..], entry.name.clone())
-        };
-        let mut l = Vec::with_capacity(shown_name.len() + 24);
+        let mut l = Vec::with_capacity(name.len() + 24);
         l.extend_from_slice(prefix);
-        l.extend_from_slice(&shown_name);
-        l.extend_from_slice(verdict);
+        l.extend_from_slice(&name);
+        l.extend_from_slice(&verdict);
         self.out.line(&l)
     }
 }
 
-/// Reads a list's whole text into its items.
-fn parse(reader: Box<dyn Read>, algo: Algorithm) -> Vec<Item> {
-    let mut lines = BufReader::new(reader);
+/// Ends the run at once with `message` on standard error and status 1, as b3sum and xxhsum do
+/// for some errors (what was written to standard output before is kept).
+fn fatal(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(1);
+}
+
+/// The whole text of a list, and the error that stopped reading it, if one did.
+fn slurp(reader: Box<dyn Read>) -> (Vec<u8>, Option<io::Error>) {
+    let mut text = Vec::new();
+    let mut reader = BufReader::new(reader);
+    loop {
+        match reader.read_until(b'\n', &mut text) {
+            Ok(0) => return (text, None),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (text, Some(e)),
+        }
+    }
+}
+
+/// The algorithm of a list checked without `--algo`: the one its first checksum line names (a
+/// BSD line's tag, xxhsum's `XXH3_` prefix), else BLAKE3 (ringread's default, b3sum's lines).
+fn algorithm_of_list(text: &[u8]) -> Algorithm {
+    let default = super::DEFAULT_ALGORITHM;
+    let Some(line) = text
+        .split(|&b| b == b'\n')
+        .find(|l| !l.is_empty() && l.first() != Some(&b'#'))
+    else {
+        return default;
+    };
+    if std::str::from_utf8(line).is_ok_and(|l| parse_b3sum_line(l).is_ok()) {
+        return default;
+    }
+    let named = |e: &Entry| {
+        line.windows(e.algorithm.tag().len())
+            .any(|w| w == e.algorithm.tag().as_bytes())
+    };
+    if let Some(e) = parse_line_in(line, default, &mut ListState::default()).filter(named) {
+        return e.algorithm;
+    }
+    parse_xxhsum_line(line).map_or(default, |e| e.algorithm)
+}
+
+/// Reads a list's whole text into its items, by the rules of `conv`.
+fn parse(text: &[u8], error: Option<io::Error>, s: &Settings) -> Vec<Item> {
+    let (conv, algo, little_endian) = (s.convention(), s.algorithm(), s.little_endian);
+    let mut lines = text;
     let mut items = Vec::new();
     let mut buf = Vec::new();
     let mut lineno = 0usize;
+    let mut state = ListState::default();
     loop {
         buf.clear();
-        match lines.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                items.push(Item::ListError(e));
-                break;
-            }
+        if lines.read_until(b'\n', &mut buf).unwrap_or(0) == 0 {
+            break;
         }
         lineno += 1;
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        if line.first() == Some(&b'#') || line.is_empty() {
-            continue;
-        }
-        items.push(match parse_line(line, algo) {
-            Some(entry) => Item::Entry(entry),
-            None => Item::BadLine(lineno),
-        });
+        let item = match conv {
+            Convention::Coreutils => {
+                if line.first() == Some(&b'#') || line.is_empty() {
+                    continue;
+                }
+                match parse_line_in(line, algo, &mut state) {
+                    Some(entry) => Item::Entry(entry, lineno, Vec::new()),
+                    None => Item::BadLine(lineno, None),
+                }
+            }
+            Convention::B3sum => {
+                let Ok(text) = std::str::from_utf8(line) else {
+                    items.push(Item::ListError(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "stream did not contain valid UTF-8",
+                    )));
+                    break;
+                };
+                match parse_b3sum_line(text) {
+                    Ok(entry) => {
+                        // The name as the list has it (escaped, with its `\`).
+                        let listed = if line.first() == Some(&b'\\') {
+                            [&b"\\"[..], &line[67..]].concat()
+                        } else {
+                            line[66..].to_vec()
+                        };
+                        Item::Entry(entry, lineno, listed)
+                    }
+                    Err(why) => Item::BadLine(lineno, Some(why.0)),
+                }
+            }
+            Convention::Xxhsum => match parse_xxhsum_line(line) {
+                Some(mut entry) => {
+                    // --little-endian: plain lines hold little-endian digests (tagged ones say so).
+                    if little_endian && !line.starts_with(b"XXH") {
+                        entry.hex = reverse_hex(&entry.hex);
+                    }
+                    Item::Entry(entry, lineno, Vec::new())
+                }
+                None => Item::BadLine(lineno, None),
+            },
+        };
+        items.push(item);
+    }
+    if let Some(e) = error {
+        items.push(Item::ListError(e));
     }
     items
 }
@@ -167,7 +305,7 @@ fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Entry(e) => Some(e),
+            Item::Entry(e, ..) => Some(e),
             _ => None,
         })
         .collect();
@@ -177,29 +315,22 @@ fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
         .collect();
     if !ctx.can_read_many(&names) {
         for (entry, name) in entries.iter().zip(&names) {
-            said.entry(ctx.digest(name, entry.algorithm))?;
+            said.entry(HashSpec::plain(entry.algorithm).read_one(ctx, name))?;
         }
         return Ok(());
     }
     let mut failed = None;
-    let mut keep = |digest| {
-        if failed.is_none() {
-            failed = said.entry(digest).err();
-        }
-    };
-    let r = if entries.iter().all(|e| e.algorithm == Algorithm::Blake3) {
-        ctx.many(
-            &names,
-            |_| blake3_parallel(),
-            |_: &Path, r| keep(r.map(|mut s| s.hex()).map_err(|(e, _)| e)),
-        )
-    } else {
-        ctx.many(
-            &names,
-            |i| (Whole, Checksum::new(entries[i].algorithm)),
-            |_: &Path, r| keep(r.map(|s| s.hex()).map_err(|(e, _)| e)),
-        )
-    };
+    let spec = HashSpec::plain(entries[0].algorithm);
+    let r = spec.read_many(
+        ctx,
+        &names,
+        |i| entries[i].algorithm,
+        |_: &Path, digest| {
+            if failed.is_none() {
+                failed = said.entry(digest).err();
+            }
+        },
+    );
     if let Err(e) = r {
         // The verdicts said so far go out first.
         said.out.flush()?;
@@ -208,35 +339,54 @@ fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let algo = a.algo.unwrap_or(DEFAULT_ALGORITHM);
+pub(crate) fn run(ctx: &Ctx, given: &Settings) -> anyhow::Result<ExitCode> {
     let mut ok = true;
     let mut out = Output::new();
-    for list in files_or_stdin(a.files.clone()) {
-        let shown = if list.as_os_str() == "-" {
-            quotef("standard input".as_ref())
-        } else {
-            quotef(list.as_os_str())
+    for list in files_or_stdin(given.files.clone()) {
+        let conv = given.convention();
+        let stdin = list.as_os_str() == "-";
+        let shown = match conv {
+            Convention::Coreutils if stdin => quotef("standard input".as_ref()),
+            Convention::Coreutils => quotef(list.as_os_str()),
+            Convention::Xxhsum if stdin => "stdin".to_owned(),
+            _ => list.display().to_string(),
         };
-        let reader: Box<dyn Read> = if list.as_os_str() == "-" {
+        let reader: Box<dyn Read> = if stdin {
             Box::new(io::stdin().lock())
         } else {
             match File::open(&list) {
                 Ok(f) => Box::new(f),
                 Err(e) => {
                     out.flush()?;
-                    eprintln!("ringread: {shown}: {}", super::reason(&e));
+                    match conv {
+                        Convention::Coreutils => {
+                            eprintln!("{}: {shown}: {}", prog(), super::reason(&e));
+                        }
+                        Convention::B3sum => fatal(&format!("Error: {e}")),
+                        Convention::Xxhsum => {
+                            eprintln!("Error: Could not open '{shown}': {}", super::reason(&e));
+                        }
+                    }
                     ok = false;
                     continue;
                 }
             }
         };
-        let items = parse(reader, algo);
-        let good_lines = items.iter().filter(|i| matches!(i, Item::Entry(_))).count();
+        let (text, error) = slurp(reader);
+        // Without --algo, the list says which tool's it is.
+        let mut s = given.clone();
+        s.algo = Some(given.algo.unwrap_or_else(|| algorithm_of_list(&text)));
+        let s = &s;
+        let conv = s.convention();
+        let items = parse(&text, error, s);
+        let good_lines = items
+            .iter()
+            .filter(|i| matches!(i, Item::Entry(..)))
+            .count();
         let mut said = Said {
-            a,
+            s,
+            conv,
             shown: &shown,
-            algo,
             items: &items,
             next: 0,
             tally: Tally::default(),
@@ -251,41 +401,96 @@ pub(crate) fn run(ctx: &Ctx, a: &CheckArgs) -> anyhow::Result<ExitCode> {
             ok = false;
             continue;
         }
-        if good_lines == 0 {
-            eprintln!("ringread: {shown}: no properly formatted checksum lines found");
-            ok = false;
-            continue;
-        }
-        if !a.status {
-            if tally.bad_lines > 0 {
-                eprintln!(
-                    "ringread: WARNING: {} improperly formatted",
-                    plural(tally.bad_lines, "line is", "lines are")
-                );
+        let list_ok = match conv {
+            Convention::Coreutils => coreutils_summary(s, &shown, good_lines, &tally),
+            Convention::B3sum => {
+                tally.bad_lines == 0 && tally.mismatched == 0 && tally.unreadable == 0
             }
-            if tally.unreadable > 0 {
-                eprintln!(
-                    "ringread: WARNING: {} could not be read",
-                    plural(tally.unreadable, "listed file", "listed files")
-                );
-            }
-            if tally.mismatched > 0 {
-                eprintln!(
-                    "ringread: WARNING: {} did NOT match",
-                    plural(tally.mismatched, "computed checksum", "computed checksums")
-                );
-            }
-        }
-        if a.ignore_missing && tally.verified == 0 {
-            if !a.status {
-                eprintln!("ringread: {shown}: no file was verified");
-            }
-            ok = false;
-        }
-        if tally.mismatched > 0 || tally.unreadable > 0 || (a.strict && tally.bad_lines > 0) {
-            ok = false;
-        }
+            Convention::Xxhsum => xxhsum_summary(s, &shown, good_lines, &tally, &mut out)?,
+        };
+        ok &= list_ok;
     }
     out.flush()?;
     Ok(super::exit_code(ok))
+}
+
+/// sha256sum's closing warnings for one list (standard error); whether the list passed.
+fn coreutils_summary(s: &Settings, shown: &str, good_lines: usize, tally: &Tally) -> bool {
+    if good_lines == 0 {
+        eprintln!(
+            "{}: {shown}: no properly formatted checksum lines found",
+            prog()
+        );
+        return false;
+    }
+    if !s.status {
+        if tally.bad_lines > 0 {
+            eprintln!(
+                "{}: WARNING: {} improperly formatted",
+                prog(),
+                plural(tally.bad_lines, "line is", "lines are")
+            );
+        }
+        if tally.unreadable > 0 {
+            eprintln!(
+                "{}: WARNING: {} could not be read",
+                prog(),
+                plural(tally.unreadable, "listed file", "listed files")
+            );
+        }
+        if tally.mismatched > 0 {
+            eprintln!(
+                "{}: WARNING: {} did NOT match",
+                prog(),
+                plural(tally.mismatched, "computed checksum", "computed checksums")
+            );
+        }
+    }
+    let mut ok = true;
+    if s.ignore_missing && tally.verified == 0 {
+        if !s.status {
+            eprintln!("{}: {shown}: no file was verified", prog());
+        }
+        ok = false;
+    }
+    ok && tally.mismatched == 0 && tally.unreadable == 0 && !(s.strict && tally.bad_lines > 0)
+}
+
+/// xxhsum's closing lines for one list (standard output, or standard error when nothing was
+/// found); whether the list passed.
+fn xxhsum_summary(
+    s: &Settings,
+    shown: &str,
+    good_lines: usize,
+    tally: &Tally,
+    out: &mut Output,
+) -> io::Result<bool> {
+    if good_lines == 0 {
+        out.flush()?;
+        eprintln!("{shown}: no properly formatted xxHash checksum lines found");
+        return Ok(false);
+    }
+    if !s.status {
+        if tally.bad_lines > 0 {
+            let l = plural(tally.bad_lines, "line is", "lines are");
+            out.line(format!("{l} improperly formatted\n").as_bytes())?;
+        }
+        if tally.unreadable > 0 {
+            let l = plural(tally.unreadable, "listed file", "listed files");
+            out.line(format!("{l} could not be read\n").as_bytes())?;
+        }
+        if tally.mismatched > 0 {
+            let l = plural(tally.mismatched, "computed checksum", "computed checksums");
+            out.line(format!("{l} did NOT match\n").as_bytes())?;
+        }
+    }
+    let mut ok = true;
+    if s.ignore_missing && tally.verified == 0 {
+        out.flush()?;
+        if !s.status {
+            eprintln!("{shown}: no file was verified");
+        }
+        ok = false;
+    }
+    Ok(ok && tally.mismatched == 0 && tally.unreadable == 0 && !(s.strict && tally.bad_lines > 0))
 }

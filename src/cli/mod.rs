@@ -6,6 +6,7 @@ mod check;
 mod completions;
 mod count;
 mod inputs;
+mod multicall;
 mod progress;
 mod sum;
 
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use ringread::processor::{Algorithm, Checksum};
+use ringread::processor::Algorithm;
 use ringread::{Backend, Cancel, Notice, Processor, ReadOptions, Reader, Summary};
 
 /// Reads files through io_uring as fast as the machine allows, and hashes, counts or copies them.
@@ -147,9 +148,21 @@ impl ReadArgs {
     }
 }
 
+/// The name messages start with: `ringread`, or the tool ringread was invoked as (`sha256sum`).
+static PROGRAM: OnceLock<String> = OnceLock::new();
+
+/// The name messages start with (`ringread: ...`, or `sha256sum: ...` when invoked by that name).
+pub fn prog() -> &'static str {
+    PROGRAM.get().map_or("ringread", String::as_str)
+}
+
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(tool) = multicall::tool_of(&args) {
+        let _ = PROGRAM.set(tool.name().to_owned());
+        return multicall::run(tool, &args[1..]);
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -176,6 +189,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Completions(a) => return completions::completions(Cli::command(), a),
         Command::Man(a) => return completions::man(Cli::command(), a),
         _ => {}
+    }
+    let mut cli = cli;
+    if let Command::Sum(a) = &cli.command {
+        // b3sum's --num-threads is ringread's --threads.
+        cli.read.threads = cli.read.threads.or(a.num_threads);
     }
     let opts = cli.read.options()?;
     let max_bytes = cli.read.max_bytes;
@@ -267,6 +285,9 @@ fn net_input(read: &ReadArgs) -> anyhow::Result<Option<(PathBuf, File)>> {
 pub(crate) struct Ctx {
     reader: Reader,
     verbose: bool,
+    /// Whether fallbacks are said on standard error (not when ringread stands in for a peer tool,
+    /// whose standard error scripts expect to be its own).
+    pub(crate) notices: bool,
     said: std::cell::RefCell<HashSet<String>>,
     /// The connection of `--connect`/`--listen`: read in place of files.
     net: Option<(PathBuf, File)>,
@@ -276,7 +297,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn new(opts: ReadOptions, verbose: bool) -> anyhow::Result<Ctx> {
+    pub(crate) fn new(opts: ReadOptions, verbose: bool) -> anyhow::Result<Ctx> {
         let backend = opts.backend();
         let mut reader = Reader::new(opts);
         if let Some(cancel) = INTERRUPT.get() {
@@ -290,6 +311,7 @@ impl Ctx {
         Ok(Ctx {
             reader,
             verbose,
+            notices: true,
             said: Default::default(),
             net: None,
             progress: progress::Progress::new(progress::Mode::Off, None),
@@ -333,10 +355,10 @@ impl Ctx {
             a,
             &mut |line| {
                 if self.verbose {
-                    eprintln!("ringread: {line}");
+                    eprintln!("{}: {line}", prog());
                 }
             },
-            &mut |line| eprintln!("ringread: {line}"),
+            &mut |line| eprintln!("{}: {line}", prog()),
         )?;
         self.progress.expect(&gathered.names, true);
         Ok(gathered)
@@ -363,16 +385,22 @@ impl Ctx {
         C: ringread::processor::Combine<Pr::Part> + Send,
     {
         self.progress.expect(names, true);
+        // Under -v: each file's residency, measured as its reading starts.
+        let cached = std::cell::RefCell::new(std::collections::HashMap::new());
         let r = self.reader.read_many_split(
             names,
-            |i, _| {
+            |i, path| {
+                if self.verbose {
+                    cached.borrow_mut().insert(i, cached_share(path));
+                }
                 let (prep, proc) = make(i);
                 (progress::Counted(prep), proc)
             },
             |f: ringread::Finished<C>| {
                 match f.result {
                     Ok(summary) => {
-                        self.report(&f.path, &summary);
+                        let share = cached.borrow_mut().remove(&f.index).flatten();
+                        self.report(&f.path, &summary, share);
                         done(&f.path, Ok(f.processor));
                     }
                     Err(e) => done(&f.path, Err((e, f.processor))),
@@ -396,19 +424,6 @@ impl Ctx {
         self.read_split(name, &ringread::processor::Whole, proc)
     }
 
-    /// The digest of `name` with `algo`, as the standard tools print it. BLAKE3 of a named file runs
-    /// on every reading thread (its subtrees are independent); everything else hashes in order.
-    pub(crate) fn digest(&self, name: &Path, algo: Algorithm) -> ringread::Result<String> {
-        if algo == Algorithm::Blake3 && name.as_os_str() != "-" {
-            let (prep, mut sum) = ringread::processor::blake3_parallel();
-            self.read_split(name, &prep, &mut sum)?;
-            return Ok(sum.hex());
-        }
-        let mut sum = Checksum::new(algo);
-        self.read(name, &mut sum)?;
-        Ok(sum.hex())
-    }
-
     /// Reads `name` with a processor in two halves (see `ringread::processor::Prepare`).
     pub(crate) fn read_split<Pr, C>(
         &self,
@@ -424,6 +439,11 @@ impl Ctx {
             progress::hide();
             std::process::exit(INTERRUPTED_EXIT.into());
         }
+        let share = if self.verbose && name.as_os_str() != "-" && !self.reads_connection() {
+            cached_share(name)
+        } else {
+            None
+        };
         let sock = self.net.as_ref().filter(|(n, _)| n == name);
         self.progress.expect_one(name, sock.is_none());
         let prep = &progress::Counted(prep);
@@ -446,21 +466,25 @@ impl Ctx {
             }
             Err(e) => return Err(e),
         };
-        self.report(name, &summary);
+        self.report(name, &summary, share);
         Ok(summary)
     }
 
-    fn report(&self, name: &Path, s: &Summary) {
+    /// Says the reading's notices, and under -v how `name` was read (with the share of it that was
+    /// in the page cache before, if known).
+    fn report(&self, name: &Path, s: &Summary, cached: Option<f64>) {
         for n in &s.notices {
             let always = !matches!(n, Notice::RegisteredFewer { .. });
-            if always || self.verbose {
-                self.say_once(format!("ringread: {n}"));
+            if (always && self.notices) || self.verbose {
+                self.say_once(format!("{}: {n}", prog()));
             }
         }
         if self.verbose {
+            let cached = cached.map_or(String::new(), |c| format!(", {:.1}% cached", 100.0 * c));
             progress::suspend(|| {
                 eprintln!(
-                    "ringread: {}: {} bytes by {}",
+                    "{}: {}: {} bytes by {}{cached}",
+                    prog(),
                     name.display(),
                     s.bytes,
                     s.route
@@ -476,15 +500,26 @@ impl Ctx {
     }
 }
 
-/// Prints `ringread: <error>` for one file, the file's name quoted as coreutils quotes it.
+/// The share of a regular file in the page cache (`ringread::residency`), for -v; `None` for
+/// anything else or if it cannot be told.
+fn cached_share(path: &Path) -> Option<f64> {
+    // Stat first: opening a FIFO would wait for (and then disturb) its writer.
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
+    let f = File::open(path).ok()?;
+    ringread::residency::of_file(&f).ok().map(|r| r.fraction())
+}
+
+/// Prints `ringread: <error>` (or the invoked tool's name) for one file, the file's name quoted as coreutils quotes it.
 pub(crate) fn complain(e: &ringread::Error) {
     let text = e.to_string();
     let line = match e.path() {
         Some(path) => match text.strip_prefix(&path.display().to_string()) {
-            Some(rest) => format!("ringread: {}{rest}", quotef(path.as_os_str())),
-            None => format!("ringread: {text}"),
+            Some(rest) => format!("{}: {}{rest}", prog(), quotef(path.as_os_str())),
+            None => format!("{}: {text}", prog()),
         },
-        None => format!("ringread: {text}"),
+        None => format!("{}: {text}", prog()),
     };
     progress::suspend(|| eprintln!("{line}"));
 }

@@ -83,11 +83,25 @@ fn visible() -> MutexGuard<'static, Option<ProgressBar>> {
     VISIBLE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `f` (which writes to the terminal) with the bar hidden, then draws the bar again.
+thread_local! {
+    /// Whether this thread is inside [`suspend`] (which may be called again from within).
+    static SUSPENDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (which writes to the terminal) with the bar hidden, then draws the bar again. Within
+/// `f`, another `suspend` just runs its own.
 pub(crate) fn suspend<R>(f: impl FnOnce() -> R) -> R {
-    let bar = visible();
-    match bar.as_ref() {
-        Some(b) => b.suspend(f),
+    if SUSPENDED.with(|s| s.get()) {
+        return f();
+    }
+    let bar = visible().clone();
+    match bar {
+        Some(b) => b.suspend(|| {
+            SUSPENDED.with(|s| s.set(true));
+            let r = f();
+            SUSPENDED.with(|s| s.set(false));
+            r
+        }),
         None => f(),
     }
 }

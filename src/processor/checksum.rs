@@ -6,6 +6,8 @@
 //! | `blake3` | `blake3` (SIMD at run time) | `b3sum` |
 //! | `xxh3` | `xxhash-rust` (XXH3 64-bit) | the hex of `xxhsum -H3` |
 //! | `xxh128` | `xxhash-rust` (XXH3 128-bit) | `xxhsum -H2` |
+//! | `xxh64` | `xxhash-rust` (XXH64) | `xxhsum -H1`, xxhsum's default |
+//! | `xxh32` | `xxhash-rust` (XXH32) | `xxhsum -H0` |
 //! | `crc32c` | `crc32c` (SSE 4.2 at run time) | the Castagnoli CRC as 8 hex digits |
 
 use std::fmt;
@@ -34,6 +36,12 @@ pub enum Algorithm {
     /// XXH3 128-bit, as `xxhsum -H2`.
     #[cfg(feature = "xxh3")]
     Xxh128,
+    /// XXH64, as `xxhsum -H1` (xxhsum's default).
+    #[cfg(feature = "xxh3")]
+    Xxh64,
+    /// XXH32, as `xxhsum -H0`.
+    #[cfg(feature = "xxh3")]
+    Xxh32,
     /// CRC-32C (Castagnoli), as iSCSI, ext4 and many storage formats use.
     #[cfg(feature = "crc32c")]
     Crc32c,
@@ -50,6 +58,10 @@ impl Algorithm {
         Algorithm::Xxh3,
         #[cfg(feature = "xxh3")]
         Algorithm::Xxh128,
+        #[cfg(feature = "xxh3")]
+        Algorithm::Xxh64,
+        #[cfg(feature = "xxh3")]
+        Algorithm::Xxh32,
         #[cfg(feature = "crc32c")]
         Algorithm::Crc32c,
     ];
@@ -65,6 +77,10 @@ impl Algorithm {
             Algorithm::Xxh3 => "xxh3",
             #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => "xxh128",
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh64 => "xxh64",
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh32 => "xxh32",
             #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => "crc32c",
         }
@@ -81,6 +97,10 @@ impl Algorithm {
             Algorithm::Xxh3 => "XXH3",
             #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => "XXH128",
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh64 => "XXH64",
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh32 => "XXH32",
             #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => "CRC32C",
         }
@@ -102,6 +122,10 @@ impl Algorithm {
             Algorithm::Xxh3 => 16,
             #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => 32,
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh64 => 16,
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh32 => 8,
             #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => 8,
         }
@@ -123,7 +147,7 @@ impl FromStr for Algorithm {
             .find(|a| a.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 Error::InvalidOptions(format!(
-                    "unknown algorithm '{s}' (expected sha256, blake3, xxh3, xxh128 or crc32c)"
+                    "unknown algorithm '{s}' (expected sha256, blake3, xxh3, xxh128, xxh64, xxh32 or crc32c)"
                 ))
             })
     }
@@ -138,6 +162,10 @@ enum State {
     Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
     #[cfg(feature = "xxh3")]
     Xxh128(Box<xxhash_rust::xxh3::Xxh3>),
+    #[cfg(feature = "xxh3")]
+    Xxh64(xxhash_rust::xxh64::Xxh64),
+    #[cfg(feature = "xxh3")]
+    Xxh32(xxhash_rust::xxh32::Xxh32),
     #[cfg(feature = "crc32c")]
     Crc32c(u32),
 }
@@ -168,6 +196,10 @@ impl Checksum {
             Algorithm::Xxh3 => State::Xxh3(Box::default()),
             #[cfg(feature = "xxh3")]
             Algorithm::Xxh128 => State::Xxh128(Box::default()),
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh64 => State::Xxh64(xxhash_rust::xxh64::Xxh64::new(0)),
+            #[cfg(feature = "xxh3")]
+            Algorithm::Xxh32 => State::Xxh32(xxhash_rust::xxh32::Xxh32::new(0)),
             #[cfg(feature = "crc32c")]
             Algorithm::Crc32c => State::Crc32c(0),
         };
@@ -190,6 +222,10 @@ impl Checksum {
             }
             #[cfg(feature = "xxh3")]
             State::Xxh3(h) | State::Xxh128(h) => h.update(data),
+            #[cfg(feature = "xxh3")]
+            State::Xxh64(h) => h.update(data),
+            #[cfg(feature = "xxh3")]
+            State::Xxh32(h) => h.update(data),
             #[cfg(feature = "crc32c")]
             State::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
         }
@@ -206,6 +242,10 @@ impl Checksum {
             State::Xxh3(h) => format!("{:016x}", h.digest()),
             #[cfg(feature = "xxh3")]
             State::Xxh128(h) => format!("{:032x}", h.digest128()),
+            #[cfg(feature = "xxh3")]
+            State::Xxh64(h) => format!("{:016x}", h.digest()),
+            #[cfg(feature = "xxh3")]
+            State::Xxh32(h) => format!("{:08x}", h.digest()),
             #[cfg(feature = "crc32c")]
             State::Crc32c(c) => format!("{c:08x}"),
         }
@@ -239,7 +279,7 @@ mod tests {
 
     #[test]
     fn known_digests_of_hello_world() {
-        // Printed by sha256sum, b3sum, xxhsum -H3 and xxhsum -H2 for the bytes "hello\nworld\n".
+        // Printed by sha256sum, b3sum, xxhsum -H3, -H2, -H1 and -H0 for the bytes "hello\nworld\n".
         let parts: &[&[u8]] = &[b"hello\n", b"world\n"];
         assert_eq!(
             hex_of(Algorithm::Sha256, parts),
@@ -254,6 +294,9 @@ mod tests {
             hex_of(Algorithm::Xxh128, parts),
             "0f1ec5d127fd87d5c9a9e0d0e69a2972"
         );
+        // xxhsum -H1 and -H0.
+        assert_eq!(hex_of(Algorithm::Xxh64, parts), "d1d8db7d17870eb5");
+        assert_eq!(hex_of(Algorithm::Xxh32, parts), "06f83030");
     }
 
     #[test]

@@ -26,7 +26,10 @@ mod copy;
 mod count;
 
 #[cfg(feature = "blake3")]
-pub use blake3_tree::{blake3_parallel, Blake3Combine, Blake3Prepare};
+pub use blake3_tree::{
+    blake3_in_order, blake3_parallel, blake3_parallel_mode, Blake3Combine, Blake3Mode,
+    Blake3Prepare,
+};
 #[cfg(any(
     feature = "sha256",
     feature = "blake3",
