@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ringread's tests and benchmarks need on a fresh Debian machine with a Rust toolchain:
 # the peer tools the tests compare against byte for byte (sha256sum and wc come with coreutils;
-# b3sum, xxhsum from Debian), setpriv for the non-root tests, fincore for the page-cache tests, GNU time for the memory tests, and
+# b3sum, xxhsum from Debian), setpriv for the non-root tests, fincore for the page-cache tests,
+# script(1) and groff for the progress bar's terminal test and the man page's, GNU time for the
+# memory tests, and
 # fio/hyperfine/perf for benchmarks.
 set -euo pipefail
 need=()
@@ -10,6 +12,8 @@ command -v xxhsum >/dev/null || need+=(xxhash)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v fincore >/dev/null || need+=(util-linux-extra)
 command -v sha256sum >/dev/null || need+=(coreutils)
+command -v script >/dev/null || need+=(bsdutils)
+command -v groff >/dev/null || need+=(groff-base)
 [ -x /usr/bin/time ] || need+=(time)
 if [ "${RINGREAD_BENCH_TOOLS:-0}" = 1 ]; then
   command -v fio >/dev/null || need+=(fio)

@@ -11,6 +11,7 @@ use ringread::bench::{
     DEFAULT_TREE_FILES, TREE_SEED,
 };
 
+use super::progress::{BenchLog, Mode};
 use super::{parse_size_arg, ReadArgs};
 
 #[derive(Debug, Args)]
@@ -71,7 +72,7 @@ fn parse_processor(s: &str) -> Result<ProcessorKind, String> {
     s.parse()
 }
 
-pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Result<ExitCode> {
     if a.runs == 0 {
         anyhow::bail!("--runs must be at least 1");
     }
@@ -166,7 +167,13 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
             pool_threads: a.pool_threads,
         },
     };
-    let report = match bench::run(&config, &mut std::io::stderr()) {
+    // The timed runs, for the progress bar (a way that does not apply to a cache state is skipped,
+    // so this may be more).
+    let timed = (config.caches.len() * config.methods.len() * config.runs) as u64;
+    let mut log = BenchLog::new(progress, timed);
+    let report = bench::run(&config, &mut log);
+    drop(log);
+    let report = match report {
         Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
         other => other?,
     };

@@ -3,9 +3,11 @@
 mod bench;
 mod cat;
 mod check;
+mod completions;
 mod count;
 mod inputs;
 mod multicall;
+mod progress;
 mod sum;
 
 use std::collections::HashSet;
@@ -20,7 +22,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use ringread::processor::Algorithm;
 use ringread::{Backend, Cancel, Notice, Processor, ReadOptions, Reader, Summary};
 
@@ -32,6 +34,8 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     read: ReadArgs,
+    #[command(flatten)]
+    progress: progress::ProgressArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +48,10 @@ enum Command {
     Count(count::CountArgs),
     /// Compare every way of reading side by side: throughput, CPU, system calls, memory.
     Bench(bench::BenchArgs),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a directory
+    Man(completions::ManArgs),
 }
 
 /// How to read; the same for every command.
@@ -179,8 +187,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     catch_interrupts()?;
 
-    if let Command::Bench(a) = cli.command {
-        return bench::run(&cli.read, a);
+    let silent = matches!(&cli.command, Command::Sum(a) if a.silent());
+    let mut progress = cli.progress.mode(silent);
+    let cat_to_terminal = matches!(cli.command, Command::Cat(_))
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if cat_to_terminal && progress == progress::Mode::Terminal {
+        // The file's bytes go to the terminal the bar is on: no bar unless asked for.
+        progress = progress::Mode::Off;
+    }
+    match cli.command {
+        Command::Bench(a) => return bench::run(&cli.read, a, progress),
+        Command::Completions(a) => return completions::completions(Cli::command(), a),
+        Command::Man(a) => return completions::man(Cli::command(), a),
+        _ => {}
     }
     let mut cli = cli;
     if let Command::Sum(a) = &cli.command {
@@ -188,10 +207,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
         cli.read.threads = cli.read.threads.or(a.num_threads);
     }
     let opts = cli.read.options()?;
+    let max_bytes = cli.read.max_bytes;
     let mut ctx = Ctx::new(opts, cli.read.verbose)?;
     ctx.net = net_input(&cli.read)?;
+    ctx.progress = progress::Progress::new(progress, max_bytes);
     let code = match cli.command {
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::Completions(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
         Command::Sum(a) => sum::run(&ctx, a),
         Command::Cat(a) => cat::run(&ctx, a),
         Command::Count(a) => count::run(&ctx, a),
@@ -268,7 +291,8 @@ fn net_input(read: &ReadArgs) -> anyhow::Result<Option<(PathBuf, File)>> {
     )))
 }
 
-/// What every command shares: the reader, and what has been said on standard error.
+/// What every command shares: the reader, what has been said on standard error, and the progress
+/// shown there.
 pub(crate) struct Ctx {
     reader: Reader,
     verbose: bool,
@@ -278,6 +302,9 @@ pub(crate) struct Ctx {
     said: std::cell::RefCell<HashSet<String>>,
     /// The connection of `--connect`/`--listen`: read in place of files.
     net: Option<(PathBuf, File)>,
+    /// The bar of what is being read (every read goes through [`Ctx::many`] or
+    /// [`Ctx::read_split`], which report to it).
+    progress: progress::Progress,
 }
 
 impl Ctx {
@@ -298,6 +325,7 @@ impl Ctx {
             notices: true,
             said: Default::default(),
             net: None,
+            progress: progress::Progress::new(progress::Mode::Off, None),
         })
     }
 
@@ -321,8 +349,10 @@ impl Ctx {
         a: &inputs::InputArgs,
     ) -> anyhow::Result<inputs::Gathered> {
         if !a.is_set() {
+            let names = self.inputs(files)?;
+            self.progress.expect(&names, self.net.is_none());
             return Ok(inputs::Gathered {
-                names: self.inputs(files)?,
+                names,
                 ok: true,
                 skipped: 0,
                 streamed: false,
@@ -331,7 +361,7 @@ impl Ctx {
         if self.net.is_some() {
             anyhow::bail!("--connect and --listen read the connection; give no FILE with them");
         }
-        inputs::gather(
+        let gathered = inputs::gather(
             files,
             a,
             &mut |line| {
@@ -340,7 +370,9 @@ impl Ctx {
                 }
             },
             &mut |line| eprintln!("{}: {line}", prog()),
-        )
+        )?;
+        self.progress.expect(&gathered.names, true);
+        Ok(gathered)
     }
 
     /// Whether `names` can be read many at a time ([`Ctx::many`]): named files only, no standard
@@ -363,25 +395,34 @@ impl Ctx {
         Pr: ringread::processor::Prepare + Send,
         C: ringread::processor::Combine<Pr::Part> + Send,
     {
+        self.progress.expect(names, true);
         // Under -v: each file's residency, measured as its reading starts.
         let cached = std::cell::RefCell::new(std::collections::HashMap::new());
-        self.reader.read_many_split(
+        let r = self.reader.read_many_split(
             names,
             |i, path| {
                 if self.verbose {
                     cached.borrow_mut().insert(i, cached_share(path));
                 }
-                make(i)
+                let (prep, proc) = make(i);
+                (progress::Counted(prep), proc)
             },
-            |f: ringread::Finished<C>| match f.result {
-                Ok(summary) => {
-                    let share = cached.borrow_mut().remove(&f.index).flatten();
-                    self.report(&f.path, &summary, share);
-                    done(&f.path, Ok(f.processor));
+            |f: ringread::Finished<C>| {
+                match f.result {
+                    Ok(summary) => {
+                        let share = cached.borrow_mut().remove(&f.index).flatten();
+                        self.report(&f.path, &summary, share);
+                        done(&f.path, Ok(f.processor));
+                    }
+                    Err(e) => done(&f.path, Err((e, f.processor))),
                 }
-                Err(e) => done(&f.path, Err((e, f.processor))),
+                self.progress.file_done();
             },
-        )
+        );
+        if r.is_err() {
+            self.progress.end();
+        }
+        r
     }
 
     /// Whether the input is the connection of `--connect`/`--listen` (a stream, as a pipe is).
@@ -406,6 +447,7 @@ impl Ctx {
         C: ringread::processor::Combine<Pr::Part> + Send,
     {
         if interrupted() {
+            progress::hide();
             std::process::exit(INTERRUPTED_EXIT.into());
         }
         let share = if self.verbose && name.as_os_str() != "-" && !self.reads_connection() {
@@ -413,7 +455,10 @@ impl Ctx {
         } else {
             None
         };
-        let result = if let Some((_, sock)) = self.net.as_ref().filter(|(n, _)| n == name) {
+        let sock = self.net.as_ref().filter(|(n, _)| n == name);
+        self.progress.expect_one(name, sock.is_none());
+        let prep = &progress::Counted(prep);
+        let result = if let Some((_, sock)) = sock {
             self.reader.read_file_split(sock, name, prep, proc)
         } else if name.as_os_str() == "-" {
             // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
@@ -422,10 +467,14 @@ impl Ctx {
         } else {
             self.reader.read_path_split(name, prep, proc)
         };
+        self.progress.file_done();
         let summary = match result {
             Ok(s) => s,
             // Interrupted: the reads are reaped; leave quietly, as a process killed by SIGINT would.
-            Err(ringread::Error::Interrupted { .. }) => std::process::exit(INTERRUPTED_EXIT.into()),
+            Err(ringread::Error::Interrupted { .. }) => {
+                progress::hide();
+                std::process::exit(INTERRUPTED_EXIT.into())
+            }
             Err(e) => return Err(e),
         };
         self.report(name, &summary, share);
@@ -443,19 +492,21 @@ impl Ctx {
         }
         if self.verbose {
             let cached = cached.map_or(String::new(), |c| format!(", {:.1}% cached", 100.0 * c));
-            eprintln!(
-                "{}: {}: {} bytes by {}{cached}",
-                prog(),
-                name.display(),
-                s.bytes,
-                s.route
-            );
+            progress::suspend(|| {
+                eprintln!(
+                    "{}: {}: {} bytes by {}{cached}",
+                    prog(),
+                    name.display(),
+                    s.bytes,
+                    s.route
+                )
+            });
         }
     }
 
     fn say_once(&self, line: String) {
         if self.said.borrow_mut().insert(line.clone()) {
-            eprintln!("{line}");
+            progress::suspend(|| eprintln!("{line}"));
         }
     }
 }
@@ -474,14 +525,14 @@ fn cached_share(path: &Path) -> Option<f64> {
 /// Prints `ringread: <error>` (or the invoked tool's name) for one file, the file's name quoted as coreutils quotes it.
 pub(crate) fn complain(e: &ringread::Error) {
     let text = e.to_string();
-    if let Some(path) = e.path() {
-        let plain = path.display().to_string();
-        if let Some(rest) = text.strip_prefix(&plain) {
-            eprintln!("{}: {}{rest}", prog(), quotef(path.as_os_str()));
-            return;
-        }
-    }
-    eprintln!("{}: {text}", prog());
+    let line = match e.path() {
+        Some(path) => match text.strip_prefix(&path.display().to_string()) {
+            Some(rest) => format!("{}: {}{rest}", prog(), quotef(path.as_os_str())),
+            None => format!("{}: {text}", prog()),
+        },
+        None => format!("{}: {text}", prog()),
+    };
+    progress::suspend(|| eprintln!("{line}"));
 }
 
 /// A file name as coreutils shows it in messages (`quotef`): as is when it holds only characters a
@@ -560,6 +611,7 @@ pub(crate) const DEFAULT_ALGORITHM: Algorithm = Algorithm::Blake3;
 /// Ends the process for an error that stopped reading many files: exit status 130 for an interrupt;
 /// otherwise (the ring itself failed) the reason, and 1. What was not handed back is not reported.
 pub(crate) fn stop(e: ringread::Error) -> ! {
+    progress::hide();
     if let ringread::Error::Interrupted { .. } = e {
         std::process::exit(INTERRUPTED_EXIT.into());
     }
@@ -584,14 +636,16 @@ impl Output {
         }
     }
 
-    /// Writes one line (it ends in `\n`).
+    /// Writes one line (it ends in `\n`); on a terminal, with the progress bar hidden meanwhile.
     pub(crate) fn line(&mut self, line: &[u8]) -> io::Result<()> {
         use std::io::Write;
-        self.out.write_all(line)?;
-        if self.terminal {
-            self.out.flush()?;
+        if !self.terminal {
+            return self.out.write_all(line);
         }
-        Ok(())
+        progress::suspend(|| {
+            self.out.write_all(line)?;
+            self.out.flush()
+        })
     }
 
     /// Everything written so far goes out (before a message on standard error, and at the end).

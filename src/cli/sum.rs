@@ -85,6 +85,13 @@ pub(crate) struct SumArgs {
     inputs: InputArgs,
 }
 
+impl SumArgs {
+    /// `--quiet` or `--status` of `-c`: nothing but what was asked for, so no progress either.
+    pub(crate) fn silent(&self) -> bool {
+        self.quiet || self.status
+    }
+}
+
 fn parse_algo(s: &str) -> Result<Algorithm, String> {
     s.parse().map_err(|e: ringread::Error| e.to_string())
 }
@@ -466,7 +473,7 @@ pub(crate) fn run_settings(
             Err(e) => {
                 ok = false;
                 out.flush()?;
-                complain(&s, &e);
+                super::progress::suspend(|| complain(&s, &e));
                 Ok(())
             }
         }

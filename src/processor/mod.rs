@@ -101,6 +101,13 @@ pub trait Prepare: Sync {
     fn prepare(&self, chunk: &Chunk<'_>) -> Self::Part;
 }
 
+impl<P: Prepare + ?Sized> Prepare for &P {
+    type Part = P::Part;
+    fn prepare(&self, chunk: &Chunk<'_>) -> P::Part {
+        (**self).prepare(chunk)
+    }
+}
+
 /// The ordered half: receives each chunk with what [`Prepare::prepare`] made of it, in file order,
 /// exactly once. Every [`Processor`] is a `Combine<()>`.
 pub trait Combine<Part> {
