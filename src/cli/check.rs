@@ -65,36 +65,31 @@ impl Said<'_> {
                 Item::Entry(..) => return Ok(Some(self.next)),
                 Item::BadLine(n, why) => {
                     self.tally.bad_lines += 1;
-                    match self.conv {
-                        Convention::Coreutils if self.s.warn => {
-                            self.out.flush()?;
-                            eprintln!(
-                                "{}: {}: {n}: improperly formatted {} checksum line",
-                                prog(),
-                                self.shown,
-                                self.s.algorithm().tag()
-                            );
-                        }
+                    let (shown, tag) = (self.shown, self.s.algorithm().tag());
+                    let line = match self.conv {
+                        Convention::Coreutils if self.s.warn => Some(format!(
+                            "{}: {shown}: {n}: improperly formatted {tag} checksum line",
+                            prog()
+                        )),
                         Convention::B3sum => {
-                            self.out.flush()?;
-                            eprintln!("{}: {}", prog(), why.unwrap_or("Invalid line"));
+                            Some(format!("{}: {}", prog(), why.unwrap_or("Invalid line")))
                         }
-                        Convention::Xxhsum if self.s.warn => {
-                            self.out.flush()?;
-                            eprintln!(
-                                "{}:{n}: Error: Improperly formatted checksum line.",
-                                self.shown
-                            );
-                        }
-                        _ => {}
+                        Convention::Xxhsum if self.s.warn => Some(format!(
+                            "{shown}:{n}: Error: Improperly formatted checksum line."
+                        )),
+                        _ => None,
+                    };
+                    if let Some(line) = line {
+                        self.out.flush()?;
+                        super::progress::suspend(|| eprintln!("{line}"));
                     }
                 }
                 Item::ListError(e) => {
                     self.out.flush()?;
                     match self.conv {
-                        Convention::Coreutils => {
-                            eprintln!("{}: {}: {}", prog(), self.shown, super::reason(e));
-                        }
+                        Convention::Coreutils => super::progress::suspend(|| {
+                            eprintln!("{}: {}: {}", prog(), self.shown, super::reason(e))
+                        }),
                         Convention::B3sum | Convention::Xxhsum => fatal(&format!("Error: {e}")),
                     }
                     self.list_failed = true;
@@ -192,6 +187,7 @@ impl Said<'_> {
 /// Ends the run at once with `message` on standard error and status 1, as b3sum and xxhsum do
 /// for some errors (what was written to standard output before is kept).
 fn fatal(message: &str) -> ! {
+    super::progress::hide();
     eprintln!("{message}");
     std::process::exit(1);
 }
