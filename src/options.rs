@@ -80,6 +80,7 @@ pub struct ReadOptions {
     pub(crate) backend: Backend,
     pub(crate) threads: Option<usize>,
     pub(crate) max_bytes: Option<u64>,
+    pub(crate) self_tuning: bool,
 }
 
 impl Default for ReadOptions {
@@ -135,6 +136,11 @@ impl ReadOptions {
     pub fn max_bytes(&self) -> Option<u64> {
         self.max_bytes
     }
+    /// Whether the reader picks chunk size and depth per file from its size and how much of it is
+    /// cached (on when none of chunk size, depth, threads, `direct` and `sqpoll` was given).
+    pub fn self_tuning(&self) -> bool {
+        self.self_tuning
+    }
 }
 
 /// Builds [`ReadOptions`], checking every value.
@@ -155,9 +161,16 @@ pub struct ReadOptionsBuilder {
     backend: Backend,
     threads: Option<usize>,
     max_bytes: Option<u64>,
+    fixed: bool,
 }
 
 impl ReadOptionsBuilder {
+    /// Never tune per file: read every file with these options (or the defaults) as they are.
+    /// Default: tuning is on unless chunk size, depth, threads, `direct` or `sqpoll` is given.
+    pub fn fixed(mut self) -> Self {
+        self.fixed = true;
+        self
+    }
     /// Read at most this many bytes of each file (from where reading starts), then stop as at its
     /// end; for endless sources such as `/dev/zero`. Default: no limit.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
@@ -272,6 +285,12 @@ impl ReadOptionsBuilder {
             backend: self.backend,
             threads: self.threads,
             max_bytes: self.max_bytes,
+            self_tuning: !self.fixed
+                && self.chunk_size.is_none()
+                && self.depth.is_none()
+                && self.threads.is_none()
+                && !self.direct
+                && !self.sqpoll,
         })
     }
 }

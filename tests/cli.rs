@@ -1658,3 +1658,43 @@ fn dontcache_falls_back_where_refused_and_says_so() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Self-tuning: a large cold file gets bigger reads, more in flight; explicit options win
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_cold_large_file_is_read_with_the_cold_profile_unless_options_are_given() {
+    let dir = fixture();
+    let d = dir.path();
+    write_file(d, "f", &random_bytes(40 * MIB, 51));
+    let want = peer_ok(d, "sha256sum", &["f"], None).stdout;
+    let run = |args: &[&str]| {
+        let out = ringread(d, args);
+        assert_success(&describe("ringread", args), &out);
+        assert_same(&describe("ringread", args), &out.stdout, &want);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Cold, no options: the cold profile, said under -v.
+    evict(&d.join("f"));
+    let err = run(&["-v", "sum", "-a", "sha256", "f"]);
+    assert!(err.contains("read as a cold file (0.0% of its 41943040 bytes cached): chunks of 1048576 bytes, 16 in flight"), "{err}");
+    assert!(err.contains("of 1048576 bytes"), "{err}");
+    // Warm (it was just read): as given.
+    let err = run(&["-v", "sum", "-a", "sha256", "f"]);
+    assert!(!err.contains("cold file"), "{err}");
+    assert!(err.contains("of 262144 bytes"), "{err}");
+    // Cold with a chunk size or a depth given: as given.
+    for opts in [
+        &["--chunk-size", "256K"][..],
+        &["--depth", "4"],
+        &["--threads", "2"],
+    ] {
+        evict(&d.join("f"));
+        let err = run(&join_args(&[&["-v"], opts, &["sum", "-a", "sha256", "f"]]));
+        assert!(!err.contains("cold file"), "{opts:?}: {err}");
+    }
+    // Without -v nothing is said.
+    evict(&d.join("f"));
+    assert_eq!(run(&["sum", "-a", "sha256", "f"]), "");
+}

@@ -485,7 +485,7 @@ impl Ctx {
     /// in the page cache before, if known).
     fn report(&self, name: &Path, s: &Summary, cached: Option<f64>) {
         for n in &s.notices {
-            let always = !matches!(n, Notice::RegisteredFewer { .. });
+            let always = !matches!(n, Notice::RegisteredFewer { .. } | Notice::Tuned { .. });
             if (always && self.notices) || self.verbose {
                 self.say_once(format!("{}: {n}", prog()));
             }

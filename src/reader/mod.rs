@@ -6,6 +6,7 @@
 
 mod file;
 mod summary;
+mod tune;
 
 use std::fmt;
 use std::fs::File;
@@ -79,6 +80,16 @@ pub struct Finished<P> {
     pub processor: P,
 }
 
+/// A regular file's size and the share of it in the page cache; `None` for anything else.
+fn regular_residency(file: &File) -> Option<(u64, f64)> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let r = crate::residency::of_file(file).ok()?;
+    Some((meta.len(), r.fraction()))
+}
+
 /// What a reader keeps between files: its lanes' rings and buffers, and the threads lanes `1..n`
 /// run on.
 #[derive(Default)]
@@ -120,6 +131,9 @@ pub struct Reader {
     many: Mutex<Option<ManyKept>>,
     uring: OnceLock<std::result::Result<(), String>>,
     cancel: Option<Cancel>,
+    /// The reader cold files are handed to when self-tuning (`tune::Profile::Cold`), made on
+    /// first use, with its own kept lanes and buffers.
+    cold: OnceLock<Box<Reader>>,
 }
 
 impl fmt::Debug for Reader {
@@ -152,7 +166,28 @@ impl Reader {
             many: Mutex::new(None),
             uring: OnceLock::new(),
             cancel: None,
+            cold: OnceLock::new(),
         }
+    }
+
+    /// The reader for cold files: the cold profile's chunk size and depth, the rest as this one's.
+    fn cold_reader(&self) -> &Reader {
+        self.cold.get_or_init(|| {
+            let mut b = ReadOptions::builder()
+                .chunk_size(tune::COLD_CHUNK)
+                .depth(tune::COLD_DEPTH)
+                .dontcache(self.opts.dontcache)
+                .register_buffers(self.opts.register_buffers)
+                .backend(self.opts.backend)
+                .fixed();
+            if let Some(m) = self.opts.max_bytes {
+                b = b.max_bytes(m);
+            }
+            let opts = b.build().expect("the cold profile's options are valid");
+            let mut r = Reader::new(opts);
+            r.cancel = self.cancel.clone();
+            Box::new(r)
+        })
     }
 
     /// Reads stop with [`Error::Interrupted`] once `cancel` is cancelled, from any thread or a
@@ -215,6 +250,20 @@ impl Reader {
     {
         let path = path.as_ref();
         let file = open_read(path)?;
+        if self.opts.self_tuning {
+            if let Some((size, cached)) = regular_residency(&file) {
+                if tune::choose(size, cached) == tune::Profile::Cold {
+                    let cold = self.cold_reader();
+                    let mut summary = cold.read_opened(&file, path, Some(path), prep, proc)?;
+                    summary.notices.push(Notice::Tuned {
+                        chunk_size: cold.opts.chunk_size,
+                        depth: cold.opts.depth,
+                        reason: format!("{:.1}% of its {size} bytes cached", 100.0 * cached),
+                    });
+                    return Ok(summary);
+                }
+            }
+        }
         self.read_opened(&file, path, Some(path), prep, proc)
     }
 

@@ -44,6 +44,16 @@ pub enum Notice {
         /// How it is read instead.
         instead: String,
     },
+    /// Self-tuning read this file with other options than the reader's (see
+    /// [`ReadOptions::self_tuning`](crate::ReadOptions::self_tuning)).
+    Tuned {
+        /// The chunk size it was read with.
+        chunk_size: usize,
+        /// The reads in flight.
+        depth: usize,
+        /// Why, in words.
+        reason: String,
+    },
     /// `O_DIRECT` was asked for but cannot be used on this file; it is read through the page cache.
     DirectUnavailable {
         /// Why.
@@ -91,6 +101,14 @@ impl fmt::Display for Notice {
             Notice::DontcacheFallback { reason, instead } => {
                 write!(f, "uncached reads: {reason}; {instead} instead")
             }
+            Notice::Tuned {
+                chunk_size,
+                depth,
+                reason,
+            } => write!(
+                f,
+                "read as a cold file ({reason}): chunks of {chunk_size} bytes, {depth} in flight"
+            ),
             Notice::DirectUnavailable { reason } => {
                 write!(
                     f,

@@ -1,0 +1,51 @@
+//! Self-tuning: the reading options for one file, chosen from its size and how much of it is in
+//! the page cache, when the caller left them to the reader ([`ReadOptions::self_tuning`]).
+//!
+//! Measured on this project's machine (docs/BENCHMARKS.md): from the page cache the defaults
+//! (256 KiB chunks, 4 in flight, a lane per CPU) copy as fast as anything, and bigger buffers
+//! only fall out of the CPU caches; from the device, a cold file read in 1 MiB chunks with 16 in
+//! flight took 0.55-0.82x the time of the defaults, which leave the device idle between requests.
+//!
+//! [`ReadOptions::self_tuning`]: crate::ReadOptions::self_tuning
+
+/// What a file is read with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profile {
+    /// The reader's options as they are.
+    AsGiven,
+    /// Mostly not cached and large: bigger reads, more of them in flight.
+    Cold,
+}
+
+/// Files smaller than this are read as given: a few requests, nothing to overlap.
+pub(crate) const COLD_MIN_SIZE: u64 = 32 << 20;
+/// Below this share in the page cache a file counts as cold.
+pub(crate) const COLD_BELOW: f64 = 0.5;
+/// The cold profile's chunk size.
+pub(crate) const COLD_CHUNK: usize = 1 << 20;
+/// The cold profile's reads in flight.
+pub(crate) const COLD_DEPTH: usize = 16;
+
+/// The profile for a file of `size` bytes of which `cached` (0.0 to 1.0) is in the page cache.
+pub(crate) fn choose(size: u64, cached: f64) -> Profile {
+    if size >= COLD_MIN_SIZE && cached < COLD_BELOW {
+        Profile::Cold
+    } else {
+        Profile::AsGiven
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cold_only_when_large_and_mostly_uncached() {
+        assert_eq!(choose(2 << 30, 0.0), Profile::Cold);
+        assert_eq!(choose(COLD_MIN_SIZE, 0.49), Profile::Cold);
+        assert_eq!(choose(COLD_MIN_SIZE - 1, 0.0), Profile::AsGiven);
+        assert_eq!(choose(2 << 30, 0.5), Profile::AsGiven);
+        assert_eq!(choose(2 << 30, 1.0), Profile::AsGiven);
+        assert_eq!(choose(0, 0.0), Profile::AsGiven);
+    }
+}
