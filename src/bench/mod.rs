@@ -81,15 +81,19 @@ use crate::error::{Error, Result};
 use crate::options::ReadOptions;
 use crate::processor::{Algorithm, ByteCount, Checksum, LineCount, Processor};
 use ways::{
-    AsyncStreamMethod, Mmap, PreadPool, ReadMethod, SyncMethod, TokioFs, TokioUring, UringMethod,
+    AsyncStreamMethod, Compio, Glommio, Mmap, Monoio, PreadPool, ReadMethod, SyncMethod, TokioFs,
+    TokioUring, UringMethod,
 };
 
 /// Every way `bench` knows, in the order it reports them.
-pub const METHODS: [&str; 9] = [
+pub const METHODS: [&str; 12] = [
     "sync",
     "pread-pool",
     "tokio-fs",
     "tokio-uring",
+    "compio",
+    "monoio",
+    "glommio",
     "mmap",
     "uring",
     "uring-fixed",
@@ -319,6 +323,21 @@ fn make_method(
             chunk_size: opts.chunk_size(),
         }),
         "tokio-uring" => Box::new(TokioUring {
+            chunk_size: opts.chunk_size(),
+            depth: opts.depth(),
+            direct,
+        }),
+        "compio" => Box::new(Compio {
+            chunk_size: opts.chunk_size(),
+            depth: opts.depth(),
+            direct,
+        }),
+        "monoio" => Box::new(Monoio {
+            chunk_size: opts.chunk_size(),
+            depth: opts.depth(),
+            direct,
+        }),
+        "glommio" => Box::new(Glommio {
             chunk_size: opts.chunk_size(),
             depth: opts.depth(),
             direct,
