@@ -101,6 +101,10 @@ pub const METHODS: [&str; 12] = [
     "stream",
 ];
 
+/// The ways through another io_uring runtime, whose `io_uring_enter` calls only the perf counter
+/// (`all sys/GiB`) can count.
+const RUNTIMES: [&str; 4] = ["tokio-uring", "compio", "monoio", "glommio"];
+
 /// What the timed runs feed the bytes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -236,6 +240,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         total += meta.len();
     }
 
+    // Before any way starts a thread: the counter counts the threads started after it too.
+    let counter = syscalls::SyscallCounter::open();
+    if let Err(why) = &counter {
+        let _ = writeln!(progress, "all sys/GiB not counted: {why}");
+    }
     let mut results = Vec::new();
     let mut first_opts = None;
     for &cache in &config.caches {
@@ -252,7 +261,10 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         }
         let opts = b.build()?;
         first_opts.get_or_insert(opts.clone());
-        results.push(run_cache(config, cache, &opts, &files, total, progress)?);
+        let counter = counter.as_ref().ok();
+        results.push(run_cache(
+            config, cache, &opts, &files, total, counter, progress,
+        )?);
     }
     let opts = first_opts.unwrap_or_default();
     Ok(Report {
@@ -274,7 +286,17 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
              runs inside the process's thread group (uring-sqpoll's CPU shows the polling thread)."
                 .into(),
             "calls: read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter \
-             calls; '-' for tokio-uring, whose enters cannot be counted from inside the process."
+             calls; '-' for tokio-uring, compio, monoio and glommio, whose enters only the perf \
+             counter sees. all sys: every system call of the process during the run (a perf \
+             counter on raw_syscalls:sys_enter; '-' where it could not be opened)."
+                .into(),
+            "compio, monoio, glommio: each as its documentation reads a file (compio and monoio: \
+             read_at with owned buffers, depth tasks; glommio: DmaStreamReader with read-ahead = \
+             depth under O_DIRECT, BufferedFile::read_at with depth tasks through the page \
+             cache). monoio and glommio are !Send (thread-per-core) and compio's runtime is \
+             per-thread: each reads on the calling thread, one core, where ringread's engine uses \
+             every CPU. None registers buffers (glommio's stream reader reads into its own \
+             registered I/O memory)."
                 .into(),
             "epoll: not a way to read regular files (epoll_ctl on one says EPERM); it applies to \
              pipes and sockets."
@@ -379,6 +401,7 @@ fn run_cache(
     opts: &ReadOptions,
     files: &[PathBuf],
     total: u64,
+    counter: Option<&syscalls::SyscallCounter>,
     progress: &mut dyn Write,
 ) -> Result<CacheReport> {
     let direct = cache == CacheMode::Direct;
@@ -426,18 +449,22 @@ fn run_cache(
                 }
             }
             let mut proc = config.processor.make();
+            let calls_before = counter.map(syscalls::SyscallCounter::count);
             let snap = metrics::Snapshot::now();
             let mut bytes = 0;
             for f in files {
                 bytes += m.read(f, &mut *proc)?;
             }
             let cost = snap.cost();
+            // Less the read of the counter itself.
+            let all_calls = counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
             if bytes != total {
                 return Err(Error::InvalidOptions(format!(
                     "{name} read {bytes} bytes of {total}: did the file change during the benchmark?"
                 )));
             }
-            let sample = Sample::from_cost(bytes, &cost, name == "tokio-uring");
+            let mut sample = Sample::from_cost(bytes, &cost, RUNTIMES.contains(&name.as_str()));
+            sample.all_syscalls = all_calls;
             let _ = writeln!(
                 progress,
                 "{} run {}/{}: {name:<13} {:6.2} GiB/s",

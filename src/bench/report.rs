@@ -9,12 +9,13 @@ use super::{CacheMode, ProcessorKind};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-const HEADER: [&str; 9] = [
+const HEADER: [&str; 10] = [
     "backend",
     "GiB/s",
     "min-max",
     "CPU s/GiB",
     "calls/GiB",
+    "all sys/GiB",
     "faults/GiB",
     "peak RSS",
     "vs sync",
@@ -141,6 +142,11 @@ pub struct MethodResult {
     /// ringread's own `io_uring_enter` calls. `None` for tokio-uring, whose enters cannot be counted
     /// from inside the process.
     pub syscalls_per_gib: Option<f64>,
+    /// Files: median of every system call of the process per GiB (a perf counter, so it counts
+    /// the runtimes' `io_uring_enter` calls too, which `syscalls_per_gib` cannot); absent where
+    /// the counter could not be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_syscalls_per_gib: Option<f64>,
     /// Median page faults per GiB (what mmap pays instead of system calls).
     pub faults_per_gib: Option<f64>,
     /// Largest peak resident memory of a run (`VmHWM`, reset before each run), bytes.
@@ -200,6 +206,10 @@ pub struct Sample {
     /// `--tree`: files per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_per_s: Option<f64>,
+    /// Files: every system call of the process during the run, from a perf counter (absent where
+    /// the counter could not be opened); `--peers`: absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_syscalls: Option<u64>,
 }
 
 impl Sample {
@@ -214,6 +224,7 @@ impl Sample {
             peak_rss_bytes: c.peak_rss,
             files: None,
             files_per_s: None,
+            all_syscalls: None,
         }
     }
 }
@@ -241,6 +252,7 @@ impl MethodResult {
             max_gib_per_s: None,
             cpu_s_per_gib: None,
             syscalls_per_gib: None,
+            all_syscalls_per_gib: None,
             faults_per_gib: None,
             peak_rss_bytes: None,
             ratio_to_sync: None,
@@ -278,6 +290,15 @@ impl CacheReport {
             } else {
                 None
             };
+            m.all_syscalls_per_gib = if s.iter().all(|x| x.all_syscalls.is_some()) {
+                median(
+                    s.iter()
+                        .map(|x| per_gib(x.all_syscalls.unwrap_or(0) as f64, x.bytes))
+                        .collect(),
+                )
+            } else {
+                None
+            };
             m.faults_per_gib = median(
                 s.iter()
                     .map(|x| per_gib(x.faults as f64, x.bytes))
@@ -306,6 +327,22 @@ impl CacheReport {
             };
         }
     }
+}
+
+/// The ways that ran, fastest first, and whether they did equal work.
+fn ranking(processor: ProcessorKind, methods: &[MethodResult]) -> String {
+    let mut ran: Vec<(&str, f64)> = methods
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), m.median_gib_per_s?)))
+        .collect();
+    ran.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let order: Vec<String> = ran.iter().map(|(n, g)| format!("{n} {g:.2}")).collect();
+    let work = if processor == ProcessorKind::Null {
+        "processor null: raw reads, not equal work (mmap touches one byte a page)"
+    } else {
+        "equal work: every way's processor reads every byte"
+    };
+    format!("ranked by median GiB/s ({work}): {}", order.join(" > "))
 }
 
 pub(crate) fn opt(v: Option<f64>, prec: usize) -> String {
@@ -387,8 +424,8 @@ impl fmt::Display for Report {
             let w = r.methods.iter().map(|m| m.name.len()).fold(13, usize::max);
             writeln!(
                 t,
-                "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
-                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]
+                "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
+                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
             )?;
             for m in &r.methods {
                 if let Some(why) = &m.skipped {
@@ -397,12 +434,13 @@ impl fmt::Display for Report {
                 }
                 writeln!(
                     t,
-                    "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
+                    "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
                     m.name,
                     opt(m.median_gib_per_s, 2),
                     format!("{}-{}", opt(m.min_gib_per_s, 2), opt(m.max_gib_per_s, 2)),
                     opt(m.cpu_s_per_gib, 3),
                     opt(m.syscalls_per_gib, 0),
+                    opt(m.all_syscalls_per_gib, 0),
                     opt(m.faults_per_gib, 0),
                     mib(m.peak_rss_bytes),
                     m.ratio_to_sync.map_or("-".into(), |x| format!("{x:.2}x")),
@@ -410,6 +448,9 @@ impl fmt::Display for Report {
                 )?;
             }
             f.write_str(&t)?;
+            if !stream {
+                writeln!(f, "{}", ranking(self.processor, &r.methods))?;
+            }
             let vs: Vec<String> = r
                 .methods
                 .iter()

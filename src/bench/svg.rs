@@ -19,6 +19,24 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(0x8c, 0x8c, 0x8c),
 ];
 
+/// The top of a panel's scale: the highest whisker, unless one way is so far ahead of the rest
+/// (mmap with the null processor, a peer that is 20 times slower than the others) that the others
+/// would be slivers; then 2.5 times the panel's median bar, and the bars above it are clipped
+/// with their value written on them.
+fn panel_cap(medians: &[f64], highest: f64) -> f64 {
+    let mut v = medians.to_vec();
+    v.sort_by(f64::total_cmp);
+    let Some(&mid) = v.get(v.len() / 2) else {
+        return highest;
+    };
+    let cap = (mid * 2.5).max(0.5);
+    if highest > cap {
+        cap
+    } else {
+        highest
+    }
+}
+
 /// Writes the chart to `path`.
 pub fn write_svg(report: &Report, path: &Path) -> Result<()> {
     draw(report, path).map_err(|e| Error::Open {
@@ -40,7 +58,8 @@ fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::er
     let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = format!(
-        "ringread bench: {:.2} GiB, processor {:?}, {} runs: median GiB/s, whiskers min-max",
+        "ringread bench: {:.2} GiB, processor {:?}, {} runs: median GiB/s, whiskers min-max, \
+         ^ bar clipped at the panel's cap",
         report.file.bytes as f64 / (1u64 << 30) as f64,
         report.processor,
         report.runs
@@ -49,12 +68,14 @@ fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::er
     // One panel per cache state, each with its own scale: page-cache and device speeds differ 10x.
     for (area, r) in root.split_evenly((1, panels)).iter().zip(&report.results) {
         let names: Vec<String> = r.methods.iter().map(|m| m.name.clone()).collect();
-        let top = r
+        let medians: Vec<f64> = r.methods.iter().filter_map(|m| m.median_gib_per_s).collect();
+        let highest = r
             .methods
             .iter()
             .filter_map(|m| m.max_gib_per_s)
-            .fold(0.5f64, f64::max)
-            * 1.15;
+            .fold(0.5f64, f64::max);
+        let cap = panel_cap(&medians, highest);
+        let top = cap * 1.15;
         // A stream has no cache state: its panel is named after the source.
         let panel = match report.source {
             super::BenchSource::File | super::BenchSource::Tree => r.cache.name(),
@@ -87,17 +108,24 @@ fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::er
                 (m.median_gib_per_s, m.min_gib_per_s, m.max_gib_per_s)
             {
                 let x0 = i as f64 + 0.15;
+                let clipped = med > cap;
                 chart.draw_series(std::iter::once(Rectangle::new(
-                    [(x0, 0.0), (x0 + 0.7, med)],
+                    [(x0, 0.0), (x0 + 0.7, med.min(cap))],
                     color.filled(),
                 )))?;
                 chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(x0 + 0.35, lo), (x0 + 0.35, hi)],
+                    vec![(x0 + 0.35, lo.min(cap)), (x0 + 0.35, hi.min(cap))],
                     BLACK.stroke_width(1),
                 )))?;
+                // A bar past the panel's cap is cut there and says its value, marked with '^'.
+                let label = if clipped {
+                    format!("^{med:.2}")
+                } else {
+                    format!("{med:.2}")
+                };
                 chart.draw_series(std::iter::once(Text::new(
-                    format!("{med:.2}"),
-                    (x0, med + top * 0.01),
+                    label,
+                    (x0, med.min(cap) + top * 0.01),
                     ("sans-serif", 10).into_font(),
                 )))?;
             } else {

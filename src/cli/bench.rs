@@ -46,7 +46,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     backends: Vec<String>,
     /// What the timed runs do with the bytes: null, xxh3, crc32c, sha256, blake3 or count
-    /// [default: null; xxh3 with --tree, whose ways must agree on every file's result]
+    /// [default: xxh3, so that every way reads every byte (equal work; mmap with null only
+    /// touches one byte a page); null measures the raw read]
     #[arg(long, value_name = "NAME", value_parser = parse_processor)]
     processor: Option<ProcessorKind>,
     /// Cache state: warm, cold, direct or all (--tree: warm, cold or all)
@@ -121,11 +122,7 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
         ("all", _) => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
         (s, _) => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
     };
-    let processor = a.processor.unwrap_or(if source == BenchSource::Tree {
-        ProcessorKind::Xxh3
-    } else {
-        ProcessorKind::Null
-    });
+    let processor = a.processor.unwrap_or(ProcessorKind::Xxh3);
     let known = source.methods();
     let methods = if a.backends.is_empty() {
         known.iter().map(|s| s.to_string()).collect()
