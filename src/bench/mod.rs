@@ -9,6 +9,7 @@
 
 mod cache;
 mod metrics;
+mod peers;
 mod report;
 mod stream;
 mod svg;
@@ -20,6 +21,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub use cache::{drop_cache, residency, warm, CacheMode};
+pub use peers::{find_on_path, peer_pairs, PeerPair};
 pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
 pub use stream::STREAM_METHODS;
 pub use svg::write_svg;
@@ -183,6 +185,9 @@ pub struct BenchConfig {
     pub cancel: Option<crate::Cancel>,
     /// For [`BenchSource::Tree`]: the tree, or the one to generate, and the `threads` way's threads.
     pub tree: TreeConfig,
+    /// `--peers`: ringread's own executable, to run beside the standard tools as processes
+    /// ([`peer_pairs`]) after the ways of each cache state (files only; `None`: no peers).
+    pub peers: Option<PathBuf>,
 }
 
 fn check_interrupt(config: &BenchConfig, path: &std::path::Path) -> Result<()> {
@@ -203,6 +208,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         return tree::run(config, progress);
     }
     if config.source != BenchSource::File {
+        if config.peers.is_some() {
+            return Err(Error::InvalidOptions(
+                "--peers compares whole tools on files; not with --tree or --source".into(),
+            ));
+        }
         return stream::run(config, progress);
     }
     for m in &config.methods {
@@ -262,9 +272,14 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         let opts = b.build()?;
         first_opts.get_or_insert(opts.clone());
         let counter = counter.as_ref().ok();
-        results.push(run_cache(
-            config, cache, &opts, &files, total, counter, progress,
-        )?);
+        let mut report = run_cache(config, cache, &opts, &files, total, counter, progress)?;
+        if let Some(exe) = &config.peers {
+            let pairs = peer_pairs(cache, &files, opts.chunk_size(), opts.depth());
+            let rows = peers::run_peers(exe, cache, &files, total, &pairs, config.runs, progress)?;
+            report.methods.extend(rows);
+            report.summarize();
+        }
+        results.push(report);
     }
     let opts = first_opts.unwrap_or_default();
     Ok(Report {
@@ -289,6 +304,12 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
              calls; '-' for tokio-uring, compio, monoio and glommio, whose enters only the perf \
              counter sees. all sys: every system call of the process during the run (a perf \
              counter on raw_syscalls:sys_enter; '-' where it could not be opened)."
+                .into(),
+            "peers (--peers, rows starting with '$'): whole processes, each beside ringread's \
+             command doing the same work, timed from spawn to exit; CPU, faults and peak RSS from \
+             wait4's rusage (its peak RSS is at least this process's resident memory at the \
+             spawn, which Linux counts in the child's); their result (hash or count of the first \
+             file) in the last column."
                 .into(),
             "compio, monoio, glommio: each as its documentation reads a file (compio and monoio: \
              read_at with owned buffers, depth tasks; glommio: DmaStreamReader with read-ahead = \

@@ -175,6 +175,13 @@ pub struct MethodResult {
     /// `--tree`: median system calls per file (how they are counted: [`TreeInfo::syscalls`](super::TreeInfo::syscalls)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_per_file: Option<f64>,
+    /// `--peers`: the command line this row ran as a process (absent for the ways in the process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// `--peers`, on ringread's command: its median GiB/s relative to the peer's beside it (above 1:
+    /// ringread is faster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_peer: Option<f64>,
     /// `--tree`: median files per second relative to `one-by-one`'s in the same cache state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_one_by_one: Option<f64>,
@@ -264,6 +271,8 @@ impl MethodResult {
             cpu_seconds: None,
             syscalls_per_file: None,
             ratio_to_one_by_one: None,
+            command: None,
+            ratio_to_peer: None,
             samples: Vec::new(),
         }
     }
@@ -326,6 +335,19 @@ impl CacheReport {
                 _ => None,
             };
         }
+        // `--peers`: ringread's command and its peer come as neighbours, ours first.
+        for i in 0..self.methods.len().saturating_sub(1) {
+            let (ours, peer) = (&self.methods[i], &self.methods[i + 1]);
+            if ours.command.is_none() || peer.command.is_none() || !ours.name.starts_with("$ ringread")
+            {
+                continue;
+            }
+            let ratio = match (ours.median_gib_per_s, peer.median_gib_per_s) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            self.methods[i].ratio_to_peer = ratio;
+        }
     }
 }
 
@@ -333,6 +355,7 @@ impl CacheReport {
 fn ranking(processor: ProcessorKind, methods: &[MethodResult]) -> String {
     let mut ran: Vec<(&str, f64)> = methods
         .iter()
+        .filter(|m| m.command.is_none())
         .filter_map(|m| Some((m.name.as_str(), m.median_gib_per_s?)))
         .collect();
     ran.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -450,6 +473,17 @@ impl fmt::Display for Report {
             f.write_str(&t)?;
             if !stream {
                 writeln!(f, "{}", ranking(self.processor, &r.methods))?;
+                let vs: Vec<String> = r
+                    .methods
+                    .windows(2)
+                    .filter_map(|w| {
+                        let x = w[0].ratio_to_peer?;
+                        Some(format!("{} {x:.2}x {}", w[0].name, w[1].name))
+                    })
+                    .collect();
+                if !vs.is_empty() {
+                    writeln!(f, "peers (GiB/s, above 1x ringread is faster): {}", vs.join("; "))?;
+                }
             }
             let vs: Vec<String> = r
                 .methods

@@ -62,6 +62,11 @@ pub(crate) struct BenchArgs {
     /// Write a bar chart of the results as SVG to PATH
     #[arg(long, value_name = "PATH.svg")]
     plot: Option<PathBuf>,
+    /// Also run the standard tools found on PATH as processes, each beside ringread's own command
+    /// doing the same work (xxhsum -H3, b3sum, sha256sum, wc -l, fio), from the same cache state;
+    /// a tool not found is said and skipped
+    #[arg(long)]
+    peers: bool,
 }
 
 fn parse_source(s: &str) -> Result<BenchSource, String> {
@@ -161,6 +166,11 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs) -> anyhow::Result<ExitCode> {
             files,
             seed: TREE_SEED,
             pool_threads: a.pool_threads,
+        },
+        peers: if a.peers {
+            Some(std::env::current_exe().context("--peers: this executable's path")?)
+        } else {
+            None
         },
     };
     let report = match bench::run(&config, &mut std::io::stderr()) {
