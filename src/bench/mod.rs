@@ -404,8 +404,20 @@ fn make_method(
             }
             Box::new(AsyncStreamMethod::new(o)?)
         }
-        _ => unreachable!("names are checked before"),
+        _ => {
+            return Err(Error::InvalidOptions(format!(
+                "unknown way '{name}' (expected one of {})",
+                METHODS.join(", ")
+            )))
+        }
     }))
+}
+
+/// The way of [`METHODS`] called `name`, reading with `opts`' chunk size, depth and threads, with
+/// `O_DIRECT` if `direct`; `None` for a way that cannot read so (`tokio-fs` and `mmap` with
+/// `O_DIRECT`). The way `bench` runs, for a program (or a test) that wants to run one itself.
+pub fn way(name: &str, opts: &ReadOptions, direct: bool) -> Result<Option<Box<dyn ReadMethod>>> {
+    make_method(name, opts, direct, false)
 }
 
 fn skip_reason(name: &str) -> &'static str {
@@ -478,7 +490,8 @@ fn run_cache(
             }
             let cost = snap.cost();
             // Less the read of the counter itself.
-            let all_calls = counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
+            let all_calls =
+                counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
             if bytes != total {
                 return Err(Error::InvalidOptions(format!(
                     "{name} read {bytes} bytes of {total}: did the file change during the benchmark?"

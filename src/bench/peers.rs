@@ -36,7 +36,12 @@ pub struct PeerPair {
 /// The pairs `--peers` runs in a cache state: the hashes and the line count through the page
 /// cache, and `ringread cat` beside `fio` (io_uring, the same block size and depth) in every state,
 /// with `O_DIRECT` for `direct`.
-pub fn peer_pairs(cache: CacheMode, files: &[PathBuf], chunk: usize, depth: usize) -> Vec<PeerPair> {
+pub fn peer_pairs(
+    cache: CacheMode,
+    files: &[PathBuf],
+    chunk: usize,
+    depth: usize,
+) -> Vec<PeerPair> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let pair = |ours: &[&str], program: &str, peer: &[&str], discard: bool| PeerPair {
         ours: format!("$ ringread {}", ours.join(" ")),
@@ -271,8 +276,14 @@ mod tests {
 
     #[test]
     fn a_tools_result_is_its_first_lines_hash_or_count() {
-        assert_eq!(result_of("XXH3 (big) = 0123abcd\n").as_deref(), Some("0123abcd"));
-        assert_eq!(result_of("0123abcd  big\nffff  other\n").as_deref(), Some("0123abcd"));
+        assert_eq!(
+            result_of("XXH3 (big) = 0123abcd\n").as_deref(),
+            Some("0123abcd")
+        );
+        assert_eq!(
+            result_of("0123abcd  big\nffff  other\n").as_deref(),
+            Some("0123abcd")
+        );
         assert_eq!(result_of("  42 big\n").as_deref(), Some("42"));
         assert_eq!(result_of(""), None);
     }

@@ -338,7 +338,9 @@ impl CacheReport {
         // `--peers`: ringread's command and its peer come as neighbours, ours first.
         for i in 0..self.methods.len().saturating_sub(1) {
             let (ours, peer) = (&self.methods[i], &self.methods[i + 1]);
-            if ours.command.is_none() || peer.command.is_none() || !ours.name.starts_with("$ ringread")
+            if ours.command.is_none()
+                || peer.command.is_none()
+                || !ours.name.starts_with("$ ringread")
             {
                 continue;
             }
@@ -482,7 +484,11 @@ impl fmt::Display for Report {
                     })
                     .collect();
                 if !vs.is_empty() {
-                    writeln!(f, "peers (GiB/s, above 1x ringread is faster): {}", vs.join("; "))?;
+                    writeln!(
+                        f,
+                        "peers (GiB/s, above 1x ringread is faster): {}",
+                        vs.join("; ")
+                    )?;
                 }
             }
             let vs: Vec<String> = r

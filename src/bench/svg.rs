@@ -68,7 +68,11 @@ fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::er
     // One panel per cache state, each with its own scale: page-cache and device speeds differ 10x.
     for (area, r) in root.split_evenly((1, panels)).iter().zip(&report.results) {
         let names: Vec<String> = r.methods.iter().map(|m| m.name.clone()).collect();
-        let medians: Vec<f64> = r.methods.iter().filter_map(|m| m.median_gib_per_s).collect();
+        let medians: Vec<f64> = r
+            .methods
+            .iter()
+            .filter_map(|m| m.median_gib_per_s)
+            .collect();
         let highest = r
             .methods
             .iter()

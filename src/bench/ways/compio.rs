@@ -98,7 +98,9 @@ impl ReadMethod for Compio {
                 }
                 let file = opts.open(path).await.map_err(open_error(path))?;
                 in_order(path, chunk, depth, proc, |k, buf| {
-                    let buf = buf.or_else(|| spare.pop()).expect("one buffer per read in flight");
+                    let buf = buf
+                        .or_else(|| spare.pop())
+                        .expect("one buffer per read in flight");
                     let task = compio::runtime::spawn(read_chunk(
                         file.clone(),
                         buf,

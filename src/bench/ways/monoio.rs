@@ -109,7 +109,9 @@ impl ReadMethod for Monoio {
                 }
                 let file = Rc::new(opts.open(path).await.map_err(open_error(path))?);
                 in_order(path, chunk, depth, proc, |k, buf| {
-                    let buf = buf.or_else(|| spare.pop()).expect("one buffer per read in flight");
+                    let buf = buf
+                        .or_else(|| spare.pop())
+                        .expect("one buffer per read in flight");
                     monoio::spawn(read_chunk(file.clone(), buf, k * chunk as u64, direct))
                 })
                 .await

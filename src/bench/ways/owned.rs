@@ -13,8 +13,8 @@ use std::ops::Deref;
 use std::path::Path;
 
 use crate::buf::{Arena, Chunk};
-use crate::options::ALIGN;
 use crate::error::{Error, Result};
+use crate::options::ALIGN;
 use crate::processor::Processor;
 
 /// A buffer of `cap` bytes on an [`ALIGN`] boundary (so `O_DIRECT` accepts it), of which the first
@@ -91,13 +91,13 @@ where
             source,
         })?;
         if !buf.is_empty() {
-            let go_on = proc
-                .process(&Chunk::new(offset, &buf))
-                .map_err(|source| Error::Process {
-                    path: path.into(),
-                    offset,
-                    source,
-                })?;
+            let go_on =
+                proc.process(&Chunk::new(offset, &buf))
+                    .map_err(|source| Error::Process {
+                        path: path.into(),
+                        offset,
+                        source,
+                    })?;
             offset += buf.len() as u64;
             done = !go_on;
         }

@@ -11,8 +11,8 @@ use std::path::Path;
 use tokio_uring::buf::fixed::FixedBufPool;
 use tokio_uring::buf::{BoundedBuf, IoBuf, IoBufMut};
 
-use super::{open_error, ReadMethod};
 use super::owned::AlignedBuf;
+use super::{open_error, ReadMethod};
 use crate::buf::Chunk;
 use crate::error::{Error, Result};
 use crate::processor::Processor;
