@@ -220,3 +220,53 @@ fn peers_missing_are_said_and_skipped_and_the_run_goes_on() {
     // The table says the same.
     assert!(stderr.contains("$ wc -l"), "{stderr}");
 }
+
+/// A runtime that cannot run here is said and skipped, and the benchmark goes on: as an
+/// unprivileged user with 64 KiB of lockable memory (run through `setpriv`, as root), glommio
+/// cannot lock its I/O memory.
+#[test]
+fn a_runtime_that_cannot_run_here_is_said_and_skipped() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    assert_eq!(
+        uid, 0,
+        "this test drops to an unprivileged user and must run as root (CI does)"
+    );
+    // Not in the test's private directory (0700): the unprivileged user must read the file.
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bench-ways-memlock-{}", std::process::id()));
+    write_synced(&file, &random_bytes(1 << 20, 5));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg("ulimit -l 64 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ringread"))
+        .args([
+            "bench",
+            "--backends",
+            "sync,glommio",
+            "--runs",
+            "1",
+            "--json",
+            "-",
+        ])
+        .arg(&file)
+        .output()
+        .expect("setpriv (util-linux)");
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("glommio could not run here"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let methods = report["results"][0]["methods"].as_array().unwrap();
+    let skipped = methods[1]["skipped"].as_str().unwrap();
+    assert!(skipped.contains("glommio executor"), "{skipped}");
+    assert_eq!(methods[0]["samples"].as_array().unwrap().len(), 1);
+}

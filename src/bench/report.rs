@@ -175,6 +175,10 @@ pub struct MethodResult {
     /// `--tree`: median system calls per file (how they are counted: [`TreeInfo::syscalls`](super::TreeInfo::syscalls)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_per_file: Option<f64>,
+    /// What this way does differently from its name, or cannot do, in words (the other runtimes:
+    /// `!Send`, one core, no registered buffers); absent where there is nothing to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     /// `--peers`: the command line this row ran as a process (absent for the ways in the process).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
@@ -271,6 +275,7 @@ impl MethodResult {
             cpu_seconds: None,
             syscalls_per_file: None,
             ratio_to_one_by_one: None,
+            notice: None,
             command: None,
             ratio_to_peer: None,
             samples: Vec::new(),
