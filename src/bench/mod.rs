@@ -9,6 +9,7 @@
 
 mod cache;
 mod metrics;
+mod peers;
 mod report;
 mod stream;
 mod svg;
@@ -20,6 +21,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub use cache::{drop_cache, residency, warm, CacheMode};
+pub use peers::{find_on_path, peer_pairs, PeerPair};
 pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
 pub use stream::STREAM_METHODS;
 pub use svg::write_svg;
@@ -81,21 +83,29 @@ use crate::error::{Error, Result};
 use crate::options::ReadOptions;
 use crate::processor::{Algorithm, ByteCount, Checksum, LineCount, Processor};
 use ways::{
-    AsyncStreamMethod, Mmap, PreadPool, ReadMethod, SyncMethod, TokioFs, TokioUring, UringMethod,
+    AsyncStreamMethod, Compio, Glommio, Mmap, Monoio, PreadPool, ReadMethod, SyncMethod, TokioFs,
+    TokioUring, UringMethod,
 };
 
 /// Every way `bench` knows, in the order it reports them.
-pub const METHODS: [&str; 9] = [
+pub const METHODS: [&str; 12] = [
     "sync",
     "pread-pool",
     "tokio-fs",
     "tokio-uring",
+    "compio",
+    "monoio",
+    "glommio",
     "mmap",
     "uring",
     "uring-fixed",
     "uring-sqpoll",
     "stream",
 ];
+
+/// The ways through another io_uring runtime, whose `io_uring_enter` calls only the perf counter
+/// (`all sys/GiB`) can count.
+const RUNTIMES: [&str; 4] = ["tokio-uring", "compio", "monoio", "glommio"];
 
 /// What the timed runs feed the bytes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -175,6 +185,9 @@ pub struct BenchConfig {
     pub cancel: Option<crate::Cancel>,
     /// For [`BenchSource::Tree`]: the tree, or the one to generate, and the `threads` way's threads.
     pub tree: TreeConfig,
+    /// `--peers`: ringread's own executable, to run beside the standard tools as processes
+    /// ([`peer_pairs`]) after the ways of each cache state (files only; `None`: no peers).
+    pub peers: Option<PathBuf>,
 }
 
 fn check_interrupt(config: &BenchConfig, path: &std::path::Path) -> Result<()> {
@@ -195,6 +208,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         return tree::run(config, progress);
     }
     if config.source != BenchSource::File {
+        if config.peers.is_some() {
+            return Err(Error::InvalidOptions(
+                "--peers compares whole tools on files; not with --tree or --source".into(),
+            ));
+        }
         return stream::run(config, progress);
     }
     for m in &config.methods {
@@ -232,6 +250,11 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         total += meta.len();
     }
 
+    // Before any way starts a thread: the counter counts the threads started after it too.
+    let counter = syscalls::SyscallCounter::open();
+    if let Err(why) = &counter {
+        let _ = writeln!(progress, "all sys/GiB not counted: {why}");
+    }
     let mut results = Vec::new();
     let mut first_opts = None;
     for &cache in &config.caches {
@@ -248,7 +271,15 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         }
         let opts = b.build()?;
         first_opts.get_or_insert(opts.clone());
-        results.push(run_cache(config, cache, &opts, &files, total, progress)?);
+        let counter = counter.as_ref().ok();
+        let mut report = run_cache(config, cache, &opts, &files, total, counter, progress)?;
+        if let Some(exe) = &config.peers {
+            let pairs = peer_pairs(cache, &files, opts.chunk_size(), opts.depth());
+            let rows = peers::run_peers(exe, cache, &files, total, &pairs, config.runs, progress)?;
+            report.methods.extend(rows);
+            report.summarize();
+        }
+        results.push(report);
     }
     let opts = first_opts.unwrap_or_default();
     Ok(Report {
@@ -270,7 +301,23 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
              runs inside the process's thread group (uring-sqpoll's CPU shows the polling thread)."
                 .into(),
             "calls: read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter \
-             calls; '-' for tokio-uring, whose enters cannot be counted from inside the process."
+             calls; '-' for tokio-uring, compio, monoio and glommio, whose enters only the perf \
+             counter sees. all sys: every system call of the process during the run (a perf \
+             counter on raw_syscalls:sys_enter; '-' where it could not be opened)."
+                .into(),
+            "peers (--peers, rows starting with '$'): whole processes, each beside ringread's \
+             command doing the same work, timed from spawn to exit; CPU, faults and peak RSS from \
+             wait4's rusage (its peak RSS is at least this process's resident memory at the \
+             spawn, which Linux counts in the child's); their result (hash or count of the first \
+             file) in the last column."
+                .into(),
+            "compio, monoio, glommio: each as its documentation reads a file (compio and monoio: \
+             read_at with owned buffers, depth tasks; glommio: DmaStreamReader with read-ahead = \
+             depth under O_DIRECT, BufferedFile::read_at with depth tasks through the page \
+             cache). monoio and glommio are !Send (thread-per-core) and compio's runtime is \
+             per-thread: each reads on the calling thread, one core, where ringread's engine uses \
+             every CPU. None registers buffers (glommio's stream reader reads into its own \
+             registered I/O memory)."
                 .into(),
             "epoll: not a way to read regular files (epoll_ctl on one says EPERM); it applies to \
              pipes and sockets."
@@ -323,6 +370,21 @@ fn make_method(
             depth: opts.depth(),
             direct,
         }),
+        "compio" => Box::new(Compio {
+            chunk_size: opts.chunk_size(),
+            depth: opts.depth(),
+            direct,
+        }),
+        "monoio" => Box::new(Monoio {
+            chunk_size: opts.chunk_size(),
+            depth: opts.depth(),
+            direct,
+        }),
+        "glommio" => Box::new(Glommio {
+            chunk_size: opts.chunk_size(),
+            depth: opts.depth(),
+            direct,
+        }),
         "mmap" if direct => return Ok(None),
         "mmap" => Box::new(Mmap {
             chunk_size: opts.chunk_size(),
@@ -342,8 +404,20 @@ fn make_method(
             }
             Box::new(AsyncStreamMethod::new(o)?)
         }
-        _ => unreachable!("names are checked before"),
+        _ => {
+            return Err(Error::InvalidOptions(format!(
+                "unknown way '{name}' (expected one of {})",
+                METHODS.join(", ")
+            )))
+        }
     }))
+}
+
+/// The way of [`METHODS`] called `name`, reading with `opts`' chunk size, depth and threads, with
+/// `O_DIRECT` if `direct`; `None` for a way that cannot read so (`tokio-fs` and `mmap` with
+/// `O_DIRECT`). The way `bench` runs, for a program (or a test) that wants to run one itself.
+pub fn way(name: &str, opts: &ReadOptions, direct: bool) -> Result<Option<Box<dyn ReadMethod>>> {
+    make_method(name, opts, direct, false)
 }
 
 fn skip_reason(name: &str) -> &'static str {
@@ -360,6 +434,7 @@ fn run_cache(
     opts: &ReadOptions,
     files: &[PathBuf],
     total: u64,
+    counter: Option<&syscalls::SyscallCounter>,
     progress: &mut dyn Write,
 ) -> Result<CacheReport> {
     let direct = cache == CacheMode::Direct;
@@ -376,17 +451,32 @@ fn run_cache(
         .collect();
 
     // One untimed pass per way with xxh3: the checksum that shows every way read the same bytes.
-    for ((name, m), r) in methods.iter().zip(results.iter_mut()) {
-        let Some(m) = m else { continue };
+    for ((name, slot), r) in methods.iter_mut().zip(results.iter_mut()) {
+        let Some(m) = slot else { continue };
         if let Some(n) = m.notice() {
             let _ = writeln!(progress, "{name}: {n}");
+            r.notice = Some(n);
         }
         let _ = writeln!(progress, "{}: checking what {name} reads ...", cache.name());
         let mut parts = Vec::new();
         for f in files {
             let mut sum = Checksum::new(Algorithm::Xxh3);
-            m.read(f, &mut sum)?;
-            parts.push(sum.hex());
+            match m.read(f, &mut sum) {
+                Ok(_) => parts.push(sum.hex()),
+                // Another runtime that cannot run here (glommio without the memory it locks, an
+                // io_uring it cannot set up) is said and skipped; ringread's own ways fail.
+                Err(e @ Error::Ring { .. }) if RUNTIMES.contains(&name.as_str()) => {
+                    let why = format!("could not run here: {e}");
+                    let _ = writeln!(progress, "{}: {name} {why}; skipped", cache.name());
+                    r.skipped = Some(why);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if r.skipped.is_some() {
+            *slot = None;
+            continue;
         }
         r.checksum = Some(parts.join(","));
     }
@@ -407,18 +497,23 @@ fn run_cache(
                 }
             }
             let mut proc = config.processor.make();
+            let calls_before = counter.map(syscalls::SyscallCounter::count);
             let snap = metrics::Snapshot::now();
             let mut bytes = 0;
             for f in files {
                 bytes += m.read(f, &mut *proc)?;
             }
             let cost = snap.cost();
+            // Less the read of the counter itself.
+            let all_calls =
+                counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
             if bytes != total {
                 return Err(Error::InvalidOptions(format!(
                     "{name} read {bytes} bytes of {total}: did the file change during the benchmark?"
                 )));
             }
-            let sample = Sample::from_cost(bytes, &cost, name == "tokio-uring");
+            let mut sample = Sample::from_cost(bytes, &cost, RUNTIMES.contains(&name.as_str()));
+            sample.all_syscalls = all_calls;
             let _ = writeln!(
                 progress,
                 "{} run {}/{}: {name:<13} {:6.2} GiB/s",

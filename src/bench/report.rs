@@ -9,12 +9,13 @@ use super::{CacheMode, ProcessorKind};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-const HEADER: [&str; 9] = [
+const HEADER: [&str; 10] = [
     "backend",
     "GiB/s",
     "min-max",
     "CPU s/GiB",
     "calls/GiB",
+    "all sys/GiB",
     "faults/GiB",
     "peak RSS",
     "vs sync",
@@ -141,6 +142,11 @@ pub struct MethodResult {
     /// ringread's own `io_uring_enter` calls. `None` for tokio-uring, whose enters cannot be counted
     /// from inside the process.
     pub syscalls_per_gib: Option<f64>,
+    /// Files: median of every system call of the process per GiB (a perf counter, so it counts
+    /// the runtimes' `io_uring_enter` calls too, which `syscalls_per_gib` cannot); absent where
+    /// the counter could not be opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_syscalls_per_gib: Option<f64>,
     /// Median page faults per GiB (what mmap pays instead of system calls).
     pub faults_per_gib: Option<f64>,
     /// Largest peak resident memory of a run (`VmHWM`, reset before each run), bytes.
@@ -169,6 +175,17 @@ pub struct MethodResult {
     /// `--tree`: median system calls per file (how they are counted: [`TreeInfo::syscalls`](super::TreeInfo::syscalls)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syscalls_per_file: Option<f64>,
+    /// What this way does differently from its name, or cannot do, in words (the other runtimes:
+    /// `!Send`, one core, no registered buffers); absent where there is nothing to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// `--peers`: the command line this row ran as a process (absent for the ways in the process).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// `--peers`, on ringread's command: its median GiB/s relative to the peer's beside it (above 1:
+    /// ringread is faster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_peer: Option<f64>,
     /// `--tree`: median files per second relative to `one-by-one`'s in the same cache state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_one_by_one: Option<f64>,
@@ -200,6 +217,10 @@ pub struct Sample {
     /// `--tree`: files per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_per_s: Option<f64>,
+    /// Files: every system call of the process during the run, from a perf counter (absent where
+    /// the counter could not be opened); `--peers`: absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_syscalls: Option<u64>,
 }
 
 impl Sample {
@@ -214,6 +235,7 @@ impl Sample {
             peak_rss_bytes: c.peak_rss,
             files: None,
             files_per_s: None,
+            all_syscalls: None,
         }
     }
 }
@@ -241,6 +263,7 @@ impl MethodResult {
             max_gib_per_s: None,
             cpu_s_per_gib: None,
             syscalls_per_gib: None,
+            all_syscalls_per_gib: None,
             faults_per_gib: None,
             peak_rss_bytes: None,
             ratio_to_sync: None,
@@ -252,6 +275,9 @@ impl MethodResult {
             cpu_seconds: None,
             syscalls_per_file: None,
             ratio_to_one_by_one: None,
+            notice: None,
+            command: None,
+            ratio_to_peer: None,
             samples: Vec::new(),
         }
     }
@@ -273,6 +299,15 @@ impl CacheReport {
                 median(
                     s.iter()
                         .map(|x| per_gib(x.syscalls.unwrap_or(0) as f64, x.bytes))
+                        .collect(),
+                )
+            } else {
+                None
+            };
+            m.all_syscalls_per_gib = if s.iter().all(|x| x.all_syscalls.is_some()) {
+                median(
+                    s.iter()
+                        .map(|x| per_gib(x.all_syscalls.unwrap_or(0) as f64, x.bytes))
                         .collect(),
                 )
             } else {
@@ -305,7 +340,39 @@ impl CacheReport {
                 _ => None,
             };
         }
+        // `--peers`: ringread's command and its peer come as neighbours, ours first.
+        for i in 0..self.methods.len().saturating_sub(1) {
+            let (ours, peer) = (&self.methods[i], &self.methods[i + 1]);
+            if ours.command.is_none()
+                || peer.command.is_none()
+                || !ours.name.starts_with("$ ringread")
+            {
+                continue;
+            }
+            let ratio = match (ours.median_gib_per_s, peer.median_gib_per_s) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            self.methods[i].ratio_to_peer = ratio;
+        }
     }
+}
+
+/// The ways that ran, fastest first, and whether they did equal work.
+fn ranking(processor: ProcessorKind, methods: &[MethodResult]) -> String {
+    let mut ran: Vec<(&str, f64)> = methods
+        .iter()
+        .filter(|m| m.command.is_none())
+        .filter_map(|m| Some((m.name.as_str(), m.median_gib_per_s?)))
+        .collect();
+    ran.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let order: Vec<String> = ran.iter().map(|(n, g)| format!("{n} {g:.2}")).collect();
+    let work = if processor == ProcessorKind::Null {
+        "processor null: raw reads, not equal work (mmap touches one byte a page)"
+    } else {
+        "equal work: every way's processor reads every byte"
+    };
+    format!("ranked by median GiB/s ({work}): {}", order.join(" > "))
 }
 
 pub(crate) fn opt(v: Option<f64>, prec: usize) -> String {
@@ -387,8 +454,8 @@ impl fmt::Display for Report {
             let w = r.methods.iter().map(|m| m.name.len()).fold(13, usize::max);
             writeln!(
                 t,
-                "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
-                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]
+                "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
+                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
             )?;
             for m in &r.methods {
                 if let Some(why) = &m.skipped {
@@ -397,12 +464,13 @@ impl fmt::Display for Report {
                 }
                 writeln!(
                     t,
-                    "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>9} {:>8} {:>7}  {}",
+                    "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
                     m.name,
                     opt(m.median_gib_per_s, 2),
                     format!("{}-{}", opt(m.min_gib_per_s, 2), opt(m.max_gib_per_s, 2)),
                     opt(m.cpu_s_per_gib, 3),
                     opt(m.syscalls_per_gib, 0),
+                    opt(m.all_syscalls_per_gib, 0),
                     opt(m.faults_per_gib, 0),
                     mib(m.peak_rss_bytes),
                     m.ratio_to_sync.map_or("-".into(), |x| format!("{x:.2}x")),
@@ -410,6 +478,24 @@ impl fmt::Display for Report {
                 )?;
             }
             f.write_str(&t)?;
+            if !stream {
+                writeln!(f, "{}", ranking(self.processor, &r.methods))?;
+                let vs: Vec<String> = r
+                    .methods
+                    .windows(2)
+                    .filter_map(|w| {
+                        let x = w[0].ratio_to_peer?;
+                        Some(format!("{} {x:.2}x {}", w[0].name, w[1].name))
+                    })
+                    .collect();
+                if !vs.is_empty() {
+                    writeln!(
+                        f,
+                        "peers (GiB/s, above 1x ringread is faster): {}",
+                        vs.join("; ")
+                    )?;
+                }
+            }
             let vs: Vec<String> = r
                 .methods
                 .iter()

@@ -47,7 +47,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     backends: Vec<String>,
     /// What the timed runs do with the bytes: null, xxh3, crc32c, sha256, blake3 or count
-    /// [default: null; xxh3 with --tree, whose ways must agree on every file's result]
+    /// [default: xxh3, so that every way reads every byte (equal work; mmap with null only
+    /// touches one byte a page); null measures the raw read]
     #[arg(long, value_name = "NAME", value_parser = parse_processor)]
     processor: Option<ProcessorKind>,
     /// Cache state: warm, cold, direct or all (--tree: warm, cold or all)
@@ -62,6 +63,11 @@ pub(crate) struct BenchArgs {
     /// Write a bar chart of the results as SVG to PATH
     #[arg(long, value_name = "PATH.svg")]
     plot: Option<PathBuf>,
+    /// Also run the standard tools found on PATH as processes, each beside ringread's own command
+    /// doing the same work (xxhsum -H3, b3sum, sha256sum, wc -l, fio), from the same cache state;
+    /// a tool not found is said and skipped
+    #[arg(long)]
+    peers: bool,
 }
 
 fn parse_source(s: &str) -> Result<BenchSource, String> {
@@ -122,11 +128,7 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
         ("all", _) => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
         (s, _) => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
     };
-    let processor = a.processor.unwrap_or(if source == BenchSource::Tree {
-        ProcessorKind::Xxh3
-    } else {
-        ProcessorKind::Null
-    });
+    let processor = a.processor.unwrap_or(ProcessorKind::Xxh3);
     let known = source.methods();
     let methods = if a.backends.is_empty() {
         known.iter().map(|s| s.to_string()).collect()
@@ -165,6 +167,11 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
             files,
             seed: TREE_SEED,
             pool_threads: a.pool_threads,
+        },
+        peers: if a.peers {
+            Some(std::env::current_exe().context("--peers: this executable's path")?)
+        } else {
+            None
         },
     };
     // The timed runs, for the progress bar (a way that does not apply to a cache state is skipped,

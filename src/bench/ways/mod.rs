@@ -1,10 +1,16 @@
 //! The ways of reading `bench` compares. Each delivers the same chunks, in file order, to the same
 //! processors, behind one trait ([`ReadMethod`]), one file each: [`UringMethod`] and [`SyncMethod`]
 //! (ringread's engine, and its one-lane synchronous path), [`PreadPool`], [`TokioFs`],
-//! [`TokioUring`], [`Mmap`] and [`AsyncStreamMethod`] (ringread's async stream).
+//! [`TokioUring`], [`Compio`], [`Monoio`], [`Glommio`], [`Mmap`] and [`AsyncStreamMethod`]
+//! (ringread's async stream). The completion-based runtimes' ways share their buffers and their
+//! in-order loop (module `owned`).
 //! `epoll` is not among them: it cannot wait on a regular file (`epoll_ctl` says `EPERM`).
 
+mod compio;
+mod glommio;
 mod mmap;
+mod monoio;
+mod owned;
 mod pread_pool;
 mod stream;
 mod tokio_fs;
@@ -13,6 +19,9 @@ mod tokio_uring;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use self::compio::Compio;
+pub use self::glommio::Glommio;
+pub use self::monoio::Monoio;
 pub use mmap::Mmap;
 pub use pread_pool::PreadPool;
 pub use stream::AsyncStreamMethod;

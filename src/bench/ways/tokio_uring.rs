@@ -11,8 +11,9 @@ use std::path::Path;
 use tokio_uring::buf::fixed::FixedBufPool;
 use tokio_uring::buf::{BoundedBuf, IoBuf, IoBufMut};
 
+use super::owned::AlignedBuf;
 use super::{open_error, ReadMethod};
-use crate::buf::{Arena, Chunk};
+use crate::buf::Chunk;
 use crate::error::{Error, Result};
 use crate::processor::Processor;
 
@@ -27,13 +28,7 @@ pub struct TokioUring {
     pub direct: bool,
 }
 
-/// A 4096-aligned buffer tokio-uring can register.
-struct AlignedBuf {
-    arena: Arena,
-    cap: usize,
-    init: usize,
-}
-
+// The buffers are 4096-aligned, which tokio-uring can register.
 // SAFETY: the pointer is the arena's single slot, which stays put (a heap allocation) for as long
 // as the value lives; bytes_init never exceeds bytes_total.
 unsafe impl IoBuf for AlignedBuf {
@@ -73,14 +68,7 @@ impl ReadMethod for TokioUring {
             offset,
             source,
         };
-        let mut bufs = Vec::with_capacity(depth);
-        for _ in 0..depth {
-            bufs.push(AlignedBuf {
-                arena: Arena::new(1, chunk)?,
-                cap: chunk,
-                init: 0,
-            });
-        }
+        let bufs = AlignedBuf::many(depth, chunk)?;
         proc.begin().map_err(|e| fail(0, e))?;
         let p = &mut *proc;
         let result: Result<u64> = tokio_uring::start(async move {
