@@ -172,7 +172,7 @@ fn mincore(file: &File, start: u64, span: u64, page: u64) -> io::Result<Residenc
 
 /// Whether the file system of `fd` (device `dev`) takes uncached buffered reads
 /// (`RWF_DONTCACHE`, Linux 6.14; per file system). Asked once per device with a one-byte
-/// `preadv2` (which, uncached, leaves the cache as it was), then remembered for the process.
+/// `preadv2` at the file's end (no I/O), then remembered for the process.
 pub(crate) fn dontcache_supported(fd: RawFd, dev: u64) -> bool {
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -186,8 +186,19 @@ pub(crate) fn dontcache_supported(fd: RawFd, dev: u64) -> bool {
         iov_base: (&mut byte as *mut u8).cast(),
         iov_len: 1,
     };
-    // SAFETY: one byte into `byte`, which outlives the call.
-    let n = unsafe { libc::preadv2(fd, &iov, 1, 0, libc::RWF_DONTCACHE) };
+    // At the end of the file: the kernel checks the flags before it finds the end, so the answer
+    // costs no I/O and starts no read-ahead (whose pages would stay cached).
+    // SAFETY: fstat into a zeroed struct we own.
+    let end = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) == 0 {
+            st.st_size.max(0)
+        } else {
+            0
+        }
+    };
+    // SAFETY: at most one byte into `byte`, which outlives the call.
+    let n = unsafe { libc::preadv2(fd, &iov, 1, end, libc::RWF_DONTCACHE) };
     let refused = n < 0
         && matches!(
             io::Error::last_os_error().raw_os_error(),

@@ -113,12 +113,6 @@ pub(crate) fn inspect(
             rw_flags = libc::RWF_DONTCACHE;
             drop_after = crate::residency::of_range(file, start, size_hint.saturating_sub(start))
                 .is_ok_and(|r| r.cached == 0);
-            if path.is_some() {
-                // No kernel read-ahead on a file we opened: its pages would arrive while no read
-                // waits for them, and stay cached. The reads in flight are the read-ahead.
-                // SAFETY: advice on our own open file.
-                unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM) };
-            }
         } else {
             let why = "this file system does not take uncached reads (RWF_DONTCACHE)";
             let direct = if start % ALIGN as u64 == 0 {
