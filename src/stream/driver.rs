@@ -651,8 +651,14 @@ fn complete(chan: &Channel, op: ReadOp, res: i32) {
             )
         };
     }
-    op.shared.complete(op.slot, res);
-    // `op` drops here: its hold on the buffers and the file ends with the read.
+    let ReadOp {
+        shared, fds, slot, ..
+    } = op;
+    // The hold on the file ends before the stream can see the completion, so that the stream's
+    // own hold is the last when it finishes (what `dontcache` drops is then dropped in its time).
+    drop(fds);
+    shared.complete(slot, res);
+    // `shared` drops here: the op's hold on the buffers ends with the read.
 }
 
 /// The driver loop where io_uring is refused: the same requests, served with `pread(2)`/`read(2)`

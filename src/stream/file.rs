@@ -23,6 +23,27 @@ use crate::reader::{inspect, on_fuse, open_read, Inspected, Notice};
 pub(super) struct Fds {
     file: File,
     direct: Option<OwnedFd>,
+    /// Drop the file from this offset on from the page cache when the last holder is done with it
+    /// (`dontcache`, and nothing of that part was cached when its reading began; see the reader's
+    /// `Inspected`).
+    drop_after: Option<u64>,
+}
+
+impl Drop for Fds {
+    fn drop(&mut self) {
+        if let Some(from) = self.drop_after {
+            // Every read of the stream is over (each holds this): what is cached, it brought in.
+            // SAFETY: advice on the descriptor this struct owns, before it is closed.
+            unsafe {
+                libc::posix_fadvise(
+                    self.file.as_raw_fd(),
+                    from as libc::off_t,
+                    0,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+        }
+    }
 }
 
 /// One buffer of a stream, and where it is in its life.
@@ -316,7 +337,7 @@ impl Driver {
             mut notices,
             rw_flags,
             drop_behind,
-            ..
+            drop_after,
         } = inspect(
             &file,
             name,
@@ -369,7 +390,11 @@ impl Driver {
         });
         Ok(FileStream {
             shared,
-            fds: Arc::new(Fds { file, direct }),
+            fds: Arc::new(Fds {
+                file,
+                direct,
+                drop_after: drop_after.then_some(start),
+            }),
             driver: Arc::clone(&self.inner),
             path: name.to_path_buf(),
             rules,
