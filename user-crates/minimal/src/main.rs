@@ -51,8 +51,43 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         let mut counted = LineCount::default();
         reader.read_path(path, &mut counted)?;
         let newlines = want.iter().filter(|&&b| b == b'\n').count() as u64;
-        check(counted.lines == newlines, format!("{}: lines", path.display()))?;
-        println!("{}: {} bytes by {}", path.display(), summary.bytes, summary.route);
+        check(
+            counted.lines == newlines,
+            format!("{}: lines", path.display()),
+        )?;
+        println!(
+            "{}: {} bytes by {}",
+            path.display(),
+            summary.bytes,
+            summary.route
+        );
+    }
+
+    // Uncached reads with the default (self-tuning) options, and how much of a file is cached.
+    let uncached = Reader::new(ReadOptions::builder().dontcache(true).build()?);
+    check(
+        uncached.options().self_tuning(),
+        "defaults tune themselves".into(),
+    )?;
+    for path in &files {
+        let want = std::fs::read(path)?;
+        let mut got = Vec::new();
+        uncached.read_path(
+            path,
+            &mut from_fn(|c: &Chunk<'_>| {
+                got.extend_from_slice(c);
+                Ok(true)
+            }),
+        )?;
+        check(
+            got == want,
+            format!("{}: uncached bytes differ", path.display()),
+        )?;
+        let r = ringread::residency::of_file(&std::fs::File::open(path)?)?;
+        check(
+            r.cached <= r.len,
+            format!("{}: residency {r:?}", path.display()),
+        )?;
     }
 
     // Many files at once, each into its own processor, results in input order; a missing file
@@ -83,11 +118,15 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         .map(|p| Ok((std::fs::File::open(p)?, p.clone())))
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut same = 0;
-    reader.read_many_files(opened, |_, _| from_fn_collect(), |f| {
-        if f.result.is_ok() && std::fs::read(&f.path).ok() == Some(f.processor.0) {
-            same += 1;
-        }
-    })?;
+    reader.read_many_files(
+        opened,
+        |_, _| from_fn_collect(),
+        |f| {
+            if f.result.is_ok() && std::fs::read(&f.path).ok() == Some(f.processor.0) {
+                same += 1;
+            }
+        },
+    )?;
     check(same == files.len(), "read_many_files".to_string())?;
 
     // A cancel handle stops a read from another thread.
@@ -120,7 +159,10 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         one.read_path(small, &mut n)?;
     }
     let per = start.elapsed() / rounds;
-    println!("a 4 KiB file through Reader: {:.1} us per read (open, statx, read, close)", us(per));
+    println!(
+        "a 4 KiB file through Reader: {:.1} us per read (open, statx, read, close)",
+        us(per)
+    );
     println!("ok");
     Ok(())
 }
