@@ -81,6 +81,7 @@ pub struct ReadOptions {
     pub(crate) threads: Option<usize>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) self_tuning: bool,
+    pub(crate) in_place: bool,
 }
 
 impl Default for ReadOptions {
@@ -141,6 +142,11 @@ impl ReadOptions {
     pub fn self_tuning(&self) -> bool {
         self.self_tuning
     }
+    /// Whether cached files may be processed in place, from a mapping, instead of copied (see
+    /// [`ReadOptionsBuilder::in_place`]).
+    pub fn in_place(&self) -> bool {
+        self.in_place
+    }
 }
 
 /// Builds [`ReadOptions`], checking every value.
@@ -162,6 +168,7 @@ pub struct ReadOptionsBuilder {
     threads: Option<usize>,
     max_bytes: Option<u64>,
     fixed: bool,
+    in_place: bool,
 }
 
 impl ReadOptionsBuilder {
@@ -175,6 +182,27 @@ impl ReadOptionsBuilder {
     /// end; for endless sources such as `/dev/zero`. Default: no limit.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = Some(bytes);
+        self
+    }
+    /// Process a file that is (almost) wholly in the page cache in place: map it and hand the
+    /// processor slices of the mapping instead of copies (what `b3sum` does), saving the copy.
+    /// Default: off.
+    ///
+    /// Unlike a plain mapping, a file cut short meanwhile cannot kill the process with `SIGBUS`:
+    /// pages are mapped in with `MADV_POPULATE_READ`, which reports a page past the end instead of
+    /// faulting, and the first such read installs a process-wide `SIGBUS` handler (chaining any
+    /// handler installed before it) that answers a fault in a live mapping with zero pages. The read
+    /// then fails with [`Error::Read`](crate::Error::Read) at the offset where the file was cut (or
+    /// grew). The processor may have been given those zeros before: use this for processors whose
+    /// result counts only when the read succeeds (digests, counts), not for copies. A handler
+    /// installed later that does not chain to the one before it defeats the guard.
+    ///
+    /// Used only for regular files of at least 1 MiB read buffered (not `direct`, not
+    /// `dontcache`) with the `auto`, `uring` or `pread` backend, at least 90% of which is cached
+    /// when the read starts ([`residency`](crate::residency)); other files are copied as usual.
+    /// The [`Route`](crate::Route) says which way a file went.
+    pub fn in_place(mut self, on: bool) -> Self {
+        self.in_place = on;
         self
     }
     /// Bytes per read. Default: 256 KiB buffered, 1 MiB with `O_DIRECT`.
@@ -291,6 +319,7 @@ impl ReadOptionsBuilder {
                 && self.threads.is_none()
                 && !self.direct
                 && !self.sqpoll,
+            in_place: self.in_place,
         })
     }
 }

@@ -147,7 +147,7 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
         );
     }
     // Check the read options before any I/O.
-    read.options()?;
+    read.options(false)?;
     let config = BenchConfig {
         source,
         files: a.files,

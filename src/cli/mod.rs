@@ -123,6 +123,12 @@ struct ReadArgs {
     /// sources such as /dev/zero
     #[arg(help_heading = "Reading options", long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
     max_bytes: Option<u64>,
+    /// Never process a cached file in place (sum, count): copy it out of the page cache as any
+    /// other file. By default a file at least 90% cached is hashed or counted from a mapping of
+    /// the page cache, without a copy; a file cut short meanwhile gives an error naming the offset,
+    /// never a SIGBUS (b3sum's --no-mmap)
+    #[arg(help_heading = "Reading options", long, global = true)]
+    no_mmap: bool,
     /// Say on standard error how each file was read, and why
     #[arg(help_heading = "Reading options", short, long, global = true)]
     verbose: bool,
@@ -136,8 +142,11 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
 }
 
 impl ReadArgs {
-    fn options(&self) -> anyhow::Result<ReadOptions> {
+    /// The reading options; `in_place`: whether the command's result counts only when a read
+    /// succeeds (a digest or a count, not a copy), so cached files may be processed in place.
+    fn options(&self, in_place: bool) -> anyhow::Result<ReadOptions> {
         let mut b = ReadOptions::builder()
+            .in_place(in_place && !self.no_mmap)
             .direct(self.direct)
             .dontcache(self.dontcache)
             .register_buffers(!self.no_register)
@@ -206,7 +215,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         // b3sum's --num-threads is ringread's --threads.
         cli.read.threads = cli.read.threads.or(a.num_threads);
     }
-    let opts = cli.read.options()?;
+    let in_place = matches!(cli.command, Command::Sum(_) | Command::Count(_));
+    let opts = cli.read.options(in_place)?;
     let max_bytes = cli.read.max_bytes;
     let mut ctx = Ctx::new(opts, cli.read.verbose)?;
     ctx.net = net_input(&cli.read)?;

@@ -92,7 +92,10 @@ pub(crate) fn run(tool: Tool, args: &[OsString]) -> anyhow::Result<ExitCode> {
     if let Err(e) = validate(&s) {
         return Ok(usage_error(&s, &e, tool.name()));
     }
-    let mut ctx = Ctx::new(ReadOptions::default(), false)?;
+    // As the tools do by default (b3sum maps files), cached files are hashed in place, but never
+    // at the risk of a SIGBUS (see ReadOptionsBuilder::in_place).
+    let opts = ReadOptions::builder().in_place(!s.no_mmap).build()?;
+    let mut ctx = Ctx::new(opts, false)?;
     // A stand-in says nothing the tool would not (a fallback to pread(2) changes no output).
     ctx.notices = false;
     run_settings(&ctx, s, &InputArgs::default())
@@ -283,7 +286,7 @@ fn parse_b3sum(args: &[OsString]) -> Parsed {
             "-c" | "--check" => s.check = true,
             "--quiet" => s.quiet = true,
             "--keyed" => s.keyed = true,
-            "--no-mmap" => {}
+            "--no-mmap" => s.no_mmap = true,
             "--no-names" => s.no_names = true,
             "--raw" => s.raw = true,
             "--tag" => s.tag = true,

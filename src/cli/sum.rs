@@ -71,10 +71,6 @@ pub(crate) struct SumArgs {
     /// As b3sum --num-threads: the reading (and hashing) threads, as --threads
     #[arg(long, value_name = "NUM")]
     pub(crate) num_threads: Option<usize>,
-    /// Accepted for b3sum's scripts; ringread never maps files (it reads them, which cannot fault
-    /// when a file shrinks)
-    #[arg(long)]
-    no_mmap: bool,
     /// xxh*: digests in little-endian byte order (as xxhsum --little-endian)
     #[arg(long)]
     little_endian: bool,
@@ -119,6 +115,8 @@ pub(crate) struct Settings {
     pub files: Vec<PathBuf>,
     /// b3sum was given a length it cannot parse: each file it opens then fails.
     pub bad_length: bool,
+    /// b3sum's `--no-mmap` (for `ringread sum` it is a reading option: `ReadArgs`).
+    pub no_mmap: bool,
 }
 
 impl Settings {
@@ -159,8 +157,8 @@ impl SumArgs {
             little_endian: a.little_endian,
             files: a.files,
             bad_length: false,
+            no_mmap: false,
         };
-        let _ = a.no_mmap;
         (s, a.inputs)
     }
 }

@@ -48,10 +48,10 @@ struct Outcome {
 
 /// One file's read, shared by its lanes.
 pub(crate) struct Run<'a, 'p, Pr, C: ?Sized> {
-    src: Source<'a>,
-    lanes: u64,
-    baton: Baton,
-    prep: &'a Pr,
+    pub(super) src: Source<'a>,
+    pub(super) lanes: u64,
+    pub(super) baton: Baton,
+    pub(super) prep: &'a Pr,
     sink: Mutex<Sink<'p, C>>,
     outcome: Mutex<Outcome>,
     cancel: Option<&'a Cancel>,
@@ -77,7 +77,7 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
         self
     }
 
-    fn interrupted(&self) -> bool {
+    pub(super) fn interrupted(&self) -> bool {
         self.cancel.is_some_and(Cancel::is_cancelled)
     }
 
@@ -94,12 +94,12 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
         Ok(sink.bytes)
     }
 
-    fn fail(&self, e: Error) {
+    pub(super) fn fail(&self, e: Error) {
         let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         o.error.get_or_insert(e);
     }
 
-    fn panicked(&self, payload: Box<dyn Any + Send>) {
+    pub(super) fn panicked(&self, payload: Box<dyn Any + Send>) {
         let mut o = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         o.panic.get_or_insert(payload);
         drop(o);
@@ -110,6 +110,50 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
     pub(crate) fn abort(&self, e: Error) {
         self.fail(e);
         self.baton.stop_at(0);
+    }
+
+    /// Gives chunk `k` and its prepared part to the processor, on chunk `k`'s turn. Returns whether
+    /// reading goes on; if not (the processor asked to stop, failed or panicked), the run already
+    /// knows and the turn is passed or the run stopped as that requires.
+    pub(super) fn give(&self, k: u64, chunk: &Chunk<'_>, part: Pr::Part) -> bool {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        match catch_unwind(AssertUnwindSafe(|| sink.proc.combine(chunk, part))) {
+            Ok(Ok(go_on)) => {
+                sink.bytes += chunk.len() as u64;
+                if self.src.drop_behind && self.src.rules.positional() {
+                    // SAFETY: advice on a descriptor the source holds open for the run.
+                    unsafe {
+                        libc::posix_fadvise(
+                            self.src.fd,
+                            chunk.offset() as libc::off_t,
+                            chunk.len() as libc::off_t,
+                            libc::POSIX_FADV_DONTNEED,
+                        )
+                    };
+                }
+                drop(sink);
+                if !go_on {
+                    self.baton.stop_at(k + 1);
+                    self.baton.pass(k);
+                }
+                go_on
+            }
+            Ok(Err(source)) => {
+                drop(sink);
+                self.fail(Error::Process {
+                    path: self.src.path.to_path_buf(),
+                    offset: chunk.offset(),
+                    source,
+                });
+                self.baton.stop_at(k);
+                false
+            }
+            Err(payload) => {
+                drop(sink);
+                self.panicked(payload);
+                false
+            }
+        }
     }
 }
 
@@ -451,45 +495,9 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             // SAFETY: the slot's read has completed (its state is not InFlight) and wrote `filled`
             // bytes; nothing writes into it until it is refilled after this call.
             let data = unsafe { self.arena.slot(i, filled) };
-            let chunk = Chunk::new(offset, data);
             let part = slot.part.take().expect("prepared before its turn");
-            let mut sink = run.sink.lock().unwrap_or_else(|e| e.into_inner());
-            match catch_unwind(AssertUnwindSafe(|| sink.proc.combine(&chunk, part))) {
-                Ok(Ok(go_on)) => {
-                    sink.bytes += data.len() as u64;
-                    if run.src.drop_behind && run.src.rules.positional() {
-                        // SAFETY: advice on a descriptor the source holds open for the run.
-                        unsafe {
-                            libc::posix_fadvise(
-                                run.src.fd,
-                                offset as libc::off_t,
-                                data.len() as libc::off_t,
-                                libc::POSIX_FADV_DONTNEED,
-                            )
-                        };
-                    }
-                    if !go_on {
-                        drop(sink);
-                        run.baton.stop_at(k + 1);
-                        run.baton.pass(k);
-                        return false;
-                    }
-                }
-                Ok(Err(source)) => {
-                    drop(sink);
-                    run.fail(Error::Process {
-                        path: run.src.path.to_path_buf(),
-                        offset,
-                        source,
-                    });
-                    run.baton.stop_at(k);
-                    return false;
-                }
-                Err(payload) => {
-                    drop(sink);
-                    run.panicked(payload);
-                    return false;
-                }
+            if !run.give(k, &Chunk::new(offset, data), part) {
+                return false;
             }
         }
         match std::mem::replace(&mut slot.state, State::InFlight) {

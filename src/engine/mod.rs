@@ -5,12 +5,14 @@
 //!   [`PreadQueue`] where io_uring is refused or not wanted) and a few buffers, and drives
 //!   [`Chunks`](crate::chunks::Chunks) — the one set of chunk rules — for every `n`-th chunk;
 //! - [`baton`]: whose turn it is to hand a chunk to the processor;
-//! - [`workers`]: the threads lanes `1..n` run on, started once per reader and parked between files.
+//! - [`workers`]: the threads lanes `1..n` run on, started once per reader and parked between files;
+//! - [`in_place`]: lanes whose chunks are slices of a cached file's mapping, not copies.
 //!
 //! The synchronous path is one lane of depth one on a [`PreadQueue`], on the calling thread: the
 //! same code, the same rules.
 
 pub(crate) mod baton;
+pub(crate) mod in_place;
 pub(crate) mod lanes;
 pub(crate) mod many;
 pub(crate) mod pread_queue;

@@ -10,6 +10,7 @@ mod tune;
 
 use std::fmt;
 use std::fs::File;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -22,8 +23,9 @@ use crate::chunks::Chunks;
 use crate::engine::lanes::{run_lane, run_lanes, LaneSpec, Run};
 use crate::engine::many::{self, Feed, Input, Next, Outcome, Settings, DESCRIPTOR_WAIT_MS};
 use crate::engine::workers::Workers;
-use crate::engine::{PreadQueue, Source};
+use crate::engine::{in_place, PreadQueue, Source};
 use crate::error::{Error, Result};
+use crate::mapped::Mapping;
 use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::residency::dontcache_supported;
@@ -250,20 +252,6 @@ impl Reader {
     {
         let path = path.as_ref();
         let file = open_read(path)?;
-        if self.opts.self_tuning {
-            if let Some((size, cached)) = regular_residency(&file) {
-                if tune::choose(size, cached) == tune::Profile::Cold {
-                    let cold = self.cold_reader();
-                    let mut summary = cold.read_opened(&file, path, Some(path), prep, proc)?;
-                    summary.notices.push(Notice::Tuned {
-                        chunk_size: cold.opts.chunk_size,
-                        depth: cold.opts.depth,
-                        reason: format!("{:.1}% of its {size} bytes cached", 100.0 * cached),
-                    });
-                    return Ok(summary);
-                }
-            }
-        }
         self.read_opened(&file, path, Some(path), prep, proc)
     }
 
@@ -684,6 +672,27 @@ impl Reader {
         Pr: Prepare,
         C: Combine<Pr::Part> + Send + ?Sized,
     {
+        // Per file, from its size and how much of it is cached: the cold profile (self-tuning), or
+        // processing in place.
+        let mut in_place = false;
+        if self.opts.self_tuning || self.opts.in_place {
+            if let Some((size, cached)) = regular_residency(file) {
+                match tune::choose(size, cached, self.opts.self_tuning, self.opts.in_place) {
+                    tune::Profile::Cold => {
+                        let cold = self.cold_reader();
+                        let mut summary = cold.read_opened(file, name, path, prep, proc)?;
+                        summary.notices.push(Notice::Tuned {
+                            chunk_size: cold.opts.chunk_size,
+                            depth: cold.opts.depth,
+                            reason: format!("{:.1}% of its {size} bytes cached", 100.0 * cached),
+                        });
+                        return Ok(summary);
+                    }
+                    tune::Profile::InPlace => in_place = true,
+                    tune::Profile::AsGiven => {}
+                }
+            }
+        }
         let Inspected {
             fd,
             positional,
@@ -760,7 +769,39 @@ impl Reader {
             offset: start,
             source,
         })?;
-        let read = if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
+        // In place: a file read buffered from the page cache, by the lanes.
+        let mapping = if in_place
+            && positional
+            && src.direct_fd.is_none()
+            && !src.drop_behind
+            && src.rw_flags == 0
+            && matches!(engine, Engine::Uring | Engine::Pread)
+        {
+            match usize::try_from(size_hint)
+                .map_err(io::Error::other)
+                .and_then(|len| Mapping::new(fd, len))
+            {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    notices.push(Notice::InPlaceUnavailable {
+                        reason: e.to_string(),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let read = if let Some(map) = &mapping {
+            // No buffers to fit in a cache: chunks as large as the tuner likes, unless given.
+            let chunk = if self.opts.self_tuning {
+                tune::IN_PLACE_CHUNK
+            } else {
+                self.opts.chunk_size
+            };
+            let rules = Chunks::new(start, chunk, self.opts.max_bytes, size_hint, true, None);
+            self.read_in_place(&Source { rules, ..src }, map, chunk, prep, proc)
+        } else if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
             self.read_stream(&src, engine, prep, proc, &mut notices)
         } else {
             self.read_lanes(&src, engine, prep, proc, &mut notices)
@@ -869,6 +910,64 @@ impl Reader {
             ));
         }
         self.read_lanes(src, engine, prep, proc, notices)
+    }
+
+    /// Processes a cached file in place: the lanes of [`in_place`] over its mapping, on the
+    /// reader's kept threads.
+    fn read_in_place<Pr, C>(
+        &self,
+        src: &Source<'_>,
+        map: &Mapping,
+        chunk_size: usize,
+        prep: &Pr,
+        proc: &mut C,
+    ) -> Result<(u64, Route)>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send + ?Sized,
+    {
+        let lanes = self.lanes_for(src);
+        let run = Run::new(*src, lanes, prep, proc).with_cancel(self.cancel.as_ref());
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let others = (1..lanes as u64)
+            .map(|t| {
+                let run = &run;
+                move || {
+                    in_place::run_lane(run, t, map);
+                    true
+                }
+            })
+            .collect();
+        kept.workers.scope(
+            others,
+            || {
+                in_place::run_lane(&run, 0, map);
+                true
+            },
+            |source| {
+                run.abort(Error::Ring {
+                    path: src.path.to_path_buf(),
+                    op: "thread spawn",
+                    source,
+                })
+            },
+        );
+        drop(kept);
+        let bytes = run.finish()?;
+        Ok((
+            bytes,
+            Route {
+                engine: Engine::InPlace,
+                threads: lanes,
+                buffers: 0,
+                registered: 0,
+                chunk_size,
+                direct: false,
+                uncached: false,
+                sqpoll: false,
+                positional: true,
+            },
+        ))
     }
 
     /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more

@@ -16,6 +16,9 @@ pub enum Engine {
     Pread,
     /// Non-blocking `read(2)` driven by epoll (streams only, `Backend::Epoll`).
     Epoll,
+    /// No reads: the cached file mapped into memory and processed in place
+    /// ([`ReadOptionsBuilder::in_place`](crate::ReadOptionsBuilder::in_place)).
+    InPlace,
 }
 
 /// Something the reader chose differently from what was asked, and why.
@@ -52,6 +55,12 @@ pub enum Notice {
         /// The reads in flight.
         depth: usize,
         /// Why, in words.
+        reason: String,
+    },
+    /// Processing in place was chosen for this cached file but its mapping could not be made; it
+    /// is read by copying, as usual.
+    InPlaceUnavailable {
+        /// Why.
         reason: String,
     },
     /// `O_DIRECT` was asked for but cannot be used on this file; it is read through the page cache.
@@ -109,6 +118,9 @@ impl fmt::Display for Notice {
                 f,
                 "read as a cold file ({reason}): chunks of {chunk_size} bytes, {depth} in flight"
             ),
+            Notice::InPlaceUnavailable { reason } => {
+                write!(f, "not processed in place ({reason}); read by copying")
+            }
             Notice::DirectUnavailable { reason } => {
                 write!(
                     f,
@@ -195,6 +207,13 @@ impl fmt::Display for Route {
             Engine::Epoll => write!(
                 f,
                 "epoll and non-blocking read(2), 1 thread, 1 buffer of {} bytes, stream",
+                self.chunk_size,
+            ),
+            Engine::InPlace => write!(
+                f,
+                "in place (the page cache mapped, no copy), {} thread{}, chunks of {} bytes",
+                self.threads,
+                if self.threads == 1 { "" } else { "s" },
                 self.chunk_size,
             ),
             Engine::Sync => write!(

@@ -15,6 +15,8 @@ pub(crate) enum Profile {
     AsGiven,
     /// Mostly not cached and large: bigger reads, more of them in flight.
     Cold,
+    /// (Almost) wholly cached: processed in place, from a mapping, without a copy.
+    InPlace,
 }
 
 /// Files smaller than this are read as given: a few requests, nothing to overlap.
@@ -26,9 +28,24 @@ pub(crate) const COLD_CHUNK: usize = 1 << 20;
 /// The cold profile's reads in flight.
 pub(crate) const COLD_DEPTH: usize = 16;
 
-/// The profile for a file of `size` bytes of which `cached` (0.0 to 1.0) is in the page cache.
-pub(crate) fn choose(size: u64, cached: f64) -> Profile {
-    if size >= COLD_MIN_SIZE && cached < COLD_BELOW {
+/// Files smaller than this are copied even when in place is allowed: mapping and unmapping
+/// cost more than copying a few chunks.
+pub(crate) const IN_PLACE_MIN_SIZE: u64 = 1 << 20;
+/// At least this share must be in the page cache to read in place: a page that is not is read
+/// from the device by the lane that touches it, one fault at a time, with nothing in flight.
+pub(crate) const IN_PLACE_FROM: f64 = 0.9;
+
+/// The chunk size in place when none was given: with no buffers to keep in the CPU's caches, only
+/// the turns between lanes cost, and fewer are better (BLAKE3 of a cached 2 GiB file: see
+/// docs/BENCHMARKS.md).
+pub(crate) const IN_PLACE_CHUNK: usize = 2 << 20;
+
+/// The profile for a file of `size` bytes of which `cached` (0.0 to 1.0) is in the page cache,
+/// when the cold profile may be used (`tuning`) and reading in place may be (`in_place`).
+pub(crate) fn choose(size: u64, cached: f64, tuning: bool, in_place: bool) -> Profile {
+    if in_place && size >= IN_PLACE_MIN_SIZE && cached >= IN_PLACE_FROM {
+        Profile::InPlace
+    } else if tuning && size >= COLD_MIN_SIZE && cached < COLD_BELOW {
         Profile::Cold
     } else {
         Profile::AsGiven
@@ -41,11 +58,31 @@ mod tests {
 
     #[test]
     fn cold_only_when_large_and_mostly_uncached() {
+        let choose = |size, cached| choose(size, cached, true, false);
         assert_eq!(choose(2 << 30, 0.0), Profile::Cold);
         assert_eq!(choose(COLD_MIN_SIZE, 0.49), Profile::Cold);
         assert_eq!(choose(COLD_MIN_SIZE - 1, 0.0), Profile::AsGiven);
         assert_eq!(choose(2 << 30, 0.5), Profile::AsGiven);
         assert_eq!(choose(2 << 30, 1.0), Profile::AsGiven);
         assert_eq!(choose(0, 0.0), Profile::AsGiven);
+    }
+
+    #[test]
+    fn in_place_only_when_allowed_large_enough_and_cached() {
+        assert_eq!(choose(2 << 30, 1.0, true, true), Profile::InPlace);
+        assert_eq!(choose(2 << 30, 1.0, false, true), Profile::InPlace);
+        assert_eq!(
+            choose(IN_PLACE_MIN_SIZE, 0.9, false, true),
+            Profile::InPlace
+        );
+        assert_eq!(
+            choose(IN_PLACE_MIN_SIZE - 1, 1.0, true, true),
+            Profile::AsGiven
+        );
+        assert_eq!(choose(2 << 30, 0.89, false, true), Profile::AsGiven);
+        assert_eq!(choose(2 << 30, 1.0, true, false), Profile::AsGiven);
+        // Cold and allowed in place: the cold profile.
+        assert_eq!(choose(2 << 30, 0.1, true, true), Profile::Cold);
+        assert_eq!(choose(2 << 30, 0.1, false, true), Profile::AsGiven);
     }
 }
