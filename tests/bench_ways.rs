@@ -270,3 +270,51 @@ fn a_runtime_that_cannot_run_here_is_said_and_skipped() {
     assert!(skipped.contains("glommio executor"), "{skipped}");
     assert_eq!(methods[0]["samples"].as_array().unwrap().len(), 1);
 }
+
+/// `--cache dontcache`: each run starts cold; ringread's ways read with `RWF_DONTCACHE` and leave
+/// (almost) nothing cached, a way without it (tokio::fs) leaves what it read; each way's
+/// `residency_after` says so, and the table's last line too.
+#[test]
+fn the_dontcache_state_reports_what_each_way_left_cached() {
+    let file = dir().join("dontcache-input");
+    write_synced(&file, &random_bytes(16 << 20, 5));
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_ringread"))
+        .args([
+            "bench",
+            "--backends",
+            "sync,uring-fixed,stream,tokio-fs",
+            "--runs",
+            "1",
+            "--cache",
+            "dontcache",
+        ])
+        .arg(&file)
+        .args(["--json", "-"])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let result = &report["results"][0];
+    assert_eq!(result["cache"], "dontcache");
+    let before = result["residency_before"].as_f64().unwrap();
+    assert!(before < 0.05, "not cold before a run: {before}");
+    let left = |name: &str| {
+        let m = result["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        m["residency_after"].as_f64().unwrap()
+    };
+    for ours in ["sync", "uring-fixed", "stream"] {
+        assert!(left(ours) <= 0.02, "{ours} left {} cached", left(ours));
+    }
+    assert!(left("tokio-fs") > 0.9, "tokio-fs left {}", left("tokio-fs"));
+    assert!(
+        stderr.contains("left in the page cache after a run: sync "),
+        "{stderr}"
+    );
+}

@@ -16,6 +16,9 @@ pub enum CacheMode {
     Cold,
     /// `O_DIRECT`: the page cache is bypassed.
     Direct,
+    /// Cold, and ringread's ways read with `RWF_DONTCACHE` (`--dontcache`): what a run leaves in
+    /// the page cache is the point (each way's `residency_after`); the other ways read as cold.
+    Dontcache,
 }
 
 impl CacheMode {
@@ -25,6 +28,7 @@ impl CacheMode {
             CacheMode::Warm => "warm",
             CacheMode::Cold => "cold",
             CacheMode::Direct => "direct",
+            CacheMode::Dontcache => "dontcache",
         }
     }
 }
@@ -36,8 +40,9 @@ impl std::str::FromStr for CacheMode {
             "warm" => Ok(CacheMode::Warm),
             "cold" => Ok(CacheMode::Cold),
             "direct" => Ok(CacheMode::Direct),
+            "dontcache" => Ok(CacheMode::Dontcache),
             _ => Err(format!(
-                "unknown cache mode '{s}' (warm, cold, direct or all)"
+                "unknown cache mode '{s}' (warm, cold, direct, dontcache or all)"
             )),
         }
     }
@@ -71,6 +76,16 @@ pub fn drop_cache(path: &Path) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+/// The share of the bytes of `files`, all together, in the page cache now (0.0 to 1.0); `None`
+/// if one cannot be asked.
+pub fn cached_share(files: &[std::path::PathBuf]) -> Option<f64> {
+    let (cached, len) = files.iter().try_fold((0u64, 0u64), |(c, l), f| {
+        let r = crate::residency::of_file(&File::open(f).ok()?).ok()?;
+        Some((c + r.cached, l + r.len))
+    })?;
+    Some(cached as f64 / len.max(1) as f64)
 }
 
 /// The fraction of the file's pages in the page cache (`crate::residency`: cachestat, else

@@ -346,6 +346,7 @@ fn make_method(
             .chunk_size(opts.chunk_size())
             .depth(opts.depth())
             .direct(direct)
+            .dontcache(opts.dontcache())
             .register_buffers(register)
             .sqpoll(sqpoll);
         if let Some(t) = opts.threads() {
@@ -400,6 +401,7 @@ fn make_method(
                     .chunk_size(o.chunk_size())
                     .depth(crate::stream::DEFAULT_STREAM_DEPTH)
                     .direct(direct)
+                    .dontcache(opts.dontcache())
                     .build()?;
             }
             Box::new(AsyncStreamMethod::new(o)?)
@@ -438,11 +440,13 @@ fn run_cache(
     progress: &mut dyn Write,
 ) -> Result<CacheReport> {
     let direct = cache == CacheMode::Direct;
+    let mut opts = opts.clone();
+    opts.dontcache = cache == CacheMode::Dontcache;
     let mut methods: Vec<(String, Option<Box<dyn ReadMethod>>)> = Vec::new();
     for name in &config.methods {
         methods.push((
             name.clone(),
-            make_method(name, opts, direct, config.depth.is_none())?,
+            make_method(name, &opts, direct, config.depth.is_none())?,
         ));
     }
     let mut results: Vec<MethodResult> = methods
@@ -489,10 +493,10 @@ fn run_cache(
             for f in files {
                 match cache {
                     CacheMode::Warm => warm(f),
-                    CacheMode::Cold | CacheMode::Direct => drop_cache(f),
+                    CacheMode::Cold | CacheMode::Direct | CacheMode::Dontcache => drop_cache(f),
                 }
                 .map_err(ways::open_error(f))?;
-                if cache == CacheMode::Cold {
+                if matches!(cache, CacheMode::Cold | CacheMode::Dontcache) {
                     residency_before.push(residency(f).unwrap_or(f64::NAN));
                 }
             }
@@ -514,6 +518,7 @@ fn run_cache(
             }
             let mut sample = Sample::from_cost(bytes, &cost, RUNTIMES.contains(&name.as_str()));
             sample.all_syscalls = all_calls;
+            sample.cached_after = cache::cached_share(files);
             let _ = writeln!(
                 progress,
                 "{} run {}/{}: {name:<13} {:6.2} GiB/s",

@@ -80,6 +80,13 @@ pub fn peer_pairs(
     ];
     p.peer = format!("$ fio io_uring bs={chunk} qd={depth}");
     pairs.push(p);
+    if cache == CacheMode::Dontcache {
+        // ringread's side reads uncached; the peers have no such option and read as cold.
+        for p in &mut pairs {
+            p.ours_args.push("--dontcache".into());
+            p.ours.push_str(" --dontcache");
+        }
+    }
     pairs
 }
 
@@ -163,7 +170,7 @@ pub(crate) fn run_peers(
             for f in files {
                 match cache {
                     CacheMode::Warm => warm(f),
-                    CacheMode::Cold | CacheMode::Direct => drop_cache(f),
+                    CacheMode::Cold | CacheMode::Direct | CacheMode::Dontcache => drop_cache(f),
                 }
                 .map_err(super::ways::open_error(f))?;
             }
@@ -179,7 +186,10 @@ pub(crate) fn run_peers(
                         ran.seconds
                     );
                     row.checksum = result_of(&ran.output);
-                    row.samples.push(sample(total, &ran));
+                    row.samples.push(Sample {
+                        cached_after: super::cache::cached_share(files),
+                        ..sample(total, &ran)
+                    });
                 }
                 Err(why) => {
                     let _ = writeln!(progress, "{}: {}: {why}; skipped", cache.name(), pr.row);
@@ -267,6 +277,7 @@ fn sample(bytes: u64, r: &Ran) -> Sample {
         files: None,
         files_per_s: None,
         all_syscalls: None,
+        cached_after: None,
     }
 }
 

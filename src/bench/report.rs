@@ -149,6 +149,10 @@ pub struct MethodResult {
     pub all_syscalls_per_gib: Option<f64>,
     /// Median page faults per GiB (what mmap pays instead of system calls).
     pub faults_per_gib: Option<f64>,
+    /// Files: the largest share of the files in the page cache right after a run, 0.0 to 1.0
+    /// (`dontcache`: what the way's reading left cached; cold: what it brought in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub residency_after: Option<f64>,
     /// Largest peak resident memory of a run (`VmHWM`, reset before each run), bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Median throughput relative to `sync`'s median in the same cache state.
@@ -221,6 +225,10 @@ pub struct Sample {
     /// the counter could not be opened); `--peers`: absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub all_syscalls: Option<u64>,
+    /// Files: the share of the files' bytes in the page cache right after the run
+    /// ([`crate::residency`]), 0.0 to 1.0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_after: Option<f64>,
 }
 
 impl Sample {
@@ -236,6 +244,7 @@ impl Sample {
             files: None,
             files_per_s: None,
             all_syscalls: None,
+            cached_after: None,
         }
     }
 }
@@ -265,6 +274,7 @@ impl MethodResult {
             syscalls_per_gib: None,
             all_syscalls_per_gib: None,
             faults_per_gib: None,
+            residency_after: None,
             peak_rss_bytes: None,
             ratio_to_sync: None,
             cpu_ratio_to_epoll: None,
@@ -295,6 +305,7 @@ impl CacheReport {
             m.min_gib_per_s = s.iter().map(|x| x.gib_per_s).reduce(f64::min);
             m.max_gib_per_s = s.iter().map(|x| x.gib_per_s).reduce(f64::max);
             m.cpu_s_per_gib = median(s.iter().map(|x| per_gib(x.cpu_seconds, x.bytes)).collect());
+            m.residency_after = s.iter().filter_map(|x| x.cached_after).reduce(f64::max);
             m.syscalls_per_gib = if s.iter().all(|x| x.syscalls.is_some()) {
                 median(
                     s.iter()
@@ -432,6 +443,12 @@ impl fmt::Display for Report {
                         .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
                 ),
                 CacheMode::Direct => "direct: O_DIRECT, the page cache bypassed".to_string(),
+                CacheMode::Dontcache => format!(
+                    "dontcache: page cache dropped before each run (at most {} of the file \
+                     resident), ringread's ways read with RWF_DONTCACHE",
+                    r.residency_before
+                        .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
+                ),
             };
             if stream {
                 writeln!(
@@ -478,6 +495,14 @@ impl fmt::Display for Report {
                 )?;
             }
             f.write_str(&t)?;
+            let left: Vec<String> = r
+                .methods
+                .iter()
+                .filter_map(|m| Some(format!("{} {:.1}%", m.name, 100.0 * m.residency_after?)))
+                .collect();
+            if !left.is_empty() && r.cache != CacheMode::Warm {
+                writeln!(f, "left in the page cache after a run: {}", left.join(", "))?;
+            }
             if !stream {
                 writeln!(f, "{}", ranking(self.processor, &r.methods))?;
                 let vs: Vec<String> = r

@@ -51,8 +51,10 @@ pub(crate) struct BenchArgs {
     /// touches one byte a page); null measures the raw read]
     #[arg(long, value_name = "NAME", value_parser = parse_processor)]
     processor: Option<ProcessorKind>,
-    /// Cache state: warm, cold, direct or all (--tree: warm, cold or all)
-    #[arg(long, value_name = "STATE", default_value = "warm", value_parser = ["warm", "cold", "direct", "all"])]
+    /// Cache state: warm, cold, direct, dontcache or all (warm, cold and direct; --tree: warm,
+    /// cold or all). dontcache: cold, ringread's ways reading with RWF_DONTCACHE, and what each
+    /// way left in the page cache said
+    #[arg(long, value_name = "STATE", default_value = "warm", value_parser = ["warm", "cold", "direct", "dontcache", "all"])]
     cache: String,
     /// Timed runs per backend and cache state
     #[arg(long, value_name = "N", default_value_t = 5)]
@@ -126,6 +128,9 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
     let caches = match (a.cache.as_str(), source) {
         ("all", BenchSource::Tree) => vec![CacheMode::Warm, CacheMode::Cold],
         ("all", _) => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
+        ("direct" | "dontcache", BenchSource::Tree) => {
+            anyhow::bail!("--tree measures warm or cold trees (--cache warm, cold or all)")
+        }
         (s, _) => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
     };
     let processor = a.processor.unwrap_or(ProcessorKind::Xxh3);

@@ -102,6 +102,7 @@ fn rebuild(o: &ReadOptions, backend: Backend) -> Result<ReadOptions> {
         .chunk_size(o.chunk_size())
         .depth(o.depth())
         .direct(o.direct())
+        .dontcache(o.dontcache())
         .register_buffers(o.register_buffers())
         .sqpoll(o.sqpoll())
         .backend(backend);

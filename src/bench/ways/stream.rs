@@ -40,6 +40,7 @@ impl AsyncStreamMethod {
             .chunk_size(opts.chunk_size())
             .depth(opts.depth())
             .direct(opts.direct())
+            .dontcache(opts.dontcache())
             .register_buffers(opts.register_buffers());
         if let Some(m) = opts.max_bytes() {
             stream_opts = stream_opts.max_bytes(m);
