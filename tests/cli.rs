@@ -48,6 +48,8 @@ const OPTION_SETS: &[&[&str]] = &[
         "3",
     ],
     &["--dontcache", "--backend", "sync"],
+    // The default processes cached files of 1 MiB or more in place (sum, count): copied here.
+    &["--no-mmap"],
 ];
 
 /// The unprivileged user the permission and memlock tests run as, through setpriv.
@@ -1697,4 +1699,39 @@ fn a_cold_large_file_is_read_with_the_cold_profile_unless_options_are_given() {
     // Without -v nothing is said.
     evict(&d.join("f"));
     assert_eq!(run(&["sum", "-a", "sha256", "f"]), "");
+}
+
+/// `sum` and `count` process a cached file in place and say so under `-v`; `--no-mmap` (b3sum's
+/// option, for every command) copies it; `cat` always copies; the results are the same.
+#[test]
+fn cached_files_are_hashed_in_place_unless_no_mmap() {
+    let dir = fixture();
+    let data = random_bytes(3 * MIB + 1, 77);
+    write_file(dir.path(), "big", &data);
+    let expected = peer(dir.path(), "b3sum", &["big"], None);
+    for (args, in_place) in [
+        (&["sum", "-v", "big"][..], true),
+        (&["count", "-v", "big"][..], true),
+        (&["sum", "-v", "--no-mmap", "big"][..], false),
+        (&["--no-mmap", "count", "-v", "big"][..], false),
+        (&["sum", "-v", "--chunk-size", "64K", "big"][..], true),
+        (&["sum", "-v", "--backend", "sync", "big"][..], false),
+        (&["cat", "-v", "big"][..], false),
+    ] {
+        // Cached right before: the VM evicts idle pages.
+        fs::read(dir.path().join("big")).unwrap();
+        let out = ringread(dir.path(), args);
+        let what = describe("ringread", args);
+        assert_success(&what, &out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.contains("by in place"), in_place, "{what}: {stderr}");
+        match args[0] {
+            "sum" => assert_same(&what, &out.stdout, &expected.stdout),
+            "cat" => assert!(out.stdout == data, "{what}: bytes differ"),
+            _ => {
+                let wc = peer(dir.path(), "wc", &["-lc", "big"], None);
+                assert_same(&what, &out.stdout, &wc.stdout);
+            }
+        }
+    }
 }
