@@ -929,11 +929,12 @@ impl Reader {
         let lanes = self.lanes_for(src);
         let run = Run::new(*src, lanes, prep, proc).with_cancel(self.cancel.as_ref());
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let others = (1..lanes as u64)
-            .map(|t| {
-                let run = &run;
+        let next = std::sync::atomic::AtomicU64::new(0);
+        let others = (1..lanes)
+            .map(|_| {
+                let (run, next) = (&run, &next);
                 move || {
-                    in_place::run_lane(run, t, map);
+                    in_place::run_lane(run, next, map);
                     true
                 }
             })
@@ -941,7 +942,7 @@ impl Reader {
         kept.workers.scope(
             others,
             || {
-                in_place::run_lane(&run, 0, map);
+                in_place::run_lane(&run, &next, map);
                 true
             },
             |source| {
