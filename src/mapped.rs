@@ -250,6 +250,20 @@ impl Mapping {
         }
     }
 
+    /// Unmaps the pages wholly inside `offset..offset + len` from this process (the page cache
+    /// keeps them; touching them again maps them in again), so that the process's resident memory
+    /// and page tables do not grow with the file. Advice only: a refusal changes nothing.
+    pub(crate) fn release(&self, offset: usize, len: usize) {
+        let page = page_size();
+        let first = offset.div_ceil(page) * page;
+        let end = ((offset + len).min(self.len) / page) * page;
+        if end > first {
+            // SAFETY: advice on whole pages inside this mapping; a shared file mapping refills
+            // them from the file on the next touch, so no borrowed byte changes meaning.
+            unsafe { libc::madvise(self.ptr.add(first).cast(), end - first, libc::MADV_DONTNEED) };
+        }
+    }
+
     /// The bytes of `offset..offset + len` (inside the mapping).
     ///
     /// # Safety

@@ -144,3 +144,36 @@ fn no_descriptor_leaks_over_ten_thousand_reads() {
         assert_eq!(open_fds(), before, "descriptors leaked (direct: {direct})");
     }
 }
+
+/// A cached file hashed in place: its pages are unmapped from the process as they are done with,
+/// so the peak resident memory stays far below the file's size (b3sum's is the file's size).
+#[test]
+fn a_file_hashed_in_place_is_not_resident_in_the_process() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let p = dir.path().join("cached");
+    let mut data = vec![0u8; 256 << 20];
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    std::fs::write(&p, &data).unwrap();
+    assert_eq!(std::fs::read(&p).unwrap().len(), data.len());
+    // It goes in place (the run measured below, right after, says the same on its stderr).
+    let route = Command::new(env!("CARGO_BIN_EXE_ringread"))
+        .args(["sum", "-v"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&route.stderr);
+    assert!(said.contains("by in place"), "{said}");
+    let (stdout, code, rss) =
+        run_measured(&["sum".as_ref(), "-v".as_ref(), p.as_os_str()], dir.path());
+    println!("256 MiB in place: peak RSS {rss} bytes");
+    assert_eq!(code, 0);
+    let want = format!("{}  {}\n", blake3::hash(&data).to_hex(), p.display());
+    assert_eq!(String::from_utf8_lossy(&stdout), want);
+    // Two lanes, each with at most 5 chunks of 2 MiB mapped in (4 prepared ahead, 1 handed over).
+    assert!(rss <= (20 << 20) + CONSTANT, "peak RSS {rss}");
+}

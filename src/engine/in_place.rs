@@ -213,6 +213,8 @@ fn hand_over<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
         run.baton.stop_at(k + 1);
         return false;
     }
+    // Done with: the process's memory does not grow with the file.
+    map.release(p.offset as usize, p.filled);
     if p.last {
         run.baton.stop_at(k + 1);
         run.baton.pass(k);
