@@ -81,6 +81,7 @@ pub struct ReadOptions {
     pub(crate) threads: Option<usize>,
     pub(crate) max_bytes: Option<u64>,
     pub(crate) self_tuning: bool,
+    pub(crate) cached_fast_path: bool,
 }
 
 impl Default for ReadOptions {
@@ -141,6 +142,11 @@ impl ReadOptions {
     pub fn self_tuning(&self) -> bool {
         self.self_tuning
     }
+    /// Streams only ([`crate::stream`]): whether a chunk the page cache holds is read on the thread
+    /// that polls the stream (`preadv2` with `RWF_NOWAIT`) rather than by a driver thread.
+    pub fn cached_fast_path(&self) -> bool {
+        self.cached_fast_path
+    }
 }
 
 /// Builds [`ReadOptions`], checking every value.
@@ -162,6 +168,7 @@ pub struct ReadOptionsBuilder {
     threads: Option<usize>,
     max_bytes: Option<u64>,
     fixed: bool,
+    no_fast_path: bool,
 }
 
 impl ReadOptionsBuilder {
@@ -222,6 +229,17 @@ impl ReadOptionsBuilder {
     /// depth.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
+        self
+    }
+
+    /// Streams only ([`crate::stream`]): read the next chunk on the thread that polls the stream
+    /// when the page cache holds it (`preadv2` with `RWF_NOWAIT`: the copy lands in that CPU's
+    /// cache, where the consumer reads it, and crosses no thread), leaving the driver's threads to
+    /// read ahead what is not cached. Off: every chunk is read by a driver thread. Default: on. The
+    /// engine ([`Reader`](crate::Reader)) ignores it: its baton keeps a chunk on the CPU that copied
+    /// it already.
+    pub fn cached_fast_path(mut self, on: bool) -> Self {
+        self.no_fast_path = !on;
         self
     }
 
@@ -291,6 +309,7 @@ impl ReadOptionsBuilder {
                 && self.threads.is_none()
                 && !self.direct
                 && !self.sqpoll,
+            cached_fast_path: !self.no_fast_path,
         })
     }
 }

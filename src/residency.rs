@@ -91,6 +91,17 @@ pub fn of_range(file: &File, offset: u64, len: u64) -> io::Result<Residency> {
     }
 }
 
+/// Whether every page of `len` bytes of `file` from `offset` is in the page cache, by one
+/// `cachestat(2)` and no `fstat` (for a reader deciding, chunk by chunk, what to read ahead). `false`
+/// where the kernel cannot tell (no `cachestat`): then the caller reads as if nothing were cached.
+#[cfg(feature = "stream")]
+pub(crate) fn all_cached(file: &File, offset: u64, len: u64) -> bool {
+    let page = page_size();
+    let start = offset / page * page;
+    let span = (offset.saturating_add(len) - start).div_ceil(page) * page;
+    span > 0 && cachestat(file, start, span).is_ok_and(|pages| pages.saturating_mul(page) >= span)
+}
+
 /// `struct cachestat_range` of `<linux/mman.h>`.
 #[repr(C)]
 struct CachestatRange {

@@ -16,6 +16,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::thread::JoinHandle;
 
 use slab::Slab;
@@ -101,6 +102,34 @@ pub(super) struct Counters {
     pub live_buffers: AtomicUsize,
     /// Reads cancelled because their stream was dropped.
     pub cancelled: AtomicUsize,
+    /// Tasks woken by the lanes with completions (once per stream per batch of completions).
+    pub wakeups: AtomicUsize,
+    /// Chunks read on the thread that polled their stream, from the page cache (`RWF_NOWAIT`).
+    pub cached_chunks: AtomicUsize,
+}
+
+/// The tasks a lane's batch of completions wakes: each once, after the whole batch is recorded
+/// (a task woken at the first completion would otherwise be polled, and woken again, for each of
+/// the others).
+#[derive(Default)]
+struct Wakes(Vec<Waker>);
+
+impl Wakes {
+    fn add(&mut self, w: Option<Waker>) {
+        if let Some(w) = w {
+            if !self.0.iter().any(|x| x.will_wake(&w)) {
+                self.0.push(w);
+            }
+        }
+    }
+
+    /// Wakes every task collected, and counts them.
+    fn wake(&mut self, counters: &Counters) {
+        counters.wakeups.fetch_add(self.0.len(), Ordering::Relaxed);
+        for w in self.0.drain(..) {
+            w.wake();
+        }
+    }
 }
 
 impl Channel {
@@ -243,6 +272,13 @@ pub struct DriverStats {
     /// Reads cancelled so far (`IORING_OP_ASYNC_CANCEL` sent) because their stream was dropped or
     /// the driver was cancelled.
     pub cancelled: usize,
+    /// Tasks woken by the driver's threads so far with completed reads: once per stream per batch
+    /// of completions a thread reaps.
+    pub wakeups: usize,
+    /// Chunks read so far from the page cache on the thread that polled their stream (the cached
+    /// fast path, [`ReadOptionsBuilder::cached_fast_path`](crate::options::ReadOptionsBuilder::cached_fast_path)),
+    /// crossing no thread and waking no task.
+    pub cached_chunks: usize,
     /// The buffer budget in bytes ([`Driver::with_budget`], [`DEFAULT_BUDGET`]).
     pub budget: usize,
     /// Bytes of buffers that exist now, held by streams or kept for reuse: never above `budget`.
@@ -348,6 +384,8 @@ impl Driver {
             in_flight: self.inner.counters.in_flight.load(Ordering::Acquire),
             live_buffers: self.inner.counters.live_buffers.load(Ordering::Acquire),
             cancelled: self.inner.counters.cancelled.load(Ordering::Acquire),
+            wakeups: self.inner.counters.wakeups.load(Ordering::Acquire),
+            cached_chunks: self.inner.counters.cached_chunks.load(Ordering::Acquire),
             budget: p.budget,
             buffer_bytes: p.allocated,
             peak_buffer_bytes: p.peak,
@@ -451,6 +489,7 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
     // Kept across turns, so that a turn allocates nothing: the queue's vector and this one swap.
     let mut reqs: Vec<Request> = Vec::new();
     let mut done: Vec<DriverCqe> = Vec::new();
+    let mut wakes = Wakes::default();
     loop {
         let shutdown = chan.shutdown.load(Ordering::Acquire);
         if !shutdown {
@@ -481,11 +520,11 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
             match req {
                 Request::Read(op) if cancelled => {
                     chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-                    complete(chan, op, -libc::ECANCELED)
+                    wakes.add(complete(chan, op, -libc::ECANCELED))
                 }
                 Request::Read(op) if op.blocking => {
                     let res = read_now(&op, chan);
-                    complete(chan, op, res);
+                    wakes.add(complete(chan, op, res));
                 }
                 Request::Read(op) => {
                     let (fd, buf, len, offset, flags) =
@@ -517,6 +556,7 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                 }
             }
         }
+        wakes.wake(&chan.counters);
         push_whole(&mut ring, &mut ops, &mut next);
         if shutdown && ops.is_empty() {
             if !ring.wake_armed() && !ring.cancel_poll_armed() {
@@ -542,11 +582,12 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                     LaneOp::Read(op) => {
                         std::mem::forget(Arc::clone(&op.shared));
                         op.shared.poison(op.slot);
-                        complete(chan, op, -libc::EIO);
+                        wakes.add(complete(chan, op, -libc::EIO));
                     }
                     LaneOp::Whole(op) => op.abandon(&mut next),
                 }
             }
+            wakes.wake(&chan.counters);
             std::mem::forget(ring);
             // Whole-file reads that went on (given buffers meanwhile) are served by pread.
             for op in next.drain(..) {
@@ -576,12 +617,14 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                     }
                 }
                 DriverCqe::Read { user_data, res } => match ops.try_remove(user_data as usize) {
-                    Some(LaneOp::Read(op)) => complete(chan, op, res),
+                    Some(LaneOp::Read(op)) => wakes.add(complete(chan, op, res)),
                     Some(LaneOp::Whole(op)) => op.complete(res, &mut next),
                     None => {}
                 },
             }
         }
+        // Every stream that had completions in this batch is woken once, now that all are recorded.
+        wakes.wake(&chan.counters);
         // What the completions started goes into the ring before the next wait.
         push_whole(&mut ring, &mut ops, &mut next);
     }
@@ -637,8 +680,10 @@ fn run_whole_now(op: WholeOp) {
     }
 }
 
-/// Records a completion in its stream and wakes the stream's task.
-fn complete(chan: &Channel, op: ReadOp, res: i32) {
+/// Records a completion in its stream; returns the stream's task to wake (once the batch is
+/// recorded).
+#[must_use]
+fn complete(chan: &Channel, op: ReadOp, res: i32) -> Option<Waker> {
     chan.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
     if op.drop_behind && res > 0 {
         // SAFETY: advice on a descriptor the op holds open (`fds`).
@@ -657,7 +702,7 @@ fn complete(chan: &Channel, op: ReadOp, res: i32) {
     // The hold on the file ends before the stream can see the completion, so that the stream's
     // own hold is the last when it finishes (what `dontcache` drops is then dropped in its time).
     drop(fds);
-    shared.complete(slot, res);
+    shared.complete(slot, res)
     // `shared` drops here: the op's hold on the buffers ends with the read.
 }
 
@@ -682,7 +727,9 @@ fn run_pread(chan: &Channel) {
                     } else {
                         read_now(&op, chan)
                     };
-                    complete(chan, op, res);
+                    let mut wakes = Wakes::default();
+                    wakes.add(complete(chan, op, res));
+                    wakes.wake(&chan.counters);
                 }
                 Request::Whole(op) if chan.cancelled() => {
                     let mut next = Vec::new();
@@ -709,17 +756,28 @@ fn read_now(op: &ReadOp, chan: &Channel) -> i32 {
         return -libc::ECANCELED;
     }
     // SAFETY: the op keeps the buffer alive and it is this read's alone (see ReadOp).
+    unsafe { read_with(op.fd, op.buf, op.len, op.offset, op.rw_flags) }
+}
+
+/// One read with a system call: `read(2)` at [`CURRENT_POSITION`], otherwise `pread(2)`, or
+/// `preadv2(2)` with `rw_flags` (`RWF_NOWAIT`, `RWF_DONTCACHE`). Returns the bytes read or
+/// `-errno`, as a completion does.
+///
+/// # Safety
+/// `buf .. buf + len` must be allocated and written by nobody else during the call.
+pub(super) unsafe fn read_with(fd: RawFd, buf: *mut u8, len: u32, offset: u64, rw_flags: i32) -> i32 {
+    // SAFETY: the caller's promise covers the buffer; the descriptor is only read from.
     let n = unsafe {
-        if op.offset == CURRENT_POSITION {
-            libc::read(op.fd, op.buf.cast(), op.len as usize)
-        } else if op.rw_flags != 0 {
+        if offset == CURRENT_POSITION {
+            libc::read(fd, buf.cast(), len as usize)
+        } else if rw_flags != 0 {
             let iov = libc::iovec {
-                iov_base: op.buf.cast(),
-                iov_len: op.len as usize,
+                iov_base: buf.cast(),
+                iov_len: len as usize,
             };
-            libc::preadv2(op.fd, &iov, 1, op.offset as i64, op.rw_flags)
+            libc::preadv2(fd, &iov, 1, offset as i64, rw_flags)
         } else {
-            libc::pread(op.fd, op.buf.cast(), op.len as usize, op.offset as i64)
+            libc::pread(fd, buf.cast(), len as usize, offset as i64)
         }
     };
     if n < 0 {
