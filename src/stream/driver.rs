@@ -765,7 +765,13 @@ fn read_now(op: &ReadOp, chan: &Channel) -> i32 {
 ///
 /// # Safety
 /// `buf .. buf + len` must be allocated and written by nobody else during the call.
-pub(super) unsafe fn read_with(fd: RawFd, buf: *mut u8, len: u32, offset: u64, rw_flags: i32) -> i32 {
+pub(super) unsafe fn read_with(
+    fd: RawFd,
+    buf: *mut u8,
+    len: u32,
+    offset: u64,
+    rw_flags: i32,
+) -> i32 {
     // SAFETY: the caller's promise covers the buffer; the descriptor is only read from.
     let n = unsafe {
         if offset == CURRENT_POSITION {
