@@ -23,7 +23,7 @@ use slab::Slab;
 
 use super::file::{Fds, Shared};
 use super::many::Batch;
-use super::pool::Pool;
+use super::pool::{Pool, Reg, REGISTERED_TABLE};
 use super::whole::{perform, Io, WholeOp};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -55,9 +55,21 @@ pub(super) struct ReadOp {
     /// Drop the pages it read from the page cache once it completes (`dontcache` where the file
     /// system lacks `RWF_DONTCACHE` and `O_DIRECT`).
     pub drop_behind: bool,
+    /// The slot's whole buffer and its registered-buffer entry, when the stream registers
+    /// buffers: the lane reads with `READ_FIXED` where its ring has (or can take) the entry.
+    pub fixed: Option<Fixed>,
 }
 
-// SAFETY: `buf` points into a buffer that `shared` holds for its slot, which the op keeps alive
+/// A read's buffer as the rings' tables of registered buffers know it.
+#[derive(Clone, Copy)]
+pub(super) struct Fixed {
+    pub reg: Reg,
+    /// The buffer's first byte and length (the read's `buf .. buf + len` lies within).
+    pub base: *mut u8,
+    pub len: usize,
+}
+
+// SAFETY: `buf` (and `fixed.base`, the same buffer's start) points into a buffer that `shared` holds for its slot, which the op keeps alive
 // through its `Arc`; the slot belongs to this read alone until the read's completion is recorded (the
 // stream's state machine never lends, reuses or gives back a slot's buffer with a read in flight).
 // Moving the op to the driver thread moves that exclusive use with it.
@@ -106,6 +118,69 @@ pub(super) struct Counters {
     pub wakeups: AtomicUsize,
     /// Chunks read on the thread that polled their stream, from the page cache (`RWF_NOWAIT`).
     pub cached_chunks: AtomicUsize,
+    /// Reads into registered buffers (`READ_FIXED`).
+    pub fixed_reads: AtomicUsize,
+    /// Buffers registered, over every lane's ring, and buffers a lane read into without
+    /// registering them after the kernel refused (`fixed_refused`: its reason).
+    pub registered: AtomicUsize,
+    pub unregistered: AtomicUsize,
+    pub fixed_refused: Mutex<Option<String>>,
+}
+
+/// A lane's table of registered buffers: which buffer (generation) each entry holds.
+struct Table {
+    /// By entry: the generation registered there (0: none).
+    held: Vec<u64>,
+    /// The kernel refused a registration (`RLIMIT_MEMLOCK`, an old kernel): no more are tried,
+    /// and `seen` counts the buffers read without.
+    refused: bool,
+    seen: Vec<u64>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            held: vec![0; REGISTERED_TABLE as usize],
+            refused: false,
+            seen: vec![0; REGISTERED_TABLE as usize],
+        }
+    }
+
+    /// The entry to read into `f` with, registering the buffer there if the entry holds another;
+    /// `None`: a plain read (the kernel refused, now or before).
+    fn entry(&mut self, ring: &mut DriverRing, f: &Fixed, counters: &Counters) -> Option<u16> {
+        let i = f.reg.index as usize;
+        if self.held.get(i) == Some(&f.reg.generation) {
+            return Some(f.reg.index);
+        }
+        if !self.refused {
+            // SAFETY: the entry is then this buffer's; a read through it is pushed only after this
+            // check found the buffer's own generation there, and the buffer lives while such a
+            // read is in flight (the read's op holds it). A buffer freed and another given the
+            // entry is registered anew before a read uses it.
+            match unsafe { ring.register_buffer(REGISTERED_TABLE, f.reg.index, f.base, f.len) } {
+                Ok(()) => {
+                    self.held[i] = f.reg.generation;
+                    counters.registered.fetch_add(1, Ordering::Relaxed);
+                    return Some(f.reg.index);
+                }
+                Err(e) => {
+                    self.refused = true;
+                    self.held[i] = 0;
+                    let mut first = counters
+                        .fixed_refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert_with(|| crate::reader::register_reason(&e));
+                }
+            }
+        }
+        if self.seen.get(i).is_some_and(|&g| g != f.reg.generation) {
+            self.seen[i] = f.reg.generation;
+            counters.unregistered.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
 }
 
 /// The tasks a lane's batch of completions wakes: each once, after the whole batch is recorded
@@ -279,6 +354,8 @@ pub struct DriverStats {
     /// fast path, [`ReadOptionsBuilder::cached_fast_path`](crate::options::ReadOptionsBuilder::cached_fast_path)),
     /// crossing no thread and waking no task.
     pub cached_chunks: usize,
+    /// Reads so far into registered buffers (`READ_FIXED`).
+    pub fixed_reads: usize,
     /// The buffer budget in bytes ([`Driver::with_budget`], [`DEFAULT_BUDGET`]).
     pub budget: usize,
     /// Bytes of buffers that exist now, held by streams or kept for reuse: never above `budget`.
@@ -377,6 +454,26 @@ impl Driver {
         self.inner.notice.as_ref()
     }
 
+    /// Why some of the buffers this driver's threads read into are not registered with the kernel
+    /// (so are read with plain `READ`, not `READ_FIXED`), if the kernel refused one so far: most
+    /// often `RLIMIT_MEMLOCK` (`ulimit -l`), which the driver's budget passes for ordinary users.
+    /// Each thread registers the pool's buffers in its ring as it first reads into them, up to
+    /// the first refusal. `registered` counts the registrations over every thread's ring.
+    pub fn registration_notice(&self) -> Option<Notice> {
+        let c = &self.inner.counters;
+        let reason = c
+            .fixed_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let registered = c.registered.load(Ordering::Acquire);
+        Some(Notice::RegisteredFewer {
+            registered,
+            wanted: registered + c.unregistered.load(Ordering::Acquire),
+            reason,
+        })
+    }
+
     /// What the driver has in hand right now.
     pub fn stats(&self) -> DriverStats {
         let p = self.inner.pool.stats();
@@ -386,6 +483,7 @@ impl Driver {
             cancelled: self.inner.counters.cancelled.load(Ordering::Acquire),
             wakeups: self.inner.counters.wakeups.load(Ordering::Acquire),
             cached_chunks: self.inner.counters.cached_chunks.load(Ordering::Acquire),
+            fixed_reads: self.inner.counters.fixed_reads.load(Ordering::Acquire),
             budget: p.budget,
             buffer_bytes: p.allocated,
             peak_buffer_bytes: p.peak,
@@ -490,6 +588,7 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
     let mut reqs: Vec<Request> = Vec::new();
     let mut done: Vec<DriverCqe> = Vec::new();
     let mut wakes = Wakes::default();
+    let mut table = Table::new();
     loop {
         let shutdown = chan.shutdown.load(Ordering::Acquire);
         if !shutdown {
@@ -529,11 +628,25 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                 Request::Read(op) => {
                     let (fd, buf, len, offset, flags) =
                         (op.fd, op.buf, op.len, op.offset, op.rw_flags);
+                    let entry = op
+                        .fixed
+                        .and_then(|f| table.entry(&mut ring, &f, &chan.counters));
                     let idx = ops.insert(LaneOp::Read(op));
-                    // SAFETY: the buffer and descriptor are kept alive, and the buffer is this read's
-                    // alone, by the op stored in `ops` (see `ReadOp`) until its completion is reaped
-                    // below; if the ring fails, the ops are leaked with their buffers.
-                    unsafe { ring.push_read(fd, buf, len, offset, flags, idx as u64) };
+                    match entry {
+                        Some(index) => {
+                            chan.counters.fixed_reads.fetch_add(1, Ordering::Relaxed);
+                            // SAFETY: as below; and `buf .. buf + len` lies in the slot's buffer,
+                            // which `table.entry` found (or just made) registered as `index`.
+                            unsafe {
+                                ring.push_read_fixed(fd, buf, len, offset, flags, index, idx as u64)
+                            }
+                        }
+                        // SAFETY: the buffer and descriptor are kept alive, and the buffer is this
+                        // read's alone, by the op stored in `ops` (see `ReadOp`) until its
+                        // completion is reaped below; if the ring fails, the ops are leaked with
+                        // their buffers.
+                        None => unsafe { ring.push_read(fd, buf, len, offset, flags, idx as u64) },
+                    }
                 }
                 Request::Whole(op) if cancelled => op.interrupt(&mut next),
                 Request::Whole(op) => next.push(op),

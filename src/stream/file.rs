@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use super::chunk::OwnedChunk;
-use super::driver::{read_with, Counters, Driver, DriverInner, ReadOp};
+use super::driver::{read_with, Counters, Driver, DriverInner, Fixed, ReadOp};
 use super::pool::{Buf, Pool};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
@@ -249,6 +249,8 @@ pub struct FileStream {
     read_ahead: bool,
     /// Chunks read on the polling thread since the stream last returned `Pending`.
     fast_run: u32,
+    /// Reads go into registered buffers where the driver's rings have them (`register_buffers`).
+    register: bool,
 }
 
 /// Chunks a stream reads on the polling thread in a row before it yields (wakes its task and
@@ -438,6 +440,7 @@ impl Driver {
             fast,
             read_ahead: false,
             fast_run: 0,
+            register: opts.register_buffers(),
         })
     }
 }
@@ -526,9 +529,17 @@ impl FileStream {
         std::future::poll_fn(move |cx| self.poll_chunk(cx))
     }
 
-    /// Queues the read that brings in the rest of `piece`, into `slot`.
-    fn read_op(&self, slot: usize, buf: *mut u8, piece: &Piece) -> ReadOp {
+    /// Queues the read that brings in the rest of `piece`, into `slot`, whose buffer is `buf`.
+    fn read_op(&self, slot: usize, buf: Option<&Buf>, piece: &Piece) -> ReadOp {
         let r = self.rules.next_read(piece);
+        let fixed = buf.filter(|_| self.register).and_then(|b| {
+            Some(Fixed {
+                reg: b.reg()?,
+                base: b.ptr(),
+                len: b.len(),
+            })
+        });
+        let buf = buf.map_or(std::ptr::null_mut(), Buf::ptr);
         let fd: RawFd = match (r.via, &self.fds.direct) {
             (Via::Direct, Some(d)) => d.as_raw_fd(),
             _ => self.fds.file.as_raw_fd(),
@@ -548,6 +559,7 @@ impl FileStream {
                 _ => self.rw_flags,
             },
             drop_behind: self.drop_behind,
+            fixed,
             // Chunks go round the driver's threads, as the engine's go round its lanes.
             lane: if self.rules.positional() {
                 piece.k as usize
@@ -576,8 +588,7 @@ impl FileStream {
             let offset = piece.offset;
             st.slots[i] = match self.rules.complete(&mut piece, res) {
                 Step::Again => {
-                    let buf = st.bufs[i].as_ref().map_or(std::ptr::null_mut(), Buf::ptr);
-                    resend.push(self.read_op(i, buf, &piece));
+                    resend.push(self.read_op(i, st.bufs[i].as_ref(), &piece));
                     Slot::Reading { piece, res: None }
                 }
                 Step::Ready { last } => {
@@ -902,7 +913,7 @@ impl FileStream {
                         return Some(Some(Err(e)));
                     }
                 };
-                send.push(self.read_op(i, buf.ptr(), &piece));
+                send.push(self.read_op(i, Some(&buf), &piece));
                 st.bufs[i] = Some(buf);
                 st.slots[i] = Slot::Reading { piece, res: None };
                 self.next_submit += 1;
