@@ -883,14 +883,20 @@ impl FileStream {
                     break;
                 };
                 // With the fast path, the driver reads ahead only after the polling thread found
-                // a chunk not cached, and only up to the next chunk the page cache holds whole:
-                // that one is read on the polling thread when the consumer reaches it. (The chunk
-                // the consumer waits for now is read here when `read_here` could not take it.)
+                // a chunk not cached, and until the page cache holds a whole window (`depth`
+                // chunks) from the next chunk on, with its data in (`residency::all_cached`: pages
+                // the kernel's own read-ahead has put in the cache before their data arrived do not
+                // count). From there the polling thread reads again. A window, not a chunk: the
+                // kernel's read-ahead makes the chunks right ahead of a cold read come in one by
+                // one, and handing each to the polling thread as it does would leave the driver
+                // one read in flight after each miss. (The chunk the consumer waits for now is
+                // read here when `read_here` could not take it.)
                 if self.fast && (piece.k > self.next_deliver || out.is_some()) {
                     if !self.read_ahead {
                         break;
                     }
-                    if all_cached(&self.fds.file, piece.offset, piece.want as u64) {
+                    let window = piece.want as u64 * self.depth as u64;
+                    if all_cached(&self.fds.file, piece.offset, window) {
                         self.read_ahead = false;
                         break;
                     }
