@@ -404,6 +404,7 @@ fn make_method(
                     opts.depth()
                 })
                 .direct(direct)
+                .register_buffers(opts.register_buffers())
                 .cached_fast_path(name == "stream");
             let o = match opts.threads() {
                 Some(t) => o.threads(t),
