@@ -82,6 +82,7 @@ pub struct ReadOptions {
     pub(crate) max_bytes: Option<u64>,
     pub(crate) self_tuning: bool,
     pub(crate) in_place: bool,
+    pub(crate) cached_fast_path: bool,
 }
 
 impl Default for ReadOptions {
@@ -147,6 +148,11 @@ impl ReadOptions {
     pub fn in_place(&self) -> bool {
         self.in_place
     }
+    /// Streams only ([`crate::stream`]): whether a chunk the page cache holds is read on the thread
+    /// that polls the stream (`preadv2` with `RWF_NOWAIT`) rather than by a driver thread.
+    pub fn cached_fast_path(&self) -> bool {
+        self.cached_fast_path
+    }
 }
 
 /// Builds [`ReadOptions`], checking every value.
@@ -169,6 +175,7 @@ pub struct ReadOptionsBuilder {
     max_bytes: Option<u64>,
     fixed: bool,
     in_place: bool,
+    no_fast_path: bool,
 }
 
 impl ReadOptionsBuilder {
@@ -253,6 +260,17 @@ impl ReadOptionsBuilder {
         self
     }
 
+    /// Streams only ([`crate::stream`]): read the next chunk on the thread that polls the stream
+    /// when the page cache holds it (`preadv2` with `RWF_NOWAIT`: the copy lands in that CPU's
+    /// cache, where the consumer reads it, and crosses no thread), leaving the driver's threads to
+    /// read ahead what is not cached. Off: every chunk is read by a driver thread. Default: on. The
+    /// engine ([`Reader`](crate::Reader)) ignores it: its baton keeps a chunk on the CPU that copied
+    /// it already.
+    pub fn cached_fast_path(mut self, on: bool) -> Self {
+        self.no_fast_path = !on;
+        self
+    }
+
     /// Checks the values and makes the options.
     pub fn build(self) -> Result<ReadOptions> {
         let chunk_size = self.chunk_size.unwrap_or(if self.direct {
@@ -320,6 +338,7 @@ impl ReadOptionsBuilder {
                 && !self.direct
                 && !self.sqpoll,
             in_place: self.in_place,
+            cached_fast_path: !self.no_fast_path,
         })
     }
 }

@@ -91,6 +91,21 @@ pub fn of_range(file: &File, offset: u64, len: u64) -> io::Result<Residency> {
     }
 }
 
+/// Whether every page of `len` bytes of `file` from `offset` is in the page cache with its data
+/// in (for a reader deciding, chunk by chunk, what to read ahead). By `mincore(2)`, not
+/// `cachestat(2)`: mincore counts a page only once it is up to date, cachestat from the moment the
+/// kernel's read-ahead puts it in the cache, before the device has filled it (with the default
+/// read-ahead of several MiB, a cold file would look cached right ahead of every read). No
+/// `fstat`: pages past the end are not resident. `false` where the kernel cannot tell: then the
+/// caller reads as if nothing were cached.
+#[cfg(feature = "stream")]
+pub(crate) fn all_cached(file: &File, offset: u64, len: u64) -> bool {
+    let page = page_size();
+    let start = offset / page * page;
+    let span = (offset.saturating_add(len) - start).div_ceil(page) * page;
+    span > 0 && mincore(file, start, span, page).is_ok_and(|r| r.cached >= span)
+}
+
 /// `struct cachestat_range` of `<linux/mman.h>`.
 #[repr(C)]
 struct CachestatRange {

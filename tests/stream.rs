@@ -37,8 +37,20 @@ impl Rng {
     }
 }
 
+/// Whether the streams of these tests read cached chunks on the polling thread: yes here; no when
+/// this file runs again as a module of tests/stream_driver.rs, so that every test also covers the
+/// driver's path alone.
+fn fast_path() -> bool {
+    !module_path!().starts_with("stream_driver")
+}
+
+/// Options with the default values but the fast path as [`fast_path`] says.
+fn builder() -> ringread::options::ReadOptionsBuilder {
+    ReadOptions::builder().cached_fast_path(fast_path())
+}
+
 fn opts(chunk: usize, depth: usize, direct: bool) -> ReadOptions {
-    ReadOptions::builder()
+    builder()
         .chunk_size(chunk)
         .depth(depth)
         .direct(direct)
@@ -125,7 +137,7 @@ fn max_bytes_and_a_file_handed_over_part_read() {
     let p = write_file(dir.path(), "f", &data);
     let driver = Driver::new().unwrap();
     let rt = runtime();
-    let o = ReadOptions::builder()
+    let o = builder()
         .chunk_size(4096)
         .depth(4)
         .max_bytes(100_001)
@@ -353,7 +365,7 @@ fn errors_name_the_file_and_offset() {
     let _g = shared();
     let driver = Driver::new().unwrap();
     let rt = runtime();
-    let o = ReadOptions::default();
+    let o = builder().build().unwrap();
     let e = driver.open("/nonexistent/x", &o).unwrap_err();
     assert!(matches!(e, Error::Open { .. }), "{e}");
     assert_eq!(e.to_string(), "/nonexistent/x: No such file or directory");
@@ -438,7 +450,10 @@ fn cancellation_stress_many_streams_dropped_at_random_points() {
         .enumerate()
         .map(|(i, &n)| {
             let d = random_bytes(n, i as u64 + 100);
-            (write_file(dir.path(), &format!("s{i}"), &d), Arc::new(d))
+            (
+                write_synced(dir.path(), &format!("s{i}"), &d).0,
+                Arc::new(d),
+            )
         })
         .collect();
     let driver = Driver::new().unwrap();
@@ -446,6 +461,11 @@ fn cancellation_stress_many_streams_dropped_at_random_points() {
     let rt = runtime();
     let mut rng = Rng(0xfeed);
     for round in 0..4 {
+        // Cached files are read on the polling thread, with nothing in flight to cancel: each round
+        // starts with the files out of the cache, so the driver reads (and the drops cancel).
+        for (path, _) in &files {
+            uncache(&File::open(path).unwrap(), 0, 0);
+        }
         let mut tasks = Vec::new();
         for k in 0..250 {
             let (path, data) = files[rng.below(files.len() as u64) as usize].clone();
@@ -499,6 +519,16 @@ fn cancellation_stress_many_streams_dropped_at_random_points() {
         wait_idle(&driver);
     }
     drop(rt);
+    if open_fds() != before {
+        for e in std::fs::read_dir("/proc/self/fd").unwrap() {
+            let e = e.unwrap();
+            eprintln!(
+                "FD {:?} -> {:?}",
+                e.file_name(),
+                std::fs::read_link(e.path())
+            );
+        }
+    }
     assert_eq!(
         open_fds(),
         before,
@@ -931,7 +961,7 @@ fn dontcache_streams_the_same_bytes_and_spares_the_cache() {
     let dir = tmpdir("stream-dontcache");
     let driver = Driver::new().unwrap();
     let rt = runtime();
-    let o = ReadOptions::builder()
+    let o = builder()
         .chunk_size(65536)
         .depth(4)
         .dontcache(true)
@@ -962,4 +992,232 @@ fn dontcache_streams_the_same_bytes_and_spares_the_cache() {
     assert!(after.fraction() <= 0.02, "{after:?}");
     drop(rt);
     wait_idle(&driver);
+}
+
+/// Drops `len` bytes of `file` from `offset` from the page cache (its pages are clean: the file was
+/// synced).
+fn uncache(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: advice on a descriptor we own; no memory is passed.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            offset as libc::off_t,
+            len as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0, "posix_fadvise");
+}
+
+/// Writes `data` to `dir/name` and syncs it, so that its pages can be dropped from the cache.
+fn write_synced(dir: &std::path::Path, name: &str, data: &[u8]) -> (PathBuf, File) {
+    let p = write_file(dir, name, data);
+    let f = File::open(&p).unwrap();
+    f.sync_all().unwrap();
+    (p, f)
+}
+
+/// Every other MiB cached: the cached ones are read on the polling thread (with the fast path), the
+/// others by the driver, and the bytes come out whole and in order, whatever the chunk size's
+/// relation to the cached runs.
+#[test]
+fn a_file_cached_every_other_mib_streams_whole() {
+    let _g = shared();
+    let dir = tmpdir("stream");
+    let data = random_bytes(12 << 20, 1616);
+    let (p, f) = write_synced(dir.path(), "striped", &data);
+    for &(chunk, depth) in &[(256 << 10, 8), (192 << 10, 4), (4096, 16), (3 << 20, 2)] {
+        let driver = Driver::new().unwrap();
+        // Out of the cache, then the even MiBs read back in without read-ahead (dropping the odd
+        // ones instead would not work: the page cache holds large folios, which a range's
+        // DONTNEED leaves alone when they reach past it).
+        uncache(&f, 0, 0);
+        let g = File::open(&p).unwrap();
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: advice on a descriptor we own.
+            let rc = unsafe { libc::posix_fadvise(g.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+            assert_eq!(rc, 0);
+        }
+        let mut mib = vec![0u8; 1 << 20];
+        for k in (0..12u64).step_by(2) {
+            std::os::unix::fs::FileExt::read_exact_at(&g, &mut mib, k << 20).unwrap();
+            assert!(mib[..] == data[(k as usize) << 20..][..1 << 20]);
+        }
+        let cached = ringread::residency::of_file(&f).unwrap();
+        assert!(
+            cached.cached <= 7 << 20 && cached.cached >= 5 << 20,
+            "the cache was not striped: {cached:?}"
+        );
+        let rt = runtime();
+        let got = rt
+            .block_on(collect(
+                driver.open(&p, &opts(chunk, depth, false)).unwrap(),
+            ))
+            .unwrap();
+        assert!(got == data, "bytes differ at chunk {chunk} depth {depth}");
+        let st = driver.stats();
+        if fast_path() && chunk <= 1 << 20 {
+            // (A chunk of 2 MiB or more always spans an uncached MiB: the polling thread copies
+            // the cached part of it and the driver reads the rest.)
+            assert!(
+                st.cached_chunks > 0,
+                "nothing read on the polling thread: {st:?}"
+            );
+        } else if !fast_path() {
+            assert_eq!(st.cached_chunks, 0, "{st:?}");
+        }
+        // The uncached half came through the driver, which woke the task.
+        assert!(st.wakeups > 0, "{st:?}");
+        drop(rt);
+        wait_idle(&driver);
+    }
+}
+
+/// The page cache dropped while the stream reads it: the polling thread's reads find nothing
+/// cached (EAGAIN, or a short read) and the driver reads on; the bytes are the file's.
+#[test]
+fn a_file_whose_cache_is_dropped_while_it_is_read() {
+    let _g = shared();
+    let dir = tmpdir("stream");
+    let data = random_bytes(16 << 20, 1717);
+    let (p, f) = write_synced(dir.path(), "dropped", &data);
+    assert!(fs::read(&p).unwrap() == data);
+    let driver = Driver::new().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut s = driver.open(&p, &opts(128 << 10, 8, false)).unwrap();
+        let mut got = Vec::new();
+        let mut n = 0;
+        while let Some(c) = s.next().await {
+            let c = c.unwrap();
+            assert_eq!(c.offset(), got.len() as u64);
+            got.extend_from_slice(&c);
+            n += 1;
+            if n == 5 || n == 60 {
+                uncache(&f, 0, 0);
+            }
+        }
+        assert!(got == data, "bytes differ");
+    });
+    let st = driver.stats();
+    if fast_path() {
+        assert!(st.cached_chunks >= 5, "{st:?}");
+        assert!(
+            st.cached_chunks < 128,
+            "the dropped part came from the cache: {st:?}"
+        );
+    } else {
+        assert_eq!(st.cached_chunks, 0, "{st:?}");
+    }
+    assert!(st.wakeups > 0, "{st:?}");
+    drop(rt);
+    wait_idle(&driver);
+}
+
+/// The fast path and the driver give the same bytes for the same file; with the fast path on, a
+/// cached file's chunks are read on the polling thread (no wake-up), and a run of them is cut by a
+/// `Pending` now and then (bounded work per poll).
+#[test]
+fn the_fast_path_and_the_driver_give_the_same_bytes() {
+    let _g = shared();
+    let dir = tmpdir("stream");
+    let data = random_bytes((4 << 20) + 4097, 1818);
+    let p = write_file(dir.path(), "both", &data);
+    assert!(fs::read(&p).unwrap() == data);
+    let rt = runtime();
+    let mut seen = Vec::new();
+    for fast in [true, false] {
+        let driver = Driver::new().unwrap();
+        let o = builder()
+            .cached_fast_path(fast)
+            .chunk_size(16 << 10)
+            .depth(4)
+            .build()
+            .unwrap();
+        assert_eq!(o.cached_fast_path(), fast);
+        let got = rt.block_on(collect(driver.open(&p, &o).unwrap())).unwrap();
+        assert!(got == data, "fast path {fast}: bytes differ");
+        let st = driver.stats();
+        if fast {
+            assert!(st.cached_chunks > 0, "{st:?}");
+        } else {
+            assert_eq!(st.cached_chunks, 0, "{st:?}");
+            assert!(st.wakeups > 0, "{st:?}");
+        }
+        seen.push(got);
+        wait_idle(&driver);
+    }
+    assert!(seen[0] == seen[1]);
+
+    // Polled by hand, as an executor would, on a cached file: a run of chunks read on this thread
+    // ends with a `Pending` (whose waker is woken at once) well before the file does.
+    let driver = Driver::new().unwrap();
+    let o = builder()
+        .cached_fast_path(true)
+        .chunk_size(4096)
+        .depth(4)
+        .build()
+        .unwrap();
+    let mut s = driver.open(&p, &o).unwrap();
+    let waker = futures_util::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let (mut run, mut longest, mut got) = (0, 0, Vec::new());
+    loop {
+        match futures_core::Stream::poll_next(std::pin::Pin::new(&mut s), &mut cx) {
+            Poll::Ready(Some(c)) => {
+                got.extend_from_slice(&c.unwrap());
+                run += 1;
+                longest = longest.max(run);
+            }
+            Poll::Ready(None) => break,
+            Poll::Pending => {
+                run = 0;
+                std::thread::yield_now();
+            }
+        }
+    }
+    assert!(got == data);
+    assert!(
+        longest < 1000,
+        "{longest} chunks handed out without a Pending"
+    );
+    drop(s);
+    wait_idle(&driver);
+}
+
+/// The driver's threads read into registered buffers (`READ_FIXED`) unless the stream asks not to;
+/// where the kernel refuses to register (locked memory), the driver says why.
+#[test]
+fn registered_buffers_are_read_with_read_fixed() {
+    let _g = shared();
+    let dir = tmpdir("stream");
+    let data = random_bytes(6 << 20, 2020);
+    let (p, f) = write_synced(dir.path(), "fixed", &data);
+    let rt = runtime();
+    for register in [true, false] {
+        // Out of the cache: the driver reads (with or without the fast path).
+        uncache(&f, 0, 0);
+        let driver = Driver::with_budget(2, 8 << 20).unwrap();
+        let o = builder()
+            .chunk_size(128 << 10)
+            .depth(8)
+            .register_buffers(register)
+            .build()
+            .unwrap();
+        let got = rt.block_on(collect(driver.open(&p, &o).unwrap())).unwrap();
+        assert!(got == data, "register {register}: bytes differ");
+        let st = driver.stats();
+        if register {
+            assert!(
+                st.fixed_reads > 0 || driver.registration_notice().is_some(),
+                "no READ_FIXED and no reason: {st:?}"
+            );
+        } else {
+            assert_eq!(st.fixed_reads, 0, "{st:?}");
+            assert!(driver.registration_notice().is_none());
+        }
+        wait_idle(&driver);
+    }
 }

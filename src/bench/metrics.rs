@@ -12,6 +12,7 @@ pub(crate) struct Snapshot {
     read_calls: u64,
     enters: u64,
     polls: u64,
+    switches: u64,
 }
 
 /// The difference between two snapshots.
@@ -25,6 +26,9 @@ pub(crate) struct Cost {
     /// `epoll_wait` calls of ringread's epoll way.
     pub polls: u64,
     pub peak_rss: Option<u64>,
+    /// Voluntary context switches of all the process's threads: each is a thread that went to
+    /// sleep (to be woken: a task's worker, a driver or runtime thread waiting for completions).
+    pub switches: u64,
 }
 
 impl Snapshot {
@@ -32,10 +36,11 @@ impl Snapshot {
     pub(crate) fn now() -> Snapshot {
         // Resets VmHWM (Linux 4.0+), so the peak is this measurement's.
         let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let (cpu, faults) = rusage();
+        let (cpu, faults, switches) = rusage();
         Snapshot {
             cpu,
             faults,
+            switches,
             read_calls: read_calls(),
             enters: crate::ring::enter_count(),
             polls: crate::net::poll_count(),
@@ -46,8 +51,9 @@ impl Snapshot {
     /// The cost since `self`.
     pub(crate) fn cost(&self) -> Cost {
         let seconds = self.at.elapsed().as_secs_f64();
-        let (cpu, faults) = rusage();
+        let (cpu, faults, switches) = rusage();
         Cost {
+            switches: switches - self.switches,
             seconds,
             cpu_seconds: cpu - self.cpu,
             faults: faults - self.faults,
@@ -59,8 +65,9 @@ impl Snapshot {
     }
 }
 
-/// User + system CPU seconds of every thread of the process, and its page faults.
-fn rusage() -> (f64, u64) {
+/// User + system CPU seconds of every thread of the process, its page faults and its voluntary
+/// context switches.
+fn rusage() -> (f64, u64, u64) {
     // SAFETY: getrusage writes into the struct we pass.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
@@ -71,6 +78,7 @@ fn rusage() -> (f64, u64) {
     (
         secs(ru.ru_utime) + secs(ru.ru_stime),
         (ru.ru_minflt + ru.ru_majflt) as u64,
+        ru.ru_nvcsw as u64,
     )
 }
 

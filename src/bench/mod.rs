@@ -88,7 +88,7 @@ use ways::{
 };
 
 /// Every way `bench` knows, in the order it reports them.
-pub const METHODS: [&str; 12] = [
+pub const METHODS: [&str; 13] = [
     "sync",
     "pread-pool",
     "tokio-fs",
@@ -101,6 +101,7 @@ pub const METHODS: [&str; 12] = [
     "uring-fixed",
     "uring-sqpoll",
     "stream",
+    "stream-driver",
 ];
 
 /// The ways through another io_uring runtime, whose `io_uring_enter` calls only the perf counter
@@ -393,18 +394,25 @@ fn make_method(
         "uring" => Box::new(UringMethod::new("uring", with(false, false)?)?),
         "uring-fixed" => Box::new(UringMethod::new("uring-fixed", with(true, false)?)?),
         "uring-sqpoll" => Box::new(UringMethod::new("uring-sqpoll", with(true, true)?)?),
-        "stream" => {
-            // The stream's own default depth unless the user chose one.
-            let mut o = with(false, false)?;
-            if stream_depth_default {
-                o = ReadOptions::builder()
-                    .chunk_size(o.chunk_size())
-                    .depth(crate::stream::DEFAULT_STREAM_DEPTH)
-                    .direct(direct)
-                    .dontcache(opts.dontcache())
-                    .build()?;
-            }
-            Box::new(AsyncStreamMethod::new(o)?)
+        "stream" | "stream-driver" => {
+            // The stream's own default depth unless the user chose one; `stream-driver` is the
+            // stream with its cached fast path off (every chunk read by the driver's threads).
+            let o = ReadOptions::builder()
+                .chunk_size(opts.chunk_size())
+                .depth(if stream_depth_default {
+                    crate::stream::DEFAULT_STREAM_DEPTH
+                } else {
+                    opts.depth()
+                })
+                .direct(direct)
+                .dontcache(opts.dontcache())
+                .register_buffers(opts.register_buffers())
+                .cached_fast_path(name == "stream");
+            let o = match opts.threads() {
+                Some(t) => o.threads(t),
+                None => o,
+            };
+            Box::new(AsyncStreamMethod::new(o.build()?)?)
         }
         _ => {
             return Err(Error::InvalidOptions(format!(
@@ -519,13 +527,16 @@ fn run_cache(
             let mut sample = Sample::from_cost(bytes, &cost, RUNTIMES.contains(&name.as_str()));
             sample.all_syscalls = all_calls;
             sample.cached_after = cache::cached_share(files);
+            let gib = bytes as f64 / (1u64 << 30) as f64;
             let _ = writeln!(
                 progress,
-                "{} run {}/{}: {name:<13} {:6.2} GiB/s",
+                "{} run {}/{}: {name:<13} {:6.2} GiB/s {:6.3} CPU s/GiB {:7.0} wake-ups/GiB",
                 cache.name(),
                 run + 1,
                 config.runs,
-                sample.gib_per_s
+                sample.gib_per_s,
+                sample.cpu_seconds / gib.max(1e-9),
+                sample.switches as f64 / gib.max(1e-9),
             );
             r.samples.push(sample);
         }

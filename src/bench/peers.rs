@@ -272,6 +272,7 @@ fn sample(bytes: u64, r: &Ran) -> Sample {
         cpu_seconds: secs(ru.ru_utime) + secs(ru.ru_stime),
         syscalls: None,
         faults: (ru.ru_minflt + ru.ru_majflt) as u64,
+        switches: ru.ru_nvcsw as u64,
         // ru_maxrss is in KiB on Linux.
         peak_rss_bytes: Some(ru.ru_maxrss as u64 * 1024),
         files: None,

@@ -213,6 +213,9 @@ pub struct Sample {
     pub syscalls: Option<u64>,
     /// Minor and major page faults.
     pub faults: u64,
+    /// Voluntary context switches of all the process's threads (each a thread put to sleep and
+    /// woken again: the wake-ups a way costs).
+    pub switches: u64,
     /// Peak resident memory during the run, bytes.
     pub peak_rss_bytes: Option<u64>,
     /// `--tree`: files read (absent otherwise).
@@ -240,6 +243,7 @@ impl Sample {
             cpu_seconds: c.cpu_seconds,
             syscalls: (!uncountable).then_some(c.read_calls + c.enters + c.polls),
             faults: c.faults,
+            switches: c.switches,
             peak_rss_bytes: c.peak_rss,
             files: None,
             files_per_s: None,

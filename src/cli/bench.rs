@@ -41,7 +41,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["tree", "source"])]
     make_tree: Option<PathBuf>,
     /// Backends to compare, comma-separated [default: all: sync, pread-pool, tokio-fs, tokio-uring,
-    /// mmap, uring, uring-fixed, uring-sqpoll, stream (the async stream interface); for --source
+    /// mmap, uring, uring-fixed, uring-sqpoll, stream (the async stream interface), stream-driver
+    /// (the stream with its cached fast path off: every chunk read by the driver); for --source
     /// pipe or tcp: sync, epoll, tokio, uring-recv, uring-multishot, uring-multishot-batch; for
     /// --tree: many, one-by-one, threads, tokio-fs, tokio-uring]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]

@@ -153,7 +153,7 @@ pub(crate) fn inspect(
     })
 }
 
-pub(super) fn register_reason(e: &io::Error) -> String {
+pub(crate) fn register_reason(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::ENOMEM) => {
             // SAFETY: getrlimit writes into the struct we pass.

@@ -30,8 +30,7 @@ use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::residency::dontcache_supported;
 use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
-use file::register_reason;
-pub(crate) use file::{inspect, on_fuse, open_read, Inspected};
+pub(crate) use file::{inspect, on_fuse, open_read, register_reason, Inspected};
 
 /// A lane's kept resources: its ring (none on the `pread(2)` and synchronous paths) and its
 /// buffers. The ring is declared first so that it is dropped (and its registration released) before

@@ -42,6 +42,9 @@ pub(crate) struct DriverRing {
     wake_buf: Box<u64>,
     wake_armed: bool,
     cancel_armed: bool,
+    /// The table of registered buffers: not made yet (`None`), made with this many entries, or
+    /// refused (`Some(0)`).
+    table: Option<u32>,
 }
 
 impl DriverRing {
@@ -53,7 +56,78 @@ impl DriverRing {
             wake_buf: Box::new(0),
             wake_armed: false,
             cancel_armed: false,
+            table: None,
         })
+    }
+
+    /// Registers `buf .. buf + len` as entry `index` of this ring's table of registered buffers
+    /// (`IORING_REGISTER_BUFFERS_UPDATE`), replacing what the entry held (whose pages the kernel
+    /// then unpins). The table, of `entries` empty entries (`IORING_RSRC_REGISTER_SPARSE`), is made
+    /// at the first call. Fails with the kernel's reason: `ENOMEM` when the pages would pass
+    /// `RLIMIT_MEMLOCK` (`ulimit -l`, 8 MiB for ordinary users), `EINVAL`/`EOPNOTSUPP` on kernels
+    /// before 5.13; the caller then reads into the buffer with plain reads.
+    ///
+    /// # Safety
+    /// Until the entry is replaced or the ring is dropped, a read pushed with
+    /// [`DriverRing::push_read_fixed`] with `index` must be into this buffer, alive; the kernel
+    /// holds the pages pinned meanwhile, so freeing the memory is not itself a hazard, reading
+    /// into it through a stale entry is.
+    pub(crate) unsafe fn register_buffer(
+        &mut self,
+        entries: u16,
+        index: u16,
+        buf: *mut u8,
+        len: usize,
+    ) -> io::Result<()> {
+        if self.table.is_none() {
+            let made = self
+                .ring
+                .submitter()
+                .register_buffers_sparse(entries as u32);
+            self.table = Some(if made.is_ok() { entries as u32 } else { 0 });
+            made?;
+        }
+        if self.table.is_none_or(|n| index as u32 >= n) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let iov = libc::iovec {
+            iov_base: buf.cast(),
+            iov_len: len,
+        };
+        // SAFETY: the caller's promise: reads through this entry go into this buffer while it
+        // lives.
+        unsafe {
+            self.ring
+                .submitter()
+                .register_buffers_update(index as u32, &[iov], None)
+        }
+    }
+
+    /// As [`DriverRing::push_read`], as a `READ_FIXED` into registered buffer `index` (the kernel
+    /// pins no pages for it: they are pinned already).
+    ///
+    /// # Safety
+    /// As for [`DriverRing::push_read`]; and `buf .. buf + len` must lie within the buffer
+    /// registered as entry `index` by [`DriverRing::register_buffer`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn push_read_fixed(
+        &mut self,
+        fd: RawFd,
+        buf: *mut u8,
+        len: u32,
+        offset: u64,
+        rw_flags: i32,
+        index: u16,
+        user_data: u64,
+    ) {
+        debug_assert!(user_data < CANCEL_POLL_TAG);
+        let e = opcode::ReadFixed::new(types::Fd(fd), buf, len, index)
+            .offset(offset)
+            .rw_flags(rw_flags)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the caller's promise covers the buffer, its registration and the descriptor.
+        unsafe { self.push(&e) }
     }
 
     /// Queues a read of `len` bytes at `offset` ([`CURRENT_POSITION`](super::CURRENT_POSITION) for a

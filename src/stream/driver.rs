@@ -16,13 +16,14 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::thread::JoinHandle;
 
 use slab::Slab;
 
 use super::file::{Fds, Shared};
 use super::many::Batch;
-use super::pool::Pool;
+use super::pool::{Pool, Reg, REGISTERED_TABLE};
 use super::whole::{perform, Io, WholeOp};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -54,9 +55,21 @@ pub(super) struct ReadOp {
     /// Drop the pages it read from the page cache once it completes (`dontcache` where the file
     /// system lacks `RWF_DONTCACHE` and `O_DIRECT`).
     pub drop_behind: bool,
+    /// The slot's whole buffer and its registered-buffer entry, when the stream registers
+    /// buffers: the lane reads with `READ_FIXED` where its ring has (or can take) the entry.
+    pub fixed: Option<Fixed>,
 }
 
-// SAFETY: `buf` points into a buffer that `shared` holds for its slot, which the op keeps alive
+/// A read's buffer as the rings' tables of registered buffers know it.
+#[derive(Clone, Copy)]
+pub(super) struct Fixed {
+    pub reg: Reg,
+    /// The buffer's first byte and length (the read's `buf .. buf + len` lies within).
+    pub base: *mut u8,
+    pub len: usize,
+}
+
+// SAFETY: `buf` (and `fixed.base`, the same buffer's start) points into a buffer that `shared` holds for its slot, which the op keeps alive
 // through its `Arc`; the slot belongs to this read alone until the read's completion is recorded (the
 // stream's state machine never lends, reuses or gives back a slot's buffer with a read in flight).
 // Moving the op to the driver thread moves that exclusive use with it.
@@ -101,6 +114,97 @@ pub(super) struct Counters {
     pub live_buffers: AtomicUsize,
     /// Reads cancelled because their stream was dropped.
     pub cancelled: AtomicUsize,
+    /// Tasks woken by the lanes with completions (once per stream per batch of completions).
+    pub wakeups: AtomicUsize,
+    /// Chunks read on the thread that polled their stream, from the page cache (`RWF_NOWAIT`).
+    pub cached_chunks: AtomicUsize,
+    /// Reads into registered buffers (`READ_FIXED`).
+    pub fixed_reads: AtomicUsize,
+    /// Buffers registered, over every lane's ring, and buffers a lane read into without
+    /// registering them after the kernel refused (`fixed_refused`: its reason).
+    pub registered: AtomicUsize,
+    pub unregistered: AtomicUsize,
+    pub fixed_refused: Mutex<Option<String>>,
+}
+
+/// A lane's table of registered buffers: which buffer (generation) each entry holds.
+struct Table {
+    /// By entry: the generation registered there (0: none).
+    held: Vec<u64>,
+    /// The kernel refused a registration (`RLIMIT_MEMLOCK`, an old kernel): no more are tried,
+    /// and `seen` counts the buffers read without.
+    refused: bool,
+    seen: Vec<u64>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            held: vec![0; REGISTERED_TABLE as usize],
+            refused: false,
+            seen: vec![0; REGISTERED_TABLE as usize],
+        }
+    }
+
+    /// The entry to read into `f` with, registering the buffer there if the entry holds another;
+    /// `None`: a plain read (the kernel refused, now or before).
+    fn entry(&mut self, ring: &mut DriverRing, f: &Fixed, counters: &Counters) -> Option<u16> {
+        let i = f.reg.index as usize;
+        if self.held.get(i) == Some(&f.reg.generation) {
+            return Some(f.reg.index);
+        }
+        if !self.refused {
+            // SAFETY: the entry is then this buffer's; a read through it is pushed only after this
+            // check found the buffer's own generation there, and the buffer lives while such a
+            // read is in flight (the read's op holds it). A buffer freed and another given the
+            // entry is registered anew before a read uses it.
+            match unsafe { ring.register_buffer(REGISTERED_TABLE, f.reg.index, f.base, f.len) } {
+                Ok(()) => {
+                    self.held[i] = f.reg.generation;
+                    counters.registered.fetch_add(1, Ordering::Relaxed);
+                    return Some(f.reg.index);
+                }
+                Err(e) => {
+                    self.refused = true;
+                    self.held[i] = 0;
+                    let mut first = counters
+                        .fixed_refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert_with(|| crate::reader::register_reason(&e));
+                }
+            }
+        }
+        if self.seen.get(i).is_some_and(|&g| g != f.reg.generation) {
+            self.seen[i] = f.reg.generation;
+            counters.unregistered.fetch_add(1, Ordering::Relaxed);
+        }
+        None
+    }
+}
+
+/// The tasks a lane's batch of completions wakes: each once, after the whole batch is recorded
+/// (a task woken at the first completion would otherwise be polled, and woken again, for each of
+/// the others).
+#[derive(Default)]
+struct Wakes(Vec<Waker>);
+
+impl Wakes {
+    fn add(&mut self, w: Option<Waker>) {
+        if let Some(w) = w {
+            if !self.0.iter().any(|x| x.will_wake(&w)) {
+                self.0.push(w);
+            }
+        }
+    }
+
+    /// Wakes every task collected, and counts them.
+    fn wake(&mut self, counters: &Counters) {
+        counters.wakeups.fetch_add(self.0.len(), Ordering::Relaxed);
+        for w in self.0.drain(..) {
+            w.wake();
+        }
+    }
 }
 
 impl Channel {
@@ -243,6 +347,15 @@ pub struct DriverStats {
     /// Reads cancelled so far (`IORING_OP_ASYNC_CANCEL` sent) because their stream was dropped or
     /// the driver was cancelled.
     pub cancelled: usize,
+    /// Tasks woken by the driver's threads so far with completed reads: once per stream per batch
+    /// of completions a thread reaps.
+    pub wakeups: usize,
+    /// Chunks read so far from the page cache on the thread that polled their stream (the cached
+    /// fast path, [`ReadOptionsBuilder::cached_fast_path`](crate::options::ReadOptionsBuilder::cached_fast_path)),
+    /// crossing no thread and waking no task.
+    pub cached_chunks: usize,
+    /// Reads so far into registered buffers (`READ_FIXED`).
+    pub fixed_reads: usize,
     /// The buffer budget in bytes ([`Driver::with_budget`], [`DEFAULT_BUDGET`]).
     pub budget: usize,
     /// Bytes of buffers that exist now, held by streams or kept for reuse: never above `budget`.
@@ -341,6 +454,26 @@ impl Driver {
         self.inner.notice.as_ref()
     }
 
+    /// Why some of the buffers this driver's threads read into are not registered with the kernel
+    /// (so are read with plain `READ`, not `READ_FIXED`), if the kernel refused one so far: most
+    /// often `RLIMIT_MEMLOCK` (`ulimit -l`), which the driver's budget passes for ordinary users.
+    /// Each thread registers the pool's buffers in its ring as it first reads into them, up to
+    /// the first refusal. `registered` counts the registrations over every thread's ring.
+    pub fn registration_notice(&self) -> Option<Notice> {
+        let c = &self.inner.counters;
+        let reason = c
+            .fixed_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let registered = c.registered.load(Ordering::Acquire);
+        Some(Notice::RegisteredFewer {
+            registered,
+            wanted: registered + c.unregistered.load(Ordering::Acquire),
+            reason,
+        })
+    }
+
     /// What the driver has in hand right now.
     pub fn stats(&self) -> DriverStats {
         let p = self.inner.pool.stats();
@@ -348,6 +481,9 @@ impl Driver {
             in_flight: self.inner.counters.in_flight.load(Ordering::Acquire),
             live_buffers: self.inner.counters.live_buffers.load(Ordering::Acquire),
             cancelled: self.inner.counters.cancelled.load(Ordering::Acquire),
+            wakeups: self.inner.counters.wakeups.load(Ordering::Acquire),
+            cached_chunks: self.inner.counters.cached_chunks.load(Ordering::Acquire),
+            fixed_reads: self.inner.counters.fixed_reads.load(Ordering::Acquire),
             budget: p.budget,
             buffer_bytes: p.allocated,
             peak_buffer_bytes: p.peak,
@@ -451,6 +587,8 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
     // Kept across turns, so that a turn allocates nothing: the queue's vector and this one swap.
     let mut reqs: Vec<Request> = Vec::new();
     let mut done: Vec<DriverCqe> = Vec::new();
+    let mut wakes = Wakes::default();
+    let mut table = Table::new();
     loop {
         let shutdown = chan.shutdown.load(Ordering::Acquire);
         if !shutdown {
@@ -481,20 +619,34 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
             match req {
                 Request::Read(op) if cancelled => {
                     chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-                    complete(chan, op, -libc::ECANCELED)
+                    wakes.add(complete(chan, op, -libc::ECANCELED))
                 }
                 Request::Read(op) if op.blocking => {
                     let res = read_now(&op, chan);
-                    complete(chan, op, res);
+                    wakes.add(complete(chan, op, res));
                 }
                 Request::Read(op) => {
                     let (fd, buf, len, offset, flags) =
                         (op.fd, op.buf, op.len, op.offset, op.rw_flags);
+                    let entry = op
+                        .fixed
+                        .and_then(|f| table.entry(&mut ring, &f, &chan.counters));
                     let idx = ops.insert(LaneOp::Read(op));
-                    // SAFETY: the buffer and descriptor are kept alive, and the buffer is this read's
-                    // alone, by the op stored in `ops` (see `ReadOp`) until its completion is reaped
-                    // below; if the ring fails, the ops are leaked with their buffers.
-                    unsafe { ring.push_read(fd, buf, len, offset, flags, idx as u64) };
+                    match entry {
+                        Some(index) => {
+                            chan.counters.fixed_reads.fetch_add(1, Ordering::Relaxed);
+                            // SAFETY: as below; and `buf .. buf + len` lies in the slot's buffer,
+                            // which `table.entry` found (or just made) registered as `index`.
+                            unsafe {
+                                ring.push_read_fixed(fd, buf, len, offset, flags, index, idx as u64)
+                            }
+                        }
+                        // SAFETY: the buffer and descriptor are kept alive, and the buffer is this
+                        // read's alone, by the op stored in `ops` (see `ReadOp`) until its
+                        // completion is reaped below; if the ring fails, the ops are leaked with
+                        // their buffers.
+                        None => unsafe { ring.push_read(fd, buf, len, offset, flags, idx as u64) },
+                    }
                 }
                 Request::Whole(op) if cancelled => op.interrupt(&mut next),
                 Request::Whole(op) => next.push(op),
@@ -517,6 +669,7 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                 }
             }
         }
+        wakes.wake(&chan.counters);
         push_whole(&mut ring, &mut ops, &mut next);
         if shutdown && ops.is_empty() {
             if !ring.wake_armed() && !ring.cancel_poll_armed() {
@@ -542,11 +695,12 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                     LaneOp::Read(op) => {
                         std::mem::forget(Arc::clone(&op.shared));
                         op.shared.poison(op.slot);
-                        complete(chan, op, -libc::EIO);
+                        wakes.add(complete(chan, op, -libc::EIO));
                     }
                     LaneOp::Whole(op) => op.abandon(&mut next),
                 }
             }
+            wakes.wake(&chan.counters);
             std::mem::forget(ring);
             // Whole-file reads that went on (given buffers meanwhile) are served by pread.
             for op in next.drain(..) {
@@ -576,12 +730,14 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                     }
                 }
                 DriverCqe::Read { user_data, res } => match ops.try_remove(user_data as usize) {
-                    Some(LaneOp::Read(op)) => complete(chan, op, res),
+                    Some(LaneOp::Read(op)) => wakes.add(complete(chan, op, res)),
                     Some(LaneOp::Whole(op)) => op.complete(res, &mut next),
                     None => {}
                 },
             }
         }
+        // Every stream that had completions in this batch is woken once, now that all are recorded.
+        wakes.wake(&chan.counters);
         // What the completions started goes into the ring before the next wait.
         push_whole(&mut ring, &mut ops, &mut next);
     }
@@ -637,8 +793,10 @@ fn run_whole_now(op: WholeOp) {
     }
 }
 
-/// Records a completion in its stream and wakes the stream's task.
-fn complete(chan: &Channel, op: ReadOp, res: i32) {
+/// Records a completion in its stream; returns the stream's task to wake (once the batch is
+/// recorded).
+#[must_use]
+fn complete(chan: &Channel, op: ReadOp, res: i32) -> Option<Waker> {
     chan.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
     if op.drop_behind && res > 0 {
         // SAFETY: advice on a descriptor the op holds open (`fds`).
@@ -657,7 +815,7 @@ fn complete(chan: &Channel, op: ReadOp, res: i32) {
     // The hold on the file ends before the stream can see the completion, so that the stream's
     // own hold is the last when it finishes (what `dontcache` drops is then dropped in its time).
     drop(fds);
-    shared.complete(slot, res);
+    shared.complete(slot, res)
     // `shared` drops here: the op's hold on the buffers ends with the read.
 }
 
@@ -682,7 +840,9 @@ fn run_pread(chan: &Channel) {
                     } else {
                         read_now(&op, chan)
                     };
-                    complete(chan, op, res);
+                    let mut wakes = Wakes::default();
+                    wakes.add(complete(chan, op, res));
+                    wakes.wake(&chan.counters);
                 }
                 Request::Whole(op) if chan.cancelled() => {
                     let mut next = Vec::new();
@@ -709,17 +869,34 @@ fn read_now(op: &ReadOp, chan: &Channel) -> i32 {
         return -libc::ECANCELED;
     }
     // SAFETY: the op keeps the buffer alive and it is this read's alone (see ReadOp).
+    unsafe { read_with(op.fd, op.buf, op.len, op.offset, op.rw_flags) }
+}
+
+/// One read with a system call: `read(2)` at [`CURRENT_POSITION`], otherwise `pread(2)`, or
+/// `preadv2(2)` with `rw_flags` (`RWF_NOWAIT`, `RWF_DONTCACHE`). Returns the bytes read or
+/// `-errno`, as a completion does.
+///
+/// # Safety
+/// `buf .. buf + len` must be allocated and written by nobody else during the call.
+pub(super) unsafe fn read_with(
+    fd: RawFd,
+    buf: *mut u8,
+    len: u32,
+    offset: u64,
+    rw_flags: i32,
+) -> i32 {
+    // SAFETY: the caller's promise covers the buffer; the descriptor is only read from.
     let n = unsafe {
-        if op.offset == CURRENT_POSITION {
-            libc::read(op.fd, op.buf.cast(), op.len as usize)
-        } else if op.rw_flags != 0 {
+        if offset == CURRENT_POSITION {
+            libc::read(fd, buf.cast(), len as usize)
+        } else if rw_flags != 0 {
             let iov = libc::iovec {
-                iov_base: op.buf.cast(),
-                iov_len: op.len as usize,
+                iov_base: buf.cast(),
+                iov_len: len as usize,
             };
-            libc::preadv2(op.fd, &iov, 1, op.offset as i64, op.rw_flags)
+            libc::preadv2(fd, &iov, 1, offset as i64, rw_flags)
         } else {
-            libc::pread(op.fd, op.buf.cast(), op.len as usize, op.offset as i64)
+            libc::pread(fd, buf.cast(), len as usize, offset as i64)
         }
     };
     if n < 0 {

@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use super::chunk::OwnedChunk;
-use super::driver::{Counters, Driver, DriverInner, ReadOp};
+use super::driver::{read_with, Counters, Driver, DriverInner, Fixed, ReadOp};
 use super::pool::{Buf, Pool};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
 use crate::options::ReadOptions;
 use crate::reader::{inspect, on_fuse, open_read, Inspected, Notice};
+use crate::residency::all_cached;
 
 /// The descriptors a stream reads: kept open by the stream and by each of its reads in flight.
 pub(super) struct Fds {
@@ -135,8 +136,10 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A read into `slot` completed with `res` (bytes, or `-errno`).
-    pub(super) fn complete(&self, slot: usize, res: i32) {
+    /// A read into `slot` completed with `res` (bytes, or `-errno`). Returns the stream's task to
+    /// wake (the lane wakes each task once per batch of completions).
+    #[must_use]
+    pub(super) fn complete(&self, slot: usize, res: i32) -> Option<Waker> {
         let mut giveback = None;
         let waker = {
             let mut st = self.lock();
@@ -150,9 +153,7 @@ impl Shared {
             st.waker.take()
         };
         self.pool.give(giveback);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        waker
     }
 
     /// The chunk lent from `slot` was dropped.
@@ -240,7 +241,22 @@ pub struct FileStream {
     /// Drop read pages from the page cache (`dontcache` without `RWF_DONTCACHE` or `O_DIRECT`).
     drop_behind: bool,
     notices: Vec<Notice>,
+    /// The cached fast path applies: the next chunk is first read on the polling thread with
+    /// `RWF_NOWAIT` (see [`FileStream::read_here`]).
+    fast: bool,
+    /// The last read on the polling thread found its chunk (or part of it) not cached: the driver
+    /// reads ahead, until it meets a chunk the page cache holds whole.
+    read_ahead: bool,
+    /// Chunks read on the polling thread since the stream last returned `Pending`.
+    fast_run: u32,
+    /// Reads go into registered buffers where the driver's rings have them (`register_buffers`).
+    register: bool,
 }
+
+/// Chunks a stream reads on the polling thread in a row before it yields (wakes its task and
+/// returns `Pending`), so that one stream over a cached file does not hold an executor thread:
+/// each poll copies at most one chunk, and 32 of 256 KiB are 8 MiB, a few milliseconds.
+const FAST_RUN: u32 = 32;
 
 impl std::fmt::Debug for FileStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -366,6 +382,17 @@ impl Driver {
         }
         let depth = opts.depth();
         let stride = Pool::stride(opts.chunk_size());
+        // The fast path reads the page cache: not for O_DIRECT (which bypasses it: its reads wait
+        // for the device, which RWF_NOWAIT refuses), pipes and sockets (no offsets: a read there
+        // may take bytes that then must be handed out, whatever the cache), FUSE files (read with
+        // read(2) on a lane, see above) or `dontcache` (a file mostly not cached, read so as to
+        // leave the cache as it was: the probe would fail on nearly every chunk).
+        let fast = opts.cached_fast_path()
+            && positional
+            && direct.is_none()
+            && !blocking
+            && rw_flags == 0
+            && !drop_behind;
         if stride > self.inner.pool.budget() {
             return Err(Error::InvalidOptions(format!(
                 "chunk_size {} is larger than the driver's whole buffer budget ({} bytes)",
@@ -410,6 +437,10 @@ impl Driver {
             rw_flags,
             drop_behind,
             notices,
+            fast,
+            read_ahead: false,
+            fast_run: 0,
+            register: opts.register_buffers(),
         })
     }
 }
@@ -498,9 +529,17 @@ impl FileStream {
         std::future::poll_fn(move |cx| self.poll_chunk(cx))
     }
 
-    /// Queues the read that brings in the rest of `piece`, into `slot`.
-    fn read_op(&self, slot: usize, buf: *mut u8, piece: &Piece) -> ReadOp {
+    /// Queues the read that brings in the rest of `piece`, into `slot`, whose buffer is `buf`.
+    fn read_op(&self, slot: usize, buf: Option<&Buf>, piece: &Piece) -> ReadOp {
         let r = self.rules.next_read(piece);
+        let fixed = buf.filter(|_| self.register).and_then(|b| {
+            Some(Fixed {
+                reg: b.reg()?,
+                base: b.ptr(),
+                len: b.len(),
+            })
+        });
+        let buf = buf.map_or(std::ptr::null_mut(), Buf::ptr);
         let fd: RawFd = match (r.via, &self.fds.direct) {
             (Via::Direct, Some(d)) => d.as_raw_fd(),
             _ => self.fds.file.as_raw_fd(),
@@ -520,6 +559,7 @@ impl FileStream {
                 _ => self.rw_flags,
             },
             drop_behind: self.drop_behind,
+            fixed,
             // Chunks go round the driver's threads, as the engine's go round its lanes.
             lane: if self.rules.positional() {
                 piece.k as usize
@@ -548,8 +588,7 @@ impl FileStream {
             let offset = piece.offset;
             st.slots[i] = match self.rules.complete(&mut piece, res) {
                 Step::Again => {
-                    let buf = st.bufs[i].as_ref().map_or(std::ptr::null_mut(), Buf::ptr);
-                    resend.push(self.read_op(i, buf, &piece));
+                    resend.push(self.read_op(i, st.bufs[i].as_ref(), &piece));
                     Slot::Reading { piece, res: None }
                 }
                 Step::Ready { last } => {
@@ -642,7 +681,17 @@ impl FileStream {
         if self.driver.cancelled() {
             return Poll::Ready(Some(Err(self.interrupt())));
         }
+        if self.fast_run >= FAST_RUN {
+            // Bounded work per poll, and a bounded run of polls that are all ready: let the
+            // executor run other tasks before the next chunk.
+            self.fast_run = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let shared = Arc::clone(&self.shared);
+        if self.fast && self.read_here(&shared, cx) {
+            self.fast_run += 1;
+        }
         let mut send = Vec::new();
         let mut giveback = Vec::new();
         let out = self.turn(&shared, cx, &mut send, &mut giveback);
@@ -652,8 +701,93 @@ impl FileStream {
         }
         match out {
             Some(item) => Poll::Ready(item),
-            None => Poll::Pending,
+            None => {
+                self.fast_run = 0;
+                Poll::Pending
+            }
         }
+    }
+
+    /// The cached fast path: when no read of the next chunk is under way, reads it here, on the
+    /// thread that polls (which then hands it out: the copy is in this CPU's cache, where the
+    /// consumer reads it), with `RWF_NOWAIT`, so only what the page cache holds is copied and the
+    /// poll never waits for a device. The read is booked into its slot as a completion is, and
+    /// `turn` applies the chunk rules to it like to any other: what the cache lacked (`EAGAIN`, or a
+    /// short read that more `RWF_NOWAIT` reads do not complete) goes to the driver, and the driver
+    /// reads ahead from then on (`read_ahead`). Returns whether the chunk was read here, whole or to
+    /// its end.
+    fn read_here(&mut self, shared: &Shared, cx: &mut Context<'_>) -> bool {
+        let (slot, mut piece, buf) = {
+            let mut st = shared.lock();
+            if self.ended || self.next_submit != self.next_deliver {
+                return false;
+            }
+            let Some(slot) = st.slots.iter().position(|s| matches!(s, Slot::Free)) else {
+                return false;
+            };
+            let Some(piece) = self.next_piece(&st) else {
+                return false;
+            };
+            // The consumer waits for this chunk and nothing else is read or ready: it may have a
+            // buffer whenever the budget has one (as `turn` would take it, waiting the same way).
+            let held = st.bufs.iter().flatten().count() * self.stride;
+            let Ok(Some(buf)) = shared.pool.take(self.stride, held, true, cx.waker()) else {
+                return false;
+            };
+            let ptr = buf.ptr();
+            st.bufs[slot] = Some(buf);
+            // `Reading` with no result: nobody else touches the slot or its buffer until the result
+            // is booked below (no lane has a read of it; the stream is `&mut self`).
+            st.slots[slot] = Slot::Reading { piece, res: None };
+            self.next_submit += 1;
+            (slot, piece, ptr)
+        };
+        // Reads on until the chunk is whole, the end is found, or the cache lacks the rest (a
+        // short read stops where the cached pages do; the next says EAGAIN). Bounded: each read
+        // that returns bytes moves on, and at most a few are made.
+        let mut res = -libc::EAGAIN;
+        for _ in 0..4 {
+            let r = self.rules.next_read(&piece);
+            // SAFETY: `buf_offset + len` lies within the chunk, within the slot's buffer, which is
+            // this read's alone (the slot is `Reading` with no read in flight) and stays allocated
+            // (the stream holds it in `bufs`); the descriptor is the stream's own, open.
+            res = unsafe {
+                read_with(
+                    self.fds.file.as_raw_fd(),
+                    buf.wrapping_add(r.buf_offset),
+                    r.len,
+                    r.offset,
+                    libc::RWF_NOWAIT,
+                )
+            };
+            if res == -libc::EOPNOTSUPP || res == -libc::EINVAL {
+                // The file system (or the kernel) has no RWF_NOWAIT: the driver reads this chunk,
+                // and every other, as it would without the fast path.
+                self.fast = false;
+                res = -libc::EAGAIN;
+                break;
+            }
+            let mut more = piece;
+            if res > 0 && self.rules.complete(&mut more, res) == Step::Again {
+                piece = more;
+                res = -libc::EAGAIN;
+                continue;
+            }
+            break;
+        }
+        let missed = res == -libc::EAGAIN || res == -libc::EINTR;
+        self.read_ahead |= missed;
+        if !missed {
+            self.shared
+                .counters
+                .cached_chunks
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        shared.lock().slots[slot] = Slot::Reading {
+            piece,
+            res: Some(res),
+        };
+        !missed
     }
 
     /// One poll's work under the stream's lock: settle completions, hand out the next chunk if it is
@@ -748,6 +882,25 @@ impl FileStream {
                 let Some(piece) = self.next_piece(&st) else {
                     break;
                 };
+                // With the fast path, the driver reads ahead only after the polling thread found
+                // a chunk not cached, and until the page cache holds a whole window (`depth`
+                // chunks) from the next chunk on, with its data in (`residency::all_cached`: pages
+                // the kernel's own read-ahead has put in the cache before their data arrived do not
+                // count). From there the polling thread reads again. A window, not a chunk: the
+                // kernel's read-ahead makes the chunks right ahead of a cold read come in one by
+                // one, and handing each to the polling thread as it does would leave the driver
+                // one read in flight after each miss. (The chunk the consumer waits for now is
+                // read here when `read_here` could not take it.)
+                if self.fast && (piece.k > self.next_deliver || out.is_some()) {
+                    if !self.read_ahead {
+                        break;
+                    }
+                    let window = piece.want as u64 * self.depth as u64;
+                    if all_cached(&self.fds.file, piece.offset, window) {
+                        self.read_ahead = false;
+                        break;
+                    }
+                }
                 // A buffer from the driver's pool: read ahead only within this stream's share;
                 // when its consumer waits (nothing handed out now) and nothing is in flight or
                 // ready, this stream needs one, and waits for it.
@@ -766,7 +919,7 @@ impl FileStream {
                         return Some(Some(Err(e)));
                     }
                 };
-                send.push(self.read_op(i, buf.ptr(), &piece));
+                send.push(self.read_op(i, Some(&buf), &piece));
                 st.bufs[i] = Some(buf);
                 st.slots[i] = Slot::Reading { piece, res: None };
                 self.next_submit += 1;

@@ -30,6 +30,14 @@
 //!    (resubmitting short reads and EINTR/EAGAIN, by the same rules as every other path) and hands
 //!    them out as [`OwnedChunk`]s.
 //!
+//! Before any of that, a poll reads the chunk its consumer waits for itself when the page cache
+//! holds it (the *cached fast path*: `preadv2` with `RWF_NOWAIT`, on the polling thread, one chunk
+//! per poll) and hands it out at once: a cached chunk crosses no thread, wakes no task, and is
+//! processed from the cache of the CPU that copied it. The driver reads ahead only once such a read
+//! finds the cache lacking, and only up to the next chunk the cache holds whole.
+//! [`ReadOptionsBuilder::cached_fast_path(false)`](crate::ReadOptionsBuilder::cached_fast_path)
+//! turns it off; `O_DIRECT`, pipes, FUSE files and `dontcache` streams never use it.
+//!
 //! So one driver serves any number of streams (hundreds, on any number of runtime threads) with one
 //! ring per CPU; each stream costs its file, a small state, and the buffers it holds. Programs can
 //! make more drivers with [`Driver::new`] to keep groups of streams apart.
@@ -96,9 +104,10 @@
 //! # Compared with the synchronous engine
 //!
 //! The [`Reader`](crate::Reader) copies each chunk on the CPU that then processes it and passes the
-//! processor between threads without a wake-up. A stream pays for a hand-off per chunk: a queue push,
-//! sometimes an `eventfd` write, and a task wake-up from the driver thread, and the bytes are copied
-//! on the driver's CPU and processed on another. `docs/BENCHMARKS.md` measures what that costs
+//! processor between threads without a wake-up. A stream does the same for cached chunks (the fast
+//! path); for the chunks its driver reads it pays for a hand-off: a queue push, sometimes an
+//! `eventfd` write, and a task wake-up from the driver thread (one per batch of completions), and
+//! the bytes are copied on the driver's CPU and processed on another. `docs/BENCHMARKS.md` measures what that costs
 //! (`ringread bench --backends stream,...`).
 //!
 //! # Adapters

@@ -22,10 +22,27 @@ use std::task::Waker;
 use crate::error::{Error, Result};
 use crate::options::ALIGN;
 
+/// Entries of each driver ring's table of registered buffers (`READ_FIXED`): a buffer of the pool
+/// has one of them, while there are free ones (1,024 buffers: the whole default budget at 64 KiB
+/// chunks); a buffer without reads with plain `READ`.
+pub(crate) const REGISTERED_TABLE: u16 = 1024;
+
+/// A buffer's entry in the driver rings' tables of registered buffers: its index, and which buffer
+/// holds that index now (the pool gives an index freed with one buffer to another, and a ring whose
+/// entry holds an older generation registers the new buffer there before it reads into it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reg {
+    /// The entry.
+    pub index: u16,
+    /// Which buffer holds it (from 1; a ring's empty entry is 0).
+    pub generation: u64,
+}
+
 /// One buffer: `len` bytes aligned to [`ALIGN`], owned outright.
 pub(super) struct Buf {
     ptr: NonNull<u8>,
     len: usize,
+    reg: Option<Reg>,
 }
 
 // SAFETY: a `Buf` owns its allocation like a `Box<[u8]>`; who writes into it while the kernel reads
@@ -39,7 +56,16 @@ impl Buf {
         // SAFETY: `len` is non-zero (a stride is at least ALIGN).
         let raw = unsafe { alloc::alloc(layout) };
         let ptr = NonNull::new(raw).ok_or(Error::OutOfMemory { bytes: len })?;
-        Ok(Buf { ptr, len })
+        Ok(Buf {
+            ptr,
+            len,
+            reg: None,
+        })
+    }
+
+    /// Its entry in the rings' tables of registered buffers, if it has one.
+    pub(super) fn reg(&self) -> Option<Reg> {
+        self.reg
     }
 
     /// The buffer's first byte. Writing through it is the caller's business (the kernel's).
@@ -81,6 +107,37 @@ struct Books {
     streams: usize,
     /// Tasks of streams waiting for a buffer.
     waiters: Vec<Waker>,
+    /// Registered-buffer entries given up by freed buffers, and the next never given.
+    free_entries: Vec<u16>,
+    next_entry: u16,
+    /// The last generation given to a buffer.
+    generation: u64,
+}
+
+impl Books {
+    /// Frees a buffer nobody holds; its registered-buffer entry goes to the next new buffer.
+    fn free(&mut self, buf: Buf) {
+        self.allocated -= buf.len;
+        if let Some(r) = buf.reg {
+            self.free_entries.push(r.index);
+        }
+        drop(buf);
+    }
+
+    /// An entry for a new buffer, while there is one.
+    fn entry(&mut self) -> Option<Reg> {
+        let index = self.free_entries.pop().or_else(|| {
+            (self.next_entry < REGISTERED_TABLE).then(|| {
+                self.next_entry += 1;
+                self.next_entry - 1
+            })
+        })?;
+        self.generation += 1;
+        Some(Reg {
+            index,
+            generation: self.generation,
+        })
+    }
 }
 
 /// Buffers within a budget, shared by a driver's streams.
@@ -199,11 +256,11 @@ impl Pool {
             let Some(buf) = b.kept.iter_mut().find_map(|(_, list)| list.pop()) else {
                 break;
             };
-            b.allocated -= buf.len;
-            drop(buf);
+            b.free(buf);
         }
         if b.allocated + len <= self.budget {
-            let buf = Buf::new(len)?;
+            let mut buf = Buf::new(len)?;
+            buf.reg = b.entry();
             b.allocated += len;
             b.peak = b.peak.max(b.allocated);
             b.lent += len;

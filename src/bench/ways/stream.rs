@@ -41,7 +41,8 @@ impl AsyncStreamMethod {
             .depth(opts.depth())
             .direct(opts.direct())
             .dontcache(opts.dontcache())
-            .register_buffers(opts.register_buffers());
+            .register_buffers(opts.register_buffers())
+            .cached_fast_path(opts.cached_fast_path());
         if let Some(m) = opts.max_bytes() {
             stream_opts = stream_opts.max_bytes(m);
         }
@@ -55,7 +56,11 @@ impl AsyncStreamMethod {
 
 impl ReadMethod for AsyncStreamMethod {
     fn name(&self) -> String {
-        "stream".into()
+        if self.opts.cached_fast_path() {
+            "stream".into()
+        } else {
+            "stream-driver".into()
+        }
     }
 
     fn read(&self, path: &Path, proc: &mut (dyn Processor + Send)) -> Result<u64> {

@@ -104,6 +104,34 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         stats.budget / 1024
     );
     check(stats.peak_buffer_bytes <= stats.budget, "over budget")?;
+
+    // The cached fast path (on by default): a cached file's chunks are read on the task's own
+    // thread, with no wake-up from the driver; off, the driver reads every chunk. Same bytes.
+    for fast in [true, false] {
+        let driver = Driver::new()?;
+        let opts = ReadOptions::builder()
+            .chunk_size(64 * 1024)
+            .depth(8)
+            .cached_fast_path(fast)
+            .build()?;
+        let mut s = driver.open_async(&path, &opts).await?;
+        let mut got = Vec::with_capacity(data.len());
+        while let Some(c) = s.next_chunk().await {
+            got.extend_from_slice(&c?);
+        }
+        check(got == data, "fast path on/off: bytes differ")?;
+        let st = driver.stats();
+        println!(
+            "fast path {}: {} chunks read on the task's thread, {} task wake-ups by the driver",
+            if fast { "on" } else { "off" },
+            st.cached_chunks,
+            st.wakeups
+        );
+        check(
+            (st.cached_chunks > 0) == fast,
+            "the fast path was not used as asked",
+        )?;
+    }
     println!("ok");
     Ok(())
 }
