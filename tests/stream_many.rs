@@ -651,3 +651,62 @@ fn a_stuck_statx_is_cancelled_when_dropped() {
     assert_eq!(open_fds(), before, "a descriptor was left open");
     drop(session);
 }
+
+/// `ReadMany::dontcache`: every size's bytes as `std::fs::read` gives them; cold files are left
+/// (almost) uncached, cached ones stay cached; without it, a cold file read whole is cached.
+#[test]
+fn uncached_whole_files_leave_the_page_cache_as_it_was() {
+    use std::os::fd::AsRawFd;
+    let _g = shared();
+    let dir = tmpdir("stream-many-dontcache");
+    let driver = Driver::new().unwrap();
+    let sizes = [0usize, 1, 4095, 4096, 4097, (1 << 20) + 1, 8 << 20];
+    let files: Vec<(PathBuf, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let data = random_bytes(n, i as u64 + 40);
+            let p = write_file(dir.path(), &format!("u{i}"), &data);
+            (p, data)
+        })
+        .collect();
+    let cached = |p: &Path| {
+        ringread::residency::of_file(&fs::File::open(p).unwrap())
+            .unwrap()
+            .cached
+    };
+    let evict = |p: &Path| {
+        let f = fs::File::open(p).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: advice on a descriptor we hold.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(cached(p), 0, "{} still cached", p.display());
+    };
+    let rt = runtime();
+    let paths: Vec<&PathBuf> = files.iter().map(|(p, _)| p).collect();
+    for (p, _) in &files {
+        evict(p);
+    }
+    let got = rt.block_on(all(driver.read_many(&paths).dontcache(true)));
+    for ((p, data), r) in files.iter().zip(got) {
+        assert!(r.unwrap() == data[..], "{}: bytes differ", p.display());
+        let left = cached(p);
+        assert!(
+            left as f64 <= 0.02 * data.len() as f64,
+            "{}: {left} bytes of {} left cached",
+            p.display(),
+            data.len()
+        );
+    }
+    // Cached before: stays cached.
+    let (big, data) = &files[files.len() - 1];
+    assert_eq!(fs::read(big).unwrap().len(), data.len());
+    let got = rt.block_on(all(driver.read_many([big]).dontcache(true)));
+    assert!(got[0].as_ref().unwrap()[..] == data[..]);
+    assert!(cached(big) as f64 >= 0.95 * data.len() as f64, "evicted");
+    // Without it: a cold file read whole is cached after.
+    evict(big);
+    let got = rt.block_on(all(driver.read_many([big])));
+    assert!(got[0].as_ref().unwrap()[..] == data[..]);
+    assert!(cached(big) as f64 >= 0.95 * data.len() as f64, "not cached");
+}

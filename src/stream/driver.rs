@@ -766,13 +766,13 @@ fn push_whole(ring: &mut DriverRing, ops: &mut Slab<LaneOp>, next: &mut Vec<Whol
                 buf,
                 len,
                 offset,
+                rw_flags,
                 ..
             }) => {
                 // SAFETY: `buf .. buf + len` lies in the op's buffer (its `Lease`), which is this
                 // read's alone and stays allocated with the op in `ops` until the read's completion
                 // is reaped; the descriptor is the op's, closed only after that.
-                // Whole-file reads (`Driver::read`) are plain buffered reads.
-                unsafe { ring.push_read(fd, buf, len, offset, 0, idx) }
+                unsafe { ring.push_read(fd, buf, len, offset, rw_flags, idx) }
             }
             Some(Io::Close { fd }) => ring.push_close(fd, idx),
         }

@@ -103,6 +103,8 @@ struct BatchState {
 pub(super) struct Batch {
     state: Mutex<BatchState>,
     closed: AtomicBool,
+    /// Read uncached ([`ReadMany::dontcache`]).
+    pub(super) dontcache: AtomicBool,
     pub(super) pool: Arc<Pool>,
     pub(super) counters: Arc<Counters>,
     /// Bytes of buffers given to this batch's files and not handed out yet.
@@ -403,6 +405,8 @@ impl Driver {
     /// worth the whole budget while awaiting the next read waits for ever. Dropping the future part
     /// way cancels what it has in the kernel; its buffer goes back to the pool when that has
     /// completed, never before. If the driver is cancelled the result is [`Error::Interrupted`].
+    /// To read it without growing the page cache: `driver.read_many([path]).dontcache(true)`
+    /// ([`ReadMany::dontcache`]).
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), ringread::Error> {
@@ -460,6 +464,7 @@ impl Driver {
                     closed: false,
                 }),
                 closed: AtomicBool::new(false),
+                dontcache: AtomicBool::new(false),
                 pool: Arc::clone(&self.inner.pool),
                 counters,
                 held: AtomicUsize::new(0),
@@ -502,6 +507,16 @@ impl ReadMany {
     /// before the first poll.
     pub fn files_in_flight(mut self, n: usize) -> Self {
         self.width = n.max(1);
+        self
+    }
+
+    /// Reads the files uncached, leaving the page cache as it was (`RWF_DONTCACHE`, as
+    /// [`ReadOptionsBuilder::dontcache`](crate::ReadOptionsBuilder::dontcache) for streams): pages
+    /// that were cached stay, pages the reads bring in are dropped, and a file of which nothing
+    /// was cached is dropped whole once read. Where the file system refuses `RWF_DONTCACHE`, a
+    /// file's pages are dropped once it is read. Set it before the first poll.
+    pub fn dontcache(self, on: bool) -> Self {
+        self.batch.dontcache.store(on, Ordering::Relaxed);
         self
     }
 

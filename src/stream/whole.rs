@@ -51,6 +51,8 @@ pub(super) enum Io<'a> {
         len: u32,
         offset: u64,
         blocking: bool,
+        /// `RWF_*` flags (`RWF_DONTCACHE`).
+        rw_flags: i32,
     },
     /// `close(fd)`.
     Close { fd: RawFd },
@@ -76,6 +78,11 @@ pub(super) struct WholeOp {
     blocking: bool,
     /// Its size said 0 where that may not be true: reading [`PROBE`] bytes tells.
     probe: bool,
+    /// `RWF_*` flags of its reads: `RWF_DONTCACHE` for a batch read uncached.
+    rw_flags: i32,
+    /// Drop the file's pages once it is read (`POSIX_FADV_DONTNEED`): uncached and nothing of it
+    /// was cached before, or the file system refuses `RWF_DONTCACHE`.
+    drop_after: bool,
     /// Counted in the driver's `in_flight` (queued for a lane, or in its ring).
     counted: bool,
     /// Its outcome went to the batch.
@@ -110,6 +117,8 @@ impl WholeOp {
             },
             blocking: false,
             probe: false,
+            rw_flags: 0,
+            drop_after: false,
             counted: false,
             delivered: false,
         }
@@ -166,6 +175,7 @@ impl WholeOp {
                     len: r.len,
                     offset: r.offset,
                     blocking: self.blocking,
+                    rw_flags: self.rw_flags,
                 })
             }
             Phase::Close if self.fd >= 0 => Some(Io::Close { fd: self.fd }),
@@ -223,6 +233,9 @@ impl WholeOp {
                 // Files the lanes must not read through io_uring (FUSE, see the reader) are read
                 // with read(2) on the lane. Only anonymous devices (major 0) need the look.
                 self.blocking = self.statx.stx_dev_major == 0 && on_fuse(self.fd);
+                if self.batch.dontcache.load(Ordering::Relaxed) {
+                    self.uncached();
+                }
                 match self.rules.piece(0, 0) {
                     Some(p) => {
                         self.piece = p;
@@ -303,8 +316,30 @@ impl WholeOp {
         batch.sized(self, out);
     }
 
+    /// Reads uncached (the batch asked for it): `RWF_DONTCACHE` where the file system takes it,
+    /// and the whole file dropped once read if nothing of it was cached before (for what
+    /// read-ahead racing with the reads left); elsewhere its pages are dropped once it is read.
+    fn uncached(&mut self) {
+        let dev = libc::makedev(self.statx.stx_dev_major, self.statx.stx_dev_minor);
+        if crate::residency::dontcache_supported(self.fd, dev) {
+            self.rw_flags = libc::RWF_DONTCACHE;
+            // SAFETY: the descriptor is ours and stays open for as long as the File lives; the
+            // File is forgotten, never closed here.
+            let file = std::mem::ManuallyDrop::new(unsafe {
+                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(self.fd)
+            });
+            self.drop_after = crate::residency::of_file(&file).is_ok_and(|r| r.cached == 0);
+        } else {
+            self.drop_after = true;
+        }
+    }
+
     /// The last read is in: the bytes go to the batch, the descriptor is closed next.
     fn finish_read(mut self, out: &mut Vec<WholeOp>) {
+        if self.drop_after {
+            // SAFETY: advice on the op's own descriptor.
+            unsafe { libc::posix_fadvise(self.fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
         let len = self.piece.offset + self.piece.filled as u64;
         let lease = self.buf.take();
         if self.probe && len == PROBE {
@@ -402,11 +437,16 @@ pub(super) fn perform(io: Io<'_>) -> i32 {
             buf,
             len,
             offset,
+            rw_flags,
             ..
         } => {
+            let iov = libc::iovec {
+                iov_base: buf.cast(),
+                iov_len: len as usize,
+            };
             // SAFETY: `buf .. buf + len` lies in the op's buffer, which is its alone (see
             // `WholeOp::io`) and outlives this call.
-            unsafe { libc::pread(fd, buf.cast(), len as usize, offset as i64) }
+            unsafe { libc::preadv2(fd, &iov, 1, offset as i64, rw_flags) }
         }
         // SAFETY: the op's descriptor, given up.
         Io::Close { fd } => unsafe { libc::close(fd) as isize },
