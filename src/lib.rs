@@ -42,6 +42,7 @@ pub mod error;
 pub mod net;
 pub mod options;
 pub mod processor;
+pub mod ranges;
 pub mod reader;
 pub mod residency;
 mod ring;

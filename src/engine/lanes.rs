@@ -31,6 +31,7 @@ use crate::cancel::Cancel;
 use crate::chunks::{Piece, Step, Via};
 use crate::error::Error;
 use crate::processor::{Combine, Prepare};
+use crate::ranges::Part;
 use crate::ring::{Queue, ReadReq};
 
 /// The ordered half of the processor and what it has been given so far.
@@ -236,9 +237,10 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         if k >= self.run.baton.end() {
             return None;
         }
-        let rules = &self.run.src.rules;
-        let piece = rules.piece(k, self.stream_offset)?;
-        rules
+        let piece = self.run.src.piece(k, self.stream_offset)?;
+        self.run
+            .src
+            .rules
             .may_read_ahead(k, self.run.baton.turn())
             .then_some(piece)
     }
@@ -289,7 +291,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
                 // delivered (and was full), or the file has ended.
                 let k = self.chunk_of(self.tail);
                 if self.head == self.tail
-                    && self.run.src.rules.piece(k, self.stream_offset).is_some()
+                    && self.run.src.piece(k, self.stream_offset).is_some()
                     && k < self.run.baton.end()
                     && self.run.baton.wait_for(k, &mut self.spin)
                 {
@@ -373,7 +375,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             if !self.prepare(i) {
                 return false;
             }
-            if self.run.baton.turn() != k {
+            if self.run.src.ordered && self.run.baton.turn() != k {
                 // Not our turn yet: first start whatever reads we can, then wait.
                 if self.unsubmitted
                     || (self.tail - self.head < self.depth as u64 && self.next_piece().is_some())
@@ -418,7 +420,8 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     fn prepare(&mut self, i: usize) -> bool {
         let offset = self.offset_of(i);
         let slot = &mut self.slots[i];
-        if slot.part.is_some() || slot.piece.filled == 0 {
+        // A range plan's extent is prepared part by part, in `hand_parts`.
+        if slot.part.is_some() || slot.piece.filled == 0 || self.run.src.plan.is_some() {
             return true;
         }
         // SAFETY: the slot's read has completed (the caller saw a state other than InFlight) and
@@ -451,42 +454,57 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             // SAFETY: the slot's read has completed (its state is not InFlight) and wrote `filled`
             // bytes; nothing writes into it until it is refilled after this call.
             let data = unsafe { self.arena.slot(i, filled) };
-            let chunk = Chunk::new(offset, data);
-            let part = slot.part.take().expect("prepared before its turn");
+            let plan = run.src.plan;
+            let part = match plan {
+                None => Some(slot.part.take().expect("prepared before its turn")),
+                Some(_) => None,
+            };
+            let prep = run.prep;
             let mut sink = run.sink.lock().unwrap_or_else(|e| e.into_inner());
-            match catch_unwind(AssertUnwindSafe(|| sink.proc.combine(&chunk, part))) {
-                Ok(Ok(go_on)) => {
-                    sink.bytes += data.len() as u64;
-                    if run.src.drop_behind && run.src.rules.positional() {
-                        // SAFETY: advice on a descriptor the source holds open for the run.
-                        unsafe {
-                            libc::posix_fadvise(
-                                run.src.fd,
-                                offset as libc::off_t,
-                                data.len() as libc::off_t,
-                                libc::POSIX_FADV_DONTNEED,
-                            )
-                        };
-                    }
-                    if !go_on {
-                        drop(sink);
-                        run.baton.stop_at(k + 1);
-                        run.baton.pass(k);
-                        return false;
-                    }
+            let sink = &mut *sink;
+            // What was handed over (bytes), and whether to go on or where the processor failed.
+            let handed = catch_unwind(AssertUnwindSafe(|| match (plan, part) {
+                (Some(plan), _) => hand_parts(plan.parts_of(k as usize), data, prep, sink.proc),
+                (None, part) => {
+                    let chunk = Chunk::new(offset, data);
+                    let r = sink.proc.combine(&chunk, part.expect("taken above"));
+                    (data.len() as u64, r.map_err(|e| (offset, e)))
                 }
-                Ok(Err(source)) => {
-                    drop(sink);
-                    run.fail(Error::Process {
-                        path: run.src.path.to_path_buf(),
-                        offset,
-                        source,
-                    });
-                    run.baton.stop_at(k);
-                    return false;
+            }));
+            match handed {
+                Ok((n, result)) => {
+                    sink.bytes += n;
+                    match result {
+                        Ok(go_on) => {
+                            if run.src.drop_behind && run.src.rules.positional() {
+                                // SAFETY: advice on a descriptor the source holds open for the run.
+                                unsafe {
+                                    libc::posix_fadvise(
+                                        run.src.fd,
+                                        offset as libc::off_t,
+                                        data.len() as libc::off_t,
+                                        libc::POSIX_FADV_DONTNEED,
+                                    )
+                                };
+                            }
+                            if !go_on {
+                                run.baton.stop_at(k + 1);
+                                run.baton.pass(k);
+                                return false;
+                            }
+                        }
+                        Err((offset, source)) => {
+                            run.fail(Error::Process {
+                                path: run.src.path.to_path_buf(),
+                                offset,
+                                source,
+                            });
+                            run.baton.stop_at(k);
+                            return false;
+                        }
+                    }
                 }
                 Err(payload) => {
-                    drop(sink);
                     run.panicked(payload);
                     return false;
                 }
@@ -517,7 +535,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     /// The ring itself failed (not one read): report it at the head chunk, in order, and stop.
     fn ring_failed(&mut self, source: io::Error) {
         let k = self.chunk_of(self.head);
-        if self.run.baton.wait_for(k, &mut self.spin) {
+        if !self.run.src.ordered || self.run.baton.wait_for(k, &mut self.spin) {
             self.run.fail(Error::Ring {
                 path: self.run.src.path.to_path_buf(),
                 op: "submit",
@@ -556,6 +574,33 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         }
         true
     }
+}
+
+/// Hands a range plan's extent over, part by part (each range's bytes with its own offset, cut to
+/// what the read brought in): returns the bytes handed over, and whether to go on or where the
+/// processor failed.
+fn hand_parts<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
+    parts: &[Part],
+    data: &[u8],
+    prep: &Pr,
+    proc: &mut C,
+) -> (u64, Result<bool, (u64, io::Error)>) {
+    let mut n = 0;
+    for p in parts {
+        let from = (p.at as usize).min(data.len());
+        let to = (p.at as usize + p.len as usize).min(data.len());
+        if to <= from {
+            continue;
+        }
+        let chunk = Chunk::new(p.offset, &data[from..to]);
+        let part = prep.prepare(&chunk);
+        match proc.combine(&chunk, part) {
+            Ok(true) => n += (to - from) as u64,
+            Ok(false) => return (n + (to - from) as u64, Ok(false)),
+            Err(e) => return (n, Err((p.offset, e))),
+        }
+    }
+    (n, Ok(true))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! ring setup and buffer registration each time.
 
 mod file;
+mod ranges;
 mod summary;
 mod tune;
 
@@ -708,6 +709,8 @@ impl Reader {
             direct_fd: direct.as_ref().map(|(f, _)| f.as_raw_fd()),
             rw_flags,
             drop_behind,
+            plan: None,
+            ordered: true,
             rules: Chunks::new(
                 start,
                 self.opts.chunk_size,
@@ -718,7 +721,50 @@ impl Reader {
             ),
         };
 
-        let engine = match self.opts.backend {
+        let engine = self.choose_engine(name, fd, positional, &mut notices)?;
+
+        proc.begin().map_err(|source| Error::Process {
+            path: name.to_path_buf(),
+            offset: start,
+            source,
+        })?;
+        let read = if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
+            self.read_stream(&src, engine, prep, proc, &mut notices)
+        } else {
+            self.read_lanes(&src, engine, prep, proc, &mut notices)
+        };
+        if drop_after {
+            // Nothing was cached before: what is cached now, this read brought in.
+            // SAFETY: advice on a descriptor the caller holds.
+            unsafe { libc::posix_fadvise(fd, start as libc::off_t, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+        let (bytes, read_path) = read?;
+        if positional && path.is_none() {
+            // SAFETY: lseek on a descriptor we hold.
+            unsafe { libc::lseek(fd, (start + bytes) as libc::off_t, libc::SEEK_SET) };
+        }
+        proc.finish().map_err(|source| Error::Process {
+            path: name.to_path_buf(),
+            offset: start + bytes,
+            source,
+        })?;
+        Ok(Summary {
+            bytes,
+            route: read_path,
+            notices,
+        })
+    }
+
+    /// Which engine reads `fd` under the options' backend: io_uring, or where it is refused (and the
+    /// backend is `auto`) `pread(2)`; FUSE files synchronously. Says why in `notices`.
+    fn choose_engine(
+        &self,
+        name: &Path,
+        fd: std::os::fd::RawFd,
+        positional: bool,
+        notices: &mut Vec<Notice>,
+    ) -> Result<Engine> {
+        Ok(match self.opts.backend {
             Backend::Epoll if positional => {
                 return Err(Error::InvalidOptions(format!(
                     "{}: epoll cannot wait on a regular file or block device (it is always \
@@ -753,37 +799,6 @@ impl Reader {
                     Engine::Pread
                 }
             },
-        };
-
-        proc.begin().map_err(|source| Error::Process {
-            path: name.to_path_buf(),
-            offset: start,
-            source,
-        })?;
-        let read = if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
-            self.read_stream(&src, engine, prep, proc, &mut notices)
-        } else {
-            self.read_lanes(&src, engine, prep, proc, &mut notices)
-        };
-        if drop_after {
-            // Nothing was cached before: what is cached now, this read brought in.
-            // SAFETY: advice on a descriptor the caller holds.
-            unsafe { libc::posix_fadvise(fd, start as libc::off_t, 0, libc::POSIX_FADV_DONTNEED) };
-        }
-        let (bytes, read_path) = read?;
-        if positional && path.is_none() {
-            // SAFETY: lseek on a descriptor we hold.
-            unsafe { libc::lseek(fd, (start + bytes) as libc::off_t, libc::SEEK_SET) };
-        }
-        proc.finish().map_err(|source| Error::Process {
-            path: name.to_path_buf(),
-            offset: start + bytes,
-            source,
-        })?;
-        Ok(Summary {
-            bytes,
-            route: read_path,
-            notices,
         })
     }
 
@@ -874,7 +889,7 @@ impl Reader {
     /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
     /// than the file can have chunks (by its size and the limit).
     fn lanes_for(&self, src: &Source<'_>) -> usize {
-        let chunks = src.rules.expected_chunks();
+        let chunks = src.expected_pieces();
         self.max_lanes.min(chunks.min(usize::MAX as u64) as usize)
     }
 
@@ -1185,6 +1200,8 @@ where
                 rw_flags,
                 // A file system without RWF_DONTCACHE: its pages dropped behind the reads.
                 drop_behind: s.dontcache && rw_flags == 0,
+                plan: None,
+                ordered: true,
             };
             c.begin().map_err(|source| Error::Process {
                 path: path.clone(),
