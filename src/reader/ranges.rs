@@ -70,7 +70,25 @@ impl Reader {
     where
         P: Processor + Send + ?Sized,
     {
-        self.read_ranges_opened(file, name.as_ref(), None, ranges, opts, &Whole, proc)
+        self.read_ranges_file_split(file, name, ranges, opts, &Whole, proc)
+    }
+
+    /// [`Reader::read_ranges_file`] with a processor in two halves, as
+    /// [`Reader::read_ranges_split`].
+    pub fn read_ranges_file_split<Pr, C>(
+        &self,
+        file: &File,
+        name: impl AsRef<Path>,
+        ranges: &[ByteRange],
+        opts: &RangeOptions,
+        prep: &Pr,
+        proc: &mut C,
+    ) -> Result<Summary>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send + ?Sized,
+    {
+        self.read_ranges_opened(file, name.as_ref(), None, ranges, opts, prep, proc)
     }
 
     /// [`Reader::read_ranges`] with a processor in two halves (see [`Prepare`]): `prep` runs on
