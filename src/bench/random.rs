@@ -28,8 +28,9 @@ use crate::ranges::{ByteRange, Order, RangeOptions};
 use crate::{ReadOptions, Reader};
 
 /// The ways `--pattern random` compares, in report order.
-pub const RANDOM_METHODS: [&str; 7] = [
+pub const RANDOM_METHODS: [&str; 8] = [
     "ranges",
+    "read-at",
     "pread",
     "pread-pool",
     "spawn-blocking",
@@ -401,11 +402,33 @@ fn way_ranges(ctx: &Ctx<'_>, reader: &Reader) -> Result<Run> {
     })
 }
 
+/// The async interface: `tasks` tasks of a tokio runtime each `read_at` their share of the
+/// offsets, one after another, on one shared [`RangeFile`](crate::stream::RangeFile).
+fn way_read_at(ctx: &Ctx<'_>, driver: &crate::stream::Driver) -> Result<Run> {
+    let file = driver.open_ranges(ctx.path)?;
+    let block = ctx.block;
+    on_tasks(ctx, |offsets| {
+        let file = file.clone();
+        async move {
+            let mut h = histogram();
+            let mut sum = 0u64;
+            for off in offsets {
+                let t = Instant::now();
+                let b = file.read_at(off, block).await?;
+                let _ = h.record(t.elapsed().as_nanos() as u64);
+                sum = sum.wrapping_add(block_sum(&b));
+            }
+            Ok((sum, h))
+        }
+    })
+}
+
 /// Why `way` does not run in `cache`, if it does not.
 fn skip_reason(way: &str, cache: CacheMode) -> Option<&'static str> {
     match (way, cache) {
         ("tokio-fs", CacheMode::Direct) => Some("tokio::fs reads into its own unaligned buffer"),
         ("mmap", CacheMode::Direct) => Some("a mapping reads through the page cache"),
+        ("read-at", CacheMode::Direct) => Some("RangeFile::read_at reads buffered (no O_DIRECT yet)"),
         _ => None,
     }
 }
@@ -472,6 +495,7 @@ pub fn run_random(
             b = b.threads(t);
         }
         let reader = Reader::new(b.build()?);
+        let driver = crate::stream::Driver::new()?;
         let ctx = Ctx {
             path: &path,
             offsets: &offsets,
@@ -519,6 +543,7 @@ pub fn run_random(
                 let before = Snapshot::now();
                 let r = match m.name.as_str() {
                     "ranges" => way_ranges(&ctx, &reader),
+                    "read-at" => way_read_at(&ctx, &driver),
                     "pread" => way_pread(&ctx),
                     "pread-pool" => way_pread_pool(&ctx),
                     "spawn-blocking" => way_spawn_blocking(&ctx),
@@ -554,7 +579,7 @@ pub fn run_random(
             m.checksum = sums[i].map(|s| format!("{s:016x}"));
             if m.name == "pread-pool" {
                 m.notice = Some(format!("{} threads", pool_threads(&ctx)));
-            } else if matches!(m.name.as_str(), "spawn-blocking" | "tokio-fs") {
+            } else if matches!(m.name.as_str(), "spawn-blocking" | "tokio-fs" | "read-at") {
                 m.notice = Some(format!("{} tasks", random.tasks));
             } else if m.name == "tokio-uring" {
                 m.notice = Some(format!("{depth} tasks on one thread"));

@@ -70,7 +70,7 @@ pub(crate) struct BenchArgs {
     peers: bool,
     /// How to read the file: seq (whole files, in order) or random (--count reads of --block-size
     /// bytes at random block-aligned offsets of one file, every way side by side: IOPS, latency
-    /// p50/p99, CPU per 10k reads; ways: ranges, pread, pread-pool, spawn-blocking, tokio-fs,
+    /// p50/p99, CPU per 10k reads; ways: ranges, read-at, pread, pread-pool, spawn-blocking, tokio-fs,
     /// tokio-uring, mmap; --depth defaults to 128)
     #[arg(long, value_name = "PATTERN", default_value = "seq", value_parser = ["seq", "random"])]
     pattern: String,
@@ -80,7 +80,7 @@ pub(crate) struct BenchArgs {
     /// --pattern random: reads per run
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     count: usize,
-    /// --pattern random: tasks of spawn-blocking and tokio-fs, and threads of pread-pool when cold
+    /// --pattern random: tasks of read-at, spawn-blocking and tokio-fs, and threads of pread-pool when cold
     /// or direct (warm: one per CPU)
     #[arg(long, value_name = "N", default_value_t = 64)]
     tasks: usize,
