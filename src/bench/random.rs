@@ -428,7 +428,9 @@ fn skip_reason(way: &str, cache: CacheMode) -> Option<&'static str> {
     match (way, cache) {
         ("tokio-fs", CacheMode::Direct) => Some("tokio::fs reads into its own unaligned buffer"),
         ("mmap", CacheMode::Direct) => Some("a mapping reads through the page cache"),
-        ("read-at", CacheMode::Direct) => Some("RangeFile::read_at reads buffered (no O_DIRECT yet)"),
+        ("read-at", CacheMode::Direct) => {
+            Some("RangeFile::read_at reads buffered (no O_DIRECT yet)")
+        }
         _ => None,
     }
 }
