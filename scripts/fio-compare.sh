@@ -52,7 +52,7 @@ if [ "${PATTERN:-seq}" = random ]; then
         --output-format=json "$@" | iops
   }
   rand_ringread() { # cache way
-    "$ringread" bench "$file" --pattern random --backends "$2" --cache "$1" --runs 1 \
+    "$ringread" bench "$file" --pattern random --processor null --backends "$2" --cache "$1" --runs 1 \
         --block-size "$bs" --depth "$depth" --count "$count" --json - 2>/dev/null |
       python3 -c "import json,sys; d=json.load(sys.stdin); print('%.0f' % d['results'][0]['methods'][0]['median_iops'])"
   }
