@@ -360,3 +360,41 @@ fn a_pipe_has_no_ranges() {
     assert!(matches!(err, Error::InvalidOptions(_)), "{err}");
     assert!(err.to_string().contains("pipe"), "{err}");
 }
+
+#[test]
+fn auto_reads_a_cached_file_with_pread_lanes_and_direct_with_io_uring() {
+    let f = fixture();
+    // The file was just read whole (std::fs::read): it is in the page cache.
+    let _ = std::fs::read(&f.path).unwrap();
+    let ranges = random_ranges(200, 9);
+    let mut n = 0u64;
+    let mut count = from_fn(|c: &Chunk<'_>| {
+        n += c.len() as u64;
+        Ok(true)
+    });
+    let auto = Reader::new(
+        ReadOptions::builder()
+            .chunk_size(4096)
+            .depth(16)
+            .build()
+            .unwrap(),
+    );
+    let s = auto
+        .read_ranges(&f.path, &ranges, &RangeOptions::new(), &mut count)
+        .unwrap();
+    assert_eq!(s.route.engine, ringread::Engine::Pread, "{}", s.route);
+    let direct = Reader::new(
+        ReadOptions::builder()
+            .chunk_size(4096)
+            .depth(16)
+            .direct(true)
+            .build()
+            .unwrap(),
+    );
+    let s = direct
+        .read_ranges(&f.path, &ranges, &RangeOptions::new(), &mut count)
+        .unwrap();
+    assert_eq!(s.route.engine, ringread::Engine::Uring, "{}", s.route);
+    assert!(s.route.direct);
+    assert_eq!(n, 2 * expected(&ranges, &f.data).len() as u64);
+}

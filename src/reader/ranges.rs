@@ -9,8 +9,14 @@ use super::{inspect, open_read, Engine, Inspected, Reader, Summary};
 use crate::chunks::Chunks;
 use crate::engine::Source;
 use crate::error::{Error, Result};
+use crate::options::Backend;
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ranges::{ByteRange, Order, Plan, RangeOptions};
+
+/// Whether at least 99% of a regular file is in the page cache (cachestat, else mincore).
+fn mostly_cached(file: &File) -> bool {
+    crate::residency::of_file(file).is_ok_and(|r| r.fraction() >= 0.99)
+}
 
 impl Reader {
     /// Reads `ranges` of the file at `path`, many reads in flight, handing each range's bytes to
@@ -26,7 +32,9 @@ impl Reader {
     /// [`Error::Read`] naming its offset. [`Summary::bytes`] counts the bytes handed over.
     ///
     /// For random reads of small ranges, make the reader with a chunk size of the usual range
-    /// (4 KiB, say) and the depth of reads to keep in flight.
+    /// (4 KiB, say) and the depth of reads to keep in flight. Under [`Backend::Auto`] a file
+    /// that is (almost) wholly in the page cache is read with `pread(2)` lanes, which cost less
+    /// CPU per cached read than io_uring; otherwise, and with `O_DIRECT`, through io_uring.
     ///
     /// ```
     /// use ringread::{ranges::{ByteRange, RangeOptions}, ReadOptions, Reader};
@@ -167,6 +175,18 @@ impl Reader {
         };
         let engine = match self.choose_engine(name, fd, positional, &mut notices)? {
             Engine::Epoll => Engine::Sync,
+            // Cached buffered reads: a `pread(2)` costs less CPU than the same read through
+            // io_uring on the kernels measured (docs/BENCHMARKS.md, section 15: the engine's pread
+            // lanes did 1.25x the IOPS of its io_uring lanes on random 4 KiB reads of a cached
+            // file), and every lane still reads on its own CPU. Under `auto` only, and only when
+            // the whole file is in the page cache (one `cachestat`).
+            Engine::Uring
+                if self.opts.backend == Backend::Auto
+                    && src.direct_fd.is_none()
+                    && mostly_cached(file) =>
+            {
+                Engine::Pread
+            }
             e => e,
         };
         proc.begin().map_err(|source| Error::Process {
