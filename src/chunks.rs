@@ -42,6 +42,9 @@ pub(crate) struct Chunks {
     /// An `O_DIRECT` descriptor is there, needing `align`-aligned offsets and lengths.
     direct: bool,
     align: u64,
+    /// The pieces are a range plan's reads ([`crate::ranges`]), not consecutive chunks: a read
+    /// returning 0 ends its piece only, not the source.
+    extents: bool,
 }
 
 /// One chunk being read: which, where it starts, how long it may be, how much of it is in.
@@ -118,6 +121,27 @@ impl Chunks {
             positional,
             direct: direct_align.is_some(),
             align: direct_align.unwrap_or(1).max(1) as u64,
+            extents: false,
+        }
+    }
+
+    /// The rules for a range plan's reads ([`crate::ranges::Plan`]) of a positional file: each piece
+    /// is one read the plan made (its driver builds it with [`Chunks::extent`]), read ahead freely; a
+    /// read returning 0 (the end of the file) ends that piece, not the others.
+    pub(crate) fn for_extents(chunk: usize, direct_align: Option<usize>) -> Chunks {
+        Chunks {
+            extents: true,
+            ..Chunks::new(0, chunk, None, u64::MAX, true, direct_align)
+        }
+    }
+
+    /// Piece `k` of a range plan: `want` bytes at `offset`.
+    pub(crate) fn extent(k: u64, offset: u64, want: u32) -> Piece {
+        Piece {
+            k,
+            offset,
+            want,
+            filled: 0,
         }
     }
 
@@ -214,7 +238,9 @@ impl Chunks {
             };
         }
         if res == 0 {
-            return Step::Ready { last: true };
+            return Step::Ready {
+                last: !self.extents,
+            };
         }
         // A read never returns more than it asked for; should one, the excess is not ours.
         p.filled = p.filled.saturating_add(res as u32).min(p.want);
@@ -346,6 +372,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_extent_that_meets_the_end_ends_alone() {
+        let rules = Chunks::for_extents(8192, Some(4096));
+        let mut p = Chunks::extent(3, 4096, 8192);
+        assert!(rules.may_read_ahead(1000, 0));
+        assert_eq!(rules.next_read(&p).via, Via::Direct);
+        assert_eq!(rules.complete(&mut p, 5000), Step::Again);
+        assert_eq!(rules.next_read(&p).via, Via::Buffered);
+        assert_eq!(rules.complete(&mut p, 0), Step::Ready { last: false });
+        assert_eq!(p.filled, 5000);
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod mapped;
 pub mod net;
 pub mod options;
 pub mod processor;
+pub mod ranges;
 pub mod reader;
 pub mod residency;
 mod ring;

@@ -10,6 +10,7 @@
 mod cache;
 mod metrics;
 mod peers;
+mod random;
 mod report;
 mod stream;
 mod svg;
@@ -22,6 +23,9 @@ use std::path::PathBuf;
 
 pub use cache::{drop_cache, residency, warm, CacheMode};
 pub use peers::{find_on_path, peer_pairs, PeerPair};
+pub use random::{
+    random_offsets, random_table, run_random, RandomConfig, RANDOM_METHODS, RANDOM_SEED,
+};
 pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
 pub use stream::STREAM_METHODS;
 pub use svg::write_svg;

@@ -193,6 +193,19 @@ pub struct MethodResult {
     /// `--tree`: median files per second relative to `one-by-one`'s in the same cache state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio_to_one_by_one: Option<f64>,
+    /// `--pattern random`: median reads per second (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_iops: Option<f64>,
+    /// `--pattern random`: median latency of one read, microseconds, over every timed read
+    /// (absent where a way's reads cannot be timed one by one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_us: Option<f64>,
+    /// `--pattern random`: 99th percentile latency of one read, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_us: Option<f64>,
+    /// `--pattern random`: median CPU milliseconds (user + system, whole process) per 10,000 reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ms_per_10k_reads: Option<f64>,
     /// Every timed run.
     pub samples: Vec<Sample>,
 }
@@ -292,6 +305,10 @@ impl MethodResult {
             notice: None,
             command: None,
             ratio_to_peer: None,
+            median_iops: None,
+            p50_us: None,
+            p99_us: None,
+            cpu_ms_per_10k_reads: None,
             samples: Vec::new(),
         }
     }

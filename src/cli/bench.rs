@@ -71,6 +71,22 @@ pub(crate) struct BenchArgs {
     /// a tool not found is said and skipped
     #[arg(long)]
     peers: bool,
+    /// How to read the file: seq (whole files, in order) or random (--count reads of --block-size
+    /// bytes at random block-aligned offsets of one file, every way side by side: IOPS, latency
+    /// p50/p99, CPU per 10k reads; ways: ranges, ranges-pread, read-at, pread, pread-pool, spawn-blocking, tokio-fs,
+    /// tokio-uring, mmap; --depth defaults to 128)
+    #[arg(long, value_name = "PATTERN", default_value = "seq", value_parser = ["seq", "random"])]
+    pattern: String,
+    /// --pattern random: bytes per read
+    #[arg(long, value_name = "SIZE", default_value = "4K", value_parser = parse_size_arg)]
+    block_size: u64,
+    /// --pattern random: reads per run
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    count: usize,
+    /// --pattern random: tasks of read-at, spawn-blocking and tokio-fs, and threads of pread-pool when cold
+    /// or direct (warm: one per CPU)
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    tasks: usize,
 }
 
 fn parse_source(s: &str) -> Result<BenchSource, String> {
@@ -135,7 +151,20 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
         (s, _) => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
     };
     let processor = a.processor.unwrap_or(ProcessorKind::Xxh3);
-    let known = source.methods();
+    let random = a.pattern == "random";
+    if random && source != BenchSource::File {
+        anyhow::bail!("--pattern random reads a file; not with --tree or --source");
+    }
+    if random && caches.contains(&CacheMode::Dontcache) {
+        anyhow::bail!(
+            "--pattern random measures warm, cold or direct reads (not --cache dontcache)"
+        );
+    }
+    let known: &[&str] = if random {
+        &bench::RANDOM_METHODS
+    } else {
+        source.methods()
+    };
     let methods = if a.backends.is_empty() {
         known.iter().map(|s| s.to_string()).collect()
     } else {
@@ -184,17 +213,31 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
     // so this may be more).
     let timed = (config.caches.len() * config.methods.len() * config.runs) as u64;
     let mut log = BenchLog::new(progress, timed);
-    let report = bench::run(&config, &mut log);
+    let report = if random {
+        let r = bench::RandomConfig {
+            block_size: usize::try_from(a.block_size).unwrap_or(usize::MAX),
+            count: a.count,
+            tasks: a.tasks,
+        };
+        bench::run_random(&config, &r, &mut log)
+    } else {
+        bench::run(&config, &mut log)
+    };
     drop(log);
     let report = match report {
         Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
         other => other?,
     };
     let json_to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    if json_to_stdout {
-        eprintln!("{report}");
+    let table = if random {
+        bench::random_table(&report)
     } else {
-        println!("{report}");
+        report.to_string()
+    };
+    if json_to_stdout {
+        eprintln!("{table}");
+    } else {
+        println!("{table}");
     }
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&report)? + "\n";

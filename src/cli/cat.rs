@@ -17,6 +17,8 @@ pub(crate) struct CatArgs {
     files: Vec<PathBuf>,
     #[command(flatten)]
     inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) ranges: super::ranges::RangeArgs,
 }
 
 pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {

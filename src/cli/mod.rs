@@ -8,6 +8,7 @@ mod count;
 mod inputs;
 mod multicall;
 mod progress;
+mod ranges;
 mod sum;
 
 use std::collections::HashSet;
@@ -221,6 +222,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let mut ctx = Ctx::new(opts, cli.read.verbose)?;
     ctx.net = net_input(&cli.read)?;
     ctx.progress = progress::Progress::new(progress, max_bytes);
+    if let Command::Cat(a) = &cli.command {
+        ctx.ranges = a.ranges.gather()?;
+    }
     let code = match cli.command {
         Command::Bench(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
@@ -315,6 +319,11 @@ pub(crate) struct Ctx {
     /// The bar of what is being read (every read goes through [`Ctx::many`] or
     /// [`Ctx::read_split`], which report to it).
     progress: progress::Progress,
+    /// `--range`/`--ranges-from`: [`Ctx::read_split`] reads these ranges of each file, not all of it.
+    pub(crate) ranges: Option<(
+        Vec<ringread::ranges::ByteRange>,
+        ringread::ranges::RangeOptions,
+    )>,
 }
 
 impl Ctx {
@@ -336,6 +345,7 @@ impl Ctx {
             said: Default::default(),
             net: None,
             progress: progress::Progress::new(progress::Mode::Off, None),
+            ranges: None,
         })
     }
 
@@ -468,14 +478,19 @@ impl Ctx {
         let sock = self.net.as_ref().filter(|(n, _)| n == name);
         self.progress.expect_one(name, sock.is_none());
         let prep = &progress::Counted(prep);
-        let result = if let Some((_, sock)) = sock {
-            self.reader.read_file_split(sock, name, prep, proc)
-        } else if name.as_os_str() == "-" {
-            // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
-            let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-            self.reader.read_file_split(&stdin, name, prep, proc)
-        } else {
-            self.reader.read_path_split(name, prep, proc)
+        let result = match &self.ranges {
+            Some((ranges, opts)) => self.open_then(name, |file| match file {
+                Some(file) => self
+                    .reader
+                    .read_ranges_file_split(file, name, ranges, opts, prep, proc),
+                None => self
+                    .reader
+                    .read_ranges_split(name, ranges, opts, prep, proc),
+            }),
+            None => self.open_then(name, |file| match file {
+                Some(file) => self.reader.read_file_split(file, name, prep, proc),
+                None => self.reader.read_path_split(name, prep, proc),
+            }),
         };
         self.progress.file_done();
         let summary = match result {
@@ -489,6 +504,20 @@ impl Ctx {
         };
         self.report(name, &summary, share);
         Ok(summary)
+    }
+
+    /// Calls `read` with the already open file `name` stands for (the connection, or standard input
+    /// for "-"), or `None` for a path to open.
+    fn open_then<T>(&self, name: &Path, read: impl FnOnce(Option<&File>) -> T) -> T {
+        if let Some((_, sock)) = self.net.as_ref().filter(|(n, _)| n == name) {
+            read(Some(sock))
+        } else if name.as_os_str() == "-" {
+            // SAFETY: fd 0 is open for the life of the process; ManuallyDrop keeps it open after.
+            let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+            read(Some(&stdin))
+        } else {
+            read(None)
+        }
     }
 
     /// Says the reading's notices, and under -v how `name` was read (with the share of it that was

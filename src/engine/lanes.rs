@@ -31,6 +31,7 @@ use crate::cancel::Cancel;
 use crate::chunks::{Piece, Step, Via};
 use crate::error::Error;
 use crate::processor::{Combine, Prepare};
+use crate::ranges::Part;
 use crate::ring::{Queue, ReadReq};
 
 /// The ordered half of the processor and what it has been given so far.
@@ -116,37 +117,57 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
     /// reading goes on; if not (the processor asked to stop, failed or panicked), the run already
     /// knows and the turn is passed or the run stopped as that requires.
     pub(super) fn give(&self, k: u64, chunk: &Chunk<'_>, part: Pr::Part) -> bool {
+        self.give_with(k, chunk.offset(), chunk.len() as u64, |_, proc| {
+            let n = chunk.len() as u64;
+            (
+                n,
+                proc.combine(chunk, part).map_err(|e| (chunk.offset(), e)),
+            )
+        })
+    }
+
+    /// [`Run::give`] for chunk `k` (at `offset`, `len` bytes) handed over by `hand`, which returns
+    /// the bytes it handed over and whether to go on, or where the processor failed.
+    pub(super) fn give_with<F>(&self, k: u64, offset: u64, len: u64, hand: F) -> bool
+    where
+        F: FnOnce(&Pr, &mut C) -> (u64, Result<bool, (u64, io::Error)>),
+    {
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        match catch_unwind(AssertUnwindSafe(|| sink.proc.combine(chunk, part))) {
-            Ok(Ok(go_on)) => {
-                sink.bytes += chunk.len() as u64;
-                if self.src.drop_behind && self.src.rules.positional() {
-                    // SAFETY: advice on a descriptor the source holds open for the run.
-                    unsafe {
-                        libc::posix_fadvise(
-                            self.src.fd,
-                            chunk.offset() as libc::off_t,
-                            chunk.len() as libc::off_t,
-                            libc::POSIX_FADV_DONTNEED,
-                        )
-                    };
-                }
+        let prep = self.prep;
+        let sink_ref = &mut *sink;
+        match catch_unwind(AssertUnwindSafe(|| hand(prep, &mut *sink_ref.proc))) {
+            Ok((n, result)) => {
+                sink.bytes += n;
                 drop(sink);
-                if !go_on {
-                    self.baton.stop_at(k + 1);
-                    self.baton.pass(k);
+                match result {
+                    Ok(go_on) => {
+                        if self.src.drop_behind && self.src.rules.positional() {
+                            // SAFETY: advice on a descriptor the source holds open for the run.
+                            unsafe {
+                                libc::posix_fadvise(
+                                    self.src.fd,
+                                    offset as libc::off_t,
+                                    len as libc::off_t,
+                                    libc::POSIX_FADV_DONTNEED,
+                                )
+                            };
+                        }
+                        if !go_on {
+                            self.baton.stop_at(k + 1);
+                            self.baton.pass(k);
+                        }
+                        go_on
+                    }
+                    Err((offset, source)) => {
+                        self.fail(Error::Process {
+                            path: self.src.path.to_path_buf(),
+                            offset,
+                            source,
+                        });
+                        self.baton.stop_at(k);
+                        false
+                    }
                 }
-                go_on
-            }
-            Ok(Err(source)) => {
-                drop(sink);
-                self.fail(Error::Process {
-                    path: self.src.path.to_path_buf(),
-                    offset: chunk.offset(),
-                    source,
-                });
-                self.baton.stop_at(k);
-                false
             }
             Err(payload) => {
                 drop(sink);
@@ -280,9 +301,10 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         if k >= self.run.baton.end() {
             return None;
         }
-        let rules = &self.run.src.rules;
-        let piece = rules.piece(k, self.stream_offset)?;
-        rules
+        let piece = self.run.src.piece(k, self.stream_offset)?;
+        self.run
+            .src
+            .rules
             .may_read_ahead(k, self.run.baton.turn())
             .then_some(piece)
     }
@@ -333,7 +355,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
                 // delivered (and was full), or the file has ended.
                 let k = self.chunk_of(self.tail);
                 if self.head == self.tail
-                    && self.run.src.rules.piece(k, self.stream_offset).is_some()
+                    && self.run.src.piece(k, self.stream_offset).is_some()
                     && k < self.run.baton.end()
                     && self.run.baton.wait_for(k, &mut self.spin)
                 {
@@ -417,7 +439,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             if !self.prepare(i) {
                 return false;
             }
-            if self.run.baton.turn() != k {
+            if self.run.src.ordered && self.run.baton.turn() != k {
                 // Not our turn yet: first start whatever reads we can, then wait.
                 if self.unsubmitted
                     || (self.tail - self.head < self.depth as u64 && self.next_piece().is_some())
@@ -462,7 +484,8 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     fn prepare(&mut self, i: usize) -> bool {
         let offset = self.offset_of(i);
         let slot = &mut self.slots[i];
-        if slot.part.is_some() || slot.piece.filled == 0 {
+        // A range plan's extent is prepared part by part, in `hand_parts`.
+        if slot.part.is_some() || slot.piece.filled == 0 || self.run.src.plan.is_some() {
             return true;
         }
         // SAFETY: the slot's read has completed (the caller saw a state other than InFlight) and
@@ -495,8 +518,17 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             // SAFETY: the slot's read has completed (its state is not InFlight) and wrote `filled`
             // bytes; nothing writes into it until it is refilled after this call.
             let data = unsafe { self.arena.slot(i, filled) };
-            let part = slot.part.take().expect("prepared before its turn");
-            if !run.give(k, &Chunk::new(offset, data), part) {
+            let handed = match run.src.plan {
+                None => {
+                    let part = slot.part.take().expect("prepared before its turn");
+                    run.give(k, &Chunk::new(offset, data), part)
+                }
+                // A range plan's extent: each range's part with its own offset.
+                Some(plan) => run.give_with(k, offset, data.len() as u64, |prep, proc| {
+                    hand_parts(plan.parts_of(k as usize), data, prep, proc)
+                }),
+            };
+            if !handed {
                 return false;
             }
         }
@@ -525,7 +557,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     /// The ring itself failed (not one read): report it at the head chunk, in order, and stop.
     fn ring_failed(&mut self, source: io::Error) {
         let k = self.chunk_of(self.head);
-        if self.run.baton.wait_for(k, &mut self.spin) {
+        if !self.run.src.ordered || self.run.baton.wait_for(k, &mut self.spin) {
             self.run.fail(Error::Ring {
                 path: self.run.src.path.to_path_buf(),
                 op: "submit",
@@ -564,6 +596,33 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         }
         true
     }
+}
+
+/// Hands a range plan's extent over, part by part (each range's bytes with its own offset, cut to
+/// what the read brought in): returns the bytes handed over, and whether to go on or where the
+/// processor failed.
+fn hand_parts<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
+    parts: &[Part],
+    data: &[u8],
+    prep: &Pr,
+    proc: &mut C,
+) -> (u64, Result<bool, (u64, io::Error)>) {
+    let mut n = 0;
+    for p in parts {
+        let from = (p.at as usize).min(data.len());
+        let to = (p.at as usize + p.len as usize).min(data.len());
+        if to <= from {
+            continue;
+        }
+        let chunk = Chunk::new(p.offset, &data[from..to]);
+        let part = prep.prepare(&chunk);
+        match proc.combine(&chunk, part) {
+            Ok(true) => n += (to - from) as u64,
+            Ok(false) => return (n + (to - from) as u64, Ok(false)),
+            Err(e) => return (n, Err((p.offset, e))),
+        }
+    }
+    (n, Ok(true))
 }
 
 #[cfg(test)]

@@ -159,6 +159,8 @@ fn run_fake_limited(
         direct_fd: None,
         rw_flags: 0,
         drop_behind: false,
+        plan: None,
+        ordered: true,
         rules: Chunks::new(
             0,
             chunk,
@@ -281,6 +283,8 @@ fn a_processor_can_stop_early() {
         direct_fd: None,
         rw_flags: 0,
         drop_behind: false,
+        plan: None,
+        ordered: true,
         rules: Chunks::new(0, 1000, None, 40_000, true, None),
     };
     let mut seen = Vec::new();

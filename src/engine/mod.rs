@@ -44,7 +44,8 @@ use std::path::Path;
 
 pub(crate) use pread_queue::PreadQueue;
 
-use crate::chunks::{Chunks, Via};
+use crate::chunks::{Chunks, Piece, Via};
+use crate::ranges::Plan;
 
 /// An open file, as the engine reads it.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +63,11 @@ pub(crate) struct Source<'a> {
     /// Drop each chunk's pages from the page cache once it is handed over
     /// (`POSIX_FADV_DONTNEED`: `dontcache` where the file system lacks `RWF_DONTCACHE`).
     pub drop_behind: bool,
+    /// Range reads: the plan's extents are the pieces (`None`: the file's chunks).
+    pub plan: Option<&'a Plan>,
+    /// Chunks go to the processor in order (the baton); `false`: as each lane has them
+    /// (range reads in completion order).
+    pub ordered: bool,
 }
 
 impl Source<'_> {
@@ -70,6 +76,25 @@ impl Source<'_> {
         match (via, self.direct_fd) {
             (Via::Direct, Some(d)) => d,
             _ => self.fd,
+        }
+    }
+
+    /// Piece `k`: the file's chunk `k` by the rules, or the plan's extent `k`.
+    pub(crate) fn piece(&self, k: u64, stream_pos: u64) -> Option<Piece> {
+        match self.plan {
+            Some(plan) => {
+                let x = plan.extents.get(usize::try_from(k).ok()?)?;
+                Some(Chunks::extent(k, x.offset, x.len))
+            }
+            None => self.rules.piece(k, stream_pos),
+        }
+    }
+
+    /// How many pieces there can be at most (at least 1), for choosing the number of lanes.
+    pub(crate) fn expected_pieces(&self) -> u64 {
+        match self.plan {
+            Some(plan) => plan.extents.len().max(1) as u64,
+            None => self.rules.expected_chunks(),
         }
     }
 }

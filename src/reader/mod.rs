@@ -5,6 +5,7 @@
 //! ring setup and buffer registration each time.
 
 mod file;
+mod ranges;
 mod summary;
 mod tune;
 
@@ -716,6 +717,8 @@ impl Reader {
             direct_fd: direct.as_ref().map(|(f, _)| f.as_raw_fd()),
             rw_flags,
             drop_behind,
+            plan: None,
+            ordered: true,
             rules: Chunks::new(
                 start,
                 self.opts.chunk_size,
@@ -726,42 +729,7 @@ impl Reader {
             ),
         };
 
-        let engine = match self.opts.backend {
-            Backend::Epoll if positional => {
-                return Err(Error::InvalidOptions(format!(
-                    "{}: epoll cannot wait on a regular file or block device (it is always \
-                     ready); read it with --backend auto, uring, sync or pread",
-                    name.display()
-                )))
-            }
-            Backend::Epoll => Engine::Epoll,
-            Backend::Sync => Engine::Sync,
-            Backend::Pread => Engine::Pread,
-            Backend::Uring => {
-                if let Err(reason) = self.uring_status() {
-                    return Err(Error::UringUnavailable {
-                        reason: reason.to_string(),
-                    });
-                }
-                if on_fuse(fd) {
-                    notices.push(Notice::Fuse { forced: true });
-                }
-                Engine::Uring
-            }
-            Backend::Auto => match self.uring_status() {
-                Ok(()) if on_fuse(fd) => {
-                    notices.push(Notice::Fuse { forced: false });
-                    Engine::Sync
-                }
-                Ok(()) => Engine::Uring,
-                Err(reason) => {
-                    notices.push(Notice::UringUnavailable {
-                        reason: reason.to_string(),
-                    });
-                    Engine::Pread
-                }
-            },
-        };
+        let engine = self.choose_engine(name, fd, positional, &mut notices)?;
 
         proc.begin().map_err(|source| Error::Process {
             path: name.to_path_buf(),
@@ -824,6 +792,53 @@ impl Reader {
             bytes,
             route: read_path,
             notices,
+        })
+    }
+
+    /// Which engine reads `fd` under the options' backend: io_uring, or where it is refused (and the
+    /// backend is `auto`) `pread(2)`; FUSE files synchronously. Says why in `notices`.
+    fn choose_engine(
+        &self,
+        name: &Path,
+        fd: std::os::fd::RawFd,
+        positional: bool,
+        notices: &mut Vec<Notice>,
+    ) -> Result<Engine> {
+        Ok(match self.opts.backend {
+            Backend::Epoll if positional => {
+                return Err(Error::InvalidOptions(format!(
+                    "{}: epoll cannot wait on a regular file or block device (it is always \
+                     ready); read it with --backend auto, uring, sync or pread",
+                    name.display()
+                )))
+            }
+            Backend::Epoll => Engine::Epoll,
+            Backend::Sync => Engine::Sync,
+            Backend::Pread => Engine::Pread,
+            Backend::Uring => {
+                if let Err(reason) = self.uring_status() {
+                    return Err(Error::UringUnavailable {
+                        reason: reason.to_string(),
+                    });
+                }
+                if on_fuse(fd) {
+                    notices.push(Notice::Fuse { forced: true });
+                }
+                Engine::Uring
+            }
+            Backend::Auto => match self.uring_status() {
+                Ok(()) if on_fuse(fd) => {
+                    notices.push(Notice::Fuse { forced: false });
+                    Engine::Sync
+                }
+                Ok(()) => Engine::Uring,
+                Err(reason) => {
+                    notices.push(Notice::UringUnavailable {
+                        reason: reason.to_string(),
+                    });
+                    Engine::Pread
+                }
+            },
         })
     }
 
@@ -973,7 +988,7 @@ impl Reader {
     /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
     /// than the file can have chunks (by its size and the limit).
     fn lanes_for(&self, src: &Source<'_>) -> usize {
-        let chunks = src.rules.expected_chunks();
+        let chunks = src.expected_pieces();
         self.max_lanes.min(chunks.min(usize::MAX as u64) as usize)
     }
 
@@ -1284,6 +1299,8 @@ where
                 rw_flags,
                 // A file system without RWF_DONTCACHE: its pages dropped behind the reads.
                 drop_behind: s.dontcache && rw_flags == 0,
+                plan: None,
+                ordered: true,
             };
             c.begin().map_err(|source| Error::Process {
                 path: path.clone(),

@@ -24,6 +24,7 @@ use slab::Slab;
 use super::file::{Fds, Shared};
 use super::many::Batch;
 use super::pool::{Pool, Reg, REGISTERED_TABLE};
+use super::ranges::{AtOp, AtShared};
 use super::whole::{perform, Io, WholeOp};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -83,12 +84,17 @@ pub(super) enum Request {
     Cancel(Arc<Shared>),
     /// Cancel every operation of this batch's whole-file reads in flight (its consumer is gone).
     CancelWhole(Arc<Batch>),
+    /// A read of `RangeFile::read_at` (`ranges.rs`).
+    ReadAt(AtOp),
+    /// Cancel this `read_at`'s read if it is in flight (its future was dropped).
+    CancelAt(Arc<AtShared>),
 }
 
 /// What a lane has in its ring, by `user_data`.
 enum LaneOp {
     Read(ReadOp),
     Whole(WholeOp),
+    ReadAt(AtOp),
 }
 
 /// What streams and the driver thread share.
@@ -216,7 +222,7 @@ impl Channel {
     fn send_all(&self, reqs: Vec<Request>) {
         let reads = reqs
             .iter()
-            .filter(|r| matches!(r, Request::Read(_)))
+            .filter(|r| matches!(r, Request::Read(_) | Request::ReadAt(_)))
             .count();
         self.counters.in_flight.fetch_add(reads, Ordering::Relaxed);
         self.queue
@@ -307,6 +313,17 @@ impl DriverInner {
                 lane.send_all(reqs);
             }
         }
+    }
+
+    /// Queues a `read_at` read on its lane.
+    pub(super) fn read_at(&self, op: AtOp) {
+        let lane = op.lane % self.lanes.len();
+        self.lanes[lane].send(Request::ReadAt(op));
+    }
+
+    /// Cancels the `read_at` read of `shared` on `lane`, if it is in flight.
+    pub(super) fn cancel_at(&self, lane: usize, shared: Arc<AtShared>) {
+        self.lanes[lane % self.lanes.len()].send(Request::CancelAt(shared));
     }
 
     /// Cancels every read of `shared` in flight, on every lane.
@@ -650,6 +667,26 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                 }
                 Request::Whole(op) if cancelled => op.interrupt(&mut next),
                 Request::Whole(op) => next.push(op),
+                Request::ReadAt(op) if cancelled => {
+                    chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                    complete_at(chan, op, -libc::ECANCELED)
+                }
+                Request::ReadAt(op) => {
+                    let (fd, buf, len, offset) = (op.fd, op.buf, op.len, op.offset);
+                    let idx = ops.insert(LaneOp::ReadAt(op));
+                    // SAFETY: the op stored in `ops` keeps the buffer (its `AtShared`) and the file
+                    // alive, and the buffer is this read's alone, until its completion is reaped
+                    // below; if the ring fails, the op is abandoned and its buffer leaked.
+                    unsafe { ring.push_read(fd, buf, len, offset, 0, idx as u64) };
+                }
+                Request::CancelAt(shared) => {
+                    for (idx, op) in ops.iter() {
+                        if matches!(op, LaneOp::ReadAt(r) if Arc::ptr_eq(&r.shared, &shared)) {
+                            chan.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+                            ring.cancel(idx as u64);
+                        }
+                    }
+                }
                 Request::Cancel(shared) => {
                     for (idx, op) in ops.iter() {
                         if matches!(op, LaneOp::Read(r) if Arc::ptr_eq(&r.shared, &shared)) {
@@ -698,6 +735,10 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                         wakes.add(complete(chan, op, -libc::EIO));
                     }
                     LaneOp::Whole(op) => op.abandon(&mut next),
+                    LaneOp::ReadAt(op) => {
+                        op.shared.poison();
+                        complete_at(chan, op, -libc::EIO);
+                    }
                 }
             }
             wakes.wake(&chan.counters);
@@ -732,6 +773,7 @@ fn run_uring(mut ring: DriverRing, chan: &Channel) {
                 DriverCqe::Read { user_data, res } => match ops.try_remove(user_data as usize) {
                     Some(LaneOp::Read(op)) => wakes.add(complete(chan, op, res)),
                     Some(LaneOp::Whole(op)) => op.complete(res, &mut next),
+                    Some(LaneOp::ReadAt(op)) => complete_at(chan, op, res),
                     None => {}
                 },
             }
@@ -819,6 +861,12 @@ fn complete(chan: &Channel, op: ReadOp, res: i32) -> Option<Waker> {
     // `shared` drops here: the op's hold on the buffers ends with the read.
 }
 
+/// Records a `read_at` completion and wakes its task.
+fn complete_at(chan: &Channel, op: AtOp, res: i32) {
+    chan.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+    op.complete(res);
+}
+
 /// The driver loop where io_uring is refused: the same requests, served with `pread(2)`/`read(2)`
 /// on this thread. A stream's reads are served one after another, so a slow pipe delays the others:
 /// the fallback keeps working, not fast.
@@ -850,7 +898,15 @@ fn run_pread(chan: &Channel) {
                     next.into_iter().for_each(run_whole_now);
                 }
                 Request::Whole(op) => run_whole_now(op),
-                Request::Cancel(_) | Request::CancelWhole(_) => {}
+                Request::ReadAt(op) => {
+                    let res = if chan.cancelled() {
+                        -libc::ECANCELED
+                    } else {
+                        op.pread()
+                    };
+                    complete_at(chan, op, res);
+                }
+                Request::Cancel(_) | Request::CancelWhole(_) | Request::CancelAt(_) => {}
             }
         }
         if chan.shutdown.load(Ordering::Acquire) {

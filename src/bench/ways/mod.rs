@@ -23,6 +23,7 @@ pub use self::compio::Compio;
 pub use self::glommio::Glommio;
 pub use self::monoio::Monoio;
 pub use mmap::Mmap;
+pub(crate) use owned::AlignedBuf;
 pub use pread_pool::PreadPool;
 pub use stream::AsyncStreamMethod;
 pub use tokio_fs::TokioFs;

@@ -1,7 +1,8 @@
 //! What a tokio service writes with `ringread = { default-features = false, features = ["stream"] }`:
 //! opens without blocking the executor, chunks as `Bytes`, the reader adapter, the pitfall of holding
-//! every chunk (an error, not a hang), and many tasks within one driver's budget. Checks every result
-//! against `std::fs::read`; exits 1 on a mismatch.
+//! every chunk (an error, not a hang), many tasks within one driver's budget, and random reads
+//! (`read_at`) of one file from many tasks. Checks every result against `std::fs::read`; exits 1
+//! on a mismatch.
 
 use std::io::Write;
 
@@ -131,6 +132,28 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             (st.cached_chunks > 0) == fast,
             "the fast path was not used as asked",
         )?;
+    }
+
+    // Random access: 64 tasks reading 4 KiB pieces of one shared file with read_at (Bytes over the
+    // driver's buffers, no copy), the last one past the end (short, like pread).
+    let file = driver.open_ranges(&path)?;
+    let mut tasks = Vec::new();
+    for t in 0..64u64 {
+        let (file, data) = (file.clone(), data.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..100u64 {
+                let off = (t * 7919 + i * 104_729) % (data.len() as u64 + 100);
+                let b = file.read_at(off, 4096).await?;
+                let from = (off as usize).min(data.len());
+                if b[..] != data[from..(from + 4096).min(data.len())] {
+                    return Ok(false);
+                }
+            }
+            Ok::<bool, Error>(true)
+        }));
+    }
+    for t in tasks {
+        check(t.await??, "a read_at's bytes differ")?;
     }
     println!("ok");
     Ok(())

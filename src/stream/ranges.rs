@@ -1,0 +1,495 @@
+//! Random access from async code: [`RangeFile::read_at`] and [`RangeFile::ranges`] on a file shared
+//! by any number of tasks, read by the driver's threads into buffers of the driver's pool.
+//!
+//! Each `read_at` takes one buffer of the pool (within the driver's budget: when it is spent, the
+//! read waits for a buffer to come back, it never grows the pool), puts one read on a driver
+//! thread's queue (the reads that tasks queue while that thread is busy go to the kernel together,
+//! many entries per `io_uring_enter`), and resolves to [`Bytes`] over that buffer: no copy, and the
+//! buffer goes back to the pool when the last `Bytes` of it drops. Short reads are read on, and
+//! errors retried or reported, by the same rules as every other path (`chunks.rs`). Dropping the
+//! future cancels its read (`IORING_OP_ASYNC_CANCEL`); the buffer goes back to the pool only once
+//! the read's completion has arrived, and the file stays open until then.
+
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use super::driver::{Driver, DriverInner};
+use super::pool::{Buf, Pool};
+use crate::chunks::{Chunks, Piece, Step};
+use crate::error::{Error, Result};
+use crate::ranges::ByteRange;
+use crate::reader::open_read;
+
+/// A file open for random reads from many tasks at once: cheap to clone (an `Arc`), `Send + Sync`.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), ringread::Error> {
+/// let driver = ringread::stream::Driver::global()?;
+/// let file = driver.open_ranges("data.bin")?;
+/// let page = file.read_at(8192, 4096).await?; // Bytes over the driver's buffer, no copy
+/// # drop(page);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RangeFile {
+    inner: Arc<FileInner>,
+}
+
+struct FileInner {
+    driver: Arc<DriverInner>,
+    file: File,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RangeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeFile")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Opens `path` for [`RangeFile::read_at`] and [`RangeFile::ranges`] (the `open(2)` runs on
+    /// the calling thread).
+    pub fn open_ranges(&self, path: impl AsRef<Path>) -> Result<RangeFile> {
+        let path = path.as_ref();
+        let file = open_read(path)?;
+        self.ranges_file(file, path)
+    }
+
+    /// A file the caller opened, for random reads; `name` is what errors call it. Its position is
+    /// neither used nor moved.
+    pub fn ranges_file(&self, file: File, name: impl AsRef<Path>) -> Result<RangeFile> {
+        let name = name.as_ref();
+        let meta = file.metadata().map_err(|source| Error::Open {
+            path: name.to_path_buf(),
+            source,
+        })?;
+        if !(meta.is_file() || std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type())) {
+            return Err(Error::InvalidOptions(format!(
+                "{}: ranges are read at offsets, which only regular files and block devices have",
+                name.display()
+            )));
+        }
+        Ok(RangeFile {
+            inner: Arc::new(FileInner {
+                driver: Arc::clone(&self.inner),
+                file,
+                path: name.to_path_buf(),
+            }),
+        })
+    }
+}
+
+impl RangeFile {
+    /// The path (or name) errors carry.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Reads `len` bytes at `offset`, as `pread(2)` does: fewer only at the end of the file (none
+    /// past it). Resolves to [`Bytes`] over a buffer of the driver's pool, given back when the last
+    /// `Bytes` of it drops. `len` may be at most the driver's budget. Dropping the future cancels
+    /// the read.
+    pub fn read_at(&self, offset: u64, len: usize) -> ReadAt {
+        ReadAt::new(self.clone(), offset, len, false)
+    }
+
+    /// As [`RangeFile::read_at`], but fewer than `len` bytes (the file ended, or shrank, before
+    /// `offset + len`) is an [`Error::Read`] naming the offset where the bytes stopped.
+    pub fn read_exact_at(&self, offset: u64, len: usize) -> ReadAt {
+        ReadAt::new(self.clone(), offset, len, true)
+    }
+
+    /// The bytes of each of `ranges`, in the order given, with up to `in_flight` reads at once
+    /// (at least one): a [`Stream`](futures_core::Stream) of `(offset, Bytes)`. Each range is one
+    /// read, so each must be at most the driver's budget; the buffers of the reads in flight and
+    /// of the `Bytes` the consumer holds come out of the driver's budget (holding them all while
+    /// polling for more waits for ever: drop or copy what you keep).
+    pub fn ranges(
+        &self,
+        ranges: impl IntoIterator<Item = ByteRange>,
+        in_flight: usize,
+    ) -> RangeStream {
+        RangeStream {
+            file: self.clone(),
+            rest: ranges.into_iter().collect::<Vec<_>>().into_iter(),
+            pending: std::collections::VecDeque::new(),
+            in_flight: in_flight.max(1),
+        }
+    }
+}
+
+/// What a `read_at`'s future and its read in flight share: the buffer, the result, the waker.
+pub(super) struct AtShared {
+    state: Mutex<AtState>,
+    pool: Arc<Pool>,
+}
+
+struct AtState {
+    buf: Option<Buf>,
+    res: Option<i32>,
+    waker: Option<Waker>,
+    /// The kernel may still write the buffer (its ring failed): never give it back.
+    poisoned: bool,
+}
+
+impl AtShared {
+    fn lock(&self) -> MutexGuard<'_, AtState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The read was abandoned with its ring: the buffer is leaked.
+    pub(super) fn poison(&self) {
+        self.lock().poisoned = true;
+    }
+}
+
+impl Drop for AtShared {
+    fn drop(&mut self) {
+        // No read is in flight (each holds this) and the future is gone or has taken the buffer.
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(buf) = st.buf.take() {
+            if st.poisoned {
+                std::mem::forget(buf);
+            } else {
+                self.pool.give([buf]);
+            }
+        }
+    }
+}
+
+/// One `read_at` read, as a driver thread performs it.
+pub(super) struct AtOp {
+    pub(super) shared: Arc<AtShared>,
+    /// Held so that the file stays open until the read completes.
+    file: Arc<FileInner>,
+    pub(super) fd: RawFd,
+    pub(super) offset: u64,
+    pub(super) buf: *mut u8,
+    pub(super) len: u32,
+    pub(super) lane: usize,
+}
+
+// SAFETY: `buf` points into the buffer `shared` holds, which the op keeps alive through its `Arc`;
+// the future neither reads nor gives back that buffer until the op's completion is recorded (it
+// only looks at the buffer once `res` is set, and `res` is set after the kernel is done with it).
+unsafe impl Send for AtOp {}
+
+impl AtOp {
+    /// Records the result and wakes the future's task.
+    pub(super) fn complete(self, res: i32) {
+        let waker = {
+            let mut st = self.shared.lock();
+            st.res = Some(res);
+            st.waker.take()
+        };
+        drop(self.file);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Performs the read with `pread(2)` on this thread (where io_uring is refused).
+    pub(super) fn pread(&self) -> i32 {
+        // SAFETY: the op keeps the buffer alive and it is this read's alone (see the Send impl).
+        let n = unsafe {
+            libc::pread(
+                self.fd,
+                self.buf.cast(),
+                self.len as usize,
+                self.offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            -io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)
+        } else {
+            n as i32
+        }
+    }
+}
+
+/// The future of [`RangeFile::read_at`]: resolves to the bytes, or the error naming the offset.
+/// Dropping it cancels its read.
+#[must_use = "a read_at does nothing unless awaited"]
+pub struct ReadAt {
+    file: RangeFile,
+    piece: Piece,
+    exact: bool,
+    /// The read in flight (`Some` from the first submit to the end).
+    shared: Option<Arc<AtShared>>,
+    lane: usize,
+    /// A result to hand out at once (an empty read, an invalid length).
+    early: Option<Result<Bytes>>,
+    done: bool,
+}
+
+impl std::fmt::Debug for ReadAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadAt")
+            .field("path", &self.file.inner.path)
+            .field("offset", &self.piece.offset)
+            .field("len", &self.piece.want)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The rules of a `read_at`: one piece, read on until full or the end (no `O_DIRECT` twin).
+fn rules() -> Chunks {
+    Chunks::for_extents(u32::MAX as usize, None)
+}
+
+impl ReadAt {
+    fn new(file: RangeFile, offset: u64, len: usize, exact: bool) -> ReadAt {
+        let budget = file.inner.driver.pool.budget();
+        let early = if len == 0 {
+            Some(Ok(Bytes::new()))
+        } else if len > budget || len > u32::MAX as usize {
+            Some(Err(Error::InvalidOptions(format!(
+                "{}: a read of {len} bytes at offset {offset} is larger than the driver's budget \
+                 of {budget} bytes",
+                file.inner.path.display()
+            ))))
+        } else {
+            None
+        };
+        let lane = file.inner.driver.next_lane();
+        ReadAt {
+            piece: Chunks::extent(0, offset, len.min(u32::MAX as usize) as u32),
+            file,
+            exact,
+            shared: None,
+            lane,
+            early,
+            done: false,
+        }
+    }
+
+    fn submit(&self, shared: &Arc<AtShared>, st: &mut AtState) {
+        let read = rules().next_read(&self.piece);
+        let buf = st.buf.as_ref().expect("the read's buffer").ptr();
+        let op = AtOp {
+            shared: Arc::clone(shared),
+            file: Arc::clone(&self.file.inner),
+            fd: self.file.inner.file.as_raw_fd(),
+            offset: read.offset,
+            // SAFETY: buf_offset = filled < want <= the buffer's length.
+            buf: unsafe { buf.add(read.buf_offset) },
+            len: read.len,
+            lane: self.lane,
+        };
+        st.res = None;
+        self.file.inner.driver.read_at(op);
+    }
+
+    fn error(&self, source: io::Error) -> Error {
+        Error::Read {
+            path: self.file.inner.path.clone(),
+            offset: self.piece.offset + self.piece.filled as u64,
+            source,
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
+        if let Some(r) = self.early.take() {
+            self.done = true;
+            return Poll::Ready(r);
+        }
+        let driver = &self.file.inner.driver;
+        if driver.cancelled() {
+            self.done = true;
+            return Poll::Ready(Err(Error::Interrupted {
+                path: self.file.inner.path.clone(),
+            }));
+        }
+        let Some(shared) = self.shared.clone() else {
+            // Take a buffer: within the budget, or wait until one comes back.
+            let len = Pool::stride(self.piece.want as usize);
+            let buf = match driver.pool.take(len, 0, true, cx.waker()) {
+                Ok(Some(b)) => b,
+                Ok(None) => return Poll::Pending,
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Err(e));
+                }
+            };
+            let shared = Arc::new(AtShared {
+                state: Mutex::new(AtState {
+                    buf: Some(buf),
+                    res: None,
+                    waker: Some(cx.waker().clone()),
+                    poisoned: false,
+                }),
+                pool: Arc::clone(&driver.pool),
+            });
+            {
+                let mut st = shared.lock();
+                self.submit(&shared, &mut st);
+            }
+            self.shared = Some(shared);
+            return Poll::Pending;
+        };
+        let mut st = shared.lock();
+        let Some(res) = st.res else {
+            if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                st.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        };
+        match rules().complete(&mut self.piece, res) {
+            Step::Again => {
+                st.waker = Some(cx.waker().clone());
+                self.submit(&shared, &mut st);
+                Poll::Pending
+            }
+            Step::Failed { errno } => {
+                self.done = true;
+                drop(st);
+                self.shared = None;
+                Poll::Ready(Err(self.error(io::Error::from_raw_os_error(errno))))
+            }
+            Step::Ready { .. } => {
+                self.done = true;
+                let filled = self.piece.filled as usize;
+                if self.exact && filled < self.piece.want as usize {
+                    drop(st);
+                    self.shared = None;
+                    return Poll::Ready(Err(self.error(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "the file ends (or shrank) before the {} bytes asked for",
+                            self.piece.want
+                        ),
+                    ))));
+                }
+                let buf = st.buf.take().expect("the read's buffer");
+                drop(st);
+                self.shared = None;
+                Poll::Ready(Ok(Bytes::from_owner(PoolBytes {
+                    buf: Some(buf),
+                    pool: Arc::clone(&driver.pool),
+                    len: filled,
+                })))
+            }
+        }
+    }
+}
+
+impl Future for ReadAt {
+    type Output = Result<Bytes>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(Err(Error::InvalidOptions(
+                "a read_at future polled after it resolved".into(),
+            )));
+        }
+        this.poll_read(cx)
+    }
+}
+
+impl Drop for ReadAt {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            // In flight: ask the driver to cancel it. The buffer goes back when the read's
+            // completion drops the op's hold (`AtShared`'s drop).
+            let in_flight = shared.lock().res.is_none();
+            if in_flight {
+                self.file.inner.driver.cancel_at(self.lane, shared);
+            }
+        }
+    }
+}
+
+/// The owner of a `read_at`'s bytes inside the [`Bytes`] handed out: back to the pool on drop.
+struct PoolBytes {
+    buf: Option<Buf>,
+    pool: Arc<Pool>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for PoolBytes {
+    fn as_ref(&self) -> &[u8] {
+        match &self.buf {
+            // SAFETY: the read into the buffer has completed (its result was recorded) and wrote
+            // `len` bytes; nothing writes it again until it is back in the pool, after this drops.
+            Some(b) if self.len > 0 => unsafe { std::slice::from_raw_parts(b.ptr(), self.len) },
+            _ => &[],
+        }
+    }
+}
+
+impl Drop for PoolBytes {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.pool.give([b]);
+        }
+    }
+}
+
+/// The bytes of many ranges of a [`RangeFile`], in the order given, several reads in flight:
+/// made by [`RangeFile::ranges`]. Dropping it cancels the reads in flight.
+#[must_use = "streams do nothing unless polled"]
+pub struct RangeStream {
+    file: RangeFile,
+    rest: std::vec::IntoIter<ByteRange>,
+    pending: std::collections::VecDeque<(u64, ReadAt, Option<Result<Bytes>>)>,
+    in_flight: usize,
+}
+
+impl std::fmt::Debug for RangeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeStream")
+            .field("path", &self.file.inner.path)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl futures_core::Stream for RangeStream {
+    type Item = Result<(u64, Bytes)>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        while this.pending.len() < this.in_flight {
+            let Some(r) = this.rest.next() else { break };
+            let len = usize::try_from(r.len).unwrap_or(usize::MAX);
+            let read = this.file.read_at(r.offset, len);
+            this.pending.push_back((r.offset, read, None));
+        }
+        // Start (or follow) every read in flight, so that they are all in the driver's queues.
+        for (_, read, out) in this.pending.iter_mut() {
+            if out.is_none() {
+                if let Poll::Ready(r) = read.poll_read(cx) {
+                    *out = Some(r);
+                }
+            }
+        }
+        match this.pending.front_mut() {
+            None => Poll::Ready(None),
+            Some((_, _, None)) => Poll::Pending,
+            Some((_, _, Some(_))) => {
+                let (offset, _, out) = this.pending.pop_front().expect("front");
+                let r = out.expect("ready");
+                if r.is_err() {
+                    // An error ends the stream: what is left is not read.
+                    this.rest = Vec::new().into_iter();
+                    this.pending.clear();
+                }
+                Poll::Ready(Some(r.map(|b| (offset, b))))
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `ringread cat --range` and `--ranges-from`, checked against slices of the file as
+//! `std::fs::read` gives it, with the reading options that must not change a byte.
+//!
+//! The file lives on the real disk (`CARGO_TARGET_TMPDIR`), so that `--direct` reaches the device.
+
+use std::path::Path;
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+mod common;
+
+/// 2 MiB and a tail that is a multiple of nothing.
+const SIZE: usize = (2 << 20) + 4321;
+
+const OPTION_SETS: &[&[&str]] = &[
+    &[],
+    &["--chunk-size", "4K", "--depth", "64"],
+    &["--direct", "--chunk-size", "64K", "--depth", "32"],
+    &["--backend", "sync"],
+    &["--backend", "pread", "--threads", "2"],
+    &[
+        "--no-register",
+        "--backend",
+        "uring",
+        "--chunk-size",
+        "4K",
+        "--depth",
+        "8",
+    ],
+];
+
+fn ringread(dir: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::cargo_bin("ringread")
+        .unwrap()
+        .current_dir(dir)
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(out.status.code().is_some(), "{args:?}: killed by a signal");
+    out
+}
+
+fn slice(data: &[u8], off: usize, len: usize) -> &[u8] {
+    &data[off.min(data.len())..(off + len).min(data.len())]
+}
+
+#[test]
+fn cat_ranges_writes_each_range_in_the_order_given() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data = common::random_bytes(SIZE, 7);
+    std::fs::write(dir.path().join("f"), &data).unwrap();
+    // Offset 0, the last byte, across chunk and alignment edges, overlapping, duplicate, empty,
+    // past the end; sizes as --chunk-size takes them.
+    let asked: &[(&str, usize, usize)] = &[
+        ("1M:4K", 1 << 20, 4096),
+        ("0:1", 0, 1),
+        ("2101472:1", SIZE - 1, 1),
+        ("4095:2", 4095, 2),
+        ("65000:70000", 65_000, 70_000),
+        ("100:50", 100, 50),
+        ("120:50", 120, 50),
+        ("120:50", 120, 50),
+        ("9:0", 9, 0),
+        ("2101400:1M", 2_101_400, 1 << 20),
+        ("3M:10", 3 << 20, 10),
+    ];
+    assert_eq!(SIZE - 1, 2_101_472);
+    let want: Vec<u8> = asked
+        .iter()
+        .flat_map(|&(_, o, l)| slice(&data, o, l).to_vec())
+        .collect();
+    let list: String = asked.iter().map(|(s, _, _)| format!("{s}\n")).collect();
+    std::fs::write(dir.path().join("list"), format!("{list}\n")).unwrap();
+    for opts in OPTION_SETS {
+        let mut args: Vec<&str> = opts.to_vec();
+        args.push("cat");
+        for (s, _, _) in asked {
+            args.extend(["--range", s]);
+        }
+        args.push("f");
+        let out = ringread(dir.path(), &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == want, "{args:?}: other bytes than the ranges'");
+
+        let mut args: Vec<&str> = opts.to_vec();
+        args.extend([
+            "cat",
+            "--ranges-from",
+            "list",
+            "--merge-gap",
+            "none",
+            "f",
+            "f",
+        ]);
+        let out = ringread(dir.path(), &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout == [&want[..], &want[..]].concat(),
+            "{args:?}: bytes differ"
+        );
+    }
+}
+
+#[test]
+fn bad_ranges_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(dir.path().join("f"), b"hello").unwrap();
+    std::fs::write(dir.path().join("list"), "0:1\nbad\n").unwrap();
+    let out = ringread(dir.path(), &["cat", "--range", "12", "f"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OFFSET:LENGTH"));
+    let out = ringread(dir.path(), &["cat", "--ranges-from", "list", "f"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("list:2"), "{err}");
+    let out = ringread(dir.path(), &["cat", "--range", "1:3", "missing", "f"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.stdout, b"ell");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
