@@ -199,7 +199,7 @@ impl ReadOptionsBuilder {
     /// pages are mapped in with `MADV_POPULATE_READ`, which reports a page past the end instead of
     /// faulting, and the first such read installs a process-wide `SIGBUS` handler (chaining any
     /// handler installed before it) that answers a fault in a live mapping with zero pages. The read
-    /// then fails with [`Error::Read`](crate::Error::Read) at the offset where the file was cut (or
+    /// then fails with [`Error::Read`] at the offset where the file was cut (or
     /// grew). The processor may have been given those zeros before: use this for processors whose
     /// result counts only when the read succeeds (digests, counts), not for copies. A handler
     /// installed later that does not chain to the one before it defeats the guard.
