@@ -1286,8 +1286,10 @@ fn memlock_fixture() -> (TempDir, Vec<u8>) {
     (dir, expected)
 }
 
-const MEMLOCK_ARGS: [&str; 8] = [
+// Copied (--no-mmap): registration is what these tests are about, not reading in place.
+const MEMLOCK_ARGS: [&str; 9] = [
     "-v",
+    "--no-mmap",
     "sum",
     "-a",
     "sha256",
@@ -1455,6 +1457,8 @@ fn verbose_says_how_files_were_read() {
             "buffers of 4096 bytes",
         ),
     ] {
+        // The copying routes (in place has its own test).
+        let args = &join_args(&[&["--no-mmap"], args]);
         let what = describe("ringread", args);
         let out = ringread(d, args);
         assert_success(&what, &out);
@@ -1682,10 +1686,13 @@ fn a_cold_large_file_is_read_with_the_cold_profile_unless_options_are_given() {
     let err = run(&["-v", "sum", "-a", "sha256", "f"]);
     assert!(err.contains("read as a cold file (0.0% of its 41943040 bytes cached): chunks of 1048576 bytes, 16 in flight"), "{err}");
     assert!(err.contains("of 1048576 bytes"), "{err}");
-    // Warm (it was just read): as given.
-    let err = run(&["-v", "sum", "-a", "sha256", "f"]);
+    // Warm (it was just read): as given (copied with --no-mmap; else in place).
+    let err = run(&["-v", "--no-mmap", "sum", "-a", "sha256", "f"]);
     assert!(!err.contains("cold file"), "{err}");
     assert!(err.contains("of 262144 bytes"), "{err}");
+    let err = run(&["-v", "sum", "-a", "sha256", "f"]);
+    assert!(!err.contains("cold file"), "{err}");
+    assert!(err.contains("by in place"), "{err}");
     // Cold with a chunk size or a depth given: as given.
     for opts in [
         &["--chunk-size", "256K"][..],
