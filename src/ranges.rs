@@ -113,9 +113,11 @@ impl RangeOptions {
     }
 }
 
-/// One read of the plan: `len` bytes at `offset`, handing over `parts[first..end]`.
+/// One read of the plan: `len` bytes at `offset` of file `file` (of a plan over several files, its
+/// position among them; else 0), handing over `parts[first..end]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Extent {
+    pub file: u32,
     pub offset: u64,
     pub len: u32,
     pub first: usize,
@@ -178,6 +180,7 @@ impl Plan {
                     offset: from,
                 });
                 plan.extents.push(Extent {
+                    file: 0,
                     offset: pos,
                     len: len as u32,
                     first,
@@ -187,6 +190,20 @@ impl Plan {
             }
         }
         plan
+    }
+
+    /// Adds `other`, a plan of file `file`, after this plan's reads: a plan over several files, whose
+    /// reads are in flight together (each extent stays within its file).
+    pub(crate) fn append(&mut self, other: Plan, file: u32) {
+        let base = self.parts.len();
+        self.parts.extend(other.parts);
+        self.extents
+            .extend(other.extents.into_iter().map(|x| Extent {
+                file,
+                first: x.first + base,
+                end: x.end + base,
+                ..x
+            }));
     }
 
     /// The parts extent `k` hands over.

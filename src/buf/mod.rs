@@ -19,16 +19,32 @@ const HUGE_PAGE: usize = 2 << 20;
 pub struct Chunk<'a> {
     offset: u64,
     data: &'a [u8],
+    input: usize,
 }
 
 impl<'a> Chunk<'a> {
     /// A chunk of `data` that starts at byte `offset` of its file.
     pub fn new(offset: u64, data: &'a [u8]) -> Self {
-        Chunk { offset, data }
+        Chunk {
+            offset,
+            data,
+            input: 0,
+        }
+    }
+    /// The same chunk, of input `input` of a call that reads several
+    /// ([`Reader::read_ranges_many`](crate::Reader::read_ranges_many)).
+    pub fn of_input(self, input: usize) -> Self {
+        Chunk { input, ..self }
     }
     /// Where the chunk starts in the file.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+    /// Which input the chunk is of, in a call that reads several at once
+    /// ([`Reader::read_ranges_many`](crate::Reader::read_ranges_many): the input's position in
+    /// the list); 0 in a call that reads one file.
+    pub fn input(&self) -> usize {
+        self.input
     }
     /// The chunk's bytes.
     pub fn bytes(&self) -> &'a [u8] {

@@ -38,6 +38,19 @@ use crate::ring::{Queue, ReadReq};
 struct Sink<'p, C: ?Sized> {
     proc: &'p mut C,
     bytes: u64,
+    /// Of a range plan over several files ([`Source::members`]), how each file went.
+    files: Vec<FileOutcome>,
+}
+
+/// How one file of a range plan over several files went.
+#[derive(Debug, Default)]
+pub(crate) struct FileOutcome {
+    /// The bytes handed over.
+    pub bytes: u64,
+    /// The failure that ended it (a read or the processor), if any.
+    pub error: Option<Error>,
+    /// Its processor asked to stop, or it failed: its later pieces are not handed over.
+    pub ended: bool,
 }
 
 /// How a whole run ended (the first failure in file order wins).
@@ -66,7 +79,13 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
             lanes: lanes as u64,
             baton: Baton::new(),
             prep,
-            sink: Mutex::new(Sink { proc, bytes: 0 }),
+            sink: Mutex::new(Sink {
+                proc,
+                bytes: 0,
+                files: std::iter::repeat_with(FileOutcome::default)
+                    .take(src.members.len())
+                    .collect(),
+            }),
             outcome: Mutex::new(Outcome::default()),
             cancel: None,
         }
@@ -84,6 +103,11 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
 
     /// Ends the run: the bytes delivered, or the first error; a processor's panic resumes here.
     pub(crate) fn finish(self) -> Result<u64, Error> {
+        self.finish_files().map(|(bytes, _)| bytes)
+    }
+
+    /// [`Run::finish`], with how each file of a plan over several files went.
+    pub(crate) fn finish_files(self) -> Result<(u64, Vec<FileOutcome>), Error> {
         let outcome = self.outcome.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Some(payload) = outcome.panic {
             std::panic::resume_unwind(payload);
@@ -92,7 +116,17 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
             return Err(e);
         }
         let sink = self.sink.into_inner().unwrap_or_else(|e| e.into_inner());
-        Ok(sink.bytes)
+        Ok((sink.bytes, sink.files))
+    }
+
+    /// File `f` (of a plan over several files) failed with `e`: that file ends, unless it had
+    /// already; the run goes on.
+    fn file_failed(&self, f: usize, e: Error) {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = sink.files.get_mut(f).filter(|file| !file.ended) {
+            file.error.get_or_insert(e);
+            file.ended = true;
+        }
     }
 
     pub(super) fn fail(&self, e: Error) {
@@ -133,19 +167,44 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
         F: FnOnce(&Pr, &mut C) -> (u64, Result<bool, (u64, io::Error)>),
     {
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let member = self.src.member_of(k);
+        if member.is_some_and(|f| sink.files[f].ended) {
+            return true; // its file has ended: the run goes on without it
+        }
         let prep = self.prep;
         let sink_ref = &mut *sink;
+        let src = self.src.for_piece(k);
         match catch_unwind(AssertUnwindSafe(|| hand(prep, &mut *sink_ref.proc))) {
             Ok((n, result)) => {
                 sink.bytes += n;
+                // A file of several: its end (asked for, or a failure) is that file's alone.
+                let result = match member {
+                    Some(f) => {
+                        let file = &mut sink.files[f];
+                        file.bytes += n;
+                        match result {
+                            Ok(go_on) => file.ended |= !go_on,
+                            Err((offset, source)) => {
+                                file.ended = true;
+                                file.error.get_or_insert(Error::Process {
+                                    path: src.path.to_path_buf(),
+                                    offset,
+                                    source,
+                                });
+                            }
+                        }
+                        Ok(true)
+                    }
+                    None => result,
+                };
                 drop(sink);
                 match result {
                     Ok(go_on) => {
-                        if self.src.drop_behind && self.src.rules.positional() {
+                        if src.drop_behind && src.rules.positional() {
                             // SAFETY: advice on a descriptor the source holds open for the run.
                             unsafe {
                                 libc::posix_fadvise(
-                                    self.src.fd,
+                                    src.fd,
                                     offset as libc::off_t,
                                     len as libc::off_t,
                                     libc::POSIX_FADV_DONTNEED,
@@ -381,7 +440,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
 
     /// Queues the read of the rest of slot `i`.
     fn push(&mut self, i: usize) {
-        let src = &self.run.src;
+        let src = &self.run.src.for_piece(self.slots[i].piece.k);
         let read = src.rules.next_read(&self.slots[i].piece);
         let req = ReadReq {
             fd: src.fd(read.via),
@@ -525,7 +584,8 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
                 }
                 // A range plan's extent: each range's part with its own offset.
                 Some(plan) => run.give_with(k, offset, data.len() as u64, |prep, proc| {
-                    hand_parts(plan.parts_of(k as usize), data, prep, proc)
+                    let input = plan.extents[k as usize].file as usize;
+                    hand_parts(plan.parts_of(k as usize), input, data, prep, proc)
                 }),
             };
             if !handed {
@@ -534,11 +594,18 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         }
         match std::mem::replace(&mut slot.state, State::InFlight) {
             State::Failed(source) => {
-                run.fail(Error::Read {
-                    path: run.src.path.to_path_buf(),
+                let e = Error::Read {
+                    path: run.src.for_piece(k).path.to_path_buf(),
                     offset: offset + filled as u64,
                     source,
-                });
+                };
+                if let Some(f) = run.src.member_of(k) {
+                    // One file of several: it ends here, the others go on.
+                    run.file_failed(f, e);
+                    run.baton.pass(k);
+                    return true;
+                }
+                run.fail(e);
                 run.baton.stop_at(k);
                 false
             }
@@ -598,11 +665,12 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     }
 }
 
-/// Hands a range plan's extent over, part by part (each range's bytes with its own offset, cut to
-/// what the read brought in): returns the bytes handed over, and whether to go on or where the
-/// processor failed.
+/// Hands a range plan's extent (of file `input` of the plan) over, part by part (each range's bytes
+/// with its own offset, cut to what the read brought in): returns the bytes handed over, and
+/// whether to go on or where the processor failed.
 fn hand_parts<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
     parts: &[Part],
+    input: usize,
     data: &[u8],
     prep: &Pr,
     proc: &mut C,
@@ -614,7 +682,7 @@ fn hand_parts<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
         if to <= from {
             continue;
         }
-        let chunk = Chunk::new(p.offset, &data[from..to]);
+        let chunk = Chunk::new(p.offset, &data[from..to]).of_input(input);
         let part = prep.prepare(&chunk);
         match proc.combine(&chunk, part) {
             Ok(true) => n += (to - from) as u64,

@@ -161,6 +161,7 @@ fn run_fake_limited(
         drop_behind: false,
         plan: None,
         ordered: true,
+        members: &[],
         rules: Chunks::new(
             0,
             chunk,
@@ -285,6 +286,7 @@ fn a_processor_can_stop_early() {
         drop_behind: false,
         plan: None,
         ordered: true,
+        members: &[],
         rules: Chunks::new(0, 1000, None, 40_000, true, None),
     };
     let mut seen = Vec::new();

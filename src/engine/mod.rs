@@ -47,6 +47,21 @@ pub(crate) use pread_queue::PreadQueue;
 use crate::chunks::{Chunks, Piece, Via};
 use crate::ranges::Plan;
 
+/// One file of a range plan over several files: what differs from file to file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member<'a> {
+    /// The name its errors carry.
+    pub path: &'a Path,
+    /// The file, opened buffered.
+    pub fd: RawFd,
+    /// The same file opened with `O_DIRECT`, when direct reads are on (and it took them).
+    pub direct_fd: Option<RawFd>,
+    /// `RWF_*` flags of its buffered reads.
+    pub rw_flags: i32,
+    /// Drop its chunks' pages once handed over.
+    pub drop_behind: bool,
+}
+
 /// An open file, as the engine reads it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Source<'a> {
@@ -68,9 +83,37 @@ pub(crate) struct Source<'a> {
     /// Chunks go to the processor in order (the baton); `false`: as each lane has them
     /// (range reads in completion order).
     pub ordered: bool,
+    /// A range plan over several files: the files its extents name (empty: the source is one
+    /// file). Each file ends on its own: a failed read or processor ends that file, not the run.
+    pub members: &'a [Member<'a>],
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    /// Which of `members` piece `k` is of (`None`: the source is one file).
+    pub(crate) fn member_of(&self, k: u64) -> Option<usize> {
+        if self.members.is_empty() {
+            return None;
+        }
+        let x = self.plan?.extents.get(usize::try_from(k).ok()?)?;
+        Some(x.file as usize)
+    }
+
+    /// The source as piece `k` sees it: for a plan over several files, with that file's name,
+    /// descriptors and flags.
+    pub(crate) fn for_piece(&self, k: u64) -> Source<'a> {
+        match self.member_of(k).and_then(|f| self.members.get(f)) {
+            Some(m) => Source {
+                path: m.path,
+                fd: m.fd,
+                direct_fd: m.direct_fd,
+                rw_flags: m.rw_flags,
+                drop_behind: m.drop_behind,
+                ..*self
+            },
+            None => *self,
+        }
+    }
+
     /// The descriptor a read goes to.
     pub(crate) fn fd(&self, via: Via) -> RawFd {
         match (via, self.direct_fd) {

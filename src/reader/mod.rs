@@ -21,7 +21,7 @@ pub use summary::{Engine, Notice, Route, Summary};
 use crate::buf::Arena;
 use crate::cancel::Cancel;
 use crate::chunks::Chunks;
-use crate::engine::lanes::{run_lane, run_lanes, LaneSpec, Run};
+use crate::engine::lanes::{run_lane, run_lanes, FileOutcome, LaneSpec, Run};
 use crate::engine::many::{self, Feed, Input, Next, Outcome, Settings, DESCRIPTOR_WAIT_MS};
 use crate::engine::workers::Workers;
 use crate::engine::{in_place, PreadQueue, Source};
@@ -719,6 +719,7 @@ impl Reader {
             drop_behind,
             plan: None,
             ordered: true,
+            members: &[],
             rules: Chunks::new(
                 start,
                 self.opts.chunk_size,
@@ -1049,6 +1050,24 @@ impl Reader {
         Pr: Prepare,
         C: Combine<Pr::Part> + Send + ?Sized,
     {
+        let (bytes, route, _) = self.read_lanes_files(src, engine, prep, proc, notices)?;
+        Ok((bytes, route))
+    }
+
+    /// [`Reader::read_lanes`], with how each file of a range plan over several files went
+    /// ([`Source::members`]).
+    fn read_lanes_files<Pr, C>(
+        &self,
+        src: &Source<'_>,
+        engine: Engine,
+        prep: &Pr,
+        proc: &mut C,
+        notices: &mut Vec<Notice>,
+    ) -> Result<(u64, Route, Vec<FileOutcome>)>
+    where
+        Pr: Prepare,
+        C: Combine<Pr::Part> + Send + ?Sized,
+    {
         let (engine, lanes) = match engine {
             Engine::Uring => (Engine::Uring, self.lanes_for(src)),
             Engine::Pread => (Engine::Pread, self.lanes_for(src)),
@@ -1135,8 +1154,8 @@ impl Reader {
             }
         }
         drop(kept);
-        let bytes = run.finish()?;
-        Ok((bytes, read_path))
+        let (bytes, files) = run.finish_files()?;
+        Ok((bytes, read_path, files))
     }
 }
 
@@ -1301,6 +1320,7 @@ where
                 drop_behind: s.dontcache && rw_flags == 0,
                 plan: None,
                 ordered: true,
+                members: &[],
             };
             c.begin().map_err(|source| Error::Process {
                 path: path.clone(),

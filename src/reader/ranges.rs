@@ -3,15 +3,51 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 
-use super::{inspect, open_read, Engine, Inspected, Reader, Summary};
+use super::{
+    descriptor_room, inspect, open_read, Engine, Finished, Inspected, Reader, Summary,
+    FILES_IN_FLIGHT,
+};
 use crate::chunks::Chunks;
-use crate::engine::Source;
+use crate::engine::{Member, Source};
 use crate::error::{Error, Result};
 use crate::options::Backend;
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ranges::{ByteRange, Order, Plan, RangeOptions};
+
+/// The error for ranges of a pipe, socket or terminal.
+fn not_positional(name: &Path) -> Error {
+    Error::InvalidOptions(format!(
+        "{}: ranges are read at offsets, which only regular files and block devices have",
+        name.display()
+    ))
+}
+
+/// The processor of a range read over several files: each chunk goes to its file's processor,
+/// marked with that file's position among the call's inputs.
+struct Dispatch<'a, P> {
+    procs: Vec<&'a mut P>,
+    inputs: Vec<usize>,
+}
+
+impl<P: Processor> Processor for Dispatch<'_, P> {
+    fn process(&mut self, chunk: &crate::Chunk<'_>) -> std::io::Result<bool> {
+        let m = chunk.input();
+        self.procs[m].process(&chunk.of_input(self.inputs[m]))
+    }
+}
+
+/// One input of a group of [`Reader::read_ranges_many`], opened (or not).
+struct Entry<R> {
+    index: usize,
+    path: PathBuf,
+    ranges: R,
+    /// The file and how to read it; `None` once it failed.
+    opened: Option<(File, Inspected)>,
+    error: Option<Error>,
+}
 
 /// Whether at least 99% of a regular file is in the page cache (cachestat, else mincore).
 fn mostly_cached(file: &File) -> bool {
@@ -118,6 +154,254 @@ impl Reader {
         self.read_ranges_opened(&file, path, Some(path), ranges, opts, prep, proc)
     }
 
+    /// Reads ranges of many files in one call, with reads of every file in flight together: the
+    /// depth reaches across the files, as it reaches across one file's ranges in
+    /// [`Reader::read_ranges`]. Each input is a path and the ranges to read of it; each file's
+    /// chunks go to its own processor, made by `make(index, path)`, and marked with the input's
+    /// position ([`Chunk::input`](crate::Chunk::input)). In [`Order::Request`] the files' ranges
+    /// reach their processors input after input, each file's in the order given.
+    ///
+    /// Each input ends on its own: a file that cannot be opened, is not positional (a pipe), whose
+    /// read fails or whose processor fails or asks to stop, ends there, and the others go on.
+    /// `done` gets every input, in input order, with its processor and its [`Summary`] (its
+    /// bytes; the route and notices of its group) or its error. Inputs are read in groups of as
+    /// many files as may be open at once (up to [`FILES_IN_FLIGHT`], fewer where `ulimit -n` is
+    /// low); a group's results come when the group is read. The call returns an error only when
+    /// reading cannot go on at all (the ring failed, [`Error::Interrupted`], or options no file
+    /// can be read with); a processor's panic resumes on the caller's thread.
+    ///
+    /// ```
+    /// use ringread::{processor::from_fn, ranges::{ByteRange, RangeOptions}, ReadOptions, Reader};
+    /// let reader = Reader::new(ReadOptions::builder().chunk_size(4096).depth(64).build()?);
+    /// let head = [ByteRange::new(0, 16)];
+    /// let inputs = [("Cargo.toml", &head[..]), ("README.md", &head[..]), ("missing", &head[..])];
+    /// let mut heads = Vec::new();
+    /// reader.read_ranges_many(inputs, &RangeOptions::new(), |_, _| Vec::new(), |f| {
+    ///     match f.result {
+    ///         Ok(summary) => assert_eq!(summary.bytes, 16),
+    ///         Err(e) => assert_eq!(f.index, 2, "{e}"),
+    ///     }
+    ///     heads.push(f.processor);
+    /// })?;
+    /// assert_eq!(heads[0], std::fs::read("Cargo.toml").unwrap()[..16]);
+    /// # Ok::<(), ringread::Error>(())
+    /// ```
+    pub fn read_ranges_many<I, F, R, M, P, D>(
+        &self,
+        inputs: I,
+        opts: &RangeOptions,
+        mut make: M,
+        mut done: D,
+    ) -> Result<()>
+    where
+        I: IntoIterator<Item = (F, R)>,
+        F: Into<PathBuf>,
+        R: AsRef<[ByteRange]>,
+        M: FnMut(usize, &Path) -> P,
+        P: Processor + Send,
+        D: FnMut(Finished<P>),
+    {
+        // Two descriptors a file under O_DIRECT.
+        let per_group = (descriptor_room() / 2).clamp(1, FILES_IN_FLIGHT);
+        let mut inputs = inputs.into_iter().enumerate().peekable();
+        while inputs.peek().is_some() {
+            let mut procs = Vec::new();
+            let group = inputs
+                .by_ref()
+                .take(per_group)
+                .map(|(index, (path, ranges))| {
+                    let path = path.into();
+                    procs.push(make(index, &path));
+                    Entry {
+                        index,
+                        path,
+                        ranges,
+                        opened: None,
+                        error: None,
+                    }
+                });
+            let group: Vec<Entry<R>> = group.collect();
+            self.ranges_group(group, procs, opts, &mut done)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one group of [`Reader::read_ranges_many`]'s inputs, all in flight together.
+    fn ranges_group<P, R, D>(
+        &self,
+        mut group: Vec<Entry<R>>,
+        mut procs: Vec<P>,
+        opts: &RangeOptions,
+        done: &mut D,
+    ) -> Result<()>
+    where
+        R: AsRef<[ByteRange]>,
+        P: Processor + Send,
+        D: FnMut(Finished<P>),
+    {
+        let chunk = self.opts.chunk_size;
+        for (e, proc) in group.iter_mut().zip(&mut procs) {
+            // A FIFO is refused before it is opened: opening one waits for a writer.
+            let special = std::fs::metadata(&e.path).is_ok_and(|m| {
+                let t = m.file_type();
+                t.is_fifo() || t.is_socket() || t.is_char_device()
+            });
+            let opened = if special {
+                Err(not_positional(&e.path))
+            } else {
+                open_read(&e.path)
+            };
+            let opened = opened.and_then(|file| {
+                let ins = inspect(
+                    &file,
+                    &e.path,
+                    Some(&e.path),
+                    self.opts.direct,
+                    self.opts.dontcache,
+                    chunk,
+                )?;
+                if !ins.positional {
+                    return Err(not_positional(&e.path));
+                }
+                proc.begin().map_err(|source| Error::Process {
+                    path: e.path.clone(),
+                    offset: 0,
+                    source,
+                })?;
+                Ok((file, ins))
+            });
+            match opened {
+                Ok(o) => e.opened = Some(o),
+                Err(err) => e.error = Some(err),
+            }
+        }
+        // The engine: the weakest any file allows (a file on FUSE reads the group on one thread).
+        let mut notices = Vec::new();
+        let mut engine = None;
+        for e in &group {
+            if let Some((_, ins)) = &e.opened {
+                let chosen = self.choose_engine(&e.path, ins.fd, true, &mut notices)?;
+                engine = Some(match (engine, chosen) {
+                    (Some(Engine::Sync), _) | (_, Engine::Sync | Engine::Epoll) => Engine::Sync,
+                    (Some(Engine::Pread), _) | (_, Engine::Pread) => Engine::Pread,
+                    _ => chosen,
+                });
+            }
+            for n in e.opened.iter().flat_map(|(_, ins)| &ins.notices) {
+                if !notices.contains(n) {
+                    notices.push(n.clone());
+                }
+            }
+        }
+        let align = group
+            .iter()
+            .filter_map(|e| e.opened.as_ref()?.1.direct.as_ref().map(|(_, a)| *a))
+            .max();
+        let mut plan = Plan::default();
+        let mut members = Vec::new();
+        let mut inputs = Vec::new();
+        for e in &group {
+            if let Some((_, ins)) = &e.opened {
+                let one = Plan::new(
+                    e.ranges.as_ref(),
+                    chunk as u64,
+                    align.unwrap_or(1) as u64,
+                    opts.get_merge_gap(),
+                );
+                plan.append(one, members.len() as u32);
+                members.push(Member {
+                    path: &e.path,
+                    fd: ins.fd,
+                    direct_fd: ins.direct.as_ref().map(|(f, _)| f.as_raw_fd()),
+                    rw_flags: ins.rw_flags,
+                    drop_behind: ins.drop_behind,
+                });
+                inputs.push(e.index);
+            }
+        }
+        let mut outcomes = Vec::new();
+        let mut route = None;
+        if let (Some(engine), Some(first)) = (engine, members.first()) {
+            let src = Source {
+                path: first.path,
+                fd: first.fd,
+                direct_fd: members.iter().find_map(|m| m.direct_fd),
+                rw_flags: first.rw_flags,
+                drop_behind: first.drop_behind,
+                rules: Chunks::for_extents(chunk, align),
+                plan: Some(&plan),
+                ordered: opts.get_order() == Order::Request,
+                members: &members,
+            };
+            let engine = self.ranges_engine(engine, src.direct_fd.is_some(), || {
+                group
+                    .iter()
+                    .filter_map(|e| e.opened.as_ref())
+                    .all(|(file, _)| mostly_cached(file))
+            });
+            let procs = procs
+                .iter_mut()
+                .zip(&group)
+                .filter(|(_, e)| e.opened.is_some())
+                .map(|(p, _)| p)
+                .collect();
+            let mut dispatch = Dispatch { procs, inputs };
+            let (_, r, files) =
+                self.read_lanes_files(&src, engine, &Whole, &mut dispatch, &mut notices)?;
+            outcomes = files;
+            route = Some(r);
+        }
+        let mut outcomes = outcomes.into_iter();
+        for (mut e, mut proc) in group.into_iter().zip(procs) {
+            let result = match (e.error.take(), &e.opened, route.as_ref()) {
+                (Some(err), _, _) => Err(err),
+                (None, Some(_), Some(route)) => {
+                    let outcome = outcomes.next().unwrap_or_default();
+                    match outcome.error {
+                        Some(err) => Err(err),
+                        None => proc.finish().map_err(|source| Error::Process {
+                            path: e.path.clone(),
+                            offset: e.ranges.as_ref().last().map_or(0, ByteRange::end),
+                            source,
+                        }),
+                    }
+                    .map(|()| Summary {
+                        bytes: outcome.bytes,
+                        route: route.clone(),
+                        notices: notices.clone(),
+                    })
+                }
+                _ => unreachable!("an input is either opened or failed, and opened ones are read"),
+            };
+            drop(e.opened.take());
+            done(Finished {
+                index: e.index,
+                path: e.path,
+                result,
+                processor: proc,
+            });
+        }
+        Ok(())
+    }
+
+    /// The engine for range reads, from what [`Reader::choose_engine`] chose: epoll has nothing to
+    /// wait for on a positional file, so it reads as `sync`.
+    ///
+    /// Cached buffered reads: a `pread(2)` costs less CPU than the same read through io_uring on
+    /// the kernels measured (docs/BENCHMARKS.md, section 15: the engine's pread lanes did 1.25x
+    /// the IOPS of its io_uring lanes on random 4 KiB reads of a cached file), and every lane
+    /// still reads on its own CPU. Under `auto` only, and only when the files are (almost) wholly
+    /// in the page cache (`cached`: one `cachestat` each).
+    fn ranges_engine(&self, chosen: Engine, direct: bool, cached: impl FnOnce() -> bool) -> Engine {
+        match chosen {
+            Engine::Epoll => Engine::Sync,
+            Engine::Uring if self.opts.backend == Backend::Auto && !direct && cached() => {
+                Engine::Pread
+            }
+            e => e,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn read_ranges_opened<Pr, C>(
         &self,
@@ -150,10 +434,7 @@ impl Reader {
             self.opts.chunk_size,
         )?;
         if !positional {
-            return Err(Error::InvalidOptions(format!(
-                "{}: ranges are read at offsets, which only regular files and block devices have",
-                name.display()
-            )));
+            return Err(not_positional(name));
         }
         let align = direct.as_ref().map(|(_, a)| *a);
         let chunk = self.opts.chunk_size;
@@ -172,23 +453,10 @@ impl Reader {
             rules: Chunks::for_extents(chunk, align),
             plan: Some(&plan),
             ordered: opts.get_order() == Order::Request,
+            members: &[],
         };
-        let engine = match self.choose_engine(name, fd, positional, &mut notices)? {
-            Engine::Epoll => Engine::Sync,
-            // Cached buffered reads: a `pread(2)` costs less CPU than the same read through
-            // io_uring on the kernels measured (docs/BENCHMARKS.md, section 15: the engine's pread
-            // lanes did 1.25x the IOPS of its io_uring lanes on random 4 KiB reads of a cached
-            // file), and every lane still reads on its own CPU. Under `auto` only, and only when
-            // the whole file is in the page cache (one `cachestat`).
-            Engine::Uring
-                if self.opts.backend == Backend::Auto
-                    && src.direct_fd.is_none()
-                    && mostly_cached(file) =>
-            {
-                Engine::Pread
-            }
-            e => e,
-        };
+        let engine = self.choose_engine(name, fd, positional, &mut notices)?;
+        let engine = self.ranges_engine(engine, src.direct_fd.is_some(), || mostly_cached(file));
         proc.begin().map_err(|source| Error::Process {
             path: name.to_path_buf(),
             offset: 0,
