@@ -130,3 +130,42 @@ fn bad_ranges_are_refused_with_the_reason() {
     assert_eq!(out.stdout, b"ell");
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
 }
+
+#[test]
+fn cat_ranges_of_several_files_writes_them_in_order_and_names_the_ones_that_fail() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sizes = [0usize, 1, 4095, 4097, 70_000, SIZE];
+    for (i, &n) in sizes.iter().enumerate() {
+        std::fs::write(
+            dir.path().join(format!("f{i}")),
+            common::random_bytes(n, 40 + i as u64),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let names = ["f0", "f1", "missing", "f2", "sub", "f3", "f4", "f5"];
+    let asked = [(0, 10), (4000, 200), (4096, 1), (60_000, 20_000), (9, 0)];
+    let mut want = Vec::new();
+    for name in names {
+        if let Ok(data) = std::fs::read(dir.path().join(name)) {
+            for (o, l) in asked {
+                want.extend_from_slice(slice(&data, o, l));
+            }
+        }
+    }
+    for opts in OPTION_SETS {
+        let mut args: Vec<&str> = opts.to_vec();
+        args.push("cat");
+        let ranges: Vec<String> = asked.iter().map(|(o, l)| format!("{o}:{l}")).collect();
+        for r in &ranges {
+            args.extend(["--range", r]);
+        }
+        args.extend(names);
+        let out = ringread(dir.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("missing"), "{args:?}: {err}");
+        assert!(err.contains("sub"), "{args:?}: {err}");
+        assert!(out.stdout == want, "{args:?}: other bytes than the ranges'");
+    }
+}

@@ -27,11 +27,27 @@ fn slice(data: &[u8], off: u64, len: usize) -> &[u8] {
 
 #[test]
 fn read_at_from_64_tasks_gives_the_files_bytes() {
+    read_at_from_64_tasks(false);
+}
+
+#[test]
+fn read_at_under_o_direct_gives_the_files_bytes() {
+    read_at_from_64_tasks(true);
+}
+
+/// Every shape, then 64 tasks of random reads, then the ranges stream: buffered, or with
+/// `O_DIRECT` (reads widened to the alignment, only the asked bytes handed out).
+fn read_at_from_64_tasks(direct: bool) {
     let dir = tmpdir("ringread-read-at-");
     let data = random_bytes(SIZE, 3);
     let path = write_file(dir.path(), "f", &data);
     let driver = Driver::with_budget(2, 4 << 20).unwrap();
-    let file = driver.open_ranges(&path).unwrap();
+    let opts = ringread::ReadOptions::builder()
+        .direct(direct)
+        .build()
+        .unwrap();
+    let file = driver.open_ranges_with(&path, &opts).unwrap();
+    assert_eq!(file.direct(), direct, "{:?}", file.notices());
     let n = SIZE as u64;
     let shapes: Vec<(u64, usize)> = vec![
         (0, 1),
@@ -44,11 +60,22 @@ fn read_at_from_64_tasks_gives_the_files_bytes() {
         (n + 12_345, 4096),
         (7, 0),
         (1 << 20, 1 << 20),
+        ((1 << 20) + 1, 1 << 20),
+        (n - 5000, 9000),
+        (4097, 4095),
+        (8191, 4097),
     ];
     runtime().block_on(async {
         for &(off, len) in &shapes {
             let b = file.read_at(off, len).await.unwrap();
             assert!(b == slice(&data, off, len), "read_at({off}, {len})");
+        }
+        // Exact reads: whole inside the file, or an error at the offset where the file ends.
+        let b = file.read_exact_at(4097, 8190).await.unwrap();
+        assert!(b == slice(&data, 4097, 8190));
+        match file.read_exact_at(n - 100, 4096).await {
+            Err(Error::Read { offset, .. }) => assert_eq!(offset, n, "where the bytes stopped"),
+            other => panic!("read_exact_at past the end: {other:?}"),
         }
         let data = std::sync::Arc::new(data);
         let tasks: Vec<_> = (0..64u64)

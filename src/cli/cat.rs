@@ -24,6 +24,33 @@ pub(crate) struct CatArgs {
 pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {
     // One file at a time: the bytes go straight to standard output, in order.
     let super::inputs::Gathered { names, mut ok, .. } = ctx.names(a.files, &a.inputs)?;
+    if ctx.can_read_many(&names) {
+        // Ranges of several files: one call, reads of every file in flight together; each file's
+        // ranges are written whole, in the order of the files.
+        let stdout = stdout_raw();
+        let mut write_error = None;
+        let read = ctx.ranges_many(
+            &names,
+            |_| CopyTo::new(&*stdout),
+            |_, result| match result {
+                Ok(_) => {}
+                Err((Error::Process { source, .. }, _)) => {
+                    write_error.get_or_insert(source);
+                }
+                Err((e, _)) => {
+                    ok = false;
+                    complain(&e);
+                }
+            },
+        );
+        if let Some(read) = read {
+            if let Some(source) = write_error {
+                anyhow::bail!("write error: {}", super::reason(&source));
+            }
+            read.unwrap_or_else(|e| super::stop(e));
+            return Ok(super::exit_code(ok));
+        }
+    }
     for name in names {
         let mut stdout = stdout_raw();
         let mut copy = CopyTo::new(&mut *stdout);

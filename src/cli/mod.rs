@@ -445,6 +445,39 @@ impl Ctx {
         r
     }
 
+    /// Reads the `--range`s of every file of `names` in one call, reads of all of them in flight
+    /// together, each file into the processor `make(index)` gives; hands each to `done` in order,
+    /// as [`Ctx::many`] does. `None` when no range was asked for.
+    pub(crate) fn ranges_many<P: Processor + Send>(
+        &self,
+        names: &[PathBuf],
+        mut make: impl FnMut(usize) -> P,
+        mut done: impl FnMut(&Path, Result<P, (ringread::Error, P)>),
+    ) -> Option<Result<(), ringread::Error>> {
+        let (ranges, opts) = self.ranges.as_ref()?;
+        // The bar counts the bytes handed over; the files' sizes are no total for ranges.
+        self.progress.expect(names, false);
+        let r = self.reader.read_ranges_many(
+            names.iter().map(|n| (n, ranges)),
+            opts,
+            |i, _| progress::Counted(make(i)),
+            |f: ringread::Finished<progress::Counted<P>>| {
+                match f.result {
+                    Ok(summary) => {
+                        self.report(&f.path, &summary, None);
+                        done(&f.path, Ok(f.processor.0));
+                    }
+                    Err(e) => done(&f.path, Err((e, f.processor.0))),
+                }
+                self.progress.file_done();
+            },
+        );
+        if r.is_err() {
+            self.progress.end();
+        }
+        Some(r)
+    }
+
     /// Whether the input is the connection of `--connect`/`--listen` (a stream, as a pipe is).
     pub(crate) fn reads_connection(&self) -> bool {
         self.net.is_some()
@@ -476,7 +509,8 @@ impl Ctx {
             None
         };
         let sock = self.net.as_ref().filter(|(n, _)| n == name);
-        self.progress.expect_one(name, sock.is_none());
+        self.progress
+            .expect_one(name, sock.is_none() && self.ranges.is_none());
         let prep = &progress::Counted(prep);
         let result = match &self.ranges {
             Some((ranges, opts)) => self.open_then(name, |file| match file {

@@ -124,6 +124,19 @@ impl<P: Prepare> Prepare for Counted<P> {
     }
 }
 
+impl<P: ringread::Processor> ringread::Processor for Counted<P> {
+    fn begin(&mut self) -> std::io::Result<()> {
+        self.0.begin()
+    }
+    fn process(&mut self, chunk: &Chunk<'_>) -> std::io::Result<bool> {
+        BYTES.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        self.0.process(chunk)
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.0.finish()
+    }
+}
+
 /// The progress of one command: its jobs, one after another.
 pub(crate) struct Progress {
     mode: Mode,

@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,10 +23,11 @@ use bytes::Bytes;
 
 use super::driver::{Driver, DriverInner};
 use super::pool::{Buf, Pool};
-use crate::chunks::{Chunks, Piece, Step};
+use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
+use crate::options::{ReadOptions, ALIGN};
 use crate::ranges::ByteRange;
-use crate::reader::open_read;
+use crate::reader::{inspect, open_read, Notice};
 
 /// A file open for random reads from many tasks at once: cheap to clone (an `Arc`), `Send + Sync`.
 ///
@@ -47,6 +48,10 @@ struct FileInner {
     driver: Arc<DriverInner>,
     file: File,
     path: PathBuf,
+    /// The same file opened with `O_DIRECT`, and the alignment its reads need.
+    direct: Option<(OwnedFd, usize)>,
+    /// Choices made differently from the options (`O_DIRECT` refused), with reasons.
+    notices: Vec<Notice>,
 }
 
 impl std::fmt::Debug for RangeFile {
@@ -61,20 +66,54 @@ impl Driver {
     /// Opens `path` for [`RangeFile::read_at`] and [`RangeFile::ranges`] (the `open(2)` runs on
     /// the calling thread).
     pub fn open_ranges(&self, path: impl AsRef<Path>) -> Result<RangeFile> {
+        self.open_ranges_with(path, &ReadOptions::default())
+    }
+
+    /// [`Driver::open_ranges`] with options: [`ReadOptions::direct`] reads with `O_DIRECT` (each
+    /// read widened to the file's alignment, and only the asked bytes handed out; where the file
+    /// refuses `O_DIRECT`, buffered, said by [`RangeFile::notices`]). The other options belong to
+    /// whole-file reads and do not change a range read.
+    pub fn open_ranges_with(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<RangeFile> {
         let path = path.as_ref();
         let file = open_read(path)?;
-        self.ranges_file(file, path)
+        self.ranges_file_at(file, path, Some(path), opts)
     }
 
     /// A file the caller opened, for random reads; `name` is what errors call it. Its position is
     /// neither used nor moved.
     pub fn ranges_file(&self, file: File, name: impl AsRef<Path>) -> Result<RangeFile> {
-        let name = name.as_ref();
-        let meta = file.metadata().map_err(|source| Error::Open {
-            path: name.to_path_buf(),
-            source,
-        })?;
-        if !(meta.is_file() || std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type())) {
+        self.ranges_file_with(file, name, &ReadOptions::default())
+    }
+
+    /// [`Driver::ranges_file`] with options, as [`Driver::open_ranges_with`] takes them.
+    pub fn ranges_file_with(
+        &self,
+        file: File,
+        name: impl AsRef<Path>,
+        opts: &ReadOptions,
+    ) -> Result<RangeFile> {
+        self.ranges_file_at(file, name.as_ref(), None, opts)
+    }
+
+    fn ranges_file_at(
+        &self,
+        file: File,
+        name: &Path,
+        path: Option<&Path>,
+        opts: &ReadOptions,
+    ) -> Result<RangeFile> {
+        // Ranges do not start at the file's position: look at it as a file opened by path (the
+        // O_DIRECT twin of one handed over is opened through /proc).
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let ins = inspect(
+            &file,
+            name,
+            Some(path.unwrap_or(&by_fd)),
+            opts.direct(),
+            false,
+            ALIGN,
+        )?;
+        if !ins.positional {
             return Err(Error::InvalidOptions(format!(
                 "{}: ranges are read at offsets, which only regular files and block devices have",
                 name.display()
@@ -85,6 +124,8 @@ impl Driver {
                 driver: Arc::clone(&self.inner),
                 file,
                 path: name.to_path_buf(),
+                direct: ins.direct,
+                notices: ins.notices,
             }),
         })
     }
@@ -94,6 +135,16 @@ impl RangeFile {
     /// The path (or name) errors carry.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Whether reads go through `O_DIRECT` (asked for, and granted).
+    pub fn direct(&self) -> bool {
+        self.inner.direct.is_some()
+    }
+
+    /// Choices made differently from the options, with reasons (`O_DIRECT` refused).
+    pub fn notices(&self) -> &[Notice] {
+        &self.inner.notices
     }
 
     /// Reads `len` bytes at `offset`, as `pread(2)` does: fewer only at the end of the file (none
@@ -225,7 +276,12 @@ impl AtOp {
 #[must_use = "a read_at does nothing unless awaited"]
 pub struct ReadAt {
     file: RangeFile,
+    /// The read: the range asked for, or under `O_DIRECT` the range widened to the alignment.
     piece: Piece,
+    /// Where the asked bytes start within the read, and how many were asked.
+    skip: usize,
+    len: usize,
+    rules: Chunks,
     exact: bool,
     /// The read in flight (`Some` from the first submit to the end).
     shared: Option<Arc<AtShared>>,
@@ -239,23 +295,29 @@ impl std::fmt::Debug for ReadAt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadAt")
             .field("path", &self.file.inner.path)
-            .field("offset", &self.piece.offset)
-            .field("len", &self.piece.want)
+            .field("offset", &self.offset())
+            .field("len", &self.len)
             .finish_non_exhaustive()
     }
-}
-
-/// The rules of a `read_at`: one piece, read on until full or the end (no `O_DIRECT` twin).
-fn rules() -> Chunks {
-    Chunks::for_extents(u32::MAX as usize, None)
 }
 
 impl ReadAt {
     fn new(file: RangeFile, offset: u64, len: usize, exact: bool) -> ReadAt {
         let budget = file.inner.driver.pool.budget();
+        // One piece, read on until full or the end; under O_DIRECT widened to the alignment (a
+        // short read at the end goes on buffered, by the rules).
+        let align = file.inner.direct.as_ref().map(|(_, a)| *a);
+        let rules = Chunks::for_extents(u32::MAX as usize, align);
+        let a = align.unwrap_or(1) as u64;
+        let start = offset / a * a;
+        let end = offset
+            .saturating_add(len as u64)
+            .div_ceil(a)
+            .saturating_mul(a);
+        let wide = usize::try_from(end - start).unwrap_or(usize::MAX);
         let early = if len == 0 {
             Some(Ok(Bytes::new()))
-        } else if len > budget || len > u32::MAX as usize {
+        } else if wide > budget || wide > u32::MAX as usize {
             Some(Err(Error::InvalidOptions(format!(
                 "{}: a read of {len} bytes at offset {offset} is larger than the driver's budget \
                  of {budget} bytes",
@@ -266,7 +328,10 @@ impl ReadAt {
         };
         let lane = file.inner.driver.next_lane();
         ReadAt {
-            piece: Chunks::extent(0, offset, len.min(u32::MAX as usize) as u32),
+            piece: Chunks::extent(0, start, wide.min(u32::MAX as usize) as u32),
+            skip: (offset - start) as usize,
+            len,
+            rules,
             file,
             exact,
             shared: None,
@@ -277,12 +342,16 @@ impl ReadAt {
     }
 
     fn submit(&self, shared: &Arc<AtShared>, st: &mut AtState) {
-        let read = rules().next_read(&self.piece);
+        let read = self.rules.next_read(&self.piece);
         let buf = st.buf.as_ref().expect("the read's buffer").ptr();
+        let fd = match (read.via, &self.file.inner.direct) {
+            (Via::Direct, Some((d, _))) => d.as_raw_fd(),
+            _ => self.file.inner.file.as_raw_fd(),
+        };
         let op = AtOp {
             shared: Arc::clone(shared),
             file: Arc::clone(&self.file.inner),
-            fd: self.file.inner.file.as_raw_fd(),
+            fd,
             offset: read.offset,
             // SAFETY: buf_offset = filled < want <= the buffer's length.
             buf: unsafe { buf.add(read.buf_offset) },
@@ -296,9 +365,14 @@ impl ReadAt {
     fn error(&self, source: io::Error) -> Error {
         Error::Read {
             path: self.file.inner.path.clone(),
-            offset: self.piece.offset + self.piece.filled as u64,
+            offset: (self.piece.offset + self.piece.filled as u64).max(self.offset()),
             source,
         }
+    }
+
+    /// Where the asked bytes start in the file.
+    fn offset(&self) -> u64 {
+        self.piece.offset + self.skip as u64
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
@@ -347,7 +421,7 @@ impl ReadAt {
             }
             return Poll::Pending;
         };
-        match rules().complete(&mut self.piece, res) {
+        match self.rules.complete(&mut self.piece, res) {
             Step::Again => {
                 st.waker = Some(cx.waker().clone());
                 self.submit(&shared, &mut st);
@@ -362,25 +436,34 @@ impl ReadAt {
             Step::Ready { .. } => {
                 self.done = true;
                 let filled = self.piece.filled as usize;
-                if self.exact && filled < self.piece.want as usize {
+                // The asked bytes within what was read.
+                let end = filled.min(self.skip + self.len);
+                if self.exact && end < self.skip + self.len {
                     drop(st);
                     self.shared = None;
                     return Poll::Ready(Err(self.error(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!(
                             "the file ends (or shrank) before the {} bytes asked for",
-                            self.piece.want
+                            self.len
                         ),
                     ))));
                 }
                 let buf = st.buf.take().expect("the read's buffer");
                 drop(st);
                 self.shared = None;
-                Poll::Ready(Ok(Bytes::from_owner(PoolBytes {
+                let bytes = Bytes::from_owner(PoolBytes {
                     buf: Some(buf),
                     pool: Arc::clone(&driver.pool),
                     len: filled,
-                })))
+                });
+                Poll::Ready(Ok(if end <= self.skip {
+                    Bytes::new()
+                } else if self.skip == 0 && end == filled {
+                    bytes
+                } else {
+                    bytes.slice(self.skip..end)
+                }))
             }
         }
     }
