@@ -318,3 +318,82 @@ fn the_dontcache_state_reports_what_each_way_left_cached() {
         "{stderr}"
     );
 }
+
+/// `--pattern random`: every way reads the same blocks (equal checksums, or the command fails),
+/// warm, cold and with `O_DIRECT` (the async `read-at` way too), and reports IOPS, p50/p99 latency and CPU
+/// per 10k reads for each, the engine's `ranges` ways included; `--seconds` sets the reads per run
+/// from a time bound, and is refused beside `--count`.
+#[test]
+fn the_random_pattern_times_every_way_warm_cold_and_direct() {
+    let file = dir().join("random-input");
+    write_synced(&file, &random_bytes(8 << 20, 11));
+    let run = |extra: &[&str]| {
+        assert_cmd::Command::new(env!("CARGO_BIN_EXE_ringread"))
+            .args([
+                "bench",
+                "--pattern",
+                "random",
+                "--runs",
+                "2",
+                "--tasks",
+                "8",
+            ])
+            .args(["--cache", "all", "--depth", "16"])
+            .args(extra)
+            .arg(&file)
+            .args(["--json", "-"])
+            .timeout(std::time::Duration::from_secs(300))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--count", "3000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "warm, cold and direct");
+    for result in results {
+        let cache = result["cache"].as_str().unwrap();
+        let methods = result["methods"].as_array().unwrap();
+        let mut sums = std::collections::BTreeSet::new();
+        for m in methods {
+            let name = m["name"].as_str().unwrap();
+            if !m["skipped"].is_null() {
+                assert_eq!(cache, "direct", "{name} skipped {cache}: {}", m["skipped"]);
+                assert!(
+                    matches!(name, "tokio-fs" | "mmap"),
+                    "{name} skipped with O_DIRECT: {}",
+                    m["skipped"]
+                );
+                continue;
+            }
+            assert!(m["median_iops"].as_f64().unwrap() > 0.0, "{cache} {name}");
+            assert!(
+                m["cpu_ms_per_10k_reads"].as_f64().is_some(),
+                "{cache} {name}"
+            );
+            let (p50, p99) = (m["p50_us"].as_f64(), m["p99_us"].as_f64());
+            assert!(
+                p50.is_some_and(|p| p > 0.0) && p99 >= p50,
+                "{cache} {name}: p50 {p50:?} p99 {p99:?}"
+            );
+            sums.insert(m["checksum"].as_str().unwrap().to_string());
+        }
+        assert_eq!(
+            sums.len(),
+            1,
+            "{cache}: the ways read other blocks: {sums:?}"
+        );
+    }
+
+    let out = run(&["--seconds", "0.05", "--backends", "ranges,read-at,pread"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("--seconds 0.05"), "{notes}");
+
+    let out = run(&["--seconds", "1", "--count", "10"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}

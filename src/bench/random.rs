@@ -2,9 +2,9 @@
 //!
 //! Each run reads the same `count` block-aligned offsets (a fixed seed, spread over the whole file)
 //! with each way in turn (A B C A B C ...), from the same cache state. The figures: reads per second
-//! (`median_iops`), the latency of one read (p50, p99, an HDR histogram of every read where a way
-//! has reads one can time: the engine's reads complete inside it, so `ranges` has none), and CPU
-//! per 10,000 reads. Every way adds up the XXH3 of each block it read (in any order): the sums are
+//! (`median_iops`), the latency of one read (p50, p99, an HDR histogram of every read: for the
+//! engine's `ranges` ways, timed by the engine from each read's submission to its completion), and
+//! CPU per 10,000 reads. Every way adds up the XXH3 of each block it read (in any order): the sums are
 //! equal when every way read the same bytes.
 
 use std::fs::File;
@@ -51,6 +51,10 @@ pub struct RandomConfig {
     pub block_size: usize,
     /// Reads per run (`--count`).
     pub count: usize,
+    /// A time bound instead (`--seconds`): the reads per run are what one `pread(2)` thread does
+    /// in this many seconds in each cache state (measured on other offsets just before), so the
+    /// slowest usual way runs about this long and every way still reads the same blocks.
+    pub seconds: Option<f64>,
     /// Tasks of the async ways (`spawn-blocking`, `tokio-fs`), and threads of `pread-pool` under
     /// `cold` and `direct` (warm, the pool has a thread per CPU, as fio's psync jobs).
     pub tasks: usize,
@@ -408,17 +412,30 @@ fn way_ranges(ctx: &Ctx<'_>, reader: &Reader) -> Result<Run> {
             Ok(true)
         }),
     )?;
+    // The engine's own clock: each read from its submission to its completion.
+    let mut h = histogram();
+    for t in reader.take_read_times() {
+        let _ = h.record(t);
+    }
     Ok(Run {
         bytes: s.bytes,
         sum,
-        latency: None,
+        latency: Some(h),
     })
 }
 
 /// The async interface: `tasks` tasks of a tokio runtime each `read_at` their share of the
 /// offsets, one after another, on one shared [`RangeFile`](crate::stream::RangeFile).
 fn way_read_at(ctx: &Ctx<'_>, driver: &crate::stream::Driver) -> Result<Run> {
-    let file = driver.open_ranges(ctx.path)?;
+    let opts = ReadOptions::builder().direct(ctx.direct).build()?;
+    let file = driver.open_ranges_with(ctx.path, &opts)?;
+    if ctx.direct && !file.direct() {
+        return Err(Error::InvalidOptions(format!(
+            "{}: read-at could not read with O_DIRECT: {:?}",
+            ctx.path.display(),
+            file.notices()
+        )));
+    }
     let block = ctx.block;
     on_tasks(ctx, |offsets| {
         let file = file.clone();
@@ -436,14 +453,35 @@ fn way_read_at(ctx: &Ctx<'_>, driver: &crate::stream::Driver) -> Result<Run> {
     })
 }
 
+/// Reads per run for `--seconds secs`: one `pread(2)` thread's rate on 2,000 offsets of another
+/// seed, from `cache`'s state, times `secs` (at least 1,000 reads, at most 20 million).
+fn calibrate(path: &Path, len: u64, block: usize, cache: CacheMode, secs: f64) -> Result<usize> {
+    let probe = random_offsets(len, block, 2_000, RANDOM_SEED ^ 0xCA1B);
+    match cache {
+        CacheMode::Warm => warm(path).map_err(open_error(path))?,
+        CacheMode::Cold | CacheMode::Dontcache => drop_cache(path).map_err(open_error(path))?,
+        CacheMode::Direct => {}
+    }
+    let ctx = Ctx {
+        path,
+        offsets: &probe,
+        block,
+        depth: 1,
+        tasks: 1,
+        direct: cache == CacheMode::Direct,
+        cache,
+    };
+    let t = Instant::now();
+    way_pread(&ctx)?;
+    let rate = probe.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    Ok((rate * secs).clamp(1_000.0, 20e6) as usize)
+}
+
 /// Why `way` does not run in `cache`, if it does not.
 fn skip_reason(way: &str, cache: CacheMode) -> Option<&'static str> {
     match (way, cache) {
         ("tokio-fs", CacheMode::Direct) => Some("tokio::fs reads into its own unaligned buffer"),
         ("mmap", CacheMode::Direct) => Some("a mapping reads through the page cache"),
-        ("read-at", CacheMode::Direct) => {
-            Some("RangeFile::read_at reads buffered (no O_DIRECT yet)")
-        }
         _ => None,
     }
 }
@@ -498,11 +536,17 @@ pub fn run_random(
             random.block_size
         )));
     }
-    let offsets = random_offsets(len, random.block_size, random.count, RANDOM_SEED);
     let depth = config.depth.unwrap_or(128);
     let mut results = Vec::new();
+    let mut counts = Vec::new();
     for &cache in &config.caches {
         let direct = cache == CacheMode::Direct;
+        let count = match random.seconds {
+            Some(secs) => calibrate(&path, len, random.block_size, cache, secs)?,
+            None => random.count,
+        };
+        counts.push(format!("{}: {count}", cache.name()));
+        let offsets = random_offsets(len, random.block_size, count, RANDOM_SEED);
         let mut b = ReadOptions::builder()
             .direct(direct)
             .chunk_size(random.block_size)
@@ -510,9 +554,11 @@ pub fn run_random(
         if let Some(t) = config.threads {
             b = b.threads(t);
         }
-        let reader = Reader::new(b.clone().build()?);
+        let mut reader = Reader::new(b.clone().build()?);
         // The same range reads on the engine's pread(2) lanes (no io_uring).
-        let pread_reader = Reader::new(b.backend(crate::Backend::Pread).build()?);
+        let mut pread_reader = Reader::new(b.backend(crate::Backend::Pread).build()?);
+        reader.time_reads();
+        pread_reader.time_reads();
         let driver = crate::stream::Driver::new()?;
         let ctx = Ctx {
             path: &path,
@@ -536,7 +582,7 @@ pub fn run_random(
         if config.methods.iter().any(|m| m == "ranges-pread") {
             way_ranges(&warm_up, &pread_reader)?;
         }
-        if config.methods.iter().any(|m| m == "read-at") && !direct {
+        if config.methods.iter().any(|m| m == "read-at") {
             way_read_at(&warm_up, &driver)?;
         }
         let mut methods: Vec<MethodResult> = config
@@ -621,7 +667,8 @@ pub fn run_random(
                 m.notice = Some(format!("{depth} tasks on one thread"));
             } else if m.name == "ranges" || m.name == "ranges-pread" {
                 m.notice = Some(format!(
-                    "read_ranges ({}), completion order, {depth} in flight; latency not timed",
+                    "read_ranges ({}), completion order, {depth} in flight; latency from each \
+                     read's submission to its completion",
                     if m.name == "ranges" {
                         "io_uring"
                     } else {
@@ -644,7 +691,7 @@ pub fn run_random(
         };
         report.summarize();
         for m in &mut report.methods {
-            let reads = random.count as f64;
+            let reads = count as f64;
             m.median_iops = super::report::median(
                 m.samples
                     .iter()
@@ -699,11 +746,16 @@ pub fn run_random(
         results,
         notes: vec![
             format!(
-                "--pattern random: {} reads of {} bytes per run at block-aligned offsets (seed \
-                 {RANDOM_SEED:#x}), the same for every way; IOPS = reads / wall seconds; latency \
-                 p50/p99 over every timed read of every run (HDR histogram); CPU per 10k reads = \
-                 getrusage user + system of the whole process",
-                random.count, random.block_size
+                "--pattern random: reads of {} bytes per run at block-aligned offsets (seed \
+                 {RANDOM_SEED:#x}), the same for every way ({}{}); IOPS = reads / wall seconds; \
+                 latency p50/p99 over every timed read of every run (HDR histogram); CPU per 10k \
+                 reads = getrusage user + system of the whole process",
+                random.block_size,
+                counts.join(", "),
+                random.seconds.map_or(String::new(), |s| format!(
+                    "; --seconds {s}: as many as one pread(2) thread did in {s} s on other \
+                     offsets just before"
+                )),
             ),
             "checksum: the wrapping sum of the XXH3 of every block read (with --processor null: \
              of its length), equal for every way"

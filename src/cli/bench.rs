@@ -83,10 +83,22 @@ pub(crate) struct BenchArgs {
     /// --pattern random: reads per run
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     count: usize,
+    /// --pattern random: a time bound instead of --count: as many reads per run as one pread(2)
+    /// thread does in SECS seconds in each cache state (measured just before on other offsets),
+    /// the same reads for every way
+    #[arg(long, value_name = "SECS", conflicts_with = "count", value_parser = parse_seconds)]
+    seconds: Option<f64>,
     /// --pattern random: tasks of read-at, spawn-blocking and tokio-fs, and threads of pread-pool when cold
     /// or direct (warm: one per CPU)
     #[arg(long, value_name = "N", default_value_t = 64)]
     tasks: usize,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds above 0")),
+    }
 }
 
 fn parse_source(s: &str) -> Result<BenchSource, String> {
@@ -217,6 +229,7 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
         let r = bench::RandomConfig {
             block_size: usize::try_from(a.block_size).unwrap_or(usize::MAX),
             count: a.count,
+            seconds: a.seconds,
             tasks: a.tasks,
         };
         bench::run_random(&config, &r, &mut log)

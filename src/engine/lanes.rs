@@ -22,6 +22,7 @@ use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use super::baton::{Baton, Spin};
 use super::workers::Workers;
@@ -69,6 +70,8 @@ pub(crate) struct Run<'a, 'p, Pr, C: ?Sized> {
     sink: Mutex<Sink<'p, C>>,
     outcome: Mutex<Outcome>,
     cancel: Option<&'a Cancel>,
+    /// Where each read's time from submission to completion goes, when reads are timed.
+    read_times: Option<&'a Mutex<Vec<u64>>>,
 }
 
 impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
@@ -88,7 +91,14 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
             }),
             outcome: Mutex::new(Outcome::default()),
             cancel: None,
+            read_times: None,
         }
+    }
+
+    /// Times every read (nanoseconds from its submission to its completion) into `times`.
+    pub(crate) fn with_read_times(mut self, times: Option<&'a Mutex<Vec<u64>>>) -> Self {
+        self.read_times = times;
+        self
     }
 
     /// Stops the run, reads reaped, with [`Error::Interrupted`] once `cancel` is cancelled.
@@ -247,6 +257,8 @@ enum State {
 struct Slot<T> {
     /// The chunk, as the rules see it (for a stream, its offset is set when it is delivered).
     piece: Piece,
+    /// When its first read was queued (only when reads are timed).
+    queued: Option<Instant>,
     state: State,
     /// What [`Prepare`] made of the chunk, once it is read.
     part: Option<T>,
@@ -280,9 +292,15 @@ pub(crate) fn run_lane<Q: Queue + ?Sized, Pr: Prepare, C: Combine<Pr::Part> + ?S
         unsubmitted: false,
         stream_offset: 0,
         spin: Spin::default(),
+        times: Vec::new(),
     };
     lane.drive();
-    lane.drain()
+    let clean = lane.drain();
+    if let Some(times) = run.read_times {
+        let mut all = times.lock().unwrap_or_else(|e| e.into_inner());
+        all.extend_from_slice(&lane.times);
+    }
+    clean
 }
 
 /// One lane's means: where its reads go, its buffers, how many it uses, how many are registered.
@@ -343,6 +361,8 @@ struct Lane<'r, 'a, 'p, 'q, Pr: Prepare, C: ?Sized, Q: ?Sized> {
     /// Bytes of a stream delivered so far (its next chunk's offset).
     stream_offset: u64,
     spin: Spin,
+    /// Each read's time from queued to complete, when reads are timed (nanoseconds).
+    times: Vec<u64>,
 }
 
 impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_, '_, '_, Pr, C, Q> {
@@ -424,6 +444,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             };
             let slot = Slot {
                 piece,
+                queued: self.run.read_times.map(|_| Instant::now()),
                 state: State::InFlight,
                 part: None,
             };
@@ -478,7 +499,11 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         let i = user_data as usize;
         let rules = self.run.src.rules;
         let slot = &mut self.slots[i];
-        match rules.complete(&mut slot.piece, res) {
+        let step = rules.complete(&mut slot.piece, res);
+        if let (Some(t), false) = (slot.queued, matches!(step, Step::Again)) {
+            self.times.push(t.elapsed().as_nanos() as u64);
+        }
+        match step {
             Step::Again => self.push(i),
             Step::Ready { last } => slot.state = State::Ready { last },
             Step::Failed { errno } => {

@@ -133,6 +133,9 @@ pub struct Reader {
     many: Mutex<Option<ManyKept>>,
     uring: OnceLock<std::result::Result<(), String>>,
     cancel: Option<Cancel>,
+    /// When `bench` times each read of the lanes: the nanoseconds from each read's submission to
+    /// its completion, every lane's (`None`: not timed).
+    read_times: Option<Mutex<Vec<u64>>>,
     /// The reader cold files are handed to when self-tuning (`tune::Profile::Cold`), made on
     /// first use, with its own kept lanes and buffers.
     cold: OnceLock<Box<Reader>>,
@@ -168,8 +171,24 @@ impl Reader {
             many: Mutex::new(None),
             uring: OnceLock::new(),
             cancel: None,
+            read_times: None,
             cold: OnceLock::new(),
         }
+    }
+
+    /// Times every read of the lanes from here on, from its submission to its completion (for
+    /// `bench`'s latency figures; two clock reads a read).
+    #[cfg(feature = "bench")]
+    pub(crate) fn time_reads(&mut self) {
+        self.read_times = Some(Mutex::new(Vec::new()));
+    }
+
+    /// The read times (nanoseconds) gathered since the last call.
+    #[cfg(feature = "bench")]
+    pub(crate) fn take_read_times(&self) -> Vec<u64> {
+        self.read_times.as_ref().map_or_else(Vec::new, |m| {
+            std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
+        })
     }
 
     /// The reader for cold files: the cold profile's chunk size and depth, the rest as this one's.
@@ -1142,7 +1161,9 @@ impl Reader {
             sqpoll: with_ring && self.opts.sqpoll,
             positional: src.rules.positional(),
         };
-        let run = Run::new(*src, lanes, prep, proc).with_cancel(self.cancel.as_ref());
+        let run = Run::new(*src, lanes, prep, proc)
+            .with_cancel(self.cancel.as_ref())
+            .with_read_times(self.read_times.as_ref());
         let clean = run_lanes(&run, workers, specs);
         // A lane whose reads could not all be reaped keeps its buffers forever: the kernel may still
         // write into them.

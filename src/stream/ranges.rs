@@ -73,7 +73,11 @@ impl Driver {
     /// read widened to the file's alignment, and only the asked bytes handed out; where the file
     /// refuses `O_DIRECT`, buffered, said by [`RangeFile::notices`]). The other options belong to
     /// whole-file reads and do not change a range read.
-    pub fn open_ranges_with(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<RangeFile> {
+    pub fn open_ranges_with(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &ReadOptions,
+    ) -> Result<RangeFile> {
         let path = path.as_ref();
         let file = open_read(path)?;
         self.ranges_file_at(file, path, Some(path), opts)
