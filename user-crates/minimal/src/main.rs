@@ -204,6 +204,44 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     check(wrong == 0, "read_ranges in completion order".into())?;
 
+    // Ranges of many files in one call, the reads of all of them in flight together: each file's
+    // bytes go to its own processor; a missing file is its own error and the others go on.
+    let mut inputs: Vec<(PathBuf, Vec<ByteRange>)> = files
+        .iter()
+        .map(|f| (f.clone(), vec![ByteRange::new(0, 100), ByteRange::new(4000, 200)]))
+        .collect();
+    inputs.insert(1, ("no-such-file".into(), vec![ByteRange::new(0, 1)]));
+    let mut seen = 0;
+    ranged.read_ranges_many(
+        inputs.clone(),
+        &RangeOptions::new(),
+        |_, _| Kept::default(),
+        |done| {
+            seen += 1;
+            let ok = match (&done.result, done.index) {
+                (Err(Error::Open { .. }), 1) => true,
+                (Ok(_), i) if i != 1 => {
+                    let data = std::fs::read(&inputs[i].0).unwrap_or_default();
+                    let want: Vec<u8> = inputs[i]
+                        .1
+                        .iter()
+                        .flat_map(|r| {
+                            let end = (r.end() as usize).min(data.len());
+                            data[(r.offset as usize).min(end)..end].to_vec()
+                        })
+                        .collect();
+                    done.processor.0 == want
+                }
+                _ => false,
+            };
+            if !ok {
+                eprintln!("read_ranges_many: input {} wrong: {:?}", done.index, done.result);
+                std::process::exit(1);
+            }
+        },
+    )?;
+    check(seen == inputs.len(), "read_ranges_many: results missing".into())?;
+
     // A one-chunk read runs on the calling thread: time it (reported, not asserted).
     let small = &files[3];
     let one = Reader::new(ReadOptions::default());
