@@ -7,7 +7,7 @@
 #
 # PATTERN=random: fio --rw=randread (5 s each, --norandommap) with psync (1 job, 2 jobs) and io_uring
 # with fixed buffers and registered files at DEPTH, beside `ringread bench --pattern random` with the
-# engine's range reads (`ranges`) and async `read_at` (`read-at`, 64 tasks; not under direct) doing
+# engine's range reads (`ranges`) and async `read_at` (`read-at`, 64 tasks; O_DIRECT too) doing
 # COUNT reads (default 200000). Prints IOPS per run and the median.
 #
 # Cache states: warm (fio --invalidate=0, the file read once before each run), cold buffered (page
@@ -60,7 +60,7 @@ if [ "${PATTERN:-seq}" = random ]; then
   for cache in ${CACHES:-warm direct}; do
     declare -A res=()
     ways="fio-psync-1 fio-psync-2 fio-io_uring-fixed ringread-ranges"
-    [ "$cache" = direct ] || ways="$ways ringread-read-at"
+    ways="$ways ringread-read-at"
     for r in $(seq "$runs"); do
       for what in $ways; do
         case $cache in warm) warm ;; *) drop ;; esac

@@ -57,19 +57,28 @@ struct Previous {
     siginfo: bool,
 }
 
+/// The page size, asked of the system once (0: not yet). The `SIGBUS` handler reads it from here,
+/// so it calls nothing that POSIX does not list as async-signal-safe (`sysconf` is not listed).
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
 fn page_size() -> usize {
-    // SAFETY: sysconf only reads a constant of the system.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as usize
-    } else {
-        4096
+    match PAGE_SIZE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf only reads a constant of the system.
+            let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let p = if p > 0 { p as usize } else { 4096 };
+            PAGE_SIZE.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
     }
 }
 
 /// Installs the `SIGBUS` handler once per process; `false` if the kernel refused it.
 fn install() -> bool {
     INSTALL.call_once(|| {
+        // The handler's page size, known before it can run.
+        page_size();
         // SAFETY: a zeroed sigaction is a valid "no handler, no flags, empty mask" value; we then
         // set the handler and flags, and sigaction only reads `new` and writes `old`.
         let previous = unsafe {

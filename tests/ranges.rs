@@ -398,3 +398,56 @@ fn auto_reads_a_cached_file_with_pread_lanes_and_direct_with_io_uring() {
     assert!(s.route.direct);
     assert_eq!(n, 2 * expected(&ranges, &f.data).len() as u64);
 }
+
+/// Options left to the reader: range reads the size of the median range, as many in flight as the
+/// default budget holds (random 4 KiB ranges: 4 KiB reads, 128 in flight); options given are used
+/// as given. Either way the bytes are the file's.
+#[test]
+fn default_options_read_small_ranges_deep_and_given_ones_as_given() {
+    let f = fixture();
+    let ranges = random_ranges(2000, 77)
+        .into_iter()
+        .map(|r| ByteRange::new(r.offset, 4096))
+        .collect::<Vec<_>>();
+    let want = expected(&ranges, &f.data);
+    for (reader, chunk, buffers) in [
+        (Reader::new(ReadOptions::default()), 4096, 128),
+        (
+            Reader::new(ReadOptions::builder().depth(8).build().unwrap()),
+            ringread::options::DEFAULT_CHUNK_SIZE,
+            8,
+        ),
+    ] {
+        let mut got = Vec::new();
+        let s = reader
+            .read_ranges(
+                &f.path,
+                &ranges,
+                &RangeOptions::new(),
+                &mut from_fn(|c: &Chunk<'_>| {
+                    got.extend_from_slice(c);
+                    Ok(true)
+                }),
+            )
+            .unwrap();
+        assert!(got == want, "bytes differ");
+        assert_eq!(s.route.chunk_size, chunk, "{}", s.route);
+        assert_eq!(s.route.buffers, buffers, "{}", s.route);
+    }
+    // Long ranges: the default chunk size and depth.
+    let long = [ByteRange::new(0, 1 << 20), ByteRange::new(2 << 20, 1 << 20)];
+    let s = Reader::new(ReadOptions::default())
+        .read_ranges(
+            &f.path,
+            &long,
+            &RangeOptions::new(),
+            &mut from_fn(|_| Ok(true)),
+        )
+        .unwrap();
+    assert_eq!(
+        s.route.chunk_size,
+        ringread::options::DEFAULT_CHUNK_SIZE,
+        "{}",
+        s.route
+    );
+}

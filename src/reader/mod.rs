@@ -139,6 +139,9 @@ pub struct Reader {
     /// The reader cold files are handed to when self-tuning (`tune::Profile::Cold`), made on
     /// first use, with its own kept lanes and buffers.
     cold: OnceLock<Box<Reader>>,
+    /// The reader range reads are handed to when self-tuning (`tune::for_ranges`): made for the
+    /// chunk size the last call wanted, kept while calls want the same.
+    ranged: Mutex<Option<std::sync::Arc<Reader>>>,
 }
 
 impl fmt::Debug for Reader {
@@ -173,6 +176,7 @@ impl Reader {
             cancel: None,
             read_times: None,
             cold: OnceLock::new(),
+            ranged: Mutex::new(None),
         }
     }
 
@@ -209,6 +213,36 @@ impl Reader {
             r.cancel = self.cancel.clone();
             Box::new(r)
         })
+    }
+
+    /// The reader for range reads of these lengths when the options are the reader's to choose
+    /// (`None`: they are the caller's): reads of the usual range's size, as many in flight as the
+    /// default budget holds ([`tune::for_ranges`]).
+    fn ranges_reader(&self, lens: impl Iterator<Item = u64>) -> Option<std::sync::Arc<Reader>> {
+        if !self.opts.self_tuning {
+            return None;
+        }
+        let (chunk, depth) = tune::for_ranges(lens);
+        let mut kept = self.ranged.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = kept.as_ref().filter(|r| r.opts.chunk_size == chunk) {
+            return Some(std::sync::Arc::clone(r));
+        }
+        let mut b = ReadOptions::builder()
+            .chunk_size(chunk)
+            .depth(depth)
+            .dontcache(self.opts.dontcache)
+            .register_buffers(self.opts.register_buffers)
+            .backend(self.opts.backend)
+            .fixed();
+        if let Some(m) = self.opts.max_bytes {
+            b = b.max_bytes(m);
+        }
+        let opts = b.build().ok()?;
+        let mut r = Reader::new(opts);
+        r.cancel = self.cancel.clone();
+        let r = std::sync::Arc::new(r);
+        *kept = Some(std::sync::Arc::clone(&r));
+        Some(r)
     }
 
     /// Reads stop with [`Error::Interrupted`] once `cancel` is cancelled, from any thread or a

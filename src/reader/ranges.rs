@@ -67,8 +67,12 @@ impl Reader {
     /// and only the asked bytes are handed over. A failed read stops the call with
     /// [`Error::Read`] naming its offset. [`Summary::bytes`] counts the bytes handed over.
     ///
-    /// For random reads of small ranges, make the reader with a chunk size of the usual range
-    /// (4 KiB, say) and the depth of reads to keep in flight. Under [`Backend::Auto`] a file
+    /// With the options left to the reader (no chunk size, depth, threads, `direct` or `sqpoll`
+    /// given: [`ReadOptions::self_tuning`](crate::ReadOptions::self_tuning)), each read is the
+    /// size of the median range (a power of two from 4 KiB to 256 KiB) and as many are in flight
+    /// as the default budget of 1 MiB holds, at most 128: random 4 KiB ranges get 128 reads in
+    /// flight. Otherwise the reader's chunk size bounds each read and its depth the reads in
+    /// flight, as given. Under [`Backend::Auto`] a file
     /// that is (almost) wholly in the page cache is read with `pread(2)` lanes, which cost less
     /// CPU per cached read than io_uring; otherwise, and with `O_DIRECT`, through io_uring.
     ///
@@ -239,6 +243,12 @@ impl Reader {
         P: Processor + Send,
         D: FnMut(Finished<P>),
     {
+        let lens = group
+            .iter()
+            .flat_map(|e| e.ranges.as_ref().iter().map(|r| r.len));
+        if let Some(tuned) = self.ranges_reader(lens) {
+            return tuned.ranges_group(group, procs, opts, done);
+        }
         let chunk = self.opts.chunk_size;
         for (e, proc) in group.iter_mut().zip(&mut procs) {
             // A FIFO is refused before it is opened: opening one waits for a writer.
@@ -417,6 +427,9 @@ impl Reader {
         Pr: Prepare,
         C: Combine<Pr::Part> + Send + ?Sized,
     {
+        if let Some(tuned) = self.ranges_reader(ranges.iter().map(|r| r.len)) {
+            return tuned.read_ranges_opened(file, name, path, ranges, opts, prep, proc);
+        }
         let Inspected {
             fd,
             positional,

@@ -52,9 +52,47 @@ pub(crate) fn choose(size: u64, cached: f64, tuning: bool, in_place: bool) -> Pr
     }
 }
 
+/// Range reads with the options left to the reader: the most reads in flight (random 4 KiB reads
+/// of this machine's disk peak at depth 128: fio's marks in docs/BENCHMARKS.md, section 15).
+pub(crate) const RANGE_MAX_DEPTH: usize = 128;
+
+/// The chunk size and depth for range reads whose options the reader chooses, from the ranges'
+/// lengths: each read the size of the median range (a power of two from 4 KiB to the default chunk
+/// size; longer ranges are read in several), and as many in flight as the default options' budget
+/// holds (`DEFAULT_CHUNK_SIZE * DEFAULT_DEPTH`, 1 MiB), at most [`RANGE_MAX_DEPTH`]. Random 4 KiB
+/// ranges thus get 128 reads in flight in 512 KiB, not the whole-file defaults' 4.
+pub(crate) fn for_ranges(lens: impl Iterator<Item = u64>) -> (usize, usize) {
+    use crate::options::{ALIGN, DEFAULT_CHUNK_SIZE, DEFAULT_DEPTH};
+    let mut lens: Vec<u64> = lens.filter(|&l| l > 0).collect();
+    let median = if lens.is_empty() {
+        DEFAULT_CHUNK_SIZE as u64
+    } else {
+        let mid = lens.len() / 2;
+        *lens.select_nth_unstable(mid).1
+    };
+    let chunk = (median.min(DEFAULT_CHUNK_SIZE as u64) as usize)
+        .next_power_of_two()
+        .clamp(ALIGN, DEFAULT_CHUNK_SIZE);
+    let depth = (DEFAULT_CHUNK_SIZE * DEFAULT_DEPTH / chunk).clamp(1, RANGE_MAX_DEPTH);
+    (chunk, depth)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_reads_are_as_long_as_the_median_range_and_fill_the_budget() {
+        assert_eq!(for_ranges([4096; 10].into_iter()), (4096, 128));
+        assert_eq!(for_ranges([1, 100, 5000].into_iter()), (4096, 128));
+        assert_eq!(for_ranges([10_000, 0, 0, 0].into_iter()), (16384, 64));
+        assert_eq!(
+            for_ranges([1 << 20, 1 << 20, 1].into_iter()),
+            (256 << 10, 4)
+        );
+        assert_eq!(for_ranges([0u64; 3].into_iter()), (256 << 10, 4));
+        assert_eq!(for_ranges(std::iter::empty()), (256 << 10, 4));
+    }
 
     #[test]
     fn cold_only_when_large_and_mostly_uncached() {
