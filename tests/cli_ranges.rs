@@ -169,3 +169,28 @@ fn cat_ranges_of_several_files_writes_them_in_order_and_names_the_ones_that_fail
         assert!(out.stdout == want, "{args:?}: other bytes than the ranges'");
     }
 }
+
+#[test]
+fn a_write_error_stops_cat_ranges_of_several_files_with_the_reason() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::write(dir.path().join(name), common::random_bytes(100_000, 9)).unwrap();
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringread"))
+        .current_dir(dir.path())
+        .args([
+            "cat", "--range", "0:10K", "--range", "50K:1K", "a", "b", "c",
+        ])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("write error"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one message, not one a file: {err}");
+}

@@ -432,6 +432,8 @@ fn default_options_read_small_ranges_deep_and_given_ones_as_given() {
             .unwrap();
         assert!(got == want, "bytes differ");
         assert_eq!(s.route.chunk_size, chunk, "{}", s.route);
+        // 2,000 ranges in request order: one lane, with the whole depth.
+        assert_eq!(s.route.threads, 1, "{}", s.route);
         assert_eq!(s.route.buffers, buffers, "{}", s.route);
     }
     // Long ranges: the default chunk size and depth.

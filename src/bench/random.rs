@@ -668,7 +668,8 @@ pub fn run_random(
             } else if m.name == "ranges" || m.name == "ranges-pread" {
                 m.notice = Some(format!(
                     "read_ranges ({}), completion order, {depth} in flight; latency from each \
-                     read's submission to its completion",
+                     read queued on its lane to its completion reaped (with the wait behind the \
+                     reads queued before it)",
                     if m.name == "ranges" {
                         "io_uring"
                     } else {

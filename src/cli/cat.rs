@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use ringread::processor::CopyTo;
-use ringread::Error;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ringread::processor::{from_fn, CopyTo};
+use ringread::{Chunk, Error, Processor};
 
 use super::inputs::InputArgs;
 use super::{complain, stdout_raw, Ctx};
@@ -29,9 +32,21 @@ pub(crate) fn run(ctx: &Ctx, a: CatArgs) -> anyhow::Result<ExitCode> {
         // ranges are written whole, in the order of the files.
         let stdout = stdout_raw();
         let mut write_error = None;
+        // Once standard output failed, nothing more is written: every file after it ends at once.
+        let failed = AtomicBool::new(false);
         let read = ctx.ranges_many(
             &names,
-            |_| CopyTo::new(&*stdout),
+            |_| {
+                let mut copy = CopyTo::new(&*stdout);
+                let failed = &failed;
+                from_fn(move |c: &Chunk<'_>| {
+                    if failed.load(Ordering::Relaxed) {
+                        return Err(io::Error::from_raw_os_error(libc::EPIPE));
+                    }
+                    copy.process(c)
+                        .inspect_err(|_| failed.store(true, Ordering::Relaxed))
+                })
+            },
             |_, result| match result {
                 Ok(_) => {}
                 Err((Error::Process { source, .. }, _)) => {

@@ -257,7 +257,10 @@ enum State {
 struct Slot<T> {
     /// The chunk, as the rules see it (for a stream, its offset is set when it is delivered).
     piece: Piece,
-    /// When its first read was queued (only when reads are timed).
+    /// When its first read was queued on the lane (only when reads are timed). Its time runs to
+    /// the completion being reaped: through io_uring that includes the submission; on `pread`
+    /// lanes, the reads of a batch run one after another, so it includes the wait behind the
+    /// reads queued before it, as a device's queue would.
     queued: Option<Instant>,
     state: State,
     /// What [`Prepare`] made of the chunk, once it is read.

@@ -65,6 +65,9 @@ struct ManyKept {
 /// has, so that cold metadata and data reads overlap on the device.
 pub const POOL_THREADS: usize = 8;
 
+/// Range reads in request order: a lane for each this many extents (at least one lane).
+const ORDERED_EXTENTS_PER_LANE: u64 = 32_768;
+
 /// Files [`Reader::read_many`] keeps in flight at most through io_uring (fewer where they must be
 /// process descriptors and `ulimit -n` leaves less room).
 pub const FILES_IN_FLIGHT: usize = 128;
@@ -256,6 +259,9 @@ impl Reader {
             .lanes
             .clear();
         *self.many.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+        // The readers made for the cold profile and for range reads copied the old handle.
+        self.cold = OnceLock::new();
+        *self.ranged.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
         self.cancel = Some(cancel);
     }
 
@@ -1042,24 +1048,42 @@ impl Reader {
     /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
     /// than the file can have chunks (by its size and the limit).
     fn lanes_for(&self, src: &Source<'_>) -> usize {
-        let chunks = src.expected_pieces();
-        self.max_lanes.min(chunks.min(usize::MAX as u64) as usize)
+        // Ranges handed over in the order asked pass the turn between lanes at every extent, each
+        // a few KiB: a second lane pays off only over long plans (docs/BENCHMARKS.md, section 15:
+        // 4 KiB ranges of a cached file in request order, one lane against two: 10,000 ranges 32
+        // against 37 ms, 30,000 88 against 93 ms, 100,000 270 against 191 ms).
+        let per_lane = if src.plan.is_some() && src.ordered {
+            ORDERED_EXTENTS_PER_LANE
+        } else {
+            1
+        };
+        let pieces = src.expected_pieces().div_ceil(per_lane);
+        self.max_lanes
+            .min(pieces.min(usize::MAX as u64) as usize)
+            .max(1)
     }
 
-    /// The buffers lane `t` owns: the depth split evenly, the first lanes taking the remainder.
-    fn lane_depth(&self, t: usize) -> usize {
-        let d = self.opts.depth;
-        (d / self.max_lanes + usize::from(t < d % self.max_lanes)).max(1)
+    /// The buffers lane `t` owns when the depth is split over `share` lanes: evenly, the first
+    /// lanes taking the remainder.
+    fn lane_depth(&self, t: usize, share: usize) -> usize {
+        let (d, n) = (self.opts.depth, share.max(1));
+        (d / n + usize::from(t < d % n)).max(1)
     }
 
-    /// Makes sure lane `t` has its buffers, and its ring if `with_ring`; returns what it has.
+    /// Makes sure lane `t` has its buffers for the depth split over `share` lanes (made again,
+    /// larger, if it has fewer), and its ring if `with_ring`; returns what it has.
     fn lane<'k>(
         &self,
         kept: &'k mut [Option<LaneRes>],
         t: usize,
+        share: usize,
         with_ring: bool,
     ) -> Result<&'k mut LaneRes> {
-        let depth = self.lane_depth(t);
+        let depth = self.lane_depth(t, share);
+        if kept[t].as_ref().is_some_and(|r| r.arena.slots() < depth) {
+            // Nothing is in flight between reads: its ring and buffers can go.
+            kept[t] = None;
+        }
         let res = match &mut kept[t] {
             Some(r) => r,
             empty => empty.insert(LaneRes {
@@ -1135,8 +1159,15 @@ impl Reader {
         if pool.len() < self.max_lanes {
             pool.resize_with(self.max_lanes, || None);
         }
+        // A range plan's lanes share the whole depth (fewer lanes than CPUs read long plans in
+        // request order); a file's lanes each keep their share of it.
+        let share = if src.plan.is_some() {
+            lanes
+        } else {
+            self.max_lanes
+        };
         for t in 0..lanes {
-            match self.lane(pool, t, with_ring) {
+            match self.lane(pool, t, share, with_ring) {
                 Ok(_) => {}
                 // A lane's ring could not be set up although io_uring is there (no descriptor or
                 // memory left for it, say): under `auto`, the lanes read with pread(2) instead, as
@@ -1147,7 +1178,7 @@ impl Reader {
                     notices.push(Notice::UringUnavailable { reason });
                     (engine, with_ring) = (Engine::Pread, false);
                     for t in 0..lanes {
-                        self.lane(pool, t, false)?;
+                        self.lane(pool, t, share, false)?;
                     }
                     break;
                 }
@@ -1158,7 +1189,7 @@ impl Reader {
             .map(|t| match engine {
                 Engine::Sync => 1,
                 _ if !src.rules.positional() => 1,
-                _ => self.lane_depth(t),
+                _ => self.lane_depth(t, share),
             })
             .collect();
         let mut preads: Vec<PreadQueue> = (0..lanes).map(|_| PreadQueue::default()).collect();

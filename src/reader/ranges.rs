@@ -205,8 +205,13 @@ impl Reader {
         P: Processor + Send,
         D: FnMut(Finished<P>),
     {
-        // Two descriptors a file under O_DIRECT.
-        let per_group = (descriptor_room() / 2).clamp(1, FILES_IN_FLIGHT);
+        // Two descriptors a file where it may get an O_DIRECT twin.
+        let per_file = if self.opts.direct || self.opts.dontcache {
+            2
+        } else {
+            1
+        };
+        let per_group = (descriptor_room() / per_file).clamp(1, FILES_IN_FLIGHT);
         let mut inputs = inputs.into_iter().enumerate().peekable();
         while inputs.peek().is_some() {
             let mut procs = Vec::new();

@@ -153,7 +153,8 @@ impl RangeFile {
 
     /// Reads `len` bytes at `offset`, as `pread(2)` does: fewer only at the end of the file (none
     /// past it). Resolves to [`Bytes`] over a buffer of the driver's pool, given back when the last
-    /// `Bytes` of it drops. `len` may be at most the driver's budget. Dropping the future cancels
+    /// `Bytes` of it drops. `len` may be at most the driver's budget (under `O_DIRECT`, `len`
+    /// widened to the file's alignment at both ends). Dropping the future cancels
     /// the read.
     pub fn read_at(&self, offset: u64, len: usize) -> ReadAt {
         ReadAt::new(self.clone(), offset, len, false)
@@ -322,9 +323,14 @@ impl ReadAt {
         let early = if len == 0 {
             Some(Ok(Bytes::new()))
         } else if wide > budget || wide > u32::MAX as usize {
+            let aligned = if wide == len {
+                String::new()
+            } else {
+                format!(" ({wide} once aligned for O_DIRECT)")
+            };
             Some(Err(Error::InvalidOptions(format!(
-                "{}: a read of {len} bytes at offset {offset} is larger than the driver's budget \
-                 of {budget} bytes",
+                "{}: a read of {len} bytes at offset {offset}{aligned} is larger than the \
+                 driver's budget of {budget} bytes",
                 file.inner.path.display()
             ))))
         } else {
