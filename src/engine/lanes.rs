@@ -297,7 +297,11 @@ pub(crate) fn run_lane<Q: Queue + ?Sized, Pr: Prepare, C: Combine<Pr::Part> + ?S
         spin: Spin::default(),
         times: Vec::new(),
     };
-    lane.drive();
+    if run.src.ordered {
+        lane.drive();
+    } else {
+        lane.drive_unordered();
+    }
     let clean = lane.drain();
     if let Some(times) = run.read_times {
         let mut all = times.lock().unwrap_or_else(|e| e.into_inner());
@@ -425,6 +429,78 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             }
             if !self.deliver() {
                 return;
+            }
+        }
+    }
+
+    /// Drives a lane whose pieces go to the processor as they complete ([`Source::ordered`] off:
+    /// range reads in completion order). A slot is handed over as soon as its read completes and
+    /// read into again at once, whatever the slots before it are doing: one slow read does not
+    /// hold the others back, and the lane keeps its whole depth in flight.
+    fn drive_unordered(&mut self) {
+        let mut free: Vec<usize> = (0..self.depth).rev().collect();
+        loop {
+            if self.run.interrupted() {
+                self.run.fail(Error::Interrupted {
+                    path: self.run.src.path.to_path_buf(),
+                });
+                self.run.baton.stop_at(0);
+                return;
+            }
+            if let Some(c) = self.run.cancel {
+                if let Err(e) = self.q.watch(c.event_fd()) {
+                    self.ring_failed(e);
+                    return;
+                }
+            }
+            while let Some(&i) = free.last() {
+                let k = self.chunk_of(self.tail);
+                if k >= self.run.baton.end() {
+                    break;
+                }
+                let Some(piece) = self.run.src.piece(k, 0) else {
+                    break;
+                };
+                free.pop();
+                let slot = Slot {
+                    piece,
+                    queued: self.run.read_times.map(|_| Instant::now()),
+                    state: State::InFlight,
+                    part: None,
+                };
+                if self.slots.len() <= i {
+                    self.slots.push(slot);
+                } else {
+                    self.slots[i] = slot;
+                }
+                self.tail += 1;
+                self.push(i);
+                // A read the queue refused is over already.
+                if !matches!(self.slots[i].state, State::InFlight) {
+                    if !self.hand_over(i) {
+                        return;
+                    }
+                    free.push(i);
+                }
+            }
+            if self.in_flight == 0 {
+                return; // nothing in flight and nothing more to read
+            }
+            self.unsubmitted = false;
+            if let Err(e) = self.q.submit(1) {
+                self.ring_failed(e);
+                return;
+            }
+            while let Some((user_data, res)) = self.q.pop() {
+                self.complete(user_data, res);
+                let i = user_data as usize;
+                if matches!(self.slots[i].state, State::InFlight) {
+                    continue; // read on (a short read)
+                }
+                if self.run.baton.end() <= self.slots[i].piece.k || !self.hand_over(i) {
+                    return;
+                }
+                free.push(i);
             }
         }
     }
@@ -669,9 +745,15 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         let mut failures = 0;
         if self.run.interrupted() {
             // A read of a pipe or terminal may wait forever for data: ask the kernel to cancel what
-            // is in flight (each still completes, and is reaped below).
-            for seq in self.head..self.tail {
-                let i = self.slot_of(seq);
+            // is in flight (each still completes, and is reaped below). Unordered, any slot may be.
+            let slots: Vec<usize> = if self.run.src.ordered {
+                (self.head..self.tail)
+                    .map(|seq| self.slot_of(seq))
+                    .collect()
+            } else {
+                (0..self.slots.len()).collect()
+            };
+            for i in slots {
                 if matches!(self.slots[i].state, State::InFlight) {
                     let _ = self.q.cancel(i as u64);
                 }

@@ -32,6 +32,8 @@ struct Fake<'f> {
     rng: Rng,
     faults: Faults,
     reads: usize,
+    /// Reads of this descriptor that cover this offset fail (`EIO`) from it on.
+    fail_fd: Option<(i32, u64)>,
 }
 
 impl<'f> Fake<'f> {
@@ -45,6 +47,7 @@ impl<'f> Fake<'f> {
             rng: Rng(seed | 1),
             faults,
             reads: 0,
+            fail_fd: None,
         }
     }
 
@@ -60,7 +63,12 @@ impl<'f> Fake<'f> {
         }
         let off = r.offset as usize;
         let mut want = r.len as usize;
-        if let Some(bad) = self.faults.fail_at {
+        let fail_at = match self.fail_fd {
+            Some((fd, at)) if fd == r.fd => Some(at),
+            Some(_) => None,
+            None => self.faults.fail_at,
+        };
+        if let Some(bad) = fail_at {
             let bad = bad as usize;
             if off == bad {
                 return -libc::EIO;
@@ -348,5 +356,180 @@ proptest! {
         let (out, res) = run_fake(&file, hint, chunk, lanes, depth, seed, faults);
         prop_assert_eq!(res.unwrap(), size as u64);
         prop_assert!(out.data == file);
+    }
+}
+
+/// Range plans in completion order (`ordered` off): with completions reordered, reads cut short
+/// and `EAGAIN`, each range's bytes reach the processor exactly once, at their offsets, on one or
+/// more lanes; over several member files, each chunk is marked with its file, and a read that
+/// fails ends its file only.
+#[test]
+fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
+    use crate::engine::Member;
+    use crate::ranges::{ByteRange, Plan};
+    use std::collections::BTreeMap;
+
+    let file = pattern(50_000);
+    let ranges: Vec<ByteRange> = (0..300u64)
+        .map(|i| ByteRange::new(i * 7919 % 52_000, 1 + i * 31 % 9000))
+        .collect();
+    // What each piece of the plan should give (each range cut to chunk-sized reads, and at the
+    // file's end), keyed by (file, offset, len), counted.
+    let want_for = |plan: &Plan| {
+        let mut want: BTreeMap<(usize, u64, usize), usize> = BTreeMap::new();
+        for (k, x) in plan.extents.iter().enumerate() {
+            let avail = (file.len() as u64)
+                .saturating_sub(x.offset)
+                .min(x.len as u64) as u32;
+            for p in plan.parts_of(k) {
+                let to = (p.at + p.len).min(avail);
+                if to > p.at {
+                    *want.entry((0, p.offset, (to - p.at) as usize)).or_default() += 1;
+                }
+            }
+        }
+        want
+    };
+    struct Seen<'d> {
+        file: &'d [u8],
+        got: BTreeMap<(usize, u64, usize), usize>,
+    }
+    impl Processor for Seen<'_> {
+        fn process(&mut self, c: &Chunk<'_>) -> io::Result<bool> {
+            let at = c.offset() as usize;
+            assert_eq!(&self.file[at..at + c.len()], &c[..], "bytes differ at {at}");
+            *self
+                .got
+                .entry((c.input(), c.offset(), c.len()))
+                .or_default() += 1;
+            Ok(true)
+        }
+    }
+    for (seed, lanes, depth, chunk) in [(1, 1, 8, 4096), (2, 2, 5, 4096), (3, 3, 16, 1024)] {
+        for faults in [
+            Faults::default(),
+            Faults {
+                short: true,
+                eagain: true,
+                ..Faults::default()
+            },
+        ] {
+            // One file.
+            let plan = Plan::new(&ranges, chunk as u64, 1, None);
+            let want = want_for(&plan);
+            let src = Source {
+                path: Path::new("fake"),
+                fd: -1,
+                direct_fd: None,
+                rw_flags: 0,
+                drop_behind: false,
+                plan: Some(&plan),
+                ordered: false,
+                members: &[],
+                rules: Chunks::for_extents(chunk, None),
+            };
+            let mut seen = Seen {
+                file: &file,
+                got: BTreeMap::new(),
+            };
+            let run = Run::new(src, lanes, &crate::processor::Whole, &mut seen);
+            std::thread::scope(|s| {
+                for t in 0..lanes {
+                    let run = &run;
+                    let file = &file;
+                    s.spawn(move || {
+                        let arena = Arena::new(depth, chunk).unwrap();
+                        let mut q = Fake::new(file, seed + t as u64 * 13, faults);
+                        assert!(run_lane(run, t as u64, &mut q, &arena, depth, 0));
+                        assert!(q.kernel.is_empty() && q.queued.is_empty());
+                    });
+                }
+            });
+            run.finish().unwrap();
+            assert_eq!(seen.got, want, "seed {seed} lanes {lanes}");
+
+            // Two member files (the same bytes), the second failing at offset 8192: its ranges
+            // before the failure may arrive, the first file's all do, exactly once.
+            let mut two = Plan::default();
+            two.append(Plan::new(&ranges, chunk as u64, 1, None), 0);
+            two.append(Plan::new(&ranges, chunk as u64, 1, None), 1);
+            let members = [
+                Member {
+                    path: Path::new("a"),
+                    fd: -1,
+                    direct_fd: None,
+                    rw_flags: 0,
+                    drop_behind: false,
+                },
+                Member {
+                    path: Path::new("b"),
+                    fd: -2,
+                    direct_fd: None,
+                    rw_flags: 0,
+                    drop_behind: false,
+                },
+            ];
+            let src = Source {
+                plan: Some(&two),
+                members: &members,
+                ..src
+            };
+            let mut seen = Seen {
+                file: &file,
+                got: BTreeMap::new(),
+            };
+            let run = Run::new(src, lanes, &crate::processor::Whole, &mut seen);
+            std::thread::scope(|s| {
+                for t in 0..lanes {
+                    let run = &run;
+                    let file = &file;
+                    s.spawn(move || {
+                        let arena = Arena::new(depth, chunk).unwrap();
+                        // The fake fails reads of file b (fd -2) that cover offset 8192.
+                        let mut q = Fake::new(file, seed + t as u64 * 17, faults);
+                        q.fail_fd = Some((-2, 8192));
+                        assert!(run_lane(run, t as u64, &mut q, &arena, depth, 0));
+                    });
+                }
+            });
+            let (_, files) = run.finish_files().unwrap();
+            assert!(files[0].error.is_none());
+            match &files[1].error {
+                Some(Error::Read { path, offset, .. }) => {
+                    assert_eq!(path, Path::new("b"));
+                    assert_eq!(*offset, 8192, "the failing read's offset");
+                }
+                other => panic!("file b: {other:?}"),
+            }
+            let first: BTreeMap<_, _> = seen
+                .got
+                .iter()
+                .filter(|(k, _)| k.0 == 0)
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            assert_eq!(first, want, "file a whole, seed {seed} lanes {lanes}");
+            // File b: each piece at most as often as asked (the one the failure cut may be
+            // shorter), none past the failure.
+            let mut asked: BTreeMap<u64, usize> = BTreeMap::new();
+            for ((_, off, _), n) in &want {
+                *asked.entry(*off).or_default() += n;
+            }
+            let mut got_b: BTreeMap<u64, usize> = BTreeMap::new();
+            for ((f, off, len), n) in &seen.got {
+                if *f == 1 {
+                    assert!(
+                        *off + *len as u64 <= 8192 || *off >= 8192,
+                        "past the failure"
+                    );
+                    *got_b.entry(*off).or_default() += n;
+                }
+            }
+            for (off, n) in got_b {
+                assert!(
+                    n <= asked.get(&off).copied().unwrap_or(0),
+                    "file b: {off} too often"
+                );
+            }
+        }
     }
 }
