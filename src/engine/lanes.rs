@@ -20,6 +20,7 @@
 
 use std::any::Any;
 use std::io;
+use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -72,6 +73,10 @@ pub(crate) struct Run<'a, 'p, Pr, C: ?Sized> {
     cancel: Option<&'a Cancel>,
     /// Where each read's time from submission to completion goes, when reads are timed.
     read_times: Option<&'a Mutex<Vec<u64>>>,
+    /// Descriptors of their own for lanes `1..` of `pread(2)` lanes over one file (`None`: the
+    /// source's): each its own open file, so that the lanes' reads do not share its reference
+    /// count.
+    lane_fds: &'a [Option<RawFd>],
 }
 
 impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
@@ -92,7 +97,14 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
             outcome: Mutex::new(Outcome::default()),
             cancel: None,
             read_times: None,
+            lane_fds: &[],
         }
+    }
+
+    /// Lane `t` reads buffered through `fds[t]` where that is `Some`.
+    pub(crate) fn with_lane_fds(mut self, fds: &'a [Option<RawFd>]) -> Self {
+        self.lane_fds = fds;
+        self
     }
 
     /// Times every read (nanoseconds from its submission to its completion) into `times`.
@@ -542,8 +554,12 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     fn push(&mut self, i: usize) {
         let src = &self.run.src.for_piece(self.slots[i].piece.k);
         let read = src.rules.next_read(&self.slots[i].piece);
+        let own = match read.via {
+            Via::Buffered => self.run.lane_fds.get(self.lane as usize).copied().flatten(),
+            Via::Direct => None,
+        };
         let req = ReadReq {
-            fd: src.fd(read.via),
+            fd: own.unwrap_or_else(|| src.fd(read.via)),
             // SAFETY: buf_offset = filled < want <= chunk <= slot length, so the pointer stays
             // inside slot i.
             buf: unsafe { self.arena.slot_ptr(i).add(read.buf_offset) },

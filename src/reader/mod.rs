@@ -65,6 +65,10 @@ struct ManyKept {
 /// has, so that cold metadata and data reads overlap on the device.
 pub const POOL_THREADS: usize = 8;
 
+/// Range plans at least this long read on `pread(2)` lanes get a descriptor of their own for each
+/// lane past the first (an `open` each: worth it over thousands of reads only).
+const OWN_FD_EXTENTS: usize = 4096;
+
 /// Range reads in request order: a lane for each this many extents (at least one lane).
 const ORDERED_EXTENTS_PER_LANE: u64 = 32_768;
 
@@ -1226,9 +1230,28 @@ impl Reader {
             sqpoll: with_ring && self.opts.sqpoll,
             positional: src.rules.positional(),
         };
+        // pread(2) lanes over one file's long range plan: lanes past the first read through an
+        // open file of their own. A process with more than one thread takes a reference on the
+        // file at every read (`fdget`), and two CPUs taking it on one file pass its cache line
+        // back and forth at every read; opened again, each lane has its own.
+        let own: Vec<File> = if engine == Engine::Pread
+            && lanes > 1
+            && src.members.is_empty()
+            && src.plan.is_some_and(|p| p.extents.len() >= OWN_FD_EXTENTS)
+        {
+            (1..lanes)
+                .filter_map(|_| File::open(format!("/proc/self/fd/{}", src.fd)).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let lane_fds: Vec<Option<std::os::fd::RawFd>> = std::iter::once(None)
+            .chain(own.iter().map(|f| Some(f.as_raw_fd())))
+            .collect();
         let run = Run::new(*src, lanes, prep, proc)
             .with_cancel(self.cancel.as_ref())
-            .with_read_times(self.read_times.as_ref());
+            .with_read_times(self.read_times.as_ref())
+            .with_lane_fds(if own.is_empty() { &[] } else { &lane_fds });
         let clean = run_lanes(&run, workers, specs);
         // A lane whose reads could not all be reaped keeps its buffers forever: the kernel may still
         // write into them.
