@@ -30,12 +30,18 @@ impl Queue for PreadQueue {
     }
 
     fn submit(&mut self, _wait: usize) -> io::Result<()> {
-        for r in std::mem::take(&mut self.queued) {
+        // Drained in place: the queue keeps its capacity from batch to batch.
+        let PreadQueue {
+            queued,
+            done,
+            watch,
+        } = self;
+        for r in queued.drain(..) {
             let stream = r.offset == CURRENT_POSITION;
             // A stream's read may wait forever: wait in poll(2), beside the cancel handle, first.
-            if stream && self.watch.is_some() && !poll_readable(r.fd, self.watch) {
+            if stream && watch.is_some() && !poll_readable(r.fd, *watch) {
                 // Cancelled: EINTR makes the lane look at its cancel handle before anything else.
-                self.done.push_back((r.user_data, -libc::EINTR));
+                done.push_back((r.user_data, -libc::EINTR));
                 continue;
             }
             // SAFETY: the engine lent r.buf .. r.buf + r.len until this read's completion is popped
@@ -50,7 +56,15 @@ impl Queue for PreadQueue {
                     };
                     libc::preadv2(r.fd, &iov, 1, r.offset as libc::off_t, r.rw_flags)
                 } else {
-                    libc::pread(r.fd, r.buf.cast(), r.len as usize, r.offset as libc::off_t)
+                    // The system call itself: libc's pread is a thread cancellation point, which
+                    // costs two calls around every read, and nothing here cancels threads.
+                    libc::syscall(
+                        libc::SYS_pread64,
+                        r.fd,
+                        r.buf,
+                        r.len as usize,
+                        r.offset as libc::off_t,
+                    ) as isize
                 }
             };
             let res = if n < 0 {
@@ -59,13 +73,13 @@ impl Queue for PreadQueue {
                     .unwrap_or(libc::EIO);
                 if errno == libc::EAGAIN {
                     // A non-blocking descriptor: wait until it has data, then the engine retries.
-                    poll_readable(r.fd, self.watch);
+                    poll_readable(r.fd, *watch);
                 }
                 -errno // EINTR and EAGAIN are retried by the engine, after it looks at its cancel handle
             } else {
                 n as i32
             };
-            self.done.push_back((r.user_data, res));
+            done.push_back((r.user_data, res));
         }
         Ok(())
     }
