@@ -671,7 +671,7 @@ pub fn run_random(
                      read queued on its lane to its completion reaped (with the wait behind the \
                      reads queued before it)",
                     if m.name == "ranges" {
-                        "io_uring"
+                        "backend auto: pread lanes for a cached file, else io_uring"
                     } else {
                         "pread lanes"
                     }
