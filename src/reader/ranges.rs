@@ -175,17 +175,18 @@ impl Reader {
     /// can be read with); a processor's panic resumes on the caller's thread.
     ///
     /// ```
-    /// use ringread::{processor::from_fn, ranges::{ByteRange, RangeOptions}, ReadOptions, Reader};
+    /// use ringread::{processor::CopyTo, ranges::{ByteRange, RangeOptions}, ReadOptions, Reader};
     /// let reader = Reader::new(ReadOptions::builder().chunk_size(4096).depth(64).build()?);
     /// let head = [ByteRange::new(0, 16)];
     /// let inputs = [("Cargo.toml", &head[..]), ("README.md", &head[..]), ("missing", &head[..])];
     /// let mut heads = Vec::new();
-    /// reader.read_ranges_many(inputs, &RangeOptions::new(), |_, _| Vec::new(), |f| {
+    /// let copy = |_, _: &std::path::Path| CopyTo::new(Vec::new());
+    /// reader.read_ranges_many(inputs, &RangeOptions::new(), copy, |f| {
     ///     match f.result {
     ///         Ok(summary) => assert_eq!(summary.bytes, 16),
     ///         Err(e) => assert_eq!(f.index, 2, "{e}"),
     ///     }
-    ///     heads.push(f.processor);
+    ///     heads.push(f.processor.into_inner());
     /// })?;
     /// assert_eq!(heads[0], std::fs::read("Cargo.toml").unwrap()[..16]);
     /// # Ok::<(), ringread::Error>(())
