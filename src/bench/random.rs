@@ -191,6 +191,12 @@ fn way_pread_pool(ctx: &Ctx<'_>) -> Result<Run> {
             .map(|h| h.join().expect("a pread thread panicked"))
             .collect()
     });
+    add_up(ctx, results)
+}
+
+/// The run of threads or tasks that each read a share of the offsets: their sums and latencies
+/// added up, or the first error.
+fn add_up(ctx: &Ctx<'_>, results: Vec<Result<(u64, Histogram<u64>)>>) -> Result<Run> {
     let mut h = histogram();
     let mut sum = 0u64;
     for r in results {
@@ -237,18 +243,7 @@ where
         }
         out
     });
-    let mut h = histogram();
-    let mut sum = 0u64;
-    for r in results {
-        let (s, part) = r?;
-        sum = sum.wrapping_add(s);
-        h.add(part).expect("same bounds");
-    }
-    Ok(Run {
-        bytes: (ctx.offsets.len() * ctx.block) as u64,
-        sum,
-        latency: Some(h),
-    })
+    add_up(ctx, results)
 }
 
 fn way_spawn_blocking(ctx: &Ctx<'_>) -> Result<Run> {

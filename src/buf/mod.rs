@@ -33,7 +33,7 @@ impl<'a> Chunk<'a> {
     }
     /// The same chunk, of input `input` of a call that reads several
     /// ([`Reader::read_ranges_many`](crate::Reader::read_ranges_many)).
-    pub fn of_input(self, input: usize) -> Self {
+    pub(crate) fn of_input(self, input: usize) -> Self {
         Chunk { input, ..self }
     }
     /// Where the chunk starts in the file.

@@ -407,21 +407,46 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             .then_some(piece)
     }
 
+    /// Whether the lane may go on: not interrupted, and its queue's wait watches the cancel
+    /// handle (a lane asleep there wakes when it is cancelled). If not, the run knows why.
+    fn may_go_on(&mut self) -> bool {
+        if self.run.interrupted() {
+            self.run.fail(Error::Interrupted {
+                path: self.run.src.path.to_path_buf(),
+            });
+            self.run.baton.stop_at(0);
+            return false;
+        }
+        if let Some(c) = self.run.cancel {
+            if let Err(e) = self.q.watch(c.event_fd()) {
+                self.ring_failed(e);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Puts `piece` in slot `i` (the `tail`-th of the lane) and queues its read.
+    fn start(&mut self, i: usize, piece: Piece) {
+        let slot = Slot {
+            piece,
+            queued: self.run.read_times.map(|_| Instant::now()),
+            state: State::InFlight,
+            part: None,
+        };
+        if self.slots.len() <= i {
+            self.slots.push(slot);
+        } else {
+            self.slots[i] = slot;
+        }
+        self.tail += 1;
+        self.push(i);
+    }
+
     fn drive(&mut self) {
         loop {
-            if self.run.interrupted() {
-                self.run.fail(Error::Interrupted {
-                    path: self.run.src.path.to_path_buf(),
-                });
-                self.run.baton.stop_at(0);
+            if !self.may_go_on() {
                 return;
-            }
-            if let Some(c) = self.run.cancel {
-                // A lane asleep in its queue's wait wakes when the handle is cancelled.
-                if let Err(e) = self.q.watch(c.event_fd()) {
-                    self.ring_failed(e);
-                    return;
-                }
             }
             self.fill();
             if self.head == self.tail {
@@ -452,18 +477,8 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     fn drive_unordered(&mut self) {
         let mut free: Vec<usize> = (0..self.depth).rev().collect();
         loop {
-            if self.run.interrupted() {
-                self.run.fail(Error::Interrupted {
-                    path: self.run.src.path.to_path_buf(),
-                });
-                self.run.baton.stop_at(0);
+            if !self.may_go_on() {
                 return;
-            }
-            if let Some(c) = self.run.cancel {
-                if let Err(e) = self.q.watch(c.event_fd()) {
-                    self.ring_failed(e);
-                    return;
-                }
             }
             while let Some(&i) = free.last() {
                 let k = self.chunk_of(self.tail);
@@ -474,19 +489,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
                     break;
                 };
                 free.pop();
-                let slot = Slot {
-                    piece,
-                    queued: self.run.read_times.map(|_| Instant::now()),
-                    state: State::InFlight,
-                    part: None,
-                };
-                if self.slots.len() <= i {
-                    self.slots.push(slot);
-                } else {
-                    self.slots[i] = slot;
-                }
-                self.tail += 1;
-                self.push(i);
+                self.start(i, piece);
                 // A read the queue refused is over already.
                 if !matches!(self.slots[i].state, State::InFlight) {
                     if !self.hand_over(i) {
@@ -533,20 +536,8 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
                 }
                 return;
             };
-            let slot = Slot {
-                piece,
-                queued: self.run.read_times.map(|_| Instant::now()),
-                state: State::InFlight,
-                part: None,
-            };
             let i = self.slot_of(self.tail);
-            if self.slots.len() <= i {
-                self.slots.push(slot);
-            } else {
-                self.slots[i] = slot;
-            }
-            self.tail += 1;
-            self.push(i);
+            self.start(i, piece);
         }
     }
 

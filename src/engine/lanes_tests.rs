@@ -433,18 +433,7 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
                 got: BTreeMap::new(),
             };
             let run = Run::new(src, lanes, &crate::processor::Whole, &mut seen);
-            std::thread::scope(|s| {
-                for t in 0..lanes {
-                    let run = &run;
-                    let file = &file;
-                    s.spawn(move || {
-                        let arena = Arena::new(depth, chunk).unwrap();
-                        let mut q = Fake::new(file, seed + t as u64 * 13, faults);
-                        assert!(run_lane(run, t as u64, &mut q, &arena, depth, 0));
-                        assert!(q.kernel.is_empty() && q.queued.is_empty());
-                    });
-                }
-            });
+            run_lanes_on(&run, &file, depth, chunk, seed, faults, None);
             run.finish().unwrap();
             assert_eq!(seen.got, want, "seed {seed} lanes {lanes}");
 
@@ -479,19 +468,8 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
                 got: BTreeMap::new(),
             };
             let run = Run::new(src, lanes, &crate::processor::Whole, &mut seen);
-            std::thread::scope(|s| {
-                for t in 0..lanes {
-                    let run = &run;
-                    let file = &file;
-                    s.spawn(move || {
-                        let arena = Arena::new(depth, chunk).unwrap();
-                        // The fake fails reads of file b (fd -2) that cover offset 8192.
-                        let mut q = Fake::new(file, seed + t as u64 * 17, faults);
-                        q.fail_fd = Some((-2, 8192));
-                        assert!(run_lane(run, t as u64, &mut q, &arena, depth, 0));
-                    });
-                }
-            });
+            // The fake fails reads of file b (fd -2) that cover offset 8192.
+            run_lanes_on(&run, &file, depth, chunk, seed, faults, Some((-2, 8192)));
             let (_, files) = run.finish_files().unwrap();
             assert!(files[0].error.is_none());
             match &files[1].error {
@@ -532,4 +510,31 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
             }
         }
     }
+}
+
+/// Runs every lane of `run` on its own thread over a fake kernel of `file` (failing reads of one
+/// descriptor at an offset, if `fail_fd` says so), and checks that each reaped all its reads.
+fn run_lanes_on<C: Combine<()> + Send + ?Sized>(
+    run: &Run<'_, '_, crate::processor::Whole, C>,
+    file: &[u8],
+    depth: usize,
+    chunk: usize,
+    seed: u64,
+    faults: Faults,
+    fail_fd: Option<(i32, u64)>,
+) {
+    std::thread::scope(|s| {
+        for t in 0..run.lanes {
+            s.spawn(move || {
+                let arena = Arena::new(depth, chunk).unwrap();
+                let mut q = Fake::new(file, seed + t * 13, faults);
+                q.fail_fd = fail_fd;
+                assert!(run_lane(run, t, &mut q, &arena, depth, 0));
+                assert!(
+                    q.kernel.is_empty() && q.queued.is_empty(),
+                    "reads left in flight"
+                );
+            });
+        }
+    });
 }

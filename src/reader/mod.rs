@@ -32,6 +32,8 @@ use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::residency::dontcache_supported;
 use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
 pub(crate) use file::{inspect, on_fuse, open_read, register_reason, Inspected};
+#[cfg(feature = "stream")]
+pub(crate) use ranges::not_positional;
 
 /// A lane's kept resources: its ring (none on the `pread(2)` and synchronous paths) and its
 /// buffers. The ring is declared first so that it is dropped (and its registration released) before
@@ -202,23 +204,32 @@ impl Reader {
         })
     }
 
+    /// A reader a tuning profile hands reads to: `chunk` and `depth` as the profile chose, never
+    /// tuned again, the rest (uncached reads, registration, backend, limit, cancel handle) as this
+    /// one's.
+    fn profile_reader(&self, chunk: usize, depth: usize) -> Result<Reader> {
+        let mut b = ReadOptions::builder()
+            .chunk_size(chunk)
+            .depth(depth)
+            .dontcache(self.opts.dontcache)
+            .register_buffers(self.opts.register_buffers)
+            .backend(self.opts.backend)
+            .fixed();
+        if let Some(m) = self.opts.max_bytes {
+            b = b.max_bytes(m);
+        }
+        let mut r = Reader::new(b.build()?);
+        r.cancel = self.cancel.clone();
+        Ok(r)
+    }
+
     /// The reader for cold files: the cold profile's chunk size and depth, the rest as this one's.
     fn cold_reader(&self) -> &Reader {
         self.cold.get_or_init(|| {
-            let mut b = ReadOptions::builder()
-                .chunk_size(tune::COLD_CHUNK)
-                .depth(tune::COLD_DEPTH)
-                .dontcache(self.opts.dontcache)
-                .register_buffers(self.opts.register_buffers)
-                .backend(self.opts.backend)
-                .fixed();
-            if let Some(m) = self.opts.max_bytes {
-                b = b.max_bytes(m);
-            }
-            let opts = b.build().expect("the cold profile's options are valid");
-            let mut r = Reader::new(opts);
-            r.cancel = self.cancel.clone();
-            Box::new(r)
+            Box::new(
+                self.profile_reader(tune::COLD_CHUNK, tune::COLD_DEPTH)
+                    .expect("the cold profile's options are valid"),
+            )
         })
     }
 
@@ -234,20 +245,7 @@ impl Reader {
         if let Some(r) = kept.as_ref().filter(|r| r.opts.chunk_size == chunk) {
             return Some(std::sync::Arc::clone(r));
         }
-        let mut b = ReadOptions::builder()
-            .chunk_size(chunk)
-            .depth(depth)
-            .dontcache(self.opts.dontcache)
-            .register_buffers(self.opts.register_buffers)
-            .backend(self.opts.backend)
-            .fixed();
-        if let Some(m) = self.opts.max_bytes {
-            b = b.max_bytes(m);
-        }
-        let opts = b.build().ok()?;
-        let mut r = Reader::new(opts);
-        r.cancel = self.cancel.clone();
-        let r = std::sync::Arc::new(r);
+        let r = std::sync::Arc::new(self.profile_reader(chunk, depth).ok()?);
         *kept = Some(std::sync::Arc::clone(&r));
         Some(r)
     }

@@ -18,7 +18,7 @@ use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ranges::{ByteRange, Order, Plan, RangeOptions};
 
 /// The error for ranges of a pipe, socket or terminal.
-fn not_positional(name: &Path) -> Error {
+pub(crate) fn not_positional(name: &Path) -> Error {
     Error::InvalidOptions(format!(
         "{}: ranges are read at offsets, which only regular files and block devices have",
         name.display()

@@ -27,7 +27,7 @@ use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
 use crate::options::{ReadOptions, ALIGN};
 use crate::ranges::ByteRange;
-use crate::reader::{inspect, open_read, Notice};
+use crate::reader::{inspect, not_positional, open_read, Notice};
 
 /// A file open for random reads from many tasks at once: cheap to clone (an `Arc`), `Send + Sync`.
 ///
@@ -118,10 +118,7 @@ impl Driver {
             ALIGN,
         )?;
         if !ins.positional {
-            return Err(Error::InvalidOptions(format!(
-                "{}: ranges are read at offsets, which only regular files and block devices have",
-                name.display()
-            )));
+            return Err(not_positional(name));
         }
         Ok(RangeFile {
             inner: Arc::new(FileInner {

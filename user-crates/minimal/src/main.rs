@@ -208,14 +208,23 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     // bytes go to its own processor; a missing file is its own error and the others go on.
     let mut inputs: Vec<(PathBuf, Vec<ByteRange>)> = files
         .iter()
-        .map(|f| (f.clone(), vec![ByteRange::new(0, 100), ByteRange::new(4000, 200)]))
+        .map(|f| {
+            (
+                f.clone(),
+                vec![ByteRange::new(0, 100), ByteRange::new(4000, 200)],
+            )
+        })
         .collect();
     inputs.insert(1, ("no-such-file".into(), vec![ByteRange::new(0, 1)]));
     let mut seen = 0;
     ranged.read_ranges_many(
         inputs.clone(),
         &RangeOptions::new(),
-        |_, _| Kept::default(),
+        |index, _| OfInput {
+            index,
+            kept: Kept::default(),
+            wrong: 0,
+        },
         |done| {
             seen += 1;
             let ok = match (&done.result, done.index) {
@@ -230,17 +239,23 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
                             data[(r.offset as usize).min(end)..end].to_vec()
                         })
                         .collect();
-                    done.processor.0 == want
+                    done.processor.kept.0 == want && done.processor.wrong == 0
                 }
                 _ => false,
             };
             if !ok {
-                eprintln!("read_ranges_many: input {} wrong: {:?}", done.index, done.result);
+                eprintln!(
+                    "read_ranges_many: input {} wrong: {:?}",
+                    done.index, done.result
+                );
                 std::process::exit(1);
             }
         },
     )?;
-    check(seen == inputs.len(), "read_ranges_many: results missing".into())?;
+    check(
+        seen == inputs.len(),
+        "read_ranges_many: results missing".into(),
+    )?;
 
     // A one-chunk read runs on the calling thread: time it (reported, not asserted).
     let small = &files[3];
@@ -270,6 +285,21 @@ impl Processor for Kept {
     fn process(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
         self.0.extend_from_slice(c);
         Ok(true)
+    }
+}
+
+/// Keeps the bytes of one input of a many-files range read, and counts chunks marked with another
+/// input (`Chunk::input`).
+struct OfInput {
+    index: usize,
+    kept: Kept,
+    wrong: usize,
+}
+
+impl Processor for OfInput {
+    fn process(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
+        self.wrong += usize::from(c.input() != self.index);
+        self.kept.process(c)
     }
 }
 
