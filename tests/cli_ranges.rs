@@ -194,3 +194,109 @@ fn a_write_error_stops_cat_ranges_of_several_files_with_the_reason() {
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(err.lines().count(), 1, "one message, not one a file: {err}");
 }
+
+/// Runs a peer tool in `dir`, failing with the package to install when it is missing.
+fn peer(dir: &Path, tool: &str, package: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(tool)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} ({e}): install Debian's package {package}"))
+}
+
+/// `(lines, bytes, name)` of each line of `wc -lc`'s layout, whatever the column width.
+fn counts(out: &[u8]) -> Vec<(u64, u64, String)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            let mut n = || w.next().unwrap_or_default().to_string();
+            (n().parse().unwrap(), n().parse().unwrap(), n())
+        })
+        .collect()
+}
+
+#[test]
+fn sum_and_count_over_ranges_equal_the_tools_on_the_bytes_of_the_ranges() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // The peers read, under the same names, files holding just the bytes of the ranges.
+    let cut = dir.path().join("cut");
+    std::fs::create_dir(&cut).unwrap();
+    let sizes = [0usize, 1, 4095, 4097, 70_000, SIZE];
+    let asked = [
+        (4000, 200),
+        (0, 10),
+        (4096, 1),
+        (60_000, 20_000),
+        (9, 0),
+        (4000, 200),
+    ];
+    for (i, &n) in sizes.iter().enumerate() {
+        // Some with newlines in them, for the counts.
+        let mut data = common::random_bytes(n, 60 + i as u64);
+        for b in data.iter_mut().step_by(97) {
+            *b = b'\n';
+        }
+        let name = format!("f{i}");
+        std::fs::write(dir.path().join(&name), &data).unwrap();
+        let mut bytes = Vec::new();
+        for (o, l) in asked {
+            bytes.extend_from_slice(slice(&data, o, l));
+        }
+        std::fs::write(cut.join(&name), bytes).unwrap();
+    }
+    for d in [dir.path(), &cut] {
+        std::fs::create_dir(d.join("sub")).unwrap();
+    }
+    let ranges: Vec<String> = asked.iter().map(|(o, l)| format!("{o}:{l}")).collect();
+    let all = ["f0", "f1", "missing", "f2", "sub", "f3", "f4", "f5"];
+    let tools: &[(&str, &str, &str, &[&str])] = &[
+        ("sha256", "sha256sum", "coreutils", &[]),
+        ("blake3", "b3sum", "b3sum", &[]),
+        ("xxh3", "xxhsum", "xxhash", &["-H3"]),
+        ("xxh128", "xxhsum", "xxhash", &["-H2"]),
+    ];
+    for opts in OPTION_SETS {
+        // Several files (read in one call) and one file (read alone).
+        for names in [&all[..], &["f5"][..]] {
+            for (algo, tool, package, tool_args) in tools {
+                let mut args: Vec<&str> = opts.to_vec();
+                args.extend(["sum", "-a", algo]);
+                for r in &ranges {
+                    args.extend(["--range", r]);
+                }
+                args.extend(names);
+                let ours = ringread(dir.path(), &args);
+                let mut theirs_args = tool_args.to_vec();
+                theirs_args.extend(names);
+                let theirs = peer(&cut, tool, package, &theirs_args);
+                // A line for each file that is read (all but `missing` and `sub`).
+                let lines = ours.stdout.split(|&b| b == b'\n').count() - 1;
+                assert_eq!(lines, names.len().min(6), "{args:?}");
+                assert_eq!(
+                    String::from_utf8_lossy(&ours.stdout),
+                    String::from_utf8_lossy(&theirs.stdout),
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&ours.stderr)
+                );
+                assert_eq!(ours.status.code(), theirs.status.code(), "{args:?}");
+            }
+            let mut args: Vec<&str> = opts.to_vec();
+            args.push("count");
+            for r in &ranges {
+                args.extend(["--range", r]);
+            }
+            args.extend(names);
+            let ours = ringread(dir.path(), &args);
+            let mut wc_args = vec!["-lc"];
+            wc_args.extend(names);
+            let theirs = peer(&cut, "wc", "coreutils", &wc_args);
+            assert_eq!(counts(&ours.stdout), counts(&theirs.stdout), "{args:?}");
+            assert_eq!(ours.status.code(), theirs.status.code(), "{args:?}");
+        }
+    }
+    // A check list is read whole: ranges do not apply to it.
+    let out = ringread(dir.path(), &["sum", "-c", "--range", "0:1", "f1"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--range"));
+}

@@ -17,6 +17,8 @@ pub(crate) struct CountArgs {
     files: Vec<PathBuf>,
     #[command(flatten)]
     inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) ranges: super::ranges::RangeArgs,
 }
 
 /// The column width `wc` uses: the digits of the sum of the regular files' sizes, at least 7 when
@@ -114,11 +116,16 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if ctx.can_read_many(&files) {
-        let r = ctx.many(
-            &files,
-            |_| (NewlinePrepare, LineCount::default()),
-            |name, r| write(name, r),
-        );
+        // Ranges (`--range`) of several files: one call, the reads of every file in flight together.
+        let r = ctx
+            .ranges_many(&files, |_| LineCount::default(), |name, r| write(name, r))
+            .unwrap_or_else(|| {
+                ctx.many(
+                    &files,
+                    |_| (NewlinePrepare, LineCount::default()),
+                    |name, r| write(name, r),
+                )
+            });
         if let Err(e) = r {
             out.flush()?;
             super::stop(e);

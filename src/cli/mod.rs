@@ -222,9 +222,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let mut ctx = Ctx::new(opts, cli.read.verbose)?;
     ctx.net = net_input(&cli.read)?;
     ctx.progress = progress::Progress::new(progress, max_bytes);
-    if let Command::Cat(a) = &cli.command {
-        ctx.ranges = a.ranges.gather()?;
-    }
+    ctx.ranges = match &cli.command {
+        Command::Cat(a) => a.ranges.gather()?,
+        Command::Sum(a) => a.ranges.gather()?,
+        Command::Count(a) => a.ranges.gather()?,
+        Command::Bench(_) | Command::Completions(_) | Command::Man(_) => None,
+    };
     let code = match cli.command {
         Command::Bench(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")

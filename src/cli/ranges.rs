@@ -10,8 +10,9 @@ use super::parse_size_arg;
 
 #[derive(Debug, Args)]
 pub(crate) struct RangeArgs {
-    /// Read only LENGTH bytes at OFFSET of each file (4K:1M, 0:512...); repeatable, written in the
-    /// order given; a range past the end gives the bytes up to the end
+    /// Read only LENGTH bytes at OFFSET of each file (4K:1M, 0:512...); repeatable, in the order
+    /// given (cat writes them; sum hashes and count counts them as one stream); a range past the
+    /// end gives the bytes up to the end
     #[arg(long = "range", value_name = "OFFSET:LENGTH", value_parser = parse_range)]
     ranges: Vec<ByteRange>,
     /// Read the ranges listed in FILE, one OFFSET:LENGTH a line ("-": standard input), after any

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use ringread::processor::{
-    blake3_in_order, blake3_parallel_mode, Algorithm, Blake3Mode, Checksum, Whole,
+    blake3_in_order, blake3_parallel_mode, Algorithm, Blake3Mode, Checksum, Processor, Whole,
 };
 use ringread::sumfile::{format_line_as, Convention, LineStyle};
 
@@ -79,6 +79,8 @@ pub(crate) struct SumArgs {
     files: Vec<PathBuf>,
     #[command(flatten)]
     inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) ranges: super::ranges::RangeArgs,
 }
 
 impl SumArgs {
@@ -302,6 +304,11 @@ impl HashSpec {
 
     /// The digest of `name` ("-": standard input) as lower-case hex.
     pub fn read_one(&self, ctx: &Ctx, name: &Path) -> ringread::Result<String> {
+        if ctx.ranges.is_some() {
+            let mut sum = RangeHash::new(self, self.algo);
+            ctx.read_split(name, &Whole, &mut sum)?;
+            return Ok(sum.hex());
+        }
         if Convention::of(self.algo) == Convention::B3sum {
             // BLAKE3 runs on every reading thread where the chunks allow: a regular file's (a
             // pipe's uneven pieces do not).
@@ -330,6 +337,15 @@ impl HashSpec {
         algo_of: impl Fn(usize) -> Algorithm,
         mut done: impl FnMut(&Path, ringread::Result<String>),
     ) -> Result<(), ringread::Error> {
+        // Ranges (`--range`) of several files: one call, the reads of every file in flight together.
+        let ranges = ctx.ranges_many(
+            names,
+            |i| RangeHash::new(self, algo_of(i)),
+            |n, r| done(n, r.map(|h| h.hex()).map_err(|(e, _)| e)),
+        );
+        if let Some(r) = ranges {
+            return r;
+        }
         if (0..names.len()).all(|i| Convention::of(algo_of(i)) == Convention::B3sum) {
             ctx.many(
                 names,
@@ -348,6 +364,49 @@ impl HashSpec {
                 |n, r| done(n, r.map(|s| s.hex()).map_err(|(e, _)| e)),
             )
         }
+    }
+}
+
+/// The digest of the bytes handed over, in the order handed over, whatever their offsets: the
+/// `--range`s of a file hashed as one stream, as the tool would hash them piped in one after
+/// another. (The BLAKE3 of a whole file is hashed on every reading thread instead, placed by
+/// offset: see [`blake3_parallel_mode`].)
+enum RangeHash {
+    /// BLAKE3 in its mode, and the output bytes wanted.
+    Blake3(Box<blake3::Hasher>, usize),
+    Other(Checksum),
+}
+
+impl RangeHash {
+    fn new(spec: &HashSpec, algo: Algorithm) -> RangeHash {
+        if Convention::of(algo) == Convention::B3sum {
+            RangeHash::Blake3(Box::new(spec.blake3.hasher()), spec.length)
+        } else {
+            RangeHash::Other(Checksum::new(algo))
+        }
+    }
+
+    fn hex(&self) -> String {
+        match self {
+            RangeHash::Blake3(h, len) => {
+                let mut out = vec![0; *len];
+                h.finalize_xof().fill(&mut out);
+                hex::encode(out)
+            }
+            RangeHash::Other(c) => c.hex(),
+        }
+    }
+}
+
+impl Processor for RangeHash {
+    fn process(&mut self, chunk: &ringread::Chunk<'_>) -> std::io::Result<bool> {
+        match self {
+            RangeHash::Blake3(h, _) => {
+                h.update(chunk);
+            }
+            RangeHash::Other(c) => c.update(chunk),
+        }
+        Ok(true)
     }
 }
 
@@ -422,6 +481,9 @@ pub(crate) fn run(ctx: &Ctx, a: SumArgs) -> anyhow::Result<ExitCode> {
     }
     if s.check && inputs.is_set() {
         anyhow::bail!("--check reads check lists: -r, --files-from and --files0-from do not apply");
+    }
+    if s.check && ctx.ranges.is_some() {
+        anyhow::bail!("--check reads check lists whole: --range and --ranges-from do not apply");
     }
     run_settings(ctx, s, &inputs)
 }

@@ -55,7 +55,9 @@ impl Blake3Mode {
         Blake3Mode::DeriveKey(hash_derive_key_context(context))
     }
 
-    fn hasher(&self) -> blake3::Hasher {
+    /// A hasher in this mode, for bytes hashed in the order given on one thread, whatever their
+    /// offsets in a file (the ranges of a file hashed as one stream, say).
+    pub fn hasher(&self) -> blake3::Hasher {
         match self {
             Blake3Mode::Hash => blake3::Hasher::new(),
             Blake3Mode::Keyed(key) => blake3::Hasher::new_keyed(key),
