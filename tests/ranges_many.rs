@@ -438,3 +438,72 @@ fn a_processors_panic_reaches_the_caller_and_the_reader_reads_on() {
     .unwrap();
     assert_eq!(ok, f.files.len());
 }
+
+#[test]
+fn auto_reads_a_cached_group_with_pread_lanes_and_an_evicted_one_with_io_uring() {
+    let _g = common::shared();
+    let f = fixture();
+    // Files of their own, so that evicting them disturbs no other test.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let files: Vec<(PathBuf, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let (_, data) = &f.files[i % f.files.len()];
+            let path = dir.path().join(format!("g{i}"));
+            std::fs::write(&path, data).unwrap();
+            (path, data.clone())
+        })
+        .collect();
+    let r = reader(Backend::Auto, false, 4096, 32);
+    let engines = |files: &[(PathBuf, Vec<u8>)]| {
+        let mut engines = Vec::new();
+        r.read_ranges_many(
+            files
+                .iter()
+                .map(|(p, d)| (p, ranges_for(d.len() as u64, 3))),
+            &RangeOptions::new(),
+            |i, _| Seen {
+                file: files[i].1.clone(),
+                ..Seen::default()
+            },
+            |done| {
+                let want = expected(
+                    &ranges_for(files[done.index].1.len() as u64, 3),
+                    &files[done.index].1,
+                );
+                assert!(done.processor.data == want, "input {}", done.index);
+                engines.push(done.result.unwrap().route.engine);
+            },
+        )
+        .unwrap();
+        engines
+    };
+    // Just written and read back: cached.
+    for (p, _) in &files {
+        let _ = std::fs::read(p).unwrap();
+    }
+    let cached = engines(&files);
+    assert!(
+        cached.iter().all(|&e| e == ringread::Engine::Pread),
+        "{cached:?}"
+    );
+    // Evicted (written back first, so that the pages can go).
+    for (p, _) in &files {
+        let file = std::fs::File::open(p).unwrap();
+        file.sync_all().unwrap();
+        // SAFETY: advice on a descriptor we hold; no memory is passed.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+    let evicted = engines(&files);
+    assert!(
+        evicted.iter().all(|&e| e == ringread::Engine::Uring),
+        "{evicted:?}"
+    );
+}

@@ -35,6 +35,8 @@ pub(crate) struct Inspected {
     pub start: u64,
     /// The size `fstat` (or, for a block device, `lseek`) gives: a hint, not the end.
     pub size_hint: u64,
+    /// The device the file is on (`st_dev`).
+    pub dev: u64,
     /// The same file opened with `O_DIRECT`, and the alignment it needs.
     pub direct: Option<(OwnedFd, usize)>,
     /// Why `O_DIRECT` was not granted, if it was asked for and refused (and how `dontcache` is
@@ -145,6 +147,7 @@ pub(crate) fn inspect(
         positional,
         start,
         size_hint,
+        dev: std::os::unix::fs::MetadataExt::dev(&meta),
         direct: twin,
         notices,
         rw_flags,

@@ -764,6 +764,7 @@ impl Reader {
             rw_flags,
             drop_behind,
             drop_after,
+            dev: _,
         } = inspect(
             file,
             name,

@@ -49,9 +49,14 @@ struct Entry<R> {
     error: Option<Error>,
 }
 
-/// Whether at least 99% of a regular file is in the page cache (cachestat, else mincore).
-fn mostly_cached(file: &File) -> bool {
-    crate::residency::of_file(file).is_ok_and(|r| r.fraction() >= 0.99)
+/// How many files of a group of [`Reader::read_ranges_many`] are looked at to tell whether the
+/// group is in the page cache.
+const CACHE_SAMPLE: usize = 8;
+
+/// Whether at least 99% of a regular file of `size` bytes is in the page cache (cachestat, else
+/// mincore).
+fn mostly_cached(file: &File, size: u64) -> bool {
+    crate::residency::of_range_sized(file, size, 0, size).is_ok_and(|r| r.fraction() >= 0.99)
 }
 
 impl Reader {
@@ -292,11 +297,20 @@ impl Reader {
             }
         }
         // The engine: the weakest any file allows (a file on FUSE reads the group on one thread).
+        // Asked once a device: the group's files are mostly on one or two.
         let mut notices = Vec::new();
         let mut engine = None;
+        let mut devices: Vec<(u64, Engine)> = Vec::new();
         for e in &group {
             if let Some((_, ins)) = &e.opened {
-                let chosen = self.choose_engine(&e.path, ins.fd, true, &mut notices)?;
+                let chosen = match devices.iter().find(|(dev, _)| *dev == ins.dev) {
+                    Some(&(_, chosen)) => chosen,
+                    None => {
+                        let chosen = self.choose_engine(&e.path, ins.fd, true, &mut notices)?;
+                        devices.push((ins.dev, chosen));
+                        chosen
+                    }
+                };
                 engine = Some(match (engine, chosen) {
                     (Some(Engine::Sync), _) | (_, Engine::Sync | Engine::Epoll) => Engine::Sync,
                     (Some(Engine::Pread), _) | (_, Engine::Pread) => Engine::Pread,
@@ -349,11 +363,15 @@ impl Reader {
                 ordered: opts.get_order() == Order::Request,
                 members: &members,
             };
+            // Whether the group is cached, from a sample of its files spread over it: a system
+            // call a file costs small files as much as the choice saves them.
             let engine = self.ranges_engine(engine, src.direct_fd.is_some(), || {
-                group
+                let opened: Vec<_> = group.iter().filter_map(|e| e.opened.as_ref()).collect();
+                let step = opened.len().div_ceil(CACHE_SAMPLE).max(1);
+                opened
                     .iter()
-                    .filter_map(|e| e.opened.as_ref())
-                    .all(|(file, _)| mostly_cached(file))
+                    .step_by(step)
+                    .all(|(file, ins)| mostly_cached(file, ins.size_hint))
             });
             let procs = procs
                 .iter_mut()
@@ -407,7 +425,8 @@ impl Reader {
     /// the kernels measured (docs/BENCHMARKS.md, section 15: the engine's pread lanes did 1.25x
     /// the IOPS of its io_uring lanes on random 4 KiB reads of a cached file), and every lane
     /// still reads on its own CPU. Under `auto` only, and only when the files are (almost) wholly
-    /// in the page cache (`cached`: one `cachestat` each).
+    /// in the page cache (`cached`: one `cachestat` a file, or a group's sample of
+    /// [`CACHE_SAMPLE`] files).
     fn ranges_engine(&self, chosen: Engine, direct: bool, cached: impl FnOnce() -> bool) -> Engine {
         match chosen {
             Engine::Epoll => Engine::Sync,
@@ -443,6 +462,7 @@ impl Reader {
             mut notices,
             rw_flags,
             drop_behind,
+            size_hint,
             ..
         } = inspect(
             file,
@@ -475,7 +495,9 @@ impl Reader {
             members: &[],
         };
         let engine = self.choose_engine(name, fd, positional, &mut notices)?;
-        let engine = self.ranges_engine(engine, src.direct_fd.is_some(), || mostly_cached(file));
+        let engine = self.ranges_engine(engine, src.direct_fd.is_some(), || {
+            mostly_cached(file, size_hint)
+        });
         proc.begin().map_err(|source| Error::Process {
             path: name.to_path_buf(),
             offset: 0,

@@ -354,6 +354,7 @@ impl Driver {
             rw_flags,
             drop_behind,
             drop_after,
+            dev: _,
         } = inspect(
             &file,
             name,
