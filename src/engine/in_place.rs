@@ -68,7 +68,7 @@ pub(crate) fn run_lane<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
         if claiming && queue.len() < AHEAD {
             if run.interrupted() {
                 run.fail(Error::Interrupted {
-                    path: run.src.path.to_path_buf(),
+                    path: run.src.file.path.to_path_buf(),
                 });
                 run.baton.stop_at(0);
                 return;
@@ -126,7 +126,7 @@ fn prepare<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
                 // A page of it lies past the file's end: it was cut.
                 read_error(
                     run,
-                    size_now(src.fd, piece.offset, piece.offset + have),
+                    size_now(src.file.fd, piece.offset, piece.offset + have),
                     shrank(),
                 )
             } else {
@@ -143,7 +143,7 @@ fn prepare<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
     let end = piece.offset + u64::from(piece.filled);
     if !last && end >= mapped && failure.is_none() {
         // The chunk that reaches the mapping's end asks for more, as a read of 0 would.
-        match one_more(src.fd, mapped) {
+        match one_more(src.file.fd, mapped) {
             Ok(false) => last = true,
             Ok(true) => {
                 failure = Some(read_error(
@@ -189,8 +189,9 @@ fn hand_over<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
     p: Prepared<Pr::Part>,
 ) -> bool {
     let k = p.k;
-    let cut =
-        |run: &Run<'_, '_, Pr, C>, page| read_error(run, size_now(run.src.fd, 0, page), shrank());
+    let cut = |run: &Run<'_, '_, Pr, C>, page| {
+        read_error(run, size_now(run.src.file.fd, 0, page), shrank())
+    };
     let mut failure = p.failure;
     if let Some(page) = map.fault() {
         failure.get_or_insert_with(|| cut(run, page));
@@ -226,7 +227,7 @@ fn hand_over<Pr: Prepare, C: Combine<Pr::Part> + ?Sized>(
 
 fn read_error<Pr, C: ?Sized>(run: &Run<'_, '_, Pr, C>, offset: u64, source: io::Error) -> Error {
     Error::Read {
-        path: run.src.path.to_path_buf(),
+        path: run.src.file.path.to_path_buf(),
         offset,
         source,
     }

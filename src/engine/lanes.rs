@@ -209,7 +209,7 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
                             Err((offset, source)) => {
                                 file.ended = true;
                                 file.error.get_or_insert(Error::Process {
-                                    path: src.path.to_path_buf(),
+                                    path: src.file.path.to_path_buf(),
                                     offset,
                                     source,
                                 });
@@ -222,11 +222,11 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
                 drop(sink);
                 match result {
                     Ok(go_on) => {
-                        if src.drop_behind && src.rules.positional() {
+                        if src.file.drop_behind && src.rules.positional() {
                             // SAFETY: advice on a descriptor the source holds open for the run.
                             unsafe {
                                 libc::posix_fadvise(
-                                    src.fd,
+                                    src.file.fd,
                                     offset as libc::off_t,
                                     len as libc::off_t,
                                     libc::POSIX_FADV_DONTNEED,
@@ -241,7 +241,7 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
                     }
                     Err((offset, source)) => {
                         self.fail(Error::Process {
-                            path: self.src.path.to_path_buf(),
+                            path: self.src.file.path.to_path_buf(),
                             offset,
                             source,
                         });
@@ -352,7 +352,7 @@ where
             move || run_lane(run, t, l.q, &*l.arena, l.depth, l.registered)
         })
         .collect();
-    let path = run.src.path;
+    let path = run.src.file.path;
     workers.scope(
         others,
         || run_lane(run, 0, first.q, first.arena, first.depth, first.registered),
@@ -415,7 +415,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
     fn may_go_on(&mut self) -> bool {
         if self.run.interrupted() {
             self.run.fail(Error::Interrupted {
-                path: self.run.src.path.to_path_buf(),
+                path: self.run.src.file.path.to_path_buf(),
             });
             self.run.baton.stop_at(0);
             return false;
@@ -579,10 +579,10 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
             fixed_file: false,
             then: false,
             // O_DIRECT reads bypass the cache anyway.
-            rw_flags: if matches!(read.via, Via::Direct) && src.direct_fd.is_some() {
+            rw_flags: if matches!(read.via, Via::Direct) && src.file.direct_fd.is_some() {
                 0
             } else {
-                src.rw_flags
+                src.file.rw_flags
             },
         };
         // SAFETY: slot i is owned by this lane and marked in flight; nothing reads or reuses it until
@@ -725,7 +725,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         match std::mem::replace(&mut slot.state, State::InFlight) {
             State::Failed(source) => {
                 let e = Error::Read {
-                    path: run.src.for_piece(k).path.to_path_buf(),
+                    path: run.src.for_piece(k).file.path.to_path_buf(),
                     offset: offset + filled as u64,
                     source,
                 };
@@ -756,7 +756,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         let k = self.chunk_of(self.head);
         if !self.run.src.ordered || self.run.baton.wait_for(k, &mut self.spin) {
             self.run.fail(Error::Ring {
-                path: self.run.src.path.to_path_buf(),
+                path: self.run.src.file.path.to_path_buf(),
                 op: "submit",
                 source,
             });

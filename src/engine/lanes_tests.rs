@@ -10,9 +10,20 @@ use proptest::prelude::*;
 use super::*;
 use crate::chunks::Chunks;
 use crate::engine::fake::Rng;
-use crate::engine::Source;
+use crate::engine::{Member, Source};
 use crate::processor::Processor;
 use crate::ring::CURRENT_POSITION;
+
+/// A file of the fake kernel: its name and descriptor, read buffered with no flags.
+fn fake_file(path: &'static str, fd: std::os::fd::RawFd) -> Member<'static> {
+    Member {
+        path: Path::new(path),
+        fd,
+        direct_fd: None,
+        rw_flags: 0,
+        drop_behind: false,
+    }
+}
 
 #[derive(Clone, Copy, Default)]
 struct Faults {
@@ -162,11 +173,7 @@ fn run_fake_limited(
     limit: u64,
 ) -> (Collect, Result<u64, Error>) {
     let src = Source {
-        path: Path::new("fake"),
-        fd: -1,
-        direct_fd: None,
-        rw_flags: 0,
-        drop_behind: false,
+        file: fake_file("fake", -1),
         plan: None,
         ordered: true,
         members: &[],
@@ -287,11 +294,7 @@ fn a_shrinking_file_ends_cleanly_without_stale_bytes() {
 fn a_processor_can_stop_early() {
     let file = pattern(40_000);
     let src = Source {
-        path: Path::new("fake"),
-        fd: -1,
-        direct_fd: None,
-        rw_flags: 0,
-        drop_behind: false,
+        file: fake_file("fake", -1),
         plan: None,
         ordered: true,
         members: &[],
@@ -365,7 +368,6 @@ proptest! {
 /// fails ends its file only.
 #[test]
 fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
-    use crate::engine::Member;
     use crate::ranges::{ByteRange, Plan};
     use std::collections::BTreeMap;
 
@@ -418,11 +420,7 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
             let plan = Plan::new(&ranges, chunk as u64, 1, None);
             let want = want_for(&plan);
             let src = Source {
-                path: Path::new("fake"),
-                fd: -1,
-                direct_fd: None,
-                rw_flags: 0,
-                drop_behind: false,
+                file: fake_file("fake", -1),
                 plan: Some(&plan),
                 ordered: false,
                 members: &[],
@@ -442,22 +440,7 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
             let mut two = Plan::default();
             two.append(Plan::new(&ranges, chunk as u64, 1, None), 0);
             two.append(Plan::new(&ranges, chunk as u64, 1, None), 1);
-            let members = [
-                Member {
-                    path: Path::new("a"),
-                    fd: -1,
-                    direct_fd: None,
-                    rw_flags: 0,
-                    drop_behind: false,
-                },
-                Member {
-                    path: Path::new("b"),
-                    fd: -2,
-                    direct_fd: None,
-                    rw_flags: 0,
-                    drop_behind: false,
-                },
-            ];
+            let members = [fake_file("a", -1), fake_file("b", -2)];
             let src = Source {
                 plan: Some(&two),
                 members: &members,

@@ -47,7 +47,8 @@ pub(crate) use pread_queue::PreadQueue;
 use crate::chunks::{Chunks, Piece, Via};
 use crate::ranges::Plan;
 
-/// One file of a range plan over several files: what differs from file to file.
+/// A file the engine reads: its name, descriptors and flags. A [`Source`] has one; a range plan
+/// over several files has one for each ([`Source::members`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Member<'a> {
     /// The name its errors carry.
@@ -65,19 +66,14 @@ pub(crate) struct Member<'a> {
 /// An open file, as the engine reads it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Source<'a> {
-    /// The name errors carry.
-    pub path: &'a Path,
-    /// The file, opened buffered.
-    pub fd: RawFd,
-    /// The same file opened with `O_DIRECT`, when direct reads are on.
-    pub direct_fd: Option<RawFd>,
+    /// The file: the name errors carry, its descriptors (buffered, and `O_DIRECT` when direct
+    /// reads are on), the `RWF_*` flags of its buffered reads (`RWF_DONTCACHE`), and whether each
+    /// chunk's pages are dropped from the page cache once handed over (`POSIX_FADV_DONTNEED`:
+    /// `dontcache` where the file system lacks `RWF_DONTCACHE`). For a plan over several files,
+    /// the first file's, with `O_DIRECT` if any of them has it.
+    pub file: Member<'a>,
     /// How it is read in chunks.
     pub rules: Chunks,
-    /// `RWF_*` flags of every buffered read (`RWF_DONTCACHE`).
-    pub rw_flags: i32,
-    /// Drop each chunk's pages from the page cache once it is handed over
-    /// (`POSIX_FADV_DONTNEED`: `dontcache` where the file system lacks `RWF_DONTCACHE`).
-    pub drop_behind: bool,
     /// Range reads: the plan's extents are the pieces (`None`: the file's chunks).
     pub plan: Option<&'a Plan>,
     /// Chunks go to the processor in order (the baton); `false`: as each lane has them
@@ -102,23 +98,16 @@ impl<'a> Source<'a> {
     /// descriptors and flags.
     pub(crate) fn for_piece(&self, k: u64) -> Source<'a> {
         match self.member_of(k).and_then(|f| self.members.get(f)) {
-            Some(m) => Source {
-                path: m.path,
-                fd: m.fd,
-                direct_fd: m.direct_fd,
-                rw_flags: m.rw_flags,
-                drop_behind: m.drop_behind,
-                ..*self
-            },
+            Some(&file) => Source { file, ..*self },
             None => *self,
         }
     }
 
     /// The descriptor a read goes to.
     pub(crate) fn fd(&self, via: Via) -> RawFd {
-        match (via, self.direct_fd) {
+        match (via, self.file.direct_fd) {
             (Via::Direct, Some(d)) => d,
-            _ => self.fd,
+            _ => self.file.fd,
         }
     }
 

@@ -8,6 +8,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::Notice;
+use crate::engine::Member;
 use crate::error::{Error, Reason, Result};
 use crate::options::ALIGN;
 
@@ -50,6 +51,19 @@ pub(crate) struct Inspected {
     /// it whole when reading ends. Uncached reads drop the pages they read, but read-ahead that
     /// races with them can leave a few MiB behind.
     pub drop_after: bool,
+}
+
+impl Inspected {
+    /// The file as the engine reads it, called `name` in errors: its descriptors and flags.
+    pub fn member<'a>(&self, name: &'a Path) -> Member<'a> {
+        Member {
+            path: name,
+            fd: self.fd,
+            direct_fd: self.direct.as_ref().map(|(f, _)| f.as_raw_fd()),
+            rw_flags: self.rw_flags,
+            drop_behind: self.drop_behind,
+        }
+    }
 }
 
 /// Looks at `file` (called `name` in errors; `path` when we opened it ourselves): refuses a

@@ -24,7 +24,7 @@ use crate::chunks::Chunks;
 use crate::engine::lanes::{run_lane, run_lanes, FileOutcome, LaneSpec, Run};
 use crate::engine::many::{self, Feed, Input, Next, Outcome, Settings, DESCRIPTOR_WAIT_MS};
 use crate::engine::workers::Workers;
-use crate::engine::{in_place, PreadQueue, Source};
+use crate::engine::{in_place, Member, PreadQueue, Source};
 use crate::error::{Error, Result};
 use crate::mapped::Mapping;
 use crate::options::{Backend, ReadOptions, ALIGN};
@@ -754,6 +754,8 @@ impl Reader {
                 }
             }
         }
+        let inspected = self.inspect(file, name, path)?;
+        let member = inspected.member(name);
         let Inspected {
             fd,
             positional,
@@ -761,24 +763,11 @@ impl Reader {
             size_hint,
             direct,
             mut notices,
-            rw_flags,
-            drop_behind,
             drop_after,
-            dev: _,
-        } = inspect(
-            file,
-            name,
-            path,
-            self.opts.direct,
-            self.opts.dontcache,
-            self.opts.chunk_size,
-        )?;
+            ..
+        } = inspected;
         let src = Source {
-            path: name,
-            fd,
-            direct_fd: direct.as_ref().map(|(f, _)| f.as_raw_fd()),
-            rw_flags,
-            drop_behind,
+            file: member,
             plan: None,
             ordered: true,
             members: &[],
@@ -802,9 +791,9 @@ impl Reader {
         // In place: a file read buffered from the page cache, by the lanes.
         let mapping = if in_place
             && positional
-            && src.direct_fd.is_none()
-            && !src.drop_behind
-            && src.rw_flags == 0
+            && src.file.direct_fd.is_none()
+            && !src.file.drop_behind
+            && src.file.rw_flags == 0
             && matches!(engine, Engine::Uring | Engine::Pread)
         {
             match usize::try_from(size_hint)
@@ -856,6 +845,18 @@ impl Reader {
             route: read_path,
             notices,
         })
+    }
+
+    /// [`inspect`]s `file` for this reader's options (`direct`, `dontcache`, the chunk size).
+    fn inspect(&self, file: &File, name: &Path, path: Option<&Path>) -> Result<Inspected> {
+        inspect(
+            file,
+            name,
+            path,
+            self.opts.direct,
+            self.opts.dontcache,
+            self.opts.chunk_size,
+        )
     }
 
     /// Which engine reads `fd` under the options' backend: io_uring, or where it is refused (and the
@@ -934,8 +935,14 @@ impl Reader {
             .max_bytes(self.opts.max_bytes)
             .cancel(self.cancel.clone());
         let mut fell_back = None;
-        let (bytes, used) =
-            crate::net::read_stream_split(src.fd, src.path, &opts, prep, proc, &mut fell_back)?;
+        let (bytes, used) = crate::net::read_stream_split(
+            src.file.fd,
+            src.file.path,
+            &opts,
+            prep,
+            proc,
+            &mut fell_back,
+        )?;
         if let Some(reason) = fell_back {
             notices.push(Notice::StreamUringUnavailable { reason });
         }
@@ -1024,7 +1031,7 @@ impl Reader {
             },
             |source| {
                 run.abort(Error::Ring {
-                    path: src.path.to_path_buf(),
+                    path: src.file.path.to_path_buf(),
                     op: "thread spawn",
                     source,
                 })
@@ -1224,8 +1231,8 @@ impl Reader {
             buffers: depths.iter().sum(),
             registered,
             chunk_size: self.opts.chunk_size,
-            direct: src.direct_fd.is_some(),
-            uncached: src.rw_flags != 0,
+            direct: src.file.direct_fd.is_some(),
+            uncached: src.file.rw_flags != 0,
             sqpoll: with_ring && self.opts.sqpoll,
             positional: src.rules.positional(),
         };
@@ -1239,7 +1246,7 @@ impl Reader {
             && src.plan.is_some_and(|p| p.extents.len() >= OWN_FD_EXTENTS)
         {
             (1..lanes)
-                .filter_map(|_| File::open(format!("/proc/self/fd/{}", src.fd)).ok())
+                .filter_map(|_| File::open(format!("/proc/self/fd/{}", src.file.fd)).ok())
                 .collect()
         } else {
             Vec::new()
@@ -1419,13 +1426,15 @@ where
                 0
             };
             let src = Source {
-                path: &path,
-                fd: file.as_raw_fd(),
-                direct_fd: None,
+                file: Member {
+                    path: &path,
+                    fd: file.as_raw_fd(),
+                    direct_fd: None,
+                    rw_flags,
+                    // A file system without RWF_DONTCACHE: its pages dropped behind the reads.
+                    drop_behind: s.dontcache && rw_flags == 0,
+                },
                 rules: Chunks::new(start, s.chunk, s.max_bytes, meta.len(), true, None),
-                rw_flags,
-                // A file system without RWF_DONTCACHE: its pages dropped behind the reads.
-                drop_behind: s.dontcache && rw_flags == 0,
                 plan: None,
                 ordered: true,
                 members: &[],

@@ -2,13 +2,11 @@
 //! [`crate::ranges`] for the plan, and `docs/ARCHITECTURE.md`, "Range reads").
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use super::{
-    descriptor_room, inspect, open_read, Engine, Finished, Inspected, Reader, Summary,
-    FILES_IN_FLIGHT,
+    descriptor_room, open_read, Engine, Finished, Inspected, Reader, Summary, FILES_IN_FLIGHT,
 };
 use crate::chunks::Chunks;
 use crate::engine::{Member, Source};
@@ -273,14 +271,7 @@ impl Reader {
                 open_read(&e.path)
             };
             let opened = opened.and_then(|file| {
-                let ins = inspect(
-                    &file,
-                    &e.path,
-                    Some(&e.path),
-                    self.opts.direct,
-                    self.opts.dontcache,
-                    chunk,
-                )?;
+                let ins = self.inspect(&file, &e.path, Some(&e.path))?;
                 if !ins.positional {
                     return Err(not_positional(&e.path));
                 }
@@ -339,13 +330,7 @@ impl Reader {
                     opts.get_merge_gap(),
                 );
                 plan.append(one, members.len() as u32);
-                members.push(Member {
-                    path: &e.path,
-                    fd: ins.fd,
-                    direct_fd: ins.direct.as_ref().map(|(f, _)| f.as_raw_fd()),
-                    rw_flags: ins.rw_flags,
-                    drop_behind: ins.drop_behind,
-                });
+                members.push(ins.member(&e.path));
                 inputs.push(e.index);
             }
         }
@@ -353,11 +338,10 @@ impl Reader {
         let mut route = None;
         if let (Some(engine), Some(first)) = (engine, members.first()) {
             let src = Source {
-                path: first.path,
-                fd: first.fd,
-                direct_fd: members.iter().find_map(|m| m.direct_fd),
-                rw_flags: first.rw_flags,
-                drop_behind: first.drop_behind,
+                file: Member {
+                    direct_fd: members.iter().find_map(|m| m.direct_fd),
+                    ..*first
+                },
                 rules: Chunks::for_extents(chunk, align),
                 plan: Some(&plan),
                 ordered: opts.get_order() == Order::Request,
@@ -365,7 +349,7 @@ impl Reader {
             };
             // Whether the group is cached, from a sample of its files spread over it: a system
             // call a file costs small files as much as the choice saves them.
-            let engine = self.ranges_engine(engine, src.direct_fd.is_some(), || {
+            let engine = self.ranges_engine(engine, src.file.direct_fd.is_some(), || {
                 let opened: Vec<_> = group.iter().filter_map(|e| e.opened.as_ref()).collect();
                 let step = opened.len().div_ceil(CACHE_SAMPLE).max(1);
                 opened
@@ -455,23 +439,16 @@ impl Reader {
         if let Some(tuned) = self.ranges_reader(ranges.iter().map(|r| r.len)) {
             return tuned.read_ranges_opened(file, name, path, ranges, opts, prep, proc);
         }
+        let inspected = self.inspect(file, name, path)?;
+        let member = inspected.member(name);
         let Inspected {
             fd,
             positional,
             direct,
             mut notices,
-            rw_flags,
-            drop_behind,
             size_hint,
             ..
-        } = inspect(
-            file,
-            name,
-            path,
-            self.opts.direct,
-            self.opts.dontcache,
-            self.opts.chunk_size,
-        )?;
+        } = inspected;
         if !positional {
             return Err(not_positional(name));
         }
@@ -484,18 +461,14 @@ impl Reader {
             opts.get_merge_gap(),
         );
         let src = Source {
-            path: name,
-            fd,
-            direct_fd: direct.as_ref().map(|(f, _)| f.as_raw_fd()),
-            rw_flags,
-            drop_behind,
+            file: member,
             rules: Chunks::for_extents(chunk, align),
             plan: Some(&plan),
             ordered: opts.get_order() == Order::Request,
             members: &[],
         };
         let engine = self.choose_engine(name, fd, positional, &mut notices)?;
-        let engine = self.ranges_engine(engine, src.direct_fd.is_some(), || {
+        let engine = self.ranges_engine(engine, src.file.direct_fd.is_some(), || {
             mostly_cached(file, size_hint)
         });
         proc.begin().map_err(|source| Error::Process {
