@@ -29,9 +29,10 @@ use crate::ranges::{ByteRange, Order, RangeOptions};
 use crate::{ReadOptions, Reader};
 
 /// The ways `--pattern random` compares, in report order.
-pub const RANDOM_METHODS: [&str; 9] = [
+pub const RANDOM_METHODS: [&str; 10] = [
     "ranges",
     "ranges-pread",
+    "ranges-ordered",
     "read-at",
     "pread",
     "pread-pool",
@@ -389,15 +390,16 @@ fn way_mmap(ctx: &Ctx<'_>) -> Result<Run> {
     })
 }
 
-/// The engine's range reads, completion order, no merging: `depth` reads in flight over the lanes.
-fn way_ranges(ctx: &Ctx<'_>, reader: &Reader) -> Result<Run> {
+/// The engine's range reads, no merging: `depth` reads in flight over the lanes, handed over as they
+/// complete or (`ranges-ordered`) in the order asked.
+fn way_ranges(ctx: &Ctx<'_>, reader: &Reader, order: Order) -> Result<Run> {
     let ranges: Vec<ByteRange> = ctx
         .offsets
         .iter()
         .map(|&o| ByteRange::new(o, ctx.block as u64))
         .collect();
     let mut sum = 0u64;
-    let opts = RangeOptions::new().order(Order::Completion).merge_gap(None);
+    let opts = RangeOptions::new().order(order).merge_gap(None);
     let s = reader.read_ranges(
         ctx.path,
         &ranges,
@@ -572,10 +574,10 @@ pub fn run_random(
             ..ctx
         };
         if config.methods.iter().any(|m| m == "ranges") {
-            way_ranges(&warm_up, &reader)?;
+            way_ranges(&warm_up, &reader, Order::Completion)?;
         }
         if config.methods.iter().any(|m| m == "ranges-pread") {
-            way_ranges(&warm_up, &pread_reader)?;
+            way_ranges(&warm_up, &pread_reader, Order::Completion)?;
         }
         if config.methods.iter().any(|m| m == "read-at") {
             way_read_at(&warm_up, &driver)?;
@@ -618,8 +620,9 @@ pub fn run_random(
                 );
                 let before = Snapshot::now();
                 let r = match m.name.as_str() {
-                    "ranges" => way_ranges(&ctx, &reader),
-                    "ranges-pread" => way_ranges(&ctx, &pread_reader),
+                    "ranges" => way_ranges(&ctx, &reader, Order::Completion),
+                    "ranges-pread" => way_ranges(&ctx, &pread_reader, Order::Completion),
+                    "ranges-ordered" => way_ranges(&ctx, &reader, Order::Request),
                     "read-at" => way_read_at(&ctx, &driver),
                     "pread" => way_pread(&ctx),
                     "pread-pool" => way_pread_pool(&ctx),
@@ -660,15 +663,20 @@ pub fn run_random(
                 m.notice = Some(format!("{} tasks", random.tasks));
             } else if m.name == "tokio-uring" {
                 m.notice = Some(format!("{depth} tasks on one thread"));
-            } else if m.name == "ranges" || m.name == "ranges-pread" {
+            } else if m.name.starts_with("ranges") {
                 m.notice = Some(format!(
-                    "read_ranges ({}), completion order, {depth} in flight; latency from each \
+                    "read_ranges ({}), {} order, {depth} in flight; latency from each \
                      read queued on its lane to its completion reaped (with the wait behind the \
                      reads queued before it)",
-                    if m.name == "ranges" {
-                        "backend auto: pread lanes for a cached file, else io_uring"
-                    } else {
+                    if m.name == "ranges-pread" {
                         "pread lanes"
+                    } else {
+                        "backend auto: pread lanes for a cached file, else io_uring"
+                    },
+                    if m.name == "ranges-ordered" {
+                        "request"
+                    } else {
+                        "completion"
                     }
                 ));
             }

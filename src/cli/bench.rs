@@ -73,8 +73,9 @@ pub(crate) struct BenchArgs {
     peers: bool,
     /// How to read the file: seq (whole files, in order) or random (--count reads of --block-size
     /// bytes at random block-aligned offsets of one file, every way side by side: IOPS, latency
-    /// p50/p99, CPU per 10k reads; ways: ranges, ranges-pread, read-at, pread, pread-pool, spawn-blocking, tokio-fs,
-    /// tokio-uring, mmap; --depth defaults to 128)
+    /// p50/p99, CPU per 10k reads; ways: ranges, ranges-pread, ranges-ordered (request order),
+    /// read-at, pread, pread-pool, spawn-blocking, tokio-fs, tokio-uring, mmap; --depth defaults
+    /// to 128)
     #[arg(long, value_name = "PATTERN", default_value = "seq", value_parser = ["seq", "random"])]
     pattern: String,
     /// --pattern random: bytes per read

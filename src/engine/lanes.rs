@@ -66,6 +66,10 @@ struct Outcome {
 pub(crate) struct Run<'a, 'p, Pr, C: ?Sized> {
     pub(super) src: Source<'a>,
     pub(super) lanes: u64,
+    /// Chunks a lane reads one after another before the next lane's turn: lane `t` reads chunks
+    /// `t * block .. (t + 1) * block`, then the same `lanes * block` further on, and so on (1: the
+    /// lanes take turns at every chunk).
+    pub(super) block: u64,
     pub(super) baton: Baton,
     pub(super) prep: &'a Pr,
     sink: Mutex<Sink<'p, C>>,
@@ -85,6 +89,7 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
         Run {
             src,
             lanes: lanes as u64,
+            block: 1,
             baton: Baton::new(),
             prep,
             sink: Mutex::new(Sink {
@@ -99,6 +104,14 @@ impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
             read_times: None,
             lane_fds: &[],
         }
+    }
+
+    /// Lanes take turns every `block` chunks instead of at every chunk ([`Run::block`]): for many
+    /// small pieces delivered in order, where passing the turn (a wake-up of the other lane, when
+    /// it sleeps) would cost more than the read itself.
+    pub(crate) fn with_block(mut self, block: usize) -> Self {
+        self.block = block.max(1) as u64;
+        self
     }
 
     /// Lane `t` reads buffered through `fds[t]` where that is `Some`.
@@ -388,8 +401,10 @@ struct Lane<'r, 'a, 'p, 'q, Pr: Prepare, C: ?Sized, Q: ?Sized> {
 }
 
 impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_, '_, '_, Pr, C, Q> {
+    /// The chunk that is this lane's `seq`-th: lanes take turns every [`Run::block`] chunks.
     fn chunk_of(&self, seq: u64) -> u64 {
-        self.lane + self.run.lanes * seq
+        let b = self.run.block;
+        (seq / b * self.run.lanes + self.lane) * b + seq % b
     }
 
     fn slot_of(&self, seq: u64) -> usize {
@@ -646,10 +661,10 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
                 return false;
             }
             self.head += 1;
-            if self.run.lanes > 1 {
+            if self.run.lanes > 1 && self.chunk_of(self.head) != k + 1 {
                 return true; // our next chunk is turns away: refill first
             }
-            // One lane: keep the device busy while the processor works through ready chunks, by
+            // The next chunk is ours too (one lane, or within a block): keep the device busy while the processor works through ready chunks, by
             // refilling whenever a quarter of the window is free (a batch of reads per enter).
             let free = self.depth as u64 - (self.tail - self.head);
             if free >= (self.depth as u64 / 4).max(1) && self.next_piece().is_some() {

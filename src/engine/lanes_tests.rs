@@ -188,7 +188,10 @@ fn run_fake_limited(
     };
     let mut out = Collect::default();
     let result = {
-        let run = Run::new(src, lanes, &crate::processor::Whole, &mut out);
+        // Lanes take turns every 1, 2 or 3 chunks (the blocks of ranges in request order): the
+        // same rules must hold whatever the block.
+        let block = 1 + (seed % 3) as usize;
+        let run = Run::new(src, lanes, &crate::processor::Whole, &mut out).with_block(block);
         std::thread::scope(|s| {
             for t in 0..lanes {
                 let run = &run;

@@ -71,9 +71,6 @@ pub const POOL_THREADS: usize = 8;
 /// lane past the first (an `open` each: worth it over thousands of reads only).
 const OWN_FD_EXTENTS: usize = 4096;
 
-/// Range reads in request order: a lane for each this many extents (at least one lane).
-const ORDERED_EXTENTS_PER_LANE: u64 = 32_768;
-
 /// Files [`Reader::read_many`] keeps in flight at most through io_uring (fewer where they must be
 /// process descriptors and `ulimit -n` leaves less room).
 pub const FILES_IN_FLIGHT: usize = 128;
@@ -1058,16 +1055,9 @@ impl Reader {
     /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
     /// than the file can have chunks (by its size and the limit).
     fn lanes_for(&self, src: &Source<'_>) -> usize {
-        // Ranges handed over in the order asked pass the turn between lanes at every extent, each
-        // a few KiB: a second lane pays off only over long plans (docs/BENCHMARKS.md, section 15:
-        // 4 KiB ranges of a cached file in request order, one lane against two: 10,000 ranges 32
-        // against 37 ms, 30,000 88 against 93 ms, 100,000 270 against 191 ms).
-        let per_lane = if src.plan.is_some() && src.ordered {
-            ORDERED_EXTENTS_PER_LANE
-        } else {
-            1
-        };
-        let pieces = src.expected_pieces().div_ceil(per_lane);
+        // Range plans in request order too: their lanes take turns a block of pieces at a time
+        // (`Run::with_block`), so a second lane pays off at any length.
+        let pieces = src.expected_pieces();
         self.max_lanes
             .min(pieces.min(usize::MAX as u64) as usize)
             .max(1)
@@ -1254,7 +1244,18 @@ impl Reader {
         let lane_fds: Vec<Option<std::os::fd::RawFd>> = std::iter::once(None)
             .chain(own.iter().map(|f| Some(f.as_raw_fd())))
             .collect();
+        // Pieces of a range plan handed over in the order asked are small: the lanes take turns
+        // every quarter of a lane's depth, not at every piece (a turn passed at every 4 KiB read
+        // woke the other lane up to 100,000 times for 100,000 ranges: 0.08x of a `pread` loop).
+        // A lane waiting for its turn has the three blocks after it in flight. Measured in
+        // docs/BENCHMARKS.md ("Request order"): a quarter beat a half and a whole lane's depth.
+        let block = if src.plan.is_some() && src.ordered {
+            self.lane_depth(lanes - 1, lanes) / 4
+        } else {
+            1
+        };
         let run = Run::new(*src, lanes, prep, proc)
+            .with_block(block)
             .with_cancel(self.cancel.as_ref())
             .with_read_times(self.read_times.as_ref())
             .with_lane_fds(if own.is_empty() { &[] } else { &lane_fds });

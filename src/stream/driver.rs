@@ -582,13 +582,20 @@ impl Drop for DriverInner {
             chan.notified.store(false, Ordering::Release);
             chan.notify();
         }
+        // The last reference may be dropped on a lane's own thread (a completion or a cancel
+        // releasing the last stream, with every handle gone): that lane is not joined (a thread
+        // cannot join itself; std panics on `EDEADLK`). It sees `shutdown` when this returns, reaps
+        // what is left and ends by itself.
+        let me = std::thread::current().id();
         for t in self
             .threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
         {
-            let _ = t.join();
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
         }
     }
 }
