@@ -121,19 +121,24 @@ fn differs(links: &Path, dir: &Path, tool: &str, args: &[&str], input: &[u8]) ->
     let theirs = run(Path::new(tool), dir, args, input);
     let ours = run(&links.join(tool), dir, args, input);
     let what = format!("`{tool} {}`", args.join(" ").escape_debug());
+    compare(&what, &ours, &theirs, &without_progress(&theirs.stderr))
+}
+
+/// What differs between two runs (`theirs_err`: the standard error ours should have written).
+fn compare(what: &str, ours: &Output, theirs: &Output, theirs_err: &[u8]) -> Option<String> {
     let part = if ours.status.code() != theirs.status.code() {
         "exit status"
     } else if ours.stdout != theirs.stdout {
         "standard output"
-    } else if ours.stderr != without_progress(&theirs.stderr) {
+    } else if ours.stderr != theirs_err {
         "standard error"
     } else {
         return None;
     };
     Some(format!(
         "{what}: {part}\nours: {}\ntheirs: {}\n",
-        show(&ours),
-        show(&theirs)
+        show(ours),
+        show(theirs)
     ))
 }
 
@@ -631,6 +636,313 @@ fn sum_with_an_algorithm_behaves_as_its_tool() {
     ] {
         same_as_sum(d, "xxh3", "xxhsum", &args);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksum lines naming standard input: xxhsum's `stdin`, sha256sum's and b3sum's `-`
+// ---------------------------------------------------------------------------------------------
+
+/// Standard input of a run, the same for the peer and for ringread.
+#[derive(Clone, Copy)]
+enum Stdin<'a> {
+    /// A pipe these bytes are written to.
+    Pipe(&'a [u8]),
+    /// This file of the directory, opened for reading ("." is the directory itself).
+    File(&'a str),
+    /// `/dev/null`.
+    Null,
+    /// A terminal on which these bytes are typed, then end of file (Ctrl-D) a few times: xxhsum
+    /// reads once more after each end of file where ringread stops, so it takes more.
+    Terminal(&'a [u8]),
+}
+
+impl std::fmt::Debug for Stdin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            Stdin::Pipe(b) => write!(f, "a pipe of {:?}", text(b)),
+            Stdin::File(name) => write!(f, "the file {name:?}"),
+            Stdin::Null => write!(f, "/dev/null"),
+            Stdin::Terminal(b) => write!(f, "a terminal typed {:?}", text(b)),
+        }
+    }
+}
+
+/// A new pseudo-terminal: its controlling side and the terminal a program reads.
+fn pty() -> (fs::File, fs::File) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // SAFETY: posix_openpt takes flags only and returns a new descriptor or -1 (checked).
+    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+    // SAFETY: the descriptor was just opened and is owned by nobody else.
+    let master = unsafe { fs::File::from_raw_fd(fd) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: grantpt and unlockpt take the open descriptor; ptsname_r writes at most `name.len()`
+    // bytes, NUL-terminated, into `name`.
+    let ok = unsafe {
+        libc::grantpt(fd) == 0
+            && libc::unlockpt(fd) == 0
+            && libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) == 0
+    };
+    assert!(ok, "pty: {}", std::io::Error::last_os_error());
+    // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    let terminal = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path.to_str().unwrap())
+        .unwrap();
+    (master, terminal)
+}
+
+/// `program ARGS` in `dir` with `stdin` as standard input.
+fn run_with(program: &Path, dir: &Path, args: &[&str], stdin: Stdin<'_>) -> Output {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = |cmd: &mut Command| {
+        cmd.output()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
+    };
+    let typed = match stdin {
+        Stdin::Pipe(bytes) => return run(program, dir, args, bytes),
+        Stdin::File(name) => {
+            let file = fs::File::open(dir.join(name)).unwrap();
+            return output(cmd.stdin(file));
+        }
+        Stdin::Null => return output(cmd.stdin(Stdio::null())),
+        Stdin::Terminal(typed) => typed,
+    };
+    let (mut master, terminal) = pty();
+    let mut child = cmd
+        .stdin(terminal)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    // Typed before the program reads: the terminal keeps the line and each end of file apart.
+    master.write_all(typed).unwrap();
+    master.write_all(&[4; 4]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{} {args:?}: still reading the terminal", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(master);
+    out
+}
+
+/// Runs each case with the peer, with ringread linked as the peer, and as `ringread sum -a ALGO`
+/// (`tool: ` on standard error read as `ringread: `); fails at the end listing all that differ.
+struct StdinCases<'a> {
+    links: &'a Path,
+    dir: &'a Path,
+    failures: Vec<String>,
+    run: usize,
+}
+
+impl StdinCases<'_> {
+    fn same(&mut self, tool: &str, algo: &str, args: &[&str], stdin: Stdin<'_>) {
+        let theirs = run_with(Path::new(tool), self.dir, args, stdin);
+        let theirs_err = without_progress(&theirs.stderr);
+        let what = format!("`{tool} {}` with {stdin:?}", args.join(" ").escape_debug());
+        let ours = run_with(&self.links.join(tool), self.dir, args, stdin);
+        self.failures
+            .extend(compare(&what, &ours, &theirs, &theirs_err));
+        let sum_args = [&["sum", "-a", algo][..], args].concat();
+        let ours = run_with(&bin(), self.dir, &sum_args, stdin);
+        let sum_err =
+            String::from_utf8_lossy(&theirs_err).replace(&format!("{tool}: "), "ringread: ");
+        let what = format!(
+            "`ringread {}` with {stdin:?}",
+            sum_args.join(" ").escape_debug()
+        );
+        self.failures
+            .extend(compare(&what, &ours, &theirs, sum_err.as_bytes()));
+        self.run += 2;
+    }
+}
+
+/// `xxhsum -c` reads a line naming `stdin` from standard input (not a file of that name), and in a
+/// list read from standard input that is the rest of the list; `-` is a file. sha256sum and b3sum
+/// read standard input for `-` (sha256sum calls the line improperly formatted in a list read
+/// from standard input) and a file for `stdin`. Every algorithm, GNU and BSD lines, little-endian,
+/// standard input a file, a pipe, empty, /dev/null, a terminal, a directory; against the peer,
+/// the link and `ringread sum -a ALGO`.
+#[test]
+fn check_lines_naming_standard_input_like_each_peer() {
+    let links = links();
+    let fx = tempfile::tempdir().unwrap();
+    let (l, d) = (links.path(), fx.path());
+    let hello = b"hello world\n";
+    let w = |name: &str, data: &[u8]| fs::write(d.join(name), data).unwrap();
+    w("f", hello);
+    w("g", b"other\n");
+    // A list of what `tool ARGS` prints for standard input `input`.
+    let list =
+        |tool: &str, args: &[&str], input: &[u8]| run(Path::new(tool), d, args, input).stdout;
+    let mut c = StdinCases {
+        links: l,
+        dir: d,
+        failures: Vec::new(),
+        run: 0,
+    };
+    let algos = [
+        ("-H0", "xxh32"),
+        ("-H1", "xxh64"),
+        ("-H2", "xxh128"),
+        ("-H3", "xxh3"),
+    ];
+    let forms: [&[&str]; 4] = [
+        &[],
+        &["--tag"],
+        &["--little-endian"],
+        &["--tag", "--little-endian"],
+    ];
+    let mut xxh_lists = Vec::new();
+    for (h, algo) in algos {
+        for (k, form) in forms.iter().enumerate() {
+            let name = format!("{algo}-{k}");
+            w(&name, &list("xxhsum", &[&[h][..], form].concat(), hello));
+            xxh_lists.push((name, algo));
+        }
+    }
+    let l3 = list("xxhsum", &["-H3"], hello);
+    let empty3 = list("xxhsum", &["-H3"], b"");
+    w("twice", &[&l3[..], &l3].concat());
+    w("empty-then", &[&empty3[..], &l3].concat());
+    w("junk", &[&b"junk\n"[..], &l3].concat());
+    let f3 = list("xxhsum", &["-H3", "f"], b"");
+    let naming = |name: &str| String::from_utf8_lossy(&f3).replace("(f)", name);
+    w("dot", naming("(./stdin)").as_bytes());
+    w("dash", naming("(-)").as_bytes());
+    // A list whose `stdin` line holds the digest of the lines after it.
+    let rest = [&f3[..], b"garbage\n"].concat();
+    let rest3 = String::from_utf8(list("xxhsum", &["-H3"], &rest)).unwrap();
+    let self_checking = [rest3.as_bytes(), &rest].concat();
+    let after_f = [&f3[..], &self_checking].concat();
+    let s_dash = list("sha256sum", &[], hello);
+    let b_dash = list("b3sum", &[], hello);
+    let named = |l: &[u8]| {
+        String::from_utf8_lossy(l)
+            .replace("  -\n", "  stdin\n")
+            .into_bytes()
+    };
+    let s_f = list("sha256sum", &["f"], b"");
+    let b_f = list("b3sum", &["f"], b"");
+    w("s-dash", &s_dash);
+    w("s-dash2", &[&s_dash[..], &s_dash].concat());
+    w("s-stdin", &named(&s_dash));
+    w("b-dash", &b_dash);
+    w("b-dash2", &[&b_dash[..], &b_dash].concat());
+    w("b-stdin", &named(&b_dash));
+    let s_mixed = [&s_dash[..], &s_f].concat();
+    let b_mixed = [&b_dash[..], &b_f].concat();
+
+    // Without, then with, a file named `stdin` in the directory, holding the bytes of `f`: read
+    // in place of standard input, it would pass the lines that fail with `g`.
+    for with_file in [false, true] {
+        if with_file {
+            w("stdin", hello);
+        }
+        let x = "xxhsum";
+        for (name, algo) in &xxh_lists {
+            for stdin in [Stdin::File("f"), Stdin::File("g")] {
+                c.same(x, algo, &["-c", name], stdin);
+                c.same(x, algo, &["--little-endian", "-c", name], stdin);
+            }
+        }
+        for stdin in [
+            Stdin::Null,
+            Stdin::Pipe(b""),
+            Stdin::Pipe(hello),
+            Stdin::Terminal(hello),
+            Stdin::Terminal(b""),
+            Stdin::File("."),
+        ] {
+            c.same(x, "xxh3", &["-c", "xxh3-0"], stdin);
+        }
+        for stdin in [
+            Stdin::File("f"),
+            Stdin::Pipe(hello),
+            Stdin::Terminal(hello),
+            Stdin::Null,
+        ] {
+            c.same(x, "xxh3", &["-c", "twice"], stdin);
+            c.same(x, "xxh3", &["-c", "empty-then"], stdin);
+        }
+        for stdin in [Stdin::File("f"), Stdin::File("g")] {
+            for flags in [
+                &["-q"][..],
+                &["--status"],
+                &["--warn"],
+                &["--strict"],
+                &["-w", "--strict"],
+            ] {
+                c.same(x, "xxh3", &[flags, &["-c", "junk"]].concat(), stdin);
+                c.same(x, "xxh3", &[flags, &["-c", "xxh3-0"]].concat(), stdin);
+            }
+            c.same(x, "xxh3", &["-c", "dot"], stdin);
+            c.same(x, "xxh3", &["-c", "dash"], stdin);
+        }
+        // The list on standard input: a `stdin` line is what follows it there.
+        for input in [&l3[..], &self_checking, &after_f, &[&l3[..], &l3].concat()] {
+            for args in [
+                &["-c"][..],
+                &["-c", "-"],
+                &["--strict", "-c", "-"],
+                &["-q", "-c"],
+            ] {
+                c.same(x, "xxh3", args, Stdin::Pipe(input));
+            }
+        }
+        // sha256sum and b3sum: `-` is standard input, `stdin` a file.
+        for (tool, algo, pre) in [("sha256sum", "sha256", "s"), ("b3sum", "blake3", "b")] {
+            for stdin in [
+                Stdin::File("f"),
+                Stdin::File("g"),
+                Stdin::Null,
+                Stdin::Terminal(hello),
+            ] {
+                for list in ["dash", "dash2", "stdin"] {
+                    c.same(tool, algo, &["-c", &format!("{pre}-{list}")], stdin);
+                }
+            }
+            // The list on standard input: sha256sum calls a `-` line improperly formatted.
+            let (dash, mixed, flags): (_, _, &[&[&str]]) = if tool == "b3sum" {
+                (&b_dash, &b_mixed, &[&[], &["--quiet"]])
+            } else {
+                (
+                    &s_dash,
+                    &s_mixed,
+                    &[&[], &["--warn"], &["--strict"], &["--status"]],
+                )
+            };
+            for input in [dash, mixed] {
+                for flags in flags {
+                    for list in [&[][..], &["-"]] {
+                        let args = [flags, &["-c"][..], list].concat();
+                        c.same(tool, algo, &args, Stdin::Pipe(input));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        c.failures.is_empty(),
+        "{} of {} runs differ from the peer:\n{}",
+        c.failures.len(),
+        c.run,
+        c.failures.join("\n")
+    );
 }
 
 /// Where ringread deliberately differs, checked as such.

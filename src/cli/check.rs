@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ringread::processor::Algorithm;
+use ringread::processor::{Algorithm, Checksum};
 use ringread::sumfile::{
     message_name, parse_b3sum_line, parse_line_in, parse_xxhsum_line, reverse_hex, Convention,
     Entry, ListState,
@@ -23,11 +23,40 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// What the name of a checksum line stands for: what is read to check it.
+enum Target {
+    /// A file ("-": standard input, read as `sum -` reads it).
+    Path(PathBuf),
+    /// Bytes already read: the rest of a list read from standard input (see [`resolve`]).
+    Bytes(Vec<u8>),
+}
+
+/// The one place where the name of a checksum line becomes what is read to check it, by the
+/// rules of the list's tool; `None`: the line is improperly formatted after all. `rest`, for a
+/// list read from standard input, is what follows the line there:
+///
+/// - sha256sum: `-` is standard input, but in a list read from standard input the line is
+///   improperly formatted;
+/// - b3sum: `-` is standard input (read again: what the list left of it);
+/// - xxhsum: `stdin` is standard input, even with a file of that name in the directory; in a list
+///   read from standard input, that is the rest of the list (xxhsum reads both through one
+///   `FILE`), which then ends there. `-` is a file of that name.
+fn resolve(conv: Convention, name: &[u8], rest: Option<&[u8]>) -> Option<Target> {
+    let path = |n: &[u8]| Target::Path(PathBuf::from(std::ffi::OsStr::from_bytes(n)));
+    Some(match (conv, name, rest) {
+        (Convention::Coreutils, b"-", Some(_)) => return None,
+        (Convention::Xxhsum, b"stdin", Some(rest)) => Target::Bytes(rest.to_vec()),
+        (Convention::Xxhsum, b"stdin", None) => path(b"-"),
+        (Convention::Xxhsum, b"-", _) => path(b"./-"),
+        _ => path(name),
+    })
+}
+
 /// One line of a list that says something.
 enum Item {
-    /// A checksum line: what it says, its number, and its name as the list writes it (b3sum
-    /// repeats that in its messages).
-    Entry(Entry, usize, Vec<u8>),
+    /// A checksum line: what it says, its number, its name as the list writes it (b3sum repeats
+    /// that in its messages), and what is read to check it.
+    Entry(Entry, usize, Vec<u8>, Target),
     /// A line that is not a checksum line: its number and, for b3sum, why.
     BadLine(usize, Option<&'static str>),
     /// The error that stopped reading the list (`fatal`: it stops the whole run, as in b3sum).
@@ -106,7 +135,7 @@ impl Said<'_> {
             return Ok(());
         };
         self.next += 1;
-        let Item::Entry(entry, lineno, as_listed) = &self.items[k] else {
+        let Item::Entry(entry, lineno, as_listed, _) = &self.items[k] else {
             unreachable!("up_to_entry stops at entries")
         };
         // The name in the verdict: b3sum repeats the list's text; the others escape a name with
@@ -229,8 +258,9 @@ fn algorithm_of_list(text: &[u8]) -> Algorithm {
     parse_xxhsum_line(line).map_or(default, |e| e.algorithm)
 }
 
-/// Reads a list's whole text into its items, by the rules of `conv`.
-fn parse(text: &[u8], error: Option<io::Error>, s: &Settings) -> Vec<Item> {
+/// Reads a list's whole text into its items, by the rules of `conv` (`list_from_stdin`: the list
+/// was read from standard input).
+fn parse(text: &[u8], error: Option<io::Error>, s: &Settings, list_from_stdin: bool) -> Vec<Item> {
     let (conv, algo, little_endian) = (s.convention(), s.algorithm(), s.little_endian);
     let mut lines = text;
     let mut items = Vec::new();
@@ -244,14 +274,14 @@ fn parse(text: &[u8], error: Option<io::Error>, s: &Settings) -> Vec<Item> {
         }
         lineno += 1;
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let item = match conv {
+        let parsed = match conv {
             Convention::Coreutils => {
                 if line.first() == Some(&b'#') || line.is_empty() {
                     continue;
                 }
                 match parse_line_in(line, algo, &mut state) {
-                    Some(entry) => Item::Entry(entry, lineno, Vec::new()),
-                    None => Item::BadLine(lineno, None),
+                    Some(entry) => Ok((entry, Vec::new())),
+                    None => Err(None),
                 }
             }
             Convention::B3sum => {
@@ -270,9 +300,9 @@ fn parse(text: &[u8], error: Option<io::Error>, s: &Settings) -> Vec<Item> {
                         } else {
                             line[66..].to_vec()
                         };
-                        Item::Entry(entry, lineno, listed)
+                        Ok((entry, listed))
                     }
-                    Err(why) => Item::BadLine(lineno, Some(why.0)),
+                    Err(why) => Err(Some(why.0)),
                 }
             }
             Convention::Xxhsum => match parse_xxhsum_line(line) {
@@ -281,12 +311,30 @@ fn parse(text: &[u8], error: Option<io::Error>, s: &Settings) -> Vec<Item> {
                     if little_endian && !line.starts_with(b"XXH") {
                         entry.hex = reverse_hex(&entry.hex);
                     }
-                    Item::Entry(entry, lineno, Vec::new())
+                    Ok((entry, Vec::new()))
                 }
-                None => Item::BadLine(lineno, None),
+                None => Err(None),
             },
         };
-        items.push(item);
+        let (entry, listed) = match parsed {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                items.push(Item::BadLine(lineno, why));
+                continue;
+            }
+        };
+        let rest = list_from_stdin.then_some(lines);
+        match resolve(conv, &entry.name, rest) {
+            Some(target) => {
+                // A list's rest read to check a line: no line follows.
+                let ends = matches!(target, Target::Bytes(_));
+                items.push(Item::Entry(entry, lineno, listed, target));
+                if ends {
+                    break;
+                }
+            }
+            None => items.push(Item::BadLine(lineno, None)),
+        }
     }
     if let Some(e) = error {
         items.push(Item::ListError(e));
@@ -295,35 +343,49 @@ fn parse(text: &[u8], error: Option<io::Error>, s: &Settings) -> Vec<Item> {
 }
 
 /// Reads the files the list names, many at once where they can be, and says each verdict in list
-/// order.
+/// order (those of bytes already in hand in their turn).
 fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
-    let entries: Vec<&Entry> = said
-        .items
+    let items = said.items;
+    let entries: Vec<(&Entry, &Target)> = items
         .iter()
         .filter_map(|i| match i {
-            Item::Entry(e, ..) => Some(e),
+            Item::Entry(e, _, _, t) => Some((e, t)),
             _ => None,
         })
         .collect();
-    let names: Vec<PathBuf> = entries
+    // The files to read, each with its entry's place.
+    let (at, names): (Vec<usize>, Vec<PathBuf>) = entries
         .iter()
-        .map(|e| PathBuf::from(std::ffi::OsStr::from_bytes(&e.name)))
-        .collect();
+        .enumerate()
+        .filter_map(|(k, (_, t))| match t {
+            Target::Path(p) => Some((k, p.clone())),
+            Target::Bytes(_) => None,
+        })
+        .unzip();
+    let mut next = 0;
     if !ctx.can_read_many(&names) {
-        for (entry, name) in entries.iter().zip(&names) {
-            said.entry(HashSpec::plain(entry.algorithm).read_one(ctx, name))?;
+        for (&k, name) in at.iter().zip(&names) {
+            say_in_hand(said, &entries, &mut next, k)?;
+            said.entry(HashSpec::plain(entries[k].0.algorithm).read_one(ctx, name))?;
+            next = k + 1;
         }
-        return Ok(());
+        return say_in_hand(said, &entries, &mut next, entries.len());
     }
     let mut failed = None;
-    let spec = HashSpec::plain(entries[0].algorithm);
+    let mut j = 0;
+    let spec = HashSpec::plain(entries[at[0]].0.algorithm);
     let r = spec.read_many(
         ctx,
         &names,
-        |i| entries[i].algorithm,
+        |i| entries[at[i]].0.algorithm,
         |_: &Path, digest| {
+            let k = at[j];
+            j += 1;
             if failed.is_none() {
-                failed = said.entry(digest).err();
+                failed = say_in_hand(said, &entries, &mut next, k)
+                    .and_then(|()| said.entry(digest))
+                    .err();
+                next = k + 1;
             }
         },
     );
@@ -332,7 +394,29 @@ fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
         said.out.flush()?;
         super::stop(e);
     }
-    failed.map_or(Ok(()), Err)
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    say_in_hand(said, &entries, &mut next, entries.len())
+}
+
+/// Says the verdicts of the entries from `next` up to `upto` whose bytes are in hand (the rest of
+/// a list read from standard input), hashed as they are.
+fn say_in_hand(
+    said: &mut Said<'_>,
+    entries: &[(&Entry, &Target)],
+    next: &mut usize,
+    upto: usize,
+) -> io::Result<()> {
+    while *next < upto {
+        if let (entry, Target::Bytes(bytes)) = entries[*next] {
+            let mut sum = Checksum::new(entry.algorithm);
+            sum.update(bytes);
+            said.entry(Ok(sum.hex()))?;
+        }
+        *next += 1;
+    }
+    Ok(())
 }
 
 pub(crate) fn run(ctx: &Ctx, given: &Settings) -> anyhow::Result<ExitCode> {
@@ -374,7 +458,7 @@ pub(crate) fn run(ctx: &Ctx, given: &Settings) -> anyhow::Result<ExitCode> {
         s.algo = Some(given.algo.unwrap_or_else(|| algorithm_of_list(&text)));
         let s = &s;
         let conv = s.convention();
-        let items = parse(&text, error, s);
+        let items = parse(&text, error, s, stdin);
         let good_lines = items
             .iter()
             .filter(|i| matches!(i, Item::Entry(..)))
