@@ -102,6 +102,8 @@ pub(crate) struct Settings<'a> {
     pub chunk: usize,
     /// Files in flight at most (no more than the arena has slots).
     pub width: usize,
+    /// Inputs taken from the feed and not yet released, at most (the reorder window).
+    pub window: usize,
     /// Files larger than this are deferred to the lanes.
     pub large: u64,
     /// `ReadOptions::max_bytes`.
@@ -353,7 +355,7 @@ where
             fly.ring.watch(c.event_fd()).map_err(ring_error)?;
         }
         // Admit new files while slots are free and the reorder window has room.
-        while !exhausted && next < head + 4 * width {
+        while !exhausted && next < head + s.window.max(1) {
             let Some(&i) = free.last() else { break };
             // Wait for an input only when nothing else can happen: nothing in the kernel, nothing to
             // hand back.

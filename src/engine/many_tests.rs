@@ -310,6 +310,7 @@ proptest! {
         let s = Settings {
             chunk,
             width,
+            window: 4 * width,
             large: 250,
             max_bytes,
             registered: 0,

@@ -384,13 +384,16 @@ impl Reader {
         D: FnMut(Finished<C>),
     {
         let mut inputs = paths.into_iter().map(|p| Input::Path(p.into()));
-        self.many_inputs(&mut inputs, make, done)
+        self.many_inputs(&mut inputs, usize::MAX, make, done)
     }
 
     /// [`Reader::read_many`] for files already open, each with the name its errors and result
     /// carry: each is read from its current position to its end, as [`Reader::read_file`] reads
     /// it, and closed when done (this call owns them). Many are in flight at once as for paths,
-    /// and results come in input order.
+    /// and results come in input order. Each file holds a process descriptor until it is done, so
+    /// no more are taken from `files` ahead of the results handed back than `ulimit -n` leaves
+    /// room for (at most [`FILES_IN_FLIGHT`]): an iterator that opens each file as it is taken
+    /// never runs out of descriptors.
     ///
     /// ```
     /// use std::fs::File;
@@ -426,13 +429,18 @@ impl Reader {
         D: FnMut(Finished<C>),
     {
         let mut inputs = files.into_iter().map(|(f, name)| Input::Open(f, name));
-        self.many_inputs(&mut inputs, make, done)
+        // Each file taken from the caller holds a process descriptor (and a caller that opens
+        // them lazily opens one per file taken): no more are taken ahead than `ulimit -n` leaves
+        // room for.
+        self.many_inputs(&mut inputs, descriptor_room(), make, done)
     }
 
-    /// `read_many` of paths or open files.
+    /// `read_many` of paths or open files, taking at most `ahead` inputs from the caller's
+    /// iterator before their results are handed back.
     fn many_inputs<M, Pr, C, D>(
         &self,
         inputs: &mut dyn Iterator<Item = Input>,
+        ahead: usize,
         mut make: M,
         mut done: D,
     ) -> Result<()>
@@ -454,7 +462,7 @@ impl Reader {
         let mut guard = self.many.lock().unwrap_or_else(|e| e.into_inner());
         // One ring per thread, each with its share of the files in flight.
         let threads = if uring { self.max_lanes } else { POOL_THREADS };
-        let width = (FILES_IN_FLIGHT / threads).max(1);
+        let width = (FILES_IN_FLIGHT.min(ahead) / threads).max(1);
         // Files opened as process descriptors (where the ring has no file table, or for files on
         // anonymous devices) are fewer where `ulimit -n` leaves less room.
         let fd_limit = (descriptor_room() / threads).max(1);
@@ -555,6 +563,7 @@ impl Reader {
         let settings = |res: &ManyRes| Settings {
             chunk: slot_len,
             width,
+            window: (4 * width).min(ahead),
             large: 16 * self.opts.chunk_size as u64,
             max_bytes: self.opts.max_bytes,
             registered: res.registered,
@@ -569,6 +578,7 @@ impl Reader {
             let pool_settings = Settings {
                 chunk: pool_slot,
                 width: 1,
+                window: 4,
                 large: 16 * self.opts.chunk_size as u64,
                 max_bytes: self.opts.max_bytes,
                 registered: 0,
@@ -588,7 +598,12 @@ impl Reader {
                     run
                 })
                 .collect();
-            many_parallel(workers, runs, 2, inputs, &mut make, &mut release)
+            let feed = Feeding {
+                queue: 2,
+                ahead,
+                inputs,
+            };
+            many_parallel(workers, runs, feed, &mut make, &mut release)
         } else if threads == 1 {
             let res = &mut kept.rings[0];
             let mut feed = ListFeed {
@@ -610,7 +625,12 @@ impl Reader {
                     run
                 })
                 .collect();
-            many_parallel(workers, runs, 4 * width, inputs, &mut make, &mut release)
+            let feed = Feeding {
+                queue: 4 * width,
+                ahead,
+                inputs,
+            };
+            many_parallel(workers, runs, feed, &mut make, &mut release)
         };
         if let Err(Error::Ring { .. }) = r {
             // A ring failed: it may still own the slots' buffers. Never free them.
@@ -1493,15 +1513,24 @@ type ManyRun<'s, Pr, C> = Box<
         + 's,
 >;
 
+/// How [`many_parallel`] takes the caller's inputs.
+struct Feeding<'i> {
+    /// Inputs each run's queue holds at most.
+    queue: usize,
+    /// Inputs taken and not yet released, at most.
+    ahead: usize,
+    inputs: &'i mut dyn Iterator<Item = Input>,
+}
+
 /// `read_many` on several threads: each of `runs` on a kept thread of `workers` (each with its own
 /// ring and slots, or, without io_uring, its own buffer); the calling thread makes the processors,
-/// hands input `i` to run `i % n` (in input order, each run's queue holding `queue` inputs at
-/// most), reads the deferred inputs with the lanes, and releases everything in input order.
+/// hands input `i` to run `i % n` (in input order, each run's queue holding `feed.queue` inputs at
+/// most, and `feed.ahead` inputs taken and not released at most), reads the deferred inputs with
+/// the lanes, and releases everything in input order.
 fn many_parallel<'s, Pr, C, M>(
     workers: &mut Workers,
     runs: Vec<ManyRun<'s, Pr, C>>,
-    queue: usize,
-    paths: &mut dyn Iterator<Item = Input>,
+    feed: Feeding<'_>,
     make: &mut M,
     release: &mut dyn FnMut(usize, PathBuf, Outcome<Pr, C>) -> Result<()>,
 ) -> Result<()>
@@ -1512,6 +1541,11 @@ where
 {
     use std::sync::mpsc::{channel, sync_channel, TrySendError};
     let n = runs.len();
+    let Feeding {
+        queue,
+        ahead,
+        inputs: paths,
+    } = feed;
     let (to_caller, from_runs) = channel::<FromRun<Pr, C>>();
     let mut queues = Vec::with_capacity(n);
     let mut jobs = Vec::with_capacity(n);
@@ -1549,7 +1583,7 @@ where
         let mut inputs_done = false;
         loop {
             // Hand out inputs in order, as far as the runs' queues take them.
-            while !inputs_done {
+            while !inputs_done && fed - head < ahead {
                 let item = match held.take() {
                     Some(item) => item,
                     None => match paths.next() {
