@@ -9,6 +9,11 @@
 //!   pipe's may never complete on their own) and reaps them;
 //! - a `read(2)` of a pipe, FIFO or socket first `poll(2)`s the descriptor together with the
 //!   `eventfd`, so a silent writer cannot hold it;
+//! - a FIFO that a `Reader` opens by path is opened with `O_NONBLOCK` and waits for its writer
+//!   in the same `poll(2)`, not in `open(2)`, so a FIFO that never gets a writer cannot hold its
+//!   open either (nor, in `read_many`, the call);
+//! - an open or `statx` in io_uring's workers (a file on a stalled FUSE server) is cancelled with
+//!   `IORING_OP_ASYNC_CANCEL`;
 //! - a `pread(2)` of a regular file is never stopped part way; the flag is looked at between reads.
 //!
 //! Both halves of [`Cancel::cancel`] (an atomic store and a `write(2)`) are async-signal-safe, so a
@@ -121,7 +126,6 @@ pub(crate) fn signal_event(fd: RawFd) {
 
 /// Waits until `fd` is readable (or hung up), or `cancel` is cancelled. Returns `false` if cancelled.
 /// For `read(2)` of pipes, FIFOs and sockets on paths without io_uring.
-#[cfg_attr(not(feature = "net"), allow(dead_code))]
 pub(crate) fn wait_readable(fd: RawFd, cancel: Option<&Cancel>) -> bool {
     !cancel.is_some_and(Cancel::is_cancelled) && poll_readable(fd, cancel.map(Cancel::event_fd))
 }

@@ -202,3 +202,123 @@ fn a_cancel_from_another_thread_stops_a_blocked_fifo_read() {
         );
     }
 }
+
+/// A FIFO with no writer among many files (`read_many`, every backend). The open of a FIFO never
+/// waits in `open(2)`: with a `Cancel`, the call returns `Error::Interrupted` once it is
+/// cancelled, while the FIFO still has no writer (the writer here comes only after the call
+/// returned, or after 20 s if it hangs, which the test then reports). Without one, the files
+/// before the FIFO are handed back while it waits for its writer, and once the writer comes, the
+/// FIFO's bytes and the files after it.
+#[test]
+fn a_fifo_with_no_writer_among_many_files_answers_a_cancel_and_holds_nothing_before_it() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::Builder::new()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let mut paths = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..40usize {
+        let p = dir.path().join(format!("f{i}"));
+        if i == 17 {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            want.push(b"from the writer".to_vec());
+        } else {
+            let data = vec![i as u8; i * 1000 + 1];
+            std::fs::write(&p, &data).unwrap();
+            want.push(data);
+        }
+        paths.push(p);
+    }
+    let fifo = paths[17].clone();
+    // Opens the FIFO for writing once `go` is set (or after 20 s), says so, and writes `data`.
+    let writer = |go: Arc<AtomicBool>, came: Arc<AtomicBool>, data: &'static [u8]| {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(20);
+            while !go.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            came.store(true, Ordering::SeqCst);
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            w.write_all(data).unwrap();
+        })
+    };
+    for backend in [Backend::Auto, Backend::Uring, Backend::Pread, Backend::Sync] {
+        // With a Cancel: interrupted while the FIFO has no writer.
+        let cancel = Cancel::new().unwrap();
+        let mut reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
+        reader.set_cancel(cancel.clone());
+        let (go, came) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let w = writer(go.clone(), came.clone(), b"late");
+        let canceller = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                cancel.cancel();
+            })
+        };
+        let res = reader.read_many(
+            paths.clone(),
+            |_, _| ringread::processor::ByteCount::default(),
+            |_| {},
+        );
+        let writer_came_first = came.load(Ordering::SeqCst);
+        go.store(true, Ordering::SeqCst);
+        canceller.join().unwrap();
+        // Open the FIFO read-write (which never waits), so that the writer's open, if it still
+        // waits for a reader, returns and its thread ends.
+        let rw = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
+        w.join().unwrap();
+        drop(rw);
+        assert!(
+            matches!(res, Err(Error::Interrupted { .. })),
+            "{backend:?}: {res:?}"
+        );
+        assert!(
+            !writer_came_first,
+            "{backend:?}: the Cancel was answered only once a writer came"
+        );
+
+        // Without one: the files before the FIFO come back while it has no writer; then all.
+        let reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
+        let (go, came) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let w = writer(go.clone(), came.clone(), b"from the writer");
+        let before_writer = AtomicUsize::new(0);
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        reader
+            .read_many(
+                paths.clone(),
+                |_, _| ringread::processor::CopyTo::new(Vec::new()),
+                |f| {
+                    if !came.load(Ordering::SeqCst) {
+                        before_writer.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if f.index == 16 {
+                        go.store(true, Ordering::SeqCst);
+                    }
+                    got.push(f.result.map(|_| f.processor.into_inner()).unwrap());
+                },
+            )
+            .unwrap();
+        w.join().unwrap();
+        assert_eq!(
+            before_writer.load(Ordering::SeqCst),
+            17,
+            "{backend:?}: the files before the FIFO waited for its writer"
+        );
+        assert!(got == want, "{backend:?}: bytes differ");
+    }
+}

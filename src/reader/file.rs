@@ -8,6 +8,7 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::Notice;
+use crate::cancel::Cancel;
 use crate::engine::Member;
 use crate::error::{Error, Reason, Result};
 use crate::options::ALIGN;
@@ -23,6 +24,40 @@ pub(crate) fn open_read(path: &Path) -> Result<File> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// Opens `path` as [`open_read`] does, except that a FIFO's open never waits in `open(2)` (where
+/// nothing can interrupt it) for a writer: with a `cancel` handle, the file is opened with
+/// `O_NONBLOCK`, and a FIFO then waits in `poll(2)` for its first writer's bytes or hang-up (what a
+/// blocking open and its first read wait for), or for `cancel` ([`Error::Interrupted`]). The
+/// descriptor is made blocking again before it is returned. Without a handle nothing could stop
+/// the wait anyway: the plain open.
+pub(crate) fn open_read_cancellable(path: &Path, cancel: Option<&Cancel>) -> Result<File> {
+    let Some(cancel) = cancel else {
+        return open_read(path);
+    };
+    let named = |source| Error::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(named)?;
+    if file.metadata().map_err(named)?.file_type().is_fifo()
+        && !crate::cancel::wait_readable(file.as_raw_fd(), Some(cancel))
+    {
+        return Err(Error::Interrupted {
+            path: path.to_path_buf(),
+        });
+    }
+    // SAFETY: fcntl on a descriptor `file` owns; no memory is passed. The file was opened with
+    // no status flag but `O_NONBLOCK`, so 0 clears just that.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } < 0 {
+        return Err(named(io::Error::last_os_error()));
+    }
+    Ok(file)
 }
 
 /// An open file, looked at before reading: what kind it is, where reading starts, the size `fstat`

@@ -31,6 +31,7 @@ use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::residency::dontcache_supported;
 use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
+use file::open_read_cancellable;
 pub(crate) use file::{inspect, on_fuse, open_read, register_reason, Inspected};
 #[cfg(feature = "stream")]
 pub(crate) use ranges::not_positional;
@@ -309,7 +310,7 @@ impl Reader {
         C: Combine<Pr::Part> + Send + ?Sized,
     {
         let path = path.as_ref();
-        let file = open_read(path)?;
+        let file = open_read_cancellable(path, self.cancel.as_ref())?;
         self.read_opened(&file, path, Some(path), prep, proc)
     }
 
@@ -342,6 +343,19 @@ impl Reader {
     /// at most that long; memory is bounded whatever the number of files. Files larger than 16
     /// chunks, and anything that is not a regular file, are read when their turn comes, with the
     /// lanes, as [`Reader::read_path`] reads them.
+    ///
+    /// **What is not a regular file.** Each input is looked at (`statx`, or `stat(2)` on the pool)
+    /// before it is opened. A directory, a missing file, a symbolic-link loop and whatever cannot
+    /// be opened are that input's error (`Error::Open` with the kernel's errno). A FIFO, a
+    /// character device (a terminal, `/dev/zero`: endless, so give it `max_bytes`) and a block
+    /// device are read when their turn comes, as [`Reader::read_path`] reads them: a FIFO and a
+    /// character device as a stream from its position, one read at a time; a block device by
+    /// offset, with the lanes. A FIFO's open waits for a writer, as `cat`'s or `b3sum`'s does:
+    /// the files before it are handed back meanwhile, and since results come in input order, the
+    /// ones after it (already read, within the window) after it. With a [`Cancel`] handle that
+    /// wait is a `poll(2)` beside the handle's `eventfd`, not an `open(2)`: a cancel ends the
+    /// call with [`Error::Interrupted`] at once, writer or not. A socket cannot be opened by path
+    /// (`ENXIO`).
     ///
     /// **Without io_uring** (refused, under `auto`) and under [`Backend::Pread`], a pool of
     /// [`POOL_THREADS`] kept threads opens and reads the files with `pread(2)`, by the same rules
