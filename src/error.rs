@@ -81,6 +81,37 @@ pub enum Error {
         /// How many buffers are held (a stream's `depth`; for `ReadMany`, the files it holds).
         held: usize,
     },
+    /// A poll had to wait for a buffer of its [`Driver`](crate::stream::Driver)'s budget (the
+    /// budget spent, and nothing of the poll's own stream or file in flight), while every buffer of
+    /// the budget was held by chunks, files or ranges (`OwnedChunk`s, `Bytes`) that the waiting
+    /// task itself had taken and not dropped: only that task could give one back, and it was
+    /// waiting, so the wait would never have ended. Returned by a [`FileStream`](crate::stream::FileStream)'s
+    /// poll (the stream ends), a [`ReadMany`](crate::stream::ReadMany)'s next file (the stream goes
+    /// on), [`Driver::read`](crate::stream::Driver::read) and
+    /// [`RangeFile::read_at`](crate::stream::RangeFile::read_at). Drop what you hold before
+    /// waiting for more, copy the bytes you keep (`Bytes::copy_from_slice`), or give the driver a
+    /// larger budget ([`Driver::with_budget`](crate::stream::Driver::with_budget)).
+    #[error(
+        "{}: waits for a buffer of the driver's budget ({budget} bytes), but this task holds all \
+         of it: {held} chunks or files not dropped ({bytes} bytes{}); drop them before waiting for \
+         more, copy what you keep (Bytes::copy_from_slice), or give the driver a larger budget \
+         (Driver::with_budget)",
+        path.display(),
+        HeldOf(of, *held)
+    )]
+    BudgetHeld {
+        /// The stream or file whose poll would have waited.
+        path: PathBuf,
+        /// The driver's budget in bytes.
+        budget: usize,
+        /// How many buffers the task holds (chunks, files, ranges).
+        held: usize,
+        /// Their bytes: every byte of the budget in use.
+        bytes: usize,
+        /// Where they came from: up to four paths, with how many buffers of each (the others, if
+        /// any, are the rest of `held`).
+        of: Vec<(PathBuf, usize)>,
+    },
     /// Two ways of reading the same file gave different results: the correctness check of
     /// `ringread bench --tree` (the file changed while the benchmark ran, or a way is wrong).
     #[error(
@@ -132,6 +163,7 @@ impl Error {
             | Error::Ring { path, .. }
             | Error::Interrupted { path }
             | Error::BuffersHeld { path, .. }
+            | Error::BudgetHeld { path, .. }
             | Error::Mismatch { path, .. } => Some(path),
             _ => None,
         }
@@ -140,6 +172,25 @@ impl Error {
 
 /// The result type of the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shows where the buffers of [`Error::BudgetHeld`] came from: ", of a (3), b (1) and 2 others".
+struct HeldOf<'a>(&'a [(PathBuf, usize)], usize);
+
+impl fmt::Display for HeldOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut named = 0;
+        for (k, (p, n)) in self.0.iter().enumerate() {
+            f.write_str(if k == 0 { ", of " } else { ", " })?;
+            write!(f, "{} ({n})", p.display())?;
+            named += n;
+        }
+        match self.1.saturating_sub(named) {
+            0 => Ok(()),
+            rest if named == 0 => write!(f, ", of {rest} files"),
+            rest => write!(f, " and {rest} of other files"),
+        }
+    }
+}
 
 /// Shows an [`io::Error`] as the operating system words it ("No such file or directory"), without
 /// Rust's " (os error 2)" suffix, so that messages read like coreutils'.
@@ -172,6 +223,24 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "/data/x: read error at offset 4096: Input/output error"
+        );
+    }
+
+    #[test]
+    fn budget_held_names_what_is_held() {
+        let e = Error::BudgetHeld {
+            path: "b".into(),
+            budget: 262144,
+            held: 4,
+            bytes: 262144,
+            of: vec![("a".into(), 3)],
+        };
+        assert_eq!(
+            e.to_string(),
+            "b: waits for a buffer of the driver's budget (262144 bytes), but this task holds all \
+             of it: 4 chunks or files not dropped (262144 bytes, of a (3) and 1 of other files); \
+             drop them before waiting for more, copy what you keep (Bytes::copy_from_slice), or \
+             give the driver a larger budget (Driver::with_budget)"
         );
     }
 

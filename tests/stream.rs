@@ -302,6 +302,138 @@ fn collecting_more_chunks_than_buffers_is_an_error_not_a_hang() {
     wait_idle(&driver);
 }
 
+/// One task holds chunks of one stream worth the driver's whole budget and awaits another stream:
+/// only that task could give a buffer back, so the wait would never end. The poll says so instead
+/// (`Error::BudgetHeld`, naming what is held and the way out), through `next()` and through the
+/// `AsyncRead` adapter; once the chunks are dropped the same file reads whole.
+#[test]
+fn holding_chunks_of_one_stream_while_awaiting_another_is_an_error_not_a_hang() {
+    let _g = shared();
+    let dir = tmpdir("stream");
+    let a = write_file(dir.path(), "a", &random_bytes(8 * 65536, 51));
+    let data = random_bytes(3 * 65536 + 7, 52);
+    let b = write_file(dir.path(), "b", &data);
+    let budget = 4 * 65536;
+    let driver = Driver::with_budget(2, budget).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let limit = Duration::from_secs(20);
+        let mut sa = driver.open(&a, &opts(65536, 4, false)).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(sa.next().await.unwrap().unwrap().into_bytes());
+        }
+        assert_eq!(driver.stats().held_bytes, budget);
+        let mut sb = driver.open(&b, &opts(65536, 4, false)).unwrap();
+        let e = tokio::time::timeout(limit, sb.next())
+            .await
+            .expect("awaiting stream b while holding stream a's chunks hung")
+            .unwrap()
+            .unwrap_err();
+        match &e {
+            Error::BudgetHeld {
+                path,
+                budget: n,
+                held,
+                bytes,
+                of,
+            } => {
+                assert_eq!(path, &b);
+                assert_eq!((*n, *held, *bytes), (budget, 4, budget));
+                assert_eq!(of, &[(a.clone(), 4)]);
+            }
+            e => panic!("expected BudgetHeld, got {e}"),
+        }
+        let msg = e.to_string();
+        for words in [
+            "this task holds all",
+            "4 chunks or files",
+            "drop them",
+            "Driver::with_budget",
+        ] {
+            assert!(msg.contains(words), "{msg}");
+        }
+        assert!(msg.contains(&format!("{} (4)", a.display())), "{msg}");
+        assert!(
+            sb.next().await.is_none(),
+            "the stream goes on after the error"
+        );
+        // The AsyncRead adapter: the same error, as an io::Error.
+        let mut r = driver
+            .open(&b, &opts(65536, 4, false))
+            .unwrap()
+            .into_async_read();
+        let mut got = Vec::new();
+        let e = tokio::time::timeout(limit, r.read_to_end(&mut got))
+            .await
+            .expect("reading stream b through AsyncRead hung")
+            .unwrap_err();
+        assert!(e.to_string().contains("this task holds all"), "{e}");
+        // Dropped, the chunks give the budget back.
+        drop(held);
+        let got = tokio::time::timeout(
+            limit,
+            collect(driver.open(&b, &opts(65536, 4, false)).unwrap()),
+        )
+        .await
+        .expect("hung with the budget free")
+        .unwrap();
+        assert!(got == data);
+        drop(sa);
+    });
+    drop(rt);
+    wait_idle(&driver);
+}
+
+/// The same budget held by chunks another task holds, and drops a little later: the waiter is not
+/// told anything, it waits, and gets its bytes once they are dropped (no false error).
+#[test]
+fn chunks_another_task_holds_and_drops_are_waited_for() {
+    let _g = shared();
+    let dir = tmpdir("stream");
+    let a = write_file(dir.path(), "a", &random_bytes(8 * 65536, 53));
+    let data = random_bytes(3 * 65536 + 7, 54);
+    let b = write_file(dir.path(), "b", &data);
+    let budget = 4 * 65536;
+    let driver = Driver::with_budget(2, budget).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let (holding, held) = tokio::sync::oneshot::channel();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let holder = {
+            let (driver, dropped) = (driver.clone(), Arc::clone(&dropped));
+            tokio::spawn(async move {
+                let mut sa = driver.open(&a, &opts(65536, 4, false)).unwrap();
+                let mut chunks = Vec::new();
+                for _ in 0..4 {
+                    chunks.push(sa.next().await.unwrap().unwrap());
+                }
+                holding.send(()).unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                dropped.store(true, std::sync::atomic::Ordering::SeqCst);
+                drop(chunks);
+            })
+        };
+        held.await.unwrap();
+        assert_eq!(driver.stats().held_bytes, budget);
+        let got = tokio::time::timeout(
+            Duration::from_secs(20),
+            collect(driver.open(&b, &opts(65536, 4, false)).unwrap()),
+        )
+        .await
+        .expect("awaiting stream b hung after the other task dropped its chunks")
+        .expect("an error although another task held the chunks");
+        assert!(got == data);
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "stream b had a buffer before the other task dropped its chunks: nothing was waited for"
+        );
+        holder.await.unwrap();
+    });
+    drop(rt);
+    wait_idle(&driver);
+}
+
 #[test]
 fn adapters_work_with_tokio_copy_framed_read_and_lines() {
     use tokio_stream::wrappers::LinesStream;

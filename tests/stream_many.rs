@@ -318,6 +318,96 @@ fn holding_every_result_is_an_error_per_file_not_a_hang() {
     wait_idle(&driver);
 }
 
+/// One task holds the bytes of earlier `Driver::read`s worth the driver's whole budget and awaits
+/// another `read`: only it could give a buffer back, so the wait would never end. The read says so
+/// instead (`Error::BudgetHeld`, naming the files held), as do `read_many`'s files (the stream goes
+/// on) and `RangeFile::read_at`; once the bytes are dropped the same files read.
+#[test]
+fn holding_read_results_while_awaiting_another_read_is_an_error_not_a_hang() {
+    let _g = shared();
+    let dir = tmpdir("stream-many");
+    let paths: Vec<PathBuf> = (0..6)
+        .map(|i| {
+            write_file(
+                dir.path(),
+                &format!("r{i}"),
+                &random_bytes(256 << 10, 60 + i),
+            )
+        })
+        .collect();
+    let budget = 1 << 20;
+    let driver = Driver::with_budget(2, budget).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let limit = Duration::from_secs(20);
+        let mut held = Vec::new();
+        for p in &paths[..4] {
+            held.push(driver.read(p).await.unwrap());
+        }
+        assert_eq!(driver.stats().held_bytes, budget);
+        let e = tokio::time::timeout(limit, driver.read(&paths[4]))
+            .await
+            .expect("awaiting a read while holding the budget's worth of results hung")
+            .unwrap_err();
+        match &e {
+            Error::BudgetHeld {
+                path,
+                budget: n,
+                held,
+                bytes,
+                of,
+            } => {
+                assert_eq!(path, &paths[4]);
+                assert_eq!((*n, *held, *bytes), (budget, 4, budget));
+                let want: Vec<(PathBuf, usize)> =
+                    paths[..4].iter().map(|p| (p.clone(), 1)).collect();
+                assert_eq!(of, &want);
+            }
+            e => panic!("expected BudgetHeld, got {e}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains("this task holds all") && msg.contains("4 chunks or files"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("{} (1)", paths[0].display())),
+            "{msg}"
+        );
+        // read_many: each file says so, and the stream goes on to its end.
+        let items = tokio::time::timeout(limit, all(driver.read_many(&paths[4..])))
+            .await
+            .expect("read_many while holding the budget hung");
+        assert_eq!(items.len(), 2);
+        for (k, r) in items.iter().enumerate() {
+            match r {
+                Err(e @ Error::BudgetHeld { .. }) => {
+                    assert_eq!(e.path(), Some(paths[4 + k].as_path()))
+                }
+                other => panic!("expected BudgetHeld, got {other:?}"),
+            }
+        }
+        // read_at: the same.
+        let f = driver.open_ranges(&paths[5]).unwrap();
+        let e = tokio::time::timeout(limit, f.read_at(4096, 4096))
+            .await
+            .expect("read_at while holding the budget hung")
+            .unwrap_err();
+        assert!(matches!(e, Error::BudgetHeld { held: 4, .. }), "{e}");
+        // Dropped, the bytes give the budget back.
+        drop(held);
+        let got = tokio::time::timeout(limit, driver.read(&paths[4]))
+            .await
+            .expect("hung with the budget free")
+            .unwrap();
+        assert!(got[..] == fs::read(&paths[4]).unwrap()[..]);
+        let page = f.read_at(4096, 4096).await.unwrap();
+        assert!(page[..] == fs::read(&paths[5]).unwrap()[4096..8192]);
+    });
+    drop(rt);
+    wait_idle(&driver);
+}
+
 /// Futures and streams dropped at every stage (before the first poll, after it, part way through,
 /// with bytes kept past the drop): nothing is left in flight, every buffer goes back, and no
 /// descriptor is left open.

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::chunk::OwnedChunk;
 use super::driver::{read_with, Counters, Driver, DriverInner, Fixed, ReadOp};
-use super::pool::{Buf, Pool};
+use super::pool::{Buf, Pool, Take};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
 use crate::options::ReadOptions;
@@ -205,6 +205,13 @@ impl Drop for Shared {
 /// keep (`Bytes::copy_from_slice`), or open the stream with a larger `depth`. A file of exactly
 /// `depth` chunks counts too: the read that finds its end needs a buffer.
 ///
+/// A poll also waits when the driver's budget is spent (by other streams, whole files, ranges):
+/// it goes on when any of them gives a buffer back. If every byte of the budget is held by chunks
+/// and `Bytes` that the polling task itself took (chunks of other streams it keeps while it awaits
+/// this one, say), that wait would never end: the poll returns [`Error::BudgetHeld`], naming what
+/// the task holds, and the stream ends. See the [module](super) documentation for which calls
+/// wait and what the check cannot see.
+///
 /// If the driver has a [`Cancel`](crate::Cancel) ([`Driver::set_cancel`]) and it is cancelled, the
 /// next poll cancels the reads in flight and returns [`Error::Interrupted`].
 ///
@@ -217,7 +224,9 @@ pub struct FileStream {
     shared: Arc<Shared>,
     fds: Arc<Fds>,
     driver: Arc<DriverInner>,
-    path: PathBuf,
+    path: Arc<Path>,
+    /// Where the pool found this stream's consumer task last ([`Pool::hand_out`]).
+    taker: u32,
     /// The rules: what to read next and what a completion means (shared with every other path).
     rules: Chunks,
     /// Buffers of this stream at most (`depth`).
@@ -424,7 +433,8 @@ impl Driver {
                 drop_after: drop_after.then_some(start),
             }),
             driver: Arc::clone(&self.inner),
-            path: name.to_path_buf(),
+            path: Arc::from(name),
+            taker: u32::MAX,
             rules,
             depth,
             stride,
@@ -650,7 +660,7 @@ impl FileStream {
             self.driver.cancel(&self.shared);
         }
         Error::Interrupted {
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
         }
     }
 
@@ -732,7 +742,7 @@ impl FileStream {
             // The consumer waits for this chunk and nothing else is read or ready: it may have a
             // buffer whenever the budget has one (as `turn` would take it, waiting the same way).
             let held = st.bufs.iter().flatten().count() * self.stride;
-            let Ok(Some(buf)) = shared.pool.take(self.stride, held, true, cx.waker()) else {
+            let Ok(Take::Got(buf)) = shared.pool.take(self.stride, held, true, cx.waker()) else {
                 return false;
             };
             let ptr = buf.ptr();
@@ -823,7 +833,7 @@ impl FileStream {
                 if errno != 0 {
                     self.ended = true;
                     self.pending = Some(Error::Read {
-                        path: self.path.clone(),
+                        path: self.path.to_path_buf(),
                         offset: offset + len as u64,
                         source: io::Error::from_raw_os_error(errno),
                     });
@@ -837,6 +847,12 @@ impl FileStream {
                     Some(None)
                 } else {
                     st.slots[i] = Slot::Lent;
+                    // The chunk is the polling task's now: booked to it until it is dropped.
+                    if let Some(b) = st.bufs[i].as_mut() {
+                        shared
+                            .pool
+                            .hand_out(b, cx.waker(), &self.path, &mut self.taker);
+                    }
                     let buf = st.bufs[i].as_ref().map_or(std::ptr::null_mut(), Buf::ptr);
                     Some(Some(Ok(OwnedChunk::new(
                         Arc::clone(&self.shared),
@@ -852,7 +868,7 @@ impl FileStream {
                 self.ended = true;
                 self.done = true;
                 Some(Some(Err(Error::Read {
-                    path: self.path.clone(),
+                    path: self.path.to_path_buf(),
                     offset,
                     source: io::Error::from_raw_os_error(errno),
                 })))
@@ -875,6 +891,7 @@ impl FileStream {
         };
         let batch = (st.slots.len() / 4).max(1);
         let mut starved = false;
+        let mut all_held = None;
         if free >= batch || !busy(&st) {
             for i in 0..st.slots.len() {
                 if !matches!(st.slots[i], Slot::Free) {
@@ -908,9 +925,14 @@ impl FileStream {
                 let held = st.bufs.iter().flatten().count() * self.stride;
                 let urgent = out.is_none() && !busy(&st);
                 let buf = match shared.pool.take(self.stride, held, urgent, cx.waker()) {
-                    Ok(Some(b)) => b,
-                    Ok(None) => {
+                    Ok(Take::Got(b)) => b,
+                    Ok(Take::Later) => {
                         starved = urgent;
+                        break;
+                    }
+                    Ok(Take::Held(h)) => {
+                        starved = true;
+                        all_held = Some(h);
                         break;
                     }
                     Err(e) => {
@@ -942,9 +964,17 @@ impl FileStream {
             self.done = true;
             st.finish(giveback);
             return Some(Some(Err(Error::BuffersHeld {
-                path: self.path.clone(),
+                path: self.path.to_path_buf(),
                 held: lent,
             })));
+        }
+        if let Some(h) = all_held {
+            // The budget is spent, and every buffer of it is out to this task (chunks of other
+            // streams of the driver, files, ranges it holds): the same dead end across streams.
+            self.ended = true;
+            self.done = true;
+            st.finish(giveback);
+            return Some(Some(Err(h.error(&self.path))));
         }
         // Woken by the next completion, a chunk given back, or a buffer freed in the pool.
         // Registered under the lock, so a completion recorded after this point sees the waker.

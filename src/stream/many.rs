@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 use super::driver::{Counters, Driver, DriverInner};
 use super::file::Handoff;
-use super::pool::{Buf, Pool};
+use super::pool::{Buf, Held, Pool, Take};
 use super::whole::WholeOp;
 use crate::error::{Error, Result};
 
@@ -61,9 +61,14 @@ pub(super) enum Outcome {
     /// Its turn for a buffer came while every buffer of the budget was held by bytes this batch
     /// handed out (`held` of them).
     BuffersHeld(usize),
+    /// Its turn for a buffer came while every buffer of the budget was held by what the batch's
+    /// task had taken (from this batch and others, streams, ranges).
+    BudgetHeld(Held),
 }
 
 /// Whether a file has had its turn for a buffer.
+// A parked op waits in its entry, unboxed: boxing it would allocate once a file.
+#[allow(clippy::large_enum_variant)]
 enum Turn {
     /// Its `statx` is not in: its need is not known.
     Stat,
@@ -120,6 +125,9 @@ enum Stop {
     Idle,
     /// The file whose turn it is waits for a buffer; `urgent`: this batch holds none.
     Waiting { urgent: bool },
+    /// The file whose turn it is would wait for ever: the budget is spent and all of it is out to
+    /// the task that polls (see [`Take::Held`]).
+    Held(Held),
 }
 
 impl Batch {
@@ -234,7 +242,7 @@ impl Batch {
                 task.unwrap_or(Waker::noop()),
             );
             match got {
-                Ok(Some(buf)) => {
+                Ok(Take::Got(buf)) => {
                     let Turn::Parked(mut op) = std::mem::replace(&mut e.turn, Turn::Passed) else {
                         unreachable!("matched above")
                     };
@@ -250,7 +258,8 @@ impl Batch {
                     }
                     out.push(op);
                 }
-                Ok(None) => return Stop::Waiting { urgent },
+                Ok(Take::Later) => return Stop::Waiting { urgent },
+                Ok(Take::Held(h)) => return Stop::Held(h),
                 Err(_) => {
                     e.dismiss(Outcome::NoMemory(len));
                 }
@@ -290,13 +299,17 @@ impl Lease {
         std::mem::forget(self.buf.take());
     }
 
-    /// Now the consumer's.
-    fn hand_out(&mut self) {
+    /// Now the consumer's: the task `to` polled it out (`from`: the file; `hint`: see
+    /// [`Pool::hand_out`]).
+    fn hand_out(&mut self, to: &Waker, from: &Arc<Path>, hint: &mut u32) {
         let len = self.capacity();
         self.batch.held.fetch_sub(len, Ordering::AcqRel);
         self.batch.out_bytes.fetch_add(len, Ordering::AcqRel);
         self.batch.out_count.fetch_add(1, Ordering::AcqRel);
         self.out = true;
+        if let Some(buf) = self.buf.as_mut() {
+            self.batch.pool.hand_out(buf, to, from, hint);
+        }
     }
 }
 
@@ -347,7 +360,10 @@ impl AsRef<[u8]> for FileBytes {
 /// order, so a file never waits for budget held by the files after it. Holding the `Bytes` of the
 /// files handed out (collecting them all, say) can spend the whole budget: when a file's turn comes
 /// while every buffer is held by bytes this stream handed out, its item is
-/// [`Error::BuffersHeld`] rather than a wait for ever; drop or copy what you keep.
+/// [`Error::BuffersHeld`] rather than a wait for ever; drop or copy what you keep. When the budget
+/// is held by what the polling task took from other streams, reads or ranges too, the item is
+/// [`Error::BudgetHeld`], naming what is held (see the [module](super) documentation). Either
+/// way the stream goes on with the next file.
 ///
 /// If the driver is cancelled ([`Driver::set_cancel`]), the next item is the next file's
 /// [`Error::Interrupted`], and the stream ends. Dropping the stream part way cancels what it has in
@@ -356,7 +372,9 @@ impl AsRef<[u8]> for FileBytes {
 pub struct ReadMany {
     batch: Arc<Batch>,
     driver: Arc<DriverInner>,
-    paths: Vec<PathBuf>,
+    paths: Vec<Arc<Path>>,
+    /// Where the pool found this stream's consumer task last ([`Pool::hand_out`]).
+    taker: u32,
     /// The next input to admit.
     next: usize,
     width: usize,
@@ -401,8 +419,11 @@ impl Driver {
     /// read to its end with `read(2)` on a helper thread and copied. FUSE files are read with
     /// `read(2)` on the driver's thread (see the reader's rule for them).
     ///
-    /// The buffer waits for the budget when it is spent, as a stream's does: holding files' bytes
-    /// worth the whole budget while awaiting the next read waits for ever. Dropping the future part
+    /// The buffer waits for the budget when it is spent, as a stream's does, until another
+    /// stream, read or task gives a buffer back. If every byte of the budget is held by what the
+    /// awaiting task itself took and kept (the `Bytes` of earlier reads, chunks of streams, ranges),
+    /// that wait would never end: the result is [`Error::BudgetHeld`], naming what is held (see
+    /// the [module](super) documentation). Dropping the future part
     /// way cancels what it has in the kernel; its buffer goes back to the pool when that has
     /// completed, never before. If the driver is cancelled the result is [`Error::Interrupted`].
     /// To read it without growing the page cache: `driver.read_many([path]).dontcache(true)`
@@ -472,10 +493,8 @@ impl Driver {
                 out_bytes: AtomicUsize::new(0),
             }),
             driver: Arc::clone(&self.inner),
-            paths: paths
-                .into_iter()
-                .map(|p| p.as_ref().to_path_buf())
-                .collect(),
+            paths: paths.into_iter().map(|p| Arc::from(p.as_ref())).collect(),
+            taker: u32::MAX,
             next: 0,
             width: DEFAULT_FILES_IN_FLIGHT,
             head: 0,
@@ -547,22 +566,22 @@ impl ReadMany {
         }
     }
 
-    /// Makes the item of file `index` from its outcome.
-    fn item(&mut self, index: usize, outcome: Outcome) -> Option<Result<Bytes>> {
+    /// Makes the item of file `index` from its outcome, for the task `to`.
+    fn item(&mut self, index: usize, outcome: Outcome, to: &Waker) -> Option<Result<Bytes>> {
         let path = &self.paths[index];
         let open_err = |source| Error::Open {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         };
         Some(match outcome {
             Outcome::Bytes(mut lease, len) => {
-                lease.hand_out();
+                lease.hand_out(to, path, &mut self.taker);
                 Ok(Bytes::from_owner(FileBytes { lease, len }))
             }
             Outcome::Empty => Ok(Bytes::new()),
             Outcome::OpenFailed(errno) => Err(open_err(io::Error::from_raw_os_error(errno))),
             Outcome::ReadFailed { offset, errno } => Err(Error::Read {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 offset,
                 source: io::Error::from_raw_os_error(errno),
             }),
@@ -588,13 +607,16 @@ impl ReadMany {
                 ),
             ))),
             Outcome::NoMemory(bytes) => Err(Error::OutOfMemory { bytes }),
-            Outcome::Interrupted => Err(Error::Interrupted { path: path.clone() }),
+            Outcome::Interrupted => Err(Error::Interrupted {
+                path: path.to_path_buf(),
+            }),
             Outcome::BuffersHeld(held) => Err(Error::BuffersHeld {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 held,
             }),
+            Outcome::BudgetHeld(held) => Err(held.error(path)),
             Outcome::Fallback => {
-                self.fallback = Some(read_elsewhere(path.clone()));
+                self.fallback = Some(read_elsewhere(path.to_path_buf()));
                 return None;
             }
         })
@@ -619,7 +641,7 @@ impl ReadMany {
             return Poll::Ready(Some((
                 index,
                 Err(Error::Interrupted {
-                    path: self.paths[index].clone(),
+                    path: self.paths[index].to_path_buf(),
                 }),
             )));
         }
@@ -632,7 +654,7 @@ impl ReadMany {
             return Poll::Pending;
         };
         let index = self.head;
-        match self.item(index, outcome) {
+        match self.item(index, outcome, cx.waker()) {
             Some(r) => {
                 self.head += 1;
                 Poll::Ready(Some((index, r)))
@@ -683,19 +705,31 @@ impl ReadMany {
         }
         // Buffers for the files whose turn it is.
         let mut given = Vec::new();
-        while let Stop::Waiting { urgent: true } =
-            batch.turns(&mut st, Some(cx.waker()), &mut given)
-        {
-            // The file whose turn it is waits for the budget and this batch holds none of it: if
-            // everything lent is bytes this stream handed out, only the consumer can give it back,
-            // and it is waiting for this stream. Say so rather than wait for ever.
-            let out = batch.out_bytes.load(Ordering::Acquire);
-            if out == 0 || batch.pool.lent() > out {
-                break;
-            }
+        loop {
+            let outcome = match batch.turns(&mut st, Some(cx.waker()), &mut given) {
+                // The file whose turn it is waits for the budget and this batch holds none of it:
+                // if everything lent is bytes this stream handed out, only the consumer can give
+                // it back, and it is waiting for this stream. Say so rather than wait for ever.
+                Stop::Waiting { urgent: true } => {
+                    let out = batch.out_bytes.load(Ordering::Acquire);
+                    if out == 0 || batch.pool.lent() > out {
+                        break;
+                    }
+                    Outcome::BuffersHeld(batch.out_count.load(Ordering::Acquire))
+                }
+                // Everything lent is out to this task: this stream's own files (said as above), or
+                // chunks, files and ranges of others too.
+                Stop::Held(h) => {
+                    if batch.out_bytes.load(Ordering::Acquire) == h.bytes() {
+                        Outcome::BuffersHeld(batch.out_count.load(Ordering::Acquire))
+                    } else {
+                        Outcome::BudgetHeld(h)
+                    }
+                }
+                _ => break,
+            };
             let i = st.next_turn - st.head;
-            let held = batch.out_count.load(Ordering::Acquire);
-            st.entries[i].dismiss(Outcome::BuffersHeld(held));
+            st.entries[i].dismiss(outcome);
         }
         for mut op in given {
             op.count();

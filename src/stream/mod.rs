@@ -59,7 +59,39 @@
 //! [`Error::BuffersHeld`] and ends, rather than wait for ever. Drop
 //! chunks before asking for more, copy what you keep (`Bytes::copy_from_slice`), or raise `depth`.
 //! The same holds across streams of one driver: chunks held while waiting for other streams'
-//! chunks hold the budget.
+//! chunks hold the budget (see below).
+//!
+//! # Which calls wait for the budget, and when they say they never could get it
+//!
+//! A call waits for a buffer of its driver's budget when the budget is spent and nothing of its own
+//! is in flight or ready:
+//!
+//! - a [`FileStream`]'s poll (`next()`, [`FileStream::next_chunk`], and reads through
+//!   [`FileStream::into_async_read`]), when the stream has no read in flight and no chunk ready;
+//! - [`Driver::read`], and each file of [`Driver::read_many`] when its turn for a buffer comes and
+//!   its stream holds no buffer (the files before it handed out);
+//! - [`RangeFile::read_at`] (and [`RangeFile::ranges`]) before its read starts.
+//!
+//! Such a wait ends when someone gives a buffer back: a chunk, a file's `Bytes` or a range's
+//! `Bytes` dropped (by any task), a stream dropped or finished. Each buffer handed out is booked
+//! to the task that polled it out. When the waiting task is the one every byte of the budget is
+//! booked to (no read in flight, nothing ready in a stream or read and not handed out, nothing
+//! held by another task), only it could give one back, and it is waiting: the call returns
+//! [`Error::BudgetHeld`] instead, naming how many chunks or files the task holds, their bytes and
+//! the paths they came from (a stream then ends; `read_many` goes on with its next file). A
+//! stream's own chunks holding the whole budget are [`Error::BuffersHeld`], as above.
+//!
+//! What the check cannot see, it leaves waiting or mistakes:
+//!
+//! - a chunk or `Bytes` moved to another task after it was polled out (sent on a channel, say)
+//!   stays booked to the task that polled it: if that task then waits for the budget while
+//!   everything is booked to it, it is told so even though the other task may drop them. Let the
+//!   task that keeps the bytes poll them out, copy them, or give the driver a larger budget;
+//! - likewise a branch of the same task that would drop them later (the other arm of a `select!`
+//!   or `join!`) is not seen: a poll that finds everything held by its own task says so at once;
+//! - futures that give each of their parts a waker of its own (`FuturesUnordered`, `buffered`)
+//!   look like different tasks, and chunks ready in a stream nobody polls, or read ahead and not
+//!   yet handed out, are not booked to anyone: those waits are left to wait, as before.
 //!
 //! # Opening without blocking
 //!

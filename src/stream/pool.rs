@@ -13,10 +13,16 @@
 //!   waits;
 //! - a stream with nothing in flight and nothing ready takes a buffer whenever the budget has one,
 //!   and otherwise waits: its task's waker is kept, and every buffer given back wakes the waiters.
+//!
+//! A buffer handed to a consumer (a stream's chunk, a whole file's or a range's `Bytes`) is booked
+//! to the task that polled it out ([`Pool::hand_out`]), until it comes back. A task that must wait
+//! for the budget while every byte of it is booked to itself would wait for ever (nothing else can
+//! give a buffer back): [`Take::Held`] says so instead, with what it holds.
 
 use std::alloc::{self, Layout};
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
 use crate::error::{Error, Result};
@@ -43,6 +49,149 @@ pub(super) struct Buf {
     ptr: NonNull<u8>,
     len: usize,
     reg: Option<Reg>,
+    /// Handed to a consumer: to whom ([`Pool::hand_out`]), until it is given back.
+    out: Option<Tag>,
+}
+
+/// Whom a buffer handed out is booked to: an entry of [`Books::takers`], and its source there
+/// ([`OTHERS`]: none of the named ones).
+#[derive(Debug, Clone, Copy)]
+struct Tag {
+    taker: u32,
+    source: u8,
+}
+
+/// The sources (paths) a taker's entry names; its buffers from further sources are only counted.
+const SOURCES: usize = 4;
+const OTHERS: u8 = u8::MAX;
+
+/// A task as [`Waker::will_wake`] tells tasks apart: its waker's data and vtable pointers.
+type TaskId = (usize, usize);
+
+fn task_id(w: &Waker) -> TaskId {
+    (w.data() as usize, std::ptr::from_ref(w.vtable()) as usize)
+}
+
+/// The buffers handed out to one task and not given back yet.
+#[derive(Default)]
+struct Taker {
+    /// The task, while buffers are out to it (`None`: none are; the entry is free, and `id` only
+    /// remembers whom it was for, so that the task finds it again without a search).
+    waker: Option<Waker>,
+    id: TaskId,
+    buffers: usize,
+    bytes: usize,
+    /// Where they came from: the first [`SOURCES`] paths, with how many buffers each; `others`
+    /// counts the rest.
+    sources: [Option<(Arc<Path>, usize)>; SOURCES],
+    others: usize,
+}
+
+impl Taker {
+    /// Books one more buffer from `from`; returns its source's place.
+    fn add(&mut self, len: usize, from: &Arc<Path>) -> u8 {
+        self.buffers += 1;
+        self.bytes += len;
+        for (k, s) in self.sources.iter_mut().enumerate() {
+            if let Some((p, n)) = s {
+                if Arc::ptr_eq(p, from) || **p == **from {
+                    *n += 1;
+                    return k as u8;
+                }
+            }
+        }
+        if let Some(k) = self.sources.iter().position(Option::is_none) {
+            self.sources[k] = Some((Arc::clone(from), 1));
+            return k as u8;
+        }
+        self.others += 1;
+        OTHERS
+    }
+
+    /// A buffer booked with `source` came back; returns the task's waker once nothing is out to
+    /// it any more (the entry is free: the caller drops the waker once the pool is unlocked).
+    fn remove(&mut self, len: usize, source: u8) -> Option<Waker> {
+        self.buffers -= 1;
+        self.bytes -= len;
+        let k = source as usize;
+        if let Some(Some((_, n))) = self.sources.get_mut(k) {
+            *n -= 1;
+            if *n == 0 {
+                self.sources[k] = None;
+            }
+        } else {
+            self.others -= 1;
+        }
+        if self.buffers == 0 {
+            self.waker.take()
+        } else {
+            None
+        }
+    }
+
+    fn held(&self, budget: usize) -> Held {
+        Held {
+            buffers: self.buffers,
+            bytes: self.bytes,
+            budget,
+            of: self
+                .sources
+                .iter()
+                .flatten()
+                .map(|(p, n)| (p.to_path_buf(), *n))
+                .collect(),
+        }
+    }
+}
+
+/// What a task that waits for the budget holds: all of it ([`Take::Held`]).
+#[derive(Debug)]
+pub(super) struct Held {
+    buffers: usize,
+    bytes: usize,
+    budget: usize,
+    of: Vec<(PathBuf, usize)>,
+}
+
+impl Held {
+    /// The error of the poll of `path` that would have waited.
+    pub(super) fn error(self, path: &Path) -> Error {
+        Error::BudgetHeld {
+            path: path.to_path_buf(),
+            budget: self.budget,
+            held: self.buffers,
+            bytes: self.bytes,
+            of: self.of,
+        }
+    }
+
+    /// Bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// What [`Pool::take`] gives.
+pub(super) enum Take {
+    /// A buffer.
+    Got(Buf),
+    /// None now: an urgent taker's waker is kept, and woken when a buffer comes back.
+    Later,
+    /// None, ever: the taker must wait for the budget (it is urgent and the budget is spent), and
+    /// every buffer of it is out to the taker's own task, which cannot give one back while it
+    /// waits. Its waker is not kept.
+    Held(Held),
+}
+
+impl Take {
+    /// The buffer, if one was given.
+    #[cfg(test)]
+    fn got(self) -> Option<Buf> {
+        match self {
+            Take::Got(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 // SAFETY: a `Buf` owns its allocation like a `Box<[u8]>`; who writes into it while the kernel reads
@@ -60,6 +209,7 @@ impl Buf {
             ptr,
             len,
             reg: None,
+            out: None,
         })
     }
 
@@ -107,6 +257,9 @@ struct Books {
     streams: usize,
     /// Tasks of streams waiting for a buffer.
     waiters: Vec<Waker>,
+    /// Buffers handed out to consumers, by task ([`Pool::hand_out`]); entries are reused, and no
+    /// two have the same `id`.
+    takers: Vec<Taker>,
     /// Registered-buffer entries given up by freed buffers, and the next never given.
     free_entries: Vec<u16>,
     next_entry: u16,
@@ -122,6 +275,43 @@ impl Books {
             self.free_entries.push(r.index);
         }
         drop(buf);
+    }
+
+    /// The entry of the task `w` wakes, made if need be (`hint`: where it was last).
+    fn taker(&mut self, w: &Waker, hint: u32) -> usize {
+        let id = task_id(w);
+        let i = match self.takers.get(hint as usize) {
+            Some(t) if t.id == id => hint as usize,
+            _ => match self.takers.iter().position(|t| t.id == id) {
+                Some(i) => i,
+                None => {
+                    let i = match self.takers.iter().position(|t| t.waker.is_none()) {
+                        Some(i) => i,
+                        None => {
+                            self.takers.push(Taker::default());
+                            self.takers.len() - 1
+                        }
+                    };
+                    self.takers[i].id = id;
+                    i
+                }
+            },
+        };
+        let t = &mut self.takers[i];
+        if t.waker.is_none() {
+            t.waker = Some(w.clone());
+        }
+        i
+    }
+
+    /// What the task `w` wakes holds, if it is every buffer lent.
+    fn held_by(&self, w: &Waker, budget: usize) -> Option<Held> {
+        let id = task_id(w);
+        let t = self
+            .takers
+            .iter()
+            .find(|t| t.id == id && t.waker.is_some())?;
+        (t.bytes == self.lent).then(|| t.held(budget))
     }
 
     /// An entry for a new buffer, while there is one.
@@ -208,14 +398,14 @@ impl Pool {
 
     /// A buffer of `len` bytes for a stream that holds `held` bytes of buffers already. `urgent`: the
     /// stream has nothing in flight and nothing ready, so it waits for this buffer (then `waker` is
-    /// kept and woken when a buffer comes back). `Ok(None)`: not now.
+    /// kept and woken when a buffer comes back, or [`Take::Held`] if that can never happen).
     pub(super) fn take(
         &self,
         len: usize,
         held: usize,
         urgent: bool,
         waker: &Waker,
-    ) -> Result<Option<Buf>> {
+    ) -> Result<Take> {
         self.take_fit(len, len, held, urgent, waker)
     }
 
@@ -230,12 +420,12 @@ impl Pool {
         held: usize,
         urgent: bool,
         waker: &Waker,
-    ) -> Result<Option<Buf>> {
+    ) -> Result<Take> {
         let mut b = self.lock();
         if !urgent {
             let share = (self.budget / b.streams.max(1)).max(len);
             if held + len > share || !b.waiters.is_empty() {
-                return Ok(None);
+                return Ok(Take::Later);
             }
         }
         let fit = b
@@ -248,7 +438,7 @@ impl Pool {
         if let Some(i) = fit {
             if let Some(buf) = b.kept[i].1.pop() {
                 b.lent += buf.len;
-                return Ok(Some(buf));
+                return Ok(Take::Got(buf));
             }
         }
         // Make room by freeing buffers of other lengths nobody holds.
@@ -264,36 +454,102 @@ impl Pool {
             b.allocated += len;
             b.peak = b.peak.max(b.allocated);
             b.lent += len;
-            return Ok(Some(buf));
+            return Ok(Take::Got(buf));
         }
-        if urgent && !b.waiters.iter().any(|w| w.will_wake(waker)) {
+        if !urgent {
+            return Ok(Take::Later);
+        }
+        // Nothing is kept (the loop above freed it all) and every buffer that exists is lent. If
+        // all of them are out to this very task, only it could give one back, and it is waiting:
+        // it would wait for ever. Buffers of reads in flight, of chunks ready in a stream or of
+        // files not handed out yet are not out to anyone, and come back (or go out) without this
+        // task; buffers out to other tasks come back when those drop them.
+        if let Some(held) = b.held_by(waker, self.budget) {
+            // Not kept waiting (the waker of an earlier wait goes, once the pool is unlocked).
+            let stale = b
+                .waiters
+                .iter()
+                .position(|w| w.will_wake(waker))
+                .map(|k| b.waiters.swap_remove(k));
+            drop(b);
+            drop(stale);
+            return Ok(Take::Held(held));
+        }
+        if !b.waiters.iter().any(|w| w.will_wake(waker)) {
             b.waiters.push(waker.clone());
         }
-        Ok(None)
+        Ok(Take::Later)
+    }
+
+    /// `buf`, lent to a stream, a batch or a read, goes to its consumer: the task `to` polled it
+    /// out, and `from` names the file. Until it is given back it is booked to that task (so that
+    /// the task, waiting for the budget while holding all of it, is told: [`Take::Held`]). A task
+    /// it then moves to is not seen: the buffer stays booked to the first. `hint`: the caller's
+    /// memory of where the task's entry was (any value will do; it is updated).
+    pub(super) fn hand_out(&self, buf: &mut Buf, to: &Waker, from: &Arc<Path>, hint: &mut u32) {
+        let wake = {
+            let mut b = self.lock();
+            let i = b.taker(to, *hint);
+            *hint = i as u32;
+            let source = b.takers[i].add(buf.len, from);
+            buf.out = Some(Tag {
+                taker: i as u32,
+                source,
+            });
+            // If this task waits for the budget too (another of its streams or reads, polled in
+            // the same task), and it now holds every buffer lent, wake it: its next poll says so.
+            // (It is the task being polled now: the wake only asks for another poll.)
+            if b.takers[i].bytes == b.lent && !b.waiters.is_empty() {
+                let id = b.takers[i].id;
+                b.waiters
+                    .iter()
+                    .position(|w| task_id(w) == id)
+                    .map(|k| b.waiters.swap_remove(k))
+            } else {
+                None
+            }
+        };
+        if let Some(w) = wake {
+            w.wake();
+        }
     }
 
     /// Buffers given back: kept for the next stream, and every waiting stream is woken.
     pub(super) fn give(&self, bufs: impl IntoIterator<Item = Buf>) {
+        let mut bufs = bufs.into_iter().peekable();
+        if bufs.peek().is_none() {
+            return;
+        }
+        // The wakers of tasks that no longer hold any buffer, dropped once the pool is unlocked
+        // (dropping a task's last waker may drop the task, and with it buffers given back here).
+        // Buffers handed out come back one at a time: `more` stays empty (no allocation).
+        let mut freed: Option<Waker> = None;
+        let mut more: Vec<Waker> = Vec::new();
         let waiters = {
             let mut b = self.lock();
-            let mut any = false;
-            for buf in bufs {
-                any = true;
+            for mut buf in bufs {
                 b.lent -= buf.len;
                 let len = buf.len;
+                if let Some(tag) = buf.out.take() {
+                    if let Some(w) = b.takers[tag.taker as usize].remove(len, tag.source) {
+                        match freed {
+                            None => freed = Some(w),
+                            Some(_) => more.push(w),
+                        }
+                    }
+                }
                 match b.kept.iter_mut().find(|(l, _)| *l == len) {
                     Some((_, list)) => list.push(buf),
                     None => b.kept.push((len, vec![buf])),
                 }
-            }
-            if !any {
-                return;
             }
             std::mem::take(&mut b.waiters)
         };
         for w in waiters {
             w.wake();
         }
+        drop(freed);
+        drop(more);
     }
 
     /// Bytes of buffers streams hold.
@@ -330,21 +586,21 @@ mod tests {
         let pool = Pool::new(3 * 8192);
         pool.stream_count(true);
         let w = Waker::noop();
-        let a = pool.take(8192, 0, true, w).unwrap().unwrap();
+        let a = pool.take(8192, 0, true, w).unwrap().got().unwrap();
         let a_ptr = a.ptr();
-        let b = pool.take(8192, 8192, false, w).unwrap().unwrap();
-        let c = pool.take(8192, 16384, false, w).unwrap().unwrap();
+        let b = pool.take(8192, 8192, false, w).unwrap().got().unwrap();
+        let c = pool.take(8192, 16384, false, w).unwrap().got().unwrap();
         // The budget is spent: an urgent taker waits, a read-ahead taker is refused.
-        assert!(pool.take(8192, 0, true, w).unwrap().is_none());
+        assert!(pool.take(8192, 0, true, w).unwrap().got().is_none());
         assert_eq!(pool.stats().waiting, 1);
-        assert!(pool.take(8192, 0, false, w).unwrap().is_none());
+        assert!(pool.take(8192, 0, false, w).unwrap().got().is_none());
         pool.give([a]);
         assert_eq!(pool.stats().waiting, 0);
-        let again = pool.take(8192, 0, true, w).unwrap().unwrap();
+        let again = pool.take(8192, 0, true, w).unwrap().got().unwrap();
         assert_eq!(again.ptr(), a_ptr, "a kept buffer is reused");
         // Another length: kept buffers of the first are freed to make room.
         pool.give([again, b]);
-        let big = pool.take(16384, 0, true, w).unwrap().unwrap();
+        let big = pool.take(16384, 0, true, w).unwrap().got().unwrap();
         let s = pool.stats();
         assert!(s.allocated <= s.budget && s.peak <= s.budget, "{s:?}");
         assert_eq!(s.lent, 8192 + 16384);
@@ -357,16 +613,20 @@ mod tests {
         let pool = Pool::new(4 * 8192);
         let w = Waker::noop();
         let bufs: Vec<Buf> = (0..4)
-            .map(|_| pool.take(8192, 0, true, w).unwrap().unwrap())
+            .map(|_| pool.take(8192, 0, true, w).unwrap().got().unwrap())
             .collect();
         pool.give(bufs);
         // 4096 asked, up to 8192 taken: a kept 8192 is lent, nothing freed or allocated.
-        let b = pool.take_fit(4096, 8192, 0, true, w).unwrap().unwrap();
+        let b = pool
+            .take_fit(4096, 8192, 0, true, w)
+            .unwrap()
+            .got()
+            .unwrap();
         assert_eq!(b.len(), 8192);
         let s = pool.stats();
         assert_eq!((s.allocated, s.lent), (4 * 8192, 8192));
         // Exactly 4096 asked: no kept buffer fits, so one 8192 is freed to make room.
-        let c = pool.take(4096, 0, true, w).unwrap().unwrap();
+        let c = pool.take(4096, 0, true, w).unwrap().got().unwrap();
         assert_eq!(c.len(), 4096);
         assert_eq!(pool.stats().allocated, 3 * 8192 + 4096);
         pool.give([b, c]);
@@ -396,16 +656,81 @@ mod tests {
         assert_eq!(pool.whole_len(u64::MAX), None);
     }
 
+    /// A task whose own chunks hold the whole budget is told when it would wait for more; another
+    /// task waits (the first may drop them), and so does the first while any buffer lent is not
+    /// out to it (a read in flight, a chunk ready in a stream, a chunk out to another task).
+    #[test]
+    fn a_task_that_holds_the_whole_budget_is_told_instead_of_waiting() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Task(AtomicUsize);
+        impl std::task::Wake for Task {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (ta, tb) = (
+            Arc::new(Task(AtomicUsize::new(0))),
+            Arc::new(Task(AtomicUsize::new(0))),
+        );
+        let (a, b) = (Waker::from(Arc::clone(&ta)), Waker::from(Arc::clone(&tb)));
+        let pool = Pool::new(2 * 8192);
+        let (f, g): (Arc<Path>, Arc<Path>) = (Arc::from(Path::new("f")), Arc::from(Path::new("g")));
+        let mut hint = u32::MAX;
+        let mut x = pool.take(8192, 0, true, &a).unwrap().got().unwrap();
+        let mut y = pool.take(8192, 0, true, &a).unwrap().got().unwrap();
+        pool.hand_out(&mut x, &a, &f, &mut hint);
+        // `y` is still its stream's (a read in flight, a chunk ready): it comes back without `a`.
+        assert!(matches!(pool.take(8192, 0, true, &a).unwrap(), Take::Later));
+        assert_eq!(pool.stats().waiting, 1);
+        // Handed out to `a` too: `a` waits for what only it can give back, and is woken to be told.
+        pool.hand_out(&mut y, &a, &g, &mut hint);
+        assert_eq!(ta.0.load(Ordering::Relaxed), 1, "the waiting task is woken");
+        match pool.take(8192, 0, true, &a).unwrap() {
+            Take::Held(h) => match h.error(Path::new("h")) {
+                Error::BudgetHeld {
+                    held, bytes, of, ..
+                } => {
+                    assert_eq!((held, bytes), (2, 16384));
+                    assert_eq!(of, [("f".into(), 1), ("g".into(), 1)]);
+                }
+                e => panic!("{e}"),
+            },
+            _ => panic!("a waits for ever"),
+        }
+        assert_eq!(pool.stats().waiting, 0, "a task told is not kept waiting");
+        // Another task waits: `a` may give them back.
+        assert!(matches!(pool.take(8192, 0, true, &b).unwrap(), Take::Later));
+        pool.give([y]);
+        assert_eq!(tb.0.load(Ordering::Relaxed), 1);
+        // One out to `b`, one to `a`: neither is told, both wait.
+        let mut y = pool.take(8192, 0, true, &b).unwrap().got().unwrap();
+        let mut other = u32::MAX;
+        pool.hand_out(&mut y, &b, &f, &mut other);
+        assert_ne!(other, hint, "one entry a task");
+        assert!(matches!(pool.take(8192, 0, true, &a).unwrap(), Take::Later));
+        assert!(matches!(pool.take(8192, 0, true, &b).unwrap(), Take::Later));
+        pool.give([x, y]);
+        let books = pool.lock();
+        assert_eq!(books.lent, 0);
+        assert!(
+            books
+                .takers
+                .iter()
+                .all(|t| t.waker.is_none() && t.buffers == 0),
+            "no waker kept for a task that holds nothing"
+        );
+    }
+
     #[test]
     fn read_ahead_stays_within_a_share() {
         let pool = Pool::new(4 * 4096);
         pool.stream_count(true);
         pool.stream_count(true);
         let w = Waker::noop();
-        let a = pool.take(4096, 0, true, w).unwrap().unwrap();
-        let b = pool.take(4096, 4096, false, w).unwrap().unwrap();
+        let a = pool.take(4096, 0, true, w).unwrap().got().unwrap();
+        let b = pool.take(4096, 4096, false, w).unwrap().got().unwrap();
         assert!(
-            pool.take(4096, 8192, false, w).unwrap().is_none(),
+            pool.take(4096, 8192, false, w).unwrap().got().is_none(),
             "past the share"
         );
         pool.give([a, b]);

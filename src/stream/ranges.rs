@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 
 use super::driver::{Driver, DriverInner};
-use super::pool::{Buf, Pool};
+use super::pool::{Buf, Pool, Take};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
 use crate::options::{ReadOptions, ALIGN};
@@ -47,7 +47,7 @@ pub struct RangeFile {
 struct FileInner {
     driver: Arc<DriverInner>,
     file: File,
-    path: PathBuf,
+    path: Arc<Path>,
     /// The same file opened with `O_DIRECT`, and the alignment its reads need.
     direct: Option<(OwnedFd, usize)>,
     /// Choices made differently from the options (`O_DIRECT` refused), with reasons.
@@ -124,7 +124,7 @@ impl Driver {
             inner: Arc::new(FileInner {
                 driver: Arc::clone(&self.inner),
                 file,
-                path: name.to_path_buf(),
+                path: Arc::from(name),
                 direct: ins.direct,
                 notices: ins.notices,
             }),
@@ -153,6 +153,11 @@ impl RangeFile {
     /// `Bytes` of it drops. `len` may be at most the driver's budget (under `O_DIRECT`, `len`
     /// widened to the file's alignment at both ends). Dropping the future cancels
     /// the read.
+    ///
+    /// When the budget is spent, the read waits until a buffer is given back. If every byte of
+    /// the budget is held by what the awaiting task itself took and kept (`Bytes` of earlier
+    /// reads, chunks, whole files), that wait would never end: the result is
+    /// [`Error::BudgetHeld`], naming what is held (see the [module](super) documentation).
     pub fn read_at(&self, offset: u64, len: usize) -> ReadAt {
         ReadAt::new(self.clone(), offset, len, false)
     }
@@ -167,7 +172,8 @@ impl RangeFile {
     /// (at least one): a [`Stream`](futures_core::Stream) of `(offset, Bytes)`. Each range is one
     /// read, so each must be at most the driver's budget; the buffers of the reads in flight and
     /// of the `Bytes` the consumer holds come out of the driver's budget (holding them all while
-    /// polling for more waits for ever: drop or copy what you keep).
+    /// polling for more cannot go on: the stream's next item is then [`Error::BudgetHeld`], as
+    /// [`RangeFile::read_at`] says; drop or copy what you keep).
     pub fn ranges(
         &self,
         ranges: impl IntoIterator<Item = ByteRange>,
@@ -371,7 +377,7 @@ impl ReadAt {
 
     fn error(&self, source: io::Error) -> Error {
         Error::Read {
-            path: self.file.inner.path.clone(),
+            path: self.file.inner.path.to_path_buf(),
             offset: (self.piece.offset + self.piece.filled as u64).max(self.offset()),
             source,
         }
@@ -391,15 +397,20 @@ impl ReadAt {
         if driver.cancelled() {
             self.done = true;
             return Poll::Ready(Err(Error::Interrupted {
-                path: self.file.inner.path.clone(),
+                path: self.file.inner.path.to_path_buf(),
             }));
         }
         let Some(shared) = self.shared.clone() else {
             // Take a buffer: within the budget, or wait until one comes back.
             let len = Pool::stride(self.piece.want as usize);
             let buf = match driver.pool.take(len, 0, true, cx.waker()) {
-                Ok(Some(b)) => b,
-                Ok(None) => return Poll::Pending,
+                Ok(Take::Got(b)) => b,
+                Ok(Take::Later) => return Poll::Pending,
+                // Waiting would never end: the budget is out to this task.
+                Ok(Take::Held(h)) => {
+                    self.done = true;
+                    return Poll::Ready(Err(h.error(&self.file.inner.path)));
+                }
                 Err(e) => {
                     self.done = true;
                     return Poll::Ready(Err(e));
@@ -456,9 +467,14 @@ impl ReadAt {
                         ),
                     ))));
                 }
-                let buf = st.buf.take().expect("the read's buffer");
+                let mut buf = st.buf.take().expect("the read's buffer");
                 drop(st);
                 self.shared = None;
+                // The bytes are the polling task's now: booked to it until they are dropped.
+                let mut anywhere = u32::MAX;
+                driver
+                    .pool
+                    .hand_out(&mut buf, cx.waker(), &self.file.inner.path, &mut anywhere);
                 let bytes = Bytes::from_owner(PoolBytes {
                     buf: Some(buf),
                     pool: Arc::clone(&driver.pool),
