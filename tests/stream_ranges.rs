@@ -6,7 +6,8 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::task::Poll;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -164,6 +165,52 @@ fn futures_dropped_mid_read_leave_nothing_behind() {
     // The file is still readable after all that.
     let b = runtime().block_on(file.read_at(100, 50)).unwrap();
     assert!(b == data[100..150]);
+}
+
+/// A `read_at` keeps its driver busy until the driver's thread has woken its task, not only until
+/// its result is recorded: that thread holds the task's waker (with tokio, the task and its runtime)
+/// inside `wake`, so an idle driver must mean no thread of it holds one (`DriverStats::delivering`;
+/// issue 23; the stream's case is `a_driver_is_not_idle_while_its_thread_still_holds_a_task` in
+/// tests/stream.rs). The task here is polled again while the thread is held inside `wake` (as if
+/// woken some other way), takes its bytes and drops them.
+#[test]
+fn a_read_at_keeps_the_driver_busy_until_its_task_is_woken() {
+    use common::stream::{OpenOnDrop, WakeGate};
+    let dir = tmpdir("ringread-read-at-wake-");
+    let data = random_bytes(8192, 5);
+    let path = write_file(dir.path(), "f", &data);
+    let driver = Driver::with_threads(1).unwrap();
+    let gate = WakeGate::new();
+    let _open = OpenOnDrop(Arc::clone(&gate));
+    let file = driver.open_ranges(&path).unwrap();
+    let mut read = Box::pin(file.read_at(100, 4096));
+    let waker = gate.waker();
+    assert!(read
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    drop(waker);
+    gate.wait_entered();
+    let got = match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r.unwrap(),
+        Poll::Pending => panic!("the result is recorded before the task is woken"),
+    };
+    assert!(got == data[100..4196]);
+    drop((got, read));
+    let st = driver.stats();
+    assert_eq!(st.held_bytes, 0, "{st:?}");
+    assert_eq!(
+        (st.in_flight, st.delivering),
+        (0, 1),
+        "the driver looks idle while its thread still holds a task's waker: {st:?}"
+    );
+    gate.open();
+    wait_idle(&driver);
+    assert_eq!(
+        Arc::strong_count(&gate),
+        2,
+        "a driver thread holds the task's waker after the driver went idle"
+    );
 }
 
 #[test]

@@ -116,6 +116,9 @@ pub(super) struct Counters {
     /// Reads in flight in the kernel (or queued for it), and whole-file reads queued for a lane or
     /// with an operation in its ring.
     pub in_flight: AtomicUsize,
+    /// Reads completed (no longer `in_flight`) whose task a lane has not finished waking: see
+    /// [`Wakes`].
+    pub delivering: AtomicUsize,
     /// Streams whose buffers are still allocated (held by a stream, a chunk or a read in flight).
     pub live_buffers: AtomicUsize,
     /// Reads cancelled because their stream was dropped.
@@ -192,24 +195,42 @@ impl Table {
 /// The tasks a lane's batch of completions wakes: each once, after the whole batch is recorded
 /// (a task woken at the first completion would otherwise be polled, and woken again, for each of
 /// the others).
+///
+/// Until a task's wake has returned, the lane holds its waker, and a waker holds its task: with
+/// tokio, the task holds its runtime, whose I/O driver holds descriptors (two `eventpoll`, an
+/// `eventfd`), and tokio's `wake` keeps its hold while it schedules the task, which may meanwhile
+/// run to its end and have its runtime dropped. So a read leaves `in_flight` for `delivering` when
+/// its completion is recorded ([`complete`]), and leaves `delivering` only once its task is woken:
+/// whoever waits for a driver with neither (and then counts descriptors, or expects a runtime's
+/// resources gone with it) does not find a task's runtime still open in a lane's hands.
 #[derive(Default)]
-struct Wakes(Vec<Waker>);
+struct Wakes {
+    tasks: Vec<Waker>,
+    /// Completions recorded since the last wake ([`complete`]'s, each counted in `delivering`).
+    recorded: usize,
+}
 
 impl Wakes {
+    /// A completion [`complete`] recorded; `w`: its stream's task, to wake with the batch.
     fn add(&mut self, w: Option<Waker>) {
+        self.recorded += 1;
         if let Some(w) = w {
-            if !self.0.iter().any(|x| x.will_wake(&w)) {
-                self.0.push(w);
+            if !self.tasks.iter().any(|x| x.will_wake(&w)) {
+                self.tasks.push(w);
             }
         }
     }
 
-    /// Wakes every task collected, and counts them.
+    /// Wakes every task collected, and counts them; then their reads are delivered.
     fn wake(&mut self, counters: &Counters) {
-        counters.wakeups.fetch_add(self.0.len(), Ordering::Relaxed);
-        for w in self.0.drain(..) {
+        counters
+            .wakeups
+            .fetch_add(self.tasks.len(), Ordering::Relaxed);
+        for w in self.tasks.drain(..) {
             w.wake();
         }
+        let recorded = std::mem::take(&mut self.recorded);
+        counters.delivering.fetch_sub(recorded, Ordering::AcqRel);
     }
 }
 
@@ -358,6 +379,11 @@ impl std::fmt::Debug for Driver {
 pub struct DriverStats {
     /// Reads queued or in flight in the kernel.
     pub in_flight: usize,
+    /// Reads completed whose task a driver thread is still waking. That thread holds the task's
+    /// waker until the wake returns, and with it the task (with tokio, also the task's runtime and
+    /// the runtime's descriptors), even once the task has run to its end: with this, `in_flight`
+    /// and `live_buffers` at 0, no driver thread holds anything of the tasks that read through it.
+    pub delivering: usize,
     /// Streams whose buffers are still allocated: held by a stream, by a chunk handed out, or by a
     /// read whose completion has not arrived yet.
     pub live_buffers: usize,
@@ -496,6 +522,7 @@ impl Driver {
         let p = self.inner.pool.stats();
         DriverStats {
             in_flight: self.inner.counters.in_flight.load(Ordering::Acquire),
+            delivering: self.inner.counters.delivering.load(Ordering::Acquire),
             live_buffers: self.inner.counters.live_buffers.load(Ordering::Acquire),
             cancelled: self.inner.counters.cancelled.load(Ordering::Acquire),
             wakeups: self.inner.counters.wakeups.load(Ordering::Acquire),
@@ -843,9 +870,11 @@ fn run_whole_now(op: WholeOp) {
 }
 
 /// Records a completion in its stream; returns the stream's task to wake (once the batch is
-/// recorded).
+/// recorded), for a [`Wakes`]: the read is `delivering` until that wake has returned.
 #[must_use]
 fn complete(chan: &Channel, op: ReadOp, res: i32) -> Option<Waker> {
+    // Counted as delivering before it leaves in_flight: never in neither count.
+    chan.counters.delivering.fetch_add(1, Ordering::AcqRel);
     chan.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
     if op.drop_behind && res > 0 {
         // SAFETY: advice on a descriptor the op holds open (`fds`).
@@ -868,10 +897,13 @@ fn complete(chan: &Channel, op: ReadOp, res: i32) -> Option<Waker> {
     // `shared` drops here: the op's hold on the buffers ends with the read.
 }
 
-/// Records a `read_at` completion and wakes its task.
+/// Records a `read_at` completion and wakes its task; the read is `delivering` until the wake has
+/// returned (see [`Wakes`]).
 fn complete_at(chan: &Channel, op: AtOp, res: i32) {
+    chan.counters.delivering.fetch_add(1, Ordering::AcqRel);
     chan.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
     op.complete(res);
+    chan.counters.delivering.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// The driver loop where io_uring is refused: the same requests, served with `pread(2)`/`read(2)`

@@ -313,13 +313,19 @@ impl Driver {
             .spawn(move || {
                 let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     driver.open(&p, &opts)
-                }));
-                put.put(opened.unwrap_or_else(|_| {
+                }))
+                .unwrap_or_else(|_| {
                     Err(Error::Open {
                         path: p.clone(),
                         source: io::Error::other("the open panicked"),
                     })
-                }))
+                });
+                // Let go of the driver before the task is woken: once the future has its result,
+                // this thread must not be what keeps the driver's threads and rings alive (a stream
+                // holds its driver itself; an error, none), or they would outlive the caller's last
+                // handle until this thread ends.
+                drop(driver);
+                put.put(opened)
             })
             .map_err(|source| Error::Open { path, source });
         async move {

@@ -18,14 +18,69 @@ pub fn shared() -> RwLockReadGuard<'static, ()> {
     FD_LOCK.read().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Taken by the tests that count descriptors: no other test runs meanwhile.
+/// Taken by the tests that count descriptors: no other test runs meanwhile, and the library's helper
+/// threads that earlier tests started have ended (see [`wait_for_helper_threads`]).
 pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    FD_LOCK.write().unwrap_or_else(|e| e.into_inner())
+    let guard = FD_LOCK.write().unwrap_or_else(|e| e.into_inner());
+    wait_for_helper_threads();
+    guard
+}
+
+/// The library's helper threads: `open_async`'s open (`ringread-open`) and `read_many`'s read of a
+/// file whose size only reading tells (`ringread-read`).
+const HELPER_THREADS: [&str; 2] = ["ringread-open", "ringread-read"];
+
+/// Waits until none of the library's helper threads runs (fails the test after 20 s). A helper
+/// wakes its task as its last act, and a waker holds its task (with tokio, its runtime and the
+/// runtime's descriptors) until that wake returns: the test that started the helper may have ended
+/// by then, and a descriptor count begun meanwhile would see that runtime close.
+pub fn wait_for_helper_threads() {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let running: Vec<String> = thread_names()
+            .into_iter()
+            .filter(|n| HELPER_THREADS.contains(&n.as_str()))
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "helper threads still running 20 s after the tests that started them: {running:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The names of this process's threads (`/proc/self/task/*/comm`; those that end while they are
+/// listed may be missing).
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim_end().to_string())
+        .collect()
 }
 
 /// This process's open descriptors.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// This process's open descriptors and what each one is (`3 -> anon_inode:[eventpoll]`), one a
+/// line: for the message of a test whose count is off.
+pub fn fd_listing() -> String {
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e.file_name().to_str()?.parse().ok()?;
+            let to = std::fs::read_link(e.path()).ok()?;
+            Some((n, to.display().to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds.iter().map(|(n, to)| format!("{n} -> {to}\n")).collect()
 }
 
 /// Deterministic, fast, not a constant pattern (splitmix64).
