@@ -216,7 +216,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
         // b3sum's --num-threads is ringread's --threads.
         cli.read.threads = cli.read.threads.or(a.num_threads);
     }
-    let in_place = matches!(cli.command, Command::Sum(_) | Command::Count(_));
+    // In place only where it was measured to win (`Algorithm::in_place_pays`; counting lines:
+    // 0.90x of the copying time, docs/BENCHMARKS.md).
+    let in_place = match &cli.command {
+        Command::Sum(a) => a.algorithm().in_place_pays(),
+        Command::Count(_) => true,
+        _ => false,
+    };
     let opts = cli.read.options(in_place)?;
     let max_bytes = cli.read.max_bytes;
     let mut ctx = Ctx::new(opts, cli.read.verbose)?;

@@ -88,6 +88,11 @@ impl SumArgs {
     pub(crate) fn silent(&self) -> bool {
         self.quiet || self.status
     }
+
+    /// The algorithm asked for (BLAKE3 by default, as b3sum).
+    pub(crate) fn algorithm(&self) -> Algorithm {
+        self.algo.unwrap_or(DEFAULT_ALGORITHM)
+    }
 }
 
 fn parse_algo(s: &str) -> Result<Algorithm, String> {
