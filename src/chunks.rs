@@ -23,7 +23,7 @@
 //! - a stream (pipe, socket) has no offsets: its reads are at the current position, one at a time,
 //!   and whatever a read returns is a chunk (it is not topped up).
 
-use crate::ring::CURRENT_POSITION;
+use crate::sys::CURRENT_POSITION;
 
 /// How one source is read in chunks: everything the rules need to know about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

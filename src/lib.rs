@@ -52,6 +52,7 @@ pub mod stream;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod sumfile;
+mod sys;
 
 pub use buf::Chunk;
 pub use cancel::Cancel;

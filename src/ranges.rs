@@ -39,6 +39,17 @@ impl ByteRange {
     pub fn end(&self) -> u64 {
         self.offset.saturating_add(self.len)
     }
+
+    /// The range widened to `align` at both ends (as `O_DIRECT` reads must be): its first byte
+    /// rounded down, its end rounded up (saturating). The one widening of every `O_DIRECT` range
+    /// read, planned (`Plan::new`) or one at a time (`RangeFile::read_at`).
+    pub(crate) fn widened(&self, align: u64) -> (u64, u64) {
+        let align = align.max(1);
+        (
+            self.offset / align * align,
+            self.end().div_ceil(align).saturating_mul(align),
+        )
+    }
 }
 
 impl From<(u64, u64)> for ByteRange {
@@ -145,12 +156,10 @@ impl Plan {
     pub(crate) fn new(ranges: &[ByteRange], max: u64, align: u64, gap: Option<u64>) -> Plan {
         let align = align.max(1);
         let max = (max / align * align).max(align);
-        let down = |x: u64| x / align * align;
-        let up = |x: u64| x.div_ceil(align).saturating_mul(align);
         let mut plan = Plan::default();
         for r in ranges.iter().filter(|r| r.len > 0) {
             let (s, e) = (r.offset, r.end());
-            let (rs, re) = (down(s), up(e));
+            let (rs, re) = r.widened(align);
             if let (Some(cur), Some(gap)) = (plan.extents.last_mut(), gap) {
                 let cur_end = cur.offset + cur.len as u64;
                 let new_end = cur_end.max(re);

@@ -12,7 +12,7 @@ use crate::chunks::Chunks;
 use crate::engine::fake::Rng;
 use crate::engine::{Member, Source};
 use crate::processor::Processor;
-use crate::ring::CURRENT_POSITION;
+use crate::sys::CURRENT_POSITION;
 
 /// A file of the fake kernel: its name and descriptor, read buffered with no flags.
 fn fake_file(path: &'static str, fd: std::os::fd::RawFd) -> Member<'static> {

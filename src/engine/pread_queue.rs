@@ -8,7 +8,8 @@ use std::io;
 use std::os::fd::RawFd;
 
 use crate::cancel::poll_readable;
-use crate::ring::{Queue, ReadReq, CURRENT_POSITION};
+use crate::ring::{Queue, ReadReq};
+use crate::sys::CURRENT_POSITION;
 
 /// Reads queued by the engine, done synchronously at [`Queue::submit`].
 #[derive(Debug, Default)]
@@ -67,18 +68,12 @@ impl Queue for PreadQueue {
                     ) as isize
                 }
             };
-            let res = if n < 0 {
-                let errno = io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(libc::EIO);
-                if errno == libc::EAGAIN {
-                    // A non-blocking descriptor: wait until it has data, then the engine retries.
-                    poll_readable(r.fd, *watch);
-                }
-                -errno // EINTR and EAGAIN are retried by the engine, after it looks at its cancel handle
-            } else {
-                n as i32
-            };
+            // EINTR and EAGAIN are retried by the engine, after it looks at its cancel handle.
+            let res = crate::sys::completion(n);
+            if res == -libc::EAGAIN {
+                // A non-blocking descriptor: wait until it has data, then the engine retries.
+                poll_readable(r.fd, *watch);
+            }
             done.push_back((r.user_data, res));
         }
         Ok(())

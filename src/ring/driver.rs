@@ -130,7 +130,7 @@ impl DriverRing {
         unsafe { self.push(&e) }
     }
 
-    /// Queues a read of `len` bytes at `offset` ([`CURRENT_POSITION`](super::CURRENT_POSITION) for a
+    /// Queues a read of `len` bytes at `offset` ([`CURRENT_POSITION`](crate::sys::CURRENT_POSITION) for a
     /// stream) of `fd` into `buf`, with `RWF_*` flags `rw_flags`; its completion carries `user_data` (which must be below
     /// [`CANCEL_TAG`], [`WAKE_TAG`] and [`CANCEL_POLL_TAG`]).
     ///

@@ -25,9 +25,6 @@ pub(crate) use files::Statx;
 #[cfg(feature = "net")]
 pub(crate) use stream::{rings_dropped_busy, StreamKind, StreamRing};
 
-/// The offset that means "the file's current position" (for pipes and other streams).
-pub(crate) const CURRENT_POSITION: u64 = u64::MAX;
-
 /// `io_uring_enter` calls made by this process's rings so far (for the benchmark's syscall counts).
 pub(crate) static ENTERS: AtomicU64 = AtomicU64::new(0);
 
@@ -46,7 +43,7 @@ pub(crate) struct ReadReq {
     pub buf: *mut u8,
     /// How many bytes to read at most.
     pub len: u32,
-    /// Where in the file, or [`CURRENT_POSITION`].
+    /// Where in the file, or [`CURRENT_POSITION`](crate::sys::CURRENT_POSITION).
     pub offset: u64,
     /// The registered buffer `buf` lies in, if it is registered (then the read is `READ_FIXED`).
     pub buf_index: Option<u16>,

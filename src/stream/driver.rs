@@ -29,7 +29,8 @@ use super::whole::{perform, Io, WholeOp};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::reader::Notice;
-use crate::ring::{explain_setup_error, DriverCqe, DriverRing, CURRENT_POSITION};
+use crate::ring::{explain_setup_error, DriverCqe, DriverRing};
+use crate::sys::CURRENT_POSITION;
 
 /// The buffer budget of a driver made without one ([`Driver::new`], [`Driver::with_threads`],
 /// [`Driver::global`]): 64 MiB, shared by all its streams (16 streams reading ahead at the default
@@ -994,13 +995,7 @@ pub(super) unsafe fn read_with(
             libc::pread(fd, buf.cast(), len as usize, offset as i64)
         }
     };
-    if n < 0 {
-        -io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    } else {
-        n as i32
-    }
+    crate::sys::completion(n)
 }
 
 /// Waits (in 100 ms steps) until a stream's descriptor has something to read, or its stream is

@@ -261,21 +261,7 @@ impl AtOp {
     /// Performs the read with `pread(2)` on this thread (where io_uring is refused).
     pub(super) fn pread(&self) -> i32 {
         // SAFETY: the op keeps the buffer alive and it is this read's alone (see the Send impl).
-        let n = unsafe {
-            libc::pread(
-                self.fd,
-                self.buf.cast(),
-                self.len as usize,
-                self.offset as libc::off_t,
-            )
-        };
-        if n < 0 {
-            -io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)
-        } else {
-            n as i32
-        }
+        unsafe { super::driver::read_with(self.fd, self.buf, self.len, self.offset, 0) }
     }
 }
 
@@ -316,12 +302,8 @@ impl ReadAt {
         // short read at the end goes on buffered, by the rules).
         let align = file.inner.direct.as_ref().map(|(_, a)| *a);
         let rules = Chunks::for_extents(u32::MAX as usize, align);
-        let a = align.unwrap_or(1) as u64;
-        let start = offset / a * a;
-        let end = offset
-            .saturating_add(len as u64)
-            .div_ceil(a)
-            .saturating_mul(a);
+        let (start, end) =
+            crate::ranges::ByteRange::new(offset, len as u64).widened(align.unwrap_or(1) as u64);
         let wide = usize::try_from(end - start).unwrap_or(usize::MAX);
         let early = if len == 0 {
             Some(Ok(Bytes::new()))

@@ -451,11 +451,5 @@ pub(super) fn perform(io: Io<'_>) -> i32 {
         // SAFETY: the op's descriptor, given up.
         Io::Close { fd } => unsafe { libc::close(fd) as isize },
     };
-    if res < 0 {
-        -std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    } else {
-        res as i32
-    }
+    crate::sys::completion(res)
 }
