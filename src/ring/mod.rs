@@ -136,18 +136,57 @@ const CANCEL_POLL_TAG: u64 = u64::MAX - 2;
 /// older than those flags (5.19, 6.0) says `EINVAL`: then a plain ring is made (not for `sqpoll`,
 /// which was asked for outright).
 pub(crate) fn setup(entries: u32, sqpoll: bool, single_issuer: bool) -> io::Result<IoUring> {
+    setup_with(
+        entries,
+        &Setup {
+            sqpoll,
+            single_issuer,
+            ..Setup::default()
+        },
+    )
+}
+
+/// How [`setup_with`] sets a ring up.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Setup {
+    /// A kernel thread polls the submission queue (`IORING_SETUP_SQPOLL`, idle after 50 ms).
+    pub sqpoll: bool,
+    /// Only the calling thread submits (`IORING_SETUP_SINGLE_ISSUER`, Linux 6.0).
+    pub single_issuer: bool,
+    /// Completion work waits for the submitting thread to wait (`IORING_SETUP_DEFER_TASKRUN`,
+    /// Linux 6.1; needs `single_issuer`) instead of cooperative task running.
+    pub defer_taskrun: bool,
+    /// Completion queue entries, if not twice the submission queue's.
+    pub cq_entries: Option<u32>,
+}
+
+/// The one place rings are set up. Without `sqpoll`, a kernel older than the flags asked for says
+/// `EINVAL`: then a ring with none of them (but the completion queue's size) is made; `sqpoll` was
+/// asked for outright, and its refusal is the error.
+pub(crate) fn setup_with(entries: u32, s: &Setup) -> io::Result<IoUring> {
     let mut builder = IoUring::builder();
-    if sqpoll {
+    if let Some(cq) = s.cq_entries {
+        builder.setup_cqsize(cq);
+    }
+    if s.sqpoll {
         builder.setup_sqpoll(50);
+    } else if s.defer_taskrun {
+        builder.setup_defer_taskrun();
     } else {
         builder.setup_coop_taskrun();
     }
-    if single_issuer {
+    if s.single_issuer || s.defer_taskrun {
         builder.setup_single_issuer();
     }
     match builder.build(entries) {
         Ok(r) => Ok(r),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !sqpoll => IoUring::new(entries),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !s.sqpoll => {
+            let mut plain = IoUring::builder();
+            if let Some(cq) = s.cq_entries {
+                plain.setup_cqsize(cq);
+            }
+            plain.build(entries)
+        }
         Err(e) => Err(e),
     }
 }

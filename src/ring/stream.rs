@@ -90,20 +90,16 @@ impl StreamRing {
         let sq = streams.clamp(4, 4096).next_power_of_two() as u32;
         // Every buffer can be one completion waiting, and every stream one more (its end).
         let cq = (count + streams).clamp(8, 65536).next_power_of_two() as u32;
-        let mut builder = IoUring::builder();
         // One thread submits and reaps (the reader's), so the kernel may defer completion work to
         // the moment that thread waits (DEFER_TASKRUN, Linux 6.1) instead of interrupting it.
-        builder
-            .setup_cqsize(cq)
-            .setup_single_issuer()
-            .setup_defer_taskrun();
-        let ring = match builder.build(sq) {
-            Ok(r) => r,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                IoUring::builder().setup_cqsize(cq).build(sq)?
-            }
-            Err(e) => return Err(e),
-        };
+        let ring = super::setup_with(
+            sq,
+            &super::Setup {
+                defer_taskrun: true,
+                cq_entries: Some(cq),
+                ..super::Setup::default()
+            },
+        )?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         if !probe.is_supported(opcode::Recv::CODE) || !probe.is_supported(opcode::Read::CODE) {
