@@ -113,7 +113,9 @@ pub enum Error {
         of: Vec<(PathBuf, usize)>,
     },
     /// Two ways of reading the same file gave different results: the correctness check of
-    /// `ringread bench --tree` (the file changed while the benchmark ran, or a way is wrong).
+    /// `ringread bench --tree` (the file changed while the benchmark ran, or a way is wrong). Only
+    /// with the `bench` feature: the lean core has no benchmark.
+    #[cfg(feature = "bench")]
     #[error(
         "{}: {way} made {got} of it, {reference} made {expected}: the ways disagree",
         path.display()
@@ -163,8 +165,9 @@ impl Error {
             | Error::Ring { path, .. }
             | Error::Interrupted { path }
             | Error::BuffersHeld { path, .. }
-            | Error::BudgetHeld { path, .. }
-            | Error::Mismatch { path, .. } => Some(path),
+            | Error::BudgetHeld { path, .. } => Some(path),
+            #[cfg(feature = "bench")]
+            Error::Mismatch { path, .. } => Some(path),
             _ => None,
         }
     }
