@@ -71,7 +71,7 @@ pub(crate) enum Via {
 
 /// One read to issue: into the piece's buffer at `filled`, `len` bytes at `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ReadAt {
+pub(crate) struct NextRead {
     /// The descriptor.
     pub via: Via,
     /// Where in the file, or [`CURRENT_POSITION`] for a stream.
@@ -207,11 +207,11 @@ impl Chunks {
     }
 
     /// The read that brings in the rest of `p`.
-    pub(crate) fn next_read(&self, p: &Piece) -> ReadAt {
+    pub(crate) fn next_read(&self, p: &Piece) -> NextRead {
         let at = p.offset + p.filled as u64;
         let len = p.want - p.filled;
         let aligned = at % self.align == 0 && len as u64 % self.align == 0;
-        ReadAt {
+        NextRead {
             via: if self.direct && self.positional && aligned {
                 Via::Direct
             } else {
@@ -266,7 +266,7 @@ mod tests {
     }
 
     impl FakeFile {
-        fn read(&self, r: &ReadAt, buf: &mut [u8], cap: u32, errno_at: Option<u64>) -> i32 {
+        fn read(&self, r: &NextRead, buf: &mut [u8], cap: u32, errno_at: Option<u64>) -> i32 {
             // A bad byte past the end of the file is never reached: reads there return 0.
             if let Some(e) = errno_at.filter(|&e| e < self.data.len() as u64) {
                 if r.offset <= e && e < r.offset + r.len as u64 {
