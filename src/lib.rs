@@ -38,6 +38,7 @@ mod cancel;
 mod chunks;
 mod engine;
 pub mod error;
+mod file;
 mod mapped;
 #[cfg(feature = "net")]
 pub mod net;

@@ -4,7 +4,6 @@
 //! registered buffers are set up on first use and kept, so reading many small files does not pay for
 //! ring setup and buffer registration each time.
 
-mod file;
 mod ranges;
 mod summary;
 mod tune;
@@ -26,15 +25,12 @@ use crate::engine::many::{self, Feed, Input, Next, Outcome, Settings, DESCRIPTOR
 use crate::engine::workers::Workers;
 use crate::engine::{in_place, Member, PreadQueue, Source};
 use crate::error::{Error, Result};
+use crate::file::{inspect, on_fuse, open_read, open_read_cancellable, register_reason, Inspected};
 use crate::mapped::Mapping;
 use crate::options::{Backend, ReadOptions, ALIGN};
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::residency::dontcache_supported;
 use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
-use file::open_read_cancellable;
-pub(crate) use file::{inspect, on_fuse, open_read, register_reason, Inspected};
-#[cfg(feature = "stream")]
-pub(crate) use ranges::not_positional;
 
 /// A lane's kept resources: its ring (none on the `pread(2)` and synchronous paths) and its
 /// buffers. The ring is declared first so that it is dropped (and its registration released) before

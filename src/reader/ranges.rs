@@ -5,23 +5,14 @@ use std::fs::File;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::{
-    descriptor_room, open_read, Engine, Finished, Inspected, Reader, Summary, FILES_IN_FLIGHT,
-};
+use super::{descriptor_room, Engine, Finished, Reader, Summary, FILES_IN_FLIGHT};
 use crate::chunks::Chunks;
 use crate::engine::{Member, Source};
 use crate::error::{Error, Result};
+use crate::file::{not_positional, open_read, Inspected};
 use crate::options::Backend;
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ranges::{ByteRange, Order, Plan, RangeOptions};
-
-/// The error for ranges of a pipe, socket or terminal.
-pub(crate) fn not_positional(name: &Path) -> Error {
-    Error::InvalidOptions(format!(
-        "{}: ranges are read at offsets, which only regular files and block devices have",
-        name.display()
-    ))
-}
 
 /// The processor of a range read over several files: each chunk goes to its file's processor,
 /// marked with that file's position among the call's inputs.

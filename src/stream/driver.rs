@@ -181,7 +181,7 @@ impl Table {
                         .fixed_refused
                         .lock()
                         .unwrap_or_else(|e| e.into_inner());
-                    first.get_or_insert_with(|| crate::reader::register_reason(&e));
+                    first.get_or_insert_with(|| crate::file::register_reason(&e));
                 }
             }
         }

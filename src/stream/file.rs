@@ -16,8 +16,9 @@ use super::driver::{read_with, Counters, Driver, DriverInner, Fixed, ReadOp};
 use super::pool::{Buf, Pool, Take};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
+use crate::file::{inspect, on_fuse, open_read, Inspected};
 use crate::options::ReadOptions;
-use crate::reader::{inspect, on_fuse, open_read, Inspected, Notice};
+use crate::reader::Notice;
 use crate::residency::all_cached;
 
 /// The descriptors a stream reads: kept open by the stream and by each of its reads in flight.

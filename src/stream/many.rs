@@ -781,7 +781,7 @@ fn read_elsewhere(path: PathBuf) -> Arc<Handoff<Result<Bytes>>> {
 
 fn read_to_end(path: &Path) -> Result<Bytes> {
     use std::io::Read;
-    let mut file = crate::reader::open_read(path)?;
+    let mut file = crate::file::open_read(path)?;
     let mut out = Vec::new();
     loop {
         match file.read_to_end(&mut out) {

@@ -25,9 +25,10 @@ use super::driver::{Driver, DriverInner};
 use super::pool::{Buf, Pool, Take};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
+use crate::file::{inspect, not_positional, open_read};
 use crate::options::{ReadOptions, ALIGN};
 use crate::ranges::ByteRange;
-use crate::reader::{inspect, not_positional, open_read, Notice};
+use crate::reader::Notice;
 
 /// A file open for random reads from many tasks at once: cheap to clone (an `Arc`), `Send + Sync`.
 ///

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::many::{Batch, Lease, Outcome};
 use crate::chunks::{Chunks, Piece, Step};
-use crate::reader::on_fuse;
+use crate::file::on_fuse;
 use crate::ring::Statx;
 
 /// The longest single read (a whole file is read in pieces of this many bytes into its buffer).

@@ -7,11 +7,19 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::Notice;
 use crate::cancel::Cancel;
 use crate::engine::Member;
 use crate::error::{Error, Reason, Result};
 use crate::options::ALIGN;
+use crate::reader::Notice;
+
+/// The error for ranges of a pipe, socket or terminal.
+pub(crate) fn not_positional(name: &Path) -> Error {
+    Error::InvalidOptions(format!(
+        "{}: ranges are read at offsets, which only regular files and block devices have",
+        name.display()
+    ))
+}
 
 /// Opens `path` for reading as every path of ringread does (`O_CLOEXEC`, and `O_NOCTTY` so a
 /// terminal never becomes the controlling one); a failure names the path.
