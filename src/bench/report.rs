@@ -1,4 +1,7 @@
-//! The benchmark's results as data (serialised to JSON as is), and the human table.
+//! The benchmark's results as data (serialised to JSON as is), and the human table (a `--tree`
+//! benchmark's: `tree`).
+
+mod tree;
 
 use std::fmt::{self, Write as _};
 
@@ -420,7 +423,7 @@ pub(crate) fn mib(b: Option<u64>) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.source == super::BenchSource::Tree {
-            return super::tree::write_table(self, f);
+            return tree::write_table(self, f);
         }
         let m = &self.machine;
         writeln!(

@@ -16,7 +16,7 @@ use ringread::sumfile::{
     Entry, ListState,
 };
 
-use super::sum::{is_dir_error, HashSpec, Settings};
+use super::hashing::{is_dir_error, HashSpec, Settings};
 use super::{files_or_stdin, prog, quotef, Ctx, Output};
 
 fn plural(n: usize, one: &str, many: &str) -> String {

@@ -5,6 +5,7 @@ mod cat;
 mod check;
 mod completions;
 mod count;
+mod hashing;
 mod inputs;
 mod multicall;
 mod progress;

@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use ringread::processor::Algorithm;
 use ringread::ReadOptions;
 
+use super::hashing::Settings;
 use super::inputs::InputArgs;
-use super::sum::{run_settings, usage_error, validate, Settings};
+use super::sum::{run_settings, usage_error, validate};
 use super::Ctx;
 
 /// A tool ringread can be invoked as.

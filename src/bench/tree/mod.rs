@@ -12,7 +12,6 @@
 mod cache;
 mod check;
 mod generate;
-mod table;
 mod tokio;
 mod ways;
 
@@ -24,7 +23,6 @@ pub use self::tokio::TREE_IN_FLIGHT;
 pub use generate::{
     make_tree, tree_sizes, TreeStats, SIZE_CAP, SIZE_MU, SIZE_SIGMA, TREE_DIRS, TREE_SEED,
 };
-pub(crate) use table::write_table;
 
 use self::tokio::{TokioFsMany, TokioUringMany};
 use super::metrics::Snapshot;

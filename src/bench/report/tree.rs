@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::bench::report::{mib, opt};
+use super::{mib, opt};
 use crate::bench::{CacheMode, Report};
 
 const GIB: f64 = (1u64 << 30) as f64;
