@@ -11,7 +11,7 @@ use crate::cancel::Cancel;
 use crate::engine::Member;
 use crate::error::{Error, Reason, Result};
 use crate::options::ALIGN;
-use crate::reader::Notice;
+use crate::reader::summary::Notice;
 
 /// The error for ranges of a pipe, socket or terminal.
 pub(crate) fn not_positional(name: &Path) -> Error {

@@ -5,7 +5,7 @@
 //! ring setup and buffer registration each time.
 
 mod ranges;
-mod summary;
+pub(crate) mod summary;
 mod tune;
 
 use std::fmt;
