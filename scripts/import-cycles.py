@@ -2,8 +2,10 @@
 """Files in src/ that import each other (issue 24, item 3: "No file imports a file that imports
 it back, anywhere in src/").
 
-Usage: scripts/import-cycles.py [--edges] [SRC_DIR]   (default: the src/ beside this script's
-directory; --edges: print every import found, "a -> b", first)
+Usage: scripts/import-cycles.py [--edges] [--known FOLDER]... [SRC_DIR]   (default: the src/
+beside this script's directory; --edges: print every import found, "a -> b", first; --known
+FOLDER: cycles wholly inside FOLDER, relative to SRC_DIR, e.g. "stream/", are listed as known and
+do not fail the run: CI's way of holding the line while a known circle waits for its redesign)
 
 Prints every pair of files that import each other, with the lines that do it, then every larger
 cycle (a strongly connected component of more than two files, listed by its files). Exits 1 if
@@ -328,6 +330,14 @@ def main():
     args = sys.argv[1:]
     show = "--edges" in args
     args = [a for a in args if a != "--edges"]
+    known = []
+    while "--known" in args:
+        i = args.index("--known")
+        known.append(args[i + 1])
+        del args[i : i + 2]
+
+    def is_known(files):
+        return any(all(f.startswith(k) for f in files) for k in known)
     src = args[0] if args else os.path.join(here, "..", "src")
     tree = Tree(src)
     for crate, root in (("lib", "lib.rs"), ("bin", "main.rs")):
@@ -358,11 +368,12 @@ def main():
             for b in c:
                 for line, text in edges.get((a, b), []):
                     print(f"    {show_path(a)}:{line}: {text}")
+    new = [p for p in pairs if not is_known(p)] + [c for c in big if not is_known(c)]
     if pairs or big:
-        print(f"{len(pairs)} pair(s) of files import each other, {len(big)} larger cycle(s)",
+        print(f"{len(pairs)} pair(s) of files import each other, {len(big)} larger cycle(s); "
+              f"{len(new)} not inside a known folder ({', '.join(known) or 'none given'})",
               file=sys.stderr)
-        return 1
-    return 0
+    return 1 if new else 0
 
 
 if __name__ == "__main__":
