@@ -111,7 +111,7 @@ pub(crate) struct Settings<'a> {
     /// The first `registered` slots of the arena are registered with the ring.
     pub registered: usize,
     /// The ring has a registered file table with an entry per slot: files are opened into it.
-    pub direct: bool,
+    pub fixed_files: bool,
     /// Process descriptors this run may hold at once (what `ulimit -n` leaves room for): files not
     /// opened into the file table wait for one beyond that.
     pub fd_limit: usize,
@@ -161,7 +161,7 @@ struct Slot<Pr, C> {
     /// Opened, and not yet closed.
     file: Option<FileRef>,
     /// Opened (or being opened) into the ring's file table.
-    direct: bool,
+    fixed: bool,
     /// Holds (or is opening) one of the process descriptors this run counts against `fd_limit`.
     counted: bool,
     /// Operations of the current step still in the kernel.
@@ -202,7 +202,7 @@ impl<Pr, C> Slot<Pr, C> {
             statx,
             phase,
             file: None,
-            direct: false,
+            fixed: false,
             counted: false,
             pending: 0,
             open_res: None,
@@ -252,8 +252,8 @@ impl<Q: PathQueue, Pr, C> InFlight<'_, Q, Pr, C> {
                     match op {
                         // An open that completed after all: its descriptor is ours to close.
                         OP_OPEN if res >= 0 => {
-                            slot.file = Some(if slot.direct {
-                                FileRef::Direct(i as u32)
+                            slot.file = Some(if slot.fixed {
+                                FileRef::Fixed(i as u32)
                             } else {
                                 FileRef::Fd(res)
                             });
@@ -496,7 +496,7 @@ where
                         OP_OPEN => {
                             slot.open_res = Some(res);
                             if res >= 0 {
-                                slot.file = Some(FileRef::Direct(i as u32));
+                                slot.file = Some(FileRef::Fixed(i as u32));
                             }
                         }
                         OP_PROBE => {
@@ -637,8 +637,8 @@ fn on_stat<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
     // Anonymous devices (major 0) may be FUSE, whose files the caller reads: they are opened as
     // process descriptors, for the check.
     // A first chunk past the limit (`max_bytes` 0) has no read to link: the open goes alone.
-    if s.direct && slot.statx.stx_dev_major != 0 && slot.rules.piece(0, 0).is_some() {
-        slot.direct = true;
+    if s.fixed_files && slot.statx.stx_dev_major != 0 && slot.rules.piece(0, 0).is_some() {
+        slot.fixed = true;
         slot.phase = Phase::Read;
         return read_next(fly, s, arena, i, 0, true);
     }

@@ -120,11 +120,11 @@ impl FakeRing<'_> {
                 st.stx_dev_major = if file.anonymous { 0 } else { 8 };
                 0
             }
-            Op::Open(f, direct) => {
+            Op::Open(f, fixed) => {
                 if let Some(e) = self.files[f].open_errno {
                     return -e;
                 }
-                match direct {
+                match fixed {
                     Some(n) => {
                         assert!(self.table[n as usize].is_none(), "entry {n} in use");
                         self.table[n as usize] = Some(f);
@@ -139,7 +139,7 @@ impl FakeRing<'_> {
                 }
             }
             Op::Read(r) => self.read(&r),
-            Op::Close(FileRef::Direct(n)) => match self.table[n as usize].take() {
+            Op::Close(FileRef::Fixed(n)) => match self.table[n as usize].take() {
                 Some(_) => 0,
                 None => -libc::EBADF,
             },
@@ -205,13 +205,13 @@ impl PathQueue for FakeRing<'_> {
     unsafe fn push_openat(
         &mut self,
         path: &CStr,
-        direct: Option<u32>,
+        fixed: Option<u32>,
         link: bool,
         ud: u64,
     ) -> io::Result<()> {
         let f = self.file_of(path);
         let link = if link { Link::Soft } else { Link::None };
-        self.queue(Op::Open(f, direct), link, ud);
+        self.queue(Op::Open(f, fixed), link, ud);
         Ok(())
     }
     fn push_close(&mut self, file: FileRef, ud: u64) -> io::Result<()> {
@@ -288,7 +288,7 @@ proptest! {
         files in prop::collection::vec(fake_file(), 0..24),
         chunk in prop_oneof![Just(1usize), 1usize..40, Just(64)],
         width in 1usize..9,
-        direct in any::<bool>(),
+        fixed_files in any::<bool>(),
         fd_limit in 1usize..5,
         short in any::<bool>(),
         max_bytes in prop::option::of(0u64..150),
@@ -314,7 +314,7 @@ proptest! {
             large: 250,
             max_bytes,
             registered: 0,
-            direct,
+            fixed_files,
             fd_limit,
             cancel: None,
             dontcache: false,

@@ -48,7 +48,7 @@ struct ManyRes {
     arena: Arena,
     registered: usize,
     /// The ring has a registered file table with an entry per slot.
-    direct: bool,
+    fixed_files: bool,
 }
 
 /// What `read_many` keeps: a ring and slots per thread (or, without io_uring, a buffer per thread
@@ -577,7 +577,7 @@ impl Reader {
             large: 16 * self.opts.chunk_size as u64,
             max_bytes: self.opts.max_bytes,
             registered: res.registered,
-            direct: res.direct,
+            fixed_files: res.fixed_files,
             fd_limit,
             cancel: self.cancel.as_ref(),
             read_elsewhere: on_fuse,
@@ -592,7 +592,7 @@ impl Reader {
                 large: 16 * self.opts.chunk_size as u64,
                 max_bytes: self.opts.max_bytes,
                 registered: 0,
-                direct: false,
+                fixed_files: false,
                 fd_limit: 1, // the pool opens by itself, one file per thread
                 cancel: self.cancel.as_ref(),
                 read_elsewhere: on_fuse,
@@ -714,12 +714,12 @@ impl Reader {
         } else {
             0
         };
-        let direct = ring.register_direct(width as u32);
+        let fixed_files = ring.register_fixed_files(width as u32);
         Some(ManyRes {
             ring,
             arena,
             registered,
-            direct,
+            fixed_files,
         })
     }
 

@@ -36,7 +36,7 @@ impl Ring {
     /// opening files as direct descriptors: they take no room in the process's descriptor table
     /// (`ulimit -n` does not limit them) and reads on them skip the descriptor lookup. Whether the
     /// kernel took it.
-    pub(crate) fn register_direct(&mut self, n: u32) -> bool {
+    pub(crate) fn register_fixed_files(&mut self, n: u32) -> bool {
         self.ring.submitter().register_files_sparse(n).is_ok()
     }
 
@@ -53,15 +53,15 @@ pub(super) fn statx_entry(path: &CStr, out: *mut Statx) -> squeue::Entry {
         .build()
 }
 
-/// The `OPENAT` entry for `path`, read-only: into entry `direct` of the registered file table, or
+/// The `OPENAT` entry for `path`, read-only: into entry `fixed` of the registered file table, or
 /// as a process descriptor; with `link`, the next entry runs only if it succeeds.
-pub(super) fn openat_entry(path: &CStr, direct: Option<u32>, link: bool) -> squeue::Entry {
+pub(super) fn openat_entry(path: &CStr, fixed: Option<u32>, link: bool) -> squeue::Entry {
     // A direct descriptor is in no process's table, so there is nothing to close on exec (and
     // the kernel refuses O_CLOEXEC with it).
-    let cloexec = if direct.is_some() { 0 } else { libc::O_CLOEXEC };
+    let cloexec = if fixed.is_some() { 0 } else { libc::O_CLOEXEC };
     let mut open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
         .flags(libc::O_RDONLY | cloexec | libc::O_NOCTTY);
-    if let Some(n) = direct {
+    if let Some(n) = fixed {
         open = open.file_index(types::DestinationSlot::try_from_slot_target(n).ok());
     }
     let entry = open.build();
@@ -76,7 +76,7 @@ pub(super) fn openat_entry(path: &CStr, direct: Option<u32>, link: bool) -> sque
 pub(super) fn close_entry(file: FileRef) -> squeue::Entry {
     match file {
         FileRef::Fd(fd) => opcode::Close::new(types::Fd(fd)).build(),
-        FileRef::Direct(n) => opcode::Close::new(types::Fixed(n)).build(),
+        FileRef::Fixed(n) => opcode::Close::new(types::Fixed(n)).build(),
     }
 }
 
@@ -93,11 +93,11 @@ impl PathQueue for Ring {
     unsafe fn push_openat(
         &mut self,
         path: &CStr,
-        direct: Option<u32>,
+        fixed: Option<u32>,
         link: bool,
         user_data: u64,
     ) -> io::Result<()> {
-        self.push_entry(&openat_entry(path, direct, link).user_data(user_data))
+        self.push_entry(&openat_entry(path, fixed, link).user_data(user_data))
     }
 
     fn push_close(&mut self, file: FileRef, user_data: u64) -> io::Result<()> {

@@ -65,8 +65,9 @@ pub(crate) struct ReadReq {
 pub(crate) enum FileRef {
     /// A descriptor of the process.
     Fd(RawFd),
-    /// Entry `n` of the ring's registered file table.
-    Direct(u32),
+    /// Entry `n` of the ring's registered file table (a "direct descriptor", in io_uring's
+    /// words; `Fixed` here, as `types::Fixed`, since "direct" is `O_DIRECT` in this crate).
+    Fixed(u32),
 }
 
 /// A [`Queue`] that also opens, inspects and closes files by path, for reading many files at once.
@@ -90,7 +91,7 @@ pub(crate) trait PathQueue: Queue {
     unsafe fn push_openat(
         &mut self,
         path: &CStr,
-        direct: Option<u32>,
+        fixed: Option<u32>,
         link: bool,
         user_data: u64,
     ) -> io::Result<()>;
