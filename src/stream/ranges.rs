@@ -371,6 +371,41 @@ impl ReadAt {
         self.piece.offset + self.skip as u64
     }
 
+    /// The first poll: takes a buffer (within the budget, or waits until one comes back) and
+    /// submits the read.
+    fn start(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
+        let driver = &self.file.inner.driver;
+        let len = Pool::stride(self.piece.want as usize);
+        let buf = match driver.pool.take(len, 0, true, cx.waker()) {
+            Ok(Take::Got(b)) => b,
+            Ok(Take::Later) => return Poll::Pending,
+            // Waiting would never end: the budget is out to this task.
+            Ok(Take::Held(h)) => {
+                self.done = true;
+                return Poll::Ready(Err(h.error(&self.file.inner.path)));
+            }
+            Err(e) => {
+                self.done = true;
+                return Poll::Ready(Err(e));
+            }
+        };
+        let shared = Arc::new(AtShared {
+            state: Mutex::new(AtState {
+                buf: Some(buf),
+                res: None,
+                waker: Some(cx.waker().clone()),
+                poisoned: false,
+            }),
+            pool: Arc::clone(&driver.pool),
+        });
+        {
+            let mut st = shared.lock();
+            self.submit(&shared, &mut st);
+        }
+        self.shared = Some(shared);
+        Poll::Pending
+    }
+
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
         if let Some(r) = self.early.take() {
             self.done = true;
@@ -384,36 +419,7 @@ impl ReadAt {
             }));
         }
         let Some(shared) = self.shared.clone() else {
-            // Take a buffer: within the budget, or wait until one comes back.
-            let len = Pool::stride(self.piece.want as usize);
-            let buf = match driver.pool.take(len, 0, true, cx.waker()) {
-                Ok(Take::Got(b)) => b,
-                Ok(Take::Later) => return Poll::Pending,
-                // Waiting would never end: the budget is out to this task.
-                Ok(Take::Held(h)) => {
-                    self.done = true;
-                    return Poll::Ready(Err(h.error(&self.file.inner.path)));
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Poll::Ready(Err(e));
-                }
-            };
-            let shared = Arc::new(AtShared {
-                state: Mutex::new(AtState {
-                    buf: Some(buf),
-                    res: None,
-                    waker: Some(cx.waker().clone()),
-                    poisoned: false,
-                }),
-                pool: Arc::clone(&driver.pool),
-            });
-            {
-                let mut st = shared.lock();
-                self.submit(&shared, &mut st);
-            }
-            self.shared = Some(shared);
-            return Poll::Pending;
+            return self.start(cx);
         };
         let mut st = shared.lock();
         let Some(res) = st.res else {

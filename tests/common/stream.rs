@@ -56,6 +56,25 @@ pub fn wait_idle(driver: &Driver) {
     }
 }
 
+/// While a driver thread is held inside `gate`'s wake (its read completed, `st` its stats then),
+/// the driver counts the read as delivering and does not look idle; once the gate opens, it goes
+/// idle and no driver thread still holds the waker (`gate` is held by the caller and its waker
+/// only).
+pub fn wake_then_idle(driver: &Driver, gate: &Arc<WakeGate>, st: DriverStats) {
+    assert_eq!(
+        (st.in_flight, st.delivering),
+        (0, 1),
+        "the driver looks idle while its thread still holds a task's waker: {st:?}"
+    );
+    gate.open();
+    wait_idle(driver);
+    assert_eq!(
+        Arc::strong_count(gate),
+        2,
+        "a driver thread holds the task's waker after the driver went idle"
+    );
+}
+
 /// A waker whose `wake` holds the thread that wakes (a driver's thread, a helper thread) until the
 /// test opens the gate: the window a thread descheduled inside `wake` leaves open, made as long as
 /// the test needs. While a thread is inside, it holds a reference to the gate
