@@ -48,6 +48,7 @@ pub mod ranges;
 pub mod reader;
 pub mod residency;
 mod ring;
+pub mod source;
 #[cfg(feature = "stream")]
 pub mod stream;
 #[cfg(feature = "cli")]
@@ -61,6 +62,7 @@ pub use error::{Error, Result};
 pub use options::{Backend, ReadOptions, ReadOptionsBuilder};
 pub use processor::Processor;
 pub use reader::{Engine, Finished, Notice, Reader, Route, Summary};
+pub use source::{Input, Source};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use super::baton::{Baton, Spin};
 use super::workers::Workers;
-use super::Source;
+use super::Job;
 use crate::buf::{Arena, Chunk};
 use crate::cancel::Cancel;
 use crate::chunks::{Piece, Step, Via};
@@ -40,7 +40,7 @@ use crate::ring::{Queue, ReadReq};
 struct Sink<'p, C: ?Sized> {
     proc: &'p mut C,
     bytes: u64,
-    /// Of a range plan over several files ([`Source::members`]), how each file went.
+    /// Of a range plan over several files ([`Job::members`]), how each file went.
     files: Vec<FileOutcome>,
 }
 
@@ -64,7 +64,7 @@ struct Outcome {
 
 /// One file's read, shared by its lanes.
 pub(crate) struct Run<'a, 'p, Pr, C: ?Sized> {
-    pub(super) src: Source<'a>,
+    pub(super) src: Job<'a>,
     pub(super) lanes: u64,
     /// Chunks a lane reads one after another before the next lane's turn: lane `t` reads chunks
     /// `t * block .. (t + 1) * block`, then the same `lanes * block` further on, and so on (1: the
@@ -85,7 +85,7 @@ pub(crate) struct Run<'a, 'p, Pr, C: ?Sized> {
 
 impl<'a, 'p, Pr: Prepare, C: Combine<Pr::Part> + ?Sized> Run<'a, 'p, Pr, C> {
     /// A run of `lanes` lanes over `src`.
-    pub(crate) fn new(src: Source<'a>, lanes: usize, prep: &'a Pr, proc: &'p mut C) -> Self {
+    pub(crate) fn new(src: Job<'a>, lanes: usize, prep: &'a Pr, proc: &'p mut C) -> Self {
         Run {
             src,
             lanes: lanes as u64,
@@ -500,7 +500,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part> + ?Sized, Q: Queue + ?Sized> Lane<'_, '_,
         }
     }
 
-    /// Drives a lane whose pieces go to the processor as they complete ([`Source::ordered`] off:
+    /// Drives a lane whose pieces go to the processor as they complete ([`Job::ordered`] off:
     /// range reads in completion order). A slot is handed over as soon as its read completes and
     /// read into again at once, whatever the slots before it are doing: one slow read does not
     /// hold the others back, and the lane keeps its whole depth in flight.

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::chunks::Chunks;
 use crate::engine::fake::Rng;
-use crate::engine::{Member, Source};
+use crate::engine::{Job, Member};
 use crate::processor::Processor;
 use crate::sys::CURRENT_POSITION;
 
@@ -172,7 +172,7 @@ fn run_fake_limited(
     faults: Faults,
     limit: u64,
 ) -> (Collect, Result<u64, Error>) {
-    let src = Source {
+    let src = Job {
         file: fake_file("fake", -1),
         plan: None,
         ordered: true,
@@ -296,7 +296,7 @@ fn a_shrinking_file_ends_cleanly_without_stale_bytes() {
 #[test]
 fn a_processor_can_stop_early() {
     let file = pattern(40_000);
-    let src = Source {
+    let src = Job {
         file: fake_file("fake", -1),
         plan: None,
         ordered: true,
@@ -422,7 +422,7 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
             // One file.
             let plan = Plan::new(&ranges, chunk as u64, 1, None);
             let want = want_for(&plan);
-            let src = Source {
+            let src = Job {
                 file: fake_file("fake", -1),
                 plan: Some(&plan),
                 ordered: false,
@@ -444,7 +444,7 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
             two.append(Plan::new(&ranges, chunk as u64, 1, None), 0);
             two.append(Plan::new(&ranges, chunk as u64, 1, None), 1);
             let members = [fake_file("a", -1), fake_file("b", -2)];
-            let src = Source {
+            let src = Job {
                 plan: Some(&two),
                 members: &members,
                 ..src

@@ -47,8 +47,8 @@ pub(crate) use pread_queue::PreadQueue;
 use crate::chunks::{Chunks, Piece, Via};
 use crate::ranges::Plan;
 
-/// A file the engine reads: its name, descriptors and flags. A [`Source`] has one; a range plan
-/// over several files has one for each ([`Source::members`]).
+/// A file the engine reads: its name, descriptors and flags. A [`Job`] has one; a range plan
+/// over several files has one for each ([`Job::members`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Member<'a> {
     /// The name its errors carry.
@@ -65,7 +65,7 @@ pub(crate) struct Member<'a> {
 
 /// An open file, as the engine reads it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Source<'a> {
+pub(crate) struct Job<'a> {
     /// The file: the name errors carry, its descriptors (buffered, and `O_DIRECT` when direct
     /// reads are on), the `RWF_*` flags of its buffered reads (`RWF_DONTCACHE`), and whether each
     /// chunk's pages are dropped from the page cache once handed over (`POSIX_FADV_DONTNEED`:
@@ -84,7 +84,7 @@ pub(crate) struct Source<'a> {
     pub members: &'a [Member<'a>],
 }
 
-impl<'a> Source<'a> {
+impl<'a> Job<'a> {
     /// Which of `members` piece `k` is of (`None`: the source is one file).
     pub(crate) fn member_of(&self, k: u64) -> Option<usize> {
         if self.members.is_empty() {
@@ -96,9 +96,9 @@ impl<'a> Source<'a> {
 
     /// The source as piece `k` sees it: for a plan over several files, with that file's name,
     /// descriptors and flags.
-    pub(crate) fn for_piece(&self, k: u64) -> Source<'a> {
+    pub(crate) fn for_piece(&self, k: u64) -> Job<'a> {
         match self.member_of(k).and_then(|f| self.members.get(f)) {
-            Some(&file) => Source { file, ..*self },
+            Some(&file) => Job { file, ..*self },
             None => *self,
         }
     }

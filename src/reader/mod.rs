@@ -4,6 +4,7 @@
 //! registered buffers are set up on first use and kept, so reading many small files does not pay for
 //! ring setup and buffer registration each time.
 
+mod front;
 mod ranges;
 pub(crate) mod summary;
 mod tune;
@@ -23,7 +24,7 @@ use crate::chunks::Chunks;
 use crate::engine::lanes::{run_lane, run_lanes, FileOutcome, LaneSpec, Run};
 use crate::engine::many::{self, Feed, Input, Next, Outcome, Settings, DESCRIPTOR_WAIT_MS};
 use crate::engine::workers::Workers;
-use crate::engine::{in_place, Member, PreadQueue, Source};
+use crate::engine::{in_place, Job, Member, PreadQueue};
 use crate::error::{Error, Result};
 use crate::file::{inspect, on_fuse, open_read, open_read_cancellable, register_reason, Inspected};
 use crate::mapped::Mapping;
@@ -793,7 +794,7 @@ impl Reader {
             drop_after,
             ..
         } = inspected;
-        let src = Source {
+        let src = Job {
             file: member,
             plan: None,
             ordered: true,
@@ -846,7 +847,7 @@ impl Reader {
                 self.opts.chunk_size
             };
             let rules = Chunks::new(start, chunk, self.opts.max_bytes, size_hint, true, None);
-            self.read_in_place(&Source { rules, ..src }, map, chunk, prep, proc)
+            self.read_in_place(&Job { rules, ..src }, map, chunk, prep, proc)
         } else if !positional && matches!(engine, Engine::Uring | Engine::Epoll) {
             self.read_stream(&src, engine, prep, proc, &mut notices)
         } else {
@@ -938,7 +939,7 @@ impl Reader {
     #[cfg(feature = "net")]
     fn read_stream<Pr, C>(
         &self,
-        src: &Source<'_>,
+        src: &Job<'_>,
         engine: Engine,
         prep: &Pr,
         proc: &mut C,
@@ -1005,7 +1006,7 @@ impl Reader {
     #[cfg(not(feature = "net"))]
     fn read_stream<Pr, C>(
         &self,
-        src: &Source<'_>,
+        src: &Job<'_>,
         engine: Engine,
         prep: &Pr,
         proc: &mut C,
@@ -1027,7 +1028,7 @@ impl Reader {
     /// reader's kept threads.
     fn read_in_place<Pr, C>(
         &self,
-        src: &Source<'_>,
+        src: &Job<'_>,
         map: &Mapping,
         chunk_size: usize,
         prep: &Pr,
@@ -1084,7 +1085,7 @@ impl Reader {
 
     /// How many lanes read `src`: one per usable CPU (see `new`), but one for a stream and no more
     /// than the file can have chunks (by its size and the limit).
-    fn lanes_for(&self, src: &Source<'_>) -> usize {
+    fn lanes_for(&self, src: &Job<'_>) -> usize {
         // Range plans in request order too: their lanes take turns a block of pieces at a time
         // (`Run::with_block`), so a second lane pays off at any length.
         let pieces = src.expected_pieces();
@@ -1147,7 +1148,7 @@ impl Reader {
     /// the calling thread ([`Engine::Sync`]). Rings, buffers and threads are the reader's, kept.
     fn read_lanes<Pr, C>(
         &self,
-        src: &Source<'_>,
+        src: &Job<'_>,
         engine: Engine,
         prep: &Pr,
         proc: &mut C,
@@ -1162,10 +1163,10 @@ impl Reader {
     }
 
     /// [`Reader::read_lanes`], with how each file of a range plan over several files went
-    /// ([`Source::members`]).
+    /// ([`Job::members`]).
     fn read_lanes_files<Pr, C>(
         &self,
-        src: &Source<'_>,
+        src: &Job<'_>,
         engine: Engine,
         prep: &Pr,
         proc: &mut C,
@@ -1456,7 +1457,7 @@ where
             } else {
                 0
             };
-            let src = Source {
+            let src = Job {
                 file: Member {
                     path: &path,
                     fd: file.as_raw_fd(),

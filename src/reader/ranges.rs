@@ -7,24 +7,36 @@ use std::path::{Path, PathBuf};
 
 use super::{descriptor_room, Engine, Finished, Reader, Summary, FILES_IN_FLIGHT};
 use crate::chunks::Chunks;
-use crate::engine::{Member, Source};
+use crate::engine::{Job, Member};
 use crate::error::{Error, Result};
 use crate::file::{not_positional, open_read, Inspected};
 use crate::options::Backend;
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ranges::{ByteRange, Order, Plan, RangeOptions};
 
-/// The processor of a range read over several files: each chunk goes to its file's processor,
+/// The ordered half of a range read over several files: each chunk goes to its file's processor,
 /// marked with that file's position among the call's inputs.
-struct Dispatch<'a, P> {
-    procs: Vec<&'a mut P>,
+struct Dispatch<'a, C> {
+    procs: Vec<&'a mut C>,
     inputs: Vec<usize>,
 }
 
-impl<P: Processor> Processor for Dispatch<'_, P> {
-    fn process(&mut self, chunk: &crate::Chunk<'_>) -> std::io::Result<bool> {
+impl<Part, C: Combine<Part>> Combine<Part> for Dispatch<'_, C> {
+    fn combine(&mut self, chunk: &crate::Chunk<'_>, part: Part) -> std::io::Result<bool> {
         let m = chunk.input();
-        self.procs[m].process(&chunk.of_input(self.inputs[m]))
+        self.procs[m].combine(&chunk.of_input(self.inputs[m]), part)
+    }
+}
+
+/// The parallel half of a range read over several files: each chunk is prepared by its file's.
+struct DispatchPrep<'a, Pr> {
+    preps: Vec<&'a Pr>,
+}
+
+impl<Pr: Prepare> Prepare for DispatchPrep<'_, Pr> {
+    type Part = Pr::Part;
+    fn prepare(&self, chunk: &crate::Chunk<'_>) -> Pr::Part {
+        self.preps[chunk.input()].prepare(chunk)
     }
 }
 
@@ -32,6 +44,8 @@ impl<P: Processor> Processor for Dispatch<'_, P> {
 struct Entry<R> {
     index: usize,
     path: PathBuf,
+    /// The file, when the caller opened it.
+    given: Option<File>,
     ranges: R,
     /// The file and how to read it; `None` once it failed.
     opened: Option<(File, Inspected)>,
@@ -190,7 +204,7 @@ impl Reader {
         inputs: I,
         opts: &RangeOptions,
         mut make: M,
-        mut done: D,
+        done: D,
     ) -> Result<()>
     where
         I: IntoIterator<Item = (F, R)>,
@@ -200,6 +214,28 @@ impl Reader {
         P: Processor + Send,
         D: FnMut(Finished<P>),
     {
+        let mut inputs = inputs
+            .into_iter()
+            .map(|(path, ranges)| (path.into(), None, ranges));
+        self.ranges_each(&mut inputs, opts, |i, p| (Whole, make(i, p)), done)
+    }
+
+    /// Ranges of many inputs, each a path or an open file (`(name, Some(file), ranges)`), with a
+    /// processor each in two halves: [`Reader::read_ranges_many`]'s way.
+    pub(crate) fn ranges_each<R, M, Pr, C, D>(
+        &self,
+        inputs: &mut dyn Iterator<Item = (PathBuf, Option<File>, R)>,
+        opts: &RangeOptions,
+        mut make: M,
+        mut done: D,
+    ) -> Result<()>
+    where
+        R: AsRef<[ByteRange]>,
+        M: FnMut(usize, &Path) -> (Pr, C),
+        Pr: Prepare + Send,
+        C: Combine<Pr::Part> + Send,
+        D: FnMut(Finished<C>),
+    {
         // Two descriptors a file where it may get an O_DIRECT twin.
         let per_file = if self.opts.direct || self.opts.dontcache {
             2
@@ -207,18 +243,18 @@ impl Reader {
             1
         };
         let per_group = (descriptor_room() / per_file).clamp(1, FILES_IN_FLIGHT);
-        let mut inputs = inputs.into_iter().enumerate().peekable();
+        let mut inputs = inputs.enumerate().peekable();
         while inputs.peek().is_some() {
             let mut procs = Vec::new();
             let group = inputs
                 .by_ref()
                 .take(per_group)
-                .map(|(index, (path, ranges))| {
-                    let path = path.into();
+                .map(|(index, (path, given, ranges))| {
                     procs.push(make(index, &path));
                     Entry {
                         index,
                         path,
+                        given,
                         ranges,
                         opened: None,
                         error: None,
@@ -231,17 +267,18 @@ impl Reader {
     }
 
     /// Reads one group of [`Reader::read_ranges_many`]'s inputs, all in flight together.
-    fn ranges_group<P, R, D>(
+    fn ranges_group<R, Pr, C, D>(
         &self,
         mut group: Vec<Entry<R>>,
-        mut procs: Vec<P>,
+        mut procs: Vec<(Pr, C)>,
         opts: &RangeOptions,
         done: &mut D,
     ) -> Result<()>
     where
         R: AsRef<[ByteRange]>,
-        P: Processor + Send,
-        D: FnMut(Finished<P>),
+        Pr: Prepare + Send,
+        C: Combine<Pr::Part> + Send,
+        D: FnMut(Finished<C>),
     {
         let lens = group
             .iter()
@@ -250,19 +287,25 @@ impl Reader {
             return tuned.ranges_group(group, procs, opts, done);
         }
         let chunk = self.opts.chunk_size;
-        for (e, proc) in group.iter_mut().zip(&mut procs) {
+        for (e, (_, proc)) in group.iter_mut().zip(&mut procs) {
+            let given = e.given.take();
             // A FIFO is refused before it is opened: opening one waits for a writer.
-            let special = std::fs::metadata(&e.path).is_ok_and(|m| {
+            let meta = match &given {
+                Some(file) => file.metadata(),
+                None => std::fs::metadata(&e.path),
+            };
+            let special = meta.is_ok_and(|m| {
                 let t = m.file_type();
                 t.is_fifo() || t.is_socket() || t.is_char_device()
             });
-            let opened = if special {
-                Err(not_positional(&e.path))
-            } else {
-                open_read(&e.path)
+            let by_path = given.is_none().then_some(e.path.as_path());
+            let opened = match given {
+                _ if special => Err(not_positional(&e.path)),
+                Some(file) => Ok(file),
+                None => open_read(&e.path),
             };
             let opened = opened.and_then(|file| {
-                let ins = self.inspect(&file, &e.path, Some(&e.path))?;
+                let ins = self.inspect(&file, &e.path, by_path)?;
                 if !ins.positional {
                     return Err(not_positional(&e.path));
                 }
@@ -328,7 +371,7 @@ impl Reader {
         let mut outcomes = Vec::new();
         let mut route = None;
         if let (Some(engine), Some(first)) = (engine, members.first()) {
-            let src = Source {
+            let src = Job {
                 file: Member {
                     direct_fd: members.iter().find_map(|m| m.direct_fd),
                     ..*first
@@ -348,20 +391,21 @@ impl Reader {
                     .step_by(step)
                     .all(|(file, ins)| mostly_cached(file, ins.size_hint))
             });
-            let procs = procs
+            let (preps, procs) = procs
                 .iter_mut()
                 .zip(&group)
                 .filter(|(_, e)| e.opened.is_some())
-                .map(|(p, _)| p)
-                .collect();
+                .map(|((pr, c), _)| (&*pr, c))
+                .unzip();
+            let prep = DispatchPrep { preps };
             let mut dispatch = Dispatch { procs, inputs };
             let (_, r, files) =
-                self.read_lanes_files(&src, engine, &Whole, &mut dispatch, &mut notices)?;
+                self.read_lanes_files(&src, engine, &prep, &mut dispatch, &mut notices)?;
             outcomes = files;
             route = Some(r);
         }
         let mut outcomes = outcomes.into_iter();
-        for (mut e, mut proc) in group.into_iter().zip(procs) {
+        for (mut e, (_, mut proc)) in group.into_iter().zip(procs) {
             let result = match (e.error.take(), &e.opened, route.as_ref()) {
                 (Some(err), _, _) => Err(err),
                 (None, Some(_), Some(route)) => {
@@ -451,7 +495,7 @@ impl Reader {
             align.unwrap_or(1) as u64,
             opts.get_merge_gap(),
         );
-        let src = Source {
+        let src = Job {
             file: member,
             rules: Chunks::for_extents(chunk, align),
             plan: Some(&plan),

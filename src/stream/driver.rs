@@ -283,6 +283,10 @@ impl Channel {
 #[derive(Clone)]
 pub struct Driver {
     pub(super) inner: Arc<DriverInner>,
+    /// The options its verbs read with ([`Driver::with_options`]); `None`: [`default_options`].
+    ///
+    /// [`default_options`]: super::default_options
+    pub(super) opts: Option<Arc<crate::ReadOptions>>,
 }
 
 pub(super) struct DriverInner {
@@ -457,6 +461,7 @@ impl Driver {
         }
         Ok(Driver {
             inner: Arc::new(inner),
+            opts: None,
         })
     }
 

@@ -383,6 +383,11 @@ pub struct ReadMany {
     /// A file read off the driver (see [`Outcome::Fallback`]), while it is read.
     fallback: Option<Arc<Handoff<Result<Bytes>>>>,
     done: bool,
+    /// Inputs that failed before they could be read (a tree's entries that could not be listed),
+    /// by their position among all inputs; `paths` holds the others.
+    failed: VecDeque<(usize, Error)>,
+    /// The position among all inputs of each of `paths` (empty: the same as in `paths`).
+    globals: Vec<usize>,
 }
 
 impl std::fmt::Debug for ReadMany {
@@ -500,6 +505,8 @@ impl Driver {
             head: 0,
             fallback: None,
             done: false,
+            failed: VecDeque::new(),
+            globals: Vec::new(),
         }
     }
 }
@@ -623,6 +630,35 @@ impl ReadMany {
     }
 
     fn poll_file(&mut self, cx: &mut Context<'_>) -> Poll<Option<(usize, Result<Bytes>)>> {
+        // A failed input is handed out at its place: once every readable input before it is.
+        let next_global = match self.globals.get(self.head) {
+            Some(&g) => g,
+            None => usize::MAX,
+        };
+        if self.failed.front().is_some_and(|(g, _)| *g < next_global) {
+            let (g, e) = self.failed.pop_front().expect("checked above");
+            return Poll::Ready(Some((g, Err(e))));
+        }
+        let polled = self.poll_readable(cx);
+        match polled {
+            Poll::Ready(Some((i, r))) if !self.globals.is_empty() => {
+                Poll::Ready(Some((self.globals[i], r)))
+            }
+            polled => polled,
+        }
+    }
+
+    /// Inputs of a list with failed ones: `paths` are those that can be read, `globals` their
+    /// positions among all, `failed` the others.
+    pub(super) fn with_failed(mut self, globals: Vec<usize>, failed: Vec<(usize, Error)>) -> Self {
+        if !failed.is_empty() {
+            self.globals = globals;
+            self.failed = failed.into();
+        }
+        self
+    }
+
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<Option<(usize, Result<Bytes>)>> {
         if let Some(h) = &self.fallback {
             let Poll::Ready(r) = h.poll(cx) else {
                 return Poll::Pending;
@@ -660,7 +696,7 @@ impl ReadMany {
                 Poll::Ready(Some((index, r)))
             }
             // Read elsewhere: poll that.
-            None => self.poll_file(cx),
+            None => self.poll_readable(cx),
         }
     }
 

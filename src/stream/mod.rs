@@ -151,6 +151,7 @@
 mod chunk;
 mod driver;
 mod file;
+mod front;
 mod many;
 mod pool;
 mod ranges;
