@@ -95,13 +95,65 @@ impl Reader {
     /// error is its own ([`Finished::result`]); the call fails only when reading cannot go on at
     /// all (the ring failed, the reader's [`Cancel`](crate::Cancel) was cancelled).
     ///
-    /// Whole files are read as [`Reader::read_many`] says (up to
-    /// [`FILES_IN_FLIGHT`](super::FILES_IN_FLIGHT) in flight, their `statx`, `openat`, reads and
-    /// `close` in batches on a ring per CPU; large and special files with the lanes). Ranges are
-    /// read with the reads of every file in flight together, as
-    /// [`Reader::read_ranges_many`] says. A source reads whole files or ranges, as its first
-    /// input does: among inputs with ranges, an input without any (and the other way round) is
-    /// that input's [`Error::InvalidOptions`].
+    /// A source reads whole files or ranges, as its first input does: among inputs with ranges,
+    /// an input without any (and the other way round) is that input's [`Error::InvalidOptions`].
+    /// A list of open files is taken from as reading goes, no further ahead of the results than
+    /// `ulimit -n` leaves descriptors for.
+    ///
+    /// **Ordering.** Processors are made in input order; a file's chunks reach its processor in
+    /// file order (files themselves are processed in whatever order their reads complete, each
+    /// processor on the thread of the lane that reads its file); results are released in input
+    /// order.
+    ///
+    /// **In flight.** Through io_uring, up to [`FILES_IN_FLIGHT`](super::FILES_IN_FLIGHT) files are in flight at once: their
+    /// `statx`, `openat`, reads and `close` go through a ring in batches, the open linked to the
+    /// first read. With more than one lane (one per CPU by default), each lane's kept thread has a
+    /// ring and its share of the files (input `i` goes to lane `i % lanes`), so every CPU copies
+    /// and processes; `make` and `done` run on the calling thread.
+    ///
+    /// **Descriptors.** Files are opened as direct descriptors (an entry each in the ring's
+    /// registered file table), which the process's `ulimit -n` does not count. Where the kernel has
+    /// no such table (before 5.19) and for files on anonymous devices (FUSE, tmpfs, overlay, btrfs),
+    /// they are process descriptors, at most what `ulimit -n` leaves room for; an open refused with
+    /// `EMFILE`/`ENFILE` waits for a descriptor (up to 2 s with nothing else in flight) and does not
+    /// reach the caller.
+    ///
+    /// **Budget.** The files in flight share the reader's buffer budget (`depth * chunk_size`):
+    /// each has one buffer of that share (at least 4 KiB, at most `chunk_size`), and its chunks are
+    /// at most that long; memory is bounded whatever the number of files. Files larger than 16
+    /// chunks, and anything that is not a regular file, are read when their turn comes, with the
+    /// lanes, as [`Reader::read`] reads them.
+    ///
+    /// **What is not a regular file.** Each input is looked at (`statx`, or `stat(2)` on the pool)
+    /// before it is opened. A directory, a missing file, a symbolic-link loop and whatever cannot
+    /// be opened are that input's error (`Error::Open` with the kernel's errno). A FIFO, a
+    /// character device (a terminal, `/dev/zero`: endless, so give it `max_bytes`) and a block
+    /// device are read when their turn comes, as [`Reader::read`] reads them: a FIFO and a
+    /// character device as a stream from its position, one read at a time; a block device by
+    /// offset, with the lanes. A FIFO's open waits for a writer, as `cat`'s or `b3sum`'s does:
+    /// the files before it are handed back meanwhile, and since results come in input order, the
+    /// ones after it (already read, within the window) after it. With a [`Cancel`](crate::Cancel) handle that
+    /// wait is a `poll(2)` beside the handle's `eventfd`, not an `open(2)`: a cancel ends the
+    /// call with [`Error::Interrupted`] at once, writer or not. A socket cannot be opened by path
+    /// (`ENXIO`).
+    ///
+    /// **Without io_uring** (refused, under `auto`) and under [`Backend::Pread`](crate::Backend::Pread), a pool of
+    /// [`POOL_THREADS`](super::POOL_THREADS) kept threads opens and reads the files with `pread(2)`, by the same rules
+    /// and with the same ordering; the results' [`Summary::notices`] say why io_uring was not used.
+    /// With `O_DIRECT`, or [`Backend::Sync`](crate::Backend::Sync) or [`Backend::Epoll`](crate::Backend::Epoll), files are read one after
+    /// another.
+    ///
+    /// **Ranges.** With ranges, the reads of every file are in flight together: the depth reaches
+    /// across the files as it reaches across one file's ranges (see [`Reader::read`]). Each
+    /// file's chunks carry their file offsets and are marked with the input's position
+    /// ([`Chunk::input`](crate::Chunk::input)); in [`Order::Request`](crate::ranges::Order) the
+    /// files' ranges reach their processors input after input, each file's in the order given.
+    /// A file that cannot be opened, is not positional (a pipe), whose read fails or whose
+    /// processor fails or asks to stop, ends there; the others go on. Inputs are read in groups
+    /// of as many files as may be open at once (up to
+    /// [`FILES_IN_FLIGHT`](super::FILES_IN_FLIGHT), fewer where `ulimit -n` is low); a group's
+    /// results come when the group is read, each with its bytes and the route and notices of its
+    /// group. A processor's panic resumes on the caller's thread.
     ///
     /// ```
     /// use ringread::{processor::LineCount, Reader, ReadOptions, Source};

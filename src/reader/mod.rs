@@ -286,7 +286,7 @@ impl Reader {
     }
 
     /// Reads the file at `path` to its end, handing its chunks to `proc` in order.
-    pub fn read_path<P>(&self, path: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
+    pub(crate) fn read_path<P>(&self, path: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
     where
         P: Processor + Send + ?Sized,
     {
@@ -296,7 +296,7 @@ impl Reader {
     /// Reads the file at `path` with a processor in two halves: `prep` runs on the thread that read
     /// each chunk, as soon as it is read and in parallel with the others; `proc` then gets each chunk
     /// with what `prep` made of it, in file order. See [`Prepare`].
-    pub fn read_path_split<Pr, C>(
+    pub(crate) fn read_path_split<Pr, C>(
         &self,
         path: impl AsRef<Path>,
         prep: &Pr,
@@ -311,69 +311,8 @@ impl Reader {
         self.read_opened(&file, path, Some(path), prep, proc)
     }
 
-    /// Reads many files, many at once: each with its own processor, made by `make(index, path)`;
-    /// each file's outcome goes to `done` **in input order** (an input is handed back once it and
-    /// every input before it are finished). One file's error does not stop the others: it is in
-    /// that file's [`Finished::result`]. The call itself fails only when it cannot go on at all (the
-    /// ring failed, or the reader's [`Cancel`] handle was cancelled).
-    ///
-    /// **Ordering.** Processors are made in input order; a file's chunks reach its processor in
-    /// file order (files themselves are processed in whatever order their reads complete, each
-    /// processor on the thread of the lane that reads its file); results are released in input
-    /// order.
-    ///
-    /// **In flight.** Through io_uring, up to [`FILES_IN_FLIGHT`] files are in flight at once: their
-    /// `statx`, `openat`, reads and `close` go through a ring in batches, the open linked to the
-    /// first read. With more than one lane (one per CPU by default), each lane's kept thread has a
-    /// ring and its share of the files (input `i` goes to lane `i % lanes`), so every CPU copies
-    /// and processes; `make` and `done` run on the calling thread.
-    ///
-    /// **Descriptors.** Files are opened as direct descriptors (an entry each in the ring's
-    /// registered file table), which the process's `ulimit -n` does not count. Where the kernel has
-    /// no such table (before 5.19) and for files on anonymous devices (FUSE, tmpfs, overlay, btrfs),
-    /// they are process descriptors, at most what `ulimit -n` leaves room for; an open refused with
-    /// `EMFILE`/`ENFILE` waits for a descriptor (up to 2 s with nothing else in flight) and does not
-    /// reach the caller.
-    ///
-    /// **Budget.** The files in flight share the reader's buffer budget (`depth * chunk_size`):
-    /// each has one buffer of that share (at least 4 KiB, at most `chunk_size`), and its chunks are
-    /// at most that long; memory is bounded whatever the number of files. Files larger than 16
-    /// chunks, and anything that is not a regular file, are read when their turn comes, with the
-    /// lanes, as [`Reader::read_path`] reads them.
-    ///
-    /// **What is not a regular file.** Each input is looked at (`statx`, or `stat(2)` on the pool)
-    /// before it is opened. A directory, a missing file, a symbolic-link loop and whatever cannot
-    /// be opened are that input's error (`Error::Open` with the kernel's errno). A FIFO, a
-    /// character device (a terminal, `/dev/zero`: endless, so give it `max_bytes`) and a block
-    /// device are read when their turn comes, as [`Reader::read_path`] reads them: a FIFO and a
-    /// character device as a stream from its position, one read at a time; a block device by
-    /// offset, with the lanes. A FIFO's open waits for a writer, as `cat`'s or `b3sum`'s does:
-    /// the files before it are handed back meanwhile, and since results come in input order, the
-    /// ones after it (already read, within the window) after it. With a [`Cancel`] handle that
-    /// wait is a `poll(2)` beside the handle's `eventfd`, not an `open(2)`: a cancel ends the
-    /// call with [`Error::Interrupted`] at once, writer or not. A socket cannot be opened by path
-    /// (`ENXIO`).
-    ///
-    /// **Without io_uring** (refused, under `auto`) and under [`Backend::Pread`], a pool of
-    /// [`POOL_THREADS`] kept threads opens and reads the files with `pread(2)`, by the same rules
-    /// and with the same ordering; the results' [`Summary::notices`] say why io_uring was not used.
-    /// With `O_DIRECT`, or [`Backend::Sync`] or [`Backend::Epoll`], files are read one after
-    /// another.
-    ///
-    /// ```
-    /// use ringread::{processor::LineCount, ReadOptions, Reader};
-    /// let reader = Reader::new(ReadOptions::default());
-    /// let mut total = 0;
-    /// reader.read_many(["Cargo.toml", "README.md", "missing"], |_, _| LineCount::default(), |f| {
-    ///     match f.result {
-    ///         Ok(_) => total += f.processor.lines,
-    ///         Err(e) => assert_eq!(f.index, 2, "{e}"),
-    ///     }
-    /// })?;
-    /// assert!(total > 0);
-    /// # Ok::<(), ringread::Error>(())
-    /// ```
-    pub fn read_many<I, M, P, D>(&self, paths: I, mut make: M, done: D) -> Result<()>
+    /// Reads many files by path, each with its own processor ([`Reader::read_each`]'s way).
+    pub(crate) fn read_many<I, M, P, D>(&self, paths: I, mut make: M, done: D) -> Result<()>
     where
         I: IntoIterator,
         I::Item: Into<PathBuf>,
@@ -385,7 +324,7 @@ impl Reader {
     }
 
     /// [`Reader::read_many`] with processors in two halves (see [`Reader::read_path_split`]).
-    pub fn read_many_split<I, M, Pr, C, D>(&self, paths: I, make: M, done: D) -> Result<()>
+    pub(crate) fn read_many_split<I, M, Pr, C, D>(&self, paths: I, make: M, done: D) -> Result<()>
     where
         I: IntoIterator,
         I::Item: Into<PathBuf>,
@@ -396,54 +335,6 @@ impl Reader {
     {
         let mut inputs = paths.into_iter().map(|p| Input::Path(p.into()));
         self.many_inputs(&mut inputs, usize::MAX, make, done)
-    }
-
-    /// [`Reader::read_many`] for files already open, each with the name its errors and result
-    /// carry: each is read from its current position to its end, as [`Reader::read_file`] reads
-    /// it, and closed when done (this call owns them). Many are in flight at once as for paths,
-    /// and results come in input order. Each file holds a process descriptor until it is done, so
-    /// no more are taken from `files` ahead of the results handed back than `ulimit -n` leaves
-    /// room for (at most [`FILES_IN_FLIGHT`]): an iterator that opens each file as it is taken
-    /// never runs out of descriptors.
-    ///
-    /// ```
-    /// use std::fs::File;
-    /// use ringread::{processor::LineCount, ReadOptions, Reader};
-    /// let reader = Reader::new(ReadOptions::default());
-    /// let files = ["Cargo.toml", "README.md"].map(|n| (File::open(n).unwrap(), n.into()));
-    /// let mut lines = 0;
-    /// reader.read_many_files(files, |_, _| LineCount::default(), |f| {
-    ///     lines += f.processor.lines;
-    ///     assert!(f.result.is_ok());
-    /// })?;
-    /// assert!(lines > 0);
-    /// # Ok::<(), ringread::Error>(())
-    /// ```
-    pub fn read_many_files<I, M, P, D>(&self, files: I, mut make: M, done: D) -> Result<()>
-    where
-        I: IntoIterator<Item = (File, PathBuf)>,
-        M: FnMut(usize, &Path) -> P,
-        P: Processor + Send,
-        D: FnMut(Finished<P>),
-    {
-        self.read_many_files_split(files, |i, p| (Whole, make(i, p)), done)
-    }
-
-    /// [`Reader::read_many_files`] with processors in two halves (see
-    /// [`Reader::read_path_split`]).
-    pub fn read_many_files_split<I, M, Pr, C, D>(&self, files: I, make: M, done: D) -> Result<()>
-    where
-        I: IntoIterator<Item = (File, PathBuf)>,
-        M: FnMut(usize, &Path) -> (Pr, C),
-        Pr: Prepare + Send,
-        C: Combine<Pr::Part> + Send,
-        D: FnMut(Finished<C>),
-    {
-        let mut inputs = files.into_iter().map(|(f, name)| Input::Open(f, name));
-        // Each file taken from the caller holds a process descriptor (and a caller that opens
-        // them lazily opens one per file taken): no more are taken ahead than `ulimit -n` leaves
-        // room for.
-        self.many_inputs(&mut inputs, descriptor_room(), make, done)
     }
 
     /// `read_many` of paths or open files, taking at most `ahead` inputs from the caller's
@@ -724,18 +615,8 @@ impl Reader {
         })
     }
 
-    /// Reads an already open file (standard input, say) from its current position to its end, and
-    /// leaves the position after what was read, as `read(2)` would; chunk offsets are file offsets.
-    /// `name` is what errors call it.
-    pub fn read_file<P>(&self, file: &File, name: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
-    where
-        P: Processor + Send + ?Sized,
-    {
-        self.read_file_split(file, name, &Whole, proc)
-    }
-
     /// [`Reader::read_file`] with a processor in two halves, as [`Reader::read_path_split`].
-    pub fn read_file_split<Pr, C>(
+    pub(crate) fn read_file_split<Pr, C>(
         &self,
         file: &File,
         name: impl AsRef<Path>,

@@ -98,7 +98,7 @@ impl Reader {
     /// assert_eq!(got, [&file[10..30], &file[..5]].concat());
     /// # Ok::<(), ringread::Error>(())
     /// ```
-    pub fn read_ranges<P>(
+    pub(crate) fn read_ranges<P>(
         &self,
         path: impl AsRef<Path>,
         ranges: &[ByteRange],
@@ -113,25 +113,9 @@ impl Reader {
         self.read_ranges_opened(&file, path, Some(path), ranges, opts, &Whole, proc)
     }
 
-    /// [`Reader::read_ranges`] of a file the caller opened (its position is neither used nor
-    /// moved); `name` is what errors call it.
-    pub fn read_ranges_file<P>(
-        &self,
-        file: &File,
-        name: impl AsRef<Path>,
-        ranges: &[ByteRange],
-        opts: &RangeOptions,
-        proc: &mut P,
-    ) -> Result<Summary>
-    where
-        P: Processor + Send + ?Sized,
-    {
-        self.read_ranges_file_split(file, name, ranges, opts, &Whole, proc)
-    }
-
     /// [`Reader::read_ranges_file`] with a processor in two halves, as
     /// [`Reader::read_ranges_split`].
-    pub fn read_ranges_file_split<Pr, C>(
+    pub(crate) fn read_ranges_file_split<Pr, C>(
         &self,
         file: &File,
         name: impl AsRef<Path>,
@@ -149,7 +133,7 @@ impl Reader {
 
     /// [`Reader::read_ranges`] with a processor in two halves (see [`Prepare`]): `prep` runs on
     /// each range's bytes on the thread that read them, `proc` gets them with what `prep` made.
-    pub fn read_ranges_split<Pr, C>(
+    pub(crate) fn read_ranges_split<Pr, C>(
         &self,
         path: impl AsRef<Path>,
         ranges: &[ByteRange],
@@ -164,60 +148,6 @@ impl Reader {
         let path = path.as_ref();
         let file = open_read(path)?;
         self.read_ranges_opened(&file, path, Some(path), ranges, opts, prep, proc)
-    }
-
-    /// Reads ranges of many files in one call, with reads of every file in flight together: the
-    /// depth reaches across the files, as it reaches across one file's ranges in
-    /// [`Reader::read_ranges`]. Each input is a path and the ranges to read of it; each file's
-    /// chunks go to its own processor, made by `make(index, path)`, and marked with the input's
-    /// position ([`Chunk::input`](crate::Chunk::input)). In [`Order::Request`] the files' ranges
-    /// reach their processors input after input, each file's in the order given.
-    ///
-    /// Each input ends on its own: a file that cannot be opened, is not positional (a pipe), whose
-    /// read fails or whose processor fails or asks to stop, ends there, and the others go on.
-    /// `done` gets every input, in input order, with its processor and its [`Summary`] (its
-    /// bytes; the route and notices of its group) or its error. Inputs are read in groups of as
-    /// many files as may be open at once (up to [`FILES_IN_FLIGHT`], fewer where `ulimit -n` is
-    /// low); a group's results come when the group is read. The call returns an error only when
-    /// reading cannot go on at all (the ring failed, [`Error::Interrupted`], or options no file
-    /// can be read with); a processor's panic resumes on the caller's thread.
-    ///
-    /// ```
-    /// use ringread::{processor::CopyTo, ranges::{ByteRange, RangeOptions}, ReadOptions, Reader};
-    /// let reader = Reader::new(ReadOptions::builder().chunk_size(4096).depth(64).build()?);
-    /// let head = [ByteRange::new(0, 16)];
-    /// let inputs = [("Cargo.toml", &head[..]), ("README.md", &head[..]), ("missing", &head[..])];
-    /// let mut heads = Vec::new();
-    /// let copy = |_, _: &std::path::Path| CopyTo::new(Vec::new());
-    /// reader.read_ranges_many(inputs, &RangeOptions::new(), copy, |f| {
-    ///     match f.result {
-    ///         Ok(summary) => assert_eq!(summary.bytes, 16),
-    ///         Err(e) => assert_eq!(f.index, 2, "{e}"),
-    ///     }
-    ///     heads.push(f.processor.into_inner());
-    /// })?;
-    /// assert_eq!(heads[0], std::fs::read("Cargo.toml").unwrap()[..16]);
-    /// # Ok::<(), ringread::Error>(())
-    /// ```
-    pub fn read_ranges_many<I, F, R, M, P, D>(
-        &self,
-        inputs: I,
-        opts: &RangeOptions,
-        mut make: M,
-        done: D,
-    ) -> Result<()>
-    where
-        I: IntoIterator<Item = (F, R)>,
-        F: Into<PathBuf>,
-        R: AsRef<[ByteRange]>,
-        M: FnMut(usize, &Path) -> P,
-        P: Processor + Send,
-        D: FnMut(Finished<P>),
-    {
-        let mut inputs = inputs
-            .into_iter()
-            .map(|(path, ranges)| (path.into(), None, ranges));
-        self.ranges_each(&mut inputs, opts, |i, p| (Whole, make(i, p)), done)
     }
 
     /// Ranges of many inputs, each a path or an open file (`(name, Some(file), ranges)`), with a

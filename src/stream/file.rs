@@ -286,58 +286,15 @@ impl Driver {
     /// [`Error::InvalidOptions`] rather than ignored. The open itself is a
     /// blocking `open(2)` on the calling thread, as `std::fs::File::open` is (a FIFO's waits for a
     /// writer); a pipe, socket or FIFO already open can be handed over with [`Driver::open_file`].
-    pub fn open(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<FileStream> {
+    pub(crate) fn open(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<FileStream> {
         let path = path.as_ref();
         let file = open_read(path)?;
         self.stream(file, path, Some(path), opts)
     }
 
-    /// Opens `path` for streaming as [`Driver::open`] does, without blocking the calling thread:
-    /// the `open(2)` and the look at the file (`fstat`, the `O_DIRECT` twin) run on a helper thread
-    /// started by this call, and the future completes when they are done. Use it from async code
-    /// for paths that may block on open: a FIFO waits there for a writer, a network file system
-    /// for its server, a FUSE file for its daemon. Dropping the future does not stop the open; the
-    /// stream it makes is then dropped (closing the file).
-    pub fn open_async(
-        &self,
-        path: impl AsRef<Path>,
-        opts: &ReadOptions,
-    ) -> impl Future<Output = Result<FileStream>> + Send + 'static {
-        let path = path.as_ref().to_path_buf();
-        let driver = self.clone();
-        let opts = opts.clone();
-        let cell = Arc::new(Handoff::<Result<FileStream>>::default());
-        let put = Arc::clone(&cell);
-        let p = path.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ringread-open".into())
-            .spawn(move || {
-                let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    driver.open(&p, &opts)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(Error::Open {
-                        path: p.clone(),
-                        source: io::Error::other("the open panicked"),
-                    })
-                });
-                // Let go of the driver before the task is woken: once the future has its result,
-                // this thread must not be what keeps the driver's threads and rings alive (a stream
-                // holds its driver itself; an error, none), or they would outlive the caller's last
-                // handle until this thread ends.
-                drop(driver);
-                put.put(opened)
-            })
-            .map_err(|source| Error::Open { path, source });
-        async move {
-            spawned?;
-            std::future::poll_fn(|cx| cell.poll(cx)).await
-        }
-    }
-
     /// Streams an open file (a pipe, standard input, a file handed over) from its current position;
     /// `name` is what errors call it. The stream owns the file from now on.
-    pub fn open_file(
+    pub(crate) fn open_file(
         &self,
         file: File,
         name: impl AsRef<Path>,
@@ -513,21 +470,6 @@ pub fn default_options() -> ReadOptions {
         .depth(DEFAULT_STREAM_DEPTH)
         .build()
         .expect("the default options are valid")
-}
-
-/// Opens `path` on the process-wide driver ([`Driver::global`]) with [`default_options`].
-pub fn open(path: impl AsRef<Path>) -> Result<FileStream> {
-    Driver::global()?.open(path, &default_options())
-}
-
-/// Opens `path` on the process-wide driver with [`default_options`] without blocking the calling
-/// thread (see [`Driver::open_async`]): the way to open a path from async code when the path may
-/// be a FIFO or on a file system that can stall.
-pub fn open_async(
-    path: impl AsRef<Path>,
-) -> impl Future<Output = Result<FileStream>> + Send + 'static {
-    let fut = Driver::global().map(|d| d.open_async(path, &default_options()));
-    async move { fut?.await }
 }
 
 impl FileStream {

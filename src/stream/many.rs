@@ -347,13 +347,33 @@ impl AsRef<[u8]> for FileBytes {
 }
 
 /// The files' contents, one whole file at a time, as a [`Stream`](futures_core::Stream) of
-/// `(index, Result<Bytes>)` in input order (`index` is the file's place in the paths given).
-/// Made by [`Driver::read_many`].
+/// `(index, Result<Bytes>)` in input order (`index` is the file's place among the inputs). Made by
+/// [`Driver::files`].
 ///
-/// Each file is read as [`Driver::read`] reads one; up to [`DEFAULT_FILES_IN_FLIGHT`] files
-/// ([`ReadMany::files_in_flight`]) are in flight at once, their operations spread over the
-/// driver's threads. A file's error (missing, a directory, a FIFO...) is its own item; the files
-/// after it are read as usual.
+/// Up to [`DEFAULT_FILES_IN_FLIGHT`] files ([`ReadMany::files_in_flight`]) are in flight at once,
+/// their operations spread over the driver's threads. A file's error (missing, a directory, a
+/// FIFO...) is its own item; the files after it are read as usual.
+///
+/// Each file is read into one buffer from the driver's pool and handed out as [`Bytes`] without
+/// copying (the buffer goes back to the pool when the last `Bytes` of it drops). Its `statx`,
+/// `openat`, read and `close` run on a driver thread's io_uring, one after the other (the task is
+/// woken once per file, or once per batch of files that complete together): no blocking system
+/// call on the polling thread, no thread per file. A file is read up to the size `statx` gave (a
+/// file that grows meanwhile is read to that size, one that shrinks to its new end), into a buffer
+/// of that size rounded up to a size class (at most an eighth more; a kept buffer up to half as
+/// long again is reused). Refused, each with [`Error::Open`] naming the path and the way to read it
+/// instead:
+///
+/// - anything that is not a regular file (a FIFO's open would wait for a writer, a device may
+///   never end): stream it with [`Driver::chunks`] (open it off the executor first); a directory
+///   is `EISDIR`;
+/// - a file larger than the driver's whole budget (`ErrorKind::FileTooLarge`): stream it with
+///   [`Driver::chunks`].
+///
+/// A regular file that says it is empty on a file system without a device (tmpfs, or procfs,
+/// whose files say 0 and have bytes) is read into one page to see; one that fills the page is read
+/// to its end with `read(2)` on a helper thread and copied. FUSE files are read with `read(2)` on
+/// the driver's thread (see the reader's rule for them).
 ///
 /// Memory: the buffers of files read and not yet handed out, and of the `Bytes` handed out and not
 /// dropped, come from the driver's budget ([`Driver::with_budget`]). Buffers are given in input
@@ -401,60 +421,6 @@ impl std::fmt::Debug for ReadMany {
 }
 
 impl Driver {
-    /// Reads the file at `path` whole, on this driver's threads, into one buffer from the driver's
-    /// pool, and hands it out as [`Bytes`] without copying (the buffer goes back to the pool when
-    /// the last `Bytes` of it drops).
-    ///
-    /// `statx`, `openat`, the read and `close` run on a driver thread's io_uring, one after the other
-    /// (the task is woken once, with the bytes, unless its buffer has to wait for the budget): no
-    /// blocking system call on the calling thread, no thread per call. The file is read up to the
-    /// size `statx` gave (a file that grows meanwhile is read to that size, one that shrinks to its
-    /// new end), into a buffer of that size rounded up to a size class (at most an eighth more; a
-    /// kept buffer up to half as long again is reused rather than a new one allocated). While it
-    /// runs, a `read` counts as one stream in the budget's shares. Refused, each with
-    /// [`Error::Open`] naming the path and saying which way to read it instead:
-    ///
-    /// - anything that is not a regular file (a FIFO's open would wait for a writer, a device may
-    ///   never end): stream it with [`Driver::open_async`]; a directory is `EISDIR`;
-    /// - a file larger than the driver's whole budget (`ErrorKind::FileTooLarge`): stream it with
-    ///   [`Driver::open`].
-    ///
-    /// A regular file that says it is empty on a file system without a device (tmpfs, or procfs,
-    /// whose files say 0 and have bytes) is read into one page to see; one that fills the page is
-    /// read to its end with `read(2)` on a helper thread and copied. FUSE files are read with
-    /// `read(2)` on the driver's thread (see the reader's rule for them).
-    ///
-    /// The buffer waits for the budget when it is spent, as a stream's does, until another
-    /// stream, read or task gives a buffer back. If every byte of the budget is held by what the
-    /// awaiting task itself took and kept (the `Bytes` of earlier reads, chunks of streams, ranges),
-    /// that wait would never end: the result is [`Error::BudgetHeld`], naming what is held (see
-    /// the [module](super) documentation). Dropping the future part
-    /// way cancels what it has in the kernel; its buffer goes back to the pool when that has
-    /// completed, never before. If the driver is cancelled the result is [`Error::Interrupted`].
-    /// To read it without growing the page cache: `driver.read_many([path]).dontcache(true)`
-    /// ([`ReadMany::dontcache`]).
-    ///
-    /// ```no_run
-    /// # async fn f() -> Result<(), ringread::Error> {
-    /// let driver = ringread::stream::Driver::global()?;
-    /// let bytes: bytes::Bytes = driver.read("Cargo.toml").await?;
-    /// # drop(bytes);
-    /// # Ok(()) }
-    /// ```
-    pub fn read(
-        &self,
-        path: impl AsRef<Path>,
-    ) -> impl Future<Output = Result<Bytes>> + Send + 'static {
-        let path = path.as_ref().to_path_buf();
-        let mut many = self.read_many([&path]).files_in_flight(1);
-        async move {
-            match many.next_file().await {
-                Some((_, r)) => r,
-                None => Err(Error::Interrupted { path }),
-            }
-        }
-    }
-
     /// Reads the files at `paths` whole, as [`Driver::read`] reads one, with up to
     /// [`DEFAULT_FILES_IN_FLIGHT`] of them in flight on the driver's threads: a stream of
     /// `(index, Result<Bytes>)` in input order ([`ReadMany`]). Nothing starts until it is polled.
@@ -472,7 +438,7 @@ impl Driver {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn read_many<I>(&self, paths: I) -> ReadMany
+    pub(crate) fn read_many<I>(&self, paths: I) -> ReadMany
     where
         I: IntoIterator,
         I::Item: AsRef<Path>,
@@ -509,23 +475,6 @@ impl Driver {
             globals: Vec::new(),
         }
     }
-}
-
-/// Reads the file at `path` whole on the process-wide driver ([`Driver::global`]): see
-/// [`Driver::read`].
-pub fn read(path: impl AsRef<Path>) -> impl Future<Output = Result<Bytes>> + Send + 'static {
-    let fut = Driver::global().map(|d| d.read(path));
-    async move { fut?.await }
-}
-
-/// Reads the files at `paths` whole on the process-wide driver ([`Driver::global`]): see
-/// [`Driver::read_many`].
-pub fn read_many<I>(paths: I) -> Result<ReadMany>
-where
-    I: IntoIterator,
-    I::Item: AsRef<Path>,
-{
-    Ok(Driver::global()?.read_many(paths))
 }
 
 impl ReadMany {

@@ -159,8 +159,8 @@ mod whole;
 
 pub use chunk::OwnedChunk;
 pub use driver::{Driver, DriverStats, DEFAULT_BUDGET};
-pub use file::{default_options, open, open_async, FileStream, DEFAULT_STREAM_DEPTH};
-pub use many::{read, read_many, ReadMany, DEFAULT_FILES_IN_FLIGHT};
+pub use file::{default_options, FileStream, DEFAULT_STREAM_DEPTH};
+pub use many::{ReadMany, DEFAULT_FILES_IN_FLIGHT};
 pub use ranges::{RangeFile, RangeStream, ReadAt};
 
 use crate::error::Error;

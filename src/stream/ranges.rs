@@ -64,17 +64,11 @@ impl std::fmt::Debug for RangeFile {
 }
 
 impl Driver {
-    /// Opens `path` for [`RangeFile::read_at`] and [`RangeFile::ranges`] (the `open(2)` runs on
-    /// the calling thread).
-    pub fn open_ranges(&self, path: impl AsRef<Path>) -> Result<RangeFile> {
-        self.open_ranges_with(path, &ReadOptions::default())
-    }
-
     /// [`Driver::open_ranges`] with options: [`ReadOptions::direct`] reads with `O_DIRECT` (each
     /// read widened to the file's alignment, and only the asked bytes handed out; where the file
     /// refuses `O_DIRECT`, buffered, said by [`RangeFile::notices`]). The other options belong to
     /// whole-file reads and do not change a range read.
-    pub fn open_ranges_with(
+    pub(crate) fn open_ranges_with(
         &self,
         path: impl AsRef<Path>,
         opts: &ReadOptions,
@@ -84,14 +78,8 @@ impl Driver {
         self.ranges_file_at(file, path, Some(path), opts)
     }
 
-    /// A file the caller opened, for random reads; `name` is what errors call it. Its position is
-    /// neither used nor moved.
-    pub fn ranges_file(&self, file: File, name: impl AsRef<Path>) -> Result<RangeFile> {
-        self.ranges_file_with(file, name, &ReadOptions::default())
-    }
-
     /// [`Driver::ranges_file`] with options, as [`Driver::open_ranges_with`] takes them.
-    pub fn ranges_file_with(
+    pub(crate) fn ranges_file_with(
         &self,
         file: File,
         name: impl AsRef<Path>,
