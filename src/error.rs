@@ -87,7 +87,7 @@ pub enum Error {
     /// task itself had taken and not dropped: only that task could give one back, and it was
     /// waiting, so the wait would never have ended. Returned by a [`FileStream`](crate::stream::FileStream)'s
     /// poll (the stream ends), a [`ReadMany`](crate::stream::ReadMany)'s next file (the stream goes
-    /// on), [`Driver::read`](crate::stream::Driver::read) and
+    /// on), [`Driver::files`](crate::stream::Driver::files) and
     /// [`RangeFile::read_at`](crate::stream::RangeFile::read_at). Drop what you hold before
     /// waiting for more, copy the bytes you keep (`Bytes::copy_from_slice`), or give the driver a
     /// larger budget ([`Driver::with_budget`](crate::stream::Driver::with_budget)).

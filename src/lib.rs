@@ -16,16 +16,22 @@
 //! with one multishot io_uring request per stream and a shared provided buffer ring (or epoll,
 //! tokio, `read(2)`), and [`net::read_many`] reads many sockets on one thread in bounded memory.
 //!
+//! What to read is a [`Source`] (a path, an open file, a list of either, a tree, ranges of any of
+//! them); a handful of verbs say how the results come back: [`Reader::read`] (one processor),
+//! [`Reader::read_each`] (a processor per input, in input order), their `_split` forms, and on the
+//! async side (feature `stream`) `Driver::chunks`, `Driver::files`, `Driver::ranges` and
+//! `Driver::range_file`.
+//!
 //! ```
-//! use ringread::{processor::{Algorithm, Checksum, LineCount}, ReadOptions, Reader};
+//! use ringread::{processor::{Algorithm, Checksum, LineCount}, ReadOptions, Reader, Source};
 //!
 //! let reader = Reader::new(ReadOptions::builder().chunk_size(64 * 1024).depth(8).build()?);
 //! let mut sha = Checksum::new(Algorithm::Sha256);
-//! reader.read_path("Cargo.toml", &mut sha)?;
-//! let mut lines = LineCount::default();
-//! let summary = reader.read_path("Cargo.toml", &mut lines)?;
-//! assert_eq!(lines.bytes, summary.bytes);
-//! println!("{}  Cargo.toml, {} lines, read by {}", sha.hex(), lines.lines, summary.route);
+//! let summary = reader.read("Cargo.toml", &mut sha)?;
+//! println!("{}  Cargo.toml, read by {}", sha.hex(), summary.route);
+//! reader.read_each(Source::paths(["Cargo.toml", "README.md"]), |_, _| LineCount::default(), |f| {
+//!     println!("{} lines in {}", f.processor.lines, f.path.display());
+//! })?;
 //! # Ok::<(), ringread::Error>(())
 //! ```
 #![deny(missing_docs)]

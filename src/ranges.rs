@@ -1,6 +1,6 @@
 //! Range reads: many `(offset, len)` pieces of one file, read with many reads in flight.
 //!
-//! [`Reader::read_ranges`](crate::Reader::read_ranges) takes a list of [`ByteRange`]s and hands
+//! [`Reader::read`](crate::Reader::read) takes a list of [`ByteRange`]s and hands
 //! each range's bytes to a processor as [`Chunk`](crate::Chunk)s that carry the range's file
 //! offset. This module holds the I/O-free part: the [`RangeOptions`] and the plan that turns the
 //! ranges into reads ("extents"):
@@ -70,7 +70,7 @@ pub enum Order {
     Completion,
 }
 
-/// How [`Reader::read_ranges`](crate::Reader::read_ranges) reads a list of ranges.
+/// How [`Reader::read`](crate::Reader::read) reads a list of ranges.
 ///
 /// ```
 /// use ringread::ranges::{Order, RangeOptions};

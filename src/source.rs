@@ -4,7 +4,7 @@
 //! same description goes to the synchronous [`Reader`](crate::Reader)'s verbs
 //! ([`read`](crate::Reader::read), [`read_each`](crate::Reader::read_each) and their `_split`
 //! forms) and to the async driver's ([`chunks`], [`files`], [`range_file`]); a verb that cannot
-//! serve a source says so with [`Error::InvalidOptions`](crate::Error::InvalidOptions) before any
+//! serve a source says so with [`Error::InvalidOptions`] before any
 //! I/O.
 //!
 //! ```
@@ -65,6 +65,7 @@ pub struct Input {
 pub(crate) enum What {
     Path(PathBuf),
     File(File, PathBuf),
+    #[cfg_attr(not(feature = "tree"), allow(dead_code))]
     Failed(PathBuf, Error),
 }
 
@@ -199,6 +200,7 @@ impl<'a> Source<'a> {
 
     /// A tree's walk follows symbolic links (as `find -L`); a link that leads back to a directory
     /// it is in is an error of that entry. Only trees walk.
+    #[cfg_attr(not(feature = "tree"), allow(unused_mut))]
     pub fn follow_links(mut self, follow: bool) -> Source<'a> {
         #[cfg(feature = "tree")]
         if let Inputs::Tree { follow: f, .. } = &mut self.inputs {
@@ -209,8 +211,43 @@ impl<'a> Source<'a> {
     }
 
     /// Reads only `ranges` of every input (an [`Input`] with ranges of its own reads those), in
-    /// the order given or as they complete ([`Source::range_options`]). A range past the end
-    /// gives the bytes up to the end, as `pread(2)` does; an empty range, nothing.
+    /// the order given or as the reads complete ([`Source::range_options`]), many reads in
+    /// flight; each range's bytes come as [`Chunk`](crate::Chunk)s that carry the range's file
+    /// offset.
+    ///
+    /// Each read is at most the chunk size and lands in the reader's (registered) buffers; up to
+    /// `depth` are in flight, split over the lanes as a file's chunks are (across the files, for
+    /// many). Ranges close together share a read
+    /// ([`RangeOptions::merge_gap`](crate::ranges::RangeOptions::merge_gap)); a range longer than
+    /// the chunk size arrives as consecutive chunks. A range past the end gives the bytes up to
+    /// the end, like `pread(2)`; an empty range gives nothing. Under `O_DIRECT` the reads are
+    /// widened to the file's alignment and only the asked bytes are handed over. A failed read
+    /// stops that input with [`Error::Read`] naming its offset; its
+    /// [`Summary::bytes`](crate::Summary::bytes) counts the bytes handed over.
+    ///
+    /// With the options left to the reader (no chunk size, depth, threads, `direct` or `sqpoll`
+    /// given: [`ReadOptions::self_tuning`](crate::ReadOptions::self_tuning)), each read is the
+    /// size of the median range (a power of two from 4 KiB to 256 KiB) and as many are in flight
+    /// as the default budget of 1 MiB holds, at most 128: random 4 KiB ranges get 128 reads in
+    /// flight. Otherwise the reader's chunk size bounds each read and its depth the reads in
+    /// flight, as given. Under [`Backend::Auto`](crate::Backend::Auto) files that are (almost)
+    /// wholly in the page cache are read with `pread(2)` lanes, which cost less CPU per cached
+    /// read than io_uring; otherwise, and with `O_DIRECT`, through io_uring.
+    ///
+    /// ```
+    /// use ringread::{ranges::ByteRange, ReadOptions, Reader, Source};
+    /// let reader = Reader::new(ReadOptions::builder().chunk_size(4096).depth(32).build()?);
+    /// let file = std::fs::read("Cargo.toml").unwrap();
+    /// let ranges = [ByteRange::new(10, 20), ByteRange::new(0, 5), ByteRange::new(1 << 40, 9)];
+    /// let mut got = Vec::new();
+    /// let mut copy = ringread::processor::from_fn(|c: &ringread::Chunk<'_>| {
+    ///     got.extend_from_slice(c);
+    ///     Ok(true)
+    /// });
+    /// reader.read(Source::path("Cargo.toml").ranges(ranges), &mut copy)?;
+    /// assert_eq!(got, [&file[10..30], &file[..5]].concat());
+    /// # Ok::<(), ringread::Error>(())
+    /// ```
     pub fn ranges(mut self, ranges: impl Into<Arc<[ByteRange]>>) -> Source<'a> {
         self.ranges = Some(ranges.into());
         self
@@ -228,6 +265,7 @@ impl<'a> Source<'a> {
     }
 
     /// Whether the source is one input (a path or a file), not a list or a tree.
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     pub(crate) fn is_one(&self) -> bool {
         matches!(self.inputs, Inputs::One(_))
     }
@@ -250,6 +288,7 @@ impl<'a> Source<'a> {
         }
     }
 
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     /// The only input of a source of one, for a verb that reads one (`verb` names it in the error).
     pub(crate) fn into_one(self, verb: &str) -> Result<Input> {
         if !self.is_one() {

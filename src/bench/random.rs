@@ -400,10 +400,11 @@ fn way_ranges(ctx: &Ctx<'_>, reader: &Reader, order: Order) -> Result<Run> {
         .collect();
     let mut sum = 0u64;
     let opts = RangeOptions::new().order(order).merge_gap(None);
-    let s = reader.read_ranges(
-        ctx.path,
-        &ranges,
-        &opts,
+    let source = crate::Source::path(ctx.path)
+        .ranges(ranges)
+        .range_options(opts);
+    let s = reader.read(
+        source,
         &mut from_fn(|c: &Chunk<'_>| {
             sum = sum.wrapping_add(block_sum(c));
             Ok(true)

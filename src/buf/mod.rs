@@ -32,7 +32,7 @@ impl<'a> Chunk<'a> {
         }
     }
     /// The same chunk, of input `input` of a call that reads several
-    /// ([`Reader::read_ranges_many`](crate::Reader::read_ranges_many)).
+    /// ([`Reader::read_each`](crate::Reader::read_each)).
     pub(crate) fn of_input(self, input: usize) -> Self {
         Chunk { input, ..self }
     }
@@ -41,7 +41,7 @@ impl<'a> Chunk<'a> {
         self.offset
     }
     /// Which input the chunk is of, in a call that reads several at once
-    /// ([`Reader::read_ranges_many`](crate::Reader::read_ranges_many): the input's position in
+    /// ([`Reader::read_each`](crate::Reader::read_each): the input's position in
     /// the list); 0 in a call that reads one file.
     pub fn input(&self) -> usize {
         self.input

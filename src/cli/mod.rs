@@ -428,8 +428,8 @@ impl Ctx {
         self.progress.expect(names, true);
         // Under -v: each file's residency, measured as its reading starts.
         let cached = std::cell::RefCell::new(std::collections::HashMap::new());
-        let r = self.reader.read_many_split(
-            names,
+        let r = self.reader.read_each_split(
+            ringread::Source::paths(names),
             |i, path| {
                 if self.verbose {
                     cached.borrow_mut().insert(i, cached_share(path));
@@ -467,9 +467,11 @@ impl Ctx {
         let (ranges, opts) = self.ranges.as_ref()?;
         // The bar counts the bytes handed over; the files' sizes are no total for ranges.
         self.progress.expect(names, false);
-        let r = self.reader.read_ranges_many(
-            names.iter().map(|n| (n, ranges)),
-            opts,
+        let source = ringread::Source::paths(names)
+            .ranges(ranges.clone())
+            .range_options(*opts);
+        let r = self.reader.read_each(
+            source,
             |i, _| progress::Counted(make(i)),
             |f: ringread::Finished<progress::Counted<P>>| {
                 match f.result {
@@ -522,20 +524,23 @@ impl Ctx {
         self.progress
             .expect_one(name, sock.is_none() && self.ranges.is_none());
         let prep = &progress::Counted(prep);
-        let result = match &self.ranges {
-            Some((ranges, opts)) => self.open_then(name, |file| match file {
-                Some(file) => self
-                    .reader
-                    .read_ranges_file_split(file, name, ranges, opts, prep, proc),
-                None => self
-                    .reader
-                    .read_ranges_split(name, ranges, opts, prep, proc),
-            }),
-            None => self.open_then(name, |file| match file {
-                Some(file) => self.reader.read_file_split(file, name, prep, proc),
-                None => self.reader.read_path_split(name, prep, proc),
-            }),
-        };
+        let result = self.open_then(name, |file| {
+            // Standard input or a connection: a duplicate of its descriptor, which shares its
+            // position (what is read is gone from it, as with read(2)).
+            let source = match file.map(File::try_clone).transpose() {
+                Ok(Some(file)) => ringread::Source::file(file, name),
+                Ok(None) => ringread::Source::path(name),
+                Err(source) => {
+                    let path = name.to_path_buf();
+                    return Err(ringread::Error::Open { path, source });
+                }
+            };
+            let source = match &self.ranges {
+                Some((ranges, opts)) => source.ranges(ranges.clone()).range_options(*opts),
+                None => source,
+            };
+            self.reader.read_split(source, prep, proc)
+        });
         self.progress.file_done();
         let summary = match result {
             Ok(s) => s,

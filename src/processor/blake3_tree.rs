@@ -147,7 +147,7 @@ impl Default for Blake3Combine {
 }
 
 /// The two halves of a BLAKE3 hash that runs on every reading thread; use them with
-/// [`Reader::read_path_split`](crate::Reader::read_path_split).
+/// [`Reader::read_split`](crate::Reader::read_split).
 ///
 /// ```
 /// let reader = ringread::Reader::new(ringread::ReadOptions::default());

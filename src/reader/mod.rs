@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::file::{inspect, on_fuse, open_read, open_read_cancellable, register_reason, Inspected};
 use crate::mapped::Mapping;
 use crate::options::{Backend, ReadOptions, ALIGN};
-use crate::processor::{Combine, Prepare, Processor, Whole};
+use crate::processor::{Combine, Prepare};
 use crate::residency::dontcache_supported;
 use crate::ring::{explain_setup_error, usable_cpus, Queue, Ring};
 
@@ -43,7 +43,7 @@ struct LaneRes {
     notice: Option<Notice>,
 }
 
-/// The ring and slot buffers of [`Reader::read_many`], kept between calls.
+/// The ring and slot buffers of [`Reader::read_each`], kept between calls.
 struct ManyRes {
     ring: Ring,
     arena: Arena,
@@ -69,11 +69,11 @@ pub const POOL_THREADS: usize = 8;
 /// lane past the first (an `open` each: worth it over thousands of reads only).
 const OWN_FD_EXTENTS: usize = 4096;
 
-/// Files [`Reader::read_many`] keeps in flight at most through io_uring (fewer where they must be
+/// Files [`Reader::read_each`] keeps in flight at most through io_uring (fewer where they must be
 /// process descriptors and `ulimit -n` leaves less room).
 pub const FILES_IN_FLIGHT: usize = 128;
 
-/// One input of [`Reader::read_many`], finished; handed back in input order.
+/// One input of [`Reader::read_each`], finished; handed back in input order.
 #[derive(Debug)]
 pub struct Finished<P> {
     /// Its position among the inputs.
@@ -285,14 +285,6 @@ impl Reader {
             .map_err(|s| s.as_str())
     }
 
-    /// Reads the file at `path` to its end, handing its chunks to `proc` in order.
-    pub(crate) fn read_path<P>(&self, path: impl AsRef<Path>, proc: &mut P) -> Result<Summary>
-    where
-        P: Processor + Send + ?Sized,
-    {
-        self.read_path_split(path, &Whole, proc)
-    }
-
     /// Reads the file at `path` with a processor in two halves: `prep` runs on the thread that read
     /// each chunk, as soon as it is read and in parallel with the others; `proc` then gets each chunk
     /// with what `prep` made of it, in file order. See [`Prepare`].
@@ -309,32 +301,6 @@ impl Reader {
         let path = path.as_ref();
         let file = open_read_cancellable(path, self.cancel.as_ref())?;
         self.read_opened(&file, path, Some(path), prep, proc)
-    }
-
-    /// Reads many files by path, each with its own processor ([`Reader::read_each`]'s way).
-    pub(crate) fn read_many<I, M, P, D>(&self, paths: I, mut make: M, done: D) -> Result<()>
-    where
-        I: IntoIterator,
-        I::Item: Into<PathBuf>,
-        M: FnMut(usize, &Path) -> P,
-        P: Processor + Send,
-        D: FnMut(Finished<P>),
-    {
-        self.read_many_split(paths, |i, p| (Whole, make(i, p)), done)
-    }
-
-    /// [`Reader::read_many`] with processors in two halves (see [`Reader::read_path_split`]).
-    pub(crate) fn read_many_split<I, M, Pr, C, D>(&self, paths: I, make: M, done: D) -> Result<()>
-    where
-        I: IntoIterator,
-        I::Item: Into<PathBuf>,
-        M: FnMut(usize, &Path) -> (Pr, C),
-        Pr: Prepare + Send,
-        C: Combine<Pr::Part> + Send,
-        D: FnMut(Finished<C>),
-    {
-        let mut inputs = paths.into_iter().map(|p| Input::Path(p.into()));
-        self.many_inputs(&mut inputs, usize::MAX, make, done)
     }
 
     /// `read_many` of paths or open files, taking at most `ahead` inputs from the caller's
@@ -543,7 +509,7 @@ impl Reader {
         r
     }
 
-    /// `read_many` one file after another, each as [`Reader::read_path_split`] reads it.
+    /// `read_many` one file after another, each as [`Reader::read_split`] reads it.
     fn many_one_by_one<M, Pr, C, D>(
         &self,
         inputs: &mut dyn Iterator<Item = Input>,
@@ -615,7 +581,7 @@ impl Reader {
         })
     }
 
-    /// [`Reader::read_file`] with a processor in two halves, as [`Reader::read_path_split`].
+    /// [`Reader::read`] with a processor in two halves, as [`Reader::read_split`].
     pub(crate) fn read_file_split<Pr, C>(
         &self,
         file: &File,

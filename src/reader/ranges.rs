@@ -1,4 +1,4 @@
-//! [`Reader::read_ranges`]: many ranges of one file, read by the engine's lanes (see
+//! [`Reader::read`]: many ranges of one file, read by the engine's lanes (see
 //! [`crate::ranges`] for the plan, and `docs/ARCHITECTURE.md`, "Range reads").
 
 use std::fs::File;
@@ -11,7 +11,7 @@ use crate::engine::{Job, Member};
 use crate::error::{Error, Result};
 use crate::file::{not_positional, open_read, Inspected};
 use crate::options::Backend;
-use crate::processor::{Combine, Prepare, Processor, Whole};
+use crate::processor::{Combine, Prepare};
 use crate::ranges::{ByteRange, Order, Plan, RangeOptions};
 
 /// The ordered half of a range read over several files: each chunk goes to its file's processor,
@@ -40,7 +40,7 @@ impl<Pr: Prepare> Prepare for DispatchPrep<'_, Pr> {
     }
 }
 
-/// One input of a group of [`Reader::read_ranges_many`], opened (or not).
+/// One input of a group of [`Reader::read_each`], opened (or not).
 struct Entry<R> {
     index: usize,
     path: PathBuf,
@@ -52,7 +52,7 @@ struct Entry<R> {
     error: Option<Error>,
 }
 
-/// How many files of a group of [`Reader::read_ranges_many`] are looked at to tell whether the
+/// How many files of a group of [`Reader::read_each`] are looked at to tell whether the
 /// group is in the page cache.
 const CACHE_SAMPLE: usize = 8;
 
@@ -63,58 +63,8 @@ fn mostly_cached(file: &File, size: u64) -> bool {
 }
 
 impl Reader {
-    /// Reads `ranges` of the file at `path`, many reads in flight, handing each range's bytes to
-    /// `proc` as [`Chunk`](crate::Chunk)s that carry the range's file offset: in the order given,
-    /// or as the reads complete ([`Order::Completion`]).
-    ///
-    /// Each read is at most the chunk size and lands in the reader's (registered) buffers; up to
-    /// `depth` are in flight, split over the lanes as a file's chunks are. Ranges close together
-    /// share a read ([`RangeOptions::merge_gap`]); a range longer than the chunk size arrives as
-    /// consecutive chunks. A range past the end gives the bytes up to the end, like `pread(2)`; an
-    /// empty range gives nothing. Under `O_DIRECT` the reads are widened to the file's alignment
-    /// and only the asked bytes are handed over. A failed read stops the call with
-    /// [`Error::Read`] naming its offset. [`Summary::bytes`] counts the bytes handed over.
-    ///
-    /// With the options left to the reader (no chunk size, depth, threads, `direct` or `sqpoll`
-    /// given: [`ReadOptions::self_tuning`](crate::ReadOptions::self_tuning)), each read is the
-    /// size of the median range (a power of two from 4 KiB to 256 KiB) and as many are in flight
-    /// as the default budget of 1 MiB holds, at most 128: random 4 KiB ranges get 128 reads in
-    /// flight. Otherwise the reader's chunk size bounds each read and its depth the reads in
-    /// flight, as given. Under [`Backend::Auto`] a file
-    /// that is (almost) wholly in the page cache is read with `pread(2)` lanes, which cost less
-    /// CPU per cached read than io_uring; otherwise, and with `O_DIRECT`, through io_uring.
-    ///
-    /// ```
-    /// use ringread::{ranges::{ByteRange, RangeOptions}, ReadOptions, Reader};
-    /// let reader = Reader::new(ReadOptions::builder().chunk_size(4096).depth(32).build()?);
-    /// let file = std::fs::read("Cargo.toml").unwrap();
-    /// let ranges = [ByteRange::new(10, 20), ByteRange::new(0, 5), ByteRange::new(1 << 40, 9)];
-    /// let mut got = Vec::new();
-    /// let mut copy = ringread::processor::from_fn(|c: &ringread::Chunk<'_>| {
-    ///     got.extend_from_slice(c);
-    ///     Ok(true)
-    /// });
-    /// reader.read_ranges("Cargo.toml", &ranges, &RangeOptions::new(), &mut copy)?;
-    /// assert_eq!(got, [&file[10..30], &file[..5]].concat());
-    /// # Ok::<(), ringread::Error>(())
-    /// ```
-    pub(crate) fn read_ranges<P>(
-        &self,
-        path: impl AsRef<Path>,
-        ranges: &[ByteRange],
-        opts: &RangeOptions,
-        proc: &mut P,
-    ) -> Result<Summary>
-    where
-        P: Processor + Send + ?Sized,
-    {
-        let path = path.as_ref();
-        let file = open_read(path)?;
-        self.read_ranges_opened(&file, path, Some(path), ranges, opts, &Whole, proc)
-    }
-
-    /// [`Reader::read_ranges_file`] with a processor in two halves, as
-    /// [`Reader::read_ranges_split`].
+    /// [`Reader::read`] with a processor in two halves, as
+    /// [`Reader::read_split`].
     pub(crate) fn read_ranges_file_split<Pr, C>(
         &self,
         file: &File,
@@ -131,7 +81,7 @@ impl Reader {
         self.read_ranges_opened(file, name.as_ref(), None, ranges, opts, prep, proc)
     }
 
-    /// [`Reader::read_ranges`] with a processor in two halves (see [`Prepare`]): `prep` runs on
+    /// [`Reader::read`] with a processor in two halves (see [`Prepare`]): `prep` runs on
     /// each range's bytes on the thread that read them, `proc` gets them with what `prep` made.
     pub(crate) fn read_ranges_split<Pr, C>(
         &self,
@@ -151,7 +101,7 @@ impl Reader {
     }
 
     /// Ranges of many inputs, each a path or an open file (`(name, Some(file), ranges)`), with a
-    /// processor each in two halves: [`Reader::read_ranges_many`]'s way.
+    /// processor each in two halves: [`Reader::read_each`]'s way.
     pub(crate) fn ranges_each<R, M, Pr, C, D>(
         &self,
         inputs: &mut dyn Iterator<Item = (PathBuf, Option<File>, R)>,
@@ -196,7 +146,7 @@ impl Reader {
         Ok(())
     }
 
-    /// Reads one group of [`Reader::read_ranges_many`]'s inputs, all in flight together.
+    /// Reads one group of [`Reader::read_each`]'s inputs, all in flight together.
     fn ranges_group<R, Pr, C, D>(
         &self,
         mut group: Vec<Entry<R>>,

@@ -285,7 +285,7 @@ impl Driver {
     /// by its driver's threads ([`Driver::with_threads`]), so options that set them are refused with
     /// [`Error::InvalidOptions`] rather than ignored. The open itself is a
     /// blocking `open(2)` on the calling thread, as `std::fs::File::open` is (a FIFO's waits for a
-    /// writer); a pipe, socket or FIFO already open can be handed over with [`Driver::open_file`].
+    /// writer); a pipe, socket or FIFO already open can be handed over with [`Driver::chunks`].
     pub(crate) fn open(&self, path: impl AsRef<Path>, opts: &ReadOptions) -> Result<FileStream> {
         let path = path.as_ref();
         let file = open_read(path)?;
@@ -420,7 +420,7 @@ impl Driver {
     }
 }
 
-/// Where a helper thread (of [`Driver::open_async`], or a whole-file read's fallback) leaves its
+/// Where a helper thread (of [`Driver::chunks`], or a whole-file read's fallback) leaves its
 /// result for the task.
 pub(super) struct Handoff<T> {
     state: Mutex<(Option<T>, Option<Waker>)>,
@@ -464,7 +464,8 @@ impl<T> Handoff<T> {
 /// 7.0 GiB/s at depth 4, 8.9 at 8, 10.7 at 16, 11.0 at 32 (docs/BENCHMARKS.md).
 pub const DEFAULT_STREAM_DEPTH: usize = 16;
 
-/// The options [`open`] uses: the engine's defaults with [`DEFAULT_STREAM_DEPTH`] buffers.
+/// The options a [`Driver`] reads with unless given others ([`Driver::with_options`]): the
+/// engine's defaults with [`DEFAULT_STREAM_DEPTH`] buffers.
 pub fn default_options() -> ReadOptions {
     ReadOptions::builder()
         .depth(DEFAULT_STREAM_DEPTH)

@@ -1,5 +1,5 @@
-//! Whole files read on the driver: [`Driver::read`] (one file, as a `Future` of [`Bytes`]) and
-//! [`Driver::read_many`] (many, as a [`ReadMany`] stream of `(index, Result<Bytes>)` in input order).
+//! Whole files read on the driver: [`Driver::files`] (one file, as a `Future` of [`Bytes`]) and
+//! [`Driver::files`] (many, as a [`ReadMany`] stream of `(index, Result<Bytes>)` in input order).
 //!
 //! Each file is a [`WholeOp`] that a driver lane takes from `statx` to `close` on its ring; the
 //! files of one call share a [`Batch`]: their outcomes in input order, the buffer turns, the task's
@@ -421,7 +421,7 @@ impl std::fmt::Debug for ReadMany {
 }
 
 impl Driver {
-    /// Reads the files at `paths` whole, as [`Driver::read`] reads one, with up to
+    /// Reads the files at `paths` whole, as [`Driver::files`] reads one, with up to
     /// [`DEFAULT_FILES_IN_FLIGHT`] of them in flight on the driver's threads: a stream of
     /// `(index, Result<Bytes>)` in input order ([`ReadMany`]). Nothing starts until it is polled.
     ///
@@ -551,14 +551,14 @@ impl ReadMany {
                 };
                 Err(open_err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("{what}, not a regular file: stream it with Driver::open_async"),
+                    format!("{what}, not a regular file: stream it with Driver::chunks"),
                 )))
             }
             Outcome::TooLarge(size) => Err(open_err(io::Error::new(
                 io::ErrorKind::FileTooLarge,
                 format!(
                     "{size} bytes, more than the driver's whole buffer budget ({} bytes): stream \
-                     it with Driver::open",
+                     it with Driver::chunks",
                     self.batch.pool.budget()
                 ),
             ))),

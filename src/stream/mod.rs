@@ -3,7 +3,7 @@
 //! ```no_run
 //! use futures_util::StreamExt;
 //! # async fn f() -> Result<(), ringread::Error> {
-//! let mut stream = ringread::stream::open("/var/log/syslog")?;
+//! let mut stream = ringread::stream::Driver::global()?.chunks("/var/log/syslog")?;
 //! while let Some(chunk) = stream.next().await {
 //!     let chunk = chunk?;                 // an OwnedChunk: Send + 'static, derefs to &[u8]
 //!     let bytes = chunk.into_bytes();     // bytes::Bytes, no copy; the buffer returns on drop
@@ -15,9 +15,9 @@
 //! # The model
 //!
 //! A [`Driver`] is one thread per CPU this process may use, each with its own io_uring, and a pool
-//! of buffers its streams share within a budget. Streams opened from it ([`Driver::open`],
-//! [`Driver::open_async`], [`open`] and [`open_async`] for the process-wide [`Driver::global`])
-//! decide what to read; the driver's threads perform the reads:
+//! of buffers its streams share within a budget. Streams opened from it ([`Driver::chunks`],
+//! [`Driver::files`], [`Driver::ranges`], [`Driver::range_file`]; [`Driver::global`] is the
+//! process's) decide what to read; the driver's threads perform the reads:
 //!
 //! 1. the task polling a [`FileStream`] takes buffers from the driver's pool for its free slots,
 //!    makes read requests and puts them on the queues of the driver's threads (chunk `k` goes to
@@ -68,7 +68,7 @@
 //!
 //! - a [`FileStream`]'s poll (`next()`, [`FileStream::next_chunk`], and reads through
 //!   [`FileStream::into_async_read`]), when the stream has no read in flight and no chunk ready;
-//! - [`Driver::read`], and each file of [`Driver::read_many`] when its turn for a buffer comes and
+//! - [`Driver::files`], and each file of [`Driver::files`] when its turn for a buffer comes and
 //!   its stream holds no buffer (the files before it handed out);
 //! - [`RangeFile::read_at`] (and [`RangeFile::ranges`]) before its read starts.
 //!
@@ -95,14 +95,16 @@
 //!
 //! # Opening without blocking
 //!
-//! [`Driver::open`] and [`open`] call `open(2)` on the calling thread, as `std::fs::File::open`
-//! does: a FIFO's waits there for a writer, a network file system's for its server. From async
-//! code, use [`Driver::open_async`] or [`open_async`], which do the open on a helper thread.
+//! [`Driver::chunks`] and [`Driver::range_file`] of a path call `open(2)` on the calling thread, as
+//! `std::fs::File::open` does: a FIFO's waits there for a writer, a network file system's for its
+//! server. From async code, for such a path, open the file off the executor
+//! (`tokio::fs::File::open(path).await?.into_std().await`) and give it:
+//! `driver.chunks(Source::file(file, path))`. [`Driver::files`] opens on the driver's rings and
+//! never blocks the polling thread.
 //!
 //! # Whole files, many at once
 //!
-//! [`Driver::read`] reads one file whole and [`Driver::read_many`] many ([`read`] and [`read_many`]
-//! on the process-wide driver), for programs that want files' contents rather than a stream of
+//! [`Driver::files`] reads files whole (a list of paths, or a tree), for programs that want files' contents rather than a stream of
 //! chunks: a source tree, a directory of small documents. Each file's `statx`, `openat`, reads and
 //! `close` run on a driver thread's ring, one after another, each pushed by the thread that reaped
 //! the one before: no blocking call on the executor, no thread or task per file, and the task woken
@@ -119,7 +121,7 @@
 //!
 //! Only regular files are read this way: a FIFO (whose open waits for a writer) or a device is
 //! refused at its `statx`, as is a file larger than the whole budget; each error says which way to
-//! read it instead ([`Driver::open_async`], [`Driver::open`]).
+//! read it instead ([`Driver::chunks`]).
 //!
 //! # Cancelling
 //!

@@ -64,7 +64,7 @@ impl std::fmt::Debug for RangeFile {
 }
 
 impl Driver {
-    /// [`Driver::open_ranges`] with options: [`ReadOptions::direct`] reads with `O_DIRECT` (each
+    /// [`Driver::range_file`] with options: [`ReadOptions::direct`] reads with `O_DIRECT` (each
     /// read widened to the file's alignment, and only the asked bytes handed out; where the file
     /// refuses `O_DIRECT`, buffered, said by [`RangeFile::notices`]). The other options belong to
     /// whole-file reads and do not change a range read.
@@ -78,7 +78,7 @@ impl Driver {
         self.ranges_file_at(file, path, Some(path), opts)
     }
 
-    /// [`Driver::ranges_file`] with options, as [`Driver::open_ranges_with`] takes them.
+    /// [`Driver::range_file`] with options, as [`Driver::range_file`] takes them.
     pub(crate) fn ranges_file_with(
         &self,
         file: File,

@@ -1,5 +1,5 @@
 //! `bench --tree`: the ways of reading a tree of many small files, side by side, warm and cold,
-//! with the same processor: ringread's many-files engine ([`Reader::read_many`](crate::Reader::read_many)),
+//! with the same processor: ringread's many-files engine ([`Reader::read_each`](crate::Reader::read_each)),
 //! ringread one file at a time, a pool of threads doing `std::fs::read` (what `xargs -P` does),
 //! `tokio::fs` and tokio-uring with many files at once.
 //!
@@ -298,9 +298,9 @@ fn tree_notes(config: &BenchConfig, opts: &ReadOptions, syscalls: &str) -> Vec<S
     let lanes = opts.threads().unwrap_or_else(crate::ring::usable_cpus);
     vec![
         format!(
-            "ways: many = Reader::read_many over the whole list (up to {} files in flight through \
+            "ways: many = Reader::read_each over the whole list (up to {} files in flight through \
              io_uring, {lanes} lanes, buffer budget depth x chunk = {} x {} KiB); one-by-one = \
-             Reader::read_path per file, one Reader; threads = {} std threads, each taking the \
+             Reader::read per file, one Reader; threads = {} std threads, each taking the \
              next file, std::fs::read, then the processor (what `find | xargs -P{}` does, with \
              threads); tokio-fs = tokio::fs::read, up to {TREE_IN_FLIGHT} tasks at once on a \
              multi-thread runtime; tokio-uring = open, statx, read_at, close through one \

@@ -116,7 +116,7 @@ fn reader(opts: &ReadOptions, cancel: Option<&Cancel>) -> Reader {
     r
 }
 
-/// ringread's many-files engine: one [`Reader::read_many`] call over the whole list (files in
+/// ringread's many-files engine: one [`Reader::read_each`] call over the whole list (files in
 /// flight through io_uring, results in input order). The reader is kept across runs.
 #[derive(Debug)]
 pub(crate) struct Many {
@@ -140,8 +140,8 @@ impl TreeWay for Many {
     ) -> Result<u64> {
         let mut bytes = 0;
         let mut failed = None;
-        self.reader.read_many(
-            paths.iter(),
+        self.reader.read_each(
+            crate::Source::paths(paths.iter()),
             |_, _| Digester::new(kind),
             |f| match f.result {
                 Ok(s) => {
@@ -160,7 +160,7 @@ impl TreeWay for Many {
     }
 }
 
-/// ringread one file at a time, as before `read_many`: [`Reader::read_path`] per file, one reader
+/// ringread one file at a time, as before `read_many`: [`Reader::read`] per file, one reader
 /// kept across files and runs.
 #[derive(Debug)]
 pub(crate) struct OneByOne {
@@ -185,7 +185,7 @@ impl TreeWay for OneByOne {
         let mut bytes = 0;
         for (p, slot) in paths.iter().zip(out.iter_mut()) {
             let mut d = Digester::new(kind);
-            bytes += self.reader.read_path(p, &mut d)?.bytes;
+            bytes += self.reader.read(p, &mut d)?.bytes;
             *slot = d.digest();
         }
         Ok(bytes)

@@ -69,7 +69,7 @@ impl ReadMethod for UringMethod {
         self.name.clone()
     }
     fn read(&self, path: &Path, mut proc: &mut (dyn Processor + Send)) -> Result<u64> {
-        Ok(self.reader.read_path(path, &mut proc)?.bytes)
+        Ok(self.reader.read(path, &mut proc)?.bytes)
     }
 }
 
@@ -94,7 +94,7 @@ impl ReadMethod for SyncMethod {
         "sync".into()
     }
     fn read(&self, path: &Path, mut proc: &mut (dyn Processor + Send)) -> Result<u64> {
-        Ok(self.reader.read_path(path, &mut proc)?.bytes)
+        Ok(self.reader.read(path, &mut proc)?.bytes)
     }
 }
 
