@@ -253,7 +253,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
     let mut results = Vec::new();
     let mut first_opts = None;
     for &cache in &config.caches {
-        let opts = read_options(config, cache)?;
+        let opts = read_options(config, cache == CacheMode::Direct)?;
         first_opts.get_or_insert(opts.clone());
         let counter = counter.as_ref().ok();
         let mut report = run_cache(config, cache, &opts, &files, total, counter, progress)?;
@@ -300,10 +300,9 @@ fn total_bytes(files: &[PathBuf]) -> Result<u64> {
     Ok(total)
 }
 
-/// The read options of the runs in `cache`'s state: `O_DIRECT` for direct, the chunk size, depth
-/// and threads given (the defaults else).
-fn read_options(config: &BenchConfig, cache: CacheMode) -> Result<ReadOptions> {
-    let direct = cache == CacheMode::Direct;
+/// The read options of the runs: the chunk size, depth and threads given (the defaults else),
+/// `O_DIRECT` if `direct`.
+fn read_options(config: &BenchConfig, direct: bool) -> Result<ReadOptions> {
     let mut b = ReadOptions::builder().direct(direct);
     if let Some(c) = config.chunk_size {
         b = b.chunk_size(c);
