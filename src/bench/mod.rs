@@ -243,17 +243,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         config.files.clone()
     };
     let _cleanup = Cleanup(if generated { files.clone() } else { Vec::new() });
-    let mut total = 0u64;
-    for f in &files {
-        let meta = std::fs::metadata(f).map_err(ways::open_error(f))?;
-        if !meta.is_file() {
-            return Err(Error::InvalidOptions(format!(
-                "{}: bench reads regular files only",
-                f.display()
-            )));
-        }
-        total += meta.len();
-    }
+    let total = total_bytes(&files)?;
 
     // Before any way starts a thread: the counter counts the threads started after it too.
     let counter = syscalls::SyscallCounter::open();
@@ -263,18 +253,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
     let mut results = Vec::new();
     let mut first_opts = None;
     for &cache in &config.caches {
-        let direct = cache == CacheMode::Direct;
-        let mut b = ReadOptions::builder().direct(direct);
-        if let Some(c) = config.chunk_size {
-            b = b.chunk_size(c);
-        }
-        if let Some(d) = config.depth {
-            b = b.depth(d);
-        }
-        if let Some(t) = config.threads {
-            b = b.threads(t);
-        }
-        let opts = b.build()?;
+        let opts = read_options(config, cache == CacheMode::Direct)?;
         first_opts.get_or_insert(opts.clone());
         let counter = counter.as_ref().ok();
         let mut report = run_cache(config, cache, &opts, &files, total, counter, progress)?;
@@ -300,43 +279,80 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         depth: opts.depth(),
         runs: config.runs,
         results,
-        notes: vec![
-            "CPU: getrusage(RUSAGE_SELF): user + system time of every thread of the process, \
-             including io_uring's worker (iou-wrk) and SQPOLL (iou-sqp) threads, which Linux 5.12+ \
-             runs inside the process's thread group (uring-sqpoll's CPU shows the polling thread)."
-                .into(),
-            "calls: read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter \
-             calls; '-' for tokio-uring, compio, monoio and glommio, whose enters only the perf \
-             counter sees. all sys: every system call of the process during the run (a perf \
-             counter on raw_syscalls:sys_enter; '-' where it could not be opened)."
-                .into(),
-            "peers (--peers, rows starting with '$'): whole processes, each beside ringread's \
-             command doing the same work, timed from spawn to exit; CPU, faults and peak RSS from \
-             wait4's rusage (its peak RSS is at least this process's resident memory at the \
-             spawn, which Linux counts in the child's); their result (hash or count of the first \
-             file) in the last column."
-                .into(),
-            "compio, monoio, glommio: each as its documentation reads a file (compio and monoio: \
-             read_at with owned buffers, depth tasks; glommio: DmaStreamReader with read-ahead = \
-             depth under O_DIRECT, BufferedFile::read_at with depth tasks through the page \
-             cache). monoio and glommio are !Send (thread-per-core) and compio's runtime is \
-             per-thread: each reads on the calling thread, one core, where ringread's engine uses \
-             every CPU. None registers buffers (glommio's stream reader reads into its own \
-             registered I/O memory)."
-                .into(),
-            "epoll: not a way to read regular files (epoll_ctl on one says EPERM); it applies to \
-             pipes and sockets."
-                .into(),
-            "stream: ringread's async stream (a tokio runtime and a Driver kept across runs, one task \
-             taking the chunks in order); unless --depth is given it reads with its own default \
-             depth (ringread::stream::DEFAULT_STREAM_DEPTH = 16), not the engine's."
-                .into(),
-            "mmap with --processor null only faults pages in (one byte touched per page): it copies \
-             nothing, so compare it with a processor that reads every byte (e.g. --processor xxh3)."
-                .into(),
-        ],
+        notes: file_notes(),
         tree: None,
     })
+}
+
+/// The byte count of all `files`, each of which must be a regular file.
+fn total_bytes(files: &[PathBuf]) -> Result<u64> {
+    let mut total = 0u64;
+    for f in files {
+        let meta = std::fs::metadata(f).map_err(ways::open_error(f))?;
+        if !meta.is_file() {
+            return Err(Error::InvalidOptions(format!(
+                "{}: bench reads regular files only",
+                f.display()
+            )));
+        }
+        total += meta.len();
+    }
+    Ok(total)
+}
+
+/// The read options of the runs: the chunk size, depth and threads given (the defaults else),
+/// `O_DIRECT` if `direct`.
+fn read_options(config: &BenchConfig, direct: bool) -> Result<ReadOptions> {
+    let mut b = ReadOptions::builder().direct(direct);
+    if let Some(c) = config.chunk_size {
+        b = b.chunk_size(c);
+    }
+    if let Some(d) = config.depth {
+        b = b.depth(d);
+    }
+    if let Some(t) = config.threads {
+        b = b.threads(t);
+    }
+    b.build()
+}
+
+/// The notes under a file benchmark's table: what its columns measure, and how the ways read.
+fn file_notes() -> Vec<String> {
+    vec![
+        "CPU: getrusage(RUSAGE_SELF): user + system time of every thread of the process, \
+         including io_uring's worker (iou-wrk) and SQPOLL (iou-sqp) threads, which Linux 5.12+ \
+         runs inside the process's thread group (uring-sqpoll's CPU shows the polling thread)."
+            .into(),
+        "calls: read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter \
+         calls; '-' for tokio-uring, compio, monoio and glommio, whose enters only the perf \
+         counter sees. all sys: every system call of the process during the run (a perf \
+         counter on raw_syscalls:sys_enter; '-' where it could not be opened)."
+            .into(),
+        "peers (--peers, rows starting with '$'): whole processes, each beside ringread's \
+         command doing the same work, timed from spawn to exit; CPU, faults and peak RSS from \
+         wait4's rusage (its peak RSS is at least this process's resident memory at the \
+         spawn, which Linux counts in the child's); their result (hash or count of the first \
+         file) in the last column."
+            .into(),
+        "compio, monoio, glommio: each as its documentation reads a file (compio and monoio: \
+         read_at with owned buffers, depth tasks; glommio: DmaStreamReader with read-ahead = \
+         depth under O_DIRECT, BufferedFile::read_at with depth tasks through the page \
+         cache). monoio and glommio are !Send (thread-per-core) and compio's runtime is \
+         per-thread: each reads on the calling thread, one core, where ringread's engine uses \
+         every CPU. None registers buffers (glommio's stream reader reads into its own \
+         registered I/O memory)."
+            .into(),
+        "epoll: not a way to read regular files (epoll_ctl on one says EPERM); it applies to \
+         pipes and sockets."
+            .into(),
+        "stream: ringread's async stream (a tokio runtime and a Driver kept across runs, one task \
+         taking the chunks in order); unless --depth is given it reads with its own default \
+         depth (ringread::stream::DEFAULT_STREAM_DEPTH = 16), not the engine's."
+            .into(),
+        "mmap with --processor null only faults pages in (one byte touched per page): it copies \
+         nothing, so compare it with a processor that reads every byte (e.g. --processor xxh3)."
+            .into(),
+    ]
 }
 
 fn make_method(
@@ -467,6 +483,54 @@ fn run_cache(
         .collect();
 
     // One untimed pass per way with xxh3: the checksum that shows every way read the same bytes.
+    check_ways(cache, &mut methods, &mut results, files, progress)?;
+    let mut residency_before = Vec::new();
+    for run in 0..config.runs {
+        for ((name, m), r) in methods.iter().zip(results.iter_mut()) {
+            let Some(m) = m else { continue };
+            check_interrupt(config, &files[0])?;
+            prepare(cache, files, &mut residency_before)?;
+            let sample = timed_run(config, name, &**m, files, total, counter)?;
+            let gib = sample.bytes as f64 / (1u64 << 30) as f64;
+            let _ = writeln!(
+                progress,
+                "{} run {}/{}: {name:<13} {:6.2} GiB/s {:6.3} CPU s/GiB {:7.0} wake-ups/GiB",
+                cache.name(),
+                run + 1,
+                config.runs,
+                sample.gib_per_s,
+                sample.cpu_seconds / gib.max(1e-9),
+                sample.switches as f64 / gib.max(1e-9),
+            );
+            r.samples.push(sample);
+        }
+    }
+    let mut report = CacheReport {
+        cache,
+        chunk_size: opts.chunk_size(),
+        depth: opts.depth(),
+        residency_before: if residency_before.is_empty() {
+            None
+        } else {
+            Some(residency_before.iter().cloned().fold(0.0, f64::max))
+        },
+        preparation: None,
+        methods: results,
+    };
+    report.summarize();
+    Ok(report)
+}
+
+/// One untimed pass of each way over `files` with xxh3: the checksum that shows every way read
+/// the same bytes, in `results`, with each way's notice. A way of another runtime that cannot run
+/// here is marked skipped, and its slot in `methods` emptied.
+fn check_ways(
+    cache: CacheMode,
+    methods: &mut [(String, Option<Box<dyn ReadMethod>>)],
+    results: &mut [MethodResult],
+    files: &[PathBuf],
+    progress: &mut dyn Write,
+) -> Result<()> {
     for ((name, slot), r) in methods.iter_mut().zip(results.iter_mut()) {
         let Some(m) = slot else { continue };
         if let Some(n) = m.notice() {
@@ -496,69 +560,54 @@ fn run_cache(
         }
         r.checksum = Some(parts.join(","));
     }
+    Ok(())
+}
 
-    let mut residency_before = Vec::new();
-    for run in 0..config.runs {
-        for ((name, m), r) in methods.iter().zip(results.iter_mut()) {
-            let Some(m) = m else { continue };
-            check_interrupt(config, &files[0])?;
-            for f in files {
-                match cache {
-                    CacheMode::Warm => warm(f),
-                    CacheMode::Cold | CacheMode::Direct | CacheMode::Dontcache => drop_cache(f),
-                }
-                .map_err(ways::open_error(f))?;
-                if matches!(cache, CacheMode::Cold | CacheMode::Dontcache) {
-                    residency_before.push(residency(f).unwrap_or(f64::NAN));
-                }
-            }
-            let mut proc = config.processor.make();
-            let calls_before = counter.map(syscalls::SyscallCounter::count);
-            let snap = metrics::Snapshot::now();
-            let mut bytes = 0;
-            for f in files {
-                bytes += m.read(f, &mut *proc)?;
-            }
-            let cost = snap.cost();
-            // Less the read of the counter itself.
-            let all_calls =
-                counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
-            if bytes != total {
-                return Err(Error::InvalidOptions(format!(
-                    "{name} read {bytes} bytes of {total}: did the file change during the benchmark?"
-                )));
-            }
-            let mut sample = Sample::from_cost(bytes, &cost, RUNTIMES.contains(&name.as_str()));
-            sample.all_syscalls = all_calls;
-            sample.cached_after = cache::cached_share(files);
-            let gib = bytes as f64 / (1u64 << 30) as f64;
-            let _ = writeln!(
-                progress,
-                "{} run {}/{}: {name:<13} {:6.2} GiB/s {:6.3} CPU s/GiB {:7.0} wake-ups/GiB",
-                cache.name(),
-                run + 1,
-                config.runs,
-                sample.gib_per_s,
-                sample.cpu_seconds / gib.max(1e-9),
-                sample.switches as f64 / gib.max(1e-9),
-            );
-            r.samples.push(sample);
+/// Puts `files` in `cache`'s state before a run: read once (warm) or dropped from the page cache;
+/// when cold, what is still cached of each goes in `residency_before`.
+fn prepare(cache: CacheMode, files: &[PathBuf], residency_before: &mut Vec<f64>) -> Result<()> {
+    for f in files {
+        match cache {
+            CacheMode::Warm => warm(f),
+            CacheMode::Cold | CacheMode::Direct | CacheMode::Dontcache => drop_cache(f),
+        }
+        .map_err(ways::open_error(f))?;
+        if matches!(cache, CacheMode::Cold | CacheMode::Dontcache) {
+            residency_before.push(residency(f).unwrap_or(f64::NAN));
         }
     }
-    let mut report = CacheReport {
-        cache,
-        chunk_size: opts.chunk_size(),
-        depth: opts.depth(),
-        residency_before: if residency_before.is_empty() {
-            None
-        } else {
-            Some(residency_before.iter().cloned().fold(0.0, f64::max))
-        },
-        preparation: None,
-        methods: results,
-    };
-    report.summarize();
-    Ok(report)
+    Ok(())
+}
+
+/// One timed run of the way `m` (called `name`) over `files` with the configured processor: its
+/// sample, or an error if it did not read all `total` bytes.
+fn timed_run(
+    config: &BenchConfig,
+    name: &str,
+    m: &dyn ReadMethod,
+    files: &[PathBuf],
+    total: u64,
+    counter: Option<&syscalls::SyscallCounter>,
+) -> Result<Sample> {
+    let mut proc = config.processor.make();
+    let calls_before = counter.map(syscalls::SyscallCounter::count);
+    let snap = metrics::Snapshot::now();
+    let mut bytes = 0;
+    for f in files {
+        bytes += m.read(f, &mut *proc)?;
+    }
+    let cost = snap.cost();
+    // Less the read of the counter itself.
+    let all_calls = counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
+    if bytes != total {
+        return Err(Error::InvalidOptions(format!(
+            "{name} read {bytes} bytes of {total}: did the file change during the benchmark?"
+        )));
+    }
+    let mut sample = Sample::from_cost(bytes, &cost, RUNTIMES.contains(&name));
+    sample.all_syscalls = all_calls;
+    sample.cached_after = cache::cached_share(files);
+    Ok(sample)
 }
 
 /// Makes a random file of `size` bytes under `$TMPDIR` (xorshift, written in 1 MiB pieces).

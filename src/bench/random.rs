@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -490,37 +490,10 @@ pub fn run_random(
     random: &RandomConfig,
     progress: &mut dyn Write,
 ) -> Result<Report> {
-    if config.runs == 0 || random.count == 0 || random.block_size == 0 {
-        return Err(Error::InvalidOptions(
-            "--runs, --count and --block-size must be at least 1".into(),
-        ));
-    }
-    for m in &config.methods {
-        if !RANDOM_METHODS.contains(&m.as_str()) {
-            return Err(Error::InvalidOptions(format!(
-                "unknown backend '{m}' for --pattern random (expected one of {})",
-                RANDOM_METHODS.join(", ")
-            )));
-        }
-    }
+    check_config(config, random)?;
     HASH.store(config.processor != ProcessorKind::Null, Ordering::Relaxed);
     let generated = config.files.is_empty();
-    let path = match config.files.as_slice() {
-        [] => {
-            let _ = writeln!(
-                progress,
-                "generating a {} byte random file ...",
-                config.size
-            );
-            super::generate(config.size, config)?
-        }
-        [one] => one.clone(),
-        _ => {
-            return Err(Error::InvalidOptions(
-                "--pattern random reads one file".into(),
-            ))
-        }
-    };
+    let path = the_file(config, progress)?;
     let _cleanup = super::Cleanup(if generated {
         vec![path.clone()]
     } else {
@@ -538,17 +511,94 @@ pub fn run_random(
     let mut results = Vec::new();
     let mut counts = Vec::new();
     for &cache in &config.caches {
-        let direct = cache == CacheMode::Direct;
         let count = match random.seconds {
             Some(secs) => calibrate(&path, len, random.block_size, cache, secs)?,
             None => random.count,
         };
         counts.push(format!("{}: {count}", cache.name()));
         let offsets = random_offsets(len, random.block_size, count, RANDOM_SEED);
+        let ctx = Ctx {
+            path: &path,
+            offsets: &offsets,
+            block: random.block_size,
+            depth,
+            tasks: random.tasks,
+            direct: cache == CacheMode::Direct,
+            cache,
+        };
+        results.push(run_cache(config, &ctx, progress)?);
+    }
+    check_sums_agree(&path, &results)?;
+    Ok(Report {
+        source: super::BenchSource::File,
+        machine: Machine::this(),
+        file: FileInfo {
+            paths: vec![path.display().to_string()],
+            bytes: len,
+            generated,
+        },
+        processor: config.processor,
+        chunk_size: random.block_size,
+        depth,
+        runs: config.runs,
+        results,
+        notes: notes(random, &counts),
+        tree: None,
+    })
+}
+
+/// Refuses a configuration `--pattern random` cannot run: no runs, reads or bytes per read, or a
+/// way it does not know.
+fn check_config(config: &BenchConfig, random: &RandomConfig) -> Result<()> {
+    if config.runs == 0 || random.count == 0 || random.block_size == 0 {
+        return Err(Error::InvalidOptions(
+            "--runs, --count and --block-size must be at least 1".into(),
+        ));
+    }
+    for m in &config.methods {
+        if !RANDOM_METHODS.contains(&m.as_str()) {
+            return Err(Error::InvalidOptions(format!(
+                "unknown backend '{m}' for --pattern random (expected one of {})",
+                RANDOM_METHODS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The one file the runs read: the one given, or one generated (`config.size` random bytes) if
+/// none was.
+fn the_file(config: &BenchConfig, progress: &mut dyn Write) -> Result<PathBuf> {
+    match config.files.as_slice() {
+        [] => {
+            let _ = writeln!(
+                progress,
+                "generating a {} byte random file ...",
+                config.size
+            );
+            super::generate(config.size, config)
+        }
+        [one] => Ok(one.clone()),
+        _ => Err(Error::InvalidOptions(
+            "--pattern random reads one file".into(),
+        )),
+    }
+}
+
+/// The readers of one cache state's runs: the engine's (backend auto) and the same on pread(2)
+/// lanes, each timing its reads, and the stream driver of `read-at`.
+struct Engines {
+    reader: Reader,
+    pread_reader: Reader,
+    driver: crate::stream::Driver,
+}
+
+impl Engines {
+    fn new(config: &BenchConfig, ctx: &Ctx<'_>) -> Result<Self> {
         let mut b = ReadOptions::builder()
-            .direct(direct)
-            .chunk_size(random.block_size)
-            .depth(depth);
+            .direct(ctx.direct)
+            .chunk_size(ctx.block)
+            .depth(ctx.depth);
         if let Some(t) = config.threads {
             b = b.threads(t);
         }
@@ -558,162 +608,215 @@ pub fn run_random(
         reader.time_reads();
         pread_reader.time_reads();
         let driver = crate::stream::Driver::new()?;
-        let ctx = Ctx {
-            path: &path,
-            offsets: &offsets,
-            block: random.block_size,
-            depth,
-            tasks: random.tasks,
-            direct,
-            cache,
-        };
-        // Set-up before the timed runs: the reader's lanes (rings, registered buffers, threads)
-        // and the driver's threads, with a few reads each.
-        let some = &offsets[..offsets.len().min(4 * depth.max(1))];
+        Ok(Self {
+            reader,
+            pread_reader,
+            driver,
+        })
+    }
+
+    /// Set-up before the timed runs: the reader's lanes (rings, registered buffers, threads) and
+    /// the driver's threads, with a few reads each (of the ways in `methods`).
+    fn warm_up(&self, ctx: &Ctx<'_>, methods: &[String]) -> Result<()> {
+        let some = &ctx.offsets[..ctx.offsets.len().min(4 * ctx.depth.max(1))];
         let warm_up = Ctx {
             offsets: some,
-            ..ctx
+            ..*ctx
         };
-        if config.methods.iter().any(|m| m == "ranges") {
-            way_ranges(&warm_up, &reader, Order::Completion)?;
+        if methods.iter().any(|m| m == "ranges") {
+            way_ranges(&warm_up, &self.reader, Order::Completion)?;
         }
-        if config.methods.iter().any(|m| m == "ranges-pread") {
-            way_ranges(&warm_up, &pread_reader, Order::Completion)?;
+        if methods.iter().any(|m| m == "ranges-pread") {
+            way_ranges(&warm_up, &self.pread_reader, Order::Completion)?;
         }
-        if config.methods.iter().any(|m| m == "read-at") {
-            way_read_at(&warm_up, &driver)?;
+        if methods.iter().any(|m| m == "read-at") {
+            way_read_at(&warm_up, &self.driver)?;
         }
-        let mut methods: Vec<MethodResult> = config
-            .methods
-            .iter()
-            .map(|m| MethodResult::new(m, skip_reason(m, cache)))
-            .collect();
-        let mut hists: Vec<Option<Histogram<u64>>> = vec![None; methods.len()];
-        let mut sums: Vec<Option<u64>> = vec![None; methods.len()];
-        let mut residency_before: Option<f64> = None;
-        for run in 0..config.runs {
-            for (i, m) in methods.iter_mut().enumerate() {
-                if m.skipped.is_some() {
-                    continue;
-                }
-                if let Some(c) = &config.cancel {
-                    if c.is_cancelled() {
-                        return Err(Error::Interrupted { path: path.clone() });
-                    }
-                }
-                match cache {
-                    CacheMode::Warm => warm(&path).map_err(open_error(&path))?,
-                    // (The command refuses dontcache with --pattern random: read as cold.)
-                    CacheMode::Cold | CacheMode::Dontcache => {
-                        drop_cache(&path).map_err(open_error(&path))?;
-                        let r = residency(&path).unwrap_or(0.0);
-                        residency_before = Some(residency_before.unwrap_or(0.0).max(r));
-                    }
-                    CacheMode::Direct => {}
-                }
-                let _ = write!(
-                    progress,
-                    "\r{} {} run {}/{} ...   ",
-                    cache.name(),
-                    m.name,
-                    run + 1,
-                    config.runs
-                );
-                let before = Snapshot::now();
-                let r = match m.name.as_str() {
-                    "ranges" => way_ranges(&ctx, &reader, Order::Completion),
-                    "ranges-pread" => way_ranges(&ctx, &pread_reader, Order::Completion),
-                    "ranges-ordered" => way_ranges(&ctx, &reader, Order::Request),
-                    "read-at" => way_read_at(&ctx, &driver),
-                    "pread" => way_pread(&ctx),
-                    "pread-pool" => way_pread_pool(&ctx),
-                    "spawn-blocking" => way_spawn_blocking(&ctx),
-                    "tokio-fs" => way_tokio_fs(&ctx),
-                    "tokio-uring" => way_tokio_uring(&ctx),
-                    "mmap" => way_mmap(&ctx),
-                    other => unreachable!("checked above: {other}"),
-                }?;
-                let cost = before.cost();
-                m.samples.push(Sample::from_cost(r.bytes, &cost, false));
-                if let Some(s) = sums[i] {
-                    if s != r.sum {
-                        return Err(Error::Mismatch {
-                            path: path.clone(),
-                            way: m.name.clone(),
-                            got: format!("{:016x}", r.sum),
-                            reference: "its first run".into(),
-                            expected: format!("{s:016x}"),
-                        });
-                    }
-                }
-                sums[i] = Some(r.sum);
-                if let Some(h) = r.latency {
-                    hists[i]
-                        .get_or_insert_with(histogram)
-                        .add(h)
-                        .expect("same bounds");
-                }
-            }
-        }
-        let _ = writeln!(progress);
-        for (i, m) in methods.iter_mut().enumerate() {
-            m.checksum = sums[i].map(|s| format!("{s:016x}"));
-            if m.name == "pread-pool" {
-                m.notice = Some(format!("{} threads", pool_threads(&ctx)));
-            } else if matches!(m.name.as_str(), "spawn-blocking" | "tokio-fs" | "read-at") {
-                m.notice = Some(format!("{} tasks", random.tasks));
-            } else if m.name == "tokio-uring" {
-                m.notice = Some(format!("{depth} tasks on one thread"));
-            } else if m.name.starts_with("ranges") {
-                m.notice = Some(format!(
-                    "read_ranges ({}), {} order, {depth} in flight; latency from each \
-                     read queued on its lane to its completion reaped (with the wait behind the \
-                     reads queued before it)",
-                    if m.name == "ranges-pread" {
-                        "pread lanes"
-                    } else {
-                        "backend auto: pread lanes for a cached file, else io_uring"
-                    },
-                    if m.name == "ranges-ordered" {
-                        "request"
-                    } else {
-                        "completion"
-                    }
-                ));
-            }
-            if let Some(h) = &hists[i] {
-                m.p50_us = Some(h.value_at_quantile(0.5) as f64 / 1e3);
-                m.p99_us = Some(h.value_at_quantile(0.99) as f64 / 1e3);
-            }
-        }
-        let mut report = CacheReport {
-            cache,
-            chunk_size: random.block_size,
-            depth,
-            residency_before,
-            preparation: None,
-            methods,
-        };
-        report.summarize();
-        for m in &mut report.methods {
-            let reads = count as f64;
-            m.median_iops = super::report::median(
-                m.samples
-                    .iter()
-                    .map(|s| reads / s.seconds.max(1e-9))
-                    .collect(),
-            );
-            m.cpu_ms_per_10k_reads = super::report::median(
-                m.samples
-                    .iter()
-                    .map(|s| s.cpu_seconds * 1e3 * 1e4 / reads)
-                    .collect(),
-            );
-        }
-        results.push(report);
+        Ok(())
     }
-    // Two ways agree when they read the same bytes: every way's sum must be the first's.
-    for c in &results {
+
+    /// One run of the way `name` (one of [`RANDOM_METHODS`]).
+    fn run(&self, name: &str, ctx: &Ctx<'_>) -> Result<Run> {
+        match name {
+            "ranges" => way_ranges(ctx, &self.reader, Order::Completion),
+            "ranges-pread" => way_ranges(ctx, &self.pread_reader, Order::Completion),
+            "ranges-ordered" => way_ranges(ctx, &self.reader, Order::Request),
+            "read-at" => way_read_at(ctx, &self.driver),
+            "pread" => way_pread(ctx),
+            "pread-pool" => way_pread_pool(ctx),
+            "spawn-blocking" => way_spawn_blocking(ctx),
+            "tokio-fs" => way_tokio_fs(ctx),
+            "tokio-uring" => way_tokio_uring(ctx),
+            "mmap" => way_mmap(ctx),
+            other => unreachable!("checked above: {other}"),
+        }
+    }
+}
+
+/// What each way's runs in one cache state add up to, by the way's index: the XXH3 sum of its
+/// first run (every other must equal it) and the latencies of all of them.
+struct Tally {
+    sums: Vec<Option<u64>>,
+    hists: Vec<Option<Histogram<u64>>>,
+}
+
+impl Tally {
+    fn new(ways: usize) -> Self {
+        Self {
+            sums: vec![None; ways],
+            hists: vec![None; ways],
+        }
+    }
+
+    /// Adds run `r` of way `i` (named `way`), or fails if its sum is not its first run's.
+    fn add(&mut self, i: usize, way: &str, path: &Path, r: Run) -> Result<()> {
+        if let Some(s) = self.sums[i] {
+            if s != r.sum {
+                return Err(Error::Mismatch {
+                    path: path.to_path_buf(),
+                    way: way.to_string(),
+                    got: format!("{:016x}", r.sum),
+                    reference: "its first run".into(),
+                    expected: format!("{s:016x}"),
+                });
+            }
+        }
+        self.sums[i] = Some(r.sum);
+        if let Some(h) = r.latency {
+            self.hists[i]
+                .get_or_insert_with(histogram)
+                .add(h)
+                .expect("same bounds");
+        }
+        Ok(())
+    }
+}
+
+/// Puts the file in `ctx.cache`'s state before a run; under cold, raises `residency_before` to
+/// the share of the file still cached after the drop.
+fn prepare(ctx: &Ctx<'_>, residency_before: &mut Option<f64>) -> Result<()> {
+    let path = ctx.path;
+    match ctx.cache {
+        CacheMode::Warm => warm(path).map_err(open_error(path))?,
+        // (The command refuses dontcache with --pattern random: read as cold.)
+        CacheMode::Cold | CacheMode::Dontcache => {
+            drop_cache(path).map_err(open_error(path))?;
+            let r = residency(path).unwrap_or(0.0);
+            *residency_before = Some(residency_before.unwrap_or(0.0).max(r));
+        }
+        CacheMode::Direct => {}
+    }
+    Ok(())
+}
+
+/// Every run of every way in one cache state (`ctx.cache`), A B C A B C ...: its part of the report.
+fn run_cache(config: &BenchConfig, ctx: &Ctx<'_>, progress: &mut dyn Write) -> Result<CacheReport> {
+    let engines = Engines::new(config, ctx)?;
+    engines.warm_up(ctx, &config.methods)?;
+    let mut methods: Vec<MethodResult> = config
+        .methods
+        .iter()
+        .map(|m| MethodResult::new(m, skip_reason(m, ctx.cache)))
+        .collect();
+    let mut tally = Tally::new(methods.len());
+    let mut residency_before: Option<f64> = None;
+    for run in 0..config.runs {
+        for (i, m) in methods.iter_mut().enumerate() {
+            if m.skipped.is_some() {
+                continue;
+            }
+            super::check_interrupt(config, ctx.path)?;
+            prepare(ctx, &mut residency_before)?;
+            let _ = write!(
+                progress,
+                "\r{} {} run {}/{} ...   ",
+                ctx.cache.name(),
+                m.name,
+                run + 1,
+                config.runs
+            );
+            let before = Snapshot::now();
+            let r = engines.run(&m.name, ctx)?;
+            let cost = before.cost();
+            m.samples.push(Sample::from_cost(r.bytes, &cost, false));
+            tally.add(i, &m.name, ctx.path, r)?;
+        }
+    }
+    let _ = writeln!(progress);
+    for (i, m) in methods.iter_mut().enumerate() {
+        m.checksum = tally.sums[i].map(|s| format!("{s:016x}"));
+        m.notice = notice(&m.name, ctx);
+        if let Some(h) = &tally.hists[i] {
+            m.p50_us = Some(h.value_at_quantile(0.5) as f64 / 1e3);
+            m.p99_us = Some(h.value_at_quantile(0.99) as f64 / 1e3);
+        }
+    }
+    let mut report = CacheReport {
+        cache: ctx.cache,
+        chunk_size: ctx.block,
+        depth: ctx.depth,
+        residency_before,
+        preparation: None,
+        methods,
+    };
+    report.summarize();
+    add_rates(&mut report, ctx.offsets.len());
+    Ok(report)
+}
+
+/// The notice of the way `name` in the table: its threads or tasks, or how the engine read.
+fn notice(name: &str, ctx: &Ctx<'_>) -> Option<String> {
+    let depth = ctx.depth;
+    if name == "pread-pool" {
+        Some(format!("{} threads", pool_threads(ctx)))
+    } else if matches!(name, "spawn-blocking" | "tokio-fs" | "read-at") {
+        Some(format!("{} tasks", ctx.tasks))
+    } else if name == "tokio-uring" {
+        Some(format!("{depth} tasks on one thread"))
+    } else if name.starts_with("ranges") {
+        Some(format!(
+            "read_ranges ({}), {} order, {depth} in flight; latency from each \
+             read queued on its lane to its completion reaped (with the wait behind the \
+             reads queued before it)",
+            if name == "ranges-pread" {
+                "pread lanes"
+            } else {
+                "backend auto: pread lanes for a cached file, else io_uring"
+            },
+            if name == "ranges-ordered" {
+                "request"
+            } else {
+                "completion"
+            }
+        ))
+    } else {
+        None
+    }
+}
+
+/// Each way's median reads per second and CPU per 10,000 reads, from its runs of `reads` reads.
+fn add_rates(report: &mut CacheReport, reads: usize) {
+    for m in &mut report.methods {
+        let reads = reads as f64;
+        m.median_iops = super::report::median(
+            m.samples
+                .iter()
+                .map(|s| reads / s.seconds.max(1e-9))
+                .collect(),
+        );
+        m.cpu_ms_per_10k_reads = super::report::median(
+            m.samples
+                .iter()
+                .map(|s| s.cpu_seconds * 1e3 * 1e4 / reads)
+                .collect(),
+        );
+    }
+}
+
+/// Two ways agree when they read the same bytes: every way's sum must be the first's, in each
+/// cache state.
+fn check_sums_agree(path: &Path, results: &[CacheReport]) -> Result<()> {
+    for c in results {
         let sums: Vec<&String> = c
             .methods
             .iter()
@@ -728,7 +831,7 @@ pub fn run_random(
             }),
         ) {
             return Err(Error::Mismatch {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 way: m.name.clone(),
                 got: m.checksum.clone().unwrap_or_default(),
                 reference: c.methods[0].name.clone(),
@@ -736,38 +839,28 @@ pub fn run_random(
             });
         }
     }
-    Ok(Report {
-        source: super::BenchSource::File,
-        machine: Machine::this(),
-        file: FileInfo {
-            paths: vec![path.display().to_string()],
-            bytes: len,
-            generated,
-        },
-        processor: config.processor,
-        chunk_size: random.block_size,
-        depth,
-        runs: config.runs,
-        results,
-        notes: vec![
-            format!(
-                "--pattern random: reads of {} bytes per run at block-aligned offsets (seed \
-                 {RANDOM_SEED:#x}), the same for every way ({}{}); IOPS = reads / wall seconds; \
-                 latency p50/p99 over every timed read of every run (HDR histogram); CPU per 10k \
-                 reads = getrusage user + system of the whole process",
-                random.block_size,
-                counts.join(", "),
-                random.seconds.map_or(String::new(), |s| format!(
-                    "; --seconds {s}: as many as one pread(2) thread did in {s} s on other \
-                     offsets just before"
-                )),
-            ),
-            "checksum: the wrapping sum of the XXH3 of every block read (with --processor null: \
-             of its length), equal for every way"
-                .into(),
-        ],
-        tree: None,
-    })
+    Ok(())
+}
+
+/// The report's notes: what was read, how often, and what the checksum is.
+fn notes(random: &RandomConfig, counts: &[String]) -> Vec<String> {
+    vec![
+        format!(
+            "--pattern random: reads of {} bytes per run at block-aligned offsets (seed \
+             {RANDOM_SEED:#x}), the same for every way ({}{}); IOPS = reads / wall seconds; \
+             latency p50/p99 over every timed read of every run (HDR histogram); CPU per 10k \
+             reads = getrusage user + system of the whole process",
+            random.block_size,
+            counts.join(", "),
+            random.seconds.map_or(String::new(), |s| format!(
+                "; --seconds {s}: as many as one pread(2) thread did in {s} s on other \
+                 offsets just before"
+            )),
+        ),
+        "checksum: the wrapping sum of the XXH3 of every block read (with --processor null: \
+         of its length), equal for every way"
+            .into(),
+    ]
 }
 
 /// The human table of a `--pattern random` report.

@@ -425,134 +425,10 @@ impl fmt::Display for Report {
         if self.source == super::BenchSource::Tree {
             return tree::write_table(self, f);
         }
-        let m = &self.machine;
-        writeln!(
-            f,
-            "machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
-            m.cpus,
-            m.cpu_model,
-            m.memory_bytes as f64 / GIB,
-            m.kernel
-        )?;
-        let stream = self.source != super::BenchSource::File;
-        if stream {
-            writeln!(
-                f,
-                "data: {:.2} GiB per run, written at full speed by a child process to {}; \
-                 processor: {:?}; {} timed runs per backend, alternating",
-                self.file.bytes as f64 / GIB,
-                self.file.paths.join(", "),
-                self.processor,
-                self.runs
-            )?;
-        } else {
-            writeln!(
-            f,
-            "data: {:.2} GiB in {} file{}{}; processor: {:?}; {} timed runs per backend, alternating",
-            self.file.bytes as f64 / GIB,
-            self.file.paths.len(),
-            if self.file.paths.len() == 1 { "" } else { "s" },
-            if self.file.generated { " (generated random data)" } else { "" },
-            self.processor,
-            self.runs
-        )?;
-        }
+        self.write_head(f)?;
         for r in &self.results {
             writeln!(f)?;
-            let state = match r.cache {
-                CacheMode::Warm => "warm: the file was read once right before each run".to_string(),
-                CacheMode::Cold => format!(
-                    "cold: page cache dropped before each run (at most {} of the file resident)",
-                    r.residency_before
-                        .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
-                ),
-                CacheMode::Direct => "direct: O_DIRECT, the page cache bypassed".to_string(),
-                CacheMode::Dontcache => format!(
-                    "dontcache: page cache dropped before each run (at most {} of the file \
-                     resident), ringread's ways read with RWF_DONTCACHE",
-                    r.residency_before
-                        .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
-                ),
-            };
-            if stream {
-                writeln!(
-                    f,
-                    "{}: chunk {} KiB, {} pool buffers (io_uring ways)",
-                    self.source.name(),
-                    r.chunk_size / 1024,
-                    r.depth
-                )?;
-            } else {
-                writeln!(
-                    f,
-                    "cache {state}; chunk {} KiB, depth {}",
-                    r.chunk_size / 1024,
-                    r.depth
-                )?;
-            }
-            let mut t = String::new();
-            let h = HEADER;
-            let w = r.methods.iter().map(|m| m.name.len()).fold(13, usize::max);
-            writeln!(
-                t,
-                "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
-                h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
-            )?;
-            for m in &r.methods {
-                if let Some(why) = &m.skipped {
-                    writeln!(t, "{:<w$} skipped: {why}", m.name)?;
-                    continue;
-                }
-                writeln!(
-                    t,
-                    "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
-                    m.name,
-                    opt(m.median_gib_per_s, 2),
-                    format!("{}-{}", opt(m.min_gib_per_s, 2), opt(m.max_gib_per_s, 2)),
-                    opt(m.cpu_s_per_gib, 3),
-                    opt(m.syscalls_per_gib, 0),
-                    opt(m.all_syscalls_per_gib, 0),
-                    opt(m.faults_per_gib, 0),
-                    mib(m.peak_rss_bytes),
-                    m.ratio_to_sync.map_or("-".into(), |x| format!("{x:.2}x")),
-                    m.checksum.as_deref().unwrap_or("-"),
-                )?;
-            }
-            f.write_str(&t)?;
-            let left: Vec<String> = r
-                .methods
-                .iter()
-                .filter_map(|m| Some(format!("{} {:.1}%", m.name, 100.0 * m.residency_after?)))
-                .collect();
-            if !left.is_empty() && r.cache != CacheMode::Warm {
-                writeln!(f, "left in the page cache after a run: {}", left.join(", "))?;
-            }
-            if !stream {
-                writeln!(f, "{}", ranking(self.processor, &r.methods))?;
-                let vs: Vec<String> = r
-                    .methods
-                    .windows(2)
-                    .filter_map(|w| {
-                        let x = w[0].ratio_to_peer?;
-                        Some(format!("{} {x:.2}x {}", w[0].name, w[1].name))
-                    })
-                    .collect();
-                if !vs.is_empty() {
-                    writeln!(
-                        f,
-                        "peers (GiB/s, above 1x ringread is faster): {}",
-                        vs.join("; ")
-                    )?;
-                }
-            }
-            let vs: Vec<String> = r
-                .methods
-                .iter()
-                .filter_map(|m| Some(format!("{} {:.2}x", m.name, m.cpu_ratio_to_epoll?)))
-                .collect();
-            if stream && !vs.is_empty() {
-                writeln!(f, "CPU per GiB against epoll: {}", vs.join(", "))?;
-            }
+            self.write_cache(r, f)?;
         }
         writeln!(f)?;
         for (i, note) in self.notes.iter().enumerate() {
@@ -563,4 +439,162 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+impl Report {
+    /// Whether the data was a stream (`--source pipe` or `tcp`), not files.
+    fn is_stream(&self) -> bool {
+        self.source != super::BenchSource::File
+    }
+
+    /// The table's first lines: the machine, and the data the runs read.
+    fn write_head(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.machine;
+        writeln!(
+            f,
+            "machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
+            m.cpus,
+            m.cpu_model,
+            m.memory_bytes as f64 / GIB,
+            m.kernel
+        )?;
+        if self.is_stream() {
+            writeln!(
+                f,
+                "data: {:.2} GiB per run, written at full speed by a child process to {}; \
+                 processor: {:?}; {} timed runs per backend, alternating",
+                self.file.bytes as f64 / GIB,
+                self.file.paths.join(", "),
+                self.processor,
+                self.runs
+            )
+        } else {
+            writeln!(
+            f,
+            "data: {:.2} GiB in {} file{}{}; processor: {:?}; {} timed runs per backend, alternating",
+            self.file.bytes as f64 / GIB,
+            self.file.paths.len(),
+            if self.file.paths.len() == 1 { "" } else { "s" },
+            if self.file.generated { " (generated random data)" } else { "" },
+            self.processor,
+            self.runs
+        )
+        }
+    }
+
+    /// One cache state's part of the table: the state, the ways' rows, and the comparisons.
+    fn write_cache(&self, r: &CacheReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stream = self.is_stream();
+        if stream {
+            writeln!(
+                f,
+                "{}: chunk {} KiB, {} pool buffers (io_uring ways)",
+                self.source.name(),
+                r.chunk_size / 1024,
+                r.depth
+            )?;
+        } else {
+            writeln!(
+                f,
+                "cache {}; chunk {} KiB, depth {}",
+                cache_state(r),
+                r.chunk_size / 1024,
+                r.depth
+            )?;
+        }
+        f.write_str(&method_rows(&r.methods)?)?;
+        let left: Vec<String> = r
+            .methods
+            .iter()
+            .filter_map(|m| Some(format!("{} {:.1}%", m.name, 100.0 * m.residency_after?)))
+            .collect();
+        if !left.is_empty() && r.cache != CacheMode::Warm {
+            writeln!(f, "left in the page cache after a run: {}", left.join(", "))?;
+        }
+        if !stream {
+            writeln!(f, "{}", ranking(self.processor, &r.methods))?;
+            write_peers(&r.methods, f)?;
+        }
+        let vs: Vec<String> = r
+            .methods
+            .iter()
+            .filter_map(|m| Some(format!("{} {:.2}x", m.name, m.cpu_ratio_to_epoll?)))
+            .collect();
+        if stream && !vs.is_empty() {
+            writeln!(f, "CPU per GiB against epoll: {}", vs.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// What the cache state of `r`'s runs was, in words.
+fn cache_state(r: &CacheReport) -> String {
+    match r.cache {
+        CacheMode::Warm => "warm: the file was read once right before each run".to_string(),
+        CacheMode::Cold => format!(
+            "cold: page cache dropped before each run (at most {} of the file resident)",
+            r.residency_before
+                .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
+        ),
+        CacheMode::Direct => "direct: O_DIRECT, the page cache bypassed".to_string(),
+        CacheMode::Dontcache => format!(
+            "dontcache: page cache dropped before each run (at most {} of the file \
+             resident), ringread's ways read with RWF_DONTCACHE",
+            r.residency_before
+                .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
+        ),
+    }
+}
+
+/// The header and a row for each way (a skipped one said so), its first column as wide as the
+/// longest name.
+fn method_rows(methods: &[MethodResult]) -> Result<String, fmt::Error> {
+    let mut t = String::new();
+    let h = HEADER;
+    let w = methods.iter().map(|m| m.name.len()).fold(13, usize::max);
+    writeln!(
+        t,
+        "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
+        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
+    )?;
+    for m in methods {
+        if let Some(why) = &m.skipped {
+            writeln!(t, "{:<w$} skipped: {why}", m.name)?;
+            continue;
+        }
+        writeln!(
+            t,
+            "{:<w$} {:>8} {:>15} {:>9} {:>10} {:>11} {:>9} {:>8} {:>7}  {}",
+            m.name,
+            opt(m.median_gib_per_s, 2),
+            format!("{}-{}", opt(m.min_gib_per_s, 2), opt(m.max_gib_per_s, 2)),
+            opt(m.cpu_s_per_gib, 3),
+            opt(m.syscalls_per_gib, 0),
+            opt(m.all_syscalls_per_gib, 0),
+            opt(m.faults_per_gib, 0),
+            mib(m.peak_rss_bytes),
+            m.ratio_to_sync.map_or("-".into(), |x| format!("{x:.2}x")),
+            m.checksum.as_deref().unwrap_or("-"),
+        )?;
+    }
+    Ok(t)
+}
+
+/// `--peers`: each of ringread's commands against the tool after it, if there were any.
+fn write_peers(methods: &[MethodResult], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let vs: Vec<String> = methods
+        .windows(2)
+        .filter_map(|w| {
+            let x = w[0].ratio_to_peer?;
+            Some(format!("{} {x:.2}x {}", w[0].name, w[1].name))
+        })
+        .collect();
+    if !vs.is_empty() {
+        writeln!(
+            f,
+            "peers (GiB/s, above 1x ringread is faster): {}",
+            vs.join("; ")
+        )?;
+    }
+    Ok(())
 }

@@ -150,7 +150,82 @@ fn read_one(
     Ok(bytes)
 }
 
+/// Runs `bench --source pipe|tcp`: every way in turn, `config.runs` times, after an untimed
+/// checking pass of each.
 pub(super) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
+    let source = config.source;
+    check_config(config)?;
+    let setup = Setup {
+        source,
+        size: config.size,
+        chunk: config.chunk_size.unwrap_or(DEFAULT_STREAM_CHUNK),
+        buffers: config.depth.unwrap_or(DEFAULT_STREAM_BUFFERS),
+        data: pattern(),
+    };
+    let mut results: Vec<MethodResult> = config
+        .methods
+        .iter()
+        .map(|m| MethodResult::new(m, None))
+        .collect();
+    let here = std::path::Path::new(source.name());
+    for r in results.iter_mut() {
+        check_interrupt(config, here)?;
+        let _ = writeln!(
+            progress,
+            "{}: checking what {} reads ...",
+            source.name(),
+            r.name
+        );
+        r.checksum = Some(setup.checksum(&r.name)?);
+    }
+    for run in 0..config.runs {
+        for r in results.iter_mut() {
+            check_interrupt(config, here)?;
+            let sample = setup.timed_run(&r.name, config)?;
+            let _ = writeln!(
+                progress,
+                "{} run {}/{}: {:<15} {:6.2} GiB/s",
+                source.name(),
+                run + 1,
+                config.runs,
+                r.name,
+                sample.gib_per_s
+            );
+            r.samples.push(sample);
+        }
+    }
+    let mut table = CacheReport {
+        cache: CacheMode::Warm,
+        chunk_size: setup.chunk,
+        depth: setup.buffers,
+        residency_before: None,
+        preparation: None,
+        methods: results,
+    };
+    table.summarize();
+    Ok(Report {
+        source,
+        machine: Machine::this(),
+        file: FileInfo {
+            paths: vec![match source {
+                BenchSource::Tcp => "a TCP connection on 127.0.0.1".into(),
+                _ => "a pipe".into(),
+            }],
+            bytes: setup.size,
+            generated: true,
+        },
+        processor: config.processor,
+        chunk_size: setup.chunk,
+        depth: setup.buffers,
+        runs: config.runs,
+        results: vec![table],
+        notes: notes(),
+        tree: None,
+    })
+}
+
+/// Refuses a way `--source` does not know, and files (the stream is generated).
+fn check_config(config: &BenchConfig) -> Result<()> {
     let source = config.source;
     for m in &config.methods {
         if !STREAM_METHODS.contains(&m.as_str()) {
@@ -167,116 +242,89 @@ pub(super) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
             source.name()
         )));
     }
-    let chunk = config.chunk_size.unwrap_or(DEFAULT_STREAM_CHUNK);
-    let buffers = config.depth.unwrap_or(DEFAULT_STREAM_BUFFERS);
-    let data = pattern();
-    let size = config.size;
-    let opts_of = |name: &str| -> Result<StreamOptions> {
+    Ok(())
+}
+
+/// What every run reads, and how: `size` bytes of `data` (repeated) from a new stream of
+/// `source`, in chunks of `chunk` bytes, with `buffers` pool buffers (the io_uring ways).
+struct Setup {
+    source: BenchSource,
+    size: u64,
+    chunk: usize,
+    buffers: usize,
+    data: Vec<u8>,
+}
+
+impl Setup {
+    /// The stream options of the way `name` (`-batch`: waiting for 4 completions at a time).
+    fn opts(&self, name: &str) -> Result<StreamOptions> {
         let (method, batch) = match name.strip_suffix("-batch") {
             Some(m) => (m, 4),
             None => (name, 1),
         };
         Ok(StreamOptions::new(method.parse::<StreamMethod>()?)
-            .chunk_size(chunk)
-            .buffers(buffers)
+            .chunk_size(self.chunk)
+            .buffers(self.buffers)
             .batch(batch))
-    };
-    let mut results: Vec<MethodResult> = config
-        .methods
-        .iter()
-        .map(|m| MethodResult::new(m, None))
-        .collect();
-    let here = std::path::Path::new(source.name());
-    for r in results.iter_mut() {
-        check_interrupt(config, here)?;
-        let _ = writeln!(
-            progress,
-            "{}: checking what {} reads ...",
-            source.name(),
-            r.name
-        );
+    }
+
+    /// The way `name`'s untimed pass: the XXH3 of what it read, which must be every byte.
+    fn checksum(&self, name: &str) -> Result<String> {
         let mut sum = Checksum::new(Algorithm::Xxh3);
-        let bytes = read_one(source, size, &data, &opts_of(&r.name)?, &mut sum)?;
-        if bytes != size {
+        let bytes = read_one(
+            self.source,
+            self.size,
+            &self.data,
+            &self.opts(name)?,
+            &mut sum,
+        )?;
+        self.read_all(name, bytes)?;
+        Ok(sum.hex())
+    }
+
+    /// One timed run of the way `name` with `config`'s processor.
+    fn timed_run(&self, name: &str, config: &BenchConfig) -> Result<Sample> {
+        let opts = self.opts(name)?;
+        let mut proc = config.processor.make();
+        let p = Producer::start(self.source, self.size, &self.data)?;
+        let snap = Snapshot::now();
+        let got = read_stream(p.read_end.as_fd(), self.source.name(), &opts, &mut proc);
+        let cost = snap.cost();
+        p.wait()?;
+        let bytes = got?.bytes;
+        self.read_all(name, bytes)?;
+        Ok(Sample::from_cost(bytes, &cost, name == "tokio"))
+    }
+
+    /// An error unless the way `name` read all `size` bytes.
+    fn read_all(&self, name: &str, bytes: u64) -> Result<()> {
+        if bytes != self.size {
             return Err(Error::InvalidOptions(format!(
-                "{} read {bytes} bytes of {size}",
-                r.name
+                "{name} read {bytes} bytes of {}",
+                self.size
             )));
         }
-        r.checksum = Some(sum.hex());
+        Ok(())
     }
-    for run in 0..config.runs {
-        for r in results.iter_mut() {
-            check_interrupt(config, here)?;
-            let opts = opts_of(&r.name)?;
-            let mut proc = config.processor.make();
-            let p = Producer::start(source, size, &data)?;
-            let snap = Snapshot::now();
-            let got = read_stream(p.read_end.as_fd(), source.name(), &opts, &mut proc);
-            let cost = snap.cost();
-            p.wait()?;
-            let bytes = got?.bytes;
-            if bytes != size {
-                return Err(Error::InvalidOptions(format!(
-                    "{} read {bytes} bytes of {size}",
-                    r.name
-                )));
-            }
-            let sample = Sample::from_cost(bytes, &cost, r.name == "tokio");
-            let _ = writeln!(
-                progress,
-                "{} run {}/{}: {:<15} {:6.2} GiB/s",
-                source.name(),
-                run + 1,
-                config.runs,
-                r.name,
-                sample.gib_per_s
-            );
-            r.samples.push(sample);
-        }
-    }
-    let mut table = CacheReport {
-        cache: CacheMode::Warm,
-        chunk_size: chunk,
-        depth: buffers,
-        residency_before: None,
-        preparation: None,
-        methods: results,
-    };
-    table.summarize();
-    Ok(Report {
-        source,
-        machine: Machine::this(),
-        file: FileInfo {
-            paths: vec![match source {
-                BenchSource::Tcp => "a TCP connection on 127.0.0.1".into(),
-                _ => "a pipe".into(),
-            }],
-            bytes: size,
-            generated: true,
-        },
-        processor: config.processor,
-        chunk_size: chunk,
-        depth: buffers,
-        runs: config.runs,
-        results: vec![table],
-        notes: vec![
-            "producer: a forked child process writing at full speed; CPU is getrusage(RUSAGE_SELF) \
-             of the reading process only (all its threads, io_uring's workers included), so the \
-             producer's CPU is not in the figures. Wall time includes waiting for the producer."
-                .into(),
-            "calls: read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter \
-             and epoll_wait calls; '-' for tokio, whose epoll_wait and recv calls cannot be \
-             counted from inside the process. 'depth' is the io_uring ways' pool of provided \
-             buffers; epoll, tokio and sync read into one buffer of the chunk size."
-                .into(),
-            "uring-recv: single-shot RECV (socket) or READ (pipe), one per arrival; \
-             uring-multishot: one multishot RECV or READ_MULTISHOT per stream; -batch: waiting for \
-             up to 4 completions per io_uring_enter, 50 us at most (IORING_FEAT_MIN_TIMEOUT). \
-             Every way raises \
-             the pipe's capacity to the chunk size (F_SETPIPE_SZ) alike."
-                .into(),
-        ],
-        tree: None,
-    })
+}
+
+/// The notes under the table: what the CPU and call columns count, and what the ways do.
+fn notes() -> Vec<String> {
+    vec![
+        "producer: a forked child process writing at full speed; CPU is getrusage(RUSAGE_SELF) \
+         of the reading process only (all its threads, io_uring's workers included), so the \
+         producer's CPU is not in the figures. Wall time includes waiting for the producer."
+            .into(),
+        "calls: read(2)-family calls (syscr of /proc/self/io) plus ringread's io_uring_enter \
+         and epoll_wait calls; '-' for tokio, whose epoll_wait and recv calls cannot be \
+         counted from inside the process. 'depth' is the io_uring ways' pool of provided \
+         buffers; epoll, tokio and sync read into one buffer of the chunk size."
+            .into(),
+        "uring-recv: single-shot RECV (socket) or READ (pipe), one per arrival; \
+         uring-multishot: one multishot RECV or READ_MULTISHOT per stream; -batch: waiting for \
+         up to 4 completions per io_uring_enter, 50 us at most (IORING_FEAT_MIN_TIMEOUT). \
+         Every way raises \
+         the pipe's capacity to the chunk size (F_SETPIPE_SZ) alike."
+            .into(),
+    ]
 }

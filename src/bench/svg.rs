@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::Report;
+use super::{CacheReport, MethodResult, Report};
 use crate::error::{Error, Result};
 
 const COLORS: [RGBColor; 8] = [
@@ -53,24 +55,13 @@ pub fn write_svg(report: &Report, path: &Path) -> Result<()> {
     })
 }
 
-fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let panels = report.results.len().max(1);
-    let per = report
-        .results
-        .iter()
-        .map(|r| r.methods.len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    // Each bar as wide as its label (about 6 px a character at 10 px), 84 px at least.
-    let longest = report
-        .results
-        .iter()
-        .flat_map(|r| r.methods.iter().map(|m| label(&m.name).len()))
-        .max()
-        .unwrap_or(0);
-    let width = 120 + (panels * per * (longest * 6).max(84)) as u32;
-    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// A panel's chart: x the ways (one unit each), y GiB/s.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn draw(report: &Report, path: &Path) -> DrawResult {
+    let root = SVGBackend::new(path, (chart_width(report), 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = format!(
         "ringread bench: {:.2} GiB, processor {:?}, {} runs: median GiB/s, whiskers min-max, \
@@ -81,82 +72,125 @@ fn draw(report: &Report, path: &Path) -> std::result::Result<(), Box<dyn std::er
     );
     let root = root.titled(&caption, ("sans-serif", 18))?;
     // One panel per cache state, each with its own scale: page-cache and device speeds differ 10x.
+    let panels = report.results.len().max(1);
     for (area, r) in root.split_evenly((1, panels)).iter().zip(&report.results) {
-        let names: Vec<String> = r.methods.iter().map(|m| label(&m.name)).collect();
-        let medians: Vec<f64> = r
-            .methods
-            .iter()
-            .filter_map(|m| m.median_gib_per_s)
-            .collect();
-        let highest = r
-            .methods
-            .iter()
-            .filter_map(|m| m.max_gib_per_s)
-            .fold(0.5f64, f64::max);
-        let cap = panel_cap(&medians, highest);
-        let top = cap * 1.15;
-        // A stream has no cache state: its panel is named after the source.
-        let panel = match report.source {
-            super::BenchSource::File | super::BenchSource::Tree => r.cache.name(),
-            s => s.name(),
-        };
-        let mut chart = ChartBuilder::on(area)
-            .caption(panel, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..names.len() as f64, 0f64..top)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(names.len() * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - (i as f64 + 0.5)).abs() < 0.26 {
-                    names.get(i).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .x_label_style(("sans-serif", 10))
-            .y_desc("GiB/s")
-            .draw()?;
-        for (i, m) in r.methods.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            if let (Some(med), Some(lo), Some(hi)) =
-                (m.median_gib_per_s, m.min_gib_per_s, m.max_gib_per_s)
-            {
-                let x0 = i as f64 + 0.15;
-                let clipped = med > cap;
-                chart.draw_series(std::iter::once(Rectangle::new(
-                    [(x0, 0.0), (x0 + 0.7, med.min(cap))],
-                    color.filled(),
-                )))?;
-                chart.draw_series(std::iter::once(PathElement::new(
-                    vec![(x0 + 0.35, lo.min(cap)), (x0 + 0.35, hi.min(cap))],
-                    BLACK.stroke_width(1),
-                )))?;
-                // A bar past the panel's cap is cut there and says its value, marked with '^'.
-                let label = if clipped {
-                    format!("^{med:.2}")
-                } else {
-                    format!("{med:.2}")
-                };
-                chart.draw_series(std::iter::once(Text::new(
-                    label,
-                    (x0, med.min(cap) + top * 0.01),
-                    ("sans-serif", 10).into_font(),
-                )))?;
-            } else {
-                chart.draw_series(std::iter::once(Text::new(
-                    "n/a",
-                    (i as f64 + 0.3, top * 0.02),
-                    ("sans-serif", 10).into_font(),
-                )))?;
-            }
-        }
+        draw_panel(area, report, r)?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// The chart's width: a panel per cache state, each bar as wide as its label (about 6 px a
+/// character at 10 px), 84 px at least.
+fn chart_width(report: &Report) -> u32 {
+    let panels = report.results.len().max(1);
+    let per = report
+        .results
+        .iter()
+        .map(|r| r.methods.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let longest = report
+        .results
+        .iter()
+        .flat_map(|r| r.methods.iter().map(|m| label(&m.name).len()))
+        .max()
+        .unwrap_or(0);
+    120 + (panels * per * (longest * 6).max(84)) as u32
+}
+
+/// One cache state's panel: its scale, its axes, and a bar for each way.
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    report: &Report,
+    r: &CacheReport,
+) -> DrawResult {
+    let names: Vec<String> = r.methods.iter().map(|m| label(&m.name)).collect();
+    let medians: Vec<f64> = r
+        .methods
+        .iter()
+        .filter_map(|m| m.median_gib_per_s)
+        .collect();
+    let highest = r
+        .methods
+        .iter()
+        .filter_map(|m| m.max_gib_per_s)
+        .fold(0.5f64, f64::max);
+    let cap = panel_cap(&medians, highest);
+    let top = cap * 1.15;
+    // A stream has no cache state: its panel is named after the source.
+    let panel = match report.source {
+        super::BenchSource::File | super::BenchSource::Tree => r.cache.name(),
+        s => s.name(),
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..names.len() as f64, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(names.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - (i as f64 + 0.5)).abs() < 0.26 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_style(("sans-serif", 10))
+        .y_desc("GiB/s")
+        .draw()?;
+    for (i, m) in r.methods.iter().enumerate() {
+        draw_bar(&mut chart, i, m, cap, top)?;
+    }
+    Ok(())
+}
+
+/// Way `m`'s bar at `i`: its median (cut at `cap`, below the panel's `top`), its whisker and its
+/// value; "n/a" if it has no figures.
+fn draw_bar(
+    chart: &mut Chart<'_, '_>,
+    i: usize,
+    m: &MethodResult,
+    cap: f64,
+    top: f64,
+) -> DrawResult {
+    let color = COLORS[i % COLORS.len()];
+    let (Some(med), Some(lo), Some(hi)) = (m.median_gib_per_s, m.min_gib_per_s, m.max_gib_per_s)
+    else {
+        chart.draw_series(std::iter::once(Text::new(
+            "n/a",
+            (i as f64 + 0.3, top * 0.02),
+            ("sans-serif", 10).into_font(),
+        )))?;
+        return Ok(());
+    };
+    let x0 = i as f64 + 0.15;
+    let clipped = med > cap;
+    chart.draw_series(std::iter::once(Rectangle::new(
+        [(x0, 0.0), (x0 + 0.7, med.min(cap))],
+        color.filled(),
+    )))?;
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(x0 + 0.35, lo.min(cap)), (x0 + 0.35, hi.min(cap))],
+        BLACK.stroke_width(1),
+    )))?;
+    // A bar past the panel's cap is cut there and says its value, marked with '^'.
+    let label = if clipped {
+        format!("^{med:.2}")
+    } else {
+        format!("{med:.2}")
+    };
+    chart.draw_series(std::iter::once(Text::new(
+        label,
+        (x0, med.min(cap) + top * 0.01),
+        ("sans-serif", 10).into_font(),
+    )))?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `ringread bench`: every way of reading, side by side, on the same data.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -119,28 +119,68 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
         anyhow::bail!("--files must be at least 1");
     }
     if let Some(dir) = &a.make_tree {
-        if dir.exists() {
-            anyhow::bail!(
-                "{}: exists already; --make-tree makes a new directory",
-                dir.display()
-            );
-        }
-        let made = bench::make_tree(dir, files, TREE_SEED, super::interrupt_handle().as_ref());
-        if made.is_err() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        let made = match made {
-            Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
-            other => other?,
-        };
-        println!(
-            "{}: {} files, {} bytes",
-            dir.display(),
-            made.files,
-            made.bytes
-        );
-        return Ok(ExitCode::SUCCESS);
+        return make_tree(dir, files);
     }
+    let random = (a.pattern == "random").then(|| bench::RandomConfig {
+        block_size: usize::try_from(a.block_size).unwrap_or(usize::MAX),
+        count: a.count,
+        seconds: a.seconds,
+        tasks: a.tasks,
+    });
+    let (json, plot) = (a.json.clone(), a.plot.clone());
+    let config = config(read, a, files, random.is_some())?;
+    // The timed runs, for the progress bar (a way that does not apply to a cache state is skipped,
+    // so this may be more).
+    let timed = (config.caches.len() * config.methods.len() * config.runs) as u64;
+    let mut log = BenchLog::new(progress, timed);
+    let report = match &random {
+        Some(r) => bench::run_random(&config, r, &mut log),
+        None => bench::run(&config, &mut log),
+    };
+    drop(log);
+    let report = match report {
+        Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
+        other => other?,
+    };
+    show(&report, random.is_some(), json.as_deref(), plot.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--make-tree DIR`: makes the tree `--tree` would generate, of `files` files, in the new
+/// directory `dir` (removed again if making it fails), and says what it made.
+fn make_tree(dir: &Path, files: usize) -> anyhow::Result<ExitCode> {
+    if dir.exists() {
+        anyhow::bail!(
+            "{}: exists already; --make-tree makes a new directory",
+            dir.display()
+        );
+    }
+    let made = bench::make_tree(dir, files, TREE_SEED, super::interrupt_handle().as_ref());
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let made = match made {
+        Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
+        other => other?,
+    };
+    println!(
+        "{}: {} files, {} bytes",
+        dir.display(),
+        made.files,
+        made.bytes
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The benchmark's configuration from the command line (a tree of `files` files if generated;
+/// `random`: `--pattern random`), every option checked against the others and the read options
+/// checked, before any I/O.
+fn config(
+    read: &ReadArgs,
+    a: BenchArgs,
+    files: usize,
+    random: bool,
+) -> anyhow::Result<BenchConfig> {
     let source = if a.tree.is_some() {
         BenchSource::Tree
     } else {
@@ -155,39 +195,9 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
     if source == BenchSource::Tree && !a.files.is_empty() {
         anyhow::bail!("--tree reads the tree below DIR; give no FILE");
     }
-    let caches = match (a.cache.as_str(), source) {
-        ("all", BenchSource::Tree) => vec![CacheMode::Warm, CacheMode::Cold],
-        ("all", _) => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
-        ("direct" | "dontcache", BenchSource::Tree) => {
-            anyhow::bail!("--tree measures warm or cold trees (--cache warm, cold or all)")
-        }
-        (s, _) => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
-    };
+    let caches = caches(&a.cache, source, random)?;
     let processor = a.processor.unwrap_or(ProcessorKind::Xxh3);
-    let random = a.pattern == "random";
-    if random && source != BenchSource::File {
-        anyhow::bail!("--pattern random reads a file; not with --tree or --source");
-    }
-    if random && caches.contains(&CacheMode::Dontcache) {
-        anyhow::bail!(
-            "--pattern random measures warm, cold or direct reads (not --cache dontcache)"
-        );
-    }
-    let known: &[&str] = if random {
-        &bench::RANDOM_METHODS
-    } else {
-        source.methods()
-    };
-    let methods = if a.backends.is_empty() {
-        known.iter().map(|s| s.to_string()).collect()
-    } else {
-        a.backends
-    };
-    for m in &methods {
-        if !known.contains(&m.as_str()) {
-            anyhow::bail!("unknown backend '{m}' (expected {})", known.join(", "));
-        }
-    }
+    let methods = methods(a.backends, source, random)?;
     if !matches!(source, BenchSource::File | BenchSource::Tree) && !a.files.is_empty() {
         anyhow::bail!(
             "--source {} generates its data; give no FILE",
@@ -196,7 +206,7 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
     }
     // Check the read options before any I/O.
     read.options(false)?;
-    let config = BenchConfig {
+    Ok(BenchConfig {
         source,
         files: a.files,
         size: a.size,
@@ -221,30 +231,67 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
         } else {
             None
         },
+    })
+}
+
+/// The cache states of `--cache cache` for `source` (`random`: `--pattern random`), or why they
+/// cannot be measured.
+fn caches(cache: &str, source: BenchSource, random: bool) -> anyhow::Result<Vec<CacheMode>> {
+    let caches = match (cache, source) {
+        ("all", BenchSource::Tree) => vec![CacheMode::Warm, CacheMode::Cold],
+        ("all", _) => vec![CacheMode::Warm, CacheMode::Cold, CacheMode::Direct],
+        ("direct" | "dontcache", BenchSource::Tree) => {
+            anyhow::bail!("--tree measures warm or cold trees (--cache warm, cold or all)")
+        }
+        (s, _) => vec![s.parse::<CacheMode>().map_err(anyhow::Error::msg)?],
     };
-    // The timed runs, for the progress bar (a way that does not apply to a cache state is skipped,
-    // so this may be more).
-    let timed = (config.caches.len() * config.methods.len() * config.runs) as u64;
-    let mut log = BenchLog::new(progress, timed);
-    let report = if random {
-        let r = bench::RandomConfig {
-            block_size: usize::try_from(a.block_size).unwrap_or(usize::MAX),
-            count: a.count,
-            seconds: a.seconds,
-            tasks: a.tasks,
-        };
-        bench::run_random(&config, &r, &mut log)
+    if random && source != BenchSource::File {
+        anyhow::bail!("--pattern random reads a file; not with --tree or --source");
+    }
+    if random && caches.contains(&CacheMode::Dontcache) {
+        anyhow::bail!(
+            "--pattern random measures warm, cold or direct reads (not --cache dontcache)"
+        );
+    }
+    Ok(caches)
+}
+
+/// The ways to compare: `--backends` (every one known for `source` and the pattern), or all of
+/// them.
+fn methods(
+    backends: Vec<String>,
+    source: BenchSource,
+    random: bool,
+) -> anyhow::Result<Vec<String>> {
+    let known: &[&str] = if random {
+        &bench::RANDOM_METHODS
     } else {
-        bench::run(&config, &mut log)
+        source.methods()
     };
-    drop(log);
-    let report = match report {
-        Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
-        other => other?,
+    let methods = if backends.is_empty() {
+        known.iter().map(|s| s.to_string()).collect()
+    } else {
+        backends
     };
-    let json_to_stdout = a.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    for m in &methods {
+        if !known.contains(&m.as_str()) {
+            anyhow::bail!("unknown backend '{m}' (expected {})", known.join(", "));
+        }
+    }
+    Ok(methods)
+}
+
+/// Shows the report: its table on standard output (standard error when the JSON goes to standard
+/// output, `--json -`), its JSON to `json` and its chart to `plot` if asked for.
+fn show(
+    report: &bench::Report,
+    random: bool,
+    json: Option<&Path>,
+    plot: Option<&Path>,
+) -> anyhow::Result<()> {
+    let json_to_stdout = json.is_some_and(|p| p.as_os_str() == "-");
     let table = if random {
-        bench::random_table(&report)
+        bench::random_table(report)
     } else {
         report.to_string()
     };
@@ -253,16 +300,16 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
     } else {
         println!("{table}");
     }
-    if let Some(path) = &a.json {
-        let text = serde_json::to_string_pretty(&report)? + "\n";
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report)? + "\n";
         if json_to_stdout {
             std::io::stdout().write_all(text.as_bytes())?;
         } else {
             std::fs::write(path, text).with_context(|| format!("{}", path.display()))?;
         }
     }
-    if let Some(path) = &a.plot {
-        bench::write_svg(&report, path)?;
+    if let Some(path) = plot {
+        bench::write_svg(report, path)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -1,9 +1,10 @@
 //! Which files a command reads: those named, the lines of `--files-from`/`--files0-from`, and with
 //! `-r` everything below the directories named, in a deterministic order.
 
+use std::fs::Metadata;
 use std::io::{BufRead, Read};
 use std::os::unix::ffi::OsStringExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -60,116 +61,152 @@ pub(crate) fn gather(
     say: &mut dyn FnMut(String),
     fail: &mut dyn FnMut(String),
 ) -> anyhow::Result<Gathered> {
-    let mut names = files;
-    let mut ok = true;
-    let mut skipped = 0;
-    let mut streamed = false;
-    if let Some(list) = a.files_from.as_ref().or(a.files0_from.as_ref()) {
-        if !names.is_empty() {
-            anyhow::bail!("file operands cannot be combined with --files-from or --files0-from");
+    let mut gathered = match a.files_from.as_ref().or(a.files0_from.as_ref()) {
+        Some(list) => {
+            if !files.is_empty() {
+                anyhow::bail!(
+                    "file operands cannot be combined with --files-from or --files0-from"
+                );
+            }
+            read_list(list, a.files0_from.is_some(), fail)?
         }
-        let from_stdin = list.as_os_str() == "-";
-        let (mut input, meta): (Box<dyn Read>, _) = if from_stdin {
-            // SAFETY: fd 0 stays open; ManuallyDrop never closes it.
-            let fd0 = std::mem::ManuallyDrop::new(unsafe {
-                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
-            });
-            (Box::new(std::io::stdin().lock()), fd0.metadata())
-        } else {
-            let f = std::fs::File::open(list).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot open {} for reading: {}",
-                    list.display(),
-                    super::reason(&e)
-                )
-            })?;
-            let meta = f.metadata();
-            (Box::new(f), meta)
-        };
-        // As wc: a list it can read whole ahead (a regular file of at most 10 MiB), or a stream.
-        streamed = !meta.is_ok_and(|m| m.is_file() && m.len() <= 10 << 20);
-        let shown = super::quotef(list.as_os_str());
-        let sep = if a.files0_from.is_some() { 0 } else { b'\n' };
-        let mut reader = std::io::BufReader::with_capacity(1 << 16, &mut input);
-        let mut name = Vec::new();
-        let mut item = 0usize;
-        loop {
-            name.clear();
-            if reader.read_until(sep, &mut name)? == 0 {
-                break;
-            }
-            item += 1;
-            if name.last() == Some(&sep) {
-                name.pop();
-            }
-            if from_stdin && name == b"-" {
-                // Standard input is the list: it cannot be read again (wc's message).
-                fail("when reading file names from stdin, no file name of '-' allowed".into());
-                ok = false;
-                skipped += 1;
-                continue;
-            }
-            if name.is_empty() {
-                // As wc: skipped, said with the list's name and the item's number, and the exit
-                // status says so.
-                fail(format!("{shown}:{item}: invalid zero-length file name"));
-                ok = false;
-                skipped += 1;
-                continue;
-            }
-            names.push(PathBuf::from(std::ffi::OsString::from_vec(name.clone())));
-        }
-    }
-    let done = |names, ok| Gathered {
-        names,
-        ok,
-        skipped,
-        streamed,
+        None => Gathered {
+            names: files,
+            ok: true,
+            skipped: 0,
+            streamed: false,
+        },
     };
     if !a.recursive {
-        return Ok(done(names, ok));
+        return Ok(gathered);
     }
+    let names = std::mem::take(&mut gathered.names);
     let mut out = Vec::with_capacity(names.len());
     for top in names {
         if top.as_os_str() == "-" || !top.is_dir() {
             out.push(top);
             continue;
         }
-        let walk = walkdir::WalkDir::new(&top)
-            .follow_links(a.dereference)
-            .sort_by_file_name();
-        for entry in walk {
-            match entry {
-                Ok(e) if e.file_type().is_file() => out.push(e.into_path()),
-                Ok(e) if e.file_type().is_dir() => {}
-                Ok(e) if e.file_type().is_symlink() => say(format!(
-                    "{}: a symbolic link, skipped (-L follows it)",
-                    super::quotef(e.path().as_os_str())
-                )),
-                Ok(e) => say(format!(
-                    "{}: not a regular file (a FIFO, socket or device), skipped",
-                    super::quotef(e.path().as_os_str())
-                )),
-                Err(e) => {
-                    ok = false;
-                    let path = e
-                        .path()
-                        .map(|p| super::quotef(p.as_os_str()))
-                        .unwrap_or_default();
-                    let why = match (e.loop_ancestor(), e.io_error()) {
-                        (Some(a), _) => {
-                            format!(
-                                "a file system loop back to {}",
-                                super::quotef(a.as_os_str())
-                            )
-                        }
-                        (None, Some(io)) => super::reason(io),
-                        (None, None) => e.to_string(),
-                    };
-                    fail(format!("{path}: {why}"));
-                }
+        if !walk(&top, a.dereference, &mut out, say, fail) {
+            gathered.ok = false;
+        }
+    }
+    gathered.names = out;
+    Ok(gathered)
+}
+
+/// Opens the list `list` ("-": standard input): the reader, and what the file is.
+fn open_list(list: &Path) -> anyhow::Result<(Box<dyn Read>, std::io::Result<Metadata>)> {
+    if list.as_os_str() == "-" {
+        // SAFETY: fd 0 stays open; ManuallyDrop never closes it.
+        let fd0 = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(0)
+        });
+        return Ok((Box::new(std::io::stdin().lock()), fd0.metadata()));
+    }
+    let f = std::fs::File::open(list).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open {} for reading: {}",
+            list.display(),
+            super::reason(&e)
+        )
+    })?;
+    let meta = f.metadata();
+    Ok((Box::new(f), meta))
+}
+
+/// The names in the list `list` ("-": standard input), one a line, or each ended by a NUL if
+/// `nul`; an empty name (or "-" in a list read from standard input) is reported and skipped.
+fn read_list(list: &Path, nul: bool, fail: &mut dyn FnMut(String)) -> anyhow::Result<Gathered> {
+    let from_stdin = list.as_os_str() == "-";
+    let (mut input, meta) = open_list(list)?;
+    let mut g = Gathered {
+        names: Vec::new(),
+        ok: true,
+        skipped: 0,
+        // As wc: a list it can read whole ahead (a regular file of at most 10 MiB), or a stream.
+        streamed: !meta.is_ok_and(|m| m.is_file() && m.len() <= 10 << 20),
+    };
+    let shown = super::quotef(list.as_os_str());
+    let sep = if nul { 0 } else { b'\n' };
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, &mut input);
+    let mut name = Vec::new();
+    let mut item = 0usize;
+    loop {
+        name.clear();
+        if reader.read_until(sep, &mut name)? == 0 {
+            break;
+        }
+        item += 1;
+        if name.last() == Some(&sep) {
+            name.pop();
+        }
+        if from_stdin && name == b"-" {
+            // Standard input is the list: it cannot be read again (wc's message).
+            fail("when reading file names from stdin, no file name of '-' allowed".into());
+            g.ok = false;
+            g.skipped += 1;
+            continue;
+        }
+        if name.is_empty() {
+            // As wc: skipped, said with the list's name and the item's number, and the exit
+            // status says so.
+            fail(format!("{shown}:{item}: invalid zero-length file name"));
+            g.ok = false;
+            g.skipped += 1;
+            continue;
+        }
+        g.names
+            .push(PathBuf::from(std::ffi::OsString::from_vec(name.clone())));
+    }
+    Ok(g)
+}
+
+/// Adds the regular files below the directory `top` to `out` in walk order (each directory's
+/// entries sorted by name; symbolic links followed if `dereference`), saying what it skips and
+/// reporting what it cannot walk. Whether it could walk everything.
+fn walk(
+    top: &Path,
+    dereference: bool,
+    out: &mut Vec<PathBuf>,
+    say: &mut dyn FnMut(String),
+    fail: &mut dyn FnMut(String),
+) -> bool {
+    let mut ok = true;
+    let walk = walkdir::WalkDir::new(top)
+        .follow_links(dereference)
+        .sort_by_file_name();
+    for entry in walk {
+        match entry {
+            Ok(e) if e.file_type().is_file() => out.push(e.into_path()),
+            Ok(e) if e.file_type().is_dir() => {}
+            Ok(e) if e.file_type().is_symlink() => say(format!(
+                "{}: a symbolic link, skipped (-L follows it)",
+                super::quotef(e.path().as_os_str())
+            )),
+            Ok(e) => say(format!(
+                "{}: not a regular file (a FIFO, socket or device), skipped",
+                super::quotef(e.path().as_os_str())
+            )),
+            Err(e) => {
+                ok = false;
+                let path = e
+                    .path()
+                    .map(|p| super::quotef(p.as_os_str()))
+                    .unwrap_or_default();
+                let why = match (e.loop_ancestor(), e.io_error()) {
+                    (Some(a), _) => {
+                        format!(
+                            "a file system loop back to {}",
+                            super::quotef(a.as_os_str())
+                        )
+                    }
+                    (None, Some(io)) => super::reason(io),
+                    (None, None) => e.to_string(),
+                };
+                fail(format!("{path}: {why}"));
             }
         }
     }
-    Ok(done(out, ok))
+    ok
 }

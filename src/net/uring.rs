@@ -23,7 +23,7 @@ use libc::{EAGAIN, EBADFD, ECANCELED, EINTR, EINVAL, ENOBUFS, EOPNOTSUPP};
 
 use super::{hand_over, read_error, Deliver, RingSetup, Stream, StreamOptions};
 use crate::error::{Error, Result};
-use crate::ring::{StreamKind, StreamRing};
+use crate::ring::{StreamCqe, StreamKind, StreamRing};
 
 /// How long a wait for a batch of completions may hold back one that is ready, in microseconds.
 const BATCH_WAIT_USEC: u32 = 50;
@@ -110,160 +110,225 @@ fn drive(
     opts: &StreamOptions,
     deliver: &mut Deliver<'_>,
 ) {
-    let ring_err = |s: &Stream<'_>, op, source| Error::Ring {
-        path: s.name.to_path_buf(),
-        op,
-        source,
-    };
     if let Some(cancel) = &opts.cancel {
         if let Err(e) = ring.arm_poll(cancel.event_fd(), CANCEL_POLL) {
-            for (s, state) in streams.iter().zip(st.iter_mut()) {
-                let e = std::io::Error::new(e.kind(), e.to_string());
-                state.done = Some(Err(ring_err(s, "submit", e)));
-            }
+            fail_open(streams, st, "submit", &e);
             return;
         }
     }
-    // Wait for a few completions at a time if asked, where the kernel can bound the wait (Linux
-    // 6.12). Never more than half the pool.
-    let batch = opts.batch.min(opts.buffers / 2).max(1);
-    let mut armed = 0usize;
-    let mut rearm: Vec<usize> = (0..streams.len()).collect();
-    let mut poll: Vec<usize> = Vec::new();
-    let mut interrupted = false;
-    loop {
-        for i in rearm.drain(..) {
-            if st[i].done.is_some() {
+    Drive {
+        ring,
+        streams,
+        st,
+        opts,
+        deliver,
+        armed: 0,
+        rearm: (0..streams.len()).collect(),
+        poll: Vec::new(),
+        interrupted: false,
+    }
+    .run();
+}
+
+/// The error of a ring operation `op` for stream `s`.
+fn ring_err(s: &Stream<'_>, op: &'static str, source: std::io::Error) -> Error {
+    Error::Ring {
+        path: s.name.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// Ends every open stream with the error `e` of the ring operation `op`.
+fn fail_open(streams: &[Stream<'_>], st: &mut [State], op: &'static str, e: &std::io::Error) {
+    for (s, state) in streams.iter().zip(st.iter_mut()) {
+        if state.done.is_none() {
+            let e = std::io::Error::new(e.kind(), e.to_string());
+            state.done = Some(Err(ring_err(s, op, e)));
+        }
+    }
+}
+
+/// The loop's state: the ring, the streams and their progress, and what is to be armed next.
+struct Drive<'a, 'd> {
+    ring: &'a mut StreamRing,
+    streams: &'a [Stream<'a>],
+    st: &'a mut [State],
+    opts: &'a StreamOptions,
+    deliver: &'a mut Deliver<'d>,
+    /// The streams' requests in the kernel (the cancel poll not counted).
+    armed: usize,
+    /// Streams to arm with a read.
+    rearm: Vec<usize>,
+    /// Streams to arm with a poll (a non-blocking descriptor with nothing to read).
+    poll: Vec<usize>,
+    /// Whether a cancel ended every open stream (and asked the kernel to cancel their requests).
+    interrupted: bool,
+}
+
+impl Drive<'_, '_> {
+    fn run(&mut self) {
+        // Wait for a few completions at a time if asked, where the kernel can bound the wait
+        // (Linux 6.12). Never more than half the pool.
+        let batch = self.opts.batch.min(self.opts.buffers / 2).max(1);
+        loop {
+            self.arm();
+            if self.armed == 0 {
+                break;
+            }
+            // A single-shot request completes once: wait for no more completions than can come.
+            let multi = self.st.iter().any(|s| s.armed && s.multi && !s.polling);
+            let want = if batch == 1 || multi {
+                batch
+            } else {
+                self.armed.min(batch)
+            };
+            if let Err(e) = self.ring.submit_batched(want, BATCH_WAIT_USEC) {
+                // The ring cannot wait any more: what is in flight cannot be reaped (the caller
+                // tries once more, then leaks the ring).
+                fail_open(self.streams, self.st, "enter", &e);
+                break;
+            }
+            // The cancel poll's completion woke us, or the flag was set (by the processor, say):
+            // end every open stream, and cancel every armed request; the loop reaps them.
+            self.look_for_cancel();
+            while let Some(c) = self.ring.pop() {
+                self.complete(c);
+            }
+            // Looked at again before the next wait: a cancel that came after the look above, its
+            // poll's completion popped in the loop, must not leave that wait with nothing to wake
+            // it.
+            self.look_for_cancel();
+            self.ring.publish();
+        }
+    }
+
+    /// Arms a read for each stream in `rearm` and a poll for each in `poll` that is still open.
+    fn arm(&mut self) {
+        for i in self.rearm.drain(..) {
+            if self.st[i].done.is_some() {
                 continue;
             }
-            let s = &streams[i];
-            match ring.arm(s.fd, s.kind, st[i].multi, i as u64) {
+            let s = &self.streams[i];
+            match self.ring.arm(s.fd, s.kind, self.st[i].multi, i as u64) {
                 Ok(()) => {
-                    st[i].armed = true;
-                    st[i].polling = false;
-                    armed += 1;
+                    self.st[i].armed = true;
+                    self.st[i].polling = false;
+                    self.armed += 1;
                 }
-                Err(e) => st[i].done = Some(Err(ring_err(s, "submit", e))),
+                Err(e) => self.st[i].done = Some(Err(ring_err(s, "submit", e))),
             }
         }
-        for i in poll.drain(..) {
-            if st[i].done.is_some() {
+        for i in self.poll.drain(..) {
+            if self.st[i].done.is_some() {
                 continue;
             }
-            let s = &streams[i];
-            match ring.arm_poll(s.fd, i as u64 | POLL_BIT) {
+            let s = &self.streams[i];
+            match self.ring.arm_poll(s.fd, i as u64 | POLL_BIT) {
                 Ok(()) => {
-                    st[i].armed = true;
-                    st[i].polling = true;
-                    armed += 1;
+                    self.st[i].armed = true;
+                    self.st[i].polling = true;
+                    self.armed += 1;
                 }
-                Err(e) => st[i].done = Some(Err(ring_err(s, "submit", e))),
+                Err(e) => self.st[i].done = Some(Err(ring_err(s, "submit", e))),
             }
         }
-        if armed == 0 {
-            break;
+    }
+
+    /// Interrupts every stream, once, if the cancel handle was cancelled.
+    fn look_for_cancel(&mut self) {
+        if !self.interrupted && self.opts.cancelled() {
+            self.interrupted = true;
+            interrupt_all(self.ring, self.streams, self.st);
         }
-        // A single-shot request completes once: wait for no more completions than can come.
-        let want = if batch == 1 || st.iter().any(|s| s.armed && s.multi && !s.polling) {
-            batch
-        } else {
-            armed.min(batch)
-        };
-        if let Err(e) = ring.submit_batched(want, BATCH_WAIT_USEC) {
-            // The ring cannot wait any more: what is in flight cannot be reaped (the caller tries
-            // once more, then leaks the ring).
-            for (s, state) in streams.iter().zip(st.iter_mut()) {
-                if state.done.is_none() {
-                    let e = std::io::Error::new(e.kind(), e.to_string());
-                    state.done = Some(Err(ring_err(s, "enter", e)));
-                }
-            }
-            break;
+    }
+
+    /// Takes one completion: the cancel poll's, a stream's poll's, or a stream's read's.
+    fn complete(&mut self, c: StreamCqe) {
+        if c.user_data == CANCEL_POLL {
+            // The handle was cancelled (the flag is looked at after this loop), or the poll
+            // failed: either way it is not in the kernel any more, and is not armed again.
+            return;
         }
-        // The cancel poll's completion woke us, or the flag was set (by the processor, say): end
-        // every open stream, and cancel every armed request; the loop reaps them.
-        if !interrupted && opts.cancelled() {
-            interrupted = true;
-            interrupt_all(ring, streams, st);
+        if c.user_data & POLL_BIT != 0 {
+            // The descriptor is readable (or the poll was cancelled): read again.
+            let i = (c.user_data & !POLL_BIT) as usize;
+            self.st[i].armed = false;
+            self.armed -= 1;
+            if self.st[i].done.is_none() {
+                self.rearm.push(i);
+            }
+            return;
         }
-        while let Some(c) = ring.pop() {
-            if c.user_data == CANCEL_POLL {
-                // The handle was cancelled (the flag is looked at after this loop), or the poll
-                // failed: either way it is not in the kernel any more, and is not armed again.
-                continue;
+        let i = c.user_data as usize;
+        if let Some(bid) = c.buf {
+            self.hand_over_buf(i, bid, c.result);
+            self.ring.give_back(bid);
+        }
+        if self.st[i].done.is_none() && !self.settle(i, &c) {
+            return;
+        }
+        let state = &mut self.st[i];
+        if !c.more {
+            state.armed = false;
+            self.armed -= 1;
+            if state.done.is_none() {
+                self.rearm.push(i);
             }
-            if c.user_data & POLL_BIT != 0 {
-                // The descriptor is readable (or the poll was cancelled): read again.
-                let i = (c.user_data & !POLL_BIT) as usize;
-                st[i].armed = false;
-                armed -= 1;
-                if st[i].done.is_none() {
-                    rearm.push(i);
-                }
-                continue;
-            }
-            let i = c.user_data as usize;
-            let (s, state) = (&streams[i], &mut st[i]);
-            if let Some(bid) = c.buf {
-                if c.result > 0 && state.done.is_none() {
-                    // SAFETY: the kernel handed us `bid` with `result` bytes in this completion, and
-                    // it goes back to the ring only below, after the processor returned.
-                    let data = unsafe { ring.buf(bid, c.result as usize) };
-                    match hand_over(i, s, state.offset, data, opts, deliver) {
-                        Ok((n, go)) => {
-                            state.offset += n;
-                            if !go {
-                                state.done = Some(Ok(state.offset));
-                            }
-                        }
-                        Err(e) => state.done = Some(Err(e)),
+        } else if state.done.is_some() && !state.cancel_sent {
+            state.cancel_sent = self.ring.cancel(i as u64).is_ok();
+        }
+    }
+
+    /// Hands the `result` bytes of pool buffer `bid` over to stream `i`'s processor, if there are
+    /// any and the stream is open (the caller gives the buffer back).
+    fn hand_over_buf(&mut self, i: usize, bid: u16, result: i32) {
+        let (s, state) = (&self.streams[i], &mut self.st[i]);
+        if result > 0 && state.done.is_none() {
+            // SAFETY: the kernel handed us `bid` with `result` bytes in this completion, and it
+            // goes back to the ring only after this returns, after the processor returned.
+            let data = unsafe { self.ring.buf(bid, result as usize) };
+            match hand_over(i, s, state.offset, data, self.opts, self.deliver) {
+                Ok((n, go)) => {
+                    state.offset += n;
+                    if !go {
+                        state.done = Some(Ok(state.offset));
                     }
                 }
-                ring.give_back(bid);
-            }
-            if state.done.is_none() {
-                match c.result {
-                    r if r > 0 => {}
-                    0 => state.done = Some(Ok(state.offset)),
-                    r => match -r {
-                        // Out of buffers, or a transient: arm again below.
-                        ENOBUFS | EINTR => {}
-                        // A non-blocking descriptor with nothing to read: the kernel does not wait
-                        // for it, so wait with a poll, then read again.
-                        EAGAIN if !c.more => {
-                            state.armed = false;
-                            armed -= 1;
-                            poll.push(i);
-                            continue;
-                        }
-                        EAGAIN => {}
-                        // No multishot for this descriptor (an old kernel, or a file that cannot
-                        // be polled such as /dev/zero): single-shot from now on.
-                        EINVAL | EBADFD | EOPNOTSUPP if state.multi && state.offset == 0 => {
-                            state.multi = false
-                        }
-                        ECANCELED if interrupted => {}
-                        code => state.done = Some(Err(read_error(s, state.offset, code))),
-                    },
-                }
-            }
-            if !c.more {
-                state.armed = false;
-                armed -= 1;
-                if state.done.is_none() {
-                    rearm.push(i);
-                }
-            } else if state.done.is_some() && !state.cancel_sent {
-                state.cancel_sent = ring.cancel(i as u64).is_ok();
+                Err(e) => state.done = Some(Err(e)),
             }
         }
-        // Looked at again before the next wait: a cancel that came after the look above, its
-        // poll's completion popped in the loop, must not leave that wait with nothing to wake it.
-        if !interrupted && opts.cancelled() {
-            interrupted = true;
-            interrupt_all(ring, streams, st);
+    }
+
+    /// What the result of open stream `i`'s completion `c` means for it: its end, an error, or
+    /// nothing. `false` if the stream now waits with a poll (its request is over and counted out).
+    fn settle(&mut self, i: usize, c: &StreamCqe) -> bool {
+        let (s, state) = (&self.streams[i], &mut self.st[i]);
+        match c.result {
+            r if r > 0 => {}
+            0 => state.done = Some(Ok(state.offset)),
+            r => match -r {
+                // Out of buffers, or a transient: arm again below.
+                ENOBUFS | EINTR => {}
+                // A non-blocking descriptor with nothing to read: the kernel does not wait for
+                // it, so wait with a poll, then read again.
+                EAGAIN if !c.more => {
+                    state.armed = false;
+                    self.armed -= 1;
+                    self.poll.push(i);
+                    return false;
+                }
+                EAGAIN => {}
+                // No multishot for this descriptor (an old kernel, or a file that cannot be
+                // polled such as /dev/zero): single-shot from now on.
+                EINVAL | EBADFD | EOPNOTSUPP if state.multi && state.offset == 0 => {
+                    state.multi = false
+                }
+                ECANCELED if self.interrupted => {}
+                code => state.done = Some(Err(read_error(s, state.offset, code))),
+            },
         }
-        ring.publish();
+        true
     }
 }
 

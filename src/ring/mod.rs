@@ -23,7 +23,7 @@ mod stream;
 pub(crate) use driver::{DriverCqe, DriverRing};
 pub(crate) use files::Statx;
 #[cfg(feature = "net")]
-pub(crate) use stream::{rings_dropped_busy, StreamKind, StreamRing};
+pub(crate) use stream::{rings_dropped_busy, StreamCqe, StreamKind, StreamRing};
 
 /// `io_uring_enter` calls made by this process's rings so far (for the benchmark's syscall counts).
 pub(crate) static ENTERS: AtomicU64 = AtomicU64::new(0);

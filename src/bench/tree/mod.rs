@@ -166,51 +166,10 @@ fn make_ways(config: &BenchConfig, opts: &ReadOptions) -> Vec<Way> {
 
 /// Runs `bench --tree`.
 pub(crate) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
-    for m in &config.methods {
-        if !TREE_METHODS.contains(&m.as_str()) {
-            return Err(Error::InvalidOptions(format!(
-                "unknown way '{m}' for --tree (expected one of {})",
-                TREE_METHODS.join(", ")
-            )));
-        }
-    }
-    if config.caches.contains(&CacheMode::Direct) {
-        return Err(Error::InvalidOptions(
-            "--tree measures warm and cold; direct does not apply to its ways".into(),
-        ));
-    }
+    check_config(config)?;
     // First, before the benchmark starts any thread: the counter counts the threads started after.
     let counter = SyscallCounter::open();
-    let tc = &config.tree;
-    let (dir, generated, _remove) = match &tc.dir {
-        Some(d) => (d.clone(), None, None),
-        None => {
-            let d =
-                std::env::temp_dir().join(format!("ringread-bench-tree-{}", std::process::id()));
-            if d.exists() {
-                return Err(Error::Open {
-                    path: d,
-                    source: std::io::ErrorKind::AlreadyExists.into(),
-                });
-            }
-            let _ = writeln!(
-                progress,
-                "generating a tree of {} files in {} ...",
-                tc.files,
-                d.display()
-            );
-            let remove = RemoveTree(d.clone());
-            make_tree(&d, tc.files, tc.seed, config.cancel.as_ref())?;
-            let how = format!(
-                "{} files in {} directories, sizes exp(N({SIZE_MU}, {SIZE_SIGMA})) bytes at most \
-                 {SIZE_CAP}, random bytes (splitmix64, seed {}); removed afterwards",
-                tc.files,
-                TREE_DIRS.min(tc.files),
-                tc.seed
-            );
-            (d, Some(how), Some(remove))
-        }
-    };
+    let (dir, generated, _remove) = the_tree(config, progress)?;
     let (paths, total) = walk(&dir)?;
     if paths.is_empty() {
         return Err(Error::InvalidOptions(format!(
@@ -219,25 +178,9 @@ pub(crate) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
         )));
     }
     let paths: Arc<[PathBuf]> = paths.into();
-    let mut b = ReadOptions::builder();
-    if let Some(c) = config.chunk_size {
-        b = b.chunk_size(c);
-    }
-    if let Some(d) = config.depth {
-        b = b.depth(d);
-    }
-    if let Some(t) = config.threads {
-        b = b.threads(t);
-    }
-    let opts = b.build()?;
+    let opts = super::read_options(config, false)?;
     let mut ways = make_ways(config, &opts);
-    let first: Arc<[PathBuf]> = paths[..WARM_UP_FILES.min(paths.len())].into();
-    let mut scratch = vec![String::new(); first.len()];
-    for (_, way) in ways.iter_mut() {
-        if let Ok(way) = way {
-            way.run(&first, config.processor, &mut scratch)?;
-        }
-    }
+    warm_up(&mut ways, &paths, config)?;
     let t = TreeRun {
         config,
         opts: &opts,
@@ -294,6 +237,71 @@ pub(crate) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
     })
 }
 
+/// Refuses a way `--tree` does not know, and the direct cache state.
+fn check_config(config: &BenchConfig) -> Result<()> {
+    for m in &config.methods {
+        if !TREE_METHODS.contains(&m.as_str()) {
+            return Err(Error::InvalidOptions(format!(
+                "unknown way '{m}' for --tree (expected one of {})",
+                TREE_METHODS.join(", ")
+            )));
+        }
+    }
+    if config.caches.contains(&CacheMode::Direct) {
+        return Err(Error::InvalidOptions(
+            "--tree measures warm and cold; direct does not apply to its ways".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The tree to read: the one given, or one generated under `$TMPDIR`, with how it was made and
+/// the guard that removes it.
+fn the_tree(
+    config: &BenchConfig,
+    progress: &mut dyn Write,
+) -> Result<(PathBuf, Option<String>, Option<RemoveTree>)> {
+    let tc = &config.tree;
+    if let Some(d) = &tc.dir {
+        return Ok((d.clone(), None, None));
+    }
+    let d = std::env::temp_dir().join(format!("ringread-bench-tree-{}", std::process::id()));
+    if d.exists() {
+        return Err(Error::Open {
+            path: d,
+            source: std::io::ErrorKind::AlreadyExists.into(),
+        });
+    }
+    let _ = writeln!(
+        progress,
+        "generating a tree of {} files in {} ...",
+        tc.files,
+        d.display()
+    );
+    let remove = RemoveTree(d.clone());
+    make_tree(&d, tc.files, tc.seed, config.cancel.as_ref())?;
+    let how = format!(
+        "{} files in {} directories, sizes exp(N({SIZE_MU}, {SIZE_SIGMA})) bytes at most \
+         {SIZE_CAP}, random bytes (splitmix64, seed {}); removed afterwards",
+        tc.files,
+        TREE_DIRS.min(tc.files),
+        tc.seed
+    );
+    Ok((d, Some(how), Some(remove)))
+}
+
+/// Each way that can run reads the first [`WARM_UP_FILES`] of `paths` once, untimed.
+fn warm_up(ways: &mut [Way], paths: &Arc<[PathBuf]>, config: &BenchConfig) -> Result<()> {
+    let first: Arc<[PathBuf]> = paths[..WARM_UP_FILES.min(paths.len())].into();
+    let mut scratch = vec![String::new(); first.len()];
+    for (_, way) in ways.iter_mut() {
+        if let Ok(way) = way {
+            way.run(&first, config.processor, &mut scratch)?;
+        }
+    }
+    Ok(())
+}
+
 fn tree_notes(config: &BenchConfig, opts: &ReadOptions, syscalls: &str) -> Vec<String> {
     let lanes = opts.threads().unwrap_or_else(crate::ring::usable_cpus);
     vec![
@@ -342,12 +350,7 @@ fn run_cache(
     progress: &mut dyn Write,
 ) -> Result<CacheReport> {
     let TreeRun {
-        config,
-        dir,
-        paths,
-        total,
-        counter,
-        ..
+        config, dir, paths, ..
     } = *t;
     let mut results: Vec<MethodResult> = ways
         .iter()
@@ -376,28 +379,8 @@ fn run_cache(
                 }
                 _ => warm_all(paths)?,
             }
-            out.iter_mut().for_each(String::clear);
-            let snap = Snapshot::now();
-            let calls_before = counter.map(SyscallCounter::count);
-            let bytes = way.run(paths, config.processor, &mut out)?;
-            // Less the read of the counter itself.
-            let calls = counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
-            let cost = snap.cost();
-            if bytes != total {
-                return Err(Error::InvalidOptions(format!(
-                    "{name} read {bytes} bytes of {total} below {}: did the tree change during \
-                     the benchmark?",
-                    dir.display()
-                )));
-            }
-            check(reference, name, paths, &out)?;
+            let s = t.timed_run(name, &mut **way, &mut out, reference)?;
             r.checksum = Some(combined(&out));
-            let mut s = Sample::from_cost(bytes, &cost, name == "tokio-uring");
-            if counter.is_some() {
-                s.syscalls = calls;
-            }
-            s.files = Some(n as u64);
-            s.files_per_s = Some(n as f64 / cost.seconds.max(1e-9));
             let _ = writeln!(
                 progress,
                 "{} run {}/{}: {name:<12} {:9.0} files/s {:6.2} GiB/s",
@@ -410,9 +393,64 @@ fn run_cache(
             r.samples.push(s);
         }
     }
-    let preparation = match cache {
+    let mut report = CacheReport {
+        cache,
+        chunk_size: t.opts.chunk_size(),
+        depth: t.opts.depth(),
+        residency_before: (!residency.is_empty())
+            .then(|| residency.iter().cloned().fold(0.0, f64::max)),
+        preparation: Some(preparation(cache, partial.as_deref(), tmpfs)),
+        methods: results,
+    };
+    report.summarize();
+    summarize_tree(&mut report);
+    Ok(report)
+}
+
+impl TreeRun<'_> {
+    /// One timed run of the way `way` (called `name`) over every file, results in `out`: its
+    /// sample, or an error if it did not read every byte or a file's result is not the first
+    /// run's (`reference`).
+    fn timed_run(
+        &self,
+        name: &str,
+        way: &mut dyn TreeWay,
+        out: &mut [String],
+        reference: &mut Option<Reference>,
+    ) -> Result<Sample> {
+        let (paths, total, counter) = (self.paths, self.total, self.counter);
+        out.iter_mut().for_each(String::clear);
+        let snap = Snapshot::now();
+        let calls_before = counter.map(SyscallCounter::count);
+        let bytes = way.run(paths, self.config.processor, out)?;
+        // Less the read of the counter itself.
+        let calls = counter.map(|c| (c.count() - calls_before.unwrap_or(0)).saturating_sub(1));
+        let cost = snap.cost();
+        if bytes != total {
+            return Err(Error::InvalidOptions(format!(
+                "{name} read {bytes} bytes of {total} below {}: did the tree change during the \
+                 benchmark?",
+                self.dir.display()
+            )));
+        }
+        check(reference, name, paths, out)?;
+        let n = paths.len();
+        let mut s = Sample::from_cost(bytes, &cost, name == "tokio-uring");
+        if counter.is_some() {
+            s.syscalls = calls;
+        }
+        s.files = Some(n as u64);
+        s.files_per_s = Some(n as f64 / cost.seconds.max(1e-9));
+        Ok(s)
+    }
+}
+
+/// How the files were put in `cache`'s state before each run (`partial`: why a cold drop was
+/// only partial; `tmpfs`: the tree is on tmpfs).
+fn preparation(cache: CacheMode, partial: Option<&str>, tmpfs: bool) -> String {
+    match cache {
         CacheMode::Cold => {
-            let mut p = match &partial {
+            let mut p = match partial {
                 None => "sync; echo 3 > /proc/sys/vm/drop_caches before each run: page cache, \
                          dentries and inodes dropped"
                     .to_string(),
@@ -429,19 +467,7 @@ fn run_cache(
             p
         }
         _ => "every file read once right before each run".to_string(),
-    };
-    let mut report = CacheReport {
-        cache,
-        chunk_size: t.opts.chunk_size(),
-        depth: t.opts.depth(),
-        residency_before: (!residency.is_empty())
-            .then(|| residency.iter().cloned().fold(0.0, f64::max)),
-        preparation: Some(preparation),
-        methods: results,
-    };
-    report.summarize();
-    summarize_tree(&mut report);
-    Ok(report)
+    }
 }
 
 /// The per-file figures of each way, and the ratio to `one-by-one`.
