@@ -34,7 +34,7 @@ fn bench_file() -> PathBuf {
 
 fn read_all(reader: &Reader, path: &Path) -> u64 {
     let mut n = ByteCount::default();
-    reader.read_path(path, &mut n).expect("read");
+    reader.read(path, &mut n).expect("read");
     n.bytes
 }
 

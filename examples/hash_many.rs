@@ -35,18 +35,19 @@ async fn main() -> anyhow::Result<()> {
     }
     // Every file is open at once here. The streams share the driver's buffer budget
     // (`stream::DEFAULT_BUDGET`, 64 MiB): each reads ahead within its share of it, up to 4 x 64 KiB.
-    let opts = ReadOptions::builder()
-        .chunk_size(64 << 10)
-        .depth(4)
-        .build()?;
+    let driver = driver.with_options(
+        ReadOptions::builder()
+            .chunk_size(64 << 10)
+            .depth(4)
+            .build()?,
+    )?;
     let tasks: Vec<_> = files
         .iter()
         .cloned()
         .map(|path| {
             let driver = driver.clone();
-            let opts = opts.clone();
             tokio::spawn(async move {
-                let mut stream = driver.open(&path, &opts)?;
+                let mut stream = driver.chunks(&path)?;
                 let mut sum = Checksum::new(Algorithm::Blake3);
                 while let Some(chunk) = stream.next_chunk().await {
                     sum.process(&chunk?.as_chunk())?;

@@ -1,5 +1,5 @@
 //! Many files read whole from tokio code: 64 tasks over a tree of 2,000 files, through the driver's
-//! whole-file reads (`Driver::read`, `Driver::read_many`) beside `spawn_blocking(std::fs::read)`.
+//! whole-file reads (`Driver::files`, of one path or of many) beside `spawn_blocking(std::fs::read)`.
 //!
 //! ```text
 //! cargo run --release --example read_many_async -- [FILES] [ROUNDS] [SEED] [DIR]
@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringread::stream::{default_options, Driver};
+use ringread::stream::Driver;
+use ringread::Source;
 
 const TASKS: usize = 64;
 
@@ -79,13 +80,13 @@ fn share(paths: &[PathBuf], t: usize) -> (Vec<usize>, Vec<PathBuf>) {
 enum Way {
     /// 64 tasks, each `spawn_blocking(std::fs::read)` per file of its share.
     SpawnBlocking,
-    /// 64 tasks, each `Driver::read(path).await` per file of its share.
+    /// 64 tasks, each `Driver::files(path)` per file of its share (one file each).
     Read,
-    /// 64 tasks, each one `Driver::read_many` over its share.
+    /// 64 tasks, each one `Driver::files` over its share.
     ReadMany64,
-    /// One task, one `Driver::read_many` over all the files.
+    /// One task, one `Driver::files` over all the files.
     ReadManyAll,
-    /// 64 tasks, each `Driver::open` per file, its chunks copied into one buffer (before `read`).
+    /// 64 tasks, each `Driver::chunks` per file, its chunks copied into one buffer.
     OpenPerFile,
     /// For reference: `std::fs::read` of every file in a loop on one thread, outside the runtime.
     PlainLoop,
@@ -95,10 +96,10 @@ impl Way {
     fn name(self) -> &'static str {
         match self {
             Way::SpawnBlocking => "64 tasks x spawn_blocking(std::fs::read)",
-            Way::Read => "64 tasks x Driver::read",
-            Way::ReadMany64 => "64 tasks x Driver::read_many (its share)",
-            Way::ReadManyAll => "1 task x Driver::read_many (all)",
-            Way::OpenPerFile => "64 tasks x Driver::open + chunks (before)",
+            Way::Read => "64 tasks x Driver::files (one path each)",
+            Way::ReadMany64 => "64 tasks x Driver::files (its share)",
+            Way::ReadManyAll => "1 task x Driver::files (all)",
+            Way::OpenPerFile => "64 tasks x Driver::chunks, copied",
             Way::PlainLoop => "std::fs::read loop, 1 thread (reference)",
         }
     }
@@ -117,7 +118,7 @@ fn plain_loop(paths: &[PathBuf], want: &[Arc<Vec<u8>>]) -> usize {
 async fn run(way: Way, driver: &Driver, paths: &[PathBuf], want: &[Arc<Vec<u8>>]) -> usize {
     if way == Way::ReadManyAll {
         let mut bad = 0;
-        let mut files = driver.read_many(paths);
+        let mut files = driver.files(Source::paths(paths)).unwrap();
         while let Some((i, r)) = files.next_file().await {
             bad += usize::from(r.map_or(true, |b| b[..] != want[i][..]));
         }
@@ -144,12 +145,12 @@ async fn run(way: Way, driver: &Driver, paths: &[PathBuf], want: &[Arc<Vec<u8>>]
                     }
                     Way::Read => {
                         for (k, p) in mine.iter().enumerate() {
-                            let got = driver.read(p).await;
+                            let (_, got) = driver.files(p).unwrap().next_file().await.unwrap();
                             check(k, got.as_deref().ok());
                         }
                     }
                     Way::ReadMany64 => {
-                        let mut files = driver.read_many(&mine);
+                        let mut files = driver.files(Source::paths(&mine)).unwrap();
                         while let Some((k, got)) = files.next_file().await {
                             check(k, got.as_deref().ok());
                         }
@@ -157,7 +158,7 @@ async fn run(way: Way, driver: &Driver, paths: &[PathBuf], want: &[Arc<Vec<u8>>]
                     Way::OpenPerFile => {
                         for (k, p) in mine.iter().enumerate() {
                             let mut got = Vec::new();
-                            let mut s = driver.open(p, &default_options()).unwrap();
+                            let mut s = driver.chunks(p).unwrap();
                             while let Some(c) = s.next_chunk().await {
                                 got.extend_from_slice(&c.unwrap());
                             }

@@ -1,5 +1,6 @@
-//! Scans a log file line by line through the async stream interface: `FileStream` ->
-//! `AsyncBufRead` (`into_async_read`) -> `lines()`, in tokio's multi-threaded runtime.
+//! Scans a log file line by line through the async stream interface: `Driver::chunks` (a
+//! `FileStream`) -> `AsyncBufRead` (`into_async_read`) -> `lines()`, in tokio's multi-threaded
+//! runtime.
 //!
 //! ```text
 //! cargo run --release --example scan_log -- [FILE [WORD]]
@@ -11,6 +12,7 @@
 use std::io::Write;
 use std::time::Instant;
 
+use ringread::stream::Driver;
 use tokio::io::AsyncBufReadExt;
 
 #[tokio::main]
@@ -49,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let started = Instant::now();
-    let stream = ringread::stream::open(&path)?;
+    let stream = Driver::global()?.chunks(&path)?;
     for n in stream.notices() {
         eprintln!("scan_log: {n}");
     }

@@ -1,5 +1,5 @@
 //! Sends a file's chunks over a TCP connection on 127.0.0.1 as `bytes::Bytes`, without copying
-//! them in user space: `FileStream` -> `OwnedChunk::into_bytes` -> a channel to a writer task ->
+//! them in user space: `Driver::chunks` -> `OwnedChunk::into_bytes` -> a channel to a writer task ->
 //! `write_all_buf` on a `TcpStream` (the kernel copies from ringread's buffer into the socket). The
 //! receiving task hashes what arrives and the example checks it against the file.
 //!
@@ -13,6 +13,7 @@
 use std::io::Write;
 use std::time::Instant;
 
+use ringread::stream::Driver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -54,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let started = Instant::now();
-    let mut stream = ringread::stream::open(&path)?;
+    let mut stream = Driver::global()?.chunks(&path)?;
     let mut sock = TcpStream::connect(addr).await?;
     // The writer task: takes Bytes from the channel and writes each straight from its buffer.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);

@@ -83,7 +83,7 @@ fn main() {
             got.extend_from_slice(c);
             Ok(true)
         });
-        let result = reader.read_path(&path, &mut p);
+        let result = reader.read(&path, &mut p);
         reads += 1;
         let reference = std::fs::read(&path).expect("std::fs::read");
         match result {

@@ -52,7 +52,7 @@ fn read_changing(reader: &Reader, path: &Path, at: u64, change: &(dyn Fn() + Syn
         }
         Ok(true)
     });
-    reader.read_path(path, &mut p).unwrap();
+    reader.read(path, &mut p).unwrap();
     got
 }
 

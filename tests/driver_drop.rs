@@ -1,7 +1,8 @@
 //! A driver's last handle dropped while its reads are in flight, in every order of the handles
-//! (the `Driver`, a `RangeFile` and its `read_at` future, a stream, a `read` future): the last reference then goes on a
-//! driver thread, when a completion or a cancel releases it. That thread must not join itself (std
-//! panics with "failed to join thread: Resource deadlock avoided"); every driver thread ends.
+//! (the `Driver`, a `RangeFile` and its `read_at` future, a stream, a one-file future of
+//! `Driver::files`): the last reference then goes on a driver thread, when a completion or a
+//! cancel releases it. That thread must not join itself (std panics with "failed to join thread:
+//! Resource deadlock avoided"); every driver thread ends.
 //!
 //! The rounds run twice: in this process with a panic hook that counts panics, and in a child
 //! process whose panic hook aborts, as a service built with `panic = "abort"` would die.
@@ -22,7 +23,7 @@ use ringread::ReadOptions;
 
 mod common;
 use common::random_bytes;
-use common::stream::{tmpdir, write_file};
+use common::stream::{read_whole, tmpdir, write_file};
 
 /// Panics seen by the hook of the in-process rounds.
 static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -57,9 +58,9 @@ fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output
     f.poll(&mut Context::from_waker(std::task::Waker::noop()))
 }
 
-/// `n` rounds: a driver, a stream, a `RangeFile` and a `read` each with reads in flight, the
-/// handles dropped in the round's order. Returns how many reads were in flight at a drop, over
-/// all rounds (so that the rounds are known to have tested something).
+/// `n` rounds: a driver, a stream, a `RangeFile` and a one-file `read_whole` each with reads in
+/// flight, the handles dropped in the round's order. Returns how many reads were in flight at a
+/// drop, over all rounds (so that the rounds are known to have tested something).
 fn drop_rounds(n: usize) -> usize {
     let dir = tmpdir("driver-drop");
     let path = write_file(dir.path(), "f", &random_bytes(4 << 20, 7));
@@ -75,14 +76,18 @@ fn drop_rounds(n: usize) -> usize {
     for round in 0..n {
         uncache(&path);
         let driver = Driver::with_threads(2).unwrap();
-        let mut stream = driver.open(&path, &opts(round % 3 == 0)).unwrap();
-        let ranges = driver.open_ranges(&path).unwrap();
+        let mut stream = driver
+            .with_options(opts(round % 3 == 0))
+            .unwrap()
+            .chunks(&path)
+            .unwrap();
+        let ranges = driver.range_file(&path).unwrap();
         let mut next = Box::pin(stream.next());
         let _ = poll_once(next.as_mut());
         drop(next);
         let mut at = Box::pin(ranges.read_at((round as u64 % 60) * 65_536, 4096));
         let _ = poll_once(at.as_mut());
-        let mut whole = Box::pin(driver.read(&path));
+        let mut whole = Box::pin(read_whole(&driver, &path));
         let _ = poll_once(whole.as_mut());
         in_flight_at_drop += driver.stats().in_flight;
         // Every order of the five handles over the rounds.

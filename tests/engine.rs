@@ -23,7 +23,9 @@ use proptest::prelude::*;
 
 mod common;
 use common::{exclusive, open_fds, pipe, random_bytes, shared};
-use ringread::{Backend, Chunk, Engine, Error, Notice, Processor, ReadOptions, Reader, Summary};
+use ringread::{
+    Backend, Chunk, Engine, Error, Notice, Processor, ReadOptions, Reader, Source, Summary,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -529,7 +531,7 @@ fn read_and_check(
 ) -> Result<Summary, String> {
     let mut rec = Recorder::new(reference, case.chunk, true, collect);
     let summary = reader
-        .read_path(path, &mut rec)
+        .read(path, &mut rec)
         .map_err(|e| format!("read failed: {e} ({e:?})"))?;
     rec.verdict(&summary)?;
     check_summary(case, &summary, direct_expected, true)?;
@@ -644,7 +646,7 @@ fn auto_backend_uses_uring_here() {
     let f = small_file(4097);
     let reader = Reader::new(ReadOptions::builder().chunk_size(4096).build().unwrap());
     let mut rec = Recorder::new(&f.data, 4096, true, true);
-    let s = reader.read_path(&f.path, &mut rec).unwrap();
+    let s = reader.read(&f.path, &mut rec).unwrap();
     rec.verdict(&s).unwrap();
     assert_eq!(s.route.engine, Engine::Uring, "{s:?}");
     assert!(s.notices.is_empty(), "{:?}", s.notices);
@@ -843,7 +845,7 @@ fn check_pseudo_file(path: &str, cases: &[Case]) {
         let reader = case.reader();
         let mut rec = Recorder::new(&want, case.chunk, true, true);
         let result = reader
-            .read_path(path, &mut rec)
+            .read(path, &mut rec)
             .map_err(|e| format!("read failed: {e}"))
             .and_then(|s| {
                 rec.verdict(&s)?;
@@ -969,7 +971,7 @@ fn run_interrupts(fail: bool) {
             let reader = case.reader();
             for at in [0usize, 1, 2, 3, 50, 100] {
                 let mut q = Quitter::new(at, fail);
-                let result = reader.read_path(&path, &mut q);
+                let result = reader.read(&path, &mut q);
                 let calls = q.offsets.len();
                 let expect_offsets: Vec<u64> = (0..=at as u64).map(|k| k * chunk as u64).collect();
                 let what = format!("{case:?} quitting at call {at} (fail={fail})");
@@ -1035,9 +1037,7 @@ fn processor_error_display_names_path_and_reason() {
     let path = dir.path().join("f");
     write_file(&path, &random_bytes(3 * 4096, 3));
     let reader = Case::uring(4096, 4, Some(2)).reader();
-    let err = reader
-        .read_path(&path, &mut Quitter::new(1, true))
-        .unwrap_err();
+    let err = reader.read(&path, &mut Quitter::new(1, true)).unwrap_err();
     assert!(
         matches!(err, Error::Process { offset: 4096, .. }),
         "{err:?}"
@@ -1082,7 +1082,7 @@ fn begin_and_finish_errors() {
             begin: true,
             calls: 0,
         };
-        let e = reader.read_path(&path, &mut p).unwrap_err();
+        let e = reader.read(&path, &mut p).unwrap_err();
         assert!(
             matches!(e, Error::Process { offset: 0, .. }),
             "{case:?}: {e:?}"
@@ -1095,7 +1095,7 @@ fn begin_and_finish_errors() {
             begin: false,
             calls: 0,
         };
-        let e = reader.read_path(&path, &mut p).unwrap_err();
+        let e = reader.read(&path, &mut p).unwrap_err();
         assert!(
             matches!(e, Error::Process { offset, .. } if offset == len as u64),
             "{case:?}: {e:?}"
@@ -1129,7 +1129,7 @@ fn processor_panic_reaches_the_caller_and_the_reader_survives() {
                     calls += 1;
                     Ok(true)
                 });
-                catch_unwind(AssertUnwindSafe(|| reader.read_path(&path, &mut p)))
+                catch_unwind(AssertUnwindSafe(|| reader.read(&path, &mut p)))
                     .expect_err("the processor's panic must reach the caller")
             };
             assert_eq!(
@@ -1168,7 +1168,7 @@ fn missing_file_is_an_open_error() {
         for direct in [false, true] {
             let case = case.direct(direct);
             let mut rec = Recorder::new(&[], 4096, true, true);
-            let e = case.reader().read_path(&path, &mut rec).unwrap_err();
+            let e = case.reader().read(&path, &mut rec).unwrap_err();
             assert!(
                 matches!(&e, Error::Open { path: p, .. } if p == &path),
                 "{case:?}: {e:?}"
@@ -1195,7 +1195,7 @@ fn directory_is_an_open_error() {
         for direct in [false, true] {
             let case = case.direct(direct);
             let mut rec = Recorder::new(&[], 4096, true, true);
-            let e = case.reader().read_path(dir.path(), &mut rec).unwrap_err();
+            let e = case.reader().read(dir.path(), &mut rec).unwrap_err();
             assert!(matches!(&e, Error::Open { .. }), "{case:?}: {e:?}");
             assert_eq!(
                 e.io_error().and_then(io::Error::raw_os_error),
@@ -1275,7 +1275,7 @@ fn fifo_written_by_a_thread() {
                 let w = File::options().write(true).open(&fifo)?;
                 write_in_pieces(w, &data)
             });
-            let result = reader.read_path(&fifo, &mut rec);
+            let result = reader.read(&fifo, &mut rec);
             // If the reader never opened the FIFO, the writer still waits in open(): let it go.
             let _unblock = File::options()
                 .read(true)
@@ -1304,8 +1304,9 @@ fn anonymous_pipe_through_read_file() {
         let mut rec = Recorder::new(&data, case.chunk, false, true);
         let (result, written) = std::thread::scope(|s| {
             let writer = s.spawn(|| write_in_pieces(w, &data));
-            let result = reader.read_file(&r, "<pipe>", &mut rec);
-            drop(r); // a writer still writing gets EPIPE instead of blocking
+            // The read takes the read end and closes it when it returns: a writer still writing
+            // gets EPIPE instead of blocking.
+            let result = reader.read(Source::file(r, "<pipe>"), &mut rec);
             (result, writer.join().unwrap())
         });
         if let Err(e) = written {
@@ -1318,9 +1319,10 @@ fn anonymous_pipe_through_read_file() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// `read_file` on a regular file reads from the descriptor's position to the end, hands over chunks
-/// at their file offsets, and leaves the position after what it read. Starting off alignment,
-/// `O_DIRECT` cannot be used: a notice says so.
+/// `read` of an open file (`Source::file`) that is a regular file reads from the descriptor's
+/// position to the end, hands over chunks at their file offsets, and leaves the position after
+/// what it read (the read is given a duplicate of the descriptor, which shares its position).
+/// Starting off alignment, `O_DIRECT` cannot be used: a notice says so.
 #[test]
 fn read_file_reads_from_the_position_and_moves_it() {
     let _g = shared();
@@ -1341,7 +1343,7 @@ fn read_file_reads_from_the_position_and_moves_it() {
             let mut rec = Recorder::new(&f.data, case.chunk, true, true).starting_at(pos);
             let direct_expected = case.direct && pos % 4096 == 0;
             let outcome = reader
-                .read_file(&file, &f.path, &mut rec)
+                .read(Source::file(file.try_clone().unwrap(), &f.path), &mut rec)
                 .map_err(|e| format!("read failed: {e}"))
                 .and_then(|s| {
                     rec.verdict(&s)?;
@@ -1419,14 +1421,14 @@ fn reused_reader_over_200_files_leaks_nothing() {
     let missing = dir.path().join("missing");
     for (case, reader) in cases.iter().zip(&readers) {
         let mut q = Quitter::new(2, false);
-        reader.read_path(&warm, &mut q).unwrap();
+        reader.read(&warm, &mut q).unwrap();
         let mut q = Quitter::new(3, true);
-        reader.read_path(&warm, &mut q).unwrap_err();
+        reader.read(&warm, &mut q).unwrap_err();
         reader
-            .read_path(&missing, &mut Quitter::new(0, false))
+            .read(&missing, &mut Quitter::new(0, false))
             .unwrap_err();
         reader
-            .read_path(dir.path(), &mut Quitter::new(0, false))
+            .read(dir.path(), &mut Quitter::new(0, false))
             .unwrap_err();
         if let Err(e) = read_and_check(reader, case, &warm, &warm_data, true, case.direct) {
             failures.push(format!("{case:?} after the early ends: {e}"));
@@ -1568,7 +1570,7 @@ fn direct_refused_by_the_kernel_gives_a_notice_and_correct_bytes() {
             let mut rec = Recorder::new(&want, case.chunk, true, true);
             let result = case
                 .reader()
-                .read_path(path, &mut rec)
+                .read(path, &mut rec)
                 .map_err(|e| format!("read failed: {e}"))
                 .and_then(|s| {
                     rec.verdict(&s)?;

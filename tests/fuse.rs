@@ -50,7 +50,7 @@ fn read_all(r: &Reader, file: &Path) -> (Vec<u8>, ringread::Result<u64>) {
         got.extend_from_slice(c);
         Ok(true)
     });
-    let res = r.read_path(file, &mut p).map(|s| {
+    let res = r.read(file, &mut p).map(|s| {
         if r.options().backend() == Backend::Auto {
             assert_eq!(s.route.engine, ringread::Engine::Sync);
             assert!(s
@@ -76,7 +76,7 @@ fn stream_all(file: &Path) -> (Vec<u8>, ringread::Result<u64>) {
         .unwrap();
     let mut got = Vec::new();
     let res = rt.block_on(async {
-        let mut s = driver.open(file, &opts)?;
+        let mut s = driver.with_options(opts)?.chunks(file)?;
         assert!(
             s.notices()
                 .iter()

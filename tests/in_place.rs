@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use ringread::processor::{blake3_parallel, Algorithm, Checksum};
-use ringread::{Chunk, Engine, Error, Processor, ReadOptions, Reader};
+use ringread::{Chunk, Engine, Error, Processor, ReadOptions, Reader, Source};
 
 const MIB: usize = 1 << 20;
 
@@ -91,7 +91,7 @@ fn in_place_gives_the_bytes_of_std_read_on_every_edge() {
                         format!("size {size}, chunk {chunk:?}, threads {threads:?}, max {max:?}");
                     let reader = in_place(chunk, threads, max);
                     let mut got = Collect::default();
-                    let s = reader.read_path(&path, &mut got).expect(&what);
+                    let s = reader.read(&path, &mut got).expect(&what);
                     let want = &data[..data.len().min(max.unwrap_or(u64::MAX) as usize)];
                     assert_eq!(s.route.engine, Engine::InPlace, "{what}: {}", s.route);
                     // Without options, chunks as tuned; with any, the chunk size given or the
@@ -121,7 +121,7 @@ fn blake3_on_every_thread_in_place_is_b3sum_s_digest() {
         for chunk in [None, Some(64 << 10), Some(1 << 20)] {
             let reader = in_place(chunk, None, None);
             let (prep, mut combine) = blake3_parallel();
-            let s = reader.read_path_split(&path, &prep, &mut combine).unwrap();
+            let s = reader.read_split(&path, &prep, &mut combine).unwrap();
             assert_eq!(s.route.engine, Engine::InPlace);
             assert_eq!(
                 combine.hex(),
@@ -142,7 +142,7 @@ fn a_file_handed_over_is_read_in_place_from_its_position() {
     file.seek(SeekFrom::Start(12_345)).unwrap();
     let mut got = Collect::default();
     let s = in_place(Some(64 << 10), None, None)
-        .read_file(&file, "h", &mut got)
+        .read(Source::file(file.try_clone().unwrap(), "h"), &mut got)
         .unwrap();
     assert_eq!(s.route.engine, Engine::InPlace, "{}", s.route);
     assert_eq!(got.start, Some(12_345));
@@ -158,7 +158,7 @@ fn small_uncached_direct_and_uncached_reads_are_copied() {
     let small_path = cached_file(d.path(), "small", &small);
     let mut got = Collect::default();
     let s = in_place(None, None, None)
-        .read_path(&small_path, &mut got)
+        .read(&small_path, &mut got)
         .unwrap();
     assert_ne!(s.route.engine, Engine::InPlace, "{}", s.route);
     assert!(got.bytes == small);
@@ -173,7 +173,7 @@ fn small_uncached_direct_and_uncached_reads_are_copied() {
     assert!(r.fraction() < 0.9, "still {r:?} cached after DONTNEED");
     let mut got = Collect::default();
     let s = in_place(None, None, None)
-        .read_path(&big_path, &mut got)
+        .read(&big_path, &mut got)
         .unwrap();
     assert_ne!(s.route.engine, Engine::InPlace, "{}", s.route);
     assert!(got.bytes == big);
@@ -188,7 +188,7 @@ fn small_uncached_direct_and_uncached_reads_are_copied() {
     ] {
         let mut got = Collect::default();
         let s = Reader::new(b.build().unwrap())
-            .read_path(&big_path, &mut got)
+            .read(&big_path, &mut got)
             .unwrap();
         assert_ne!(s.route.engine, Engine::InPlace, "{}", s.route);
         assert!(got.bytes == big);
@@ -196,7 +196,7 @@ fn small_uncached_direct_and_uncached_reads_are_copied() {
     // Without the option, never.
     std::fs::read(&big_path).unwrap();
     let s = Reader::new(ReadOptions::default())
-        .read_path(&big_path, &mut Collect::default())
+        .read(&big_path, &mut Collect::default())
         .unwrap();
     assert_ne!(s.route.engine, Engine::InPlace);
 }
@@ -240,7 +240,7 @@ fn cut_case(dir: &Path, name: &str, at: u64, cut: u64, threads: usize) -> (Error
     };
     let reader = in_place(Some(64 << 10), Some(threads), None);
     let e = reader
-        .read_path(&path, &mut cutter)
+        .read(&path, &mut cutter)
         .expect_err("a file cut while read in place must fail");
     (e, cutter)
 }
@@ -297,7 +297,7 @@ fn a_file_that_grows_while_read_in_place_fails_at_its_old_end() {
     }
     let f = OpenOptions::new().write(true).open(&path).unwrap();
     let e = in_place(Some(64 << 10), None, None)
-        .read_path(&path, &mut Grower(f, false))
+        .read(&path, &mut Grower(f, false))
         .expect_err("growth is seen");
     match &e {
         Error::Read { offset, source, .. } => {
@@ -322,11 +322,11 @@ fn a_processor_panicking_in_place_resumes_on_the_caller_and_the_reader_goes_on()
         Ok(true)
     });
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        reader.read_path(&path, &mut boom)
+        reader.read(&path, &mut boom)
     }));
     assert!(r.is_err(), "the panic reaches the caller");
     let mut sum = Checksum::new(Algorithm::Xxh3);
-    let s = reader.read_path(&path, &mut sum).unwrap();
+    let s = reader.read(&path, &mut sum).unwrap();
     assert_eq!(s.route.engine, Engine::InPlace);
     let mut want = Checksum::new(Algorithm::Xxh3);
     want.update(&data);
@@ -343,7 +343,7 @@ fn foreign_sigbus_child() {
     );
     let path = cached_file(&d, "guarded", &vec![1u8; 2 * MIB]);
     let s = in_place(None, None, None)
-        .read_path(&path, &mut Collect::default())
+        .read(&path, &mut Collect::default())
         .unwrap();
     assert_eq!(s.route.engine, Engine::InPlace);
     let own = cached_file(&d, "own", &vec![2u8; 64 << 10]);

@@ -131,14 +131,14 @@ fn no_descriptor_leaks_over_ten_thousand_reads() {
         );
         // Warm up: the reader's rings are made on first use and kept.
         let mut n = ringread::processor::ByteCount::default();
-        reader.read_path(&p, &mut n).unwrap();
+        reader.read(&p, &mut n).unwrap();
         let before = open_fds();
         for i in 0..10_000 {
             let mut n = ringread::processor::ByteCount::default();
             if i % 100 == 0 {
-                assert!(reader.read_path(&missing, &mut n).is_err());
+                assert!(reader.read(&missing, &mut n).is_err());
             } else {
-                assert_eq!(reader.read_path(&p, &mut n).unwrap().bytes, 70_000);
+                assert_eq!(reader.read(&p, &mut n).unwrap().bytes, 70_000);
             }
         }
         assert_eq!(open_fds(), before, "descriptors leaked (direct: {direct})");

@@ -1,5 +1,6 @@
-//! `Reader::read_many`: many files in flight, each into its own processor, results in input order,
-//! against `std::fs::read`, on every backend, with bad inputs among good ones.
+//! `Reader::read_each` over a list of paths (`Source::paths`) or of open files (`Source::files`):
+//! many files in flight, each into its own processor, results in input order, against
+//! `std::fs::read`, on every backend, with bad inputs among good ones.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use ringread::processor::from_fn;
-use ringread::{Backend, Chunk, Error, Finished, ReadOptions, Reader};
+use ringread::{Backend, Chunk, Error, Finished, ReadOptions, Reader, Source};
 
 /// A processor that keeps every byte and checks the offsets.
 #[derive(Default)]
@@ -76,8 +77,8 @@ fn check(backend: Backend, chunk: usize) {
     let reader = Reader::new(opts);
     let mut seen = 0;
     reader
-        .read_many(
-            &list,
+        .read_each(
+            Source::paths(&list),
             |_, _| Collect::default(),
             |f: Finished<Collect>| {
                 assert_eq!(f.index, seen, "{backend:?}: out of input order");
@@ -129,8 +130,8 @@ fn max_bytes_and_a_stopping_processor() {
         .unwrap();
     let reader = Reader::new(opts);
     reader
-        .read_many(
-            &paths,
+        .read_each(
+            Source::paths(&paths),
             |_, _| Collect::default(),
             |f| {
                 let want = std::fs::read(&f.path).unwrap();
@@ -143,8 +144,8 @@ fn max_bytes_and_a_stopping_processor() {
     // A processor that stops at its first chunk (which counts: it was delivered).
     let reader = Reader::new(ReadOptions::builder().chunk_size(4096).build().unwrap());
     reader
-        .read_many(
-            &paths,
+        .read_each(
+            Source::paths(&paths),
             |_, _| from_fn(|_: &Chunk<'_>| Ok(false)),
             |f| {
                 let len = std::fs::metadata(&f.path).unwrap().len();
@@ -167,12 +168,16 @@ fn panicking_processor(backend: Backend) {
     let reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
     // Set up the reader's ring first, so that its descriptors are not counted as leaked.
     reader
-        .read_many(&paths[..1], |_, _| Collect::default(), |_| {})
+        .read_each(
+            Source::paths(&paths[..1]),
+            |_, _| Collect::default(),
+            |_| {},
+        )
         .unwrap();
     let before = common::open_fds();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        reader.read_many(
-            &paths,
+        reader.read_each(
+            Source::paths(&paths),
             |i, _| {
                 from_fn(move |_: &Chunk<'_>| {
                     assert!(i != 77, "processor 77 panics");
@@ -191,8 +196,8 @@ fn panicking_processor(backend: Backend) {
     assert_eq!(common::open_fds(), before, "descriptors leaked");
     let mut n = 0;
     reader
-        .read_many(
-            &paths,
+        .read_each(
+            Source::paths(&paths),
             |_, _| Collect::default(),
             |f| {
                 assert!(f.result.is_ok());
@@ -212,12 +217,16 @@ fn a_cancel_stops_read_many_with_nothing_left_in_flight() {
     let mut reader = Reader::new(ReadOptions::default());
     reader.set_cancel(cancel.clone());
     reader
-        .read_many(&paths[..1], |_, _| Collect::default(), |_| {})
+        .read_each(
+            Source::paths(&paths[..1]),
+            |_, _| Collect::default(),
+            |_| {},
+        )
         .unwrap();
     let before = common::open_fds();
     let mut released = 0;
-    let r = reader.read_many(
-        &paths,
+    let r = reader.read_each(
+        Source::paths(&paths),
         |_, _| Collect::default(),
         |f| {
             released += 1;
@@ -232,7 +241,7 @@ fn a_cancel_stops_read_many_with_nothing_left_in_flight() {
     cancel.reset();
     let mut n = 0;
     reader
-        .read_many(&paths, |_, _| Collect::default(), |_| n += 1)
+        .read_each(Source::paths(&paths), |_, _| Collect::default(), |_| n += 1)
         .unwrap();
     assert_eq!(n, paths.len());
 }
@@ -258,7 +267,7 @@ fn tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// Readers on every path `read_many` takes: the many-files ring on every lane, on one lane, with a
+/// Readers on every path `read_each` takes: the many-files ring on every lane, on one lane, with a
 /// page-sized budget, and without io_uring.
 fn many_readers() -> Vec<(String, Reader)> {
     let opts = |chunk: usize, depth: usize, threads: Option<usize>, backend: Backend| {
@@ -345,8 +354,8 @@ fn files_changed_between_the_listing_and_the_open_are_read_as_they_are_when_open
         let expected = std::cell::RefCell::new(vec![None; paths.len()]);
         let mut seen = 0;
         reader
-            .read_many(
-                &paths,
+            .read_each(
+                Source::paths(&paths),
                 |i, p| {
                     assert_eq!(p, paths[i], "{name}");
                     let mut e = expected.borrow_mut();
@@ -448,8 +457,8 @@ fn files_changed_while_read_among_many_follow_the_rules_of_a_single_read() {
         let paths: Vec<PathBuf> = cases.iter().map(|c| c.0.clone()).collect();
         let mut seen = 0;
         reader
-            .read_many(
-                &paths,
+            .read_each(
+                Source::paths(&paths),
                 |i, p| {
                     let p = p.to_path_buf();
                     let tail = tail.clone();
@@ -569,8 +578,8 @@ fn a_one_page_budget_and_thousands_of_files_in_input_order() {
         let mut made = vec![0u32; paths.len()];
         let mut seen = 0;
         reader
-            .read_many(
-                &paths,
+            .read_each(
+                Source::paths(&paths),
                 |i, p| {
                     assert_eq!(p, paths[i]);
                     made[i] += 1;
@@ -615,8 +624,8 @@ fn a_fifo_among_many_files_is_read_in_its_turn() {
         let writer = common::FifoWriter::start(&fifo, data.clone());
         let mut seen = 0;
         reader
-            .read_many(
-                &paths,
+            .read_each(
+                Source::paths(&paths),
                 |_, _| Collect::default(),
                 |f: Finished<Collect>| {
                     assert_eq!(f.index, seen, "{name}");
@@ -674,7 +683,7 @@ fn open_files_are_read_from_their_position_and_closed() {
         // Set up the reader first (its rings, its lanes' rings), so that its own descriptors are
         // not counted as leaked.
         reader
-            .read_many(&paths, |_, _| Positioned::default(), |_| {})
+            .read_each(Source::paths(&paths), |_, _| Positioned::default(), |_| {})
             .unwrap();
         let before = common::open_fds();
         let mut want = Vec::new();
@@ -695,8 +704,8 @@ fn open_files_are_read_from_their_position_and_closed() {
         }
         let mut seen = 0;
         reader
-            .read_many_files(
-                files,
+            .read_each(
+                Source::files(files),
                 |_, _| Positioned::default(),
                 |f: Finished<Positioned>| {
                     assert_eq!(f.index, seen, "{backend:?}: out of input order");
@@ -735,8 +744,8 @@ fn a_panicking_done_callback_reaches_the_caller_and_nothing_waits() {
     for backend in [Backend::Auto, Backend::Pread] {
         let reader = Reader::new(ReadOptions::builder().backend(backend).build().unwrap());
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            reader.read_many(
-                &paths,
+            reader.read_each(
+                Source::paths(&paths),
                 |_, _| Collect::default(),
                 |f| assert!(f.index != 40, "done panics at 40"),
             )
@@ -744,8 +753,8 @@ fn a_panicking_done_callback_reaches_the_caller_and_nothing_waits() {
         assert!(caught.is_err(), "{backend:?}: the panic reaches the caller");
         let mut n = 0;
         reader
-            .read_many(
-                &paths,
+            .read_each(
+                Source::paths(&paths),
                 |_, _| Collect::default(),
                 |f| {
                     assert!(f.result.is_ok());

@@ -1,7 +1,7 @@
-//! `Reader::read_many_files` with a caller that opens its files lazily, under `ulimit -n 64`: the
-//! reader takes no more files from the iterator than the descriptor room allows, so the caller's
-//! own `open` never fails with `EMFILE`, on every backend. (It took about 512 ahead, with a
-//! descriptor each.)
+//! `Reader::read_each` over `Source::files` with a caller that opens its files lazily, under
+//! `ulimit -n 64`: the reader takes no more files from the iterator than the descriptor room
+//! allows, so the caller's own `open` never fails with `EMFILE`, on every backend. (It took about
+//! 512 ahead, with a descriptor each.)
 //!
 //! This file is its own test binary: it lowers the process's `RLIMIT_NOFILE`.
 
@@ -12,7 +12,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use ringread::processor::from_fn;
-use ringread::{Backend, Chunk, ReadOptions, Reader};
+use ringread::{Backend, Chunk, ReadOptions, Reader, Source};
 
 const LIMIT: u64 = 64;
 
@@ -54,8 +54,8 @@ fn a_lazy_iterator_of_opened_files_under_ulimit_n_64_never_runs_out() {
         });
         let mut ok = 0;
         reader
-            .read_many_files(
-                lazy,
+            .read_each(
+                Source::files(lazy),
                 |_, _| {
                     let mut v = Vec::new();
                     from_fn(move |c: &Chunk<'_>| {
@@ -84,8 +84,8 @@ fn a_lazy_iterator_of_opened_files_under_ulimit_n_64_never_runs_out() {
         .map(|(p, _)| (File::open(p).unwrap(), p.clone()));
     let mut got: Vec<Vec<u8>> = Vec::new();
     reader
-        .read_many_files(
-            lazy,
+        .read_each(
+            Source::files(lazy),
             |_, _| Keep::default(),
             |f| {
                 f.result.unwrap();

@@ -1,6 +1,7 @@
-//! Range reads end to end ([`Reader::read_ranges`]), against slices of `std::fs::read` of the same
-//! file: every range shape, every backend (io_uring, the `pread(2)` lanes, the synchronous path),
-//! buffered and `O_DIRECT`, merged and unmerged, in request and completion order.
+//! Range reads end to end ([`Reader::read`] of a `Source` with ranges), against slices of
+//! `std::fs::read` of the same file: every range shape, every backend (io_uring, the `pread(2)`
+//! lanes, the synchronous path), buffered and `O_DIRECT`, merged and unmerged, in request and
+//! completion order.
 //!
 //! The file lives on the real disk (under `CARGO_TARGET_TMPDIR`, not tmpfs) so that `O_DIRECT`
 //! reaches the device; io_uring cases ask for `Backend::Uring` and fail where it is refused.
@@ -14,7 +15,7 @@ mod common;
 use common::random_bytes;
 use ringread::processor::from_fn;
 use ringread::ranges::{ByteRange, Order, RangeOptions};
-use ringread::{Backend, Chunk, Error, ReadOptions, Reader};
+use ringread::{Backend, Chunk, Error, ReadOptions, Reader, Source};
 
 /// 3 MiB and a tail that is no multiple of any block size.
 const SIZE: usize = (3 << 20) + 1234;
@@ -147,7 +148,12 @@ fn check(case: Case, reader: &Reader, ranges: &[ByteRange]) {
         Ok(true)
     });
     let summary = reader
-        .read_ranges(&f.path, ranges, &case.opts(), &mut proc)
+        .read(
+            Source::path(&f.path)
+                .ranges(ranges.to_vec())
+                .range_options(case.opts()),
+            &mut proc,
+        )
         .unwrap_or_else(|e| panic!("{case:?}: {e}"));
     assert_eq!(bad, None, "{case:?}: a chunk differs from the file");
     let want = expected(ranges, &f.data);
@@ -169,7 +175,12 @@ fn check(case: Case, reader: &Reader, ranges: &[ByteRange]) {
                 Ok(true)
             });
             reader
-                .read_ranges(&f.path, ranges, &req.opts(), &mut p)
+                .read(
+                    Source::path(&f.path)
+                        .ranges(ranges.to_vec())
+                        .range_options(req.opts()),
+                    &mut p,
+                )
                 .unwrap();
             assert_eq!(
                 pieces, in_order,
@@ -255,7 +266,7 @@ fn a_reader_is_reused_across_calls_and_with_whole_files() {
         check(case, &reader, &random_ranges(500, seed));
         let mut n = 0u64;
         reader
-            .read_path(
+            .read(
                 &f.path,
                 &mut from_fn(|c: &Chunk<'_>| {
                     n += c.len() as u64;
@@ -273,10 +284,11 @@ fn nothing_asked_nothing_read() {
     let reader = Reader::new(ReadOptions::default());
     let mut calls = 0;
     let s = reader
-        .read_ranges(
-            &f.path,
-            &[ByteRange::new(5, 0), ByteRange::new(SIZE as u64 + 1, 100)],
-            &RangeOptions::new(),
+        .read(
+            Source::path(&f.path).ranges(vec![
+                ByteRange::new(5, 0),
+                ByteRange::new(SIZE as u64 + 1, 100),
+            ]),
             &mut from_fn(|_: &Chunk<'_>| {
                 calls += 1;
                 Ok(true)
@@ -285,10 +297,8 @@ fn nothing_asked_nothing_read() {
         .unwrap();
     assert_eq!((s.bytes, calls), (0, 0));
     let s = reader
-        .read_ranges(
-            &f.path,
-            &[],
-            &RangeOptions::new(),
+        .read(
+            Source::path(&f.path).ranges(Vec::<ByteRange>::new()),
             &mut from_fn(|_: &Chunk<'_>| Ok(true)),
         )
         .unwrap();
@@ -308,10 +318,8 @@ fn the_processor_stops_and_fails_at_a_ranges_offset() {
     let ranges: Vec<ByteRange> = (0..100).map(|i| ByteRange::new(i * 10_000, 100)).collect();
     let mut seen = 0;
     let s = reader
-        .read_ranges(
-            &f.path,
-            &ranges,
-            &RangeOptions::new(),
+        .read(
+            Source::path(&f.path).ranges(ranges.to_vec()),
             &mut from_fn(|_: &Chunk<'_>| {
                 seen += 1;
                 Ok(seen < 10)
@@ -320,10 +328,8 @@ fn the_processor_stops_and_fails_at_a_ranges_offset() {
         .unwrap();
     assert_eq!((seen, s.bytes), (10, 1000));
     let err = reader
-        .read_ranges(
-            &f.path,
-            &ranges,
-            &RangeOptions::new(),
+        .read(
+            Source::path(&f.path).ranges(ranges.to_vec()),
             &mut from_fn(|c: &Chunk<'_>| {
                 if c.offset() == 50_000 {
                     Err(io::Error::other("no room"))
@@ -349,11 +355,8 @@ fn a_pipe_has_no_ranges() {
     let (r, _w) = common::pipe(0);
     let reader = Reader::new(ReadOptions::default());
     let err = reader
-        .read_ranges_file(
-            &r,
-            "pipe",
-            &[ByteRange::new(0, 1)],
-            &RangeOptions::new(),
+        .read(
+            Source::file(r, "pipe").ranges(vec![ByteRange::new(0, 1)]),
             &mut from_fn(|_: &Chunk<'_>| Ok(true)),
         )
         .unwrap_err();
@@ -380,7 +383,7 @@ fn auto_reads_a_cached_file_with_pread_lanes_and_direct_with_io_uring() {
             .unwrap(),
     );
     let s = auto
-        .read_ranges(&f.path, &ranges, &RangeOptions::new(), &mut count)
+        .read(Source::path(&f.path).ranges(ranges.to_vec()), &mut count)
         .unwrap();
     assert_eq!(s.route.engine, ringread::Engine::Pread, "{}", s.route);
     let direct = Reader::new(
@@ -392,7 +395,7 @@ fn auto_reads_a_cached_file_with_pread_lanes_and_direct_with_io_uring() {
             .unwrap(),
     );
     let s = direct
-        .read_ranges(&f.path, &ranges, &RangeOptions::new(), &mut count)
+        .read(Source::path(&f.path).ranges(ranges.to_vec()), &mut count)
         .unwrap();
     assert_eq!(s.route.engine, ringread::Engine::Uring, "{}", s.route);
     assert!(s.route.direct);
@@ -420,10 +423,8 @@ fn default_options_read_small_ranges_deep_and_given_ones_as_given() {
     ] {
         let mut got = Vec::new();
         let s = reader
-            .read_ranges(
-                &f.path,
-                &ranges,
-                &RangeOptions::new(),
+            .read(
+                Source::path(&f.path).ranges(ranges.to_vec()),
                 &mut from_fn(|c: &Chunk<'_>| {
                     got.extend_from_slice(c);
                     Ok(true)
@@ -438,10 +439,8 @@ fn default_options_read_small_ranges_deep_and_given_ones_as_given() {
     // Long ranges: the default chunk size and depth.
     let long = [ByteRange::new(0, 1 << 20), ByteRange::new(2 << 20, 1 << 20)];
     let s = Reader::new(ReadOptions::default())
-        .read_ranges(
-            &f.path,
-            &long,
-            &RangeOptions::new(),
+        .read(
+            Source::path(&f.path).ranges(long.to_vec()),
             &mut from_fn(|_| Ok(true)),
         )
         .unwrap();
@@ -478,10 +477,10 @@ fn a_hundred_thousand_ranges_in_request_order_take_turns_by_blocks() {
         let mut got = Vec::with_capacity(want.len());
         let (mut last, mut turns, mut pieces) = (None, 0usize, 0usize);
         let s = reader
-            .read_ranges(
-                &f.path,
-                &ranges,
-                &RangeOptions::new().order(Order::Request).merge_gap(None),
+            .read(
+                Source::path(&f.path)
+                    .ranges(ranges.to_vec())
+                    .range_options(RangeOptions::new().order(Order::Request).merge_gap(None)),
                 &mut from_fn(|c: &Chunk<'_>| {
                     got.extend_from_slice(c);
                     let me = std::thread::current().id();

@@ -1,5 +1,6 @@
-//! `Reader::read_ranges_many`: ranges of many files in one call, reads of every file in flight
-//! together, each file's bytes identical to a slice of `std::fs::read`, each file ending on its own.
+//! `Reader::read_each` over a `Source` of inputs each with its own ranges (`Input::ranges`):
+//! ranges of many files in one call, reads of every file in flight together, each file's bytes
+//! identical to a slice of `std::fs::read`, each file ending on its own.
 
 mod common;
 
@@ -11,7 +12,24 @@ use std::sync::OnceLock;
 use common::random_bytes;
 use ringread::processor::{from_fn, Processor};
 use ringread::ranges::{ByteRange, Order, RangeOptions};
-use ringread::{Backend, Chunk, Error, ReadOptions, Reader};
+use ringread::{Backend, Chunk, Error, Input, ReadOptions, Reader, Source};
+
+/// `(path, ranges)` pairs read with `opts`, as one source for `Reader::read_each`: each input with
+/// its own ranges.
+fn ranged<'a, I, P, R>(inputs: I, opts: RangeOptions) -> Source<'a>
+where
+    I: IntoIterator<Item = (P, R)>,
+    I::IntoIter: 'a,
+    P: Into<PathBuf> + 'a,
+    R: AsRef<[ByteRange]> + 'a,
+{
+    Source::inputs(
+        inputs
+            .into_iter()
+            .map(|(p, r)| Input::path(p).ranges(r.as_ref().to_vec())),
+    )
+    .range_options(opts)
+}
 
 /// Sizes that straddle the chunk and alignment edges (chunks of 4 KiB and 64 KiB in the matrix).
 const SIZES: [usize; 8] = [0, 1, 4095, 4096, 4097, 65_535, 65_537, (1 << 20) + 12_345];
@@ -153,9 +171,8 @@ fn every_file_gets_exactly_its_ranges_on_every_backend() {
                         let opts = RangeOptions::new().order(order).merge_gap(gap);
                         let inputs = f.files.iter().zip(&asked).map(|((p, _), a)| (p, a));
                         let mut results = Vec::new();
-                        r.read_ranges_many(
-                            inputs,
-                            &opts,
+                        r.read_each(
+                            ranged(inputs, opts),
                             |i, _| Seen {
                                 file: f.files[i].1.clone(),
                                 ..Seen::default()
@@ -189,10 +206,10 @@ fn every_file_gets_exactly_its_ranges_on_every_backend() {
                                         file: f.files[i].1.clone(),
                                         ..Seen::default()
                                     };
-                                    r.read_ranges(
-                                        &f.files[i].0,
-                                        &asked[i],
-                                        &opts.order(Order::Request),
+                                    r.read(
+                                        Source::path(&f.files[i].0)
+                                            .ranges(asked[i].to_vec())
+                                            .range_options(opts.order(Order::Request)),
                                         &mut ordered,
                                     )
                                     .unwrap();
@@ -261,9 +278,8 @@ fn one_input_failing_ends_that_input_only() {
         for order in [Order::Request, Order::Completion] {
             let r = reader(backend, false, 4096, 16);
             let mut results = Vec::new();
-            r.read_ranges_many(
-                inputs.clone(),
-                &RangeOptions::new().order(order),
+            r.read_each(
+                ranged(inputs.clone(), RangeOptions::new().order(order)),
                 |i, _| EndsAtSecond {
                     seen: Seen {
                         file: good.1.clone(),
@@ -355,9 +371,8 @@ fn more_inputs_than_one_group_holds_come_back_whole_and_in_order() {
         .collect();
     let r = reader(Backend::Auto, false, 4096, 32);
     let mut n = 0;
-    r.read_ranges_many(
-        inputs.iter().map(|(p, a)| (p, a)),
-        &RangeOptions::new(),
+    r.read_each(
+        ranged(inputs.iter().map(|(p, a)| (p, a)), RangeOptions::new()),
         |i, _| Seen {
             file: f.files[i % f.files.len()].1.clone(),
             ..Seen::default()
@@ -381,18 +396,16 @@ fn nothing_asked_of_any_file_reads_nothing() {
     let r = reader(Backend::Auto, false, 4096, 32);
     let mut results = Vec::new();
     let none: Vec<(PathBuf, Vec<ByteRange>)> = Vec::new();
-    r.read_ranges_many(
-        none,
-        &RangeOptions::new(),
+    r.read_each(
+        ranged(none, RangeOptions::new()),
         |_, _| Seen::default(),
         |d| results.push(d.index),
     )
     .unwrap();
     assert!(results.is_empty());
     let empty = f.files.iter().map(|(p, _)| (p, Vec::<ByteRange>::new()));
-    r.read_ranges_many(
-        empty,
-        &RangeOptions::new(),
+    r.read_each(
+        ranged(empty, RangeOptions::new()),
         |_, _| Seen::default(),
         |d| {
             assert_eq!(d.result.unwrap().bytes, 0);
@@ -415,9 +428,8 @@ fn a_processors_panic_reaches_the_caller_and_the_reader_reads_on() {
             .map(|(p, d)| (p.clone(), ranges_for(d.len() as u64, 3)))
     };
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        r.read_ranges_many(
-            inputs(),
-            &RangeOptions::new(),
+        r.read_each(
+            ranged(inputs(), RangeOptions::new()),
             |i, _| {
                 from_fn(move |c: &Chunk<'_>| {
                     assert!(!(i == 7 && c.offset() > 0), "boom");
@@ -429,9 +441,8 @@ fn a_processors_panic_reaches_the_caller_and_the_reader_reads_on() {
     }));
     assert!(caught.is_err(), "the panic reached the caller");
     let mut ok = 0;
-    r.read_ranges_many(
-        inputs(),
-        &RangeOptions::new(),
+    r.read_each(
+        ranged(inputs(), RangeOptions::new()),
         |_, _| from_fn(|_| Ok(true)),
         |d| ok += usize::from(d.result.is_ok()),
     )
@@ -456,11 +467,13 @@ fn auto_reads_a_cached_group_with_pread_lanes_and_an_evicted_one_with_io_uring()
     let r = reader(Backend::Auto, false, 4096, 32);
     let engines = |files: &[(PathBuf, Vec<u8>)]| {
         let mut engines = Vec::new();
-        r.read_ranges_many(
-            files
-                .iter()
-                .map(|(p, d)| (p, ranges_for(d.len() as u64, 3))),
-            &RangeOptions::new(),
+        r.read_each(
+            ranged(
+                files
+                    .iter()
+                    .map(|(p, d)| (p, ranges_for(d.len() as u64, 3))),
+                RangeOptions::new(),
+            ),
             |i, _| Seen {
                 file: files[i].1.clone(),
                 ..Seen::default()

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringread::{processor::from_fn, Backend, Cancel, Chunk, Error, ReadOptions, Reader};
+use ringread::{processor::from_fn, Backend, Cancel, Chunk, Error, ReadOptions, Reader, Source};
 
 /// Waits until the child has installed its SIGINT handler (bit 2 of SigCgt in /proc/PID/status), so
 /// the signal cannot arrive before ringread is ready for it.
@@ -128,7 +128,7 @@ fn the_library_stops_on_its_cancel_handle() {
             }
             Ok(true)
         });
-        match reader.read_path(&path, &mut p) {
+        match reader.read(&path, &mut p) {
             Err(Error::Interrupted { path: p }) => assert_eq!(p, path),
             other => panic!("expected Interrupted, got {other:?}"),
         }
@@ -136,7 +136,7 @@ fn the_library_stops_on_its_cancel_handle() {
         // The reader is usable again once the handle is reset.
         flag.reset();
         let mut n = ringread::processor::ByteCount::default();
-        assert_eq!(reader.read_path(&path, &mut n).unwrap().bytes, 8 << 20);
+        assert_eq!(reader.read(&path, &mut n).unwrap().bytes, 8 << 20);
     }
 }
 
@@ -173,7 +173,7 @@ fn a_cancel_from_another_thread_stops_a_blocked_fifo_read() {
             })
         };
         let mut n = ringread::processor::ByteCount::default();
-        let res = reader.read_file(&file, "fifo", &mut n);
+        let res = reader.read(Source::file(file.try_clone().unwrap(), "fifo"), &mut n);
         let stopped = std::time::Instant::now();
         let cancelled_at = canceller.join().unwrap();
         assert!(
@@ -196,14 +196,17 @@ fn a_cancel_from_another_thread_stops_a_blocked_fifo_read() {
         let again = Reader::new(opts);
         let mut n = ringread::processor::ByteCount::default();
         assert_eq!(
-            again.read_file(&file, "fifo", &mut n).unwrap().bytes,
+            again
+                .read(Source::file(file, "fifo"), &mut n)
+                .unwrap()
+                .bytes,
             5,
             "{backend:?}"
         );
     }
 }
 
-/// A FIFO with no writer among many files (`read_many`, every backend). The open of a FIFO never
+/// A FIFO with no writer among many files (`read_each`, every backend). The open of a FIFO never
 /// waits in `open(2)`: with a `Cancel`, the call returns `Error::Interrupted` once it is
 /// cancelled, while the FIFO still has no writer (the writer here comes only after the call
 /// returned, or after 20 s if it hangs, which the test then reports). Without one, the files
@@ -263,8 +266,8 @@ fn a_fifo_with_no_writer_among_many_files_answers_a_cancel_and_holds_nothing_bef
                 cancel.cancel();
             })
         };
-        let res = reader.read_many(
-            paths.clone(),
+        let res = reader.read_each(
+            Source::paths(paths.clone()),
             |_, _| ringread::processor::ByteCount::default(),
             |_| {},
         );
@@ -299,8 +302,8 @@ fn a_fifo_with_no_writer_among_many_files_answers_a_cancel_and_holds_nothing_bef
         let before_writer = AtomicUsize::new(0);
         let mut got: Vec<Vec<u8>> = Vec::new();
         reader
-            .read_many(
-                paths.clone(),
+            .read_each(
+                Source::paths(paths.clone()),
                 |_, _| ringread::processor::CopyTo::new(Vec::new()),
                 |f| {
                     if !came.load(Ordering::SeqCst) {

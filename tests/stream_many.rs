@@ -1,8 +1,9 @@
-//! Whole files read on the async driver (`Driver::read`, `Driver::read_many`): the bytes against
-//! `std::fs::read`, errors per file, what is not a regular file, the budget (small budgets, files
-//! larger than it, results held), cancellation (futures and streams dropped part way: nothing left
-//! in flight, no buffer or descriptor left over), a cancelled driver, FUSE and procfs files, and the
-//! driver without io_uring.
+//! Whole files read on the async driver (`Driver::files`; one file alone through
+//! `common::stream::read_whole`, what `Driver::read` was): the bytes against `std::fs::read`,
+//! errors per file, what is not a regular file, the budget (small budgets, files larger than it,
+//! results held), cancellation (futures and streams dropped part way: nothing left in flight, no
+//! buffer or descriptor left over), a cancelled driver, FUSE and procfs files, and the driver
+//! without io_uring.
 //!
 //! Tests that count this process's descriptors take `common::exclusive()`; every other test takes
 //! `common::shared()`.
@@ -18,10 +19,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use ringread::stream::{Driver, ReadMany};
-use ringread::Error;
+use ringread::{Error, Source};
 
 mod common;
-use common::stream::{runtime, tmpdir, wait_idle, write_file};
+use common::stream::{read_whole, runtime, tmpdir, wait_idle, write_file};
 use common::{exclusive, fuse, mkfifo, open_fds, random_bytes, shared};
 
 /// Sizes lognormal as a source tree's (bytes = exp(N(8, 1.5)), capped at 2,000,000), from `seed`.
@@ -83,11 +84,15 @@ fn bytes_match_std_for_sizes_on_every_boundary() {
     let rt = runtime();
     rt.block_on(async {
         for p in &paths {
-            let got = driver.read(p).await.unwrap();
+            let got = read_whole(&driver, p).await.unwrap();
             assert!(got[..] == fs::read(p).unwrap()[..], "{}", p.display());
         }
         for width in [1, 3, 64] {
-            let got = all(driver.read_many(&paths).files_in_flight(width)).await;
+            let got = all(driver
+                .files(Source::paths(&paths))
+                .unwrap()
+                .files_in_flight(width))
+            .await;
             for (p, r) in paths.iter().zip(got) {
                 assert!(
                     r.unwrap()[..] == fs::read(p).unwrap()[..],
@@ -96,10 +101,11 @@ fn bytes_match_std_for_sizes_on_every_boundary() {
                 );
             }
         }
-        // The process-wide driver's functions.
-        let got = ringread::stream::read(&paths[3]).await.unwrap();
+        // The process-wide driver.
+        let global = Driver::global().unwrap();
+        let got = read_whole(global, &paths[3]).await.unwrap();
         assert!(got[..] == fs::read(&paths[3]).unwrap()[..]);
-        let got = all(ringread::stream::read_many(&paths[..4]).unwrap()).await;
+        let got = all(global.files(Source::paths(&paths[..4])).unwrap()).await;
         assert_eq!(got.len(), 4);
     });
     drop(rt);
@@ -119,7 +125,7 @@ fn bytes_are_the_pools_buffer_until_the_last_clone_drops() {
     let p = write_file(dir.path(), "f", &data);
     let driver = Driver::with_budget(2, 4 << 20).unwrap();
     let rt = runtime();
-    let b = rt.block_on(driver.read(&p)).unwrap();
+    let b = rt.block_on(read_whole(&driver, &p)).unwrap();
     assert!(b[..] == data[..]);
     let held = driver.stats().held_bytes;
     assert!(
@@ -163,9 +169,12 @@ fn errors_are_per_file_and_a_fifo_does_not_hang() {
     let driver = Driver::new().unwrap();
     let rt = runtime();
     let got = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), all(driver.read_many(&paths)))
-            .await
-            .expect("read_many hung (on the FIFO?)")
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            all(driver.files(Source::paths(&paths)).unwrap()),
+        )
+        .await
+        .expect("Driver::files hung (on the FIFO?)")
     });
     assert_eq!(got.len(), paths.len());
     let err = |i: usize| got[i].as_ref().unwrap_err().to_string();
@@ -178,7 +187,7 @@ fn errors_are_per_file_and_a_fifo_does_not_hang() {
     assert_eq!(
         err(3),
         format!(
-            "{}: a FIFO, not a regular file: stream it with Driver::open_async",
+            "{}: a FIFO, not a regular file: stream it with Driver::chunks",
             fifo.display()
         )
     );
@@ -191,11 +200,14 @@ fn errors_are_per_file_and_a_fifo_does_not_hang() {
     assert!(err(5).contains("a character device"), "{}", err(5));
     assert!(matches!(&got[6], Err(Error::Open { .. })), "{:?}", got[6]);
     assert!(got[7].as_ref().unwrap()[..] == fs::read(&a).unwrap()[..]);
-    // The single-file future says the same.
-    let e = rt.block_on(driver.read(&fifo)).unwrap_err();
+    // One file alone says the same.
+    let e = rt.block_on(read_whole(&driver, &fifo)).unwrap_err();
     assert!(e.to_string().contains("a FIFO"), "{e}");
     // Through `?` into io::Error, the kind and words stay.
-    let io: std::io::Error = rt.block_on(driver.read(&missing)).unwrap_err().into();
+    let io: std::io::Error = rt
+        .block_on(read_whole(&driver, &missing))
+        .unwrap_err()
+        .into();
     assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     drop(got);
     drop(rt);
@@ -211,23 +223,27 @@ fn a_file_larger_than_the_budget_is_refused_with_the_way_out() {
     let fits = write_file(dir.path(), "fits", &random_bytes((1 << 20) - 100, 4));
     let driver = Driver::with_budget(1, 1 << 20).unwrap();
     let rt = runtime();
-    let e = rt.block_on(driver.read(&big)).unwrap_err();
+    let e = rt.block_on(read_whole(&driver, &big)).unwrap_err();
     assert!(matches!(e, Error::Open { .. }), "{e}");
     assert_eq!(
         e.io_error().unwrap().kind(),
         std::io::ErrorKind::FileTooLarge
     );
-    assert!(e.to_string().contains("stream it with Driver::open"), "{e}");
+    assert!(
+        e.to_string().contains("stream it with Driver::chunks"),
+        "{e}"
+    );
     // A file of the budget's size fits.
-    let got = rt.block_on(driver.read(&fits)).unwrap();
+    let got = rt.block_on(read_whole(&driver, &fits)).unwrap();
     assert!(got[..] == fs::read(&fits).unwrap()[..]);
     drop(got);
     drop(rt);
     wait_idle(&driver);
 }
 
-/// 2,000 files of a tree (lognormal sizes, up to 2 MB) on a 4 MiB budget: read_many and 64 tasks
-/// of `read` all finish, every file's bytes right, and the driver's buffers never exceed the budget.
+/// 2,000 files of a tree (lognormal sizes, up to 2 MB) on a 4 MiB budget: one `Driver::files`
+/// stream and 64 tasks of `read_whole` all finish, every file's bytes right, and the driver's
+/// buffers never exceed the budget.
 #[test]
 fn two_thousand_files_within_a_four_mib_budget() {
     let _g = shared();
@@ -247,7 +263,10 @@ fn two_thousand_files_within_a_four_mib_budget() {
     let rt = runtime();
     rt.block_on(async {
         // One stream over all of them, each file checked and dropped.
-        let mut s = driver.read_many(&paths).files_in_flight(128);
+        let mut s = driver
+            .files(Source::paths(&paths))
+            .unwrap()
+            .files_in_flight(128);
         let mut n = 0;
         while let Some((i, r)) = s.next().await {
             assert_eq!(i, n);
@@ -262,7 +281,7 @@ fn two_thousand_files_within_a_four_mib_budget() {
                 let mine: Vec<_> = files.iter().skip(t).step_by(64).cloned().collect();
                 tokio::spawn(async move {
                     for (p, want) in mine {
-                        let got = driver.read(&p).await.unwrap();
+                        let got = read_whole(&driver, &p).await.unwrap();
                         assert!(got[..] == want[..], "{}", p.display());
                     }
                 })
@@ -296,7 +315,10 @@ fn holding_every_result_is_an_error_per_file_not_a_hang() {
     let got: Vec<(usize, Result<Bytes, Error>)> = rt.block_on(async {
         tokio::time::timeout(
             Duration::from_secs(60),
-            driver.read_many(&paths).collect::<Vec<_>>(),
+            driver
+                .files(Source::paths(&paths))
+                .unwrap()
+                .collect::<Vec<_>>(),
         )
         .await
         .expect("collecting every file's bytes hung")
@@ -321,10 +343,11 @@ fn holding_every_result_is_an_error_per_file_not_a_hang() {
     wait_idle(&driver);
 }
 
-/// One task holds the bytes of earlier `Driver::read`s worth the driver's whole budget and awaits
-/// another `read`: only it could give a buffer back, so the wait would never end. The read says so
-/// instead (`Error::BudgetHeld`, naming the files held), as do `read_many`'s files (the stream goes
-/// on) and `RangeFile::read_at`; once the bytes are dropped the same files read.
+/// One task holds the bytes of earlier whole-file reads (`read_whole`) worth the driver's whole
+/// budget and awaits another: only it could give a buffer back, so the wait would never end. The
+/// read says so instead (`Error::BudgetHeld`, naming the files held), as do the files of a
+/// `Driver::files` stream (the stream goes on) and `RangeFile::read_at`; once the bytes are
+/// dropped the same files read.
 #[test]
 fn holding_read_results_while_awaiting_another_read_is_an_error_not_a_hang() {
     let _g = shared();
@@ -345,10 +368,10 @@ fn holding_read_results_while_awaiting_another_read_is_an_error_not_a_hang() {
         let limit = Duration::from_secs(20);
         let mut held = Vec::new();
         for p in &paths[..4] {
-            held.push(driver.read(p).await.unwrap());
+            held.push(read_whole(&driver, p).await.unwrap());
         }
         assert_eq!(driver.stats().held_bytes, budget);
-        let e = tokio::time::timeout(limit, driver.read(&paths[4]))
+        let e = tokio::time::timeout(limit, read_whole(&driver, &paths[4]))
             .await
             .expect("awaiting a read while holding the budget's worth of results hung")
             .unwrap_err();
@@ -377,10 +400,13 @@ fn holding_read_results_while_awaiting_another_read_is_an_error_not_a_hang() {
             msg.contains(&format!("{} (1)", paths[0].display())),
             "{msg}"
         );
-        // read_many: each file says so, and the stream goes on to its end.
-        let items = tokio::time::timeout(limit, all(driver.read_many(&paths[4..])))
-            .await
-            .expect("read_many while holding the budget hung");
+        // Driver::files: each file says so, and the stream goes on to its end.
+        let items = tokio::time::timeout(
+            limit,
+            all(driver.files(Source::paths(&paths[4..])).unwrap()),
+        )
+        .await
+        .expect("Driver::files while holding the budget hung");
         assert_eq!(items.len(), 2);
         for (k, r) in items.iter().enumerate() {
             match r {
@@ -391,7 +417,7 @@ fn holding_read_results_while_awaiting_another_read_is_an_error_not_a_hang() {
             }
         }
         // read_at: the same.
-        let f = driver.open_ranges(&paths[5]).unwrap();
+        let f = driver.range_file(&paths[5]).unwrap();
         let e = tokio::time::timeout(limit, f.read_at(4096, 4096))
             .await
             .expect("read_at while holding the budget hung")
@@ -399,7 +425,7 @@ fn holding_read_results_while_awaiting_another_read_is_an_error_not_a_hang() {
         assert!(matches!(e, Error::BudgetHeld { held: 4, .. }), "{e}");
         // Dropped, the bytes give the budget back.
         drop(held);
-        let got = tokio::time::timeout(limit, driver.read(&paths[4]))
+        let got = tokio::time::timeout(limit, read_whole(&driver, &paths[4]))
             .await
             .expect("hung with the budget free")
             .unwrap();
@@ -441,12 +467,12 @@ fn dropping_part_way_leaves_nothing_in_flight() {
     for round in 0..40usize {
         rt.block_on(async {
             // A future dropped after one poll.
-            let mut one = Box::pin(driver.read(&paths[(round * 37 + 5) % 300]));
+            let mut one = Box::pin(read_whole(&driver, &paths[(round * 37 + 5) % 300]));
             let _ = one.as_mut().poll(&mut Context::from_waker(&waker));
             drop(one);
             // A stream dropped before any poll, after one, and after `take` items.
-            drop(driver.read_many(&paths));
-            let mut s = driver.read_many(&paths[round..]);
+            drop(driver.files(Source::paths(&paths)).unwrap());
+            let mut s = driver.files(Source::paths(&paths[round..])).unwrap();
             let _ = futures_core::Stream::poll_next(
                 std::pin::Pin::new(&mut s),
                 &mut Context::from_waker(&waker),
@@ -454,7 +480,8 @@ fn dropping_part_way_leaves_nothing_in_flight() {
             drop(s);
             let take = round % 9;
             let mut s = driver
-                .read_many(&paths[round..])
+                .files(Source::paths(&paths[round..]))
+                .unwrap()
                 .files_in_flight(16 + round);
             let mut kept = Vec::new();
             for k in 0..take {
@@ -498,7 +525,7 @@ fn a_cancelled_driver_interrupts_whole_file_reads() {
     driver.set_cancel(cancel.clone());
     let rt = runtime();
     rt.block_on(async {
-        let mut s = driver.read_many(&paths);
+        let mut s = driver.files(Source::paths(&paths)).unwrap();
         let (i, first) = s.next().await.unwrap();
         assert_eq!(i, 0);
         assert!(first.unwrap()[..] == fs::read(&paths[0]).unwrap()[..]);
@@ -512,12 +539,12 @@ fn a_cancelled_driver_interrupts_whole_file_reads() {
             format!("{}: interrupted", paths[1].display())
         );
         assert!(s.next().await.is_none());
-        let e = driver.read(&paths[2]).await.unwrap_err();
+        let e = read_whole(&driver, &paths[2]).await.unwrap_err();
         assert!(matches!(e, Error::Interrupted { .. }), "{e}");
     });
     wait_idle(&driver);
     cancel.reset();
-    let got = rt.block_on(driver.read(&paths[3])).unwrap();
+    let got = rt.block_on(read_whole(&driver, &paths[3])).unwrap();
     assert!(got[..] == fs::read(&paths[3]).unwrap()[..]);
     drop(got);
     drop(rt);
@@ -534,31 +561,38 @@ fn procfs_files_are_read_to_their_end() {
     let rt = runtime();
     rt.block_on(async {
         // Less than a page: read on the ring.
-        let status = driver.read("/proc/self/status").await.unwrap();
+        let status = read_whole(&driver, "/proc/self/status").await.unwrap();
         assert!(status.starts_with(b"Name:"), "{status:?}");
         assert!(status.ends_with(b"\n"));
-        let got = all(driver.read_many(["/proc/self/stat", "/proc/version"])).await;
+        let got = all(driver
+            .files(Source::paths(["/proc/self/stat", "/proc/version"]))
+            .unwrap())
+        .await;
         assert!(got.iter().all(|r| !r.as_ref().unwrap().is_empty()));
         // More than a page: read to its end on a helper thread.
-        let smaps = driver.read("/proc/self/smaps").await.unwrap();
+        let smaps = read_whole(&driver, "/proc/self/smaps").await.unwrap();
         assert!(smaps.len() > 4096, "{}", smaps.len());
         assert!(smaps.ends_with(b"\n"));
         let want = fs::read("/proc/self/smaps").unwrap();
         assert!(want.len() > 4096);
-        let e = driver.read("/proc/self/nonexistent").await.unwrap_err();
+        let e = read_whole(&driver, "/proc/self/nonexistent")
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Open { .. }), "{e}");
     });
     if Path::new("/dev/shm").is_dir() {
         let empty = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
         let full = tempfile::NamedTempFile::new_in("/dev/shm").unwrap();
         fs::write(full.path(), random_bytes(10_000, 3)).unwrap();
-        let got = rt.block_on(all(driver.read_many([empty.path(), full.path()])));
+        let got = rt.block_on(all(driver
+            .files(Source::paths([empty.path(), full.path()]))
+            .unwrap()));
         assert!(got[0].as_ref().unwrap().is_empty());
         assert!(got[1].as_ref().unwrap()[..] == fs::read(full.path()).unwrap()[..]);
     }
     if Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
         let p = "/sys/kernel/mm/transparent_hugepage/enabled";
-        let got = rt.block_on(driver.read(p)).unwrap();
+        let got = rt.block_on(read_whole(&driver, p)).unwrap();
         assert_eq!(got[..], fs::read(p).unwrap()[..]);
     }
     drop(rt);
@@ -578,12 +612,15 @@ fn child_reads_whole_files_without_io_uring() {
     let rt = runtime();
     let mut paths: Vec<PathBuf> = (0..30).map(|i| dir.join(format!("n{i}"))).collect();
     paths.push(dir.join("missing"));
-    let got = rt.block_on(all(driver.read_many(&paths).files_in_flight(8)));
+    let got = rt.block_on(all(driver
+        .files(Source::paths(&paths))
+        .unwrap()
+        .files_in_flight(8)));
     for (p, r) in paths.iter().zip(&got).take(30) {
         assert!(r.as_ref().unwrap()[..] == fs::read(p).unwrap()[..]);
     }
     assert!(got[30].is_err());
-    let one = rt.block_on(driver.read(&paths[7])).unwrap();
+    let one = rt.block_on(read_whole(&driver, &paths[7])).unwrap();
     assert!(one[..] == fs::read(&paths[7]).unwrap()[..]);
     drop((one, got));
     drop(rt);
@@ -644,7 +681,7 @@ fn a_file_appended_to_is_read_to_its_size_at_the_statx() {
     });
     rt.block_on(async {
         for _ in 0..20 {
-            let got = driver.read(&p).await.unwrap();
+            let got = read_whole(&driver, &p).await.unwrap();
             assert!(got.len() >= data.len());
             assert!(got[..data.len()] == data[..]);
             assert!(got[data.len()..].iter().all(|&b| b == 7));
@@ -656,14 +693,15 @@ fn a_file_appended_to_is_read_to_its_size_at_the_statx() {
     wait_idle(&driver);
 }
 
-/// The future and the stream are `Send + 'static` (for `tokio::spawn`).
+/// The future of one whole file (`read_whole`: `ReadMany::next_file` in an async block) and the
+/// stream are `Send + 'static` (for `tokio::spawn`).
 #[test]
 fn futures_and_streams_are_send_and_static() {
     fn send_static<T: Send + 'static>(_: &T) {}
     let driver = Driver::with_threads(1).unwrap();
-    let f = driver.read("Cargo.toml");
+    let f = read_whole(&driver, "Cargo.toml");
     send_static(&f);
-    let s = driver.read_many(["Cargo.toml"]);
+    let s = driver.files(Source::paths(["Cargo.toml"])).unwrap();
     send_static(&s);
     drop((f, s));
 }
@@ -683,7 +721,7 @@ fn a_fuse_file_answering_short_is_read_whole() {
     let driver = Driver::new().unwrap();
     let rt = runtime();
     let got = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), driver.read(&file))
+        tokio::time::timeout(Duration::from_secs(60), read_whole(&driver, &file))
             .await
             .expect("reading the FUSE file hung")
             .unwrap()
@@ -696,9 +734,10 @@ fn a_fuse_file_answering_short_is_read_whole() {
     wait_idle(&driver);
 }
 
-/// A `statx` that cannot complete (its file system's lookup waits) while a `read` future and a
-/// `read_many` stream are dropped: the lane cancels it (`IORING_OP_ASYNC_CANCEL`); when it does
-/// complete, nothing is left: no operation, no buffer, no descriptor.
+/// A `statx` that cannot complete (its file system's lookup waits) while a one-file future
+/// (`read_whole`) and a `Driver::files` stream are dropped: the lane cancels it
+/// (`IORING_OP_ASYNC_CANCEL`); when it does complete, nothing is left: no operation, no buffer, no
+/// descriptor.
 #[test]
 fn a_stuck_statx_is_cancelled_when_dropped() {
     use std::sync::atomic::Ordering;
@@ -713,11 +752,17 @@ fn a_stuck_statx_is_cancelled_when_dropped() {
     let waker = futures_util::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
     let until = Instant::now() + Duration::from_secs(60);
-    let mut one = Box::pin(driver.read(root.join("stuck1")));
+    let mut one = Box::pin(read_whole(&driver, root.join("stuck1")));
     assert!(one.as_mut().poll(&mut cx).is_pending());
     let dir = tmpdir("stream-many");
     let plain = write_file(dir.path(), "plain", &random_bytes(5000, 1));
-    let mut many = driver.read_many([plain, root.join("stuck2"), root.join("stuck3")]);
+    let mut many = driver
+        .files(Source::paths([
+            plain,
+            root.join("stuck2"),
+            root.join("stuck3"),
+        ]))
+        .unwrap();
     let _ = futures_core::Stream::poll_next(std::pin::Pin::new(&mut many), &mut cx);
     // The file system has the first lookup: its statx is in the kernel, in a lane's ring.
     while gate.waiting.load(Ordering::Acquire) == 0 {
@@ -780,7 +825,10 @@ fn uncached_whole_files_leave_the_page_cache_as_it_was() {
     for (p, _) in &files {
         evict(p);
     }
-    let got = rt.block_on(all(driver.read_many(&paths).dontcache(true)));
+    let got = rt.block_on(all(driver
+        .files(Source::paths(&paths))
+        .unwrap()
+        .dontcache(true)));
     for ((p, data), r) in files.iter().zip(got) {
         assert!(r.unwrap() == data[..], "{}: bytes differ", p.display());
         let left = cached(p);
@@ -794,12 +842,15 @@ fn uncached_whole_files_leave_the_page_cache_as_it_was() {
     // Cached before: stays cached.
     let (big, data) = &files[files.len() - 1];
     assert_eq!(fs::read(big).unwrap().len(), data.len());
-    let got = rt.block_on(all(driver.read_many([big]).dontcache(true)));
+    let got = rt.block_on(all(driver
+        .files(Source::paths([big]))
+        .unwrap()
+        .dontcache(true)));
     assert!(got[0].as_ref().unwrap()[..] == data[..]);
     assert!(cached(big) as f64 >= 0.95 * data.len() as f64, "evicted");
     // Without it: a cold file read whole is cached after.
     evict(big);
-    let got = rt.block_on(all(driver.read_many([big])));
+    let got = rt.block_on(all(driver.files(Source::paths([big])).unwrap()));
     assert!(got[0].as_ref().unwrap()[..] == data[..]);
     assert!(cached(big) as f64 >= 0.95 * data.len() as f64, "not cached");
 }

@@ -75,7 +75,7 @@ fn as_a_user_with_one_mib_of_locked_memory() {
         .build()
         .unwrap();
     let got = rt.block_on(async {
-        let mut s = driver.open(&p, &o).unwrap();
+        let mut s = driver.with_options(o).unwrap().chunks(&p).unwrap();
         let mut got = Vec::new();
         while let Some(c) = s.next_chunk().await {
             got.extend_from_slice(&c.unwrap());

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use ringread::ranges::ByteRange;
 use ringread::stream::Driver;
-use ringread::Error;
+use ringread::{Error, Source};
 
 mod common;
 use common::random_bytes;
@@ -47,7 +47,11 @@ fn read_at_from_64_tasks(direct: bool) {
         .direct(direct)
         .build()
         .unwrap();
-    let file = driver.open_ranges_with(&path, &opts).unwrap();
+    let file = driver
+        .with_options(opts)
+        .unwrap()
+        .range_file(&path)
+        .unwrap();
     assert_eq!(file.direct(), direct, "{:?}", file.notices());
     let n = SIZE as u64;
     let shapes: Vec<(u64, usize)> = vec![
@@ -125,7 +129,7 @@ fn futures_dropped_mid_read_leave_nothing_behind() {
     let data = random_bytes(8 << 20, 4);
     let path = write_file(dir.path(), "f", &data);
     let driver = Driver::with_budget(2, 16 << 20).unwrap();
-    let file = driver.open_ranges(&path).unwrap();
+    let file = driver.range_file(&path).unwrap();
     runtime().block_on(async {
         let tasks: Vec<_> = (0..200u64)
             .map(|i| {
@@ -182,7 +186,7 @@ fn a_read_at_keeps_the_driver_busy_until_its_task_is_woken() {
     let driver = Driver::with_threads(1).unwrap();
     let gate = WakeGate::new();
     let _open = OpenOnDrop(Arc::clone(&gate));
-    let file = driver.open_ranges(&path).unwrap();
+    let file = driver.range_file(&path).unwrap();
     let mut read = Box::pin(file.read_at(100, 4096));
     let waker = gate.waker();
     assert!(read
@@ -209,7 +213,7 @@ fn a_spent_budget_makes_reads_wait_without_growing() {
     let path = write_file(dir.path(), "f", &data);
     let budget = 3 * 4096;
     let driver = Driver::with_budget(1, budget).unwrap();
-    let file = driver.open_ranges(&path).unwrap();
+    let file = driver.range_file(&path).unwrap();
     runtime().block_on(async {
         // Read by another task (which hands them over): the budget is spent by bytes that task
         // took. Had this task read them, its fourth read would be told it holds the whole budget
@@ -247,7 +251,7 @@ fn a_file_shrinking_under_the_reads_names_the_offset() {
     let data = random_bytes(1 << 20, 6);
     let path = write_file(dir.path(), "f", &data);
     let driver = Driver::with_budget(2, 1 << 20).unwrap();
-    let file = driver.open_ranges(&path).unwrap();
+    let file = driver.range_file(&path).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
@@ -284,6 +288,6 @@ fn a_file_shrinking_under_the_reads_names_the_offset() {
 fn a_pipe_is_refused() {
     let (r, _w) = common::pipe(0);
     let driver = Driver::with_threads(1).unwrap();
-    let e = driver.ranges_file(r, "a pipe").unwrap_err();
+    let e = driver.range_file(Source::file(r, "a pipe")).unwrap_err();
     assert!(matches!(e, Error::InvalidOptions(_)), "{e}");
 }

@@ -26,9 +26,9 @@ pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
     guard
 }
 
-/// The library's helper threads: `open_async`'s open (`ringread-open`) and `read_many`'s read of a
-/// file whose size only reading tells (`ringread-read`).
-const HELPER_THREADS: [&str; 2] = ["ringread-open", "ringread-read"];
+/// The library's helper threads: `Driver::files`'s read of a file whose size only reading tells
+/// (`ringread-read`). (`ringread-open`, the open of the former `Driver::open_async`, went with it.)
+const HELPER_THREADS: [&str; 1] = ["ringread-read"];
 
 /// Waits until none of the library's helper threads runs (fails the test after 20 s). A helper
 /// wakes its task as its last act, and a waker holds its task (with tokio, its runtime and the

@@ -1,11 +1,14 @@
 //! Helpers of the async interface's tests (`ringread::stream`).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ringread::stream::{Driver, DriverStats};
+use ringread::Error;
 
 /// A fresh directory under the target's temporary directory, named from `prefix`.
 pub fn tmpdir(prefix: &str) -> tempfile::TempDir {
@@ -29,6 +32,23 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The file at `path` read whole on `driver`, as `Bytes` (what `Driver::read` was): one file of
+/// `Driver::files`, one in flight. The stream is made now, as `read` made it, and read when the
+/// future is polled; the future is `Send + 'static`, for `tokio::spawn`.
+pub fn read_whole(
+    driver: &Driver,
+    path: impl AsRef<Path>,
+) -> impl Future<Output = ringread::Result<Bytes>> + Send + 'static {
+    let path = path.as_ref().to_path_buf();
+    let files = driver.files(&path);
+    async move {
+        match files?.files_in_flight(1).next_file().await {
+            Some((_, r)) => r,
+            None => Err(Error::Interrupted { path }),
+        }
+    }
 }
 
 /// Waits until the driver has nothing in hand: no operation in flight, no task being woken by one

@@ -1,13 +1,16 @@
 //! What a tokio service writes with `ringread = { default-features = false, features = ["stream"] }`:
-//! opens without blocking the executor, chunks as `Bytes`, the reader adapter, the pitfall of holding
-//! every chunk (an error, not a hang), many tasks within one driver's budget, and random reads
-//! (`read_at`) of one file from many tasks. Checks every result against `std::fs::read`; exits 1
-//! on a mismatch.
+//! a file opened without blocking the executor and its chunks as `Bytes` (`Driver::chunks`), the
+//! reader adapter, the pitfall of holding every chunk (an error, not a hang), whole files one or
+//! many at a time (`Driver::files`), many tasks within one driver's budget, and random reads
+//! (`Driver::range_file`, `read_at`) of one file from many tasks. Checks every result against
+//! `std::fs::read`; exits 1 on a mismatch.
 
+use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 
-use ringread::stream::{open_async, Driver};
-use ringread::{Error, ReadOptions};
+use ringread::stream::Driver;
+use ringread::{Error, ReadOptions, Source};
 use tokio::io::AsyncReadExt;
 
 #[tokio::main]
@@ -19,13 +22,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
-async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let path = dir.join("data");
     let data: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 253) as u8).collect();
-    std::fs::File::create(&path)?.write_all(&data)?;
+    File::create(&path)?.write_all(&data)?;
 
-    // Chunks as Bytes, in order, opened off the executor's threads.
-    let mut stream = open_async(&path).await?;
+    // Chunks as Bytes, in order, the file opened off the executor's threads.
+    let mut stream = Driver::global()?.chunks(Source::file(open(&path).await?, &path))?;
     let mut got = Vec::new();
     while let Some(chunk) = stream.next_chunk().await {
         let bytes: bytes::Bytes = chunk?.into_bytes();
@@ -33,10 +36,10 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     }
     check(got == data, "chunks differ")?;
 
-    // AsyncRead.
+    // AsyncRead; the path opened by `chunks`, on this thread (a local file: a short wait).
     let mut all = Vec::new();
-    open_async(&path)
-        .await?
+    Driver::global()?
+        .chunks(&path)?
         .into_async_read()
         .read_to_end(&mut all)
         .await?;
@@ -44,9 +47,13 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 
     // Holding every chunk: an error that says what to do, not a hang.
     let driver = Driver::with_budget(2, 16 << 20)?;
-    let opts = ReadOptions::builder().chunk_size(64 * 1024).depth(4).build()?;
+    let opts = ReadOptions::builder()
+        .chunk_size(64 * 1024)
+        .depth(4)
+        .build()?;
+    let chunks_64k = driver.with_options(opts)?;
     let mut held = Vec::new();
-    let mut s = driver.open_async(&path, &opts).await?;
+    let mut s = chunks_64k.chunks(&path)?;
     let err = loop {
         match s.next_chunk().await {
             Some(Ok(c)) => held.push(c),
@@ -54,7 +61,10 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             None => return Err("a held stream ended without an error".into()),
         }
     };
-    check(matches!(err, Error::BuffersHeld { .. }), "expected BuffersHeld")?;
+    check(
+        matches!(err, Error::BuffersHeld { .. }),
+        "expected BuffersHeld",
+    )?;
     println!("holding every chunk: {err}");
     drop(held);
 
@@ -66,28 +76,32 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             std::fs::write(&p, vec![i as u8; i * 997]).map(|()| p)
         })
         .collect::<std::io::Result<_>>()?;
-    let whole = ringread::stream::read(&path).await?;
-    check(whole[..] == data[..], "Driver::read differs")?;
+    let (_, whole) = Driver::global()?
+        .files(&path)?
+        .next_file()
+        .await
+        .ok_or("files of one path gave nothing")?;
+    check(whole?[..] == data[..], "a whole file differs")?;
     let mut names = small.clone();
     names.insert(7, dir.join("missing"));
-    let mut files = ringread::stream::read_many(&names)?;
+    let mut files = Driver::global()?.files(Source::paths(&names))?;
     let mut seen = 0;
     while let Some((i, r)) = files.next_file().await {
-        check(i == seen, "read_many out of input order")?;
+        check(i == seen, "files out of input order")?;
         seen += 1;
         match r {
-            Ok(bytes) => check(bytes[..] == std::fs::read(&names[i])?[..], "read_many differs")?,
+            Ok(bytes) => check(bytes[..] == std::fs::read(&names[i])?[..], "files differ")?,
             Err(e) => check(i == 7, &format!("file {i}: {e}"))?,
         }
     }
-    check(seen == names.len(), "read_many ended early")?;
+    check(seen == names.len(), "files ended early")?;
 
     // 64 tasks at once on one driver, each checked.
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let (driver, opts, path, data) = (driver.clone(), opts.clone(), path.clone(), data.clone());
+        let (driver, path, data) = (chunks_64k.clone(), path.clone(), data.clone());
         tasks.push(tokio::spawn(async move {
-            let mut s = driver.open_async(&path, &opts).await?;
+            let mut s = driver.chunks(&path)?;
             let mut got = Vec::with_capacity(data.len());
             while let Some(c) = s.next_chunk().await {
                 got.extend_from_slice(&c?);
@@ -115,7 +129,7 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             .depth(8)
             .cached_fast_path(fast)
             .build()?;
-        let mut s = driver.open_async(&path, &opts).await?;
+        let mut s = driver.with_options(opts)?.chunks(&path)?;
         let mut got = Vec::with_capacity(data.len());
         while let Some(c) = s.next_chunk().await {
             got.extend_from_slice(&c?);
@@ -136,7 +150,7 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
 
     // Random access: 64 tasks reading 4 KiB pieces of one shared file with read_at (Bytes over the
     // driver's buffers, no copy), the last one past the end (short, like pread).
-    let file = driver.open_ranges(&path)?;
+    let file = driver.range_file(&path)?;
     let mut tasks = Vec::new();
     for t in 0..64u64 {
         let (file, data) = (file.clone(), data.clone());
@@ -157,9 +171,13 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // The same with O_DIRECT: reads widened to the alignment, only the asked bytes handed out.
-    let direct = ringread::ReadOptions::builder().direct(true).build()?;
-    let file = driver.open_ranges_with(&path, &direct)?;
-    println!("read_at with O_DIRECT: {} {:?}", file.direct(), file.notices());
+    let direct = ReadOptions::builder().direct(true).build()?;
+    let file = driver.with_options(direct)?.range_file(&path)?;
+    println!(
+        "read_at with O_DIRECT: {} {:?}",
+        file.direct(),
+        file.notices()
+    );
     for off in [0u64, 1, 4095, 4097, 12_345, data.len() as u64 - 10] {
         let b = file.read_at(off, 5000).await?;
         let from = (off as usize).min(data.len());
@@ -170,6 +188,13 @@ async fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("ok");
     Ok(())
+}
+
+/// Opens `path` on tokio's blocking pool, as a path that may block (a FIFO, a network file system)
+/// should be opened.
+async fn open(path: &Path) -> std::io::Result<File> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || File::open(path)).await?
 }
 
 fn check(ok: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,8 +1,9 @@
 //! What a service that imports ringread with `default-features = false` writes: read files in order
-//! with its own processor and a built-in one, stop a read from another thread, and read many small
-//! ranges of one file with many reads in flight (`read_ranges`). Checks every result against
-//! `std::fs::read`; exits 1 on a mismatch. Prints the time a one-chunk read takes (measured, never
-//! asserted).
+//! with its own processor and a built-in one (`Reader::read`), many files at once each into its own
+//! (`Reader::read_each`), stop a read from another thread, and read many small ranges of one file
+//! or of many with many reads in flight (`Source::ranges`, `Input::ranges`). Checks every result
+//! against `std::fs::read`; exits 1 on a mismatch. Prints the time a one-chunk read takes
+//! (measured, never asserted).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ringread::processor::{from_fn, ByteCount, LineCount};
 use ringread::ranges::{ByteRange, Order, RangeOptions};
-use ringread::{Cancel, Chunk, Error, Processor, ReadOptions, Reader};
+use ringread::{Cancel, Chunk, Error, Input, Processor, ReadOptions, Reader, Source};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("ringread-minimal-{}", std::process::id()));
@@ -44,14 +45,14 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             got.extend_from_slice(c);
             Ok(true)
         });
-        let summary = reader.read_path(path, &mut collect)?;
+        let summary = reader.read(path, &mut collect)?;
         check(got == want, format!("{}: bytes differ", path.display()))?;
         check(summary.bytes == want.len() as u64, "byte count".into())?;
         // A built-in processor, as a trait object chosen at run time.
         let mut lines: Box<dyn Processor + Send> = Box::new(LineCount::default());
-        reader.read_path(path, lines.as_mut())?;
+        reader.read(path, lines.as_mut())?;
         let mut counted = LineCount::default();
-        reader.read_path(path, &mut counted)?;
+        reader.read(path, &mut counted)?;
         let newlines = want.iter().filter(|&&b| b == b'\n').count() as u64;
         check(
             counted.lines == newlines,
@@ -74,7 +75,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     for path in &files {
         let want = std::fs::read(path)?;
         let mut got = Vec::new();
-        uncached.read_path(
+        uncached.read(
             path,
             &mut from_fn(|c: &Chunk<'_>| {
                 got.extend_from_slice(c);
@@ -98,7 +99,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     for path in &files {
         let want = std::fs::read(path)?;
         let mut counted = LineCount::default();
-        let summary = in_place.read_path(path, &mut counted)?;
+        let summary = in_place.read(path, &mut counted)?;
         let newlines = want.iter().filter(|&&b| b == b'\n').count() as u64;
         check(
             counted.lines == newlines && summary.bytes == want.len() as u64,
@@ -113,9 +114,9 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     list.insert(2, dir.join("missing"));
     let mut next = 0;
     let mut failed = Vec::new();
-    reader.read_many(
-        &list,
-        |_, _| from_fn_collect(),
+    reader.read_each(
+        Source::paths(&list),
+        |_, _| Kept::default(),
         |f| {
             assert_eq!(f.index, next, "out of input order");
             next += 1;
@@ -128,23 +129,23 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     check(
         failed.is_empty() && next == list.len(),
-        format!("read_many: {failed:?}"),
+        format!("read_each: {failed:?}"),
     )?;
     let opened = files
         .iter()
         .map(|p| Ok((std::fs::File::open(p)?, p.clone())))
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut same = 0;
-    reader.read_many_files(
-        opened,
-        |_, _| from_fn_collect(),
+    reader.read_each(
+        Source::files(opened),
+        |_, _| Kept::default(),
         |f| {
             if f.result.is_ok() && std::fs::read(&f.path).ok() == Some(f.processor.0) {
                 same += 1;
             }
         },
     )?;
-    check(same == files.len(), "read_many_files".to_string())?;
+    check(same == files.len(), "read_each of open files".to_string())?;
 
     // A cancel handle stops a read from another thread.
     let mut stoppable = Reader::new(ReadOptions::default());
@@ -159,7 +160,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(true)
     });
-    match stoppable.read_path(big, &mut stop_early) {
+    match stoppable.read(big, &mut stop_early) {
         Err(Error::Interrupted { .. }) => {}
         other => return Err(format!("expected Interrupted, got {other:?}").into()),
     }
@@ -172,10 +173,8 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         .map(|i| ByteRange::new(i * 7919 % (want.len() as u64 + 4096), 1 + i % 5000))
         .collect();
     let mut got = Vec::new();
-    ranged.read_ranges(
-        big,
-        &ranges,
-        &RangeOptions::new(),
+    ranged.read(
+        Source::path(big).ranges(ranges.clone()),
         &mut from_fn(|c: &Chunk<'_>| {
             got.extend_from_slice(c);
             Ok(true)
@@ -188,12 +187,12 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             want[(r.offset as usize).min(end)..end].to_vec()
         })
         .collect();
-    check(got == expected, "read_ranges: bytes differ".into())?;
+    check(got == expected, "ranges: bytes differ".into())?;
     let mut wrong = 0;
-    ranged.read_ranges(
-        big,
-        &ranges,
-        &RangeOptions::new().order(Order::Completion),
+    ranged.read(
+        Source::path(big)
+            .ranges(ranges)
+            .range_options(RangeOptions::new().order(Order::Completion)),
         &mut from_fn(|c: &Chunk<'_>| {
             let at = c.offset() as usize;
             if want.get(at..at + c.len()) != Some(&c[..]) {
@@ -202,7 +201,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             Ok(true)
         }),
     )?;
-    check(wrong == 0, "read_ranges in completion order".into())?;
+    check(wrong == 0, "ranges in completion order".into())?;
 
     // Ranges of many files in one call, the reads of all of them in flight together: each file's
     // bytes go to its own processor; a missing file is its own error and the others go on.
@@ -217,9 +216,12 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     inputs.insert(1, ("no-such-file".into(), vec![ByteRange::new(0, 1)]));
     let mut seen = 0;
-    ranged.read_ranges_many(
-        inputs.clone(),
-        &RangeOptions::new(),
+    ranged.read_each(
+        Source::inputs(
+            inputs
+                .iter()
+                .map(|(path, ranges)| Input::path(path).ranges(ranges.as_slice())),
+        ),
         |index, _| OfInput {
             index,
             kept: Kept::default(),
@@ -245,7 +247,7 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
             };
             if !ok {
                 eprintln!(
-                    "read_ranges_many: input {} wrong: {:?}",
+                    "ranges of many files: input {} wrong: {:?}",
                     done.index, done.result
                 );
                 std::process::exit(1);
@@ -254,19 +256,19 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     check(
         seen == inputs.len(),
-        "read_ranges_many: results missing".into(),
+        "ranges of many files: results missing".into(),
     )?;
 
     // A one-chunk read runs on the calling thread: time it (reported, not asserted).
     let small = &files[3];
     let one = Reader::new(ReadOptions::default());
     let mut n = ByteCount::default();
-    one.read_path(small, &mut n)?;
+    one.read(small, &mut n)?;
     let rounds = 2000;
     let start = Instant::now();
     for _ in 0..rounds {
         let mut n = ByteCount::default();
-        one.read_path(small, &mut n)?;
+        one.read(small, &mut n)?;
     }
     let per = start.elapsed() / rounds;
     println!(
@@ -301,10 +303,6 @@ impl Processor for OfInput {
         self.wrong += usize::from(c.input() != self.index);
         self.kept.process(c)
     }
-}
-
-fn from_fn_collect() -> Kept {
-    Kept::default()
 }
 
 fn us(d: Duration) -> f64 {
