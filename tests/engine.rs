@@ -1294,7 +1294,7 @@ fn fifo_written_by_a_thread() {
 }
 
 #[test]
-fn anonymous_pipe_through_read_file() {
+fn anonymous_pipe_as_an_open_file_source() {
     let _g = shared();
     let data = random_bytes(1024 * 1024 + 5, 123);
     let mut failures = Vec::new();
@@ -1324,7 +1324,7 @@ fn anonymous_pipe_through_read_file() {
 /// what it read (the read is given a duplicate of the descriptor, which shares its position).
 /// Starting off alignment, `O_DIRECT` cannot be used: a notice says so.
 #[test]
-fn read_file_reads_from_the_position_and_moves_it() {
+fn an_open_file_is_read_from_its_position_and_moves_it() {
     let _g = shared();
     let f = small_file(3 * 65536 + 17);
     let len = f.data.len() as u64;

@@ -209,7 +209,7 @@ fn panicking_processor(backend: Backend) {
 }
 
 #[test]
-fn a_cancel_stops_read_many_with_nothing_left_in_flight() {
+fn a_cancel_stops_read_each_with_nothing_left_in_flight() {
     let _g = common::exclusive();
     let dir = tempdir();
     let paths = numbered_files(dir.path(), 0..500, |_| 3000);

@@ -1036,7 +1036,7 @@ fn a_chunk_larger_than_the_budget_is_refused() {
 /// to, a current-thread runtime goes on running its other tasks; once a writer comes the bytes
 /// arrive. (This was `Driver::open_async`, which opened on a helper thread of its own.)
 #[test]
-fn open_async_of_a_fifo_does_not_block_the_runtime() {
+fn a_fifo_opened_off_the_executor_does_not_block_the_runtime() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let _g = shared();
     let dir = tmpdir("stream");
@@ -1125,7 +1125,7 @@ fn open_async_of_a_fifo_does_not_block_the_runtime() {
 /// executor is the caller's, with `tokio::fs`), so what is left to check is the refusal before
 /// the open and that it holds no driver. The name is kept for docs/RELIABILITY.md.
 #[test]
-fn open_async_lets_go_of_the_driver_before_it_wakes_the_task() {
+fn options_refused_before_any_open_hold_no_driver() {
     let _g = exclusive();
     let dir = tmpdir("stream");
     let fifo = dir.path().join("fifo");
