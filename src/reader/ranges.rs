@@ -5,7 +5,8 @@ use std::fs::File;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::{descriptor_room, Engine, Finished, Reader, Summary, FILES_IN_FLIGHT};
+use super::many::descriptor_room;
+use super::{Engine, Finished, Reader, Summary, FILES_IN_FLIGHT};
 use crate::chunks::Chunks;
 use crate::engine::{Job, Member};
 use crate::error::{Error, Result};
