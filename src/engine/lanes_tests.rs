@@ -1,7 +1,7 @@
 //! The engine against a fake completion layer that reorders completions, cuts reads short, says
 //! `EAGAIN`, fails at a chosen offset and shrinks the file, on one or more threads.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::Path;
 
@@ -11,7 +11,8 @@ use super::*;
 use crate::chunks::Chunks;
 use crate::engine::fake::Rng;
 use crate::engine::{Job, Member};
-use crate::processor::Processor;
+use crate::processor::{Processor, Whole};
+use crate::ranges::{ByteRange, Plan};
 use crate::sys::CURRENT_POSITION;
 
 /// A file of the fake kernel: its name and descriptor, read buffered with no flags.
@@ -371,19 +372,73 @@ proptest! {
 /// fails ends its file only.
 #[test]
 fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
-    use crate::ranges::{ByteRange, Plan};
-    use std::collections::BTreeMap;
-
     let file = pattern(50_000);
     let ranges: Vec<ByteRange> = (0..300u64)
         .map(|i| ByteRange::new(i * 7919 % 52_000, 1 + i * 31 % 9000))
         .collect();
-    // What each piece of the plan should give (each range cut to chunk-sized reads, and at the
-    // file's end), keyed by (file, offset, len), counted.
-    let want_for = |plan: &Plan| {
-        let mut want: BTreeMap<(usize, u64, usize), usize> = BTreeMap::new();
+    for (seed, lanes, depth, chunk) in [(1, 1, 8, 4096), (2, 2, 5, 4096), (3, 3, 16, 1024)] {
+        for faults in [
+            Faults::default(),
+            Faults {
+                short: true,
+                eagain: true,
+                ..Faults::default()
+            },
+        ] {
+            let lanes_of = Unordered {
+                file: &file,
+                ranges: &ranges,
+                seed,
+                lanes,
+                depth,
+                chunk,
+                faults,
+            };
+            lanes_of.one_file();
+            lanes_of.two_files_the_second_failing();
+        }
+    }
+}
+
+/// What each piece of a plan should give, keyed by (file, offset, len), counted.
+type Pieces = BTreeMap<(usize, u64, usize), usize>;
+
+/// A processor that checks each chunk's bytes against the file's and counts the pieces it got.
+struct Seen<'d> {
+    file: &'d [u8],
+    got: Pieces,
+}
+
+impl Processor for Seen<'_> {
+    fn process(&mut self, c: &Chunk<'_>) -> io::Result<bool> {
+        let at = c.offset() as usize;
+        assert_eq!(&self.file[at..at + c.len()], &c[..], "bytes differ at {at}");
+        *self
+            .got
+            .entry((c.input(), c.offset(), c.len()))
+            .or_default() += 1;
+        Ok(true)
+    }
+}
+
+/// One case of [`unordered_plans_deliver_every_range_once_and_failures_end_their_file`].
+struct Unordered<'a> {
+    file: &'a [u8],
+    ranges: &'a [ByteRange],
+    seed: u64,
+    lanes: usize,
+    depth: usize,
+    chunk: usize,
+    faults: Faults,
+}
+
+impl Unordered<'_> {
+    /// What each piece of `plan` over the file (as file 0) should give: each range cut to
+    /// chunk-sized reads, and at the file's end.
+    fn want_for(&self, plan: &Plan) -> Pieces {
+        let mut want = Pieces::new();
         for (k, x) in plan.extents.iter().enumerate() {
-            let avail = (file.len() as u64)
+            let avail = (self.file.len() as u64)
                 .saturating_sub(x.offset)
                 .min(x.len as u64) as u32;
             for p in plan.parts_of(k) {
@@ -394,106 +449,108 @@ fn unordered_plans_deliver_every_range_once_and_failures_end_their_file() {
             }
         }
         want
-    };
-    struct Seen<'d> {
-        file: &'d [u8],
-        got: BTreeMap<(usize, u64, usize), usize>,
     }
-    impl Processor for Seen<'_> {
-        fn process(&mut self, c: &Chunk<'_>) -> io::Result<bool> {
-            let at = c.offset() as usize;
-            assert_eq!(&self.file[at..at + c.len()], &c[..], "bytes differ at {at}");
-            *self
-                .got
-                .entry((c.input(), c.offset(), c.len()))
-                .or_default() += 1;
-            Ok(true)
+
+    /// The plan of the ranges over one file.
+    fn plan(&self) -> Plan {
+        Plan::new(self.ranges, self.chunk as u64, 1, None)
+    }
+
+    /// The source of `plan` in completion order, over `members` (none: one file).
+    fn src<'p>(&self, plan: &'p Plan, members: &'p [Member<'p>]) -> Job<'p> {
+        Job {
+            file: fake_file("fake", -1),
+            plan: Some(plan),
+            ordered: false,
+            members,
+            rules: Chunks::for_extents(self.chunk, None),
         }
     }
-    for (seed, lanes, depth, chunk) in [(1, 1, 8, 4096), (2, 2, 5, 4096), (3, 3, 16, 1024)] {
-        for faults in [
-            Faults::default(),
-            Faults {
-                short: true,
-                eagain: true,
-                ..Faults::default()
-            },
-        ] {
-            // One file.
-            let plan = Plan::new(&ranges, chunk as u64, 1, None);
-            let want = want_for(&plan);
-            let src = Job {
-                file: fake_file("fake", -1),
-                plan: Some(&plan),
-                ordered: false,
-                members: &[],
-                rules: Chunks::for_extents(chunk, None),
-            };
-            let mut seen = Seen {
-                file: &file,
-                got: BTreeMap::new(),
-            };
-            let run = Run::new(src, lanes, &crate::processor::Whole, &mut seen);
-            run_lanes_on(&run, &file, depth, chunk, seed, faults, None);
-            run.finish().unwrap();
-            assert_eq!(seen.got, want, "seed {seed} lanes {lanes}");
 
-            // Two member files (the same bytes), the second failing at offset 8192: its ranges
-            // before the failure may arrive, the first file's all do, exactly once.
-            let mut two = Plan::default();
-            two.append(Plan::new(&ranges, chunk as u64, 1, None), 0);
-            two.append(Plan::new(&ranges, chunk as u64, 1, None), 1);
-            let members = [fake_file("a", -1), fake_file("b", -2)];
-            let src = Job {
-                plan: Some(&two),
-                members: &members,
-                ..src
-            };
-            let mut seen = Seen {
-                file: &file,
-                got: BTreeMap::new(),
-            };
-            let run = Run::new(src, lanes, &crate::processor::Whole, &mut seen);
-            // The fake fails reads of file b (fd -2) that cover offset 8192.
-            run_lanes_on(&run, &file, depth, chunk, seed, faults, Some((-2, 8192)));
-            let (_, files) = run.finish_files().unwrap();
-            assert!(files[0].error.is_none());
-            match &files[1].error {
-                Some(Error::Read { path, offset, .. }) => {
-                    assert_eq!(path, Path::new("b"));
-                    assert_eq!(*offset, 8192, "the failing read's offset");
-                }
-                other => panic!("file b: {other:?}"),
+    /// One file: every piece exactly once.
+    fn one_file(&self) {
+        let plan = self.plan();
+        let mut seen = Seen {
+            file: self.file,
+            got: Pieces::new(),
+        };
+        let run = Run::new(self.src(&plan, &[]), self.lanes, &Whole, &mut seen);
+        let (seed, lanes) = (self.seed, self.lanes);
+        run_lanes_on(
+            &run,
+            self.file,
+            self.depth,
+            self.chunk,
+            seed,
+            self.faults,
+            None,
+        );
+        run.finish().unwrap();
+        assert_eq!(seen.got, self.want_for(&plan), "seed {seed} lanes {lanes}");
+    }
+
+    /// Two member files (the same bytes), the second failing at offset 8192: its ranges before
+    /// the failure may arrive, the first file's all do, exactly once.
+    fn two_files_the_second_failing(&self) {
+        let (seed, lanes) = (self.seed, self.lanes);
+        let want = self.want_for(&self.plan());
+        let mut two = Plan::default();
+        two.append(self.plan(), 0);
+        two.append(self.plan(), 1);
+        let members = [fake_file("a", -1), fake_file("b", -2)];
+        let mut seen = Seen {
+            file: self.file,
+            got: Pieces::new(),
+        };
+        let run = Run::new(self.src(&two, &members), lanes, &Whole, &mut seen);
+        // The fake fails reads of file b (fd -2) that cover offset 8192.
+        let fail = Some((-2, 8192));
+        run_lanes_on(
+            &run,
+            self.file,
+            self.depth,
+            self.chunk,
+            seed,
+            self.faults,
+            fail,
+        );
+        let (_, files) = run.finish_files().unwrap();
+        assert!(files[0].error.is_none());
+        match &files[1].error {
+            Some(Error::Read { path, offset, .. }) => {
+                assert_eq!(path, Path::new("b"));
+                assert_eq!(*offset, 8192, "the failing read's offset");
             }
-            let first: BTreeMap<_, _> = seen
-                .got
-                .iter()
-                .filter(|(k, _)| k.0 == 0)
-                .map(|(k, v)| (*k, *v))
-                .collect();
-            assert_eq!(first, want, "file a whole, seed {seed} lanes {lanes}");
-            // File b: each piece at most as often as asked (the one the failure cut may be
-            // shorter), none past the failure.
-            let mut asked: BTreeMap<u64, usize> = BTreeMap::new();
-            for ((_, off, _), n) in &want {
-                *asked.entry(*off).or_default() += n;
-            }
-            let mut got_b: BTreeMap<u64, usize> = BTreeMap::new();
-            for ((f, off, len), n) in &seen.got {
-                if *f == 1 {
-                    assert!(
-                        *off + *len as u64 <= 8192 || *off >= 8192,
-                        "past the failure"
-                    );
-                    *got_b.entry(*off).or_default() += n;
-                }
-            }
-            for (off, n) in got_b {
+            other => panic!("file b: {other:?}"),
+        }
+        let first: Pieces = seen
+            .got
+            .iter()
+            .filter(|(k, _)| k.0 == 0)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        assert_eq!(first, want, "file a whole, seed {seed} lanes {lanes}");
+        // File b: each piece at most as often as asked (the one the failure cut may be
+        // shorter), none past the failure.
+        let mut asked: BTreeMap<u64, usize> = BTreeMap::new();
+        for ((_, off, _), n) in &want {
+            *asked.entry(*off).or_default() += n;
+        }
+        let mut got_b: BTreeMap<u64, usize> = BTreeMap::new();
+        for ((f, off, len), n) in &seen.got {
+            if *f == 1 {
                 assert!(
-                    n <= asked.get(&off).copied().unwrap_or(0),
-                    "file b: {off} too often"
+                    *off + *len as u64 <= 8192 || *off >= 8192,
+                    "past the failure"
                 );
+                *got_b.entry(*off).or_default() += n;
             }
+        }
+        for (off, n) in got_b {
+            assert!(
+                n <= asked.get(&off).copied().unwrap_or(0),
+                "file b: {off} too often"
+            );
         }
     }
 }

@@ -97,6 +97,7 @@ pub(crate) trait Feed<Pr, C> {
 }
 
 /// The settings of one run.
+#[derive(Clone, Copy)]
 pub(crate) struct Settings<'a> {
     /// Bytes per read, and per slot buffer.
     pub chunk: usize,
@@ -119,6 +120,9 @@ pub(crate) struct Settings<'a> {
     pub cancel: Option<&'a Cancel>,
     /// Whether an open file must be read by the caller instead (the Reader's FUSE rule).
     pub read_elsewhere: fn(RawFd) -> bool,
+    /// How a path is opened where a thread opens it itself, without the ring (the pool of
+    /// [`many_pool`](super::many_pool)): the Reader's way.
+    pub open: fn(&Path) -> Result<File>,
     /// Uncached reads (`RWF_DONTCACHE`); files whose file system refuses them are deferred to the
     /// caller, which reads them another way that spares the cache.
     pub dontcache: bool,
@@ -224,6 +228,71 @@ impl<Pr, C> Slot<Pr, C> {
     }
 }
 
+impl<Pr: Prepare, C: Combine<Pr::Part>> Slot<Pr, C> {
+    /// Books the results of a read step by the rules: the read's, and, where it stopped exactly
+    /// at the size hint, the linked read's that finds the end (the rest of it).
+    fn book(&mut self) -> Step {
+        let res = self.read_res.take().expect("a read in the step");
+        let probe = self.probe.take();
+        let rules = self.rules;
+        let mut step = rules.complete(&mut self.piece, res);
+        if step == Step::Again {
+            // The read stopped short: if exactly at the size hint, the linked read is the rest.
+            if let Some((at, Some(r))) = probe {
+                if self.piece.offset + u64::from(self.piece.filled) == at {
+                    step = rules.complete(&mut self.piece, r);
+                }
+            }
+        }
+        step
+    }
+
+    /// Hands the step's bytes, in slot `i` of `arena`, to the processor (beginning it first, on
+    /// the file's first step): whether it wants more, or `None` if it failed (its error kept).
+    fn hand_over(&mut self, arena: &Arena, i: usize) -> Option<bool> {
+        let filled = self.piece.filled as usize;
+        let offset = self.piece.offset;
+        if filled == 0 && self.began {
+            return Some(true);
+        }
+        let (pr, c) = self.work.as_mut().expect("work");
+        if !self.began {
+            self.began = true;
+            if let Err(source) = c.begin() {
+                self.error = Some(Error::Process {
+                    path: self.path.clone(),
+                    offset: 0,
+                    source,
+                });
+                return None;
+            }
+        }
+        if filled == 0 {
+            return Some(true);
+        }
+        // SAFETY: the step's reads completed (all of them: nothing else writes into slot i) and
+        // wrote `filled` bytes into it; nothing writes into it until the next read of this file
+        // is queued, after this borrow ends.
+        let data = unsafe { arena.slot(i, filled) };
+        let chunk = Chunk::new(offset, data);
+        let part = pr.prepare(&chunk);
+        match c.combine(&chunk, part) {
+            Ok(more) => {
+                self.bytes += filled as u64;
+                Some(more)
+            }
+            Err(source) => {
+                self.error = Some(Error::Process {
+                    path: self.path.clone(),
+                    offset,
+                    source,
+                });
+                None
+            }
+        }
+    }
+}
+
 /// The ring's work in flight, reaped and closed on drop (also while a user callback unwinds).
 struct InFlight<'r, Q: PathQueue, Pr, C> {
     ring: &'r mut Q,
@@ -325,25 +394,74 @@ where
     C: Combine<Pr::Part>,
 {
     let width = s.width.min(arena.slots()).max(1);
-    let mut fly = InFlight {
-        ring,
-        ops: 0,
-        slots: (0..width).map(|_| None).collect(),
-        fds: 0,
-        starved: Vec::new(),
+    let mut run = Files {
+        s,
+        arena,
+        done: VecDeque::new(),
+        free: (0..width).rev().collect(),
+        head: 0,
+        next: 0,
+        exhausted: false,
+        starved_waits: 0,
+        fly: InFlight {
+            ring,
+            ops: 0,
+            slots: (0..width).map(|_| None).collect(),
+            fds: 0,
+            starved: Vec::new(),
+        },
     };
-    let mut free: Vec<usize> = (0..width).rev().collect();
-    let mut done: Done<Pr, C> = VecDeque::new();
-    let mut head = 0usize;
-    let mut next = 0usize;
-    let mut exhausted = false;
-    // Milliseconds waited, with nothing in flight, for a descriptor to come free.
-    let mut starved_waits = 0;
     loop {
-        if let Some(c) = s.cancel {
+        run.check_cancel()?;
+        run.admit(feed)?;
+        // Release, in input order, what is finished; deferred inputs are read here by the caller.
+        while let Some(Some(_)) = run.done.front() {
+            let (global, path, outcome) = run.done.pop_front().flatten().expect("checked above");
+            release(global, path, outcome)?;
+            run.head += 1;
+        }
+        if run.exhausted && run.head == run.next {
+            return Ok(());
+        }
+        if run.fly.ops == 0 {
+            run.unstarve()?;
+            continue;
+        }
+        run.fly.ring.submit(1).map_err(ring_error)?;
+        run.complete()?;
+    }
+}
+
+/// The state of one [`run`]: the ring's work in flight, the free slots, and the finished inputs
+/// waiting for their turn to be released.
+struct Files<'a, Q: PathQueue, Pr, C> {
+    s: &'a Settings<'a>,
+    arena: &'a Arena,
+    /// Finished inputs waiting for the ones before them, from `head` on.
+    done: Done<Pr, C>,
+    /// Slots with nothing in them.
+    free: Vec<usize>,
+    /// This run's number of the first input not yet released.
+    head: usize,
+    /// This run's number of the next input taken.
+    next: usize,
+    /// The feed has no more inputs.
+    exhausted: bool,
+    /// Milliseconds waited, with nothing in flight, for a descriptor to come free.
+    starved_waits: u32,
+    /// Declared last: dropped (every operation reaped, every descriptor closed) after the rest.
+    fly: InFlight<'a, Q, Pr, C>,
+}
+
+impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
+    /// Stops with [`Error::Interrupted`] once the cancel handle is cancelled; otherwise makes sure
+    /// the ring watches it.
+    fn check_cancel(&mut self) -> Result<()> {
+        if let Some(c) = self.s.cancel {
             if c.is_cancelled() {
                 return Err(Error::Interrupted {
-                    path: fly
+                    path: self
+                        .fly
                         .slots
                         .iter()
                         .flatten()
@@ -352,178 +470,320 @@ where
                         .unwrap_or_default(),
                 });
             }
-            fly.ring.watch(c.event_fd()).map_err(ring_error)?;
+            self.fly.ring.watch(c.event_fd()).map_err(ring_error)?;
         }
-        // Admit new files while slots are free and the reorder window has room.
-        while !exhausted && next < head + s.window.max(1) {
-            let Some(&i) = free.last() else { break };
-            // Wait for an input only when nothing else can happen: nothing in the kernel, nothing to
-            // hand back.
-            let idle = fly.ops == 0 && done.is_empty();
+        Ok(())
+    }
+
+    /// Admits new files while slots are free and the reorder window has room.
+    fn admit(&mut self, feed: &mut dyn Feed<Pr, C>) -> Result<()> {
+        while !self.exhausted && self.next < self.head + self.s.window.max(1) {
+            let Some(&i) = self.free.last() else { break };
+            // Wait for an input only when nothing else can happen: nothing in the kernel, nothing
+            // to hand back.
+            let idle = self.fly.ops == 0 && self.done.is_empty();
             let (global, input, work) = match feed.next(idle) {
                 Next::Item(g, input, work) => (g, input, work),
                 Next::NotNow => break,
                 Next::End => {
-                    exhausted = true;
+                    self.exhausted = true;
                     break;
                 }
             };
-            done.push_back(None);
-            let path = match input {
-                Input::Path(path) => path,
-                Input::Open(file, path) => {
-                    let slot = opened(s, next, global, file, path, work);
-                    match slot {
-                        Ok(slot) => {
-                            free.pop();
-                            fly.slots[i] = Some(slot);
-                            next += 1;
-                            read_next(&mut fly, s, arena, i, 0, false)?;
-                        }
-                        Err((path, outcome)) => {
-                            done[next - head] = Some((global, path, outcome));
-                            next += 1;
-                        }
-                    }
-                    continue;
-                }
-            };
-            let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
-                let e = Error::Open {
-                    path: path.clone(),
-                    source: io::Error::from_raw_os_error(libc::EINVAL),
-                };
-                done[next - head] = Some((global, path, Outcome::Read(Err(e), work.1)));
-                next += 1;
-                continue;
-            };
-            free.pop();
-            let rules = Chunks::new(0, s.chunk, s.max_bytes, 0, true, None);
-            // SAFETY: all-zero is a valid statx record (the kernel fills it).
-            let statx = Box::new(unsafe { std::mem::zeroed() });
-            let mut slot = Slot::new(next, global, path, cpath, statx, Phase::Stat, rules, work);
-            slot.pending = 1;
-            let out: *mut Statx = &mut *slot.statx;
-            // SAFETY: the path and the statx record are the slot's, boxed or heap-allocated so they
-            // do not move, and the slot stays in `fly.slots` until this operation's completion is
-            // popped (a slot is freed only after its last operation completes).
-            unsafe { fly.ring.push_statx(&slot.cpath, out, tag(i, OP_STAT)) }
-                .map_err(ring_error)?;
-            fly.ops += 1;
-            fly.slots[i] = Some(slot);
-            next += 1;
+            self.done.push_back(None);
+            match input {
+                Input::Path(path) => self.admit_path(i, global, path, work)?,
+                Input::Open(file, path) => self.admit_open(i, global, file, path, work)?,
+            }
         }
-        // Release, in input order, what is finished; deferred inputs are read here by the caller.
-        while let Some(Some(_)) = done.front() {
-            let (global, path, outcome) = done.pop_front().flatten().expect("checked above");
-            release(global, path, outcome)?;
-            head += 1;
+        Ok(())
+    }
+
+    /// Puts a file the caller opened into slot `i` and queues its first read; or, for one the
+    /// slots should not take, keeps its outcome for its turn.
+    fn admit_open(
+        &mut self,
+        i: usize,
+        global: usize,
+        file: File,
+        path: PathBuf,
+        work: (Pr, C),
+    ) -> Result<()> {
+        match opened(self.s, self.next, global, file, path, work) {
+            Ok(slot) => {
+                self.free.pop();
+                self.fly.slots[i] = Some(slot);
+                self.next += 1;
+                read_next(&mut self.fly, self.s, self.arena, i, 0, false)
+            }
+            Err((path, outcome)) => {
+                self.done[self.next - self.head] = Some((global, path, outcome));
+                self.next += 1;
+                Ok(())
+            }
         }
-        if exhausted && head == next {
+    }
+
+    /// Puts a path into slot `i` and queues its `statx`; a path the kernel cannot take (a NUL in
+    /// it) is that input's error.
+    fn admit_path(&mut self, i: usize, global: usize, path: PathBuf, work: (Pr, C)) -> Result<()> {
+        let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
+            let e = Error::Open {
+                path: path.clone(),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            };
+            self.done[self.next - self.head] = Some((global, path, Outcome::Read(Err(e), work.1)));
+            self.next += 1;
+            return Ok(());
+        };
+        self.free.pop();
+        let s = self.s;
+        let rules = Chunks::new(0, s.chunk, s.max_bytes, 0, true, None);
+        // SAFETY: all-zero is a valid statx record (the kernel fills it).
+        let statx = Box::new(unsafe { std::mem::zeroed() });
+        let index = self.next;
+        let mut slot = Slot::new(index, global, path, cpath, statx, Phase::Stat, rules, work);
+        slot.pending = 1;
+        let out: *mut Statx = &mut *slot.statx;
+        // SAFETY: the path and the statx record are the slot's, boxed or heap-allocated so they
+        // do not move, and the slot stays in `fly.slots` until this operation's completion is
+        // popped (a slot is freed only after its last operation completes).
+        unsafe { self.fly.ring.push_statx(&slot.cpath, out, tag(i, OP_STAT)) }
+            .map_err(ring_error)?;
+        self.fly.ops += 1;
+        self.fly.slots[i] = Some(slot);
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Nothing in the kernel, yet inputs unfinished: only starved opens can be left. Other runs
+    /// (on other threads), or the caller, hold the descriptors: waits a little for one to be
+    /// closed, then tries again; gives up (each starved file's error) only after a while.
+    fn unstarve(&mut self) -> Result<()> {
+        if self.fly.starved.is_empty() {
+            if self.head == self.next {
+                return Ok(()); // everything admitted is released: admit more (or wait for it)
+            }
+            return Err(ring_error(io::Error::other(
+                "many files: nothing in flight and nothing finished (a bug)",
+            )));
+        }
+        if self.starved_waits < DESCRIPTOR_WAIT_MS {
+            self.starved_waits += 1;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            let j = self.fly.starved.pop().expect("a starved open");
+            return open_fd(&mut self.fly, j);
+        }
+        for i in std::mem::take(&mut self.fly.starved) {
+            let slot = self.fly.slots[i].as_mut().expect("starved slot");
+            slot.error.get_or_insert(Error::Open {
+                path: slot.path.clone(),
+                source: io::Error::from_raw_os_error(libc::EMFILE),
+            });
+            self.finish(i);
+        }
+        Ok(())
+    }
+
+    /// Books every completion the ring has, each by what its slot was waiting for.
+    fn complete(&mut self) -> Result<()> {
+        while let Some((ud, res)) = self.fly.ring.pop() {
+            self.fly.ops -= 1;
+            let (i, op) = untag(ud);
+            let slot = self.fly.slots[i].as_mut().expect("a slot in flight");
+            slot.pending -= 1;
+            let phase = slot.phase;
+            match phase {
+                Phase::Stat => self.on_stat(i, res)?,
+                Phase::Open => self.on_open(i, res)?,
+                Phase::Read => self.on_read(i, op, res)?,
+                Phase::Close => self.on_close(i)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A file's `statx` came back: open it (with its first reads linked, where it can be opened
+    /// into the ring's file table), or defer it.
+    fn on_stat(&mut self, i: usize, res: i32) -> Result<()> {
+        let s = self.s;
+        let slot = self.fly.slots[i].as_mut().expect("slot");
+        if res < 0 {
+            slot.error = Some(Error::Open {
+                path: slot.path.clone(),
+                source: io::Error::from_raw_os_error(-res),
+            });
+            self.finish(i);
             return Ok(());
         }
-        if fly.ops == 0 {
-            // Nothing in the kernel, yet inputs unfinished: only starved opens can be left.
-            if fly.starved.is_empty() {
-                if head == next {
-                    continue; // everything admitted is released: admit more (or wait for it)
-                }
-                return Err(ring_error(io::Error::other(
-                    "many files: nothing in flight and nothing finished (a bug)",
-                )));
+        let regular = u32::from(slot.statx.stx_mode) & libc::S_IFMT == libc::S_IFREG;
+        let dev = libc::makedev(slot.statx.stx_dev_major, slot.statx.stx_dev_minor);
+        if !regular
+            || slot.statx.stx_size > s.large
+            || (s.dontcache && !dontcache_supported_at(&slot.cpath, dev))
+        {
+            let slot = self.fly.slots[i].take().expect("slot");
+            let (pr, c) = slot.work.expect("work");
+            self.done[slot.index - self.head] =
+                Some((slot.global, slot.path, Outcome::Deferred(None, pr, c)));
+            self.free.push(i);
+            return Ok(());
+        }
+        slot.rules = Chunks::new(0, s.chunk, s.max_bytes, slot.statx.stx_size, true, None);
+        // Anonymous devices (major 0) may be FUSE, whose files the caller reads: they are opened
+        // as process descriptors, for the check.
+        // A first chunk past the limit (`max_bytes` 0) has no read to link: the open goes alone.
+        if s.fixed_files && slot.statx.stx_dev_major != 0 && slot.rules.piece(0, 0).is_some() {
+            slot.fixed = true;
+            slot.phase = Phase::Read;
+            return read_next(&mut self.fly, s, self.arena, i, 0, true);
+        }
+        slot.phase = Phase::Open;
+        if self.fly.fds >= s.fd_limit {
+            self.fly.starved.push(i); // opened when one of this run's descriptors is closed
+            return Ok(());
+        }
+        open_fd(&mut self.fly, i)
+    }
+
+    /// A file's open as a process descriptor came back: read it, or hand it back (FUSE), or wait
+    /// for a descriptor (`EMFILE`, `ENFILE`), or end it with the error.
+    fn on_open(&mut self, i: usize, res: i32) -> Result<()> {
+        let slot = self.fly.slots[i].as_mut().expect("slot");
+        match res {
+            e if e == -libc::EMFILE || e == -libc::ENFILE => {
+                slot.counted = false;
+                self.fly.fds -= 1;
+                self.fly.starved.push(i);
             }
-            // Other runs (on other threads), or the caller, hold the descriptors: wait a little
-            // for one to be closed, then try again; give up only after a while.
-            if starved_waits < DESCRIPTOR_WAIT_MS {
-                starved_waits += 1;
-                std::thread::sleep(std::time::Duration::from_millis(1));
-                let j = fly.starved.pop().expect("a starved open");
-                open_fd(&mut fly, j)?;
-                continue;
-            }
-            for i in std::mem::take(&mut fly.starved) {
-                let slot = fly.slots[i].as_mut().expect("starved slot");
-                slot.error.get_or_insert(Error::Open {
+            e if e < 0 => {
+                slot.counted = false;
+                self.fly.fds -= 1;
+                slot.error = Some(Error::Open {
                     path: slot.path.clone(),
-                    source: io::Error::from_raw_os_error(libc::EMFILE),
+                    source: io::Error::from_raw_os_error(-e),
                 });
-                finish(&mut fly, i, &mut free, &mut done, head);
+                self.finish(i);
             }
-            continue;
-        }
-        fly.ring.submit(1).map_err(ring_error)?;
-        while let Some((ud, res)) = fly.ring.pop() {
-            fly.ops -= 1;
-            let (i, op) = untag(ud);
-            let slot = fly.slots[i].as_mut().expect("a slot in flight");
-            slot.pending -= 1;
-            match (slot.phase, op) {
-                (Phase::Stat, _) => {
-                    on_stat(&mut fly, s, arena, i, res, &mut free, &mut done, head)?
-                }
-                (Phase::Open, _) => match res {
-                    e if e == -libc::EMFILE || e == -libc::ENFILE => {
-                        slot.counted = false;
-                        fly.fds -= 1;
-                        fly.starved.push(i);
-                    }
-                    e if e < 0 => {
-                        slot.counted = false;
-                        fly.fds -= 1;
-                        slot.error = Some(Error::Open {
-                            path: slot.path.clone(),
-                            source: io::Error::from_raw_os_error(-e),
-                        });
-                        finish(&mut fly, i, &mut free, &mut done, head);
-                    }
-                    fd => {
-                        starved_waits = 0;
-                        slot.file = Some(FileRef::Fd(fd));
-                        // Files the engine must not read with io_uring (FUSE, see the Reader) go
-                        // back to the caller. Only anonymous devices (major 0: FUSE, tmpfs,
-                        // overlay, btrfs) need the check.
-                        if slot.statx.stx_dev_major == 0 && (s.read_elsewhere)(fd) {
-                            slot.defer = true;
-                            close(&mut fly, i)?;
-                        } else {
-                            slot.phase = Phase::Read;
-                            read_next(&mut fly, s, arena, i, 0, false)?;
-                        }
-                    }
-                },
-                (Phase::Read, op) => {
-                    match op {
-                        OP_OPEN => {
-                            slot.open_res = Some(res);
-                            if res >= 0 {
-                                slot.file = Some(FileRef::Fixed(i as u32));
-                            }
-                        }
-                        OP_PROBE => {
-                            if let Some((_, r)) = &mut slot.probe {
-                                *r = Some(res);
-                            }
-                        }
-                        _ => slot.read_res = Some(res),
-                    }
-                    if slot.pending == 0 {
-                        settle(&mut fly, s, arena, i, &mut free, &mut done, head)?;
-                    }
-                }
-                (Phase::Close, _) => {
-                    slot.file = None;
-                    let freed = std::mem::take(&mut slot.counted);
-                    finish(&mut fly, i, &mut free, &mut done, head);
-                    if freed {
-                        fly.fds -= 1;
-                        // A descriptor came free: a starved open may go now.
-                        if let Some(j) = fly.starved.pop() {
-                            open_fd(&mut fly, j)?;
-                        }
-                    }
+            fd => {
+                self.starved_waits = 0;
+                slot.file = Some(FileRef::Fd(fd));
+                // Files the engine must not read with io_uring (FUSE, see the Reader) go back to
+                // the caller. Only anonymous devices (major 0: FUSE, tmpfs, overlay, btrfs) need
+                // the check.
+                if slot.statx.stx_dev_major == 0 && (self.s.read_elsewhere)(fd) {
+                    slot.defer = true;
+                    close(&mut self.fly, i)?;
+                } else {
+                    slot.phase = Phase::Read;
+                    read_next(&mut self.fly, self.s, self.arena, i, 0, false)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// One operation of a read step came back (the linked open, the read, or the read that finds
+    /// the end); once all have, the step is settled.
+    fn on_read(&mut self, i: usize, op: u64, res: i32) -> Result<()> {
+        let slot = self.fly.slots[i].as_mut().expect("slot");
+        match op {
+            OP_OPEN => {
+                slot.open_res = Some(res);
+                if res >= 0 {
+                    slot.file = Some(FileRef::Fixed(i as u32));
+                }
+            }
+            OP_PROBE => {
+                if let Some((_, r)) = &mut slot.probe {
+                    *r = Some(res);
+                }
+            }
+            _ => slot.read_res = Some(res),
+        }
+        if slot.pending == 0 {
+            self.settle(i)?;
+        }
+        Ok(())
+    }
+
+    /// A file's close came back: its outcome waits for its turn, and a starved open may go now.
+    fn on_close(&mut self, i: usize) -> Result<()> {
+        let slot = self.fly.slots[i].as_mut().expect("slot");
+        slot.file = None;
+        let freed = std::mem::take(&mut slot.counted);
+        self.finish(i);
+        if freed {
+            self.fly.fds -= 1;
+            // A descriptor came free: a starved open may go now.
+            if let Some(j) = self.fly.starved.pop() {
+                open_fd(&mut self.fly, j)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every operation of a read step came back: book the results by the rules, hand the chunk
+    /// over, and read on, or close.
+    fn settle(&mut self, i: usize) -> Result<()> {
+        let slot = self.fly.slots[i].as_mut().expect("slot");
+        if let Some(e) = slot.open_res.take().filter(|&r| r < 0) {
+            // The open failed; the reads linked to it were cancelled.
+            slot.error = Some(Error::Open {
+                path: slot.path.clone(),
+                source: io::Error::from_raw_os_error(-e),
+            });
+            slot.probe = None;
+            self.finish(i);
+            return Ok(());
+        }
+        let step = slot.book();
+        if step == Step::Again {
+            let k = slot.piece.k;
+            return read_next(&mut self.fly, self.s, self.arena, i, k, false);
+        }
+        let Some(go_on) = slot.hand_over(self.arena, i) else {
+            return close(&mut self.fly, i); // the processor failed
+        };
+        match step {
+            Step::Failed { errno } => {
+                slot.error = Some(Error::Read {
+                    path: slot.path.clone(),
+                    offset: slot.piece.offset + u64::from(slot.piece.filled),
+                    source: io::Error::from_raw_os_error(errno),
+                });
+                close(&mut self.fly, i)
+            }
+            Step::Ready { last: false } if go_on => {
+                let k = slot.piece.k + 1;
+                slot.piece.want = 0;
+                read_next(&mut self.fly, self.s, self.arena, i, k, false)
+            }
+            _ => {
+                let (_, c) = slot.work.as_mut().expect("work");
+                if let Err(source) = c.finish() {
+                    slot.error = Some(Error::Process {
+                        path: slot.path.clone(),
+                        offset: slot.bytes,
+                        source,
+                    });
+                }
+                close(&mut self.fly, i)
+            }
+        }
+    }
+
+    /// Slot `i` is done (its file closed, or never opened): its outcome waits for its turn.
+    fn finish(&mut self, i: usize) {
+        let slot = self.fly.slots[i].take().expect("slot");
+        let (pr, c) = slot.work.expect("work");
+        let outcome = match slot.error {
+            Some(e) => Outcome::Read(Err(e), c),
+            None if slot.defer => Outcome::Deferred(None, pr, c),
+            None => Outcome::Read(Ok(slot.bytes), c),
+        };
+        self.done[slot.index - self.head] = Some((slot.global, slot.path, outcome));
+        self.free.push(i);
     }
 }
 
@@ -597,57 +857,6 @@ fn ring_error(source: io::Error) -> Error {
         op: "submit",
         source,
     }
-}
-
-/// A file's `statx` came back: open it (with its first reads linked, where it can be opened into
-/// the ring's file table), or defer it.
-#[allow(clippy::too_many_arguments)]
-fn on_stat<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
-    fly: &mut InFlight<'_, Q, Pr, C>,
-    s: &Settings<'_>,
-    arena: &Arena,
-    i: usize,
-    res: i32,
-    free: &mut Vec<usize>,
-    done: &mut Done<Pr, C>,
-    head: usize,
-) -> Result<()> {
-    let slot = fly.slots[i].as_mut().expect("slot");
-    if res < 0 {
-        slot.error = Some(Error::Open {
-            path: slot.path.clone(),
-            source: io::Error::from_raw_os_error(-res),
-        });
-        finish(fly, i, free, done, head);
-        return Ok(());
-    }
-    let regular = u32::from(slot.statx.stx_mode) & libc::S_IFMT == libc::S_IFREG;
-    let dev = libc::makedev(slot.statx.stx_dev_major, slot.statx.stx_dev_minor);
-    if !regular
-        || slot.statx.stx_size > s.large
-        || (s.dontcache && !dontcache_supported_at(&slot.cpath, dev))
-    {
-        let slot = fly.slots[i].take().expect("slot");
-        let (pr, c) = slot.work.expect("work");
-        done[slot.index - head] = Some((slot.global, slot.path, Outcome::Deferred(None, pr, c)));
-        free.push(i);
-        return Ok(());
-    }
-    slot.rules = Chunks::new(0, s.chunk, s.max_bytes, slot.statx.stx_size, true, None);
-    // Anonymous devices (major 0) may be FUSE, whose files the caller reads: they are opened as
-    // process descriptors, for the check.
-    // A first chunk past the limit (`max_bytes` 0) has no read to link: the open goes alone.
-    if s.fixed_files && slot.statx.stx_dev_major != 0 && slot.rules.piece(0, 0).is_some() {
-        slot.fixed = true;
-        slot.phase = Phase::Read;
-        return read_next(fly, s, arena, i, 0, true);
-    }
-    slot.phase = Phase::Open;
-    if fly.fds >= s.fd_limit {
-        fly.starved.push(i); // opened when one of this run's descriptors is closed
-        return Ok(());
-    }
-    open_fd(fly, i)
 }
 
 /// Queues the open of slot `i`'s file as a process descriptor (counted against `fd_limit`).
@@ -749,112 +958,6 @@ fn read_next<Q: PathQueue, Pr, C>(
     Ok(())
 }
 
-/// Every operation of a read step came back: book the results by the rules, hand the chunk over,
-/// and read on, or close.
-#[allow(clippy::too_many_arguments)]
-fn settle<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>>(
-    fly: &mut InFlight<'_, Q, Pr, C>,
-    s: &Settings<'_>,
-    arena: &Arena,
-    i: usize,
-    free: &mut Vec<usize>,
-    done: &mut Done<Pr, C>,
-    head: usize,
-) -> Result<()> {
-    let slot = fly.slots[i].as_mut().expect("slot");
-    if let Some(e) = slot.open_res.take().filter(|&r| r < 0) {
-        // The open failed; the reads linked to it were cancelled.
-        slot.error = Some(Error::Open {
-            path: slot.path.clone(),
-            source: io::Error::from_raw_os_error(-e),
-        });
-        slot.probe = None;
-        finish(fly, i, free, done, head);
-        return Ok(());
-    }
-    let res = slot.read_res.take().expect("a read in the step");
-    let probe = slot.probe.take();
-    let rules = slot.rules;
-    let mut step = rules.complete(&mut slot.piece, res);
-    if step == Step::Again {
-        // The read stopped short: if exactly at the size hint, the linked read is the rest.
-        if let Some((at, Some(r))) = probe {
-            if slot.piece.offset + u64::from(slot.piece.filled) == at {
-                step = rules.complete(&mut slot.piece, r);
-            }
-        }
-    }
-    if step == Step::Again {
-        let k = slot.piece.k;
-        return read_next(fly, s, arena, i, k, false);
-    }
-    let filled = slot.piece.filled as usize;
-    let offset = slot.piece.offset;
-    let mut go_on = true;
-    if filled > 0 || !slot.began {
-        let (pr, c) = slot.work.as_mut().expect("work");
-        if !slot.began {
-            slot.began = true;
-            if let Err(source) = c.begin() {
-                slot.error = Some(Error::Process {
-                    path: slot.path.clone(),
-                    offset: 0,
-                    source,
-                });
-                return close(fly, i);
-            }
-        }
-        if filled > 0 {
-            // SAFETY: the step's reads completed (all of them: nothing else writes into slot i)
-            // and wrote `filled` bytes into it; nothing writes into it until the next read of this
-            // file is queued, after this borrow ends.
-            let data = unsafe { arena.slot(i, filled) };
-            let chunk = Chunk::new(offset, data);
-            let part = pr.prepare(&chunk);
-            match c.combine(&chunk, part) {
-                Ok(more) => {
-                    slot.bytes += filled as u64;
-                    go_on = more;
-                }
-                Err(source) => {
-                    slot.error = Some(Error::Process {
-                        path: slot.path.clone(),
-                        offset,
-                        source,
-                    });
-                    return close(fly, i);
-                }
-            }
-        }
-    }
-    match step {
-        Step::Failed { errno } => {
-            slot.error = Some(Error::Read {
-                path: slot.path.clone(),
-                offset: offset + filled as u64,
-                source: io::Error::from_raw_os_error(errno),
-            });
-            close(fly, i)
-        }
-        Step::Ready { last: false } if go_on => {
-            let k = slot.piece.k + 1;
-            slot.piece.want = 0;
-            read_next(fly, s, arena, i, k, false)
-        }
-        _ => {
-            let (_, c) = slot.work.as_mut().expect("work");
-            if let Err(source) = c.finish() {
-                slot.error = Some(Error::Process {
-                    path: slot.path.clone(),
-                    offset: slot.bytes,
-                    source,
-                });
-            }
-            close(fly, i)
-        }
-    }
-}
-
 fn close<Q: PathQueue, Pr, C>(fly: &mut InFlight<'_, Q, Pr, C>, i: usize) -> Result<()> {
     let slot = fly.slots[i].as_mut().expect("slot");
     slot.phase = Phase::Close;
@@ -865,25 +968,6 @@ fn close<Q: PathQueue, Pr, C>(fly: &mut InFlight<'_, Q, Pr, C>, i: usize) -> Res
         .map_err(ring_error)?;
     fly.ops += 1;
     Ok(())
-}
-
-/// Slot `i` is done (its file closed, or never opened): its outcome waits for its turn.
-fn finish<Q: PathQueue, Pr, C>(
-    fly: &mut InFlight<'_, Q, Pr, C>,
-    i: usize,
-    free: &mut Vec<usize>,
-    done: &mut Done<Pr, C>,
-    head: usize,
-) {
-    let slot = fly.slots[i].take().expect("slot");
-    let (pr, c) = slot.work.expect("work");
-    let outcome = match slot.error {
-        Some(e) => Outcome::Read(Err(e), c),
-        None if slot.defer => Outcome::Deferred(None, pr, c),
-        None => Outcome::Read(Ok(slot.bytes), c),
-    };
-    done[slot.index - head] = Some((slot.global, slot.path, outcome));
-    free.push(i);
 }
 
 #[cfg(test)]

@@ -6,7 +6,10 @@
 //!   [`Chunks`](crate::chunks::Chunks) — the one set of chunk rules — for every `n`-th chunk;
 //! - [`baton`]: whose turn it is to hand a chunk to the processor;
 //! - [`workers`]: the threads lanes `1..n` run on, started once per reader and parked between files;
-//! - [`in_place`]: lanes whose chunks are slices of a cached file's mapping, not copies.
+//! - [`in_place`]: lanes whose chunks are slices of a cached file's mapping, not copies;
+//! - [`many`]: many whole files in flight on one ring (`statx`, open, reads, close), each file's
+//!   chunks in order to its own processor; [`many_drive`]: the rings (or the `pread(2)` pool of
+//!   [`many_pool`]) and threads kept for them, one run per thread, the outcomes in input order.
 //!
 //! The synchronous path is one lane of depth one on a [`PreadQueue`], on the calling thread: the
 //! same code, the same rules.
@@ -15,6 +18,8 @@ pub(crate) mod baton;
 pub(crate) mod in_place;
 pub(crate) mod lanes;
 pub(crate) mod many;
+pub(crate) mod many_drive;
+pub(crate) mod many_pool;
 pub(crate) mod pread_queue;
 pub(crate) mod workers;
 

@@ -196,7 +196,7 @@ impl Reader {
         // Open files hold a descriptor each while taken ahead of their results: no more than
         // `ulimit -n` leaves room for (paths are opened in the ring's own file table).
         let ahead = match inputs.peek().map(|i| &i.what) {
-            Some(What::File(..)) => super::descriptor_room(),
+            Some(What::File(..)) => super::many::descriptor_room(),
             _ => usize::MAX,
         };
         // Inputs that cannot be read (a tree's entry that could not be listed, an input of the

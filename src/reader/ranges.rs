@@ -5,8 +5,10 @@ use std::fs::File;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::{descriptor_room, Engine, Finished, Reader, Summary, FILES_IN_FLIGHT};
+use super::many::descriptor_room;
+use super::{Engine, Finished, Notice, Reader, Route, Summary, FILES_IN_FLIGHT};
 use crate::chunks::Chunks;
+use crate::engine::lanes::FileOutcome;
 use crate::engine::{Job, Member};
 use crate::error::{Error, Result};
 use crate::file::{not_positional, open_read, Inspected};
@@ -166,29 +168,8 @@ impl Reader {
         if let Some(tuned) = self.ranges_reader(lens) {
             return tuned.ranges_group(group, procs, opts, done);
         }
-        let chunk = self.opts.chunk_size;
         for (e, (_, proc)) in group.iter_mut().zip(&mut procs) {
-            let given = e.given.take();
-            // A FIFO is refused before it is opened: opening one waits for a writer.
-            let meta = match &given {
-                Some(file) => file.metadata(),
-                None => std::fs::metadata(&e.path),
-            };
-            let special = meta.is_ok_and(|m| {
-                let t = m.file_type();
-                t.is_fifo() || t.is_socket() || t.is_char_device()
-            });
-            let by_path = given.is_none().then_some(e.path.as_path());
-            let opened = match given {
-                _ if special => Err(not_positional(&e.path)),
-                Some(file) => Ok(file),
-                None => open_read(&e.path),
-            };
-            let opened = opened.and_then(|file| {
-                let ins = self.inspect(&file, &e.path, by_path)?;
-                if !ins.positional {
-                    return Err(not_positional(&e.path));
-                }
+            let opened = self.open_entry(e).and_then(|(file, ins)| {
                 proc.begin().map_err(|source| Error::Process {
                     path: e.path.clone(),
                     offset: 0,
@@ -201,17 +182,57 @@ impl Reader {
                 Err(err) => e.error = Some(err),
             }
         }
-        // The engine: the weakest any file allows (a file on FUSE reads the group on one thread).
-        // Asked once a device: the group's files are mostly on one or two.
         let mut notices = Vec::new();
+        let read = match self.group_engine(&group, &mut notices)? {
+            Some(engine) => self.read_group(&group, &mut procs, engine, opts, &mut notices)?,
+            None => None,
+        };
+        hand_back(group, procs, read, &notices, done);
+        Ok(())
+    }
+
+    /// Opens an input of a group (or takes the file the caller opened) and looks at it: a FIFO
+    /// is refused before it is opened (opening one waits for a writer), and so is a socket or a
+    /// character device, and anything else not positional once looked at.
+    fn open_entry<R>(&self, e: &mut Entry<R>) -> Result<(File, Inspected)> {
+        let given = e.given.take();
+        let meta = match &given {
+            Some(file) => file.metadata(),
+            None => std::fs::metadata(&e.path),
+        };
+        let special = meta.is_ok_and(|m| {
+            let t = m.file_type();
+            t.is_fifo() || t.is_socket() || t.is_char_device()
+        });
+        let by_path = given.is_none().then_some(e.path.as_path());
+        let file = match given {
+            _ if special => Err(not_positional(&e.path)),
+            Some(file) => Ok(file),
+            None => open_read(&e.path),
+        }?;
+        let ins = self.inspect(&file, &e.path, by_path)?;
+        if !ins.positional {
+            return Err(not_positional(&e.path));
+        }
+        Ok((file, ins))
+    }
+
+    /// The engine of a group: the weakest any of its opened files allows (a file on FUSE reads the
+    /// group on one thread), asked once a device (the group's files are mostly on one or two);
+    /// `None` where no file opened. The files' notices go to `notices`.
+    fn group_engine<R>(
+        &self,
+        group: &[Entry<R>],
+        notices: &mut Vec<Notice>,
+    ) -> Result<Option<Engine>> {
         let mut engine = None;
         let mut devices: Vec<(u64, Engine)> = Vec::new();
-        for e in &group {
+        for e in group {
             if let Some((_, ins)) = &e.opened {
                 let chosen = match devices.iter().find(|(dev, _)| *dev == ins.dev) {
                     Some(&(_, chosen)) => chosen,
                     None => {
-                        let chosen = self.choose_engine(&e.path, ins.fd, true, &mut notices)?;
+                        let chosen = self.choose_engine(&e.path, ins.fd, true, notices)?;
                         devices.push((ins.dev, chosen));
                         chosen
                     }
@@ -228,93 +249,64 @@ impl Reader {
                 }
             }
         }
+        Ok(engine)
+    }
+
+    /// Reads the opened files of a group with the lanes, as one range plan over all of them:
+    /// the route, and how each file went (`None` where no file opened).
+    fn read_group<R, Pr, C>(
+        &self,
+        group: &[Entry<R>],
+        procs: &mut [(Pr, C)],
+        engine: Engine,
+        opts: &RangeOptions,
+        notices: &mut Vec<Notice>,
+    ) -> Result<Option<(Route, Vec<FileOutcome>)>>
+    where
+        R: AsRef<[ByteRange]>,
+        Pr: Prepare + Send,
+        C: Combine<Pr::Part> + Send,
+    {
+        let chunk = self.opts.chunk_size;
         let align = group
             .iter()
             .filter_map(|e| e.opened.as_ref()?.1.direct.as_ref().map(|(_, a)| *a))
             .max();
-        let mut plan = Plan::default();
-        let mut members = Vec::new();
-        let mut inputs = Vec::new();
-        for e in &group {
-            if let Some((_, ins)) = &e.opened {
-                let one = Plan::new(
-                    e.ranges.as_ref(),
-                    chunk as u64,
-                    align.unwrap_or(1) as u64,
-                    opts.get_merge_gap(),
-                );
-                plan.append(one, members.len() as u32);
-                members.push(ins.member(&e.path));
-                inputs.push(e.index);
-            }
-        }
-        let mut outcomes = Vec::new();
-        let mut route = None;
-        if let (Some(engine), Some(first)) = (engine, members.first()) {
-            let src = Job {
-                file: Member {
-                    direct_fd: members.iter().find_map(|m| m.direct_fd),
-                    ..*first
-                },
-                rules: Chunks::for_extents(chunk, align),
-                plan: Some(&plan),
-                ordered: opts.get_order() == Order::Request,
-                members: &members,
-            };
-            // Whether the group is cached, from a sample of its files spread over it: a system
-            // call a file costs small files as much as the choice saves them.
-            let engine = self.ranges_engine(engine, src.file.direct_fd.is_some(), || {
-                let opened: Vec<_> = group.iter().filter_map(|e| e.opened.as_ref()).collect();
-                let step = opened.len().div_ceil(CACHE_SAMPLE).max(1);
-                opened
-                    .iter()
-                    .step_by(step)
-                    .all(|(file, ins)| mostly_cached(file, ins.size_hint))
-            });
-            let (preps, procs) = procs
-                .iter_mut()
-                .zip(&group)
-                .filter(|(_, e)| e.opened.is_some())
-                .map(|((pr, c), _)| (&*pr, c))
-                .unzip();
-            let prep = DispatchPrep { preps };
-            let mut dispatch = Dispatch { procs, inputs };
-            let (_, r, files) =
-                self.read_lanes_files(&src, engine, &prep, &mut dispatch, &mut notices)?;
-            outcomes = files;
-            route = Some(r);
-        }
-        let mut outcomes = outcomes.into_iter();
-        for (mut e, (_, mut proc)) in group.into_iter().zip(procs) {
-            let result = match (e.error.take(), &e.opened, route.as_ref()) {
-                (Some(err), _, _) => Err(err),
-                (None, Some(_), Some(route)) => {
-                    let outcome = outcomes.next().unwrap_or_default();
-                    match outcome.error {
-                        Some(err) => Err(err),
-                        None => proc.finish().map_err(|source| Error::Process {
-                            path: e.path.clone(),
-                            offset: e.ranges.as_ref().last().map_or(0, ByteRange::end),
-                            source,
-                        }),
-                    }
-                    .map(|()| Summary {
-                        bytes: outcome.bytes,
-                        route: route.clone(),
-                        notices: notices.clone(),
-                    })
-                }
-                _ => unreachable!("an input is either opened or failed, and opened ones are read"),
-            };
-            drop(e.opened.take());
-            done(Finished {
-                index: e.index,
-                path: e.path,
-                result,
-                processor: proc,
-            });
-        }
-        Ok(())
+        let (plan, members, inputs) = group_plan(group, chunk, align, opts);
+        let Some(first) = members.first() else {
+            return Ok(None);
+        };
+        let src = Job {
+            file: Member {
+                direct_fd: members.iter().find_map(|m| m.direct_fd),
+                ..*first
+            },
+            rules: Chunks::for_extents(chunk, align),
+            plan: Some(&plan),
+            ordered: opts.get_order() == Order::Request,
+            members: &members,
+        };
+        // Whether the group is cached, from a sample of its files spread over it: a system
+        // call a file costs small files as much as the choice saves them.
+        let engine = self.ranges_engine(engine, src.file.direct_fd.is_some(), || {
+            let opened: Vec<_> = group.iter().filter_map(|e| e.opened.as_ref()).collect();
+            let step = opened.len().div_ceil(CACHE_SAMPLE).max(1);
+            opened
+                .iter()
+                .step_by(step)
+                .all(|(file, ins)| mostly_cached(file, ins.size_hint))
+        });
+        let (preps, procs) = procs
+            .iter_mut()
+            .zip(group)
+            .filter(|(_, e)| e.opened.is_some())
+            .map(|((pr, c), _)| (&*pr, c))
+            .unzip();
+        let prep = DispatchPrep { preps };
+        let mut dispatch = Dispatch { procs, inputs };
+        let (_, route, files) =
+            self.read_lanes_files(&src, engine, &prep, &mut dispatch, notices)?;
+        Ok(Some((route, files)))
     }
 
     /// The engine for range reads, from what [`Reader::choose_engine`] chose: epoll has nothing to
@@ -402,5 +394,83 @@ impl Reader {
             route,
             notices,
         })
+    }
+}
+
+/// One range plan over the opened files of a group (`chunk`-sized reads, aligned to `align`
+/// under `O_DIRECT`), the files it names (their descriptors and flags), and their positions
+/// among the call's inputs.
+fn group_plan<'e, R: AsRef<[ByteRange]>>(
+    group: &'e [Entry<R>],
+    chunk: usize,
+    align: Option<usize>,
+    opts: &RangeOptions,
+) -> (Plan, Vec<Member<'e>>, Vec<usize>) {
+    let mut plan = Plan::default();
+    let mut members = Vec::new();
+    let mut inputs = Vec::new();
+    for e in group {
+        if let Some((_, ins)) = &e.opened {
+            let one = Plan::new(
+                e.ranges.as_ref(),
+                chunk as u64,
+                align.unwrap_or(1) as u64,
+                opts.get_merge_gap(),
+            );
+            plan.append(one, members.len() as u32);
+            members.push(ins.member(&e.path));
+            inputs.push(e.index);
+        }
+    }
+    (plan, members, inputs)
+}
+
+/// Hands back every input of a group, in order, with its processor: its error, or (the group
+/// read: `read`) its bytes with the group's route and `notices`, once its processor finished.
+fn hand_back<R, Pr, C, D>(
+    group: Vec<Entry<R>>,
+    procs: Vec<(Pr, C)>,
+    read: Option<(Route, Vec<FileOutcome>)>,
+    notices: &[Notice],
+    done: &mut D,
+) where
+    R: AsRef<[ByteRange]>,
+    Pr: Prepare,
+    C: Combine<Pr::Part>,
+    D: FnMut(Finished<C>),
+{
+    let (route, outcomes) = match read {
+        Some((route, outcomes)) => (Some(route), outcomes),
+        None => (None, Vec::new()),
+    };
+    let mut outcomes = outcomes.into_iter();
+    for (mut e, (_, mut proc)) in group.into_iter().zip(procs) {
+        let result = match (e.error.take(), &e.opened, route.as_ref()) {
+            (Some(err), _, _) => Err(err),
+            (None, Some(_), Some(route)) => {
+                let outcome = outcomes.next().unwrap_or_default();
+                match outcome.error {
+                    Some(err) => Err(err),
+                    None => proc.finish().map_err(|source| Error::Process {
+                        path: e.path.clone(),
+                        offset: e.ranges.as_ref().last().map_or(0, ByteRange::end),
+                        source,
+                    }),
+                }
+                .map(|()| Summary {
+                    bytes: outcome.bytes,
+                    route: route.clone(),
+                    notices: notices.to_vec(),
+                })
+            }
+            _ => unreachable!("an input is either opened or failed, and opened ones are read"),
+        };
+        drop(e.opened.take());
+        done(Finished {
+            index: e.index,
+            path: e.path,
+            result,
+            processor: proc,
+        });
     }
 }
