@@ -77,7 +77,11 @@ fn sync_read(path: &Path, each: bool, change: impl Fn(&Path)) -> Vec<u8> {
     if each {
         let mut result = None;
         reader()
-            .read_each(Source::paths([path]), |_, _| &mut proc, |f| result = Some(f.result))
+            .read_each(
+                Source::paths([path]),
+                |_, _| &mut proc,
+                |f| result = Some(f.result),
+            )
             .unwrap();
         result.unwrap().unwrap();
     } else {
@@ -128,7 +132,11 @@ fn files_read(path: &Path, change: impl Fn(&Path) + Send + 'static) -> Vec<u8> {
         // The read waits for a buffer: its statx is done.
         let until = Instant::now() + Duration::from_secs(20);
         while driver.stats().waiting_streams == 0 {
-            assert!(Instant::now() < until, "no read waited for the budget: {:?}", driver.stats());
+            assert!(
+                Instant::now() < until,
+                "no read waited for the budget: {:?}",
+                driver.stats()
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         change(&target);
@@ -160,10 +168,21 @@ fn a_file_that_grows_while_read_is_read_to_its_new_end_on_every_path() {
         .unwrap();
     for (name, got) in [
         ("Reader::read", sync_read(&case(&first).path, false, &grow)),
-        ("Reader::read_each", sync_read(&case(&first).path, true, &grow)),
-        ("Driver::chunks", chunks_read(&driver, &case(&first).path, &grow)),
+        (
+            "Reader::read_each",
+            sync_read(&case(&first).path, true, &grow),
+        ),
+        (
+            "Driver::chunks",
+            chunks_read(&driver, &case(&first).path, &grow),
+        ),
     ] {
-        assert!(got == want, "{name}: {} bytes, the grown file has {}", got.len(), want.len());
+        assert!(
+            got == want,
+            "{name}: {} bytes, the grown file has {}",
+            got.len(),
+            want.len()
+        );
     }
     // A small file, grown after statx: read to its new end, as every other path reads it.
     let small = random_bytes(100_000, 3);
@@ -198,11 +217,25 @@ fn a_file_that_shrinks_while_read_ends_at_its_new_end_on_every_path() {
         .unwrap();
     let shrink_it = move |p: &Path| shrink(p, cut);
     for (name, got) in [
-        ("Reader::read", sync_read(&case(&first).path, false, shrink_it)),
-        ("Reader::read_each", sync_read(&case(&first).path, true, shrink_it)),
-        ("Driver::chunks", chunks_read(&driver, &case(&first).path, shrink_it)),
+        (
+            "Reader::read",
+            sync_read(&case(&first).path, false, shrink_it),
+        ),
+        (
+            "Reader::read_each",
+            sync_read(&case(&first).path, true, shrink_it),
+        ),
+        (
+            "Driver::chunks",
+            chunks_read(&driver, &case(&first).path, shrink_it),
+        ),
     ] {
-        assert!(got == want, "{name}: {} bytes, the cut file has {}", got.len(), want.len());
+        assert!(
+            got == want,
+            "{name}: {} bytes, the cut file has {}",
+            got.len(),
+            want.len()
+        );
     }
     let small = random_bytes(100_000, 5);
     let c = case(&small);

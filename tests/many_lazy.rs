@@ -3,6 +3,10 @@
 //! allows, so the caller's own `open` never fails with `EMFILE`, on every backend. (It took about
 //! 512 ahead, with a descriptor each.)
 //!
+//! The same reader, kept from a read of paths (small slots) and used again under the low limit
+//! (fewer files in flight, so larger reads), reads each file's bytes right: its reads never
+//! overrun the kept slots.
+//!
 //! This file is its own test binary: it lowers the process's `RLIMIT_NOFILE`.
 
 mod common;
@@ -27,6 +31,20 @@ fn a_lazy_iterator_of_opened_files_under_ulimit_n_64_never_runs_out() {
             (p, data)
         })
         .collect();
+    // A reader whose many-files rings were made for paths (128 in flight: the smallest slots),
+    // read again below with open files under the low limit (fewer in flight: larger reads each).
+    let kept = Reader::new(ReadOptions::default());
+    let mut n = 0;
+    kept.read_each(
+        Source::paths(files.iter().map(|(p, _)| p)),
+        |_, _| Keep::default(),
+        |f| {
+            f.result.unwrap();
+            n += 1;
+        },
+    )
+    .unwrap();
+    assert_eq!(n, files.len());
     // SAFETY: setrlimit reads the struct we pass.
     unsafe {
         let r = libc::rlimit {
@@ -77,8 +95,10 @@ fn a_lazy_iterator_of_opened_files_under_ulimit_n_64_never_runs_out() {
             most_ahead.get()
         );
     }
-    // The bytes, once, on the default backend (a processor that keeps them per file).
-    let reader = Reader::new(ReadOptions::default());
+    // The bytes, once, on the default backend (a processor that keeps them per file), by the
+    // reader whose rings were kept from the read of paths: its slots are smaller than a read of
+    // this call's own settings (reads there once overran them).
+    let reader = kept;
     let lazy = files
         .iter()
         .map(|(p, _)| (File::open(p).unwrap(), p.clone()));

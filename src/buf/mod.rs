@@ -115,7 +115,6 @@ impl Arena {
     }
 
     /// The bytes of one slot (its stride: the chunk size rounded up to [`ALIGN`]).
-    #[cfg(test)]
     pub(crate) fn slot_len(&self) -> usize {
         self.slot_len
     }

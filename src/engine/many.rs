@@ -394,6 +394,12 @@ where
     C: Combine<Pr::Part>,
 {
     let width = s.width.min(arena.slots()).max(1);
+    // Each read fills at most one slot: a kept arena made for a call with more files in flight
+    // (smaller slots) than this one's settings ask is read in reads of its own slot size.
+    let s = &Settings {
+        chunk: s.chunk.min(arena.slot_len()),
+        ..*s
+    };
     let mut run = Files {
         s,
         arena,
