@@ -33,6 +33,8 @@ pub struct Driver {
     pub(super) opts: Option<Arc<crate::ReadOptions>>,
 }
 
+/// What a driver's handles, streams, files and ranges share: its lanes, their threads, the
+/// counters, the pool and the cancel handle. The lanes end when it drops.
 pub(super) struct DriverInner {
     lanes: Vec<Arc<Channel>>,
     pub counters: Arc<Counters>,
