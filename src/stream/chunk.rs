@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::file::Shared;
+use super::slots::Shared;
 
 /// A run of a file's bytes that owns the buffer they were read into. It is `Send + 'static`, derefs
 /// to `&[u8]`, knows its offset in the file, and turns into [`bytes::Bytes`] without copying

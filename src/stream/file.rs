@@ -8,12 +8,14 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use super::chunk::OwnedChunk;
-use super::driver::{read_with, Counters, Driver, DriverInner, Fixed, ReadOp};
+use super::driver::{Driver, DriverInner};
+use super::lane::{read_with, Fixed, ReadOp};
 use super::pool::{Buf, Pool, Take};
+use super::slots::{Shared, Slot, State};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
 use crate::file::{inspect, on_fuse, open_read, Inspected};
@@ -22,7 +24,7 @@ use crate::reader::Notice;
 use crate::residency::all_cached;
 
 /// The descriptors a stream reads: kept open by the stream and by each of its reads in flight.
-pub(super) struct Fds {
+struct Fds {
     file: File,
     direct: Option<OwnedFd>,
     /// Drop the file from this offset on from the page cache when the last holder is done with it
@@ -45,150 +47,6 @@ impl Drop for Fds {
                 )
             };
         }
-    }
-}
-
-/// One buffer of a stream, and where it is in its life.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// Nobody's: the stream may read into it.
-    Free,
-    /// A read of `piece` is in flight (or its completion `res` has arrived and awaits the stream).
-    Reading { piece: Piece, res: Option<i32> },
-    /// Chunk `seq` is read (`len` bytes; `end`: nothing follows it; `errno` non-zero: reading on at
-    /// `offset + len` failed with it, so the error follows the chunk).
-    Ready {
-        seq: u64,
-        offset: u64,
-        len: u32,
-        end: bool,
-        errno: i32,
-    },
-    /// Reading chunk `seq` failed at `offset`.
-    Failed { seq: u64, offset: u64, errno: i32 },
-    /// Handed out as an [`OwnedChunk`]; free again when that is dropped.
-    Lent,
-}
-
-struct State {
-    slots: Vec<Slot>,
-    /// Each slot's buffer: taken from the driver's pool when a read into the slot starts, given
-    /// back when the slot is free again. `Some` whenever the slot is `Reading`, `Ready` or `Lent`.
-    bufs: Vec<Option<Buf>>,
-    /// Slots whose buffer the kernel may still write (their read was abandoned when a ring failed):
-    /// when freed, the buffer is leaked, never given back.
-    poisoned: Vec<bool>,
-    waker: Option<Waker>,
-    /// The stream was dropped: nothing will collect what is read.
-    closed: bool,
-    /// The stream has handed out its end (or was dropped): what completes from now on is not
-    /// wanted, and its buffer goes straight back to the pool.
-    finished: bool,
-}
-
-/// A stream's buffers and their states: shared by the stream, its chunks and its reads in flight,
-/// and freed when the last of them is gone.
-pub(super) struct Shared {
-    state: Mutex<State>,
-    counters: Arc<Counters>,
-    pool: Arc<Pool>,
-}
-
-// SAFETY: the buffers' memory is only touched through the slot state machine under `state`'s lock:
-// a slot's buffer is written by the kernel only while `Reading` (and nobody reads it then), and read
-// through an `OwnedChunk` only while `Lent` (and the kernel is not given it then). The rest is Sync
-// already.
-unsafe impl Sync for Shared {}
-
-impl State {
-    /// The stream is done with its slots: every one not lent out and not being read is freed
-    /// (into `giveback`), and reads completing from now on free theirs.
-    fn finish(&mut self, giveback: &mut Vec<Buf>) {
-        self.finished = true;
-        for i in 0..self.slots.len() {
-            if matches!(
-                self.slots[i],
-                Slot::Free
-                    | Slot::Ready { .. }
-                    | Slot::Failed { .. }
-                    | Slot::Reading { res: Some(_), .. }
-            ) {
-                giveback.extend(self.free(i));
-            }
-        }
-    }
-
-    /// Frees slot `i`; returns its buffer, for the pool once the lock is released (none if the slot
-    /// had none, or if it is poisoned: then the buffer is leaked).
-    #[must_use]
-    fn free(&mut self, i: usize) -> Option<Buf> {
-        self.slots[i] = Slot::Free;
-        let buf = self.bufs[i].take();
-        if std::mem::take(&mut self.poisoned[i]) {
-            std::mem::forget(buf);
-            return None;
-        }
-        buf
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A read into `slot` completed with `res` (bytes, or `-errno`). Returns the stream's task to
-    /// wake (the lane wakes each task once per batch of completions).
-    #[must_use]
-    pub(super) fn complete(&self, slot: usize, res: i32) -> Option<Waker> {
-        let mut giveback = None;
-        let waker = {
-            let mut st = self.lock();
-            if let Some(Slot::Reading { res: r @ None, .. }) = st.slots.get_mut(slot) {
-                *r = Some(res);
-                if st.finished {
-                    // The kernel is done with the buffer (this is the read's completion).
-                    giveback = st.free(slot);
-                }
-            }
-            st.waker.take()
-        };
-        self.pool.give(giveback);
-        waker
-    }
-
-    /// The chunk lent from `slot` was dropped.
-    pub(super) fn release(&self, slot: usize) {
-        let (giveback, waker) = {
-            let mut st = self.lock();
-            (st.free(slot), st.waker.take())
-        };
-        // Back to the pool first: that wakes streams waiting for a buffer, this one included.
-        self.pool.give(giveback);
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// The read into `slot` is abandoned (its ring failed): the kernel may still write the slot's
-    /// buffer, so it must never be given back.
-    pub(super) fn poison(&self, slot: usize) {
-        self.lock().poisoned[slot] = true;
-    }
-
-    /// Whether the stream is gone.
-    pub(super) fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // No read is in flight (each holds this `Shared`) and no chunk is lent (each does too).
-        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        let bufs: Vec<Buf> = (0..st.slots.len()).filter_map(|i| st.free(i)).collect();
-        self.pool.give(bufs);
-        self.counters.live_buffers.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -374,21 +232,12 @@ impl Driver {
                 self.inner.pool.budget()
             )));
         }
-        let counters = Arc::clone(&self.inner.counters);
-        counters.live_buffers.fetch_add(1, Ordering::AcqRel);
         self.inner.pool.stream_count(true);
-        let shared = Arc::new(Shared {
-            pool: Arc::clone(&self.inner.pool),
-            state: Mutex::new(State {
-                slots: vec![Slot::Free; depth],
-                bufs: (0..depth).map(|_| None).collect(),
-                poisoned: vec![false; depth],
-                waker: None,
-                closed: false,
-                finished: false,
-            }),
-            counters,
-        });
+        let shared = Arc::new(Shared::new(
+            depth,
+            Arc::clone(&self.inner.pool),
+            Arc::clone(&self.inner.counters),
+        ));
         Ok(FileStream {
             shared,
             fds: Arc::new(Fds {
@@ -417,44 +266,6 @@ impl Driver {
             fast_run: 0,
             register: opts.register_buffers(),
         })
-    }
-}
-
-/// Where a helper thread (of [`Driver::chunks`], or a whole-file read's fallback) leaves its
-/// result for the task.
-pub(super) struct Handoff<T> {
-    state: Mutex<(Option<T>, Option<Waker>)>,
-}
-
-impl<T> Default for Handoff<T> {
-    fn default() -> Self {
-        Handoff {
-            state: Mutex::new((None, None)),
-        }
-    }
-}
-
-impl<T> Handoff<T> {
-    pub(super) fn put(&self, r: T) {
-        let waker = {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.0 = Some(r);
-            st.1.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    pub(super) fn poll(&self, cx: &mut Context<'_>) -> Poll<T> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match st.0.take() {
-            Some(r) => Poll::Ready(r),
-            None => {
-                st.1 = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
     }
 }
 
@@ -506,8 +317,8 @@ impl FileStream {
             _ => self.fds.file.as_raw_fd(),
         };
         ReadOp {
-            shared: Arc::clone(&self.shared),
-            fds: Arc::clone(&self.fds),
+            owner: Arc::clone(&self.shared) as _,
+            keep: Arc::clone(&self.fds) as _,
             slot,
             fd,
             offset: r.offset,

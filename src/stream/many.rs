@@ -20,312 +20,21 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use super::driver::{Counters, Driver, DriverInner};
-use super::file::Handoff;
-use super::pool::{Buf, Held, Pool, Take};
-use super::whole::WholeOp;
+use super::driver::{Driver, DriverInner};
+use super::lane::Work;
+use super::whole::{Batch, BatchState, Entry, Lease, Outcome, Stop, Turn, WholeOp};
 use crate::error::{Error, Result};
 
 /// Files a [`ReadMany`] has in flight at most, unless [`ReadMany::files_in_flight`] says otherwise:
 /// their `statx`, `openat`, reads and `close` overlap in the kernel, and at most this many files
 /// are read and not yet handed out.
 pub const DEFAULT_FILES_IN_FLIGHT: usize = 64;
-
-/// What became of one file, as a lane tells its batch.
-pub(super) enum Outcome {
-    /// Read: `len` bytes in the lease's buffer.
-    Bytes(Lease, usize),
-    /// Read: no bytes.
-    Empty,
-    /// `statx` or `openat` failed with this errno.
-    OpenFailed(i32),
-    /// A read failed at `offset` with `errno`.
-    ReadFailed { offset: u64, errno: i32 },
-    /// Not a regular file (`S_IFMT` of its mode).
-    NotRegular(u32),
-    /// Larger than the driver's whole budget.
-    TooLarge(u64),
-    /// The buffer could not be allocated.
-    NoMemory(usize),
-    /// A regular file whose size `statx` cannot tell (procfs says 0) and that has more than a page:
-    /// read it to its end elsewhere.
-    Fallback,
-    /// The driver was cancelled.
-    Interrupted,
-    /// Its turn for a buffer came while every buffer of the budget was held by bytes this batch
-    /// handed out (`held` of them).
-    BuffersHeld(usize),
-    /// Its turn for a buffer came while every buffer of the budget was held by what the batch's
-    /// task had taken (from this batch and others, streams, ranges).
-    BudgetHeld(Held),
-}
-
-/// Whether a file has had its turn for a buffer.
-// A parked op waits in its entry, unboxed: boxing it would allocate once a file.
-#[allow(clippy::large_enum_variant)]
-enum Turn {
-    /// Its `statx` is not in: its need is not known.
-    Stat,
-    /// Needs a buffer and waits for it (the op is here meanwhile, nothing of it in the kernel).
-    Parked(WholeOp),
-    /// Has its buffer, or needs none.
-    Passed,
-}
-
-struct Entry {
-    turn: Turn,
-    outcome: Option<Outcome>,
-}
-
-impl Entry {
-    /// The file's outcome is decided here, before its turn for a buffer: it needs none now.
-    fn dismiss(&mut self, outcome: Outcome) {
-        if let Turn::Parked(op) = std::mem::replace(&mut self.turn, Turn::Passed) {
-            op.dismiss();
-        }
-        self.outcome = Some(outcome);
-    }
-}
-
-struct BatchState {
-    /// The input index of `entries[0]`: the next to hand out.
-    head: usize,
-    /// The files admitted and not handed out yet, in input order.
-    entries: VecDeque<Entry>,
-    /// The next file whose turn for a buffer it is.
-    next_turn: usize,
-    waker: Option<Waker>,
-    closed: bool,
-}
-
-/// What the files of one call share with the lanes that read them.
-pub(super) struct Batch {
-    state: Mutex<BatchState>,
-    closed: AtomicBool,
-    /// Read uncached ([`ReadMany::dontcache`]).
-    pub(super) dontcache: AtomicBool,
-    pub(super) pool: Arc<Pool>,
-    pub(super) counters: Arc<Counters>,
-    /// Bytes of buffers given to this batch's files and not handed out yet.
-    held: AtomicUsize,
-    /// Buffers handed out (as `Bytes`) and not dropped yet, and their bytes.
-    out_count: AtomicUsize,
-    out_bytes: AtomicUsize,
-}
-
-/// Why a turn stopped.
-enum Stop {
-    /// Nothing waits for a buffer now.
-    Idle,
-    /// The file whose turn it is waits for a buffer; `urgent`: this batch holds none.
-    Waiting { urgent: bool },
-    /// The file whose turn it is would wait for ever: the budget is spent and all of it is out to
-    /// the task that polls (see [`Take::Held`]).
-    Held(Held),
-}
-
-impl Batch {
-    fn lock(&self) -> MutexGuard<'_, BatchState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether the batch's consumer is gone.
-    pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// A lane has the file's size (`op.need`, 0: no buffer needed): it goes on (into `out`) or waits
-    /// for its turn for a buffer; files whose turn came meanwhile go on too.
-    pub(super) fn sized(self: &Arc<Self>, mut op: WholeOp, out: &mut Vec<WholeOp>) {
-        let mut st = self.lock();
-        if st.closed {
-            drop(st);
-            return; // the op drops here: nothing of it is in the kernel
-        }
-        let head = st.head;
-        let Some(e) = entry(&mut st, head, op.index) else {
-            debug_assert!(false, "file {} sized outside the window", op.index);
-            op.dismiss();
-            return;
-        };
-        if op.need == 0 {
-            e.turn = Turn::Passed;
-            out.push(op);
-        } else {
-            op.uncount();
-            e.turn = Turn::Parked(op);
-        }
-        let waiting = matches!(self.turns(&mut st, None, out), Stop::Waiting { .. });
-        let waker = if waiting || head_is_in(&st) {
-            st.waker.take()
-        } else {
-            None
-        };
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// A lane has file `index`'s outcome (files whose turn for a buffer came meanwhile go to `out`).
-    pub(super) fn deliver(
-        self: &Arc<Self>,
-        index: usize,
-        outcome: Outcome,
-        out: &mut Vec<WholeOp>,
-    ) {
-        let mut st = self.lock();
-        if st.closed {
-            drop(st);
-            return; // the outcome drops here: its buffer goes back to the pool
-        }
-        let head = st.head;
-        let Some(e) = entry(&mut st, head, index) else {
-            debug_assert!(false, "an outcome for file {index} outside the window");
-            return;
-        };
-        e.outcome = Some(outcome);
-        let mut waiting = false;
-        if matches!(e.turn, Turn::Stat) {
-            e.turn = Turn::Passed;
-            waiting = matches!(self.turns(&mut st, None, out), Stop::Waiting { .. });
-        }
-        // Only the file at the head can be handed out: the others wait for it without a wake-up.
-        let waker = if waiting || head_is_in(&st) {
-            st.waker.take()
-        } else {
-            None
-        };
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// Gives buffers to the files whose turn it is, in input order; those go on (into `out`). From a
-    /// lane (`task` is `None`): only within the batch's share of the budget, never waiting. From the
-    /// task: a file waits in the pool (its waker kept) when the batch holds no buffer.
-    fn turns(
-        self: &Arc<Self>,
-        st: &mut BatchState,
-        task: Option<&Waker>,
-        out: &mut Vec<WholeOp>,
-    ) -> Stop {
-        st.next_turn = st.next_turn.max(st.head);
-        loop {
-            let i = st.next_turn - st.head;
-            let Some(e) = st.entries.get_mut(i) else {
-                return Stop::Idle;
-            };
-            let len = match &e.turn {
-                Turn::Stat => return Stop::Idle,
-                Turn::Passed => {
-                    st.next_turn += 1;
-                    continue;
-                }
-                Turn::Parked(op) => op.need,
-            };
-            let held = self.held.load(Ordering::Acquire);
-            let urgent = task.is_some() && held == 0;
-            // A kept buffer up to half as long again will do (lengths vary from file to file).
-            let got = self.pool.take_fit(
-                len,
-                len + len / 2,
-                held,
-                urgent,
-                task.unwrap_or(Waker::noop()),
-            );
-            match got {
-                Ok(Take::Got(buf)) => {
-                    let Turn::Parked(mut op) = std::mem::replace(&mut e.turn, Turn::Passed) else {
-                        unreachable!("matched above")
-                    };
-                    self.held.fetch_add(buf.len(), Ordering::AcqRel);
-                    op.buf = Some(Lease {
-                        buf: Some(buf),
-                        batch: Arc::clone(self),
-                        out: false,
-                    });
-                    if task.is_none() {
-                        // Goes on on this lane's ring straight away.
-                        op.count();
-                    }
-                    out.push(op);
-                }
-                Ok(Take::Later) => return Stop::Waiting { urgent },
-                Ok(Take::Held(h)) => return Stop::Held(h),
-                Err(_) => {
-                    e.dismiss(Outcome::NoMemory(len));
-                }
-            }
-            st.next_turn += 1;
-        }
-    }
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        self.counters.live_buffers.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A buffer of the pool lent to one file of a batch: back to the pool when dropped.
-pub(super) struct Lease {
-    buf: Option<Buf>,
-    batch: Arc<Batch>,
-    /// Handed out (counted in `out_*`), or still the batch's (counted in `held`).
-    out: bool,
-}
-
-impl Lease {
-    /// The buffer's first byte.
-    pub(super) fn ptr(&self) -> *mut u8 {
-        self.buf.as_ref().map_or(std::ptr::null_mut(), Buf::ptr)
-    }
-
-    /// The buffer's length.
-    pub(super) fn capacity(&self) -> usize {
-        self.buf.as_ref().map_or(0, Buf::len)
-    }
-
-    /// The kernel may still write the buffer (its ring failed): it is never given back.
-    pub(super) fn leak(mut self) {
-        std::mem::forget(self.buf.take());
-    }
-
-    /// Now the consumer's: the task `to` polled it out (`from`: the file; `hint`: see
-    /// [`Pool::hand_out`]).
-    fn hand_out(&mut self, to: &Waker, from: &Arc<Path>, hint: &mut u32) {
-        let len = self.capacity();
-        self.batch.held.fetch_sub(len, Ordering::AcqRel);
-        self.batch.out_bytes.fetch_add(len, Ordering::AcqRel);
-        self.batch.out_count.fetch_add(1, Ordering::AcqRel);
-        self.out = true;
-        if let Some(buf) = self.buf.as_mut() {
-            self.batch.pool.hand_out(buf, to, from, hint);
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let Some(buf) = self.buf.take() else { return };
-        let len = buf.len();
-        if self.out {
-            self.batch.out_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.batch.out_count.fetch_sub(1, Ordering::AcqRel);
-        } else {
-            self.batch.held.fetch_sub(len, Ordering::AcqRel);
-        }
-        self.batch.pool.give([buf]);
-    }
-}
 
 /// The owner of a file's bytes inside the [`Bytes`] handed out.
 struct FileBytes {
@@ -393,7 +102,8 @@ pub struct ReadMany {
     batch: Arc<Batch>,
     driver: Arc<DriverInner>,
     paths: Vec<Arc<Path>>,
-    /// Where the pool found this stream's consumer task last ([`Pool::hand_out`]).
+    /// Where the pool found this stream's consumer task last
+    /// ([`Pool::hand_out`](super::pool::Pool::hand_out)).
     taker: u32,
     /// The next input to admit.
     next: usize,
@@ -443,26 +153,13 @@ impl Driver {
         I: IntoIterator,
         I::Item: AsRef<Path>,
     {
-        let counters = Arc::clone(&self.inner.counters);
-        counters.live_buffers.fetch_add(1, Ordering::AcqRel);
+        let batch = Batch::new(
+            Arc::clone(&self.inner.pool),
+            Arc::clone(&self.inner.counters),
+        );
         self.inner.pool.stream_count(true);
         ReadMany {
-            batch: Arc::new(Batch {
-                state: Mutex::new(BatchState {
-                    head: 0,
-                    entries: VecDeque::new(),
-                    next_turn: 0,
-                    waker: None,
-                    closed: false,
-                }),
-                closed: AtomicBool::new(false),
-                dontcache: AtomicBool::new(false),
-                pool: Arc::clone(&self.inner.pool),
-                counters,
-                held: AtomicUsize::new(0),
-                out_count: AtomicUsize::new(0),
-                out_bytes: AtomicUsize::new(0),
-            }),
+            batch: Arc::new(batch),
             driver: Arc::clone(&self.inner),
             paths: paths.into_iter().map(|p| Arc::from(p.as_ref())).collect(),
             taker: u32::MAX,
@@ -518,7 +215,7 @@ impl ReadMany {
         };
         drop(entries);
         if in_flight {
-            self.driver.cancel_whole(&self.batch);
+            self.driver.cancel(&self.batch);
         }
     }
 
@@ -633,7 +330,7 @@ impl ReadMany {
         let mut send = Vec::new();
         let ready = self.turn(cx, &mut send);
         if !send.is_empty() {
-            self.driver.start_whole(send);
+            self.driver.start(send);
         }
         let Some(outcome) = ready else {
             return Poll::Pending;
@@ -652,7 +349,7 @@ impl ReadMany {
     /// One poll's work under the batch's lock: take the head's outcome if it is in, admit files up
     /// to the window, give buffers whose turn came (the ops to send go to `send`). `None`: nothing
     /// to hand out yet (the waker is registered).
-    fn turn(&mut self, cx: &mut Context<'_>, send: &mut Vec<WholeOp>) -> Option<Outcome> {
+    fn turn(&mut self, cx: &mut Context<'_>, send: &mut Vec<Work>) -> Option<Outcome> {
         let batch = Arc::clone(&self.batch);
         let mut st = batch.lock();
         let ready = pop_head(&mut st);
@@ -688,10 +385,9 @@ impl ReadMany {
                 }),
             }
         }
-        // Buffers for the files whose turn it is.
-        let mut given = Vec::new();
+        // Buffers for the files whose turn it is (those given one go to `send`).
         loop {
-            let outcome = match batch.turns(&mut st, Some(cx.waker()), &mut given) {
+            let outcome = match batch.turns(&mut st, Some(cx.waker()), send) {
                 // The file whose turn it is waits for the budget and this batch holds none of it:
                 // if everything lent is bytes this stream handed out, only the consumer can give
                 // it back, and it is waiting for this stream. Say so rather than wait for ever.
@@ -716,10 +412,6 @@ impl ReadMany {
             let i = st.next_turn - st.head;
             st.entries[i].dismiss(outcome);
         }
-        for mut op in given {
-            op.count();
-            send.push(op);
-        }
         let ready = ready.or_else(|| pop_head(&mut st));
         if ready.is_none() {
             match &st.waker {
@@ -731,22 +423,49 @@ impl ReadMany {
     }
 }
 
-/// The entry of input `index` (`head`: the first in the window), if it is in the window.
-fn entry(st: &mut BatchState, head: usize, index: usize) -> Option<&mut Entry> {
-    st.entries.get_mut(index.checked_sub(head)?)
-}
-
-/// Whether the head's outcome is in.
-fn head_is_in(st: &BatchState) -> bool {
-    st.entries.front().is_some_and(|e| e.outcome.is_some())
-}
-
 /// The head's outcome, if it is in (the entry leaves the window).
 fn pop_head(st: &mut BatchState) -> Option<Outcome> {
     let o = st.entries.front_mut()?.outcome.take()?;
     st.entries.pop_front();
     st.head += 1;
     Some(o)
+}
+
+/// Where a helper thread (a whole-file read's fallback) leaves its result for the task.
+struct Handoff<T> {
+    state: Mutex<(Option<T>, Option<Waker>)>,
+}
+
+impl<T> Default for Handoff<T> {
+    fn default() -> Self {
+        Handoff {
+            state: Mutex::new((None, None)),
+        }
+    }
+}
+
+impl<T> Handoff<T> {
+    fn put(&self, r: T) {
+        let waker = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.0 = Some(r);
+            st.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<T> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match st.0.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                st.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }
 
 /// Reads `path` to its end with `read(2)` on a helper thread (files whose size only reading tells),

@@ -154,9 +154,11 @@ mod chunk;
 mod driver;
 mod file;
 mod front;
+mod lane;
 mod many;
 mod pool;
 mod ranges;
+mod slots;
 mod whole;
 
 pub use chunk::OwnedChunk;

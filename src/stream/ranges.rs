@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 
 use super::driver::{Driver, DriverInner};
+use super::lane::{ReadOp, ReadOwner};
 use super::pool::{Buf, Pool, Take};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
@@ -195,11 +196,6 @@ impl AtShared {
     fn lock(&self) -> MutexGuard<'_, AtState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// The read was abandoned with its ring: the buffer is leaked.
-    pub(super) fn poison(&self) {
-        self.lock().poisoned = true;
-    }
 }
 
 impl Drop for AtShared {
@@ -216,41 +212,28 @@ impl Drop for AtShared {
     }
 }
 
-/// One `read_at` read, as a driver thread performs it.
-pub(super) struct AtOp {
-    pub(super) shared: Arc<AtShared>,
-    /// Held so that the file stays open until the read completes.
-    file: Arc<FileInner>,
-    pub(super) fd: RawFd,
-    pub(super) offset: u64,
-    pub(super) buf: *mut u8,
-    pub(super) len: u32,
-    pub(super) lane: usize,
-}
-
-// SAFETY: `buf` points into the buffer `shared` holds, which the op keeps alive through its `Arc`;
-// the future neither reads nor gives back that buffer until the op's completion is recorded (it
-// only looks at the buffer once `res` is set, and `res` is set after the kernel is done with it).
-unsafe impl Send for AtOp {}
-
-impl AtOp {
-    /// Records the result and wakes the future's task.
-    pub(super) fn complete(self, res: i32) {
+impl ReadOwner for AtShared {
+    /// Records the result and wakes the future's task here, at once (not with the lane's batch).
+    fn complete(&self, _slot: usize, res: i32) -> Option<Waker> {
         let waker = {
-            let mut st = self.shared.lock();
+            let mut st = self.lock();
             st.res = Some(res);
             st.waker.take()
         };
-        drop(self.file);
         if let Some(w) = waker {
             w.wake();
         }
+        None
     }
 
-    /// Performs the read with `pread(2)` on this thread (where io_uring is refused).
-    pub(super) fn pread(&self) -> i32 {
-        // SAFETY: the op keeps the buffer alive and it is this read's alone (see the Send impl).
-        unsafe { super::driver::read_with(self.fd, self.buf, self.len, self.offset, 0) }
+    /// The read was abandoned with its ring: the buffer is leaked.
+    fn abandon(self: Arc<Self>, _slot: usize) {
+        self.lock().poisoned = true;
+    }
+
+    /// Never: a `read_at` whose future is dropped cancels its read.
+    fn is_closed(&self) -> bool {
+        false
     }
 }
 
@@ -332,18 +315,27 @@ impl ReadAt {
             (Via::Direct, Some((d, _))) => d.as_raw_fd(),
             _ => self.file.inner.file.as_raw_fd(),
         };
-        let op = AtOp {
-            shared: Arc::clone(shared),
-            file: Arc::clone(&self.file.inner),
+        // The buffer is `shared`'s, which the op holds; the future neither reads nor gives back
+        // that buffer until the op's completion is recorded (it only looks at the buffer once
+        // `res` is set, and `res` is set after the kernel is done with it).
+        let op = ReadOp {
+            owner: Arc::clone(shared) as _,
+            // Held so that the file stays open until the read completes.
+            keep: Arc::clone(&self.file.inner) as _,
+            slot: 0,
             fd,
             offset: read.offset,
             // SAFETY: buf_offset = filled < want <= the buffer's length.
             buf: unsafe { buf.add(read.buf_offset) },
             len: read.len,
+            blocking: false,
             lane: self.lane,
+            rw_flags: 0,
+            drop_behind: false,
+            fixed: None,
         };
         st.res = None;
-        self.file.inner.driver.read_at(op);
+        self.file.inner.driver.read_one(op);
     }
 
     fn error(&self, source: io::Error) -> Error {
@@ -490,7 +482,7 @@ impl Drop for ReadAt {
             // completion drops the op's hold (`AtShared`'s drop).
             let in_flight = shared.lock().res.is_none();
             if in_flight {
-                self.file.inner.driver.cancel_at(self.lane, shared);
+                self.file.inner.driver.cancel_on(self.lane, shared);
             }
         }
     }

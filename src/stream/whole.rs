@@ -1,26 +1,33 @@
 //! One whole-file read on a driver lane ([`WholeOp`]): `STATX`, then `OPENAT`, the reads into one
 //! buffer from the driver's pool, and `CLOSE`, one operation in the kernel at a time, each pushed by
-//! the lane that reaped the one before (no round trip through the task between them).
+//! the lane that reaped the one before (no round trip through the task between them); and the
+//! [`Batch`] the files of one call share with the lanes that read them (their outcomes, the turns
+//! for buffers), which the task's side ([`ReadMany`](super::ReadMany), `many.rs`) reads.
 //!
-//! The op owns everything the kernel is given a pointer to (the path, the `statx` record, the buffer
-//! through its [`Lease`]) in heap allocations that do not move with it, and the lane keeps the op in
-//! its slab until the operation's completion is reaped: nothing the kernel may still write is freed
-//! before. The op says what to do next ([`WholeOp::io`]) and what a completion means
-//! ([`WholeOp::complete`]); the lane performs it on its ring, or with the system call itself
-//! ([`perform`]) where the ring is refused and for FUSE files.
+//! The op is boxed, and owns everything the kernel is given a pointer to (the path, the `statx`
+//! record, the buffer through its [`Lease`]) in heap allocations that do not move with it; the lane
+//! keeps the op in its slab until the operation's completion is reaped: nothing the kernel may
+//! still write is freed before. The op says what to do next ([`WholeOp::io`]) and what a
+//! completion means ([`LaneWork::complete`]); the lane performs it on its ring
+//! ([`LaneWork::push`]), or with the system call itself ([`system_call`]) where the ring is refused
+//! and for FUSE files.
 //!
 //! Its outcome goes to its [`Batch`] as soon as it is known (the bytes as soon as the last read
 //! completes); the close follows on the lane.
 
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 
-use super::many::{Batch, Lease, Outcome};
+use super::lane::{Counters, LaneWork, Push, Work};
+use super::pool::{Buf, Held, Pool, Take};
 use crate::chunks::{Chunks, Piece, Step};
 use crate::file::on_fuse;
-use crate::ring::Statx;
+use crate::ring::{DriverRing, Statx};
 
 /// The longest single read (a whole file is read in pieces of this many bytes into its buffer).
 const PIECE: usize = 1 << 30;
@@ -38,7 +45,7 @@ enum Phase {
 }
 
 /// What an op asks of the kernel next.
-pub(super) enum Io<'a> {
+enum Io<'a> {
     /// `statx(AT_FDCWD, path)` into `out`.
     Statx { path: &'a CStr, out: *mut Statx },
     /// `openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY)`.
@@ -58,21 +65,22 @@ pub(super) enum Io<'a> {
     Close { fd: RawFd },
 }
 
-/// One file being read whole.
+/// One file being read whole. Always boxed (made so by [`WholeOp::new`]): the kernel is given the
+/// address of its `statx` record.
 pub(super) struct WholeOp {
-    pub(super) batch: Arc<Batch>,
+    batch: Arc<Batch>,
     /// Its place in the batch's inputs.
-    pub(super) index: usize,
+    index: usize,
     /// Which of the driver's threads it goes to.
-    pub(super) lane: usize,
+    lane: usize,
     path: CString,
-    statx: Box<Statx>,
+    statx: Statx,
     phase: Phase,
     fd: RawFd,
     /// The buffer length it needs (0: none), known once `statx` is in.
-    pub(super) need: usize,
+    need: usize,
     /// Its buffer, from the driver's pool (given when its turn comes, see [`Batch`]).
-    pub(super) buf: Option<Lease>,
+    buf: Option<Lease>,
     rules: Chunks,
     piece: Piece,
     blocking: bool,
@@ -96,14 +104,14 @@ unsafe impl Send for WholeOp {}
 
 impl WholeOp {
     /// Input `index` of `batch`, `path` as a C string, for `lane`.
-    pub(super) fn new(batch: Arc<Batch>, index: usize, path: CString, lane: usize) -> WholeOp {
-        WholeOp {
+    pub(super) fn new(batch: Arc<Batch>, index: usize, path: CString, lane: usize) -> Box<WholeOp> {
+        Box::new(WholeOp {
             batch,
             index,
             lane,
             path,
             // SAFETY: all-zero is a valid statx record.
-            statx: Box::new(unsafe { std::mem::zeroed() }),
+            statx: unsafe { std::mem::zeroed() },
             phase: Phase::Stat,
             fd: -1,
             need: 0,
@@ -121,7 +129,7 @@ impl WholeOp {
             drop_after: false,
             counted: false,
             delivered: false,
-        }
+        })
     }
 
     /// Counts the op in the driver's `in_flight` (it is sent to a lane, or pushed on its ring).
@@ -133,26 +141,20 @@ impl WholeOp {
     }
 
     /// No longer counted: parked in its batch, waiting for a buffer.
-    pub(super) fn uncount(&mut self) {
+    fn uncount(&mut self) {
         if std::mem::take(&mut self.counted) {
             self.batch.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
     /// Drops a parked op whose outcome its batch decided (nothing of it is in the kernel).
-    pub(super) fn dismiss(mut self) {
+    fn dismiss(mut self: Box<Self>) {
         self.delivered = true;
-    }
-
-    /// Whether an `IORING_OP_ASYNC_CANCEL` may stop what it has in the kernel (a close is left to
-    /// finish: a cancelled close would leave the descriptor open).
-    pub(super) fn cancellable(&self) -> bool {
-        self.phase != Phase::Close
     }
 
     /// What to ask the kernel next; `None`: the op is finished (drop it). Once its consumer is gone,
     /// only the close is left.
-    pub(super) fn io(&mut self) -> Option<Io<'_>> {
+    fn io(&mut self) -> Option<Io<'_>> {
         if self.phase != Phase::Close && self.batch.is_closed() {
             self.delivered = true;
             self.phase = Phase::Close;
@@ -160,7 +162,7 @@ impl WholeOp {
         match self.phase {
             Phase::Stat => Some(Io::Statx {
                 path: &self.path,
-                out: &mut *self.statx,
+                out: &mut self.statx,
             }),
             Phase::Open => Some(Io::Open { path: &self.path }),
             Phase::Read => {
@@ -184,14 +186,14 @@ impl WholeOp {
     }
 
     /// Hands the outcome to the batch (ops whose buffers came meanwhile go to `out`).
-    fn deliver(&mut self, outcome: Outcome, out: &mut Vec<WholeOp>) {
+    fn deliver(&mut self, outcome: Outcome, out: &mut Vec<Work>) {
         self.delivered = true;
         let batch = Arc::clone(&self.batch);
         batch.deliver(self.index, outcome, out);
     }
 
     /// Closes the descriptor next if there is one (else the op is finished).
-    fn close(mut self, out: &mut Vec<WholeOp>) {
+    fn close(mut self: Box<Self>, out: &mut Vec<Work>) {
         self.phase = Phase::Close;
         if self.fd >= 0 {
             out.push(self);
@@ -200,7 +202,7 @@ impl WholeOp {
 
     /// The operation [`WholeOp::io`] asked for completed with `res` (`-errno` on failure). The op,
     /// if it goes on, and the ops given a buffer meanwhile (see [`Batch::sized`]) go to `out`.
-    pub(super) fn complete(mut self, res: i32, out: &mut Vec<WholeOp>) {
+    fn step(mut self: Box<Self>, res: i32, out: &mut Vec<Work>) {
         let closed = self.batch.is_closed();
         match self.phase {
             Phase::Stat => {
@@ -288,7 +290,7 @@ impl WholeOp {
     }
 
     /// `statx` is in: refuse what this way cannot read, else wait for a buffer (or go on).
-    fn stat_done(mut self, out: &mut Vec<WholeOp>) {
+    fn stat_done(mut self: Box<Self>, out: &mut Vec<Work>) {
         let mode = u32::from(self.statx.stx_mode) & libc::S_IFMT;
         let size = self.statx.stx_size;
         if mode == libc::S_IFDIR {
@@ -335,7 +337,7 @@ impl WholeOp {
     }
 
     /// The last read is in: the bytes go to the batch, the descriptor is closed next.
-    fn finish_read(mut self, out: &mut Vec<WholeOp>) {
+    fn finish_read(mut self: Box<Self>, out: &mut Vec<Work>) {
         if self.drop_after {
             // SAFETY: advice on the op's own descriptor.
             unsafe { libc::posix_fadvise(self.fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
@@ -354,29 +356,78 @@ impl WholeOp {
         }
         self.close(out);
     }
+}
 
-    /// The driver was cancelled before this op reached the kernel.
-    pub(super) fn interrupt(mut self, out: &mut Vec<WholeOp>) {
+impl LaneWork for WholeOp {
+    fn lane(&self) -> usize {
+        self.lane
+    }
+
+    /// Its batch.
+    fn owner(&self) -> *const () {
+        Arc::as_ptr(&self.batch).cast()
+    }
+
+    /// Anything but its close.
+    fn cancellable(&self) -> bool {
+        self.phase != Phase::Close
+    }
+
+    unsafe fn push(&mut self, ring: &mut DriverRing, user_data: u64) -> Push {
+        match self.io() {
+            None => return Push::Finished,
+            Some(io @ Io::Read { blocking: true, .. }) => return Push::Done(system_call(io)),
+            // SAFETY: the path and the record are the op's heap allocations (its `CString`, its
+            // box), which do not move with it, and the caller keeps the op until this operation's
+            // completion is handed to it, or has it leak them (`abandon`) if the ring fails.
+            Some(Io::Statx { path, out }) => unsafe { ring.push_statx(path, out, user_data) },
+            // SAFETY: as for the statx: the path stays with the op.
+            Some(Io::Open { path }) => unsafe { ring.push_openat(path, user_data) },
+            Some(Io::Read {
+                fd,
+                buf,
+                len,
+                offset,
+                rw_flags,
+                ..
+            }) => {
+                // SAFETY: `buf .. buf + len` lies in the op's buffer (its `Lease`), which is this
+                // read's alone and stays allocated with the op, which the caller keeps until the
+                // read's completion is handed to it; the descriptor is the op's, closed only after
+                // that.
+                unsafe { ring.push_read(fd, buf, len, offset, rw_flags, user_data) }
+            }
+            Some(Io::Close { fd }) => ring.push_close(fd, user_data),
+        }
+        Push::Pushed
+    }
+
+    fn perform(&mut self) -> Option<i32> {
+        self.io().map(system_call)
+    }
+
+    fn complete(self: Box<Self>, res: i32, next: &mut Vec<Work>) {
+        self.step(res, next);
+    }
+
+    /// Its outcome is [`Outcome::Interrupted`] (unless nobody waits for it); its descriptor, if it
+    /// has one, is closed next.
+    fn interrupt(mut self: Box<Self>, next: &mut Vec<Work>) {
         if self.batch.is_closed() {
             self.delivered = true;
         } else {
-            self.deliver(Outcome::Interrupted, out);
+            self.deliver(Outcome::Interrupted, next);
         }
-        self.close(out);
+        self.close(next);
     }
 
-    /// The ring failed with this op in it: the kernel may still write its buffer and path, so they
-    /// are leaked; the outcome is an I/O error.
-    pub(super) fn abandon(mut self, out: &mut Vec<WholeOp>) {
+    /// The buffer, the path and the `statx` record (in the op's own allocation, which is leaked)
+    /// may still be written or read by the kernel; the outcome is an I/O error.
+    fn abandon(mut self: Box<Self>, next: &mut Vec<Work>) {
         if let Some(lease) = self.buf.take() {
             lease.leak();
         }
         std::mem::forget(std::mem::take(&mut self.path));
-        std::mem::forget(std::mem::replace(
-            &mut self.statx,
-            // SAFETY: all-zero is a valid statx record.
-            Box::new(unsafe { std::mem::zeroed() }),
-        ));
         if self.batch.is_closed() || self.delivered {
             self.delivered = true;
         } else if self.phase == Phase::Read {
@@ -386,13 +437,18 @@ impl WholeOp {
                     offset,
                     errno: libc::EIO,
                 },
-                out,
+                next,
             );
         } else {
-            self.deliver(Outcome::OpenFailed(libc::EIO), out);
+            self.deliver(Outcome::OpenFailed(libc::EIO), next);
         }
         self.phase = Phase::Close;
-        // The descriptor is closed by Drop: the kernel holds its own reference to the file.
+        // What the op owns is dropped (its hold on the batch; its descriptor, closed by Drop: the
+        // kernel holds its own reference to the file), its allocation is not.
+        let op: *mut WholeOp = Box::into_raw(self);
+        // SAFETY: `op` is a valid op, owned here alone, dropped once and never used again; its
+        // allocation is never freed.
+        unsafe { std::ptr::drop_in_place(op) };
     }
 }
 
@@ -412,7 +468,7 @@ impl Drop for WholeOp {
 }
 
 /// Performs `io` with the system call on this thread; the result as a completion gives it.
-pub(super) fn perform(io: Io<'_>) -> i32 {
+fn system_call(io: Io<'_>) -> i32 {
     let res = match io {
         // SAFETY: the path is a valid C string and `out` a statx record, both owned by the op,
         // which lives across this call.
@@ -452,4 +508,321 @@ pub(super) fn perform(io: Io<'_>) -> i32 {
         Io::Close { fd } => unsafe { libc::close(fd) as isize },
     };
     crate::sys::completion(res)
+}
+
+/// What became of one file, as a lane tells its batch.
+pub(super) enum Outcome {
+    /// Read: `len` bytes in the lease's buffer.
+    Bytes(Lease, usize),
+    /// Read: no bytes.
+    Empty,
+    /// `statx` or `openat` failed with this errno.
+    OpenFailed(i32),
+    /// A read failed at `offset` with `errno`.
+    ReadFailed { offset: u64, errno: i32 },
+    /// Not a regular file (`S_IFMT` of its mode).
+    NotRegular(u32),
+    /// Larger than the driver's whole budget.
+    TooLarge(u64),
+    /// The buffer could not be allocated.
+    NoMemory(usize),
+    /// A regular file whose size `statx` cannot tell (procfs says 0) and that has more than a page:
+    /// read it to its end elsewhere.
+    Fallback,
+    /// The driver was cancelled.
+    Interrupted,
+    /// Its turn for a buffer came while every buffer of the budget was held by bytes this batch
+    /// handed out (`held` of them).
+    BuffersHeld(usize),
+    /// Its turn for a buffer came while every buffer of the budget was held by what the batch's
+    /// task had taken (from this batch and others, streams, ranges).
+    BudgetHeld(Held),
+}
+
+/// Whether a file has had its turn for a buffer.
+pub(super) enum Turn {
+    /// Its `statx` is not in: its need is not known.
+    Stat,
+    /// Needs a buffer and waits for it (the op is here meanwhile, nothing of it in the kernel).
+    Parked(Box<WholeOp>),
+    /// Has its buffer, or needs none.
+    Passed,
+}
+
+/// A file of a batch, admitted and not handed out yet.
+pub(super) struct Entry {
+    pub(super) turn: Turn,
+    pub(super) outcome: Option<Outcome>,
+}
+
+impl Entry {
+    /// The file's outcome is decided here, before its turn for a buffer: it needs none now.
+    pub(super) fn dismiss(&mut self, outcome: Outcome) {
+        if let Turn::Parked(op) = std::mem::replace(&mut self.turn, Turn::Passed) {
+            op.dismiss();
+        }
+        self.outcome = Some(outcome);
+    }
+}
+
+/// A batch's files, under its lock.
+pub(super) struct BatchState {
+    /// The input index of `entries[0]`: the next to hand out.
+    pub(super) head: usize,
+    /// The files admitted and not handed out yet, in input order.
+    pub(super) entries: VecDeque<Entry>,
+    /// The next file whose turn for a buffer it is.
+    pub(super) next_turn: usize,
+    pub(super) waker: Option<Waker>,
+    pub(super) closed: bool,
+}
+
+/// What the files of one call share with the lanes that read them.
+pub(super) struct Batch {
+    state: Mutex<BatchState>,
+    /// Its consumer is gone (set by the task's side).
+    pub(super) closed: AtomicBool,
+    /// Read uncached ([`ReadMany::dontcache`](super::ReadMany::dontcache)).
+    pub(super) dontcache: AtomicBool,
+    pub(super) pool: Arc<Pool>,
+    counters: Arc<Counters>,
+    /// Bytes of buffers given to this batch's files and not handed out yet.
+    held: AtomicUsize,
+    /// Buffers handed out (as `Bytes`) and not dropped yet, and their bytes.
+    pub(super) out_count: AtomicUsize,
+    pub(super) out_bytes: AtomicUsize,
+}
+
+/// Why a turn stopped.
+pub(super) enum Stop {
+    /// Nothing waits for a buffer now.
+    Idle,
+    /// The file whose turn it is waits for a buffer; `urgent`: this batch holds none.
+    Waiting { urgent: bool },
+    /// The file whose turn it is would wait for ever: the budget is spent and all of it is out to
+    /// the task that polls (see [`Take::Held`]).
+    Held(Held),
+}
+
+impl Batch {
+    /// A batch of no files yet, whose buffers come from `pool`. Counted in `live_buffers` until it
+    /// is dropped.
+    pub(super) fn new(pool: Arc<Pool>, counters: Arc<Counters>) -> Batch {
+        counters.live_buffers.fetch_add(1, Ordering::AcqRel);
+        Batch {
+            state: Mutex::new(BatchState {
+                head: 0,
+                entries: VecDeque::new(),
+                next_turn: 0,
+                waker: None,
+                closed: false,
+            }),
+            closed: AtomicBool::new(false),
+            dontcache: AtomicBool::new(false),
+            pool,
+            counters,
+            held: AtomicUsize::new(0),
+            out_count: AtomicUsize::new(0),
+            out_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// The files, locked.
+    pub(super) fn lock(&self) -> MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the batch's consumer is gone.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// A lane has the file's size (`op.need`, 0: no buffer needed): it goes on (into `out`) or waits
+    /// for its turn for a buffer; files whose turn came meanwhile go on too.
+    fn sized(self: &Arc<Self>, mut op: Box<WholeOp>, out: &mut Vec<Work>) {
+        let mut st = self.lock();
+        if st.closed {
+            drop(st);
+            return; // the op drops here: nothing of it is in the kernel
+        }
+        let head = st.head;
+        let Some(e) = entry(&mut st, head, op.index) else {
+            debug_assert!(false, "file {} sized outside the window", op.index);
+            op.dismiss();
+            return;
+        };
+        if op.need == 0 {
+            e.turn = Turn::Passed;
+            out.push(op);
+        } else {
+            op.uncount();
+            e.turn = Turn::Parked(op);
+        }
+        let waiting = matches!(self.turns(&mut st, None, out), Stop::Waiting { .. });
+        let waker = if waiting || head_is_in(&st) {
+            st.waker.take()
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// A lane has file `index`'s outcome (files whose turn for a buffer came meanwhile go to `out`).
+    fn deliver(self: &Arc<Self>, index: usize, outcome: Outcome, out: &mut Vec<Work>) {
+        let mut st = self.lock();
+        if st.closed {
+            drop(st);
+            return; // the outcome drops here: its buffer goes back to the pool
+        }
+        let head = st.head;
+        let Some(e) = entry(&mut st, head, index) else {
+            debug_assert!(false, "an outcome for file {index} outside the window");
+            return;
+        };
+        e.outcome = Some(outcome);
+        let mut waiting = false;
+        if matches!(e.turn, Turn::Stat) {
+            e.turn = Turn::Passed;
+            waiting = matches!(self.turns(&mut st, None, out), Stop::Waiting { .. });
+        }
+        // Only the file at the head can be handed out: the others wait for it without a wake-up.
+        let waker = if waiting || head_is_in(&st) {
+            st.waker.take()
+        } else {
+            None
+        };
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Gives buffers to the files whose turn it is, in input order; those go on (into `out`,
+    /// counted `in_flight`: they go to a lane, or on this lane's ring straight away). From a lane
+    /// (`task` is `None`): only within the batch's share of the budget, never waiting. From the
+    /// task: a file waits in the pool (its waker kept) when the batch holds no buffer.
+    pub(super) fn turns(
+        self: &Arc<Self>,
+        st: &mut BatchState,
+        task: Option<&Waker>,
+        out: &mut Vec<Work>,
+    ) -> Stop {
+        st.next_turn = st.next_turn.max(st.head);
+        loop {
+            let i = st.next_turn - st.head;
+            let Some(e) = st.entries.get_mut(i) else {
+                return Stop::Idle;
+            };
+            let len = match &e.turn {
+                Turn::Stat => return Stop::Idle,
+                Turn::Passed => {
+                    st.next_turn += 1;
+                    continue;
+                }
+                Turn::Parked(op) => op.need,
+            };
+            let held = self.held.load(Ordering::Acquire);
+            let urgent = task.is_some() && held == 0;
+            // A kept buffer up to half as long again will do (lengths vary from file to file).
+            let got = self.pool.take_fit(
+                len,
+                len + len / 2,
+                held,
+                urgent,
+                task.unwrap_or(Waker::noop()),
+            );
+            match got {
+                Ok(Take::Got(buf)) => {
+                    let Turn::Parked(mut op) = std::mem::replace(&mut e.turn, Turn::Passed) else {
+                        unreachable!("matched above")
+                    };
+                    self.held.fetch_add(buf.len(), Ordering::AcqRel);
+                    op.buf = Some(Lease {
+                        buf: Some(buf),
+                        batch: Arc::clone(self),
+                        out: false,
+                    });
+                    op.count();
+                    out.push(op);
+                }
+                Ok(Take::Later) => return Stop::Waiting { urgent },
+                Ok(Take::Held(h)) => return Stop::Held(h),
+                Err(_) => {
+                    e.dismiss(Outcome::NoMemory(len));
+                }
+            }
+            st.next_turn += 1;
+        }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.counters.live_buffers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A buffer of the pool lent to one file of a batch: back to the pool when dropped.
+pub(super) struct Lease {
+    buf: Option<Buf>,
+    batch: Arc<Batch>,
+    /// Handed out (counted in `out_*`), or still the batch's (counted in `held`).
+    out: bool,
+}
+
+impl Lease {
+    /// The buffer's first byte.
+    pub(super) fn ptr(&self) -> *mut u8 {
+        self.buf.as_ref().map_or(std::ptr::null_mut(), Buf::ptr)
+    }
+
+    /// The buffer's length.
+    fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, Buf::len)
+    }
+
+    /// The kernel may still write the buffer (its ring failed): it is never given back.
+    fn leak(mut self) {
+        std::mem::forget(self.buf.take());
+    }
+
+    /// Now the consumer's: the task `to` polled it out (`from`: the file; `hint`: see
+    /// [`Pool::hand_out`]).
+    pub(super) fn hand_out(&mut self, to: &Waker, from: &Arc<Path>, hint: &mut u32) {
+        let len = self.capacity();
+        self.batch.held.fetch_sub(len, Ordering::AcqRel);
+        self.batch.out_bytes.fetch_add(len, Ordering::AcqRel);
+        self.batch.out_count.fetch_add(1, Ordering::AcqRel);
+        self.out = true;
+        if let Some(buf) = self.buf.as_mut() {
+            self.batch.pool.hand_out(buf, to, from, hint);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(buf) = self.buf.take() else { return };
+        let len = buf.len();
+        if self.out {
+            self.batch.out_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.batch.out_count.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.batch.held.fetch_sub(len, Ordering::AcqRel);
+        }
+        self.batch.pool.give([buf]);
+    }
+}
+
+/// The entry of input `index` (`head`: the first in the window), if it is in the window.
+fn entry(st: &mut BatchState, head: usize, index: usize) -> Option<&mut Entry> {
+    st.entries.get_mut(index.checked_sub(head)?)
+}
+
+/// Whether the head's outcome is in.
+fn head_is_in(st: &BatchState) -> bool {
+    st.entries.front().is_some_and(|e| e.outcome.is_some())
 }
