@@ -63,7 +63,7 @@ fn reader() -> Reader {
 }
 
 /// Reads `path` with `verb` while `change` runs once, when the first chunk reaches the processor.
-fn sync_read(path: &Path, each: bool, change: impl Fn(&Path)) -> Vec<u8> {
+fn sync_read(path: &Path, each: bool, change: impl Fn(&Path) + Sync) -> Vec<u8> {
     let mut got = Vec::new();
     let mut changed = false;
     let mut proc = from_fn(|c: &Chunk<'_>| {
@@ -75,11 +75,12 @@ fn sync_read(path: &Path, each: bool, change: impl Fn(&Path)) -> Vec<u8> {
         Ok(true)
     });
     if each {
+        let mut one = Some(proc);
         let mut result = None;
         reader()
             .read_each(
                 Source::paths([path]),
-                |_, _| &mut proc,
+                |_, _| one.take().expect("one input"),
                 |f| result = Some(f.result),
             )
             .unwrap();
@@ -112,7 +113,7 @@ fn files_read(path: &Path, change: impl Fn(&Path) + Send + 'static) -> Vec<u8> {
     let driver = Driver::with_budget(1, budget).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let holder = dir.path().join("holder");
-    fs::write(&holder, vec![7u8; budget / 2 + budget / 4]).unwrap();
+    fs::write(&holder, vec![7u8; budget - 1000]).unwrap();
     let rt = runtime();
     rt.block_on(async {
         let (held_tx, held_rx) = tokio::sync::oneshot::channel();

@@ -67,8 +67,10 @@ impl AsRef<[u8]> for FileBytes {
 /// copying (the buffer goes back to the pool when the last `Bytes` of it drops). Its `statx`,
 /// `openat`, read and `close` run on a driver thread's io_uring, one after the other (the task is
 /// woken once per file, or once per batch of files that complete together): no blocking system
-/// call on the polling thread, no thread per file. A file is read up to the size `statx` gave (a
-/// file that grows meanwhile is read to that size, one that shrinks to its new end), into a buffer
+/// call on the polling thread, no thread per file. A file ends where a read returns 0, as on every
+/// path: it is read up to the size `statx` gave, then one more read there tells whether it ends
+/// (one that grew meanwhile is read to its new end on a helper thread; one that shrank ends at its
+/// new end), into a buffer
 /// of that size rounded up to a size class (at most an eighth more; a kept buffer up to half as
 /// long again is reused). Refused, each with [`Error::Open`] naming the path and the way to read it
 /// instead:

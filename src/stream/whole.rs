@@ -41,6 +41,9 @@ enum Phase {
     Stat,
     Open,
     Read,
+    /// The read of one byte at the size `statx` gave, after the file's bytes: the end of a file
+    /// is a read that returns 0, on every path. A file that grew since gets that byte.
+    Probe,
     Close,
 }
 
@@ -180,6 +183,20 @@ impl WholeOp {
                     rw_flags: self.rw_flags,
                 })
             }
+            Phase::Probe => {
+                let lease = self.buf.as_ref()?;
+                let size = self.piece.offset + self.piece.filled as u64;
+                Some(Io::Read {
+                    fd: self.fd,
+                    // Into the last byte read: a read that returns 0 writes nothing; one that
+                    // returns a byte means the file grew, and these bytes are not handed out.
+                    buf: lease.ptr().wrapping_add(size as usize - 1),
+                    len: 1,
+                    offset: size,
+                    blocking: self.blocking,
+                    rw_flags: self.rw_flags,
+                })
+            }
             Phase::Close if self.fd >= 0 => Some(Io::Close { fd: self.fd }),
             Phase::Close => None,
         }
@@ -278,6 +295,30 @@ impl WholeOp {
                     }
                 }
             }
+            Phase::Probe => {
+                if closed {
+                    self.delivered = true;
+                    return self.close(out);
+                }
+                let size = self.piece.offset + self.piece.filled as u64;
+                match res {
+                    0 => self.deliver_bytes(size, out),
+                    _ if res == -libc::ECANCELED => self.deliver(Outcome::Interrupted, out),
+                    errno if res < 0 => self.deliver(
+                        Outcome::ReadFailed {
+                            offset: size,
+                            errno: -errno,
+                        },
+                        out,
+                    ),
+                    // The file grew since statx: read to its end elsewhere.
+                    _ => {
+                        drop(self.buf.take());
+                        self.deliver(Outcome::Fallback, out);
+                    }
+                }
+                self.close(out);
+            }
             Phase::Close => {
                 if res == -libc::ECANCELED {
                     // Not closed after all (a driver-wide cancel caught it): close it here.
@@ -310,8 +351,9 @@ impl WholeOp {
                 None => return self.deliver(Outcome::TooLarge(size), out),
             }
         }
-        // Reads stop at the size statx gave (a file that grew since is read to that size; one that
-        // shrank, to its new end).
+        // Reads stop at the size statx gave, then one more read there tells whether the file ends
+        // (a file that grew since is read to its end elsewhere; one that shrank ends where a read
+        // returned 0).
         self.rules = Chunks::new(0, PIECE, Some(limit), limit, true, None);
         self.phase = Phase::Open;
         let batch = Arc::clone(&self.batch);
@@ -336,25 +378,34 @@ impl WholeOp {
         }
     }
 
-    /// The last read is in: the bytes go to the batch, the descriptor is closed next.
+    /// The last read is in: the bytes go to the batch, the descriptor is closed next. Where the
+    /// reads stopped at the size `statx` gave (no read returned 0), one more read at that size
+    /// tells whether the file ends there first.
     fn finish_read(mut self: Box<Self>, out: &mut Vec<Work>) {
+        let len = self.piece.offset + self.piece.filled as u64;
+        if self.probe && len == PROBE {
+            // A page full, and maybe more: read to the end elsewhere.
+            drop(self.buf.take());
+            self.deliver(Outcome::Fallback, out);
+        } else if len > 0 && len == self.statx.stx_size {
+            self.phase = Phase::Probe;
+            return out.push(self);
+        } else {
+            self.deliver_bytes(len, out);
+        }
+        self.close(out);
+    }
+
+    /// The file's `len` bytes go to the batch.
+    fn deliver_bytes(&mut self, len: u64, out: &mut Vec<Work>) {
         if self.drop_after {
             // SAFETY: advice on the op's own descriptor.
             unsafe { libc::posix_fadvise(self.fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
         }
-        let len = self.piece.offset + self.piece.filled as u64;
-        let lease = self.buf.take();
-        if self.probe && len == PROBE {
-            // A page full, and maybe more: read to the end elsewhere.
-            drop(lease);
-            self.deliver(Outcome::Fallback, out);
-        } else {
-            match lease {
-                Some(lease) if len > 0 => self.deliver(Outcome::Bytes(lease, len as usize), out),
-                _ => self.deliver(Outcome::Empty, out),
-            }
+        match self.buf.take() {
+            Some(lease) if len > 0 => self.deliver(Outcome::Bytes(lease, len as usize), out),
+            _ => self.deliver(Outcome::Empty, out),
         }
-        self.close(out);
     }
 }
 
@@ -430,7 +481,7 @@ impl LaneWork for WholeOp {
         std::mem::forget(std::mem::take(&mut self.path));
         if self.batch.is_closed() || self.delivered {
             self.delivered = true;
-        } else if self.phase == Phase::Read {
+        } else if matches!(self.phase, Phase::Read | Phase::Probe) {
             let offset = self.piece.offset + self.piece.filled as u64;
             self.deliver(
                 Outcome::ReadFailed {
