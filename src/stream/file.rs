@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use super::chunk::OwnedChunk;
 use super::driver::{Driver, DriverInner};
 use super::lane::{read_with, Fixed, ReadOp};
-use super::pool::{Buf, Pool, Take};
+use super::pool::{Buf, Held, Pool, Take};
 use super::slots::{Shared, Slot, State};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
@@ -168,13 +168,7 @@ impl Driver {
         path: Option<&Path>,
         opts: &ReadOptions,
     ) -> Result<FileStream> {
-        if opts.threads().is_some() || opts.sqpoll() {
-            return Err(Error::InvalidOptions(
-                "a stream is read by its driver's threads: set them with Driver::with_threads; \
-                 threads and sqpoll do not apply to a stream"
-                    .into(),
-            ));
-        }
+        validate(opts, self.inner.pool.budget())?;
         let Inspected {
             fd,
             positional,
@@ -225,13 +219,6 @@ impl Driver {
             && !blocking
             && rw_flags == 0
             && !drop_behind;
-        if stride > self.inner.pool.budget() {
-            return Err(Error::InvalidOptions(format!(
-                "chunk_size {} is larger than the driver's whole buffer budget ({} bytes)",
-                opts.chunk_size(),
-                self.inner.pool.budget()
-            )));
-        }
         self.inner.pool.stream_count(true);
         let shared = Arc::new(Shared::new(
             depth,
@@ -267,6 +254,25 @@ impl Driver {
             register: opts.register_buffers(),
         })
     }
+}
+
+/// Refuses options a driver cannot read with: `threads` and `sqpoll` belong to the synchronous
+/// engine (a driver's threads are its own), and a chunk must fit the driver's whole `budget`.
+pub(super) fn validate(opts: &ReadOptions, budget: usize) -> Result<()> {
+    if opts.threads().is_some() || opts.sqpoll() {
+        return Err(Error::InvalidOptions(
+            "a driver reads with its own threads: set them with Driver::with_threads; \
+             threads and sqpoll do not apply to it"
+                .into(),
+        ));
+    }
+    if Pool::stride(opts.chunk_size()) > budget {
+        return Err(Error::InvalidOptions(format!(
+            "chunk_size {} is larger than the driver's whole buffer budget ({budget} bytes)",
+            opts.chunk_size(),
+        )));
+    }
+    Ok(())
 }
 
 /// Buffers per stream when the caller does not choose: 16 of 256 KiB (4 MiB). A stream's reads are
@@ -575,21 +581,61 @@ impl FileStream {
     ) -> Option<Option<Result<OwnedChunk>>> {
         let mut st = shared.lock();
         self.settle(&mut st, send, giveback);
+        let out = self.hand_next(&mut st, shared, cx, giveback);
+        if self.done {
+            // Anything still in flight is not wanted: its buffer goes back as it completes.
+            st.finish(giveback);
+            return out;
+        }
+        let held = match self.fill(&mut st, shared, cx, send, out.is_some()) {
+            Ok(held) => held,
+            Err(e) => {
+                self.ended = true;
+                self.done = true;
+                st.finish(giveback);
+                return Some(Some(Err(e)));
+            }
+        };
+        if out.is_some() {
+            return out;
+        }
+        if let Some(e) = self.dead_end(&st, shared, held) {
+            self.ended = true;
+            self.done = true;
+            st.finish(giveback);
+            return Some(Some(Err(e)));
+        }
+        // Woken by the next completion, a chunk given back, or a buffer freed in the pool.
+        // Registered under the lock, so a completion recorded after this point sees the waker.
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        None
+    }
+
+    /// The chunk the consumer waits for, if it is in: lent to the polling task (`Some(Some(Ok))`),
+    /// the stream's end (`Some(None)`) or its error.
+    #[allow(clippy::type_complexity)]
+    fn hand_next(
+        &mut self,
+        st: &mut State,
+        shared: &Shared,
+        cx: &mut Context<'_>,
+        giveback: &mut Vec<Buf>,
+    ) -> Option<Option<Result<OwnedChunk>>> {
         let turn = st.slots.iter().position(|s| match *s {
             Slot::Ready { seq, .. } | Slot::Failed { seq, .. } => seq == self.next_deliver,
             _ => false,
-        });
-        let out = match turn.map(|i| (i, st.slots[i])) {
-            Some((
-                i,
-                Slot::Ready {
-                    offset,
-                    len,
-                    end,
-                    errno,
-                    ..
-                },
-            )) => {
+        })?;
+        match st.slots[turn] {
+            Slot::Ready {
+                offset,
+                len,
+                end,
+                errno,
+                ..
+            } => {
                 self.next_deliver += 1;
                 if errno != 0 {
                     self.ended = true;
@@ -603,29 +649,30 @@ impl FileStream {
                     self.done = true;
                 }
                 if len == 0 {
-                    giveback.extend(st.free(i));
+                    giveback.extend(st.free(turn));
                     self.done = true;
-                    Some(None)
-                } else {
-                    st.slots[i] = Slot::Lent;
-                    // The chunk is the polling task's now: booked to it until it is dropped.
-                    if let Some(b) = st.bufs[i].as_mut() {
-                        shared
-                            .pool
-                            .hand_out(b, cx.waker(), &self.path, &mut self.taker);
-                    }
-                    let buf = st.bufs[i].as_ref().map_or(std::ptr::null_mut(), Buf::ptr);
-                    Some(Some(Ok(OwnedChunk::new(
-                        Arc::clone(&self.shared),
-                        i,
-                        buf,
-                        offset,
-                        len as usize,
-                    ))))
+                    return Some(None);
                 }
+                st.slots[turn] = Slot::Lent;
+                // The chunk is the polling task's now: booked to it until it is dropped.
+                if let Some(b) = st.bufs[turn].as_mut() {
+                    shared
+                        .pool
+                        .hand_out(b, cx.waker(), &self.path, &mut self.taker);
+                }
+                let buf = st.bufs[turn]
+                    .as_ref()
+                    .map_or(std::ptr::null_mut(), Buf::ptr);
+                Some(Some(Ok(OwnedChunk::new(
+                    Arc::clone(&self.shared),
+                    turn,
+                    buf,
+                    offset,
+                    len as usize,
+                ))))
             }
-            Some((i, Slot::Failed { offset, errno, .. })) => {
-                giveback.extend(st.free(i));
+            Slot::Failed { offset, errno, .. } => {
+                giveback.extend(st.free(turn));
                 self.ended = true;
                 self.done = true;
                 Some(Some(Err(Error::Read {
@@ -635,116 +682,115 @@ impl FileStream {
                 })))
             }
             _ => None,
-        };
-        if self.done {
-            // Anything still in flight is not wanted: its buffer goes back as it completes.
-            st.finish(giveback);
-            return out;
         }
-        // Fill every free slot (the reads go out after the lock is released), once a quarter of
-        // them are free or nothing is in flight: a wake-up of the driver then carries several
-        // reads, not one per chunk handed out.
+    }
+
+    /// Fills every free slot with a read (sent once the lock is released), once a quarter of them
+    /// are free or nothing is in flight: a wake-up of the driver then carries several reads, not
+    /// one per chunk handed out. `handing`: a chunk is handed out by this poll. The result says
+    /// whether a read wanted a buffer the pool could not give now (`starved`), and whether the
+    /// budget is all held by the polling task; an error ends the stream.
+    fn fill(
+        &mut self,
+        st: &mut State,
+        shared: &Shared,
+        cx: &mut Context<'_>,
+        send: &mut Vec<ReadOp>,
+        handing: bool,
+    ) -> Result<Starved> {
         let free = st.slots.iter().filter(|s| matches!(s, Slot::Free)).count();
-        let busy = |st: &State| {
-            st.slots
-                .iter()
-                .any(|s| matches!(s, Slot::Reading { .. } | Slot::Ready { .. }))
-        };
         let batch = (st.slots.len() / 4).max(1);
-        let mut starved = false;
-        let mut all_held = None;
-        if free >= batch || !busy(&st) {
-            for i in 0..st.slots.len() {
-                if !matches!(st.slots[i], Slot::Free) {
-                    continue;
-                }
-                let Some(piece) = self.next_piece(&st) else {
-                    break;
-                };
-                // With the fast path, the driver reads ahead only after the polling thread found
-                // a chunk not cached, and until the page cache holds a whole window (`depth`
-                // chunks) from the next chunk on, with its data in (`residency::all_cached`: pages
-                // the kernel's own read-ahead has put in the cache before their data arrived do not
-                // count). From there the polling thread reads again. A window, not a chunk: the
-                // kernel's read-ahead makes the chunks right ahead of a cold read come in one by
-                // one, and handing each to the polling thread as it does would leave the driver
-                // one read in flight after each miss. (The chunk the consumer waits for now is
-                // read here when `read_here` could not take it.)
-                if self.fast && (piece.k > self.next_deliver || out.is_some()) {
-                    if !self.read_ahead {
-                        break;
-                    }
-                    let window = piece.want as u64 * self.depth as u64;
-                    if all_cached(&self.fds.file, piece.offset, window) {
-                        self.read_ahead = false;
-                        break;
-                    }
-                }
-                // A buffer from the driver's pool: read ahead only within this stream's share;
-                // when its consumer waits (nothing handed out now) and nothing is in flight or
-                // ready, this stream needs one, and waits for it.
-                let held = st.bufs.iter().flatten().count() * self.stride;
-                let urgent = out.is_none() && !busy(&st);
-                let buf = match shared.pool.take(self.stride, held, urgent, cx.waker()) {
-                    Ok(Take::Got(b)) => b,
-                    Ok(Take::Later) => {
-                        starved = urgent;
-                        break;
-                    }
-                    Ok(Take::Held(h)) => {
-                        starved = true;
-                        all_held = Some(h);
-                        break;
-                    }
-                    Err(e) => {
-                        self.ended = true;
-                        self.done = true;
-                        st.finish(giveback);
-                        return Some(Some(Err(e)));
-                    }
-                };
-                send.push(self.read_op(i, Some(&buf), &piece));
-                st.bufs[i] = Some(buf);
-                st.slots[i] = Slot::Reading { piece, res: None };
-                self.next_submit += 1;
+        let mut starved = Starved::default();
+        if free < batch && busy(st) {
+            return Ok(starved);
+        }
+        for i in 0..st.slots.len() {
+            if !matches!(st.slots[i], Slot::Free) {
+                continue;
             }
+            let Some(piece) = self.next_piece(st) else {
+                break;
+            };
+            // With the fast path, the driver reads ahead only after the polling thread found a
+            // chunk not cached, and until the page cache holds a whole window (`depth` chunks)
+            // from the next chunk on, with its data in (`residency::all_cached`: pages the
+            // kernel's own read-ahead has put in the cache before their data arrived do not
+            // count). From there the polling thread reads again. A window, not a chunk: the
+            // kernel's read-ahead makes the chunks right ahead of a cold read come in one by one,
+            // and handing each to the polling thread as it does would leave the driver one read
+            // in flight after each miss. (The chunk the consumer waits for now is read here when
+            // `read_here` could not take it.)
+            if self.fast && (piece.k > self.next_deliver || handing) {
+                if !self.read_ahead {
+                    break;
+                }
+                let window = piece.want as u64 * self.depth as u64;
+                if all_cached(&self.fds.file, piece.offset, window) {
+                    self.read_ahead = false;
+                    break;
+                }
+            }
+            // A buffer from the driver's pool: read ahead only within this stream's share; when
+            // its consumer waits (nothing handed out now) and nothing is in flight or ready, this
+            // stream needs one, and waits for it.
+            let held = st.bufs.iter().flatten().count() * self.stride;
+            let urgent = !handing && !busy(st);
+            let buf = match shared.pool.take(self.stride, held, urgent, cx.waker())? {
+                Take::Got(b) => b,
+                Take::Later => {
+                    starved.starved = urgent;
+                    break;
+                }
+                Take::Held(h) => {
+                    starved.starved = true;
+                    starved.all_held = Some(h);
+                    break;
+                }
+            };
+            send.push(self.read_op(i, Some(&buf), &piece));
+            st.bufs[i] = Some(buf);
+            st.slots[i] = Slot::Reading { piece, res: None };
+            self.next_submit += 1;
         }
-        if out.is_some() {
-            return out;
-        }
+        Ok(starved)
+    }
+
+    /// The error of a poll that would wait for ever: every buffer this stream can have is with
+    /// the consumer and nothing is being read (only a chunk dropped could wake it, and the task
+    /// polling it is the likeliest holder: `collect()`, a Vec of chunks), or the budget is all
+    /// out to the polling task.
+    fn dead_end(&self, st: &State, shared: &Shared, starved: Starved) -> Option<Error> {
         let lent = st.slots.iter().filter(|s| matches!(s, Slot::Lent)).count();
         let all_lent = lent == st.slots.len();
         // Waiting for the pool while this stream's own chunks hold the whole budget is the same
         // dead end.
-        let budget_lent = starved && lent > 0 && shared.pool.lent() == lent * self.stride;
+        let budget_lent = starved.starved && lent > 0 && shared.pool.lent() == lent * self.stride;
         if all_lent || budget_lent {
-            // Every buffer this stream can have is with the consumer and nothing is being read: only
-            // a chunk dropped can wake this stream, and the task polling it is the likeliest holder
-            // (`collect()`, a Vec of chunks). Say so rather than wait forever.
-            self.ended = true;
-            self.done = true;
-            st.finish(giveback);
-            return Some(Some(Err(Error::BuffersHeld {
+            return Some(Error::BuffersHeld {
                 path: self.path.to_path_buf(),
                 held: lent,
-            })));
+            });
         }
-        if let Some(h) = all_held {
-            // The budget is spent, and every buffer of it is out to this task (chunks of other
-            // streams of the driver, files, ranges it holds): the same dead end across streams.
-            self.ended = true;
-            self.done = true;
-            st.finish(giveback);
-            return Some(Some(Err(h.error(&self.path))));
-        }
-        // Woken by the next completion, a chunk given back, or a buffer freed in the pool.
-        // Registered under the lock, so a completion recorded after this point sees the waker.
-        match &st.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => st.waker = Some(cx.waker().clone()),
-        }
-        None
+        // The budget is spent, and every buffer of it is out to this task (chunks of other
+        // streams of the driver, files, ranges it holds): the same dead end across streams.
+        starved.all_held.map(|h| h.error(&self.path))
     }
+}
+
+/// What [`FileStream::fill`] found of the pool.
+#[derive(Default)]
+struct Starved {
+    /// A read wanted a buffer the pool could not give now.
+    starved: bool,
+    /// The budget is spent and all of it is out to the polling task.
+    all_held: Option<Held>,
+}
+
+/// Whether any slot has a read in flight or a chunk ready.
+fn busy(st: &State) -> bool {
+    st.slots
+        .iter()
+        .any(|s| matches!(s, Slot::Reading { .. } | Slot::Ready { .. }))
 }
 
 impl futures_core::Stream for FileStream {

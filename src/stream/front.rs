@@ -29,20 +29,7 @@ impl Driver {
     /// # drop(file); Ok(()) }
     /// ```
     pub fn with_options(&self, opts: ReadOptions) -> Result<Driver> {
-        if opts.threads().is_some() || opts.sqpoll() {
-            return Err(Error::InvalidOptions(
-                "a driver reads with its own threads: set them with Driver::with_threads; \
-                 threads and sqpoll do not apply to it"
-                    .into(),
-            ));
-        }
-        if super::pool::Pool::stride(opts.chunk_size()) > self.budget() {
-            return Err(Error::InvalidOptions(format!(
-                "chunk_size {} is larger than the driver's whole buffer budget ({} bytes)",
-                opts.chunk_size(),
-                self.budget()
-            )));
-        }
+        super::file::validate(&opts, self.budget())?;
         Ok(Driver {
             inner: Arc::clone(&self.inner),
             opts: Some(Arc::new(opts)),

@@ -233,42 +233,7 @@ impl WholeOp {
                     self.stat_done(out);
                 }
             }
-            Phase::Open => {
-                if res >= 0 {
-                    self.fd = res;
-                }
-                if closed {
-                    self.delivered = true;
-                    return self.close(out);
-                }
-                if res == -libc::ECANCELED {
-                    self.deliver(Outcome::Interrupted, out);
-                    return;
-                }
-                if res < 0 {
-                    self.deliver(Outcome::OpenFailed(-res), out);
-                    return;
-                }
-                // Files the lanes must not read through io_uring (FUSE, see the reader) are read
-                // with read(2) on the lane. Only anonymous devices (major 0) need the look.
-                self.blocking = self.statx.stx_dev_major == 0 && on_fuse(self.fd);
-                if self.batch.dontcache.load(Ordering::Relaxed) {
-                    self.uncached();
-                }
-                match self.rules.piece(0, 0) {
-                    Some(p) => {
-                        self.piece = p;
-                        self.phase = Phase::Read;
-                        out.push(self);
-                    }
-                    None => {
-                        // An empty file: opened (as `std::fs::read` does, so permissions count),
-                        // nothing to read.
-                        self.deliver(Outcome::Empty, out);
-                        self.close(out);
-                    }
-                }
-            }
+            Phase::Open => self.opened(res, closed, out),
             Phase::Read => {
                 if closed {
                     self.delivered = true;
@@ -295,30 +260,7 @@ impl WholeOp {
                     }
                 }
             }
-            Phase::Probe => {
-                if closed {
-                    self.delivered = true;
-                    return self.close(out);
-                }
-                let size = self.piece.offset + self.piece.filled as u64;
-                match res {
-                    0 => self.deliver_bytes(size, out),
-                    _ if res == -libc::ECANCELED => self.deliver(Outcome::Interrupted, out),
-                    errno if res < 0 => self.deliver(
-                        Outcome::ReadFailed {
-                            offset: size,
-                            errno: -errno,
-                        },
-                        out,
-                    ),
-                    // The file grew since statx: read to its end elsewhere.
-                    _ => {
-                        drop(self.buf.take());
-                        self.deliver(Outcome::Fallback, out);
-                    }
-                }
-                self.close(out);
-            }
+            Phase::Probe => self.probed(res, closed, out),
             Phase::Close => {
                 if res == -libc::ECANCELED {
                     // Not closed after all (a driver-wide cancel caught it): close it here.
@@ -328,6 +270,70 @@ impl WholeOp {
                 self.fd = -1;
             }
         }
+    }
+
+    /// The open is in (`res`: the descriptor or `-errno`): read the file, or say why not.
+    fn opened(mut self: Box<Self>, res: i32, closed: bool, out: &mut Vec<Work>) {
+        if res >= 0 {
+            self.fd = res;
+        }
+        if closed {
+            self.delivered = true;
+            return self.close(out);
+        }
+        if res == -libc::ECANCELED {
+            self.deliver(Outcome::Interrupted, out);
+            return;
+        }
+        if res < 0 {
+            self.deliver(Outcome::OpenFailed(-res), out);
+            return;
+        }
+        // Files the lanes must not read through io_uring (FUSE, see the reader) are read
+        // with read(2) on the lane. Only anonymous devices (major 0) need the look.
+        self.blocking = self.statx.stx_dev_major == 0 && on_fuse(self.fd);
+        if self.batch.dontcache.load(Ordering::Relaxed) {
+            self.uncached();
+        }
+        match self.rules.piece(0, 0) {
+            Some(p) => {
+                self.piece = p;
+                self.phase = Phase::Read;
+                out.push(self);
+            }
+            None => {
+                // An empty file: opened (as `std::fs::read` does, so permissions count),
+                // nothing to read.
+                self.deliver(Outcome::Empty, out);
+                self.close(out);
+            }
+        }
+    }
+
+    /// The read at the size `statx` gave is in: 0 ends the file there; a byte means it grew.
+    fn probed(mut self: Box<Self>, res: i32, closed: bool, out: &mut Vec<Work>) {
+        if closed {
+            self.delivered = true;
+            return self.close(out);
+        }
+        let size = self.piece.offset + self.piece.filled as u64;
+        match res {
+            0 => self.deliver_bytes(size, out),
+            _ if res == -libc::ECANCELED => self.deliver(Outcome::Interrupted, out),
+            errno if res < 0 => self.deliver(
+                Outcome::ReadFailed {
+                    offset: size,
+                    errno: -errno,
+                },
+                out,
+            ),
+            // The file grew since statx: read to its end elsewhere.
+            _ => {
+                drop(self.buf.take());
+                self.deliver(Outcome::Fallback, out);
+            }
+        }
+        self.close(out);
     }
 
     /// `statx` is in: refuse what this way cannot read, else wait for a buffer (or go on).
