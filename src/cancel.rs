@@ -11,7 +11,7 @@
 //!   `eventfd`, so a silent writer cannot hold it;
 //! - a FIFO that a `Reader` opens by path is opened with `O_NONBLOCK` and waits for its writer
 //!   in the same `poll(2)`, not in `open(2)`, so a FIFO that never gets a writer cannot hold its
-//!   open either (nor, in `read_many`, the call);
+//!   open either (nor, in `read_each`, the call);
 //! - an open or `statx` in io_uring's workers (a file on a stalled FUSE server) is cancelled with
 //!   `IORING_OP_ASYNC_CANCEL`;
 //! - a `pread(2)` of a regular file is never stopped part way; the flag is looked at between reads.
@@ -36,11 +36,11 @@ use std::sync::Arc;
 /// // From another thread, a signal handler, a timeout ...:
 /// cancel.cancel();
 /// let mut bytes = ringread::processor::ByteCount::default();
-/// let err = reader.read_path("Cargo.toml", &mut bytes).unwrap_err();
+/// let err = reader.read("Cargo.toml", &mut bytes).unwrap_err();
 /// assert!(matches!(err, ringread::Error::Interrupted { .. }));
 /// // Ready to be used again:
 /// cancel.reset();
-/// reader.read_path("Cargo.toml", &mut bytes)?;
+/// reader.read("Cargo.toml", &mut bytes)?;
 /// # Ok::<(), ringread::Error>(())
 /// ```
 #[derive(Clone)]

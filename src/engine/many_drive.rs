@@ -333,7 +333,7 @@ where
     }
     if let Some(source) = spawn_error {
         return Err(Error::Ring {
-            path: PathBuf::from("read_many"),
+            path: PathBuf::from("read_each"),
             op: "thread spawn",
             source,
         });

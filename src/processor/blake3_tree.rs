@@ -152,7 +152,7 @@ impl Default for Blake3Combine {
 /// ```
 /// let reader = ringread::Reader::new(ringread::ReadOptions::default());
 /// let (prep, mut sum) = ringread::processor::blake3_parallel();
-/// reader.read_path_split("Cargo.toml", &prep, &mut sum)?;
+/// reader.read_split("Cargo.toml", &prep, &mut sum)?;
 /// assert_eq!(sum.hex(), blake3::hash(&std::fs::read("Cargo.toml").unwrap()).to_hex().as_str());
 /// # Ok::<(), ringread::Error>(())
 /// ```

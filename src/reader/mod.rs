@@ -37,7 +37,7 @@ use crate::processor::{Combine, Prepare};
 use crate::ring::{explain_setup_error, usable_cpus, Ring};
 use lanes::Kept;
 
-/// Threads of `read_many`'s pool where io_uring is refused: as many files in flight as `xargs -P8`
+/// Threads of `read_each`'s pool where io_uring is refused: as many files in flight as `xargs -P8`
 /// has, so that cold metadata and data reads overlap on the device.
 pub const POOL_THREADS: usize = 8;
 
@@ -86,12 +86,12 @@ fn regular_residency(file: &File) -> Option<(u64, f64)> {
 /// use ringread::{processor::{Algorithm, Checksum}, Processor, ReadOptions, Reader};
 /// let reader = Reader::new(ReadOptions::default());
 /// let mut sum = Checksum::new(Algorithm::Xxh3);
-/// let summary = reader.read_path("Cargo.toml", &mut sum)?;
+/// let summary = reader.read("Cargo.toml", &mut sum)?;
 /// assert!(summary.bytes > 0);
 /// println!("{}  Cargo.toml ({})", sum.hex(), summary.route);
 /// // Any processor, chosen at run time:
 /// let mut dynamic: Box<dyn Processor + Send> = Box::new(Checksum::new(Algorithm::Sha256));
-/// reader.read_path("Cargo.toml", dynamic.as_mut())?;
+/// reader.read("Cargo.toml", dynamic.as_mut())?;
 /// # Ok::<(), ringread::Error>(())
 /// ```
 pub struct Reader {

@@ -116,7 +116,7 @@ impl Driver {
         }
         let dontcache = self.options().dontcache();
         Ok(self
-            .read_many(paths)
+            .whole_files(paths)
             .dontcache(dontcache)
             .with_failed(globals, failed))
     }

@@ -133,24 +133,10 @@ impl std::fmt::Debug for ReadMany {
 }
 
 impl Driver {
-    /// Reads the files at `paths` whole, as [`Driver::files`] reads one, with up to
-    /// [`DEFAULT_FILES_IN_FLIGHT`] of them in flight on the driver's threads: a stream of
-    /// `(index, Result<Bytes>)` in input order ([`ReadMany`]). Nothing starts until it is polled.
-    ///
-    /// ```no_run
-    /// use futures_util::StreamExt;
-    /// # async fn f(paths: Vec<std::path::PathBuf>) -> Result<(), ringread::Error> {
-    /// let driver = ringread::stream::Driver::global()?;
-    /// let mut files = driver.read_many(&paths);
-    /// while let Some((i, bytes)) = files.next().await {
-    ///     match bytes {
-    ///         Ok(bytes) => println!("{}: {} bytes", paths[i].display(), bytes.len()),
-    ///         Err(e) => eprintln!("{e}"), // this file only: the next ones are read as usual
-    ///     }
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub(crate) fn read_many<I>(&self, paths: I) -> ReadMany
+    /// The files at `paths` read whole ([`Driver::files`]'s way), up to
+    /// [`DEFAULT_FILES_IN_FLIGHT`] of them in flight on the driver's threads. Nothing starts
+    /// until it is polled.
+    pub(crate) fn whole_files<I>(&self, paths: I) -> ReadMany
     where
         I: IntoIterator,
         I::Item: AsRef<Path>,

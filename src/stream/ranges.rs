@@ -36,7 +36,7 @@ use crate::reader::Notice;
 /// ```no_run
 /// # async fn f() -> Result<(), ringread::Error> {
 /// let driver = ringread::stream::Driver::global()?;
-/// let file = driver.open_ranges("data.bin")?;
+/// let file = driver.range_file("data.bin")?;
 /// let page = file.read_at(8192, 4096).await?; // Bytes over the driver's buffer, no copy
 /// # drop(page);
 /// # Ok(()) }
