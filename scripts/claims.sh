@@ -51,19 +51,25 @@ row() {
   local verdict
   verdict=$(python3 -c "import sys; r, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print('holds' if (r <= t if op == '<=' else r >= t) else 'MISSED')" "$5" "$6" "$7")
   [ "$verdict" = holds ] || failed=1
-  rows+=("$1|$2|$3|$4|$5|$6 $7|$verdict")
+  rows+=("$1"$'\t'"${2//|/\\|}"$'\t'"$3"$'\t'"$4"$'\t'"$5"$'\t'"$6 $7"$'\t'"$verdict")
 }
 
-# Times a ringread command and a peer's (shell) command, alternating; the ratio of mean times.
+# Times a ringread command and a peer's (shell) command; the ratio of mean times. hyperfine runs
+# one command's runs, then the other's, and the first block can find the host's cache (the disk is
+# a virtio device) colder: each claim runs in both orders, averaged.
 timed() { # key claim prepare runs op target ringread-args peer-command
   local key=$1 claim=$2 prepare=$3 runs=$4 op=$5 target=$6 args=$7 peer=$8
   want "$key" || return 0
-  hyperfine --style none --runs "$runs" --prepare "$prepare" --export-json "$out/h.json" \
+  hyperfine --style none --runs "$runs" --prepare "$prepare" --export-json "$out/a.json" \
     "$rr $args" "$peer" >/dev/null 2>&1
+  hyperfine --style none --runs "$runs" --prepare "$prepare" --export-json "$out/b.json" \
+    "$peer" "$rr $args" >/dev/null 2>&1
   read -r a b r < <(python3 -c "
 import json, sys
 x = json.load(open(sys.argv[1]))['results']
-print(f\"{x[0]['mean']*1000:.0f}ms {x[1]['mean']*1000:.0f}ms {x[0]['mean']/x[1]['mean']:.2f}\")" "$out/h.json")
+y = json.load(open(sys.argv[2]))['results']
+ours, theirs = (x[0]['mean'] + y[1]['mean']) / 2, (x[1]['mean'] + y[0]['mean']) / 2
+print(f'{ours*1000:.0f}ms {theirs*1000:.0f}ms {ours/theirs:.2f}')" "$out/a.json" "$out/b.json")
   row "$key" "$claim" "$a" "$b" "$r" "$op" "$target"
 }
 
@@ -125,7 +131,7 @@ fi
 echo "ringread: $rr ($("$rr" --version)); $(nproc) CPUs, $(uname -r); data in $data"
 printf '| claim | ringread | peer | ratio | target | |\n|---|---|---|---|---|---|\n'
 for r in "${rows[@]}"; do
-  IFS='|' read -r _ claim a b ratio target verdict <<<"$r"
+  IFS=$'\t' read -r _ claim a b ratio target verdict <<<"$r"
   printf '| %s | %s | %s | %s | %s | %s |\n' "$claim" "$a" "$b" "$ratio" "$target" "$verdict"
 done
 exit $failed

@@ -30,16 +30,23 @@ cold='sync; echo 3 > /proc/sys/vm/drop_caches'
 warm="cat $big >/dev/null; find $tree -type f -print0 | xargs -0 cat >/dev/null"
 
 rows=()
-# hyperfine: mean seconds of each command; the ratio is OLD's time over NEW's.
+# hyperfine: mean seconds of each command; the ratio is OLD's time over NEW's. hyperfine runs one
+# command's runs, then the other's: the first block can find the host's own cache colder (the
+# disk is a virtio device), so each row runs in both orders and averages them.
 timed() {
   local name=$1 prepare=$2 runs=$3
   shift 3
-  hyperfine -N --style none --runs "$runs" --prepare "$prepare" --export-json "$out/h.json" \
+  # -N: no shell for the timed commands; the preparation is a shell line of its own.
+  hyperfine -N --style none --runs "$runs" --prepare "sh -c '$prepare'" --export-json "$out/a.json" \
     "$old $*" "$new $*" >/dev/null 2>&1
-  rows+=("$(python3 - "$out/h.json" "$name" <<'EOF'
+  hyperfine -N --style none --runs "$runs" --prepare "sh -c '$prepare'" --export-json "$out/b.json" \
+    "$new $*" "$old $*" >/dev/null 2>&1
+  rows+=("$(python3 - "$out" "$name" <<'EOF'
 import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-o, n = r[0]["mean"], r[1]["mean"]
+a = json.load(open(sys.argv[1] + "/a.json"))["results"]
+b = json.load(open(sys.argv[1] + "/b.json"))["results"]
+o = (a[0]["mean"] + b[1]["mean"]) / 2
+n = (a[1]["mean"] + b[0]["mean"]) / 2
 print(f"{sys.argv[2]}\t{o*1000:.1f} ms\t{n*1000:.1f} ms\t{o/n:.2f}")
 EOF
 )")
