@@ -62,7 +62,19 @@ fn reader() -> Reader {
     )
 }
 
-/// Reads `path` with `verb` while `change` runs once, when the first chunk reaches the processor.
+/// A driver of two threads reading chunks of [`CHUNK`], two in flight; `fast`: with the cached
+/// fast path (chunks the page cache holds read by the polling thread).
+fn driver(fast: bool) -> Driver {
+    let opts = ReadOptions::builder()
+        .chunk_size(CHUNK)
+        .depth(2)
+        .cached_fast_path(fast)
+        .build()
+        .unwrap();
+    Driver::with_threads(2).unwrap().with_options(opts).unwrap()
+}
+
+/// Reads `path` (`each`: with `read_each`, else `read`) while `change` runs once, when the first chunk reaches the processor.
 fn sync_read(path: &Path, each: bool, change: impl Fn(&Path) + Sync) -> Vec<u8> {
     let mut got = Vec::new();
     let mut changed = false;
@@ -157,16 +169,7 @@ fn a_file_that_grows_while_read_is_read_to_its_new_end_on_every_path() {
         let more = more.clone();
         move |p: &Path| append(p, &more)
     };
-    let driver = Driver::with_threads(2)
-        .unwrap()
-        .with_options(
-            ReadOptions::builder()
-                .chunk_size(CHUNK)
-                .depth(2)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
+    let driver = driver(true);
     for (name, got) in [
         ("Reader::read", sync_read(&case(&first).path, false, &grow)),
         (
@@ -205,17 +208,7 @@ fn a_file_that_shrinks_while_read_ends_at_its_new_end_on_every_path() {
     let first = random_bytes(8 * CHUNK + 100, 4);
     let cut = 5 * CHUNK as u64 + 3;
     let want = &first[..cut as usize];
-    let driver = Driver::with_threads(2)
-        .unwrap()
-        .with_options(
-            ReadOptions::builder()
-                .chunk_size(CHUNK)
-                .depth(2)
-                .cached_fast_path(false)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
+    let driver = driver(false);
     let shrink_it = move |p: &Path| shrink(p, cut);
     for (name, got) in [
         (

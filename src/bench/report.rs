@@ -449,15 +449,7 @@ impl Report {
 
     /// The table's first lines: the machine, and the data the runs read.
     fn write_head(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = &self.machine;
-        writeln!(
-            f,
-            "machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
-            m.cpus,
-            m.cpu_model,
-            m.memory_bytes as f64 / GIB,
-            m.kernel
-        )?;
+        write_machine(&self.machine, f)?;
         if self.is_stream() {
             writeln!(
                 f,
@@ -597,4 +589,16 @@ fn write_peers(methods: &[MethodResult], f: &mut fmt::Formatter<'_>) -> fmt::Res
         )?;
     }
     Ok(())
+}
+
+/// The report's first line: the machine the runs measured.
+pub(crate) fn write_machine(m: &Machine, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
+        m.cpus,
+        m.cpu_model,
+        m.memory_bytes as f64 / GIB,
+        m.kernel
+    )
 }

@@ -230,9 +230,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
     ctx.net = net_input(&cli.read)?;
     ctx.progress = progress::Progress::new(progress, max_bytes);
     ctx.ranges = match &cli.command {
-        Command::Cat(a) => a.ranges.gather()?,
-        Command::Sum(a) => a.ranges.gather()?,
-        Command::Count(a) => a.ranges.gather()?,
+        Command::Cat(a) => a.ranges.gather()?.map(|(r, o)| (r.into(), o)),
+        Command::Sum(a) => a.ranges.gather()?.map(|(r, o)| (r.into(), o)),
+        Command::Count(a) => a.ranges.gather()?.map(|(r, o)| (r.into(), o)),
         Command::Bench(_) | Command::Completions(_) | Command::Man(_) => None,
     };
     let code = match cli.command {
@@ -330,8 +330,9 @@ pub(crate) struct Ctx {
     /// [`Ctx::read_split`], which report to it).
     progress: progress::Progress,
     /// `--range`/`--ranges-from`: [`Ctx::read_split`] reads these ranges of each file, not all of it.
+    /// Shared by every file's `Source` without a copy.
     pub(crate) ranges: Option<(
-        Vec<ringread::ranges::ByteRange>,
+        std::sync::Arc<[ringread::ranges::ByteRange]>,
         ringread::ranges::RangeOptions,
     )>,
 }
@@ -468,7 +469,7 @@ impl Ctx {
         // The bar counts the bytes handed over; the files' sizes are no total for ranges.
         self.progress.expect(names, false);
         let source = ringread::Source::paths(names)
-            .ranges(ranges.clone())
+            .ranges(std::sync::Arc::clone(ranges))
             .range_options(*opts);
         let r = self.reader.read_each(
             source,
@@ -536,7 +537,9 @@ impl Ctx {
                 }
             };
             let source = match &self.ranges {
-                Some((ranges, opts)) => source.ranges(ranges.clone()).range_options(*opts),
+                Some((ranges, opts)) => source
+                    .ranges(std::sync::Arc::clone(ranges))
+                    .range_options(*opts),
                 None => source,
             };
             self.reader.read_split(source, prep, proc)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::{Finished, Reader, Summary};
 use crate::engine::many::Input as ManyInput;
 use crate::error::{Error, Result};
+use crate::file::open_read;
 use crate::processor::{Combine, Prepare, Processor, Whole};
 use crate::ranges::ByteRange;
 use crate::source::{Source, What};
@@ -66,11 +67,11 @@ impl Reader {
             let summary = match (input.what, input.ranges) {
                 (What::Path(p), None) => self.read_path_split(&p, prep, &mut joined),
                 (What::File(f, n), None) => self.read_file_split(&f, &n, prep, &mut joined),
-                (What::Path(p), Some(r)) => {
-                    self.read_ranges_split(&p, &r, &opts, prep, &mut joined)
-                }
+                (What::Path(p), Some(r)) => open_read(&p).and_then(|f| {
+                    self.read_ranges_opened(&f, &p, Some(&p), &r, &opts, prep, &mut joined)
+                }),
                 (What::File(f, n), Some(r)) => {
-                    self.read_ranges_file_split(&f, &n, &r, &opts, prep, &mut joined)
+                    self.read_ranges_opened(&f, &n, None, &r, &opts, prep, &mut joined)
                 }
                 (What::Failed(_, e), _) => Err(e),
             }?;
@@ -255,9 +256,7 @@ impl Reader {
             self.many_inputs(&mut each, ahead, make, &mut hand)
         };
         result?;
-        // Failed inputs after the last readable one (the iterator is spent by now, or the call
-        // ended early; what it still holds is taken so every input is answered).
-        readable.for_each(drop);
+        // Failed inputs after the last readable one (the engine has taken every input by now).
         order.borrow_mut().release_failed(None, &mut done);
         Ok(())
     }

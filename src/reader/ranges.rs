@@ -65,43 +65,6 @@ fn mostly_cached(file: &File, size: u64) -> bool {
 }
 
 impl Reader {
-    /// [`Reader::read`] with a processor in two halves, as
-    /// [`Reader::read_split`].
-    pub(crate) fn read_ranges_file_split<Pr, C>(
-        &self,
-        file: &File,
-        name: impl AsRef<Path>,
-        ranges: &[ByteRange],
-        opts: &RangeOptions,
-        prep: &Pr,
-        proc: &mut C,
-    ) -> Result<Summary>
-    where
-        Pr: Prepare,
-        C: Combine<Pr::Part> + Send + ?Sized,
-    {
-        self.read_ranges_opened(file, name.as_ref(), None, ranges, opts, prep, proc)
-    }
-
-    /// [`Reader::read`] with a processor in two halves (see [`Prepare`]): `prep` runs on
-    /// each range's bytes on the thread that read them, `proc` gets them with what `prep` made.
-    pub(crate) fn read_ranges_split<Pr, C>(
-        &self,
-        path: impl AsRef<Path>,
-        ranges: &[ByteRange],
-        opts: &RangeOptions,
-        prep: &Pr,
-        proc: &mut C,
-    ) -> Result<Summary>
-    where
-        Pr: Prepare,
-        C: Combine<Pr::Part> + Send + ?Sized,
-    {
-        let path = path.as_ref();
-        let file = open_read(path)?;
-        self.read_ranges_opened(&file, path, Some(path), ranges, opts, prep, proc)
-    }
-
     /// Ranges of many inputs, each a path or an open file (`(name, Some(file), ranges)`), with a
     /// processor each in two halves: [`Reader::read_each`]'s way.
     pub(crate) fn ranges_each<R, M, Pr, C, D>(
@@ -329,7 +292,7 @@ impl Reader {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn read_ranges_opened<Pr, C>(
+    pub(super) fn read_ranges_opened<Pr, C>(
         &self,
         file: &File,
         name: &Path,

@@ -716,15 +716,7 @@ impl Batch {
             e.turn = Turn::Parked(op);
         }
         let waiting = matches!(self.turns(&mut st, None, out), Stop::Waiting { .. });
-        let waker = if waiting || head_is_in(&st) {
-            st.waker.take()
-        } else {
-            None
-        };
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        wake_consumer(st, waiting);
     }
 
     /// A lane has file `index`'s outcome (files whose turn for a buffer came meanwhile go to `out`).
@@ -745,16 +737,7 @@ impl Batch {
             e.turn = Turn::Passed;
             waiting = matches!(self.turns(&mut st, None, out), Stop::Waiting { .. });
         }
-        // Only the file at the head can be handed out: the others wait for it without a wake-up.
-        let waker = if waiting || head_is_in(&st) {
-            st.waker.take()
-        } else {
-            None
-        };
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        wake_consumer(st, waiting);
     }
 
     /// Gives buffers to the files whose turn it is, in input order; those go on (into `out`,
@@ -877,6 +860,21 @@ impl Drop for Lease {
 /// The entry of input `index` (`head`: the first in the window), if it is in the window.
 fn entry(st: &mut BatchState, head: usize, index: usize) -> Option<&mut Entry> {
     st.entries.get_mut(index.checked_sub(head)?)
+}
+
+/// Wakes the consumer, after the lock is released, when a file waits for a buffer only the task
+/// can give (`waiting`) or the file at the head is in. Only the file at the head can be handed out:
+/// the others wait for it without a wake-up.
+fn wake_consumer(mut st: MutexGuard<'_, BatchState>, waiting: bool) {
+    let waker = if waiting || head_is_in(&st) {
+        st.waker.take()
+    } else {
+        None
+    };
+    drop(st);
+    if let Some(w) = waker {
+        w.wake();
+    }
 }
 
 /// Whether the head's outcome is in.

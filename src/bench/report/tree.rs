@@ -21,15 +21,7 @@ const HEADER: [&str; 9] = [
 
 /// Writes the report of a `--tree` benchmark.
 pub(crate) fn write_table(r: &Report, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let m = &r.machine;
-    writeln!(
-        f,
-        "machine: {} CPUs ({}), {:.1} GiB memory, Linux {}",
-        m.cpus,
-        m.cpu_model,
-        m.memory_bytes as f64 / GIB,
-        m.kernel
-    )?;
+    super::write_machine(&r.machine, f)?;
     if let Some(t) = &r.tree {
         writeln!(
             f,
