@@ -55,6 +55,8 @@ pub mod reader;
 pub mod residency;
 mod ring;
 pub mod source;
+#[cfg(any(feature = "object-store", feature = "parquet"))]
+pub mod store;
 #[cfg(feature = "stream")]
 pub mod stream;
 #[cfg(feature = "cli")]

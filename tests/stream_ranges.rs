@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use ringread::ranges::ByteRange;
 use ringread::stream::Driver;
-use ringread::{Error, Source};
+use ringread::{Error, ReadOptions, Source};
 
 mod common;
 use common::random_bytes;
@@ -186,7 +186,16 @@ fn a_read_at_keeps_the_driver_busy_until_its_task_is_woken() {
     let driver = Driver::with_threads(1).unwrap();
     let gate = WakeGate::new();
     let _open = OpenOnDrop(Arc::clone(&gate));
-    let file = driver.range_file(&path).unwrap();
+    // The read goes to the driver's thread (a cached one would complete in the first poll).
+    let no_fast = ReadOptions::builder()
+        .cached_fast_path(false)
+        .build()
+        .unwrap();
+    let file = driver
+        .with_options(no_fast)
+        .unwrap()
+        .range_file(&path)
+        .unwrap();
     let mut read = Box::pin(file.read_at(100, 4096));
     let waker = gate.waker();
     assert!(read
@@ -290,4 +299,44 @@ fn a_pipe_is_refused() {
     let driver = Driver::with_threads(1).unwrap();
     let e = driver.range_file(Source::file(r, "a pipe")).unwrap_err();
     assert!(matches!(e, Error::InvalidOptions(_)), "{e}");
+}
+
+/// A `read_at` of cached bytes is read on the polling thread (`RWF_NOWAIT`) and resolves in its
+/// first poll, crossing no thread; one of bytes the cache lacks goes to the driver's thread. Both
+/// give the file's bytes, at the edges of pages and of the file.
+#[test]
+fn a_cached_read_at_resolves_in_its_first_poll_and_an_uncached_one_goes_to_the_driver() {
+    use std::os::fd::AsRawFd;
+    let dir = tmpdir("ringread-read-at-fast-");
+    let data = random_bytes(3 * 4096 + 17, 8);
+    let path = write_file(dir.path(), "f", &data);
+    let driver = Driver::with_threads(1).unwrap();
+    let file = driver.range_file(&path).unwrap();
+    std::fs::read(&path).unwrap();
+    for (offset, len) in [
+        (0, 1),
+        (4095, 2),
+        (4096, 4096),
+        (100, 3 * 4096),
+        (3 * 4096, 100),
+    ] {
+        let before = driver.stats().cached_chunks;
+        let mut read = Box::pin(file.read_at(offset, len));
+        let got = match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => r.unwrap(),
+            Poll::Pending => panic!("a cached read_at({offset}, {len}) waited"),
+        };
+        let end = (offset as usize + len).min(data.len());
+        assert!(got == data[offset as usize..end], "{offset} {len}");
+        assert_eq!(driver.stats().cached_chunks, before + 1);
+    }
+    // Not cached: the driver reads it.
+    let f = std::fs::File::open(&path).unwrap();
+    f.sync_all().unwrap(); // dirty pages are not dropped
+                           // SAFETY: posix_fadvise on a descriptor `f` owns; no memory is passed.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let before = driver.stats().cached_chunks;
+    let got = runtime().block_on(file.read_exact_at(4000, 8000)).unwrap();
+    assert!(got == data[4000..12000]);
+    assert_eq!(driver.stats().cached_chunks, before, "read by the driver");
 }

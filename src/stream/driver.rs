@@ -236,6 +236,13 @@ impl Driver {
         self.inner.pool.budget()
     }
 
+    /// Whether bytes kept for long are to be copied out of the driver's buffers
+    /// ([`Pool::pressed`](super::pool::Pool::pressed)).
+    #[cfg(feature = "object-store")]
+    pub(crate) fn pressed(&self) -> bool {
+        self.inner.pool.pressed()
+    }
+
     /// Why this driver reads without io_uring, if it does.
     pub fn notice(&self) -> Option<&Notice> {
         self.inner.notice.as_ref()

@@ -152,6 +152,7 @@
 
 mod chunk;
 mod driver;
+mod fetch;
 mod file;
 mod front;
 mod lane;

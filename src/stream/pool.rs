@@ -557,6 +557,12 @@ impl Pool {
         self.lock().lent
     }
 
+    /// Whether the buffers handed out hold more than half the budget: bytes a caller may keep for
+    /// long are then copied out of the pool's buffers, so that reads can go on.
+    pub(super) fn pressed(&self) -> bool {
+        self.lent() > self.budget / 2
+    }
+
     /// Wakes every waiting stream (the driver was cancelled).
     pub(super) fn wake_all(&self) {
         let waiters = std::mem::take(&mut self.lock().waiters);

@@ -16,13 +16,14 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
 use super::driver::{Driver, DriverInner};
-use super::lane::{ReadOp, ReadOwner};
+use super::lane::{read_with, ReadOp, ReadOwner};
 use super::pool::{Buf, Pool, Take};
 use crate::chunks::{Chunks, Piece, Step, Via};
 use crate::error::{Error, Result};
@@ -54,6 +55,9 @@ struct FileInner {
     direct: Option<(OwnedFd, usize)>,
     /// Choices made differently from the options (`O_DIRECT` refused), with reasons.
     notices: Vec<Notice>,
+    /// Reads try the page cache on the polling thread first (`RWF_NOWAIT`): the options' cached
+    /// fast path, buffered reads only; off for good once the file system refuses `RWF_NOWAIT`.
+    fast: AtomicBool,
 }
 
 impl std::fmt::Debug for RangeFile {
@@ -115,6 +119,7 @@ impl Driver {
                 driver: Arc::clone(&self.inner),
                 file,
                 path: Arc::from(name),
+                fast: AtomicBool::new(opts.cached_fast_path() && ins.direct.is_none()),
                 direct: ins.direct,
                 notices: ins.notices,
             }),
@@ -136,6 +141,17 @@ impl RangeFile {
     /// Choices made differently from the options, with reasons (`O_DIRECT` refused).
     pub fn notices(&self) -> &[Notice] {
         &self.inner.notices
+    }
+
+    /// Whether bytes kept for long are to be copied out of the driver's buffers
+    /// ([`Pool::pressed`]).
+    pub(crate) fn pressed(&self) -> bool {
+        self.inner.driver.pool.pressed()
+    }
+
+    /// The driver's buffer budget in bytes.
+    pub(crate) fn budget(&self) -> usize {
+        self.inner.driver.pool.budget()
     }
 
     /// Reads `len` bytes at `offset`, as `pread(2)` does: fewer only at the end of the file (none
@@ -354,7 +370,7 @@ impl ReadAt {
     /// The first poll: takes a buffer (within the budget, or waits until one comes back) and
     /// submits the read.
     fn start(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
-        let driver = &self.file.inner.driver;
+        let driver = Arc::clone(&self.file.inner.driver);
         let len = Pool::stride(self.piece.want as usize);
         let buf = match driver.pool.take(len, 0, true, cx.waker()) {
             Ok(Take::Got(b)) => b,
@@ -369,6 +385,18 @@ impl ReadAt {
                 return Poll::Ready(Err(e));
             }
         };
+        if self.file.inner.fast.load(Ordering::Relaxed) {
+            match self.read_here(&buf) {
+                Some(Step::Ready { .. }) => return Poll::Ready(self.deliver(buf, cx)),
+                Some(Step::Failed { errno }) => {
+                    self.done = true;
+                    self.file.inner.driver.pool.give([buf]);
+                    return Poll::Ready(Err(self.error(io::Error::from_raw_os_error(errno))));
+                }
+                // The cache lacks (the rest of) it: the driver reads on from where this stopped.
+                _ => {}
+            }
+        }
         let shared = Arc::new(AtShared {
             state: Mutex::new(AtState {
                 buf: Some(buf),
@@ -421,43 +449,87 @@ impl ReadAt {
                 Poll::Ready(Err(self.error(io::Error::from_raw_os_error(errno))))
             }
             Step::Ready { .. } => {
-                self.done = true;
-                let filled = self.piece.filled as usize;
-                // The asked bytes within what was read.
-                let end = filled.min(self.skip + self.len);
-                if self.exact && end < self.skip + self.len {
-                    drop(st);
-                    self.shared = None;
-                    return Poll::Ready(Err(self.error(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "the file ends (or shrank) before the {} bytes asked for",
-                            self.len
-                        ),
-                    ))));
-                }
-                let mut buf = st.buf.take().expect("the read's buffer");
+                let buf = st.buf.take().expect("the read's buffer");
                 drop(st);
                 self.shared = None;
-                // The bytes are the polling task's now: booked to it until they are dropped.
-                let mut anywhere = u32::MAX;
-                driver
-                    .pool
-                    .hand_out(&mut buf, cx.waker(), &self.file.inner.path, &mut anywhere);
-                let bytes = Bytes::from_owner(PoolBytes {
-                    buf: Some(buf),
-                    pool: Arc::clone(&driver.pool),
-                    len: filled,
-                });
-                Poll::Ready(Ok(if end <= self.skip {
-                    Bytes::new()
-                } else if self.skip == 0 && end == filled {
-                    bytes
-                } else {
-                    bytes.slice(self.skip..end)
-                }))
+                Poll::Ready(self.deliver(buf, cx))
             }
         }
+    }
+
+    /// The read is done (`piece` filled to the end or the file's end): the asked bytes over `buf`,
+    /// or, for `read_exact_at` of a range the file ends before, the error (and `buf` back to the
+    /// pool).
+    fn deliver(&mut self, mut buf: Buf, cx: &Context<'_>) -> Result<Bytes> {
+        self.done = true;
+        let pool = &self.file.inner.driver.pool;
+        let filled = self.piece.filled as usize;
+        // The asked bytes within what was read.
+        let end = filled.min(self.skip + self.len);
+        if self.exact && end < self.skip + self.len {
+            pool.give([buf]);
+            return Err(self.error(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ends (or shrank) before the {} bytes asked for",
+                    self.len
+                ),
+            )));
+        }
+        // The bytes are the polling task's now: booked to it until they are dropped.
+        let mut anywhere = u32::MAX;
+        pool.hand_out(&mut buf, cx.waker(), &self.file.inner.path, &mut anywhere);
+        let bytes = Bytes::from_owner(PoolBytes {
+            buf: Some(buf),
+            pool: Arc::clone(pool),
+            len: filled,
+        });
+        Ok(if end <= self.skip {
+            Bytes::new()
+        } else if self.skip == 0 && end == filled {
+            bytes
+        } else {
+            bytes.slice(self.skip..end)
+        })
+    }
+
+    /// The cached fast path of a `read_at` (as a stream's, `FileStream::read_here`): the read on
+    /// the polling thread with `RWF_NOWAIT`, so only what the page cache holds is copied and the
+    /// poll never waits for a device; read on (a few reads at most) while each moves on. The step
+    /// the rules made of the last result; `None`: the cache lacks the rest (or the file system
+    /// refuses `RWF_NOWAIT`, and this file's reads no longer try), which the driver then reads.
+    fn read_here(&mut self, buf: &Buf) -> Option<Step> {
+        for _ in 0..4 {
+            let r = self.rules.next_read(&self.piece);
+            // SAFETY: `buf_offset + len` lies within the piece, within `buf`, which this read
+            // holds alone (nothing of it is in flight) and which stays allocated during the call;
+            // the descriptor is the file's, open while `self.file` is held.
+            let res = unsafe {
+                read_with(
+                    self.file.inner.file.as_raw_fd(),
+                    buf.ptr().wrapping_add(r.buf_offset),
+                    r.len,
+                    r.offset,
+                    libc::RWF_NOWAIT,
+                )
+            };
+            if res == -libc::EOPNOTSUPP || res == -libc::EINVAL {
+                self.file.inner.fast.store(false, Ordering::Relaxed);
+                return None;
+            }
+            if res == -libc::EAGAIN {
+                return None;
+            }
+            match self.rules.complete(&mut self.piece, res) {
+                Step::Again => continue,
+                step => {
+                    let counters = &self.file.inner.driver.counters;
+                    counters.cached_chunks.fetch_add(1, Ordering::Relaxed);
+                    return Some(step);
+                }
+            }
+        }
+        None
     }
 }
 
