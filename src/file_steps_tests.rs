@@ -222,7 +222,7 @@ fn an_empty_file_is_a_read_of_0_in_chunks_and_no_read_whole() {
     f.handed(true);
     assert_eq!(f.end(), Some(End::Read(0)));
 
-    let mut f = opened(whole(), stat(0));
+    let f = opened(whole(), stat(0));
     assert_eq!(f.end(), Some(End::Read(0)));
     assert_eq!(f.buffer_len(), 0);
     assert_eq!(f.next(), Io::Close);
