@@ -3,9 +3,12 @@
 //! files overlap (that is where a device's parallelism is, and what `xargs -P` gets from processes).
 //!
 //! Each file in flight has a slot: one buffer of `chunk` bytes and one step in the kernel at a time.
-//! Its chunks are read one after another into that buffer, by [`Chunks`] (the same rules as every
-//! path), and handed to the file's own processor as they come: files are processed in the order
-//! their reads complete, each file's chunks in file order.
+//! Its life — `statx`, open, reads, the read that finds the end, close, and what each completion
+//! means — is its [`FileSteps`] (the one per-file state machine, which the async driver's whole
+//! files drive too; its reads follow [`Chunks`](crate::chunks::Chunks), the same rules as every
+//! path); this engine does what the steps ask, on the ring, and hands each chunk to the file's own
+//! processor as it comes: files are processed in the order their reads complete, each file's
+//! chunks in file order.
 //!
 //! A file takes three trips to the kernel where the rules allow: its `statx`; its open, linked to
 //! its first read, linked to the read that finds its end; its close. Where the ring has a table of

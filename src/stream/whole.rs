@@ -7,8 +7,9 @@
 //! The op is boxed, and owns everything the kernel is given a pointer to (the path, the `statx`
 //! record, the buffer through its [`Lease`]) in heap allocations that do not move with it; the lane
 //! keeps the op in its slab until the operation's completion is reaped: nothing the kernel may
-//! still write is freed before. The op says what to do next ([`WholeOp::io`]) and what a
-//! completion means ([`LaneWork::complete`]); the lane performs it on its ring
+//! still write is freed before. The op's [`FileSteps`] (the one per-file state machine, which the
+//! many-files engine drives too) say what to do next ([`WholeOp::io`]) and what a completion means
+//! ([`LaneWork::complete`]); the lane performs it on its ring
 //! ([`LaneWork::push`]), or with the system call itself ([`system_call`]) where the ring is refused
 //! and for FUSE files.
 //!
