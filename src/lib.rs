@@ -45,6 +45,7 @@ mod chunks;
 mod engine;
 pub mod error;
 mod file;
+mod file_steps;
 mod mapped;
 #[cfg(feature = "net")]
 pub mod net;

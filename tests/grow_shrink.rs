@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use ringread::processor::from_fn;
 use ringread::stream::Driver;
-use ringread::{Chunk, ReadOptions, Reader, Source};
+use ringread::{Backend, Chunk, ReadOptions, Reader, Source};
 
 mod common;
 use common::stream::runtime;
@@ -52,11 +52,14 @@ fn case(first: &[u8]) -> Case {
     Case { _dir: dir, path }
 }
 
-fn reader() -> Reader {
+/// A reader of chunks of [`CHUNK`], two in flight, on `backend` (`Pread`: many files through the
+/// pool of threads, one file through the `pread(2)` lanes).
+fn reader_on(backend: Backend) -> Reader {
     Reader::new(
         ReadOptions::builder()
             .chunk_size(CHUNK)
             .depth(2)
+            .backend(backend)
             .build()
             .unwrap(),
     )
@@ -76,6 +79,16 @@ fn driver(fast: bool) -> Driver {
 
 /// Reads `path` (`each`: with `read_each`, else `read`) while `change` runs once, when the first chunk reaches the processor.
 fn sync_read(path: &Path, each: bool, change: impl Fn(&Path) + Sync) -> Vec<u8> {
+    sync_read_on(Backend::Auto, path, each, change)
+}
+
+/// [`sync_read`] with a reader on `backend`.
+fn sync_read_on(
+    backend: Backend,
+    path: &Path,
+    each: bool,
+    change: impl Fn(&Path) + Sync,
+) -> Vec<u8> {
     let mut got = Vec::new();
     let mut changed = false;
     let mut proc = from_fn(|c: &Chunk<'_>| {
@@ -89,7 +102,7 @@ fn sync_read(path: &Path, each: bool, change: impl Fn(&Path) + Sync) -> Vec<u8> 
     if each {
         let mut one = Some(proc);
         let mut result = None;
-        reader()
+        reader_on(backend)
             .read_each(
                 Source::paths([path]),
                 |_, _| one.take().expect("one input"),
@@ -98,7 +111,7 @@ fn sync_read(path: &Path, each: bool, change: impl Fn(&Path) + Sync) -> Vec<u8> 
             .unwrap();
         result.unwrap().unwrap();
     } else {
-        reader().read(path, &mut proc).unwrap();
+        reader_on(backend).read(path, &mut proc).unwrap();
     }
     got
 }
@@ -177,6 +190,10 @@ fn a_file_that_grows_while_read_is_read_to_its_new_end_on_every_path() {
             sync_read(&case(&first).path, true, &grow),
         ),
         (
+            "Reader::read_each, pread pool",
+            sync_read_on(Backend::Pread, &case(&first).path, true, &grow),
+        ),
+        (
             "Driver::chunks",
             chunks_read(&driver, &case(&first).path, &grow),
         ),
@@ -218,6 +235,10 @@ fn a_file_that_shrinks_while_read_ends_at_its_new_end_on_every_path() {
         (
             "Reader::read_each",
             sync_read(&case(&first).path, true, shrink_it),
+        ),
+        (
+            "Reader::read_each, pread pool",
+            sync_read_on(Backend::Pread, &case(&first).path, true, shrink_it),
         ),
         (
             "Driver::chunks",

@@ -3,9 +3,12 @@
 //! files overlap (that is where a device's parallelism is, and what `xargs -P` gets from processes).
 //!
 //! Each file in flight has a slot: one buffer of `chunk` bytes and one step in the kernel at a time.
-//! Its chunks are read one after another into that buffer, by [`Chunks`] (the same rules as every
-//! path), and handed to the file's own processor as they come: files are processed in the order
-//! their reads complete, each file's chunks in file order.
+//! Its life — `statx`, open, reads, the read that finds the end, close, and what each completion
+//! means — is its [`FileSteps`] (the one per-file state machine, which the async driver's whole
+//! files drive too; its reads follow [`Chunks`](crate::chunks::Chunks), the same rules as every
+//! path); this engine does what the steps ask, on the ring, and hands each chunk to the file's own
+//! processor as it comes: files are processed in the order their reads complete, each file's
+//! chunks in file order.
 //!
 //! A file takes three trips to the kernel where the rules allow: its `statx`; its open, linked to
 //! its first read, linked to the read that finds its end; its close. Where the ring has a table of
@@ -34,8 +37,8 @@ use std::path::{Path, PathBuf};
 
 use crate::buf::{Arena, Chunk};
 use crate::cancel::Cancel;
-use crate::chunks::{Chunks, Piece, Step};
 use crate::error::{Error, Result};
+use crate::file_steps::{verdict, End, Event, FileSteps, Io, Phase, Refusal, Shape, Stat};
 use crate::processor::{Combine, Prepare};
 use crate::residency::{dontcache_supported, dontcache_supported_at};
 use crate::ring::{FileRef, PathQueue, ReadReq, Statx};
@@ -132,19 +135,6 @@ pub(crate) struct Settings<'a> {
 /// and outcome.
 type Done<Pr, C> = VecDeque<Option<(usize, PathBuf, Outcome<Pr, C>)>>;
 
-/// What a slot is waiting for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Its `statx`.
-    Stat,
-    /// Its open, as a process descriptor (nothing linked to it).
-    Open,
-    /// Its reads (and the open linked before them, if any).
-    Read,
-    /// Its close.
-    Close,
-}
-
 /// Which operation a completion is for: the low bits of its `user_data`.
 const OP_STAT: u64 = 0;
 const OP_OPEN: u64 = 1;
@@ -161,41 +151,37 @@ struct Slot<Pr, C> {
     path: PathBuf,
     cpath: CString,
     statx: Box<Statx>,
-    phase: Phase,
+    /// Its life: what to do next, what each completion means (see [`FileSteps`]).
+    steps: FileSteps,
     /// Opened, and not yet closed.
     file: Option<FileRef>,
-    /// Opened (or being opened) into the ring's file table.
+    /// Opened (or being opened) into the ring's file table, linked to its first read.
     fixed: bool,
+    /// Its close was pushed.
+    closing: bool,
     /// Holds (or is opening) one of the process descriptors this run counts against `fd_limit`.
     counted: bool,
     /// Operations of the current step still in the kernel.
     pending: u8,
     /// The results of the current step: the linked open, the read, and the read that finds the
-    /// end (its file offset, and its result once in).
+    /// end (its result once in), if one was linked.
     open_res: Option<i32>,
     read_res: Option<i32>,
-    probe: Option<(u64, Option<i32>)>,
-    rules: Chunks,
-    piece: Piece,
-    bytes: u64,
+    probe: Option<Option<i32>>,
     began: bool,
+    /// Its processor's error (the file's own are its steps' [`End`]).
     error: Option<Error>,
-    /// Opened, then found to be for the caller to read (its descriptor is closed first).
-    defer: bool,
     work: Option<(Pr, C)>,
 }
 
 impl<Pr, C> Slot<Pr, C> {
-    /// A slot for input `index` (`global` among all inputs), at `phase`, nothing in flight yet.
-    #[allow(clippy::too_many_arguments)]
+    /// A slot for input `index` (`global` among all inputs), at `steps`, nothing in flight yet.
     fn new(
-        index: usize,
-        global: usize,
+        (index, global): (usize, usize),
         path: PathBuf,
         cpath: CString,
         statx: Box<Statx>,
-        phase: Phase,
-        rules: Chunks,
+        steps: FileSteps,
         work: (Pr, C),
     ) -> Self {
         Slot {
@@ -204,54 +190,27 @@ impl<Pr, C> Slot<Pr, C> {
             path,
             cpath,
             statx,
-            phase,
+            steps,
             file: None,
             fixed: false,
+            closing: false,
             counted: false,
             pending: 0,
             open_res: None,
             read_res: None,
             probe: None,
-            rules,
-            piece: Piece {
-                k: 0,
-                offset: 0,
-                want: 0,
-                filled: 0,
-            },
-            bytes: 0,
             began: false,
             error: None,
-            defer: false,
             work: Some(work),
         }
     }
 }
 
 impl<Pr: Prepare, C: Combine<Pr::Part>> Slot<Pr, C> {
-    /// Books the results of a read step by the rules: the read's, and, where it stopped exactly
-    /// at the size hint, the linked read's that finds the end (the rest of it).
-    fn book(&mut self) -> Step {
-        let res = self.read_res.take().expect("a read in the step");
-        let probe = self.probe.take();
-        let rules = self.rules;
-        let mut step = rules.complete(&mut self.piece, res);
-        if step == Step::Again {
-            // The read stopped short: if exactly at the size hint, the linked read is the rest.
-            if let Some((at, Some(r))) = probe {
-                if self.piece.offset + u64::from(self.piece.filled) == at {
-                    step = rules.complete(&mut self.piece, r);
-                }
-            }
-        }
-        step
-    }
-
-    /// Hands the step's bytes, in slot `i` of `arena`, to the processor (beginning it first, on
-    /// the file's first step): whether it wants more, or `None` if it failed (its error kept).
-    fn hand_over(&mut self, arena: &Arena, i: usize) -> Option<bool> {
-        let filled = self.piece.filled as usize;
-        let offset = self.piece.offset;
+    /// Hands the step's `filled` bytes at file `offset`, in slot `i` of `arena`, to the processor
+    /// (beginning it first, on the file's first step): whether it wants more, or `None` if it
+    /// failed (its error kept).
+    fn hand_over(&mut self, arena: &Arena, i: usize, offset: u64, filled: usize) -> Option<bool> {
         if filled == 0 && self.began {
             return Some(true);
         }
@@ -277,10 +236,7 @@ impl<Pr: Prepare, C: Combine<Pr::Part>> Slot<Pr, C> {
         let chunk = Chunk::new(offset, data);
         let part = pr.prepare(&chunk);
         match c.combine(&chunk, part) {
-            Ok(more) => {
-                self.bytes += filled as u64;
-                Some(more)
-            }
+            Ok(more) => Some(more),
             Err(source) => {
                 self.error = Some(Error::Process {
                     path: self.path.clone(),
@@ -289,6 +245,21 @@ impl<Pr: Prepare, C: Combine<Pr::Part>> Slot<Pr, C> {
                 });
                 None
             }
+        }
+    }
+
+    /// Finishes the processor, if it began, once the file is read to its end (its error kept).
+    fn finish_processor(&mut self) {
+        if !self.began || !matches!(self.steps.end(), Some(End::Read(_))) {
+            return;
+        }
+        let (_, c) = self.work.as_mut().expect("work");
+        if let Err(source) = c.finish() {
+            self.error = Some(Error::Process {
+                path: self.path.clone(),
+                offset: self.steps.bytes(),
+                source,
+            });
         }
     }
 }
@@ -343,10 +314,7 @@ impl<Q: PathQueue, Pr, C> Drop for InFlight<'_, Q, Pr, C> {
             // (an open that waits in io-wq, say for a FIFO that replaced a file after its statx)
             // is cancelled; closes are left to finish.
             for (i, slot) in self.slots.iter().enumerate() {
-                if slot
-                    .as_ref()
-                    .is_some_and(|s| s.pending > 0 && s.phase != Phase::Close)
-                {
+                if slot.as_ref().is_some_and(|s| s.pending > 0 && !s.closing) {
                     for op in [OP_STAT, OP_OPEN, OP_READ, OP_PROBE] {
                         let _ = self.ring.cancel(tag(i, op));
                     }
@@ -356,7 +324,7 @@ impl<Q: PathQueue, Pr, C> Drop for InFlight<'_, Q, Pr, C> {
         self.reap();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
-            if slot.phase == Phase::Close {
+            if slot.closing {
                 // Its close was pushed: done, or (if reaping gave up) perhaps still to come. The
                 // descriptor is not ours to close again.
                 continue;
@@ -520,7 +488,7 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
                 self.free.pop();
                 self.fly.slots[i] = Some(slot);
                 self.next += 1;
-                read_next(&mut self.fly, self.s, self.arena, i, 0, false)
+                self.proceed(i)
             }
             Err((path, outcome)) => {
                 self.done[self.next - self.head] = Some((global, path, outcome));
@@ -543,12 +511,10 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
             return Ok(());
         };
         self.free.pop();
-        let s = self.s;
-        let rules = Chunks::new(0, s.chunk, s.max_bytes, 0, true, None);
+        let steps = FileSteps::new(shape(self.s), self.s.large);
         // SAFETY: all-zero is a valid statx record (the kernel fills it).
         let statx = Box::new(unsafe { std::mem::zeroed() });
-        let index = self.next;
-        let mut slot = Slot::new(index, global, path, cpath, statx, Phase::Stat, rules, work);
+        let mut slot = Slot::new((self.next, global), path, cpath, statx, steps, work);
         slot.pending = 1;
         let out: *mut Statx = &mut *slot.statx;
         // SAFETY: the path and the statx record are the slot's, boxed or heap-allocated so they
@@ -598,12 +564,13 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
             let (i, op) = untag(ud);
             let slot = self.fly.slots[i].as_mut().expect("a slot in flight");
             slot.pending -= 1;
-            let phase = slot.phase;
-            match phase {
-                Phase::Stat => self.on_stat(i, res)?,
-                Phase::Open => self.on_open(i, res)?,
-                Phase::Read => self.on_read(i, op, res)?,
-                Phase::Close => self.on_close(i)?,
+            // An open linked to its first read is part of the read step.
+            let linked = slot.fixed;
+            match op {
+                OP_STAT => self.on_stat(i, res)?,
+                OP_OPEN if !linked => self.on_open(i, res)?,
+                OP_CLOSE => self.on_close(i)?,
+                _ => self.on_read(i, op, res)?,
             }
         }
         Ok(())
@@ -614,37 +581,26 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
     fn on_stat(&mut self, i: usize, res: i32) -> Result<()> {
         let s = self.s;
         let slot = self.fly.slots[i].as_mut().expect("slot");
-        if res < 0 {
-            slot.error = Some(Error::Open {
-                path: slot.path.clone(),
-                source: io::Error::from_raw_os_error(-res),
-            });
+        let st = Stat::of_statx(&slot.statx);
+        slot.steps.stat_done(res, st);
+        let dev = libc::makedev(slot.statx.stx_dev_major, slot.statx.stx_dev_minor);
+        if slot.steps.phase() == Phase::Open
+            && s.dontcache
+            && !dontcache_supported_at(&slot.cpath, dev)
+        {
+            slot.steps.refuse(Refusal::Elsewhere);
+        }
+        if slot.steps.phase() != Phase::Open {
             self.finish(i);
             return Ok(());
         }
-        let regular = u32::from(slot.statx.stx_mode) & libc::S_IFMT == libc::S_IFREG;
-        let dev = libc::makedev(slot.statx.stx_dev_major, slot.statx.stx_dev_minor);
-        if !regular
-            || slot.statx.stx_size > s.large
-            || (s.dontcache && !dontcache_supported_at(&slot.cpath, dev))
-        {
-            let slot = self.fly.slots[i].take().expect("slot");
-            let (pr, c) = slot.work.expect("work");
-            self.done[slot.index - self.head] =
-                Some((slot.global, slot.path, Outcome::Deferred(None, pr, c)));
-            self.free.push(i);
-            return Ok(());
-        }
-        slot.rules = Chunks::new(0, s.chunk, s.max_bytes, slot.statx.stx_size, true, None);
         // Anonymous devices (major 0) may be FUSE, whose files the caller reads: they are opened
         // as process descriptors, for the check.
-        // A first chunk past the limit (`max_bytes` 0) has no read to link: the open goes alone.
-        if s.fixed_files && slot.statx.stx_dev_major != 0 && slot.rules.piece(0, 0).is_some() {
+        // A file with no read to do (`max_bytes` 0) has no read to link: the open goes alone.
+        if s.fixed_files && !st.anonymous() && slot.steps.has_read() {
             slot.fixed = true;
-            slot.phase = Phase::Read;
-            return read_next(&mut self.fly, s, self.arena, i, 0, true);
+            return read_next(&mut self.fly, s, self.arena, i, true);
         }
-        slot.phase = Phase::Open;
         if self.fly.fds >= s.fd_limit {
             self.fly.starved.push(i); // opened when one of this run's descriptors is closed
             return Ok(());
@@ -656,37 +612,27 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
     /// for a descriptor (`EMFILE`, `ENFILE`), or end it with the error.
     fn on_open(&mut self, i: usize, res: i32) -> Result<()> {
         let slot = self.fly.slots[i].as_mut().expect("slot");
-        match res {
-            e if e == -libc::EMFILE || e == -libc::ENFILE => {
-                slot.counted = false;
-                self.fly.fds -= 1;
-                self.fly.starved.push(i);
-            }
-            e if e < 0 => {
-                slot.counted = false;
-                self.fly.fds -= 1;
-                slot.error = Some(Error::Open {
-                    path: slot.path.clone(),
-                    source: io::Error::from_raw_os_error(-e),
-                });
-                self.finish(i);
-            }
-            fd => {
-                self.starved_waits = 0;
-                slot.file = Some(FileRef::Fd(fd));
-                // Files the engine must not read with io_uring (FUSE, see the Reader) go back to
-                // the caller. Only anonymous devices (major 0: FUSE, tmpfs, overlay, btrfs) need
-                // the check.
-                if slot.statx.stx_dev_major == 0 && (self.s.read_elsewhere)(fd) {
-                    slot.defer = true;
-                    close(&mut self.fly, i)?;
-                } else {
-                    slot.phase = Phase::Read;
-                    read_next(&mut self.fly, self.s, self.arena, i, 0, false)?;
-                }
+        if res == -libc::EMFILE || res == -libc::ENFILE {
+            slot.counted = false;
+            self.fly.fds -= 1;
+            self.fly.starved.push(i);
+            return Ok(());
+        }
+        slot.steps.open_done(res);
+        if res < 0 {
+            slot.counted = false;
+            self.fly.fds -= 1;
+        } else {
+            self.starved_waits = 0;
+            slot.file = Some(FileRef::Fd(res));
+            // Files the engine must not read with io_uring (FUSE, see the Reader) go back to
+            // the caller. Only anonymous devices (major 0: FUSE, tmpfs, overlay, btrfs) need
+            // the check.
+            if slot.statx.stx_dev_major == 0 && (self.s.read_elsewhere)(res) {
+                slot.steps.refuse(Refusal::Elsewhere);
             }
         }
-        Ok(())
+        self.proceed(i)
     }
 
     /// One operation of a read step came back (the linked open, the read, or the read that finds
@@ -701,7 +647,7 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
                 }
             }
             OP_PROBE => {
-                if let Some((_, r)) = &mut slot.probe {
+                if let Some(r) = &mut slot.probe {
                     *r = Some(res);
                 }
             }
@@ -717,6 +663,7 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
     fn on_close(&mut self, i: usize) -> Result<()> {
         let slot = self.fly.slots[i].as_mut().expect("slot");
         slot.file = None;
+        slot.steps.closed();
         let freed = std::mem::take(&mut slot.counted);
         self.finish(i);
         if freed {
@@ -729,53 +676,42 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
         Ok(())
     }
 
-    /// Every operation of a read step came back: book the results by the rules, hand the chunk
-    /// over, and read on, or close.
+    /// Every operation of a read step came back: book the results by the file's steps, hand the
+    /// chunk over, and go on.
     fn settle(&mut self, i: usize) -> Result<()> {
         let slot = self.fly.slots[i].as_mut().expect("slot");
-        if let Some(e) = slot.open_res.take().filter(|&r| r < 0) {
-            // The open failed; the reads linked to it were cancelled.
-            slot.error = Some(Error::Open {
-                path: slot.path.clone(),
-                source: io::Error::from_raw_os_error(-e),
-            });
-            slot.probe = None;
-            self.finish(i);
-            return Ok(());
-        }
-        let step = slot.book();
-        if step == Step::Again {
-            let k = slot.piece.k;
-            return read_next(&mut self.fly, self.s, self.arena, i, k, false);
-        }
-        let Some(go_on) = slot.hand_over(self.arena, i) else {
-            return close(&mut self.fly, i); // the processor failed
-        };
-        match step {
-            Step::Failed { errno } => {
-                slot.error = Some(Error::Read {
-                    path: slot.path.clone(),
-                    offset: slot.piece.offset + u64::from(slot.piece.filled),
-                    source: io::Error::from_raw_os_error(errno),
-                });
-                close(&mut self.fly, i)
+        let read = slot.read_res.take().expect("a read in the step");
+        let probe = slot.probe.take().flatten();
+        if let Some(res) = slot.open_res.take() {
+            slot.steps.open_done(res);
+            if slot.steps.phase() != Phase::Read {
+                // The open failed; the reads linked to it were cancelled.
+                return self.proceed(i);
             }
-            Step::Ready { last: false } if go_on => {
-                let k = slot.piece.k + 1;
-                slot.piece.want = 0;
-                read_next(&mut self.fly, self.s, self.arena, i, k, false)
-            }
-            _ => {
-                let (_, c) = slot.work.as_mut().expect("work");
-                if let Err(source) = c.finish() {
-                    slot.error = Some(Error::Process {
-                        path: slot.path.clone(),
-                        offset: slot.bytes,
-                        source,
-                    });
+        }
+        if let Event::Chunk { offset, len } = slot.steps.read_done(read, probe) {
+            match slot.hand_over(self.arena, i, offset, len) {
+                Some(more) => {
+                    slot.steps.handed(more);
+                    slot.finish_processor();
                 }
-                close(&mut self.fly, i)
+                None => slot.steps.stop(), // the processor failed
             }
+        }
+        self.proceed(i)
+    }
+
+    /// Does what slot `i`'s steps say comes next: a read, its close, or its outcome.
+    fn proceed(&mut self, i: usize) -> Result<()> {
+        let slot = self.fly.slots[i].as_ref().expect("slot");
+        match slot.steps.next() {
+            Io::Read { .. } => read_next(&mut self.fly, self.s, self.arena, i, false),
+            Io::Close => close(&mut self.fly, i),
+            Io::Done => {
+                self.finish(i);
+                Ok(())
+            }
+            io => unreachable!("{io:?} after a read, an open or a stat"),
         }
     }
 
@@ -783,10 +719,17 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
     fn finish(&mut self, i: usize) {
         let slot = self.fly.slots[i].take().expect("slot");
         let (pr, c) = slot.work.expect("work");
-        let outcome = match slot.error {
-            Some(e) => Outcome::Read(Err(e), c),
-            None if slot.defer => Outcome::Deferred(None, pr, c),
-            None => Outcome::Read(Ok(slot.bytes), c),
+        let outcome = match (slot.error, slot.steps.end()) {
+            (Some(e), _) => Outcome::Read(Err(e), c),
+            (None, Some(End::Refused(_))) => Outcome::Deferred(None, pr, c),
+            (None, Some(End::Failed(f))) => Outcome::Read(Err(f.error(&slot.path)), c),
+            (None, Some(End::Cancelled)) => Outcome::Read(
+                Err(Error::Interrupted {
+                    path: slot.path.clone(),
+                }),
+                c,
+            ),
+            (None, _) => Outcome::Read(Ok(slot.steps.bytes()), c),
         };
         self.done[slot.index - self.head] = Some((slot.global, slot.path, outcome));
         self.free.push(i);
@@ -816,34 +759,37 @@ fn opened<Pr, C>(
         };
         return Err((path, Outcome::Read(Err(e), c)));
     }
-    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
-    let size = st.st_size.max(0) as u64;
-    if !regular
-        || size > s.large
-        || (libc::major(st.st_dev) == 0 && (s.read_elsewhere)(fd))
+    let stat = Stat::of_stat(&st);
+    if verdict(stat, s.large).is_err()
+        || (stat.anonymous() && (s.read_elsewhere)(fd))
         || (s.dontcache && !dontcache_supported(fd, st.st_dev))
     {
         return Err((path, Outcome::Deferred(Some(file), pr, c)));
     }
     // SAFETY: lseek on a descriptor `file` owns.
     let start = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }.max(0) as u64;
-    // SAFETY: all-zero is a valid statx record; only its size is looked at from here on.
-    let mut statx: Box<Statx> = Box::new(unsafe { std::mem::zeroed() });
-    statx.stx_size = size;
-    let rules = Chunks::new(start, s.chunk, s.max_bytes, size, true, None);
+    let steps = FileSteps::opened(shape(s), stat, start);
+    // SAFETY: all-zero is a valid statx record, never looked at for an opened file.
+    let statx: Box<Statx> = Box::new(unsafe { std::mem::zeroed() });
     let mut slot = Slot::new(
-        index,
-        global,
+        (index, global),
         path,
         CString::default(),
         statx,
-        Phase::Read,
-        rules,
+        steps,
         (pr, c),
     );
     // From here on this run owns the descriptor, and closes it.
     slot.file = Some(FileRef::Fd(file.into_raw_fd()));
     Ok(slot)
+}
+
+/// How the slots read a file: chunk after chunk into the slot's buffer.
+fn shape(s: &Settings<'_>) -> Shape {
+    Shape::Chunks {
+        chunk: s.chunk,
+        max_bytes: s.max_bytes,
+    }
 }
 
 fn tag(slot: usize, op: u64) -> u64 {
@@ -882,26 +828,24 @@ fn open_fd<Q: PathQueue, Pr, C>(fly: &mut InFlight<'_, Q, Pr, C>, i: usize) -> R
     Ok(())
 }
 
-/// Queues the read of chunk `k` (or the rest of the current piece when `k` is its own number),
-/// after the file's open when `open_first` (linked to it), and followed by the read that finds the
-/// end when the file's size falls inside this read.
+/// Queues the read slot `i`'s steps ask for, after the file's open when `open_first` (linked to
+/// it), and followed by the read that finds the end where the steps carry one (hard-linked).
 fn read_next<Q: PathQueue, Pr, C>(
     fly: &mut InFlight<'_, Q, Pr, C>,
     s: &Settings<'_>,
     arena: &Arena,
     i: usize,
-    k: u64,
     open_first: bool,
 ) -> Result<()> {
     let slot = fly.slots[i].as_mut().expect("slot");
-    if slot.piece.k != k || slot.piece.want == 0 {
-        match slot.rules.piece(k, 0) {
-            Some(p) => slot.piece = p,
-            // The byte limit is reached (at chunk 0 only where no open is linked: `on_stat` opens
-            // a file alone when `max_bytes` is 0).
-            None => return close(fly, i),
-        }
-    }
+    let io = if open_first {
+        slot.steps.first_read()
+    } else {
+        Some(slot.steps.next())
+    };
+    let Some(Io::Read { read, probe }) = io else {
+        unreachable!("read_next without a read to do");
+    };
     if open_first {
         slot.open_res = None;
         slot.pending += 1;
@@ -913,19 +857,13 @@ fn read_next<Q: PathQueue, Pr, C>(
         .map_err(ring_error)?;
         fly.ops += 1;
     }
-    let read = slot.rules.next_read(&slot.piece);
     let (fd, fixed_file) = match slot.file {
         Some(FileRef::Fd(fd)) => (fd, false),
         _ => (i as i32, true), // opened (or being opened, linked before) into entry i
     };
-    // The read that finds the end, where the size hint falls inside this read: the one the rules
-    // issue next should this read stop at `st_size`.
-    let size = slot.statx.stx_size;
-    let end = read.offset + u64::from(read.len);
-    let probe = (read.offset < size && size < end).then_some(size);
     let base = ReadReq {
         fd,
-        // SAFETY: buf_offset < want <= chunk = the slot's length.
+        // SAFETY: buf_offset < chunk = the slot's length.
         buf: unsafe { arena.slot_ptr(i).add(read.buf_offset) },
         len: read.len,
         offset: read.offset,
@@ -943,18 +881,17 @@ fn read_next<Q: PathQueue, Pr, C>(
     unsafe { fly.ring.push(base) }.map_err(ring_error)?;
     fly.ops += 1;
     slot.probe = None;
-    if let Some(at) = probe {
-        let skip = (at - read.offset) as usize;
+    if let Some(p) = probe {
         let req = ReadReq {
-            // SAFETY: skip < len, so the pointer stays inside the read's part of slot i.
-            buf: unsafe { base.buf.add(skip) },
-            len: read.len - skip as u32,
-            offset: at,
+            // SAFETY: the probe lies inside the read's part of slot i (its buf_offset < chunk).
+            buf: unsafe { arena.slot_ptr(i).add(p.buf_offset) },
+            len: p.len,
+            offset: p.offset,
             user_data: tag(i, OP_PROBE),
             then: false,
             ..base
         };
-        slot.probe = Some((at, None));
+        slot.probe = Some(None);
         slot.pending += 1;
         // SAFETY: as for the read before it: the same slot's buffer, not looked at until both
         // completions are popped (`settle` waits for every operation of the step).
@@ -966,7 +903,7 @@ fn read_next<Q: PathQueue, Pr, C>(
 
 fn close<Q: PathQueue, Pr, C>(fly: &mut InFlight<'_, Q, Pr, C>, i: usize) -> Result<()> {
     let slot = fly.slots[i].as_mut().expect("slot");
-    slot.phase = Phase::Close;
+    slot.closing = true;
     let file = slot.file.expect("an open file to close");
     slot.pending += 1;
     fly.ring

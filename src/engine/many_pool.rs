@@ -15,6 +15,7 @@ use super::{Job, Member, PreadQueue};
 use crate::buf::Arena;
 use crate::chunks::Chunks;
 use crate::error::{Error, Result};
+use crate::file_steps::{verdict, Stat};
 use crate::processor::{Combine, Prepare};
 use crate::residency::dontcache_supported;
 
@@ -94,7 +95,7 @@ impl PoolThread<'_> {
     fn for_the_caller(&self, opened: Option<&File>, meta: &Metadata) -> bool {
         let uncached_refused = self.s.dontcache
             && opened.is_some_and(|f| !dontcache_supported(f.as_raw_fd(), meta.dev()));
-        !meta.file_type().is_file() || meta.len() > self.s.large || uncached_refused
+        verdict(Stat::of_metadata(meta), self.s.large).is_err() || uncached_refused
     }
 
     /// Reads a regular file (opened here unless the caller opened it; read from its current

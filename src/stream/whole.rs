@@ -7,8 +7,9 @@
 //! The op is boxed, and owns everything the kernel is given a pointer to (the path, the `statx`
 //! record, the buffer through its [`Lease`]) in heap allocations that do not move with it; the lane
 //! keeps the op in its slab until the operation's completion is reaped: nothing the kernel may
-//! still write is freed before. The op says what to do next ([`WholeOp::io`]) and what a
-//! completion means ([`LaneWork::complete`]); the lane performs it on its ring
+//! still write is freed before. The op's [`FileSteps`] (the one per-file state machine, which the
+//! many-files engine drives too) say what to do next ([`WholeOp::io`]) and what a completion means
+//! ([`LaneWork::complete`]); the lane performs it on its ring
 //! ([`LaneWork::push`]), or with the system call itself ([`system_call`]) where the ring is refused
 //! and for FUSE files.
 //!
@@ -25,27 +26,12 @@ use std::task::Waker;
 
 use super::lane::{Counters, LaneWork, Push, Work};
 use super::pool::{Buf, Held, Pool, Take};
-use crate::chunks::{Chunks, Piece, Step};
 use crate::file::on_fuse;
+use crate::file_steps::{self, End, FileSteps, Phase, Refusal, Shape, Stat};
 use crate::ring::{DriverRing, Statx};
 
 /// The longest single read (a whole file is read in pieces of this many bytes into its buffer).
 const PIECE: usize = 1 << 30;
-
-/// How much of a file that says it is empty on a file system without a device (tmpfs, procfs,
-/// sysfs) is read to find out: procfs says 0 for files that have bytes.
-const PROBE: u64 = 4096;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Stat,
-    Open,
-    Read,
-    /// The read of one byte at the size `statx` gave, after the file's bytes: the end of a file
-    /// is a read that returns 0, on every path. A file that grew since gets that byte.
-    Probe,
-    Close,
-}
 
 /// What an op asks of the kernel next.
 enum Io<'a> {
@@ -78,17 +64,14 @@ pub(super) struct WholeOp {
     lane: usize,
     path: CString,
     statx: Statx,
-    phase: Phase,
+    /// Its life: what to do next, what each completion means (see [`FileSteps`]).
+    steps: FileSteps,
     fd: RawFd,
     /// The buffer length it needs (0: none), known once `statx` is in.
     need: usize,
     /// Its buffer, from the driver's pool (given when its turn comes, see [`Batch`]).
     buf: Option<Lease>,
-    rules: Chunks,
-    piece: Piece,
     blocking: bool,
-    /// Its size said 0 where that may not be true: reading [`PROBE`] bytes tells.
-    probe: bool,
     /// `RWF_*` flags of its reads: `RWF_DONTCACHE` for a batch read uncached.
     rw_flags: i32,
     /// Drop the file's pages once it is read (`POSIX_FADV_DONTNEED`): uncached and nothing of it
@@ -108,6 +91,7 @@ unsafe impl Send for WholeOp {}
 impl WholeOp {
     /// Input `index` of `batch`, `path` as a C string, for `lane`.
     pub(super) fn new(batch: Arc<Batch>, index: usize, path: CString, lane: usize) -> Box<WholeOp> {
+        let large = batch.pool.budget() as u64;
         Box::new(WholeOp {
             batch,
             index,
@@ -115,19 +99,11 @@ impl WholeOp {
             path,
             // SAFETY: all-zero is a valid statx record.
             statx: unsafe { std::mem::zeroed() },
-            phase: Phase::Stat,
+            steps: FileSteps::new(Shape::Whole { piece: PIECE }, large),
             fd: -1,
             need: 0,
             buf: None,
-            rules: Chunks::new(0, PIECE, Some(0), 0, true, None),
-            piece: Piece {
-                k: 0,
-                offset: 0,
-                want: 0,
-                filled: 0,
-            },
             blocking: false,
-            probe: false,
             rw_flags: 0,
             drop_after: false,
             counted: false,
@@ -155,51 +131,37 @@ impl WholeOp {
         self.delivered = true;
     }
 
-    /// What to ask the kernel next; `None`: the op is finished (drop it). Once its consumer is gone,
-    /// only the close is left.
+    /// What to ask the kernel next, as its steps say; `None`: the op is finished (drop it). Once
+    /// its consumer is gone, only the close is left.
     fn io(&mut self) -> Option<Io<'_>> {
-        if self.phase != Phase::Close && self.batch.is_closed() {
+        if self.batch.is_closed() && self.steps.phase() != Phase::Close {
             self.delivered = true;
-            self.phase = Phase::Close;
+            self.steps.stop();
         }
-        match self.phase {
-            Phase::Stat => Some(Io::Statx {
-                path: &self.path,
-                out: &mut self.statx,
-            }),
-            Phase::Open => Some(Io::Open { path: &self.path }),
-            Phase::Read => {
-                let r = self.rules.next_read(&self.piece);
-                let lease = self.buf.as_ref()?;
-                let at = self.piece.offset as usize + r.buf_offset;
-                debug_assert!(at + r.len as usize <= lease.capacity());
-                Some(Io::Read {
-                    fd: self.fd,
-                    // `at + len` <= the file's size as statx gave it <= the buffer's length.
-                    buf: lease.ptr().wrapping_add(at),
-                    len: r.len,
-                    offset: r.offset,
-                    blocking: self.blocking,
-                    rw_flags: self.rw_flags,
+        let read = match self.steps.next() {
+            file_steps::Io::Stat => {
+                return Some(Io::Statx {
+                    path: &self.path,
+                    out: &mut self.statx,
                 })
             }
-            Phase::Probe => {
-                let lease = self.buf.as_ref()?;
-                let size = self.piece.offset + self.piece.filled as u64;
-                Some(Io::Read {
-                    fd: self.fd,
-                    // Into the last byte read: a read that returns 0 writes nothing; one that
-                    // returns a byte means the file grew, and these bytes are not handed out.
-                    buf: lease.ptr().wrapping_add(size as usize - 1),
-                    len: 1,
-                    offset: size,
-                    blocking: self.blocking,
-                    rw_flags: self.rw_flags,
-                })
-            }
-            Phase::Close if self.fd >= 0 => Some(Io::Close { fd: self.fd }),
-            Phase::Close => None,
-        }
+            file_steps::Io::Open => return Some(Io::Open { path: &self.path }),
+            file_steps::Io::Close => return Some(Io::Close { fd: self.fd }),
+            file_steps::Io::Done => return None,
+            file_steps::Io::Read { read, .. } => read,
+            file_steps::Io::Probe(read) => read,
+        };
+        let lease = self.buf.as_ref()?;
+        debug_assert!(read.buf_offset + read.len as usize <= lease.capacity());
+        Some(Io::Read {
+            fd: self.fd,
+            // Within the buffer: reads stop at its length (the probe reads into its last byte).
+            buf: lease.ptr().wrapping_add(read.buf_offset),
+            len: read.len,
+            offset: read.offset,
+            blocking: self.blocking,
+            rw_flags: self.rw_flags,
+        })
     }
 
     /// Hands the outcome to the batch (ops whose buffers came meanwhile go to `out`).
@@ -209,58 +171,31 @@ impl WholeOp {
         batch.deliver(self.index, outcome, out);
     }
 
-    /// Closes the descriptor next if there is one (else the op is finished).
-    fn close(mut self: Box<Self>, out: &mut Vec<Work>) {
-        self.phase = Phase::Close;
-        if self.fd >= 0 {
-            out.push(self);
-        }
-    }
-
-    /// The operation [`WholeOp::io`] asked for completed with `res` (`-errno` on failure). The op,
-    /// if it goes on, and the ops given a buffer meanwhile (see [`Batch::sized`]) go to `out`.
+    /// The operation [`WholeOp::io`] asked for completed with `res` (`-errno` on failure): its
+    /// steps book it. The op, if it goes on, and the ops given a buffer meanwhile (see
+    /// [`Batch::sized`]) go to `out`.
     fn step(mut self: Box<Self>, res: i32, out: &mut Vec<Work>) {
         let closed = self.batch.is_closed();
-        match self.phase {
+        match self.steps.phase() {
             Phase::Stat => {
-                if closed {
-                    self.delivered = true;
-                } else if res == -libc::ECANCELED {
-                    self.deliver(Outcome::Interrupted, out);
-                } else if res < 0 {
-                    self.deliver(Outcome::OpenFailed(-res), out);
-                } else {
-                    self.stat_done(out);
+                self.steps.stat_done(res, Stat::of_statx(&self.statx));
+                if self.steps.phase() == Phase::Open && !closed {
+                    return self.stat_done(out);
                 }
             }
-            Phase::Open => self.opened(res, closed, out),
+            Phase::Open => {
+                if res >= 0 {
+                    self.fd = res;
+                }
+                self.steps.open_done(res);
+                if self.steps.phase() == Phase::Read && !closed {
+                    self.opened();
+                }
+            }
             Phase::Read => {
-                if closed {
-                    self.delivered = true;
-                    return self.close(out);
-                }
-                if res == -libc::ECANCELED {
-                    self.deliver(Outcome::Interrupted, out);
-                    return self.close(out);
-                }
-                match self.rules.complete(&mut self.piece, res) {
-                    Step::Again => out.push(self),
-                    Step::Ready { last: false } => match self.rules.piece(self.piece.k + 1, 0) {
-                        Some(p) => {
-                            self.piece = p;
-                            out.push(self);
-                        }
-                        None => self.finish_read(out),
-                    },
-                    Step::Ready { last: true } => self.finish_read(out),
-                    Step::Failed { errno } => {
-                        let offset = self.piece.offset + self.piece.filled as u64;
-                        self.deliver(Outcome::ReadFailed { offset, errno }, out);
-                        self.close(out);
-                    }
-                }
+                self.steps.read_done(res, None);
             }
-            Phase::Probe => self.probed(res, closed, out),
+            Phase::Probe => self.steps.probe_done(res),
             Phase::Close => {
                 if res == -libc::ECANCELED {
                     // Not closed after all (a driver-wide cancel caught it): close it here.
@@ -268,100 +203,83 @@ impl WholeOp {
                     unsafe { libc::close(self.fd) };
                 }
                 self.fd = -1;
+                self.steps.closed();
             }
-        }
-    }
-
-    /// The open is in (`res`: the descriptor or `-errno`): read the file, or say why not.
-    fn opened(mut self: Box<Self>, res: i32, closed: bool, out: &mut Vec<Work>) {
-        if res >= 0 {
-            self.fd = res;
+            Phase::Done => {}
         }
         if closed {
             self.delivered = true;
-            return self.close(out);
+            self.steps.stop();
         }
-        if res == -libc::ECANCELED {
-            self.deliver(Outcome::Interrupted, out);
-            return;
+        self.go_on(out);
+    }
+
+    /// Hands the outcome to the batch once its steps know it, and goes on (into `out`) unless the
+    /// op is finished.
+    fn go_on(mut self: Box<Self>, out: &mut Vec<Work>) {
+        if let Some(end) = self.steps.end().filter(|_| !self.delivered) {
+            let outcome = self.outcome(end);
+            self.deliver(outcome, out);
         }
-        if res < 0 {
-            self.deliver(Outcome::OpenFailed(-res), out);
-            return;
+        if self.steps.phase() != Phase::Done {
+            out.push(self);
         }
+    }
+
+    /// The batch's outcome for the file's `end` (its bytes given up to it).
+    fn outcome(&mut self, end: End) -> Outcome {
+        match end {
+            End::Read(len) => {
+                if self.drop_after {
+                    // SAFETY: advice on the op's own descriptor.
+                    unsafe { libc::posix_fadvise(self.fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+                }
+                match self.buf.take() {
+                    Some(lease) if len > 0 => Outcome::Bytes(lease, len as usize),
+                    _ => Outcome::Empty,
+                }
+            }
+            End::Refused(Refusal::Directory) => Outcome::OpenFailed(libc::EISDIR),
+            End::Refused(Refusal::NotRegular(kind)) => Outcome::NotRegular(kind),
+            End::Refused(Refusal::TooLarge(size)) => Outcome::TooLarge(size),
+            End::Refused(Refusal::Elsewhere) => unreachable!("whole files are read here"),
+            End::Failed(file_steps::Failure::Open(errno)) => Outcome::OpenFailed(errno),
+            End::Failed(file_steps::Failure::Read { offset, errno }) => {
+                Outcome::ReadFailed { offset, errno }
+            }
+            // The file has more than its buffer holds: read to its end elsewhere.
+            End::Longer => {
+                drop(self.buf.take());
+                Outcome::Fallback
+            }
+            End::Cancelled => Outcome::Interrupted,
+        }
+    }
+
+    /// The open is in: how to read the file.
+    fn opened(&mut self) {
         // Files the lanes must not read through io_uring (FUSE, see the reader) are read
         // with read(2) on the lane. Only anonymous devices (major 0) need the look.
         self.blocking = self.statx.stx_dev_major == 0 && on_fuse(self.fd);
         if self.batch.dontcache.load(Ordering::Relaxed) {
             self.uncached();
         }
-        match self.rules.piece(0, 0) {
-            Some(p) => {
-                self.piece = p;
-                self.phase = Phase::Read;
-                out.push(self);
-            }
-            None => {
-                // An empty file: opened (as `std::fs::read` does, so permissions count),
-                // nothing to read.
-                self.deliver(Outcome::Empty, out);
-                self.close(out);
-            }
-        }
     }
 
-    /// The read at the size `statx` gave is in: 0 ends the file there; a byte means it grew.
-    fn probed(mut self: Box<Self>, res: i32, closed: bool, out: &mut Vec<Work>) {
-        if closed {
-            self.delivered = true;
-            return self.close(out);
-        }
-        let size = self.piece.offset + self.piece.filled as u64;
-        match res {
-            0 => self.deliver_bytes(size, out),
-            _ if res == -libc::ECANCELED => self.deliver(Outcome::Interrupted, out),
-            errno if res < 0 => self.deliver(
-                Outcome::ReadFailed {
-                    offset: size,
-                    errno: -errno,
-                },
-                out,
-            ),
-            // The file grew since statx: read to its end elsewhere.
-            _ => {
-                drop(self.buf.take());
-                self.deliver(Outcome::Fallback, out);
-            }
-        }
-        self.close(out);
-    }
-
-    /// `statx` is in: refuse what this way cannot read, else wait for a buffer (or go on).
+    /// `statx` is in and its steps take the file: wait for a buffer of the length they need (or
+    /// go on).
     fn stat_done(mut self: Box<Self>, out: &mut Vec<Work>) {
-        let mode = u32::from(self.statx.stx_mode) & libc::S_IFMT;
-        let size = self.statx.stx_size;
-        if mode == libc::S_IFDIR {
-            return self.deliver(Outcome::OpenFailed(libc::EISDIR), out);
-        }
-        if mode != libc::S_IFREG {
-            // A FIFO's open would wait for a writer, a device's may wait or never end.
-            return self.deliver(Outcome::NotRegular(mode), out);
-        }
-        // procfs says 0 for files that have bytes (tmpfs's empty files are empty): read a page to
-        // see. Files on a device say their size.
-        self.probe = size == 0 && self.statx.stx_dev_major == 0;
-        let limit = if self.probe { PROBE } else { size };
+        let limit = self.steps.buffer_len();
         if limit > 0 {
             match self.batch.pool.whole_len(limit) {
                 Some(len) => self.need = len,
-                None => return self.deliver(Outcome::TooLarge(size), out),
+                None => {
+                    let size = self.statx.stx_size;
+                    self.steps.refuse(Refusal::TooLarge(size));
+                    return self.go_on(out);
+                }
             }
         }
-        // Reads stop at the size statx gave, then one more read there tells whether the file ends
-        // (a file that grew since is read to its end elsewhere; one that shrank ends where a read
-        // returned 0).
-        self.rules = Chunks::new(0, PIECE, Some(limit), limit, true, None);
-        self.phase = Phase::Open;
         let batch = Arc::clone(&self.batch);
         batch.sized(self, out);
     }
@@ -383,36 +301,6 @@ impl WholeOp {
             self.drop_after = true;
         }
     }
-
-    /// The last read is in: the bytes go to the batch, the descriptor is closed next. Where the
-    /// reads stopped at the size `statx` gave (no read returned 0), one more read at that size
-    /// tells whether the file ends there first.
-    fn finish_read(mut self: Box<Self>, out: &mut Vec<Work>) {
-        let len = self.piece.offset + self.piece.filled as u64;
-        if self.probe && len == PROBE {
-            // A page full, and maybe more: read to the end elsewhere.
-            drop(self.buf.take());
-            self.deliver(Outcome::Fallback, out);
-        } else if len > 0 && len == self.statx.stx_size {
-            self.phase = Phase::Probe;
-            return out.push(self);
-        } else {
-            self.deliver_bytes(len, out);
-        }
-        self.close(out);
-    }
-
-    /// The file's `len` bytes go to the batch.
-    fn deliver_bytes(&mut self, len: u64, out: &mut Vec<Work>) {
-        if self.drop_after {
-            // SAFETY: advice on the op's own descriptor.
-            unsafe { libc::posix_fadvise(self.fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
-        }
-        match self.buf.take() {
-            Some(lease) if len > 0 => self.deliver(Outcome::Bytes(lease, len as usize), out),
-            _ => self.deliver(Outcome::Empty, out),
-        }
-    }
 }
 
 impl LaneWork for WholeOp {
@@ -427,7 +315,7 @@ impl LaneWork for WholeOp {
 
     /// Anything but its close.
     fn cancellable(&self) -> bool {
-        self.phase != Phase::Close
+        self.steps.phase() != Phase::Close
     }
 
     unsafe fn push(&mut self, ring: &mut DriverRing, user_data: u64) -> Push {
@@ -475,7 +363,10 @@ impl LaneWork for WholeOp {
         } else {
             self.deliver(Outcome::Interrupted, next);
         }
-        self.close(next);
+        self.steps.stop();
+        if self.steps.phase() == Phase::Close {
+            next.push(self);
+        }
     }
 
     /// The buffer, the path and the `statx` record (in the op's own allocation, which is leaked)
@@ -487,19 +378,14 @@ impl LaneWork for WholeOp {
         std::mem::forget(std::mem::take(&mut self.path));
         if self.batch.is_closed() || self.delivered {
             self.delivered = true;
-        } else if matches!(self.phase, Phase::Read | Phase::Probe) {
-            let offset = self.piece.offset + self.piece.filled as u64;
-            self.deliver(
-                Outcome::ReadFailed {
-                    offset,
-                    errno: libc::EIO,
-                },
-                next,
-            );
         } else {
-            self.deliver(Outcome::OpenFailed(libc::EIO), next);
+            // A read (or the probe) fails where it was, anything before as an open.
+            self.steps.fail(libc::EIO);
+            if let Some(end) = self.steps.end() {
+                let outcome = self.outcome(end);
+                self.deliver(outcome, next);
+            }
         }
-        self.phase = Phase::Close;
         // What the op owns is dropped (its hold on the batch; its descriptor, closed by Drop: the
         // kernel holds its own reference to the file), its allocation is not.
         let op: *mut WholeOp = Box::into_raw(self);
