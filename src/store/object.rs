@@ -3,13 +3,14 @@
 //! `get_opts` (and so `get`, `get_range` and `head`, which object_store 0.13 routes through it)
 //! opens the file on the calling task without waiting for a FIFO's writer, takes its metadata from
 //! the open file, checks the preconditions, and hands back the range as a stream of [`Bytes`]: a
-//! range of up to one read as one read ([`RangeFile::read_exact_at`](crate::stream::RangeFile::read_exact_at)), a longer one as the
-//! driver's chunk stream ([`Driver::chunks`], many reads in flight, cached chunks read on the
-//! polling thread). `get_ranges` reads every range at once
-//! ([`RangeFile::read_ranges`](crate::stream::RangeFile::read_ranges)). Files that
-//! are not regular files (FIFOs, devices) are read the way `LocalFileSystem` reads them, as are
-//! writes, listings, copies, renames and deletes: the store wraps a `LocalFileSystem` with the
-//! same root and path rules, and its object metadata (the `ETag` in particular) is the same.
+//! range of up to 16 MiB as one read into a buffer of its own (outside the driver's budget: the
+//! caller keeps it as long as it likes, and `GetResult::bytes` takes it without a copy), a longer
+//! one as the driver's chunk stream ([`Driver::chunks`], many reads in flight, cached chunks read
+//! on the polling thread). `get_ranges` reads every range at once
+//! ([`RangeFile::read_ranges`](crate::stream::RangeFile::read_ranges)). Files that are not
+//! regular files (FIFOs, devices) are read the way `LocalFileSystem` reads them, as are writes,
+//! listings, copies, renames and deletes: the store wraps a `LocalFileSystem` with the same root
+//! and path rules, and its object metadata (the `ETag` in particular) is the same.
 //!
 //! Chunks are handed out without a copy while the consumer gives them back: one that keeps half
 //! of its stream's buffers (or the driver's budget half held) gets copies from then on, so that a
@@ -48,6 +49,34 @@ const STORE: &str = "RingStore";
 /// (the bytes between are read and not handed out): on a disk, one read of 16 KiB more costs less
 /// than a second read; in the page cache, less than a second system call.
 pub const DEFAULT_MERGE_GAP: u64 = 16 << 10;
+
+/// The longest range `get_opts` reads with one read, into a buffer of its own (the caller keeps the
+/// `Bytes` as long as it likes, outside the driver's budget, and `GetResult::bytes` takes it
+/// without a copy); a longer one streams the driver's chunks.
+const ONE_READ: u64 = 16 << 20;
+
+/// Ranges at least this long that the page cache lacks are asked of the device at once
+/// ([`ask_ahead`]).
+const AHEAD_FROM: u64 = 1 << 20;
+
+/// Where the page cache lacks part of a long range, asks the kernel to read all of it now
+/// (`POSIX_FADV_WILLNEED`: the device gets the whole range at once, where a read's own readahead
+/// would ask for it a window at a time); the reads that follow find it cached or on its way.
+fn ask_ahead(file: &File, start: u64, len: u64) {
+    let lacking = crate::residency::of_range(file, start, len).map_or(true, |r| r.cached < r.len);
+    if lacking {
+        // SAFETY: posix_fadvise on a descriptor `file` owns; no memory is passed. Advice only:
+        // its failure changes nothing but speed.
+        unsafe {
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                start as libc::off_t,
+                len as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            )
+        };
+    }
+}
 
 /// An [`ObjectStore`] for local files whose reads go through ringread: object_store's
 /// [`LocalFileSystem`] (same root, same path rules, same metadata), with `get_opts` (every form of
@@ -161,12 +190,15 @@ impl RingStore {
             return Ok(stream::empty().boxed());
         }
         let opts = self.driver.options();
-        if len <= opts.chunk_size() as u64 {
+        if len >= AHEAD_FROM {
+            ask_ahead(&file, range.start, len);
+        }
+        if len <= ONE_READ {
             let file = self
                 .driver
                 .range_file(Source::file(file, name))
                 .map_err(read_error)?;
-            let read = file.read_exact_at(range.start, len as usize);
+            let read = file.read_exact_owned(range.start, len as usize);
             return Ok(stream::once(async move { read.await.map_err(read_error) }).boxed());
         }
         // The chunk stream reads from the file's position, `len` bytes at most.

@@ -20,6 +20,7 @@
 //! give a buffer back): [`Take::Held`] says so instead, with what it holds.
 
 use std::alloc::{self, Layout};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -199,7 +200,9 @@ impl Take {
 unsafe impl Send for Buf {}
 
 impl Buf {
-    fn new(len: usize) -> Result<Buf> {
+    /// A buffer of `len` bytes (non-zero), aligned to [`ALIGN`]; outside the pool's books until
+    /// the pool takes it.
+    pub(super) fn new(len: usize) -> Result<Buf> {
         let layout =
             Layout::from_size_align(len, ALIGN).map_err(|_| Error::OutOfMemory { bytes: len })?;
         // SAFETY: `len` is non-zero (a stride is at least ALIGN).
@@ -260,6 +263,12 @@ struct Books {
     /// Buffers handed out to consumers, by task ([`Pool::hand_out`]); entries are reused, and no
     /// two have the same `id`.
     takers: Vec<Taker>,
+    /// Where each task's entry is: found without a search, however many tasks (or futures with
+    /// wakers of their own, as in a `FuturesUnordered`) take buffers.
+    by_task: HashMap<TaskId, usize>,
+    /// Entries freed (nothing out to their task), to reuse; one may have been taken again by its
+    /// own task since (then it is skipped).
+    idle: Vec<usize>,
     /// Registered-buffer entries given up by freed buffers, and the next never given.
     free_entries: Vec<u16>,
     next_entry: u16,
@@ -282,17 +291,12 @@ impl Books {
         let id = task_id(w);
         let i = match self.takers.get(hint as usize) {
             Some(t) if t.id == id => hint as usize,
-            _ => match self.takers.iter().position(|t| t.id == id) {
-                Some(i) => i,
+            _ => match self.by_task.get(&id) {
+                Some(&i) => i,
                 None => {
-                    let i = match self.takers.iter().position(|t| t.waker.is_none()) {
-                        Some(i) => i,
-                        None => {
-                            self.takers.push(Taker::default());
-                            self.takers.len() - 1
-                        }
-                    };
+                    let i = self.idle_entry();
                     self.takers[i].id = id;
+                    self.by_task.insert(id, i);
                     i
                 }
             },
@@ -304,13 +308,25 @@ impl Books {
         i
     }
 
+    /// A free entry for a task that has none: a freed one (no longer its old task's), or a new one.
+    fn idle_entry(&mut self) -> usize {
+        while let Some(i) = self.idle.pop() {
+            if self.takers[i].waker.is_none() {
+                let old = self.takers[i].id;
+                if self.by_task.get(&old) == Some(&i) {
+                    self.by_task.remove(&old);
+                }
+                return i;
+            }
+        }
+        self.takers.push(Taker::default());
+        self.takers.len() - 1
+    }
+
     /// What the task `w` wakes holds, if it is every buffer lent.
     fn held_by(&self, w: &Waker, budget: usize) -> Option<Held> {
-        let id = task_id(w);
-        let t = self
-            .takers
-            .iter()
-            .find(|t| t.id == id && t.waker.is_some())?;
+        let t = &self.takers[*self.by_task.get(&task_id(w))?];
+        t.waker.as_ref()?;
         (t.bytes == self.lent).then(|| t.held(budget))
     }
 
@@ -532,6 +548,7 @@ impl Pool {
                 let len = buf.len;
                 if let Some(tag) = buf.out.take() {
                     if let Some(w) = b.takers[tag.taker as usize].remove(len, tag.source) {
+                        b.idle.push(tag.taker as usize);
                         match freed {
                             None => freed = Some(w),
                             Some(_) => more.push(w),

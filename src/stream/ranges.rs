@@ -32,6 +32,10 @@ use crate::options::{ReadOptions, ALIGN};
 use crate::ranges::ByteRange;
 use crate::reader::Notice;
 
+/// The longest read of a buffer of its own made on the polling thread (the cached fast path): a
+/// longer one goes to the driver's threads, so that many, polled by one task, copy on every CPU.
+const FAST_MAX: usize = 1 << 20;
+
 /// A file open for random reads from many tasks at once: cheap to clone (an `Arc`), `Send + Sync`.
 ///
 /// ```no_run
@@ -143,6 +147,24 @@ impl RangeFile {
         &self.inner.notices
     }
 
+    /// As [`RangeFile::read_exact_at`], into a buffer of the read's own, allocated for it outside
+    /// the driver's pool and budget (as a read into a `Vec` is): for bytes a caller keeps as long
+    /// as it likes (an object store's whole object), which then hold nothing of the driver's, and
+    /// for reads longer than the budget. Still no copy: the `Bytes` is over that buffer, freed
+    /// when the last `Bytes` of it drops. Cached reads of up to 1 MiB are made on the polling
+    /// thread; longer ones go to the driver's threads even when cached, so that many of them
+    /// polled by one task copy on every CPU.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), ringread::Error> {
+    /// let file = ringread::stream::Driver::global()?.range_file("data.bin")?;
+    /// let object = file.read_exact_owned(0, 8 << 20).await?; // kept: holds none of the budget
+    /// # drop(object); Ok(()) }
+    /// ```
+    pub fn read_exact_owned(&self, offset: u64, len: usize) -> ReadAt {
+        ReadAt::new(self.clone(), offset, len, true, false)
+    }
+
     /// Whether bytes kept for long are to be copied out of the driver's buffers
     /// ([`Pool::pressed`]).
     pub(crate) fn pressed(&self) -> bool {
@@ -165,13 +187,13 @@ impl RangeFile {
     /// reads, chunks, whole files), that wait would never end: the result is
     /// [`Error::BudgetHeld`], naming what is held (see the [module](super) documentation).
     pub fn read_at(&self, offset: u64, len: usize) -> ReadAt {
-        ReadAt::new(self.clone(), offset, len, false)
+        ReadAt::new(self.clone(), offset, len, false, true)
     }
 
     /// As [`RangeFile::read_at`], but fewer than `len` bytes (the file ended, or shrank, before
     /// `offset + len`) is an [`Error::Read`] naming the offset where the bytes stopped.
     pub fn read_exact_at(&self, offset: u64, len: usize) -> ReadAt {
-        ReadAt::new(self.clone(), offset, len, true)
+        ReadAt::new(self.clone(), offset, len, true, true)
     }
 
     /// The bytes of each of `ranges`, in the order given, with up to `in_flight` reads at once
@@ -197,7 +219,8 @@ impl RangeFile {
 /// What a `read_at`'s future and its read in flight share: the buffer, the result, the waker.
 pub(super) struct AtShared {
     state: Mutex<AtState>,
-    pool: Arc<Pool>,
+    /// Where the buffer goes back (`None`: it is the read's own, freed).
+    pool: Option<Arc<Pool>>,
 }
 
 struct AtState {
@@ -221,8 +244,8 @@ impl Drop for AtShared {
         if let Some(buf) = st.buf.take() {
             if st.poisoned {
                 std::mem::forget(buf);
-            } else {
-                self.pool.give([buf]);
+            } else if let Some(pool) = &self.pool {
+                pool.give([buf]);
             }
         }
     }
@@ -265,6 +288,8 @@ pub struct ReadAt {
     len: usize,
     rules: Chunks,
     exact: bool,
+    /// Its buffer comes from the driver's pool (else it is its own).
+    pooled: bool,
     /// The read in flight (`Some` from the first submit to the end).
     shared: Option<Arc<AtShared>>,
     lane: usize,
@@ -284,8 +309,12 @@ impl std::fmt::Debug for ReadAt {
 }
 
 impl ReadAt {
-    fn new(file: RangeFile, offset: u64, len: usize, exact: bool) -> ReadAt {
-        let budget = file.inner.driver.pool.budget();
+    fn new(file: RangeFile, offset: u64, len: usize, exact: bool, pooled: bool) -> ReadAt {
+        let budget = if pooled {
+            file.inner.driver.pool.budget()
+        } else {
+            usize::MAX
+        };
         // One piece, read on until full or the end; under O_DIRECT widened to the alignment (a
         // short read at the end goes on buffered, by the rules).
         let align = file.inner.direct.as_ref().map(|(_, a)| *a);
@@ -317,6 +346,7 @@ impl ReadAt {
             rules,
             file,
             exact,
+            pooled,
             shared: None,
             lane,
             early,
@@ -372,7 +402,12 @@ impl ReadAt {
     fn start(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes>> {
         let driver = Arc::clone(&self.file.inner.driver);
         let len = Pool::stride(self.piece.want as usize);
-        let buf = match driver.pool.take(len, 0, true, cx.waker()) {
+        let took = if self.pooled {
+            driver.pool.take(len, 0, true, cx.waker())
+        } else {
+            Buf::new(len).map(Take::Got)
+        };
+        let buf = match took {
             Ok(Take::Got(b)) => b,
             Ok(Take::Later) => return Poll::Pending,
             // Waiting would never end: the budget is out to this task.
@@ -385,12 +420,13 @@ impl ReadAt {
                 return Poll::Ready(Err(e));
             }
         };
-        if self.file.inner.fast.load(Ordering::Relaxed) {
+        let here = self.pooled || self.piece.want as usize <= FAST_MAX;
+        if here && self.file.inner.fast.load(Ordering::Relaxed) {
             match self.read_here(&buf) {
                 Some(Step::Ready { .. }) => return Poll::Ready(self.deliver(buf, cx)),
                 Some(Step::Failed { errno }) => {
                     self.done = true;
-                    self.file.inner.driver.pool.give([buf]);
+                    self.release(buf);
                     return Poll::Ready(Err(self.error(io::Error::from_raw_os_error(errno))));
                 }
                 // The cache lacks (the rest of) it: the driver reads on from where this stopped.
@@ -404,7 +440,7 @@ impl ReadAt {
                 waker: Some(cx.waker().clone()),
                 poisoned: false,
             }),
-            pool: Arc::clone(&driver.pool),
+            pool: self.pooled.then(|| Arc::clone(&driver.pool)),
         });
         {
             let mut st = shared.lock();
@@ -462,12 +498,11 @@ impl ReadAt {
     /// pool).
     fn deliver(&mut self, mut buf: Buf, cx: &Context<'_>) -> Result<Bytes> {
         self.done = true;
-        let pool = &self.file.inner.driver.pool;
         let filled = self.piece.filled as usize;
         // The asked bytes within what was read.
         let end = filled.min(self.skip + self.len);
         if self.exact && end < self.skip + self.len {
-            pool.give([buf]);
+            self.release(buf);
             return Err(self.error(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
@@ -476,12 +511,17 @@ impl ReadAt {
                 ),
             )));
         }
-        // The bytes are the polling task's now: booked to it until they are dropped.
-        let mut anywhere = u32::MAX;
-        pool.hand_out(&mut buf, cx.waker(), &self.file.inner.path, &mut anywhere);
+        let pool = self
+            .pooled
+            .then(|| Arc::clone(&self.file.inner.driver.pool));
+        if let Some(pool) = &pool {
+            // The bytes are the polling task's now: booked to it until they are dropped.
+            let mut anywhere = u32::MAX;
+            pool.hand_out(&mut buf, cx.waker(), &self.file.inner.path, &mut anywhere);
+        }
         let bytes = Bytes::from_owner(PoolBytes {
             buf: Some(buf),
-            pool: Arc::clone(pool),
+            pool,
             len: filled,
         });
         Ok(if end <= self.skip {
@@ -491,6 +531,13 @@ impl ReadAt {
         } else {
             bytes.slice(self.skip..end)
         })
+    }
+
+    /// A buffer no read writes any more, back where it came from.
+    fn release(&self, buf: Buf) {
+        if self.pooled {
+            self.file.inner.driver.pool.give([buf]);
+        }
     }
 
     /// The cached fast path of a `read_at` (as a stream's, `FileStream::read_here`): the read on
@@ -560,10 +607,11 @@ impl Drop for ReadAt {
     }
 }
 
-/// The owner of a `read_at`'s bytes inside the [`Bytes`] handed out: back to the pool on drop.
+/// The owner of a `read_at`'s bytes inside the [`Bytes`] handed out: back to the pool on drop
+/// (or freed, a buffer of the read's own).
 struct PoolBytes {
     buf: Option<Buf>,
-    pool: Arc<Pool>,
+    pool: Option<Arc<Pool>>,
     len: usize,
 }
 
@@ -580,8 +628,8 @@ impl AsRef<[u8]> for PoolBytes {
 
 impl Drop for PoolBytes {
     fn drop(&mut self) {
-        if let Some(b) = self.buf.take() {
-            self.pool.give([b]);
+        if let (Some(b), Some(pool)) = (self.buf.take(), &self.pool) {
+            pool.give([b]);
         }
     }
 }

@@ -170,7 +170,17 @@ pub async fn run(dir: &Path) -> Result<()> {
         })
         .collect();
     let named: Vec<ObjectPath> = objects.iter().map(|p| object(p)).collect::<Result<_>>()?;
-    for cache in [Cache::Cold, Cache::Warm] {
+    // ONLY=ranges,gets,queries and CACHE=cold or warm choose what runs (default: everything).
+    let only = std::env::var("ONLY").unwrap_or_else(|_| "ranges,gets,queries".into());
+    let caches: Vec<Cache> = match std::env::var("CACHE").as_deref() {
+        Ok("cold") => vec![Cache::Cold],
+        Ok("warm") => vec![Cache::Warm],
+        _ => vec![Cache::Cold, Cache::Warm],
+    };
+    for &cache in &caches {
+        if !only.contains("ranges") {
+            continue;
+        }
         let (l, r) = measure(cache, std::slice::from_ref(&big), &stores, |s| {
             let (at, ranges) = (at.clone(), ranges.clone());
             async move {
@@ -187,6 +197,11 @@ pub async fn run(dir: &Path) -> Result<()> {
             r,
             Some((10_000.0, "IOPS")),
         );
+    }
+    for &cache in &caches {
+        if !only.contains("gets") {
+            continue;
+        }
         let (l, r) = measure(cache, &objects, &stores, |s| {
             let named = named.clone();
             async move {
@@ -208,18 +223,21 @@ pub async fn run(dir: &Path) -> Result<()> {
             Some((512.0, "MiB/s")),
         );
     }
-    queries(&dir.join("parquet"), &tables, &stores).await
+    if !only.contains("queries") {
+        return Ok(());
+    }
+    queries(&dir.join("parquet"), &tables, &stores, &caches).await
 }
 
 /// The DataFusion queries through each store, cold and warm.
-async fn queries(dir: &Path, tables: &[PathBuf], stores: &Stores) -> Result<()> {
+async fn queries(dir: &Path, tables: &[PathBuf], stores: &Stores, caches: &[Cache]) -> Result<()> {
     let ours = session(dir, Some(stores.ring.clone())).await?;
     let theirs = session(dir, None).await?;
     for (name, sql) in QUERIES {
         if query(&ours, sql).await? != query(&theirs, sql).await? {
             return Err(format!("{name}: the stores' results differ").into());
         }
-        for cache in [Cache::Cold, Cache::Warm] {
+        for &cache in caches {
             let (mut l, mut r) = (Vec::new(), Vec::new());
             for run in 0..RUNS {
                 for ring in [run % 2 == 0, run % 2 == 1] {

@@ -68,7 +68,7 @@ fn batch(schema: &Arc<Schema>, first: i64, n: usize) -> Result<RecordBatch> {
             ids.iter().map(|&id| (mix(id) % 100_000) as i64),
         )),
         Arc::new(StringArray::from_iter_values(ids.iter().map(|&id| {
-            let len = 20 + (mix(id) % 60) as usize;
+            let len = 20 + (mix(id) % 50) as usize;
             "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "[..len]
                 .to_string()
         }))),

@@ -27,6 +27,7 @@ use datafusion::parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowFilter,
 };
 use datafusion::parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use datafusion::parquet::file::metadata::PageIndexPolicy;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use ringread::store::{ParquetReader, RingStore};
@@ -83,7 +84,7 @@ async fn check_parquet_reader(path: &Path, from: i64) -> Result<usize> {
             gt(batch.column(0), &Int64Array::new_scalar(from))
         })
     };
-    let options = ArrowReaderOptions::new().with_page_index(true);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
 
     let driver = ringread::stream::Driver::global()?;
     let reader = ParquetReader::open(driver, path)?;
