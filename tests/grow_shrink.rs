@@ -263,7 +263,7 @@ fn a_file_that_grows_while_read_is_read_to_its_new_end_on_every_path() {
     let want = [&first[..], &more[..]].concat();
     let grow = |p: &Path| append(p, &more);
     let driver = driver(true);
-    let mut got = every_verb(&first, &grow);
+    let mut got = every_verb(&first, grow);
     got.push((
         "Driver::chunks".into(),
         chunks_read(&driver, &case(&first).path, grow),
