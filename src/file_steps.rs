@@ -22,8 +22,11 @@
 //!   read stopped exactly at the hint, and saves a trip. A whole file's buffer ends at the size
 //!   hint, so once it is full, [`Io::Probe`] reads one byte at the hint: 0 is the end; a byte means
 //!   the file has more ([`End::Longer`]: it grew, or, on a file system without a device such as
-//!   procfs, said 0 for a file with bytes, of which [`PROBE_EMPTY`] are read first). A file that
-//!   shrank ends where a read returned 0.
+//!   procfs, said 0 for a file with bytes, of which [`PROBE_EMPTY`] are read first). An empty
+//!   whole file on a device has no buffer, only the probe at 0 (into a byte of the driver's), so
+//!   it too ends by a read that returns 0. A file that shrank ends where a read returned 0.
+//!   [`probe_end`] says what a probe found, for these and for a file read in place (whose
+//!   mapping ends at its size).
 //! - `-ECANCELED` from any step is [`End::Cancelled`] (the driver cancelled it).
 
 use std::io;
@@ -145,7 +148,8 @@ pub(crate) enum Io {
         /// The read at the size hint.
         probe: Option<Span>,
     },
-    /// Read at the end of the whole buffer (into its last byte): [`FileSteps::probe_done`].
+    /// Read one byte at the end of the whole buffer (into its last byte; for an empty file,
+    /// whose buffer length is 0, into a byte of the driver's): [`FileSteps::probe_done`].
     Probe(Span),
     /// Close the file: [`FileSteps::closed`].
     Close,
@@ -315,8 +319,9 @@ impl FileSteps {
         }
     }
 
-    /// Whether, once open, the file has a read to do (not when the limit is 0, or a whole file is
-    /// empty): the read a driver may link to the open.
+    /// Whether, once open, the file has a read to do into its buffer (not when the limit is 0, or
+    /// a whole file is empty: that one has only the probe): the read a driver may link to the
+    /// open.
     pub(crate) fn has_read(&self) -> bool {
         self.piece.is_some()
     }
@@ -340,8 +345,9 @@ impl FileSteps {
                 offset: self.limit,
                 len: 1,
                 // Into the last byte read: a read that returns 0 writes nothing; one that returns
-                // a byte means the file is longer, and these bytes are not handed over.
-                buf_offset: self.limit as usize - 1,
+                // a byte means the file is longer, and these bytes are not handed over. An empty
+                // file has no buffer: the driver gives the byte.
+                buf_offset: (self.limit as usize).saturating_sub(1),
             }),
             Phase::Close => Io::Close,
             Phase::Done => Io::Done,
@@ -434,8 +440,13 @@ impl FileSteps {
         }
         self.opened = true;
         if self.piece.is_none() {
-            // Nothing to read: the limit is 0, or a whole file is empty (opened, as
-            // `std::fs::read` does, so permissions count).
+            if matches!(self.shape, Shape::Whole { .. }) {
+                // An empty whole file (opened, as `std::fs::read` does, so permissions count):
+                // its end is a read that returns 0 too, the probe at 0, into no buffer.
+                self.phase = Phase::Probe;
+                return;
+            }
+            // Nothing to read: the limit is 0.
             return self.conclude(Some(End::Read(0)));
         }
         self.phase = Phase::Read;
@@ -521,21 +532,10 @@ impl FileSteps {
     }
 
     /// The read at the end of the whole buffer is in: 0 ends the file there, a byte means it is
-    /// longer.
+    /// longer ([`probe_end`]).
     pub(crate) fn probe_done(&mut self, res: i32) {
         debug_assert_eq!(self.phase, Phase::Probe);
-        let end = match res {
-            0 => End::Read(self.limit),
-            e if e < 0 => failed(
-                e,
-                Failure::Read {
-                    offset: self.limit,
-                    errno: -e,
-                },
-            ),
-            _ => End::Longer,
-        };
-        self.conclude(Some(end));
+        self.conclude(Some(probe_end(res, self.limit)));
     }
 
     /// Its driver will not read it (found after `statx` or the open): its close next if open.
@@ -565,6 +565,25 @@ impl FileSteps {
     pub(crate) fn closed(&mut self) {
         self.opened = false;
         self.phase = Phase::Done;
+    }
+}
+
+/// What the read of one byte at `at`, the size a file was taken to have (the *probe*), says of
+/// its end, from its result `res` (a count or `-errno`): 0 ends the file at `at`
+/// ([`End::Read`]); a byte means it is longer ([`End::Longer`]: read on to a read that returns
+/// 0); an error fails it at `at`. Whole files ([`Io::Probe`]) and files read in place
+/// (`engine/in_place.rs`, at the end of the mapping) ask it.
+pub(crate) fn probe_end(res: i32, at: u64) -> End {
+    match res {
+        0 => End::Read(at),
+        e if e < 0 => failed(
+            e,
+            Failure::Read {
+                offset: at,
+                errno: -e,
+            },
+        ),
+        _ => End::Longer,
     }
 }
 

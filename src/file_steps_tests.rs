@@ -214,7 +214,7 @@ fn statx_refuses_directories_fifos_and_files_over_the_limit_before_the_open() {
 }
 
 #[test]
-fn an_empty_file_is_a_read_of_0_in_chunks_and_no_read_whole() {
+fn an_empty_file_ends_by_a_read_of_0_in_chunks_and_whole() {
     let mut f = opened(chunks(4096), stat(0));
     let (r, probe) = read_of(&f);
     assert_eq!((r.offset, probe), (0, None));
@@ -222,10 +222,38 @@ fn an_empty_file_is_a_read_of_0_in_chunks_and_no_read_whole() {
     f.handed(true);
     assert_eq!(f.end(), Some(End::Read(0)));
 
-    let f = opened(whole(), stat(0));
-    assert_eq!(f.end(), Some(End::Read(0)));
+    // Whole: no buffer, no read into one; the probe at 0 (into a byte of the driver's) ends it.
+    let mut f = opened(whole(), stat(0));
     assert_eq!(f.buffer_len(), 0);
+    assert!(!f.has_read());
+    assert_eq!(f.end(), None);
+    let probe = Span {
+        offset: 0,
+        len: 1,
+        buf_offset: 0,
+    };
+    assert_eq!(f.next(), Io::Probe(probe));
+    f.probe_done(0);
+    assert_eq!(f.end(), Some(End::Read(0)));
     assert_eq!(f.next(), Io::Close);
+    // It grew after statx: read to its end another way, as every path reads it.
+    let mut f = opened(whole(), stat(0));
+    f.probe_done(1);
+    assert_eq!(f.end(), Some(End::Longer));
+}
+
+#[test]
+fn a_probe_ends_at_0_goes_on_at_a_byte_and_fails_at_its_offset() {
+    assert_eq!(probe_end(0, 77), End::Read(77));
+    assert_eq!(probe_end(1, 77), End::Longer);
+    assert_eq!(
+        probe_end(-libc::EIO, 77),
+        End::Failed(Failure::Read {
+            offset: 77,
+            errno: libc::EIO
+        })
+    );
+    assert_eq!(probe_end(-libc::ECANCELED, 77), End::Cancelled);
 }
 
 #[test]

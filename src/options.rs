@@ -198,11 +198,14 @@ impl ReadOptionsBuilder {
     /// Unlike a plain mapping, a file cut short meanwhile cannot kill the process with `SIGBUS`:
     /// pages are mapped in with `MADV_POPULATE_READ`, which reports a page past the end instead of
     /// faulting, and the first such read installs a process-wide `SIGBUS` handler (chaining any
-    /// handler installed before it) that answers a fault in a live mapping with zero pages. The read
-    /// then fails with [`Error::Read`] at the offset where the file was cut (or
-    /// grew). The processor may have been given those zeros before: use this for processors whose
-    /// result counts only when the read succeeds (digests, counts), not for copies. A handler
-    /// installed later that does not chain to the one before it defeats the guard.
+    /// handler installed before it) that answers a fault in a live mapping with zero pages. A file
+    /// that shrinks or grows ahead of the processor ends as on every other path, where a read
+    /// returns 0 (the chunks the mapping no longer holds, and those past its end, are read with
+    /// `pread(2)`); one cut while the processor has the chunk fails with [`Error::Read`] at the
+    /// offset where it was cut, since the processor may have been given zeros there: use this for
+    /// processors whose result counts only when the read succeeds (digests, counts), not for
+    /// copies. A handler installed later that does not chain to the one before it defeats the
+    /// guard.
     ///
     /// Used only for regular files of at least 1 MiB read buffered (not `direct`, not
     /// `dontcache`) with the `auto`, `uring` or `pread` backend, at least 90% of which is cached

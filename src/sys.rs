@@ -20,3 +20,18 @@ pub(crate) fn completion(n: isize) -> i32 {
         n as i32
     }
 }
+
+/// `pread(2)` of `buf.len()` bytes at `offset` into `buf`, as a completion gives it: the count,
+/// or `-errno`.
+pub(crate) fn pread(fd: std::os::fd::RawFd, buf: &mut [u8], offset: u64) -> i32 {
+    // SAFETY: writes at most `buf.len()` bytes into `buf`, which is ours for the call.
+    let n = unsafe {
+        libc::pread(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    };
+    completion(n)
+}

@@ -1,9 +1,10 @@
 //! A file that grows or shrinks after the reader took its size gives the same result through every
 //! front door (issue 24, item 2): the end of a file is a read that returns 0, on every path. Each
-//! case makes the change happen at a known point: after the first chunk reached the processor (the
-//! lanes, `Reader::read` and `read_each` of a large file), after the first chunk was handed out
-//! (`Driver::chunks`), or after `statx` and before the read (`Driver::files`, whose read waits for
-//! a buffer another task holds).
+//! case makes the change happen at a known point: after the first chunk reached the processor
+//! (`Reader::read`, `read_split`, `read_each` and `read_each_split` of a large file, through the
+//! lanes, the `pread(2)` pool, and in place from a mapping of the cached file), after the first
+//! chunk was handed out (`Driver::chunks`), or after `statx` and before the read (`Driver::files`,
+//! whose read waits for a buffer another task holds).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -11,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use ringread::processor::from_fn;
+use ringread::processor::{Combine, Prepare};
 use ringread::stream::Driver;
-use ringread::{Backend, Chunk, ReadOptions, Reader, Source};
+use ringread::{Backend, Chunk, Engine, Processor, ReadOptions, Reader, Source, Summary};
 
 mod common;
 use common::stream::runtime;
@@ -55,14 +56,16 @@ fn case(first: &[u8]) -> Case {
 /// A reader of chunks of [`CHUNK`], two in flight, on `backend` (`Pread`: many files through the
 /// pool of threads, one file through the `pread(2)` lanes).
 fn reader_on(backend: Backend) -> Reader {
-    Reader::new(
-        ReadOptions::builder()
-            .chunk_size(CHUNK)
-            .depth(2)
-            .backend(backend)
-            .build()
-            .unwrap(),
-    )
+    reader(ReadOptions::builder().backend(backend))
+}
+
+/// A reader of chunks of [`CHUNK`], two in flight, that reads cached files in place.
+fn in_place() -> Reader {
+    reader(ReadOptions::builder().in_place(true))
+}
+
+fn reader(b: ringread::ReadOptionsBuilder) -> Reader {
+    Reader::new(b.chunk_size(CHUNK).depth(2).build().unwrap())
 }
 
 /// A driver of two threads reading chunks of [`CHUNK`], two in flight; `fast`: with the cached
@@ -77,41 +80,120 @@ fn driver(fast: bool) -> Driver {
     Driver::with_threads(2).unwrap().with_options(opts).unwrap()
 }
 
-/// Reads `path` (`each`: with `read_each`, else `read`) while `change` runs once, when the first chunk reaches the processor.
-fn sync_read(path: &Path, each: bool, change: impl Fn(&Path) + Sync) -> Vec<u8> {
-    sync_read_on(Backend::Auto, path, each, change)
+/// Which of the reader's verbs reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Read,
+    ReadSplit,
+    ReadEach,
+    ReadEachSplit,
 }
 
-/// [`sync_read`] with a reader on `backend`.
-fn sync_read_on(
-    backend: Backend,
-    path: &Path,
-    each: bool,
-    change: impl Fn(&Path) + Sync,
-) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut changed = false;
-    let mut proc = from_fn(|c: &Chunk<'_>| {
-        if !changed {
-            change(path);
-            changed = true;
+/// The parallel half of a split processor: a copy of its chunk, with its offset.
+struct Copy;
+
+impl Prepare for Copy {
+    type Part = (u64, Vec<u8>);
+    fn prepare(&self, c: &Chunk<'_>) -> (u64, Vec<u8>) {
+        (c.offset(), c.to_vec())
+    }
+}
+
+/// Gathers what it is given, in order; `change` runs once, on the first chunk. As a split
+/// processor's ordered half, it checks each part (what [`Copy`] made) against its chunk.
+struct Gather<F> {
+    got: Vec<u8>,
+    change: Option<F>,
+}
+
+impl<F: FnOnce()> Gather<F> {
+    fn take(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
+        if let Some(change) = self.change.take() {
+            change();
         }
-        got.extend_from_slice(c);
+        assert_eq!(c.offset(), self.got.len() as u64, "chunks out of order");
+        self.got.extend_from_slice(c);
         Ok(true)
-    });
-    if each {
-        let mut one = Some(proc);
-        let mut result = None;
-        reader_on(backend)
-            .read_each(
-                Source::paths([path]),
-                |_, _| one.take().expect("one input"),
-                |f| result = Some(f.result),
-            )
+    }
+}
+
+impl<F: FnOnce()> Processor for Gather<F> {
+    fn process(&mut self, c: &Chunk<'_>) -> std::io::Result<bool> {
+        self.take(c)
+    }
+}
+
+impl<F: FnOnce()> Combine<(u64, Vec<u8>)> for Gather<F> {
+    fn combine(&mut self, c: &Chunk<'_>, (at, bytes): (u64, Vec<u8>)) -> std::io::Result<bool> {
+        assert_eq!(at, c.offset(), "a part of another chunk");
+        assert!(bytes == **c, "a part of other bytes at {at}");
+        self.take(c)
+    }
+}
+
+/// Reads `path` with `reader` through `verb`, `change` run once when the first chunk reaches the
+/// processor: the bytes, and how the file was read.
+fn sync_read(
+    reader: &Reader,
+    verb: Verb,
+    path: &Path,
+    change: impl Fn(&Path) + Sync,
+) -> (Vec<u8>, Summary) {
+    let mut g = Gather {
+        got: Vec::new(),
+        change: Some(|| change(path)),
+    };
+    let summary = match verb {
+        Verb::Read => reader.read(path, &mut g).unwrap(),
+        Verb::ReadSplit => reader.read_split(path, &Copy, &mut g).unwrap(),
+        Verb::ReadEach | Verb::ReadEachSplit => {
+            let (mut one, mut finished) = (Some(g), None);
+            let src = Source::paths([path]);
+            let done = |f| finished = Some(f);
+            if verb == Verb::ReadEach {
+                reader.read_each(src, |_, _| one.take().expect("one input"), done)
+            } else {
+                let make = |_: usize, _: &Path| (Copy, one.take().expect("one input"));
+                reader.read_each_split(src, make, done)
+            }
             .unwrap();
-        result.unwrap().unwrap();
-    } else {
-        reader_on(backend).read(path, &mut proc).unwrap();
+            let f: ringread::Finished<_> = finished.unwrap();
+            return (f.processor.got, f.result.unwrap());
+        }
+    };
+    (g.got, summary)
+}
+
+/// Every reader's verb, on the lanes, the `pread(2)` pool and in place: what each gave, named.
+fn every_verb(
+    first: &[u8],
+    change: impl Fn(&Path) + Sync + std::marker::Copy,
+) -> Vec<(String, Vec<u8>)> {
+    let verbs = [
+        ("read", Verb::Read),
+        ("read_split", Verb::ReadSplit),
+        ("read_each", Verb::ReadEach),
+        ("read_each_split", Verb::ReadEachSplit),
+    ];
+    let mut got = Vec::new();
+    for (verb_name, verb) in verbs {
+        for (how, reader) in [
+            ("", reader_on(Backend::Auto)),
+            (", pread", reader_on(Backend::Pread)),
+            (", in place", in_place()),
+        ] {
+            let c = case(first);
+            if how == ", in place" {
+                // Cached, for reading in place.
+                assert_eq!(fs::read(&c.path).unwrap().len(), first.len());
+            }
+            let (bytes, summary) = sync_read(&reader, verb, &c.path, change);
+            let name = format!("Reader::{verb_name}{how}");
+            if how == ", in place" {
+                assert_eq!(summary.route.engine, Engine::InPlace, "{name}");
+            }
+            got.push((name, bytes));
+        }
     }
     got
 }
@@ -175,29 +257,18 @@ fn files_read(path: &Path, change: impl Fn(&Path) + Send + 'static) -> Vec<u8> {
 #[test]
 fn a_file_that_grows_while_read_is_read_to_its_new_end_on_every_path() {
     let _g = shared();
-    let first = random_bytes(8 * CHUNK + 100, 1);
+    // Over 1 MiB: large enough to be read in place.
+    let first = random_bytes(17 * CHUNK + 100, 1);
     let more = random_bytes(3 * CHUNK + 7, 2);
     let want = [&first[..], &more[..]].concat();
-    let grow = {
-        let more = more.clone();
-        move |p: &Path| append(p, &more)
-    };
+    let grow = |p: &Path| append(p, &more);
     let driver = driver(true);
-    for (name, got) in [
-        ("Reader::read", sync_read(&case(&first).path, false, &grow)),
-        (
-            "Reader::read_each",
-            sync_read(&case(&first).path, true, &grow),
-        ),
-        (
-            "Reader::read_each, pread pool",
-            sync_read_on(Backend::Pread, &case(&first).path, true, &grow),
-        ),
-        (
-            "Driver::chunks",
-            chunks_read(&driver, &case(&first).path, &grow),
-        ),
-    ] {
+    let mut got = every_verb(&first, grow);
+    got.push((
+        "Driver::chunks".into(),
+        chunks_read(&driver, &case(&first).path, grow),
+    ));
+    for (name, got) in got {
         assert!(
             got == want,
             "{name}: {} bytes, the grown file has {}",
@@ -205,7 +276,9 @@ fn a_file_that_grows_while_read_is_read_to_its_new_end_on_every_path() {
             want.len()
         );
     }
-    // A small file, grown after statx: read to its new end, as every other path reads it.
+    // A small file, grown after statx: read to its new end, as every other path reads it. (An
+    // empty one, which waits for no buffer, is grown between its statx and its open in
+    // `stream::whole`'s unit test.)
     let small = random_bytes(100_000, 3);
     let c = case(&small);
     let tail = more.clone();
@@ -222,29 +295,17 @@ fn a_file_that_grows_while_read_is_read_to_its_new_end_on_every_path() {
 #[test]
 fn a_file_that_shrinks_while_read_ends_at_its_new_end_on_every_path() {
     let _g = shared();
-    let first = random_bytes(8 * CHUNK + 100, 4);
+    let first = random_bytes(17 * CHUNK + 100, 4);
     let cut = 5 * CHUNK as u64 + 3;
     let want = &first[..cut as usize];
     let driver = driver(false);
     let shrink_it = move |p: &Path| shrink(p, cut);
-    for (name, got) in [
-        (
-            "Reader::read",
-            sync_read(&case(&first).path, false, shrink_it),
-        ),
-        (
-            "Reader::read_each",
-            sync_read(&case(&first).path, true, shrink_it),
-        ),
-        (
-            "Reader::read_each, pread pool",
-            sync_read_on(Backend::Pread, &case(&first).path, true, shrink_it),
-        ),
-        (
-            "Driver::chunks",
-            chunks_read(&driver, &case(&first).path, shrink_it),
-        ),
-    ] {
+    let mut got = every_verb(&first, shrink_it);
+    got.push((
+        "Driver::chunks".into(),
+        chunks_read(&driver, &case(&first).path, shrink_it),
+    ));
+    for (name, got) in got {
         assert!(
             got == want,
             "{name}: {} bytes, the cut file has {}",

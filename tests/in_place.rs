@@ -1,6 +1,7 @@
 //! Processing cached files in place (`ReadOptionsBuilder::in_place`): the bytes of `std::fs::read`
-//! on every edge, the copy where in place does not apply, and a file cut meanwhile: an error naming
-//! the offset, never a signal.
+//! on every edge, the copy where in place does not apply, a file cut or grown ahead of the
+//! processor read to its new end as every path reads it, and a file cut under the processor: an
+//! error naming the offset, never a signal.
 
 mod common;
 
@@ -210,6 +211,8 @@ struct Cutter {
     /// Zero bytes seen past the cut.
     zeros_past_cut: usize,
     cut_done: bool,
+    /// Bytes seen.
+    seen: u64,
 }
 
 impl Processor for Cutter {
@@ -223,26 +226,37 @@ impl Processor for Cutter {
                 self.zeros_past_cut += 1;
             }
         }
+        self.seen += c.len() as u64;
         Ok(true)
     }
 }
 
-fn cut_case(dir: &Path, name: &str, at: u64, cut: u64, threads: usize) -> (Error, Cutter) {
-    let data = vec![0xa5u8; 8 * MIB];
-    let path = cached_file(dir, name, &data);
-    let file = OpenOptions::new().write(true).open(&path).unwrap();
-    let mut cutter = Cutter {
-        file,
+fn cutter(path: &Path, at: u64, cut: u64) -> Cutter {
+    Cutter {
+        file: OpenOptions::new().write(true).open(path).unwrap(),
         at,
         cut,
         zeros_past_cut: 0,
         cut_done: false,
-    };
+        seen: 0,
+    }
+}
+
+/// An 8 MiB file read in place, chunks of 64 KiB on `threads` lanes, cut to `cut` bytes when the
+/// chunk at `at` is handed over: what the read said, and what the processor saw.
+fn cut_case(
+    dir: &Path,
+    name: &str,
+    at: u64,
+    cut: u64,
+    threads: usize,
+) -> (Result<ringread::Summary, Error>, Cutter) {
+    let data = vec![0xa5u8; 8 * MIB];
+    let path = cached_file(dir, name, &data);
+    let mut cutter = cutter(&path, at, cut);
     let reader = in_place(Some(64 << 10), Some(threads), None);
-    let e = reader
-        .read(&path, &mut cutter)
-        .expect_err("a file cut while read in place must fail");
-    (e, cutter)
+    let result = reader.read(&path, &mut cutter);
+    (result, cutter)
 }
 
 #[test]
@@ -253,7 +267,8 @@ fn a_file_cut_while_read_in_place_fails_at_the_cut_without_a_signal() {
         // Cut inside the chunk being processed: its own pages past the cut fault (SIGBUS, answered
         // with zeros), and the read fails there.
         let at = MIB as u64;
-        let (e, c) = cut_case(d.path(), "cut-here", at, at + 100, threads);
+        let (r, c) = cut_case(d.path(), "cut-here", at, at + 100, threads);
+        let e = r.expect_err("a file cut under the processor must fail");
         match &e {
             Error::Read { offset, source, .. } => {
                 assert_eq!(*offset, at + 100, "{e}");
@@ -265,46 +280,51 @@ fn a_file_cut_while_read_in_place_fails_at_the_cut_without_a_signal() {
             c.zeros_past_cut > 0,
             "the processor never touched a cut page"
         );
-
-        // Cut ahead of the reading: the chunks there report it before they are processed.
-        let cut = 5 * MIB as u64 + 4096 * 3 + 17;
-        let (e, _) = cut_case(d.path(), "cut-ahead", 0, cut, threads);
-        match &e {
-            Error::Read { offset, source, .. } => {
-                assert_eq!(*offset, cut, "{e}");
-                assert!(source.to_string().contains("shrank"), "{e}");
-            }
-            other => panic!("not a read error: {other}"),
-        }
     }
 }
 
 #[test]
-fn a_file_that_grows_while_read_in_place_fails_at_its_old_end() {
+fn a_file_cut_ahead_of_the_processor_in_place_ends_at_its_new_end() {
     let _g = common::shared();
     let d = dir();
-    let data = common::random_bytes(2 * MIB, 9);
-    let path = cached_file(d.path(), "grows", &data);
-    struct Grower(File, bool);
-    impl Processor for Grower {
-        fn process(&mut self, _: &Chunk<'_>) -> io::Result<bool> {
-            if !self.1 {
-                self.0.set_len(3 * MIB as u64)?;
-                self.1 = true;
-            }
-            Ok(true)
-        }
+    for threads in [1, 2] {
+        // Cut ahead of the processing (chunks there may be prepared already): they are read
+        // instead, and the file ends where a read returns 0, as on every other path.
+        let cut = 5 * MIB as u64 + 4096 * 3 + 17;
+        let (r, c) = cut_case(d.path(), "cut-ahead", 0, cut, threads);
+        let s = r.expect("a file cut ahead is read to its new end");
+        assert_eq!(s.route.engine, Engine::InPlace);
+        assert_eq!((s.bytes, c.seen), (cut, cut));
+        assert_eq!(c.zeros_past_cut, 0);
     }
-    let f = OpenOptions::new().write(true).open(&path).unwrap();
-    let e = in_place(Some(64 << 10), None, None)
-        .read(&path, &mut Grower(f, false))
-        .expect_err("growth is seen");
-    match &e {
-        Error::Read { offset, source, .. } => {
-            assert_eq!(*offset, 2 * MIB as u64, "{e}");
-            assert!(source.to_string().contains("grew"), "{e}");
+}
+
+#[test]
+fn a_file_that_grows_while_read_in_place_is_read_to_its_new_end() {
+    let _g = common::shared();
+    let d = dir();
+    let data = common::random_bytes(2 * MIB + 5000, 9);
+    let more = common::random_bytes(MIB + 77, 10);
+    let want = [&data[..], &more[..]].concat();
+    for (threads, chunk) in [(1, 64 << 10), (2, 64 << 10), (2, MIB)] {
+        let path = cached_file(d.path(), "grows", &data);
+        struct Grower(PathBuf, Vec<u8>, Collect);
+        impl Processor for Grower {
+            fn process(&mut self, c: &Chunk<'_>) -> io::Result<bool> {
+                if !self.1.is_empty() {
+                    let mut f = OpenOptions::new().append(true).open(&self.0)?;
+                    io::Write::write_all(&mut f, &std::mem::take(&mut self.1))?;
+                }
+                self.2.process(c)
+            }
         }
-        other => panic!("not a read error: {other}"),
+        let mut g = Grower(path.clone(), more.clone(), Collect::default());
+        let s = in_place(Some(chunk), Some(threads), None)
+            .read(&path, &mut g)
+            .expect("a grown file is read to its new end");
+        assert_eq!(s.route.engine, Engine::InPlace);
+        assert_eq!(s.bytes, want.len() as u64);
+        assert!(g.2.bytes == want, "{threads} lanes, chunk {chunk}");
     }
 }
 

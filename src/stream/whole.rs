@@ -71,6 +71,8 @@ pub(super) struct WholeOp {
     need: usize,
     /// Its buffer, from the driver's pool (given when its turn comes, see [`Batch`]).
     buf: Option<Lease>,
+    /// Where the probe of an empty file (which has no buffer) reads its byte.
+    spare: u8,
     blocking: bool,
     /// `RWF_*` flags of its reads: `RWF_DONTCACHE` for a batch read uncached.
     rw_flags: i32,
@@ -103,6 +105,7 @@ impl WholeOp {
             fd: -1,
             need: 0,
             buf: None,
+            spare: 0,
             blocking: false,
             rw_flags: 0,
             drop_after: false,
@@ -149,19 +152,30 @@ impl WholeOp {
             file_steps::Io::Close => return Some(Io::Close { fd: self.fd }),
             file_steps::Io::Done => return None,
             file_steps::Io::Read { read, .. } => read,
+            file_steps::Io::Probe(read) if self.need == 0 => {
+                // An empty file: its probe reads into the op's own byte (the op is boxed).
+                let spare = std::ptr::addr_of_mut!(self.spare);
+                return Some(self.read_io(read, spare));
+            }
             file_steps::Io::Probe(read) => read,
         };
         let lease = self.buf.as_ref()?;
         debug_assert!(read.buf_offset + read.len as usize <= lease.capacity());
-        Some(Io::Read {
+        // Within the buffer: reads stop at its length (the probe reads into its last byte).
+        let buf = lease.ptr().wrapping_add(read.buf_offset);
+        Some(self.read_io(read, buf))
+    }
+
+    /// The read of `read` into `buf`.
+    fn read_io(&self, read: file_steps::Span, buf: *mut u8) -> Io<'static> {
+        Io::Read {
             fd: self.fd,
-            // Within the buffer: reads stop at its length (the probe reads into its last byte).
-            buf: lease.ptr().wrapping_add(read.buf_offset),
+            buf,
             len: read.len,
             offset: read.offset,
             blocking: self.blocking,
             rw_flags: self.rw_flags,
-        })
+        }
     }
 
     /// Hands the outcome to the batch (ops whose buffers came meanwhile go to `out`).
@@ -188,7 +202,7 @@ impl WholeOp {
                     self.fd = res;
                 }
                 self.steps.open_done(res);
-                if self.steps.phase() == Phase::Read && !closed {
+                if matches!(self.steps.phase(), Phase::Read | Phase::Probe) && !closed {
                     self.opened();
                 }
             }
@@ -766,4 +780,45 @@ fn wake_consumer(mut st: MutexGuard<'_, BatchState>, waiting: bool) {
 /// Whether the head's outcome is in.
 fn head_is_in(st: &BatchState) -> bool {
     st.entries.front().is_some_and(|e| e.outcome.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// An empty file on a device that grows between its `statx` and its end: the probe at 0 finds
+    /// the byte, and the file is read to its end another way (the fallback), not returned empty.
+    #[test]
+    fn an_empty_file_grown_after_statx_is_read_to_its_new_end() {
+        for grows in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("empty");
+            std::fs::write(&path, b"").unwrap();
+            let pool = Arc::new(Pool::new(1 << 20));
+            let batch = Arc::new(Batch::new(pool, Arc::new(Counters::default())));
+            batch.lock().entries.push_back(Entry {
+                turn: Turn::Stat,
+                outcome: None,
+            });
+            let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+            let mut work: Vec<Work> = vec![WholeOp::new(Arc::clone(&batch), 0, c, 0)];
+            let mut steps = 0;
+            // Each step with its system call, as a lane without io_uring does.
+            while let Some(mut w) = work.pop() {
+                let res = w.perform().expect("a step to do");
+                if steps == 0 && grows {
+                    // Its statx is done (it said 0 bytes); its open comes next.
+                    std::fs::write(&path, b"more").unwrap();
+                }
+                steps += 1;
+                w.complete(res, &mut work);
+            }
+            let outcome = batch.lock().entries[0].outcome.take();
+            match (grows, outcome) {
+                (false, Some(Outcome::Empty)) | (true, Some(Outcome::Fallback)) => {}
+                (_, other) => panic!("grows: {grows}: {}", other.is_some()),
+            }
+        }
+    }
 }
