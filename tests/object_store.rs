@@ -187,7 +187,6 @@ fn every_get_form_matches_std_fs_read() {
 /// Ranges in any order, overlapping, empty, touching, and longer than one read: the bytes
 /// `std::fs::read` has there; ranges past the end are errors, as `LocalFileSystem` makes them.
 #[test]
-#[allow(clippy::single_range_in_vec_init)] // one range in a list of ranges is what is meant
 fn get_ranges_matches_std_fs_read() {
     let _g = common::shared();
     let dir = tempfile::tempdir().unwrap();
