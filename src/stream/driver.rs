@@ -47,6 +47,11 @@ pub(super) struct DriverInner {
 }
 
 impl DriverInner {
+    /// Its threads (lanes).
+    pub(super) fn threads(&self) -> usize {
+        self.lanes.len()
+    }
+
     /// Queues reads on their lanes (`lane` modulo their number): one lock and at most one wake-up
     /// per lane.
     pub(super) fn read(&self, ops: Vec<ReadOp>) {
@@ -228,7 +233,7 @@ impl Driver {
 
     /// How many threads (each with its own ring) read for this driver.
     pub fn threads(&self) -> usize {
-        self.inner.lanes.len()
+        self.inner.threads()
     }
 
     /// The buffer budget in bytes that this driver's streams share.

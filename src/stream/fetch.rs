@@ -22,6 +22,10 @@ use crate::ranges::{ByteRange, Plan};
 /// The longest single read (a read of merged ranges, or one piece of a long range), at most.
 const MAX_READ: usize = 4 << 20;
 
+/// From this many reads on, a call spreads its cached reads over the polling thread and the
+/// driver's threads.
+const SPREAD_FROM: usize = 64;
+
 /// Reads in flight at once for one call, at most.
 pub(crate) const IN_FLIGHT: usize = 256;
 
@@ -65,9 +69,17 @@ impl RangeFile {
             .iter()
             .map(|x| (x.offset, x.len as usize))
             .collect();
+        // Of many reads, the driver's threads take their share even of cached ones (with `t`
+        // threads, `t` of every `t + 1` reads): they copy on the other CPUs while this task
+        // copies the rest on its own.
+        let share = (extents.len() >= SPREAD_FROM).then(|| self.threads() + 1);
         let mut reads = stream::iter(extents.into_iter().enumerate())
             .map(|(k, (offset, len))| {
-                let read = self.read_at(offset, len);
+                let read = if share.is_some_and(|t| k % t != 0) {
+                    self.read_at_elsewhere(offset, len)
+                } else {
+                    self.read_at(offset, len)
+                };
                 async move { (k, read.await) }
             })
             .buffered(IN_FLIGHT);

@@ -199,21 +199,40 @@ impl Take {
 // is governed by the stream's slot states.
 unsafe impl Send for Buf {}
 
+/// The size of a transparent huge page (x86-64, aarch64 with 4 KiB pages).
+const HUGE_PAGE: usize = 2 << 20;
+
 impl Buf {
     /// A buffer of `len` bytes (non-zero), aligned to [`ALIGN`]; outside the pool's books until
     /// the pool takes it.
     pub(super) fn new(len: usize) -> Result<Buf> {
-        let layout =
-            Layout::from_size_align(len, ALIGN).map_err(|_| Error::OutOfMemory { bytes: len })?;
+        let layout = Layout::from_size_align(len, Buf::align(len))
+            .map_err(|_| Error::OutOfMemory { bytes: len })?;
         // SAFETY: `len` is non-zero (a stride is at least ALIGN).
         let raw = unsafe { alloc::alloc(layout) };
         let ptr = NonNull::new(raw).ok_or(Error::OutOfMemory { bytes: len })?;
+        if len >= HUGE_PAGE {
+            // SAFETY: madvise over the allocation just made, `len` bytes from its start; advice
+            // only (where refused, the buffer is made of small pages, as without it).
+            unsafe { libc::madvise(raw.cast(), len, libc::MADV_HUGEPAGE) };
+        }
         Ok(Buf {
             ptr,
             len,
             reg: None,
             out: None,
         })
+    }
+
+    /// The alignment of a buffer of `len` bytes: a huge page's for buffers of one or more (so the
+    /// kernel can back them with huge pages: a fault per 2 MiB, not per 4 KiB, as the first read
+    /// fills them), else [`ALIGN`].
+    fn align(len: usize) -> usize {
+        if len >= HUGE_PAGE {
+            HUGE_PAGE
+        } else {
+            ALIGN
+        }
     }
 
     /// Its entry in the rings' tables of registered buffers, if it has one.
@@ -239,7 +258,7 @@ impl Drop for Buf {
         unsafe {
             alloc::dealloc(
                 self.ptr.as_ptr(),
-                Layout::from_size_align_unchecked(self.len, ALIGN),
+                Layout::from_size_align_unchecked(self.len, Buf::align(self.len)),
             )
         }
     }

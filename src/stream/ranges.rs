@@ -165,6 +165,19 @@ impl RangeFile {
         ReadAt::new(self.clone(), offset, len, true, false)
     }
 
+    /// The driver's threads.
+    pub(crate) fn threads(&self) -> usize {
+        self.inner.driver.threads()
+    }
+
+    /// As [`RangeFile::read_at`], read by the driver's threads even when cached: so that of many
+    /// reads polled by one task, some copy on the other CPUs while the task copies the rest.
+    pub(crate) fn read_at_elsewhere(&self, offset: u64, len: usize) -> ReadAt {
+        let mut read = ReadAt::new(self.clone(), offset, len, false, true);
+        read.here = false;
+        read
+    }
+
     /// Whether bytes kept for long are to be copied out of the driver's buffers
     /// ([`Pool::pressed`]).
     pub(crate) fn pressed(&self) -> bool {
@@ -290,6 +303,9 @@ pub struct ReadAt {
     exact: bool,
     /// Its buffer comes from the driver's pool (else it is its own).
     pooled: bool,
+    /// It may be read on the polling thread when cached (the cached fast path); else the driver's
+    /// threads read it.
+    here: bool,
     /// The read in flight (`Some` from the first submit to the end).
     shared: Option<Arc<AtShared>>,
     lane: usize,
@@ -347,6 +363,7 @@ impl ReadAt {
             file,
             exact,
             pooled,
+            here: true,
             shared: None,
             lane,
             early,
@@ -420,7 +437,7 @@ impl ReadAt {
                 return Poll::Ready(Err(e));
             }
         };
-        let here = self.pooled || self.piece.want as usize <= FAST_MAX;
+        let here = self.here && (self.pooled || self.piece.want as usize <= FAST_MAX);
         if here && self.file.inner.fast.load(Ordering::Relaxed) {
             match self.read_here(&buf) {
                 Some(Step::Ready { .. }) => return Poll::Ready(self.deliver(buf, cx)),
