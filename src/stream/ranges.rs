@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -62,6 +62,46 @@ struct FileInner {
     /// Reads try the page cache on the polling thread first (`RWF_NOWAIT`): the options' cached
     /// fast path, buffered reads only; off for good once the file system refuses `RWF_NOWAIT`.
     fast: AtomicBool,
+    /// Fast-path reads in a row that found the cache lacking (see [`FileInner::try_here`]).
+    misses: AtomicU32,
+}
+
+/// After this many fast-path reads in a row find the cache lacking, a file's reads go straight to
+/// the driver's threads (a miss costs a system call, and its readahead reads more than a random
+/// read wants), trying the cache again once every [`MISS_SKIP`] reads.
+const MISS_LIMIT: u32 = 8;
+
+/// Reads sent straight to the driver between two tries of the cache, after [`MISS_LIMIT`] misses.
+const MISS_SKIP: u32 = 64;
+
+impl FileInner {
+    /// Whether the next read tries the page cache on the polling thread: the fast path is on and
+    /// the file's recent tries did not all miss (then one read in [`MISS_SKIP`] tries again).
+    fn try_here(&self) -> bool {
+        if !self.fast.load(Ordering::Relaxed) {
+            return false;
+        }
+        let m = self.misses.load(Ordering::Relaxed);
+        if m < MISS_LIMIT {
+            return true;
+        }
+        if m >= MISS_LIMIT + MISS_SKIP {
+            // One try: a hit starts the count again, a miss goes back to skipping.
+            self.misses.store(MISS_LIMIT - 1, Ordering::Relaxed);
+            return true;
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Books a try's outcome.
+    fn tried(&self, hit: bool) {
+        if hit {
+            self.misses.store(0, Ordering::Relaxed);
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl std::fmt::Debug for RangeFile {
@@ -124,6 +164,7 @@ impl Driver {
                 file,
                 path: Arc::from(name),
                 fast: AtomicBool::new(opts.cached_fast_path() && ins.direct.is_none()),
+                misses: AtomicU32::new(0),
                 direct: ins.direct,
                 notices: ins.notices,
             }),
@@ -438,8 +479,10 @@ impl ReadAt {
             }
         };
         let here = self.here && (self.pooled || self.piece.want as usize <= FAST_MAX);
-        if here && self.file.inner.fast.load(Ordering::Relaxed) {
-            match self.read_here(&buf) {
+        if here && self.file.inner.try_here() {
+            let step = self.read_here(&buf);
+            self.file.inner.tried(step.is_some());
+            match step {
                 Some(Step::Ready { .. }) => return Poll::Ready(self.deliver(buf, cx)),
                 Some(Step::Failed { errno }) => {
                     self.done = true;
