@@ -62,7 +62,8 @@ const AHEAD_FROM: u64 = 1 << 20;
 /// Where the page cache lacks part of a long range, asks the kernel to read all of it now
 /// (`POSIX_FADV_WILLNEED`: the device gets the whole range at once, where a read's own readahead
 /// would ask for it a window at a time); the reads that follow find it cached or on its way.
-fn ask_ahead(file: &File, start: u64, len: u64) {
+/// Returns whether the cache lacked part of it.
+fn ask_ahead(file: &File, start: u64, len: u64) -> bool {
     let lacking = crate::residency::of_range(file, start, len).map_or(true, |r| r.cached < r.len);
     if lacking {
         // SAFETY: posix_fadvise on a descriptor `file` owns; no memory is passed. Advice only:
@@ -76,6 +77,7 @@ fn ask_ahead(file: &File, start: u64, len: u64) {
             )
         };
     }
+    lacking
 }
 
 /// An [`ObjectStore`] for local files whose reads go through ringread: object_store's
@@ -190,15 +192,17 @@ impl RingStore {
             return Ok(stream::empty().boxed());
         }
         let opts = self.driver.options();
-        if len >= AHEAD_FROM {
-            ask_ahead(&file, range.start, len);
-        }
+        let cached = len >= AHEAD_FROM && !ask_ahead(&file, range.start, len);
         if len <= ONE_READ {
             let file = self
                 .driver
                 .range_file(Source::file(file, name))
                 .map_err(read_error)?;
-            let read = file.read_exact_owned(range.start, len as usize);
+            let read = if cached {
+                file.read_exact_owned_cached(range.start, len as usize)
+            } else {
+                file.read_exact_owned(range.start, len as usize)
+            };
             return Ok(stream::once(async move { read.await.map_err(read_error) }).boxed());
         }
         // The chunk stream reads from the file's position, `len` bytes at most.

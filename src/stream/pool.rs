@@ -52,6 +52,8 @@ pub(super) struct Buf {
     reg: Option<Reg>,
     /// Handed to a consumer: to whom ([`Pool::hand_out`]), until it is given back.
     out: Option<Tag>,
+    /// Aligned to a huge page, and advised to be backed by huge pages ([`Buf::new_huge`]).
+    huge: bool,
 }
 
 /// Whom a buffer handed out is booked to: an entry of [`Books::takers`], and its source there
@@ -206,12 +208,25 @@ impl Buf {
     /// A buffer of `len` bytes (non-zero), aligned to [`ALIGN`]; outside the pool's books until
     /// the pool takes it.
     pub(super) fn new(len: usize) -> Result<Buf> {
-        let layout = Layout::from_size_align(len, Buf::align(len))
+        Buf::alloc(len, false)
+    }
+
+    /// As [`Buf::new`], for a buffer the first read fills from the page cache at once: of 2 MiB
+    /// or more, it is aligned to a huge page and advised to be backed by huge pages
+    /// (`MADV_HUGEPAGE`: a fault per 2 MiB as the read fills it, not one per 4 KiB). Not for
+    /// reads the device serves: measured, huge pages made 64 concurrent cold 8 MiB reads take
+    /// twice as long once the page cache was full (docs/BENCHMARKS.md section 20).
+    pub(super) fn new_huge(len: usize) -> Result<Buf> {
+        Buf::alloc(len, len >= HUGE_PAGE)
+    }
+
+    fn alloc(len: usize, huge: bool) -> Result<Buf> {
+        let layout = Layout::from_size_align(len, Buf::align(huge))
             .map_err(|_| Error::OutOfMemory { bytes: len })?;
         // SAFETY: `len` is non-zero (a stride is at least ALIGN).
         let raw = unsafe { alloc::alloc(layout) };
         let ptr = NonNull::new(raw).ok_or(Error::OutOfMemory { bytes: len })?;
-        if len >= HUGE_PAGE {
+        if huge {
             // SAFETY: madvise over the allocation just made, `len` bytes from its start; advice
             // only (where refused, the buffer is made of small pages, as without it).
             unsafe { libc::madvise(raw.cast(), len, libc::MADV_HUGEPAGE) };
@@ -221,14 +236,13 @@ impl Buf {
             len,
             reg: None,
             out: None,
+            huge,
         })
     }
 
-    /// The alignment of a buffer of `len` bytes: a huge page's for buffers of one or more (so the
-    /// kernel can back them with huge pages: a fault per 2 MiB, not per 4 KiB, as the first read
-    /// fills them), else [`ALIGN`].
-    fn align(len: usize) -> usize {
-        if len >= HUGE_PAGE {
+    /// The alignment of a buffer: a huge page's, or [`ALIGN`].
+    fn align(huge: bool) -> usize {
+        if huge {
             HUGE_PAGE
         } else {
             ALIGN
@@ -258,7 +272,7 @@ impl Drop for Buf {
         unsafe {
             alloc::dealloc(
                 self.ptr.as_ptr(),
-                Layout::from_size_align_unchecked(self.len, Buf::align(self.len)),
+                Layout::from_size_align_unchecked(self.len, Buf::align(self.huge)),
             )
         }
     }

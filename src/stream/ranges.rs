@@ -206,6 +206,15 @@ impl RangeFile {
         ReadAt::new(self.clone(), offset, len, true, false)
     }
 
+    /// As [`RangeFile::read_exact_owned`], for a range the page cache holds: its buffer is backed
+    /// by huge pages where it is long enough (fewer faults as the read fills it).
+    #[cfg(feature = "object-store")]
+    pub(crate) fn read_exact_owned_cached(&self, offset: u64, len: usize) -> ReadAt {
+        let mut read = self.read_exact_owned(offset, len);
+        read.huge = true;
+        read
+    }
+
     /// The driver's threads.
     pub(crate) fn threads(&self) -> usize {
         self.inner.driver.threads()
@@ -344,6 +353,8 @@ pub struct ReadAt {
     exact: bool,
     /// Its buffer comes from the driver's pool (else it is its own).
     pooled: bool,
+    /// Its buffer of its own is for huge pages ([`Buf::new_huge`]: the range is cached).
+    huge: bool,
     /// It may be read on the polling thread when cached (the cached fast path); else the driver's
     /// threads read it.
     here: bool,
@@ -405,6 +416,7 @@ impl ReadAt {
             exact,
             pooled,
             here: true,
+            huge: false,
             shared: None,
             lane,
             early,
@@ -462,6 +474,8 @@ impl ReadAt {
         let len = Pool::stride(self.piece.want as usize);
         let took = if self.pooled {
             driver.pool.take(len, 0, true, cx.waker())
+        } else if self.huge {
+            Buf::new_huge(len).map(Take::Got)
         } else {
             Buf::new(len).map(Take::Got)
         };
