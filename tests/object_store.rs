@@ -124,18 +124,6 @@ const SIZES: [usize; 11] = [
     (17 << 20) + 5,
 ];
 
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Every form of `get_opts` gives what `std::fs::read` gives, through both of the store's ways
 /// (one read, and the chunk stream), and the same metadata as `LocalFileSystem`.
 #[test]
@@ -147,7 +135,7 @@ fn every_get_form_matches_std_fs_read() {
     runtime().block_on(async {
         for (i, &size) in SIZES.iter().enumerate() {
             let name = format!("f{size}");
-            std::fs::write(dir.path().join(&name), pattern(size, i as u64)).unwrap();
+            std::fs::write(dir.path().join(&name), common::random_bytes(size, i as u64)).unwrap();
             let want = std::fs::read(dir.path().join(&name)).unwrap();
             let at = Path::from(name.as_str());
             let got = store.get(&at).await.unwrap();
@@ -191,7 +179,7 @@ fn get_ranges_matches_std_fs_read() {
     let _g = common::shared();
     let dir = tempfile::tempdir().unwrap();
     let store = RingStore::new_with_prefix(dir.path()).unwrap();
-    let data = pattern((11 << 20) + 123, 7);
+    let data = common::random_bytes((11 << 20) + 123, 7);
     std::fs::write(dir.path().join("data"), &data).unwrap();
     let at = Path::from("data");
     let n = data.len() as u64;
@@ -255,7 +243,7 @@ fn get_ranges_matches_std_fs_read() {
 fn keeping_everything_never_stops_the_reads() {
     let _g = common::shared();
     let dir = tempfile::tempdir().unwrap();
-    let data = pattern(40 << 20, 3);
+    let data = common::random_bytes(40 << 20, 3);
     std::fs::write(dir.path().join("big"), &data).unwrap();
     let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
     let driver = Driver::with_budget(2, 1 << 20).unwrap();
@@ -292,7 +280,7 @@ fn a_file_that_shrinks_after_get_is_an_error_not_fewer_bytes() {
     let store = RingStore::new_with_prefix(dir.path()).unwrap();
     for size in [100_000usize, 20 << 20] {
         let path = dir.path().join("shrinks");
-        std::fs::write(&path, pattern(size, 1)).unwrap();
+        std::fs::write(&path, common::random_bytes(size, 1)).unwrap();
         runtime().block_on(async {
             let got = store.get(&Path::from("shrinks")).await.unwrap();
             std::fs::OpenOptions::new()

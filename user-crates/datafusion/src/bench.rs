@@ -79,8 +79,26 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Times `work` on each store `RUNS` times, alternating which goes first, the cache prepared
-/// before every run; the medians (LocalFileSystem, RingStore).
+/// Times `work` (given whether it is ringread's turn) `RUNS` times each way, alternating which
+/// goes first, the cache prepared before every run; the medians (LocalFileSystem, RingStore).
+async fn alternate<F, Fut>(cache: Cache, files: &[PathBuf], work: F) -> Result<(Duration, Duration)>
+where
+    F: Fn(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let (mut local, mut ring) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        for ours in [run % 2 == 0, run % 2 == 1] {
+            cache.prepare(files)?;
+            let t = Instant::now();
+            work(ours).await?;
+            if ours { &mut ring } else { &mut local }.push(t.elapsed());
+        }
+    }
+    Ok((median(local), median(ring)))
+}
+
+/// [`alternate`] of `work` on each store.
 async fn measure<F, Fut>(
     cache: Cache,
     files: &[PathBuf],
@@ -91,21 +109,15 @@ where
     F: Fn(Arc<dyn ObjectStore>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let (mut local, mut ring) = (Vec::new(), Vec::new());
-    for run in 0..RUNS {
-        for first in [run % 2 == 0, run % 2 == 1] {
-            let store: Arc<dyn ObjectStore> = if first {
-                stores.ring.clone()
-            } else {
-                stores.local.clone()
-            };
-            cache.prepare(files)?;
-            let t = Instant::now();
-            work(store).await?;
-            if first { &mut ring } else { &mut local }.push(t.elapsed());
-        }
-    }
-    Ok((median(local), median(ring)))
+    alternate(cache, files, |ours| {
+        let store: Arc<dyn ObjectStore> = if ours {
+            stores.ring.clone()
+        } else {
+            stores.local.clone()
+        };
+        work(store)
+    })
+    .await
 }
 
 /// Writes `len` bytes of a pattern to `path` unless it is there with that length.
@@ -238,22 +250,12 @@ async fn queries(dir: &Path, tables: &[PathBuf], stores: &Stores, caches: &[Cach
             return Err(format!("{name}: the stores' results differ").into());
         }
         for &cache in caches {
-            let (mut l, mut r) = (Vec::new(), Vec::new());
-            for run in 0..RUNS {
-                for ring in [run % 2 == 0, run % 2 == 1] {
-                    cache.prepare(tables)?;
-                    let t = Instant::now();
-                    query(if ring { &ours } else { &theirs }, sql).await?;
-                    if ring { &mut r } else { &mut l }.push(t.elapsed());
-                }
-            }
-            row(
-                &format!("DataFusion: {name}"),
-                cache,
-                median(l),
-                median(r),
-                None,
-            );
+            let (l, r) = alternate(cache, tables, |ring| {
+                let ctx = if ring { &ours } else { &theirs };
+                async move { query(ctx, sql).await.map(drop) }
+            })
+            .await?;
+            row(&format!("DataFusion: {name}"), cache, l, r, None);
         }
     }
     Ok(())
