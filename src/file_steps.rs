@@ -99,6 +99,8 @@ pub(crate) enum Shape {
     },
     /// The whole file into one buffer of [`FileSteps::buffer_len`] bytes (its size hint), in
     /// reads of up to `piece` bytes each, at their file offsets.
+    // Used by the async driver (`stream/whole.rs`).
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     Whole {
         /// The longest single read.
         piece: usize,
@@ -312,6 +314,8 @@ impl FileSteps {
 
     /// The buffer the file needs, once its `statx` is in: a chunk, or (whole) its size hint, or
     /// [`PROBE_EMPTY`] where its size may lie; 0 for none.
+    // Used by the async driver (`stream/whole.rs`).
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     pub(crate) fn buffer_len(&self) -> u64 {
         match self.shape {
             Shape::Chunks { chunk, .. } => chunk as u64,
@@ -327,6 +331,8 @@ impl FileSteps {
     }
 
     /// Where reads are now: the offset of the first byte not read yet.
+    // Used by the async driver (`stream/whole.rs`).
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     pub(crate) fn position(&self) -> u64 {
         self.piece
             .map_or(self.limit, |p| p.offset + u64::from(p.filled))
@@ -533,6 +539,8 @@ impl FileSteps {
 
     /// The read at the end of the whole buffer is in: 0 ends the file there, a byte means it is
     /// longer ([`probe_end`]).
+    // Used by the async driver (`stream/whole.rs`).
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     pub(crate) fn probe_done(&mut self, res: i32) {
         debug_assert_eq!(self.phase, Phase::Probe);
         self.conclude(Some(probe_end(res, self.limit)));
@@ -550,6 +558,8 @@ impl FileSteps {
     }
 
     /// Fails where it is with `errno` (its driver gave up on the step in flight).
+    // Used by the async driver (`stream/whole.rs`).
+    #[cfg_attr(not(feature = "stream"), allow(dead_code))]
     pub(crate) fn fail(&mut self, errno: i32) {
         let failure = match self.phase {
             Phase::Read | Phase::Probe => Failure::Read {
