@@ -240,6 +240,24 @@ impl Buf {
         })
     }
 
+    /// Its pages made present now (`MADV_POPULATE_WRITE`), for a fresh buffer a read fills at
+    /// once: a buffered read that meets a missing page of its buffer while it copies without
+    /// blocking (io_uring's first try) is handed to an io-wq worker instead, and 64 concurrent
+    /// reads of 8 MiB into fresh buffers then took from 77 ms to 640 ms, run by run
+    /// (docs/BENCHMARKS.md section 20); populated, 77-81 ms every run. Advice only: where refused,
+    /// the pages come as the read faults them in.
+    pub(super) fn populated(self) -> Buf {
+        // SAFETY: madvise over this buffer's own allocation; no memory is read or moved.
+        unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        self
+    }
+
     /// The alignment of a buffer: a huge page's, or [`ALIGN`].
     fn align(huge: bool) -> usize {
         if huge {

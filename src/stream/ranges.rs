@@ -475,9 +475,9 @@ impl ReadAt {
         let took = if self.pooled {
             driver.pool.take(len, 0, true, cx.waker())
         } else if self.huge {
-            Buf::new_huge(len).map(Take::Got)
+            Buf::new_huge(len).map(|b| Take::Got(b.populated()))
         } else {
-            Buf::new(len).map(Take::Got)
+            Buf::new(len).map(|b| Take::Got(b.populated()))
         };
         let buf = match took {
             Ok(Take::Got(b)) => b,
