@@ -244,6 +244,54 @@ pub(crate) fn on_fuse(fd: RawFd) -> bool {
     }
 }
 
+/// Whether a FUSE file system is mounted anywhere this process can see (`/proc/self/mountinfo`):
+/// read once, then again only when the mount table changes (the kernel marks the file, kept open,
+/// with `POLLPRI`). `true` where it cannot tell. The many-files engine skips `statx` only when
+/// none is: the FUSE rule needs to know each file's file system.
+pub(crate) fn fuse_mounted() -> bool {
+    use std::io::{Read, Seek};
+    use std::sync::Mutex;
+    static MOUNTS: Mutex<Option<(File, bool)>> = Mutex::new(None);
+    let mut kept = MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((file, fuse)) = kept.as_ref() {
+        let mut pfd = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        // SAFETY: one pollfd of ours, no wait.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n == 0 || (n > 0 && pfd.revents & (libc::POLLPRI | libc::POLLERR) == 0) {
+            return *fuse;
+        }
+    }
+    let read = |file: &mut File| -> std::io::Result<bool> {
+        let mut text = String::new();
+        file.rewind()?;
+        file.read_to_string(&mut text)?;
+        // Each line: "... - FSTYPE SOURCE OPTIONS".
+        Ok(text.lines().any(|line| {
+            line.split_once(" - ")
+                .and_then(|(_, rest)| rest.split(' ').next())
+                .is_some_and(|fstype| fstype == "fuseblk" || fstype.split('.').next() == Some("fuse"))
+        }))
+    };
+    let file = match kept.take() {
+        Some((file, _)) => Ok(file),
+        None => File::open("/proc/self/mountinfo"),
+    };
+    match file {
+        Ok(mut file) => match read(&mut file) {
+            Ok(fuse) => {
+                *kept = Some((file, fuse));
+                fuse
+            }
+            Err(_) => true,
+        },
+        Err(_) => true,
+    }
+}
+
 /// The kernel's `statx` record, as far as `STATX_DIOALIGN` needs it.
 #[repr(C)]
 struct Statx {

@@ -28,12 +28,26 @@
 //!   [`probe_end`] says what a probe found, for these and for a file read in place (whose
 //!   mapping ends at its size).
 //! - `-ECANCELED` from any step is [`End::Cancelled`] (the driver cancelled it).
+//! - **Without `statx`** ([`FileSteps::unstated`], chunk shape): a path is opened (`O_NONBLOCK`, so
+//!   a FIFO does not wait for a writer) and its first read goes at the file's position, followed by
+//!   one byte read at the position it leaves (into a byte of the driver's): a file that ends inside
+//!   its first chunk is read in one trip with no `statx` (the many-files engine links all three).
+//!   Only a file found longer than its first chunk is stat'ed, its first chunk held meanwhile: a
+//!   regular file larger than the limit, or a block device, is refused then (nothing handed over
+//!   yet); a FIFO or character device read on. A first read that finds nothing (an empty file, a
+//!   FIFO without a writer), a directory (`EISDIR`), and an open that would wait (`EAGAIN`: a lease)
+//!   are refused ([`Refusal::Elsewhere`]): the caller reads them its usual way.
 
 use std::io;
 use std::path::Path;
 
 use crate::chunks::{Chunks, Piece, Step};
 use crate::error::Error;
+use crate::sys::CURRENT_POSITION;
+
+/// [`Span::buf_offset`] of a read into a byte of the driver's own, not the file's buffer (the
+/// probe after an unstated file's first read).
+pub(crate) const SPARE_BYTE: usize = usize::MAX;
 
 /// How much of a file that says it is empty, on a file system without a device (tmpfs, procfs,
 /// sysfs), a whole-file read takes to find out: procfs says 0 for files that have bytes.
@@ -127,11 +141,12 @@ pub(crate) enum Phase {
 /// One read: `len` bytes at file `offset`, into the file's buffer at `buf_offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Span {
-    /// Where in the file.
+    /// Where in the file: an offset, or [`CURRENT_POSITION`] (the file's position, which the read
+    /// moves on).
     pub offset: u64,
     /// How many bytes at most.
     pub len: u32,
-    /// Where in the buffer.
+    /// Where in the buffer, or [`SPARE_BYTE`].
     pub buf_offset: usize,
 }
 
@@ -143,7 +158,8 @@ pub(crate) enum Io {
     /// Open the path: [`FileSteps::open_done`].
     Open,
     /// Read: [`FileSteps::read_done`]. `probe`: the read that finds the end, at the size hint
-    /// inside this read's range, for the driver to link after it (or not issue).
+    /// inside this read's range (or, for an unstated file's first read, one byte at the position
+    /// the read leaves), for the driver to link after it (or not issue).
     Read {
         /// The read.
         read: Span,
@@ -168,7 +184,8 @@ pub(crate) enum Refusal {
     NotRegular(u32),
     /// Larger than the driver's limit (its size).
     TooLarge(u64),
-    /// Its driver reads it another way (FUSE, a file system that refuses uncached reads).
+    /// Its driver reads it another way (FUSE, a file system that refuses uncached reads; an
+    /// unstated file that read nothing, or would wait to be opened).
     Elsewhere,
 }
 
@@ -262,8 +279,13 @@ pub(crate) struct FileSteps {
     rules: Chunks,
     /// The piece being read (`None`: past the limit, nothing to read).
     piece: Option<Piece>,
-    /// A chunk's result, held while the chunk is handed over.
+    /// A chunk's result, held while the chunk is handed over (or, unstated, while the file is
+    /// stat'ed).
     held: Option<Step>,
+    /// Opened without a `statx`: its size and kind are not known ([`FileSteps::unstated`]).
+    unstated: bool,
+    /// Its first read, at the file's position and followed by a byte's probe, is in flight.
+    first: bool,
     /// Bytes handed over (chunks) or in the buffer (whole).
     bytes: u64,
     end: Option<End>,
@@ -283,9 +305,30 @@ impl FileSteps {
             rules: Chunks::new(0, 1, Some(0), 0, true, None),
             piece: None,
             held: None,
+            unstated: false,
+            first: false,
             bytes: 0,
             end: None,
         }
+    }
+
+    /// A file known by its path, opened and read without a `statx` first (see the module's
+    /// docs), in chunks of `chunk` bytes, at most `max_bytes` (not `Some(0)`: such a file has no
+    /// read to link to its open); stat'ed only if longer than its first chunk, and refused then if
+    /// larger than `large` bytes.
+    pub(crate) fn unstated(chunk: usize, max_bytes: Option<u64>, large: u64) -> FileSteps {
+        debug_assert_ne!(max_bytes, Some(0));
+        let mut steps = FileSteps::new(Shape::Chunks { chunk, max_bytes }, large);
+        // No size hint: no probe at it (the first read carries its own).
+        steps.sized(u64::MAX, 0, false);
+        steps.unstated = true;
+        steps.first = true;
+        steps
+    }
+
+    /// Whether the file is opened without a `statx` (with `O_NONBLOCK`).
+    pub(crate) fn is_unstated(&self) -> bool {
+        self.unstated
     }
 
     /// A file the caller opened, that `fstat` gave as `st` and [`verdict`] accepted, read from
@@ -360,9 +403,25 @@ impl FileSteps {
         }
     }
 
-    /// The read that follows the open (for a driver that links it to the open).
+    /// The read that follows the open (for a driver that links it to the open). An unstated
+    /// file's is at the file's position (0, just opened), followed by one byte at the position it
+    /// leaves, into [`SPARE_BYTE`].
     pub(crate) fn first_read(&self) -> Option<Io> {
-        self.read_io()
+        let io = self.read_io()?;
+        match io {
+            Io::Read { read, .. } if self.first => Some(Io::Read {
+                read: Span {
+                    offset: CURRENT_POSITION,
+                    ..read
+                },
+                probe: Some(Span {
+                    offset: CURRENT_POSITION,
+                    len: 1,
+                    buf_offset: SPARE_BYTE,
+                }),
+            }),
+            io => Some(io),
+        }
     }
 
     /// The read of the rest of the current piece, with the probe where its range holds the size.
@@ -441,6 +500,10 @@ impl FileSteps {
     /// The open is in: `res` (a descriptor, or `-errno`).
     pub(crate) fn open_done(&mut self, res: i32) {
         debug_assert_eq!(self.phase, Phase::Open);
+        if self.unstated && res == -libc::EAGAIN {
+            // Opened with O_NONBLOCK, it would wait (a lease): the caller opens it its way.
+            return self.conclude(Some(End::Refused(Refusal::Elsewhere)));
+        }
         if res < 0 {
             return self.conclude(Some(failed(res, Failure::Open(-res))));
         }
@@ -470,6 +533,9 @@ impl FileSteps {
             self.conclude(Some(End::Cancelled));
             return Event::Go;
         }
+        if std::mem::take(&mut self.first) {
+            return self.first_done(res, probe);
+        }
         let mut step = self.rules.complete(p, res);
         if step == Step::Again {
             // Stopped short: exactly at the size hint, the probe is the read of the rest.
@@ -483,7 +549,81 @@ impl FileSteps {
                 }
             }
         }
+        self.took(step)
+    }
+
+    /// An unstated file's first read is in (`res`), and the byte read after it (`probe`): its
+    /// bytes are handed over if the file ends inside them; otherwise held while it is stat'ed.
+    fn first_done(&mut self, res: i32, probe: Option<i32>) -> Event {
+        let Some(p) = self.piece.as_mut() else {
+            self.conclude(None);
+            return Event::Go;
+        };
+        if res == -libc::EISDIR {
+            // A directory: refused as its `statx` would have it refused.
+            self.conclude(Some(End::Refused(Refusal::Directory)));
+            return Event::Go;
+        }
+        let mut step = self.rules.complete(p, res);
+        if res >= 0 && probe == Some(0) {
+            // The byte after the read, where the read stopped, is the end.
+            step = match step {
+                Step::Again => self.rules.complete(p, 0),
+                Step::Ready { .. } => Step::Ready { last: true },
+                failed => failed,
+            };
+        }
+        self.took(step)
+    }
+
+    /// A late `statx` of an unstated file longer than its first chunk, held meanwhile, is in:
+    /// `res` (0 or `-errno`) and what it says, `st`. The held chunk is handed over
+    /// ([`Event::Chunk`]) where the file is read on here; a regular file larger than the limit,
+    /// or a block device, is refused before anything of it is handed over.
+    pub(crate) fn late_stat_done(&mut self, res: i32, st: Stat) -> Event {
+        debug_assert!(self.phase == Phase::Stat && self.unstated);
+        self.unstated = false;
+        self.phase = Phase::Read;
+        if res == 0 {
+            match verdict(st, self.large) {
+                Ok(()) => self.size = st.size,
+                Err(why @ (Refusal::TooLarge(_) | Refusal::NotRegular(libc::S_IFBLK))) => {
+                    self.conclude(Some(End::Refused(why)));
+                    return Event::Go;
+                }
+                // A FIFO or character device, its bytes taken: read on to its end. (A directory
+                // now at its path: the file opened is read on.)
+                Err(_) => {}
+            }
+        }
+        // A failed `statx` (the path gone since the open): the open file is read on.
+        let step = self.held.take().expect("a held first chunk");
+        self.took(step)
+    }
+
+    /// Goes on from a read's `step` (its piece complete, or not).
+    fn took(&mut self, step: Step) -> Event {
+        let Some(p) = self.piece else {
+            self.conclude(None);
+            return Event::Go;
+        };
         let (offset, filled) = (p.offset, p.filled);
+        if self.unstated {
+            match step {
+                Step::Ready { last: true } if filled == 0 && self.bytes == 0 => {
+                    // Nothing: an empty file, a FIFO with no writer, a device; the caller looks.
+                    self.conclude(Some(End::Refused(Refusal::Elsewhere)));
+                    return Event::Go;
+                }
+                Step::Ready { last: false } => {
+                    // Longer than its first chunk: its `statx` says whether it is read here.
+                    self.held = Some(step);
+                    self.phase = Phase::Stat;
+                    return Event::Go;
+                }
+                _ => {}
+            }
+        }
         match (self.shape, step) {
             (_, Step::Again) => Event::Go,
             (Shape::Chunks { .. }, step) => {

@@ -379,3 +379,134 @@ fn a_driver_that_gives_up_fails_the_file_where_it_was() {
     f.fail(libc::EIO);
     assert_eq!(f.end(), Some(End::Failed(Failure::Open(libc::EIO))));
 }
+
+/// An unstated file of `chunk`-byte chunks, opened (its first read next, linked).
+fn unstated_opened(chunk: usize, large: u64) -> FileSteps {
+    let mut f = FileSteps::unstated(chunk, None, large);
+    assert_eq!(f.next(), Io::Open);
+    let Some(Io::Read { read, probe }) = f.first_read() else {
+        panic!("a first read to link")
+    };
+    assert_eq!((read.offset, read.len), (CURRENT_POSITION, chunk as u32));
+    assert_eq!(
+        probe,
+        Some(Span {
+            offset: CURRENT_POSITION,
+            len: 1,
+            buf_offset: SPARE_BYTE
+        })
+    );
+    f.open_done(0);
+    f
+}
+
+#[test]
+fn an_unstated_file_that_ends_inside_its_first_chunk_takes_no_statx() {
+    // Short, then the byte after it says the end.
+    let mut f = unstated_opened(4096, 1 << 20);
+    assert_eq!(
+        f.read_done(100, Some(0)),
+        Event::Chunk {
+            offset: 0,
+            len: 100
+        }
+    );
+    f.handed(true);
+    assert_eq!(f.next(), Io::Close);
+    assert_eq!(f.end(), Some(End::Read(100)));
+    // Exactly a chunk, and nothing after it.
+    let mut f = unstated_opened(4096, 1 << 20);
+    assert_eq!(
+        f.read_done(4096, Some(0)),
+        Event::Chunk {
+            offset: 0,
+            len: 4096
+        }
+    );
+    f.handed(true);
+    assert_eq!(f.next(), Io::Close);
+    assert_eq!(f.end(), Some(End::Read(4096)));
+}
+
+#[test]
+fn an_unstated_file_longer_than_its_first_chunk_is_stated_with_the_chunk_held() {
+    let mut f = unstated_opened(4096, 1 << 20);
+    assert_eq!(f.read_done(4096, Some(1)), Event::Go);
+    assert_eq!(f.next(), Io::Stat);
+    assert_eq!(
+        f.late_stat_done(0, stat(5000)),
+        Event::Chunk {
+            offset: 0,
+            len: 4096
+        }
+    );
+    f.handed(true);
+    // Now sized: the next read carries the probe at the size.
+    let (r, probe) = read_of(&f);
+    assert_eq!((r.offset, r.len), (4096, 4096));
+    assert_eq!(probe.map(|p| p.offset), Some(5000));
+    assert!(matches!(
+        f.read_done(904, Some(0)),
+        Event::Chunk {
+            offset: 4096,
+            len: 904
+        }
+    ));
+    f.handed(true);
+    assert_eq!(f.end(), Some(End::Read(5000)));
+
+    // Larger than the limit: refused, nothing handed over.
+    let mut f = unstated_opened(4096, 8192);
+    assert_eq!(f.read_done(4096, Some(1)), Event::Go);
+    assert_eq!(f.late_stat_done(0, stat(10_000)), Event::Go);
+    assert_eq!(f.end(), Some(End::Refused(Refusal::TooLarge(10_000))));
+    assert_eq!(f.next(), Io::Close);
+
+    // A FIFO with a writer: its bytes taken, it is read on, unsized.
+    let mut f = unstated_opened(4096, 8192);
+    assert_eq!(f.read_done(4096, Some(1)), Event::Go);
+    let fifo = Stat {
+        kind: libc::S_IFIFO,
+        size: 0,
+        dev_major: 0,
+    };
+    assert!(matches!(f.late_stat_done(0, fifo), Event::Chunk { len: 4096, .. }));
+    f.handed(true);
+    assert_eq!(read_of(&f).1, None);
+}
+
+#[test]
+fn an_unstated_file_read_short_reads_on_at_the_offset_it_reached() {
+    let mut f = unstated_opened(4096, 1 << 20);
+    // Short, and the byte after it says there is more: the rest of the chunk at 100.
+    assert_eq!(f.read_done(100, Some(1)), Event::Go);
+    let (r, probe) = read_of(&f);
+    assert_eq!((r.offset, r.len, r.buf_offset), (100, 3996, 100));
+    assert_eq!(probe, None);
+    assert!(matches!(f.read_done(0, None), Event::Chunk { len: 100, .. }));
+    f.handed(true);
+    assert_eq!(f.end(), Some(End::Read(100)));
+}
+
+#[test]
+fn what_an_unstated_open_or_first_read_cannot_tell_goes_back_to_the_caller() {
+    // Nothing read: an empty file, or a FIFO with no writer.
+    let mut f = unstated_opened(4096, 1 << 20);
+    assert_eq!(f.read_done(0, Some(0)), Event::Go);
+    assert_eq!(f.end(), Some(End::Refused(Refusal::Elsewhere)));
+    assert_eq!(f.next(), Io::Close);
+    // A directory.
+    let mut f = unstated_opened(4096, 1 << 20);
+    assert_eq!(f.read_done(-libc::EISDIR, Some(-libc::EISDIR)), Event::Go);
+    assert_eq!(f.end(), Some(End::Refused(Refusal::Directory)));
+    assert_eq!(f.next(), Io::Close);
+    // An open that would wait (a lease), under O_NONBLOCK: nothing to close.
+    let mut f = FileSteps::unstated(4096, None, 1 << 20);
+    f.open_done(-libc::EAGAIN);
+    assert_eq!(f.end(), Some(End::Refused(Refusal::Elsewhere)));
+    assert_eq!(f.next(), Io::Done);
+    // Other failures are the file's, as from a statx.
+    let mut f = FileSteps::unstated(4096, None, 1 << 20);
+    f.open_done(-libc::ENOENT);
+    assert_eq!(f.end(), Some(End::Failed(Failure::Open(libc::ENOENT))));
+}

@@ -23,6 +23,15 @@
 //! faster), and anything that is not a regular file (a FIFO's open would wait for a writer) — are
 //! handed back as [`Outcome::Deferred`] for the caller to read its usual way when their turn comes.
 //!
+//! Where the settings allow ([`Settings::unstated`]) and the ring has a file table, a path is not
+//! stat'ed first: its open (`O_NONBLOCK`) is linked to a first read at the file's position, linked
+//! to a one-byte read at the position that read leaves (into the run's spare byte for the slot), so
+//! a file that ends inside its first chunk takes two trips, the open and reads and then the close,
+//! and no `statx` (which io_uring always hands to a worker thread). A file longer than its first
+//! chunk is stat'ed then, on this thread (it is open: its inode is in memory), and deferred if it
+//! is large; what the steps refuse after the open (nothing read: an empty file, a FIFO without a
+//! writer) is deferred too, and the caller reads it its usual way ([`FileSteps::unstated`]).
+//!
 //! Every user callback (the factory, the processor, the caller's `release`) runs on the calling
 //! thread; if one panics, the reads in flight are reaped and the descriptors closed before the panic
 //! goes on (the slots' buffers belong to the caller's arena, which outlives this call).
@@ -38,7 +47,9 @@ use std::path::{Path, PathBuf};
 use crate::buf::{Arena, Chunk};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::file_steps::{verdict, End, Event, FileSteps, Io, Phase, Refusal, Shape, Stat};
+use crate::file_steps::{
+    verdict, End, Event, FileSteps, Io, Phase, Refusal, Shape, Stat, SPARE_BYTE,
+};
 use crate::processor::{Combine, Prepare};
 use crate::residency::{dontcache_supported, dontcache_supported_at};
 use crate::ring::{FileRef, PathQueue, ReadReq, Statx};
@@ -97,6 +108,9 @@ pub(crate) enum Next<Pr, C> {
 pub(crate) trait Feed<Pr, C> {
     /// The next input; with `wait`, blocks until there is one or there will be none.
     fn next(&mut self, wait: bool) -> Next<Pr, C>;
+    /// The run is about to wait for the kernel: what the feed's side holds back for the caller
+    /// (outcomes sent in batches) goes now.
+    fn idle(&mut self) {}
 }
 
 /// The settings of one run.
@@ -129,6 +143,9 @@ pub(crate) struct Settings<'a> {
     /// Uncached reads (`RWF_DONTCACHE`); files whose file system refuses them are deferred to the
     /// caller, which reads them another way that spares the cache.
     pub dontcache: bool,
+    /// Paths may be opened and read without a `statx` first, where the ring has a file table
+    /// (the caller knows no file is on FUSE, and `dontcache` is off: the checks a `statx` feeds).
+    pub unstated: bool,
 }
 
 /// Finished inputs waiting for the ones before them (from `head` on): their global index, path
@@ -248,6 +265,19 @@ impl<Pr: Prepare, C: Combine<Pr::Part>> Slot<Pr, C> {
         }
     }
 
+    /// Does what a step's `event` asks: hands a chunk in slot `i` over, and tells the steps.
+    fn take(&mut self, arena: &Arena, i: usize, event: Event) {
+        if let Event::Chunk { offset, len } = event {
+            match self.hand_over(arena, i, offset, len) {
+                Some(more) => {
+                    self.steps.handed(more);
+                    self.finish_processor();
+                }
+                None => self.steps.stop(), // the processor failed
+            }
+        }
+    }
+
     /// Finishes the processor, if it began, once the file is read to its end (its error kept).
     fn finish_processor(&mut self) {
         if !self.began || !matches!(self.steps.end(), Some(End::Read(_))) {
@@ -274,6 +304,9 @@ struct InFlight<'r, Q: PathQueue, Pr, C> {
     /// Slots waiting for a process descriptor (over `fd_limit`, or refused with `EMFILE`/`ENFILE`),
     /// opened once one is closed.
     starved: Vec<usize>,
+    /// A byte per slot for the read after an unstated file's first read: written by the kernel,
+    /// never looked at (only the read's count is).
+    spare: Box<[u8]>,
 }
 
 impl<Q: PathQueue, Pr, C> InFlight<'_, Q, Pr, C> {
@@ -343,6 +376,7 @@ impl<Q: PathQueue, Pr, C> Drop for InFlight<'_, Q, Pr, C> {
             // The ring will not give its reads back: the kernel may still write into the arena.
             // Nothing here can free it; the caller's arena must be leaked (see `Reader`).
             std::mem::forget(std::mem::take(&mut self.slots));
+            std::mem::forget(std::mem::take(&mut self.spare));
         }
     }
 }
@@ -383,6 +417,7 @@ where
             slots: (0..width).map(|_| None).collect(),
             fds: 0,
             starved: Vec::new(),
+            spare: vec![0; width].into_boxed_slice(),
         },
     };
     loop {
@@ -401,6 +436,7 @@ where
             run.unstarve()?;
             continue;
         }
+        feed.idle();
         run.fly.ring.submit(1).map_err(ring_error)?;
         run.complete()?;
     }
@@ -511,9 +547,19 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
             return Ok(());
         };
         self.free.pop();
-        let steps = FileSteps::new(shape(self.s), self.s.large);
+        let s = self.s;
         // SAFETY: all-zero is a valid statx record (the kernel fills it).
         let statx = Box::new(unsafe { std::mem::zeroed() });
+        if s.unstated && s.fixed_files && s.max_bytes != Some(0) {
+            // Opened and read with no `statx` first, the open linked to the reads.
+            let steps = FileSteps::unstated(s.chunk, s.max_bytes, s.large);
+            let mut slot = Slot::new((self.next, global), path, cpath, statx, steps, work);
+            slot.fixed = true;
+            self.fly.slots[i] = Some(slot);
+            self.next += 1;
+            return read_next(&mut self.fly, s, self.arena, i, true);
+        }
+        let steps = FileSteps::new(shape(s), s.large);
         let mut slot = Slot::new((self.next, global), path, cpath, statx, steps, work);
         slot.pending = 1;
         let out: *mut Statx = &mut *slot.statx;
@@ -689,22 +735,23 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
                 return self.proceed(i);
             }
         }
-        if let Event::Chunk { offset, len } = slot.steps.read_done(read, probe) {
-            match slot.hand_over(self.arena, i, offset, len) {
-                Some(more) => {
-                    slot.steps.handed(more);
-                    slot.finish_processor();
-                }
-                None => slot.steps.stop(), // the processor failed
-            }
-        }
+        let event = slot.steps.read_done(read, probe);
+        slot.take(self.arena, i, event);
         self.proceed(i)
     }
 
-    /// Does what slot `i`'s steps say comes next: a read, its close, or its outcome.
+    /// Does what slot `i`'s steps say comes next: a read, its close, or its outcome (or, for an
+    /// unstated file longer than its first chunk, its `statx`, here and now).
     fn proceed(&mut self, i: usize) -> Result<()> {
-        let slot = self.fly.slots[i].as_ref().expect("slot");
+        let fly = &mut self.fly;
+        let slot = fly.slots[i].as_mut().expect("slot");
         match slot.steps.next() {
+            Io::Stat => {
+                let res = fly.ring.stat_now(&slot.cpath, &mut slot.statx);
+                let event = slot.steps.late_stat_done(res, Stat::of_statx(&slot.statx));
+                slot.take(self.arena, i, event);
+                self.proceed(i)
+            }
             Io::Read { .. } => read_next(&mut self.fly, self.s, self.arena, i, false),
             Io::Close => close(&mut self.fly, i),
             Io::Done => {
@@ -821,7 +868,7 @@ fn open_fd<Q: PathQueue, Pr, C>(fly: &mut InFlight<'_, Q, Pr, C>, i: usize) -> R
     // freed only once nothing of it is in flight).
     unsafe {
         fly.ring
-            .push_openat(&slot.cpath, None, false, tag(i, OP_OPEN))
+            .push_openat(&slot.cpath, None, false, false, tag(i, OP_OPEN))
     }
     .map_err(ring_error)?;
     fly.ops += 1;
@@ -849,10 +896,11 @@ fn read_next<Q: PathQueue, Pr, C>(
     if open_first {
         slot.open_res = None;
         slot.pending += 1;
+        let nonblock = slot.steps.is_unstated();
         // SAFETY: the slot's path stays put until this operation's completion is popped.
         unsafe {
             fly.ring
-                .push_openat(&slot.cpath, Some(i as u32), true, tag(i, OP_OPEN))
+                .push_openat(&slot.cpath, Some(i as u32), true, nonblock, tag(i, OP_OPEN))
         }
         .map_err(ring_error)?;
         fly.ops += 1;
@@ -882,9 +930,16 @@ fn read_next<Q: PathQueue, Pr, C>(
     fly.ops += 1;
     slot.probe = None;
     if let Some(p) = probe {
-        let req = ReadReq {
+        let (buf, buf_index) = if p.buf_offset == SPARE_BYTE {
+            debug_assert_eq!(p.len, 1);
+            (&raw mut fly.spare[i], None)
+        } else {
             // SAFETY: the probe lies inside the read's part of slot i (its buf_offset < chunk).
-            buf: unsafe { arena.slot_ptr(i).add(p.buf_offset) },
+            (unsafe { arena.slot_ptr(i).add(p.buf_offset) }, base.buf_index)
+        };
+        let req = ReadReq {
+            buf,
+            buf_index,
             len: p.len,
             offset: p.offset,
             user_data: tag(i, OP_PROBE),
@@ -894,7 +949,9 @@ fn read_next<Q: PathQueue, Pr, C>(
         slot.probe = Some(None);
         slot.pending += 1;
         // SAFETY: as for the read before it: the same slot's buffer, not looked at until both
-        // completions are popped (`settle` waits for every operation of the step).
+        // completions are popped (`settle` waits for every operation of the step); or the
+        // slot's spare byte, which `InFlight` owns and keeps until every operation is reaped,
+        // and nobody reads.
         unsafe { fly.ring.push(req) }.map_err(ring_error)?;
         fly.ops += 1;
     }

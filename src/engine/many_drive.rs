@@ -8,6 +8,7 @@
 //! the caller's `release`; the engine hands outcomes back and knows nothing of the reader.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{
@@ -230,15 +231,62 @@ impl<Pr, C, M: FnMut(usize, &Path) -> (Pr, C)> Feed<Pr, C> for ListFeed<'_, M> {
     }
 }
 
-/// The inputs of one of several runs: what the calling thread hands it through a channel.
-struct ChannelFeed<Pr, C> {
-    inputs: Receiver<(usize, Input, (Pr, C))>,
+/// An input's outcome on its way to the calling thread: its index, path and outcome, boxed (a
+/// processor's state can be kilobytes, moved several times on the way).
+type Out<Pr, C> = Box<(usize, PathBuf, Outcome<Pr, C>)>;
+
+/// Outcomes a run sends in batches, to wake the calling thread once for several.
+const OUT_BATCH: usize = 16;
+
+/// A run's outcomes not yet sent to the calling thread.
+struct Outbox<Pr, C> {
+    held: RefCell<Vec<Out<Pr, C>>>,
+    tell: Sender<FromRun<Pr, C>>,
 }
 
-impl<Pr, C> Feed<Pr, C> for ChannelFeed<Pr, C> {
+impl<Pr, C> Outbox<Pr, C> {
+    /// Keeps an outcome; sends the batch once it is full.
+    fn put(&self, out: Out<Pr, C>) {
+        let full = {
+            let mut held = self.held.borrow_mut();
+            held.push(out);
+            held.len() >= OUT_BATCH
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Sends what is kept (the caller may be gone, having failed: then nothing wants it).
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.held.borrow_mut());
+        if !batch.is_empty() {
+            let _ = self.tell.send(FromRun::Outs(batch));
+        }
+    }
+}
+
+/// The inputs of one of several runs: what the calling thread hands it through a channel. Before
+/// the run waits (for an input, or for the kernel), its outcomes held back go to the caller.
+struct ChannelFeed<'o, Pr, C> {
+    inputs: Receiver<(usize, Input, (Pr, C))>,
+    outbox: &'o Outbox<Pr, C>,
+}
+
+impl<Pr, C> Feed<Pr, C> for ChannelFeed<'_, Pr, C> {
+    fn idle(&mut self) {
+        self.outbox.flush();
+    }
+
     fn next(&mut self, wait: bool) -> Next<Pr, C> {
         let got = if wait {
-            self.inputs.recv().map_err(|_| TryRecvError::Disconnected)
+            match self.inputs.try_recv() {
+                Err(TryRecvError::Empty) => {
+                    self.outbox.flush();
+                    self.inputs.recv().map_err(|_| TryRecvError::Disconnected)
+                }
+                got => got,
+            }
         } else {
             self.inputs.try_recv()
         };
@@ -261,8 +309,8 @@ impl<T> Drop for ClearOnDrop<'_, T> {
 
 /// What a run on a kept thread tells the calling thread.
 enum FromRun<Pr, C> {
-    /// Input `index` is finished (or deferred).
-    Out(usize, PathBuf, Outcome<Pr, C>),
+    /// Inputs finished (or deferred).
+    Outs(Vec<Out<Pr, C>>),
     /// The run ended: all its inputs were handed back, or it failed.
     End(Result<()>),
     /// A processor panicked in it (its operations in the kernel are reaped already).
@@ -360,16 +408,22 @@ where
         queues.push(tx);
         let to_caller = to_caller.clone();
         jobs.push(move || {
-            let mut feed = ChannelFeed { inputs: rx };
-            let tell = to_caller.clone();
+            let outbox = Outbox {
+                held: RefCell::new(Vec::new()),
+                tell: to_caller.clone(),
+            };
+            let mut feed = ChannelFeed {
+                inputs: rx,
+                outbox: &outbox,
+            };
             let mut release = |i, path, outcome| {
-                // The caller may be gone (it failed): then nothing wants this.
-                let _ = tell.send(FromRun::Out(i, path, outcome));
+                outbox.put(Box::new((i, path, outcome)));
                 Ok(())
             };
             let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 run(&mut feed, &mut release)
             }));
+            outbox.flush();
             let _ = to_caller.send(match ran {
                 Ok(r) => FromRun::End(r),
                 Err(payload) => FromRun::Panicked(payload),
@@ -389,7 +443,7 @@ struct Caller<'i, Pr, C> {
     ahead: usize,
     inputs: &'i mut dyn Iterator<Item = Input>,
     /// Outcomes that came before their turn, by input.
-    waiting: BTreeMap<usize, (PathBuf, Outcome<Pr, C>)>,
+    waiting: BTreeMap<usize, Out<Pr, C>>,
     /// An input taken that its run's queue had no room for yet.
     held: Option<(usize, Input, (Pr, C))>,
     /// Inputs handed out.
@@ -435,16 +489,19 @@ impl<'i, Pr, C> Caller<'i, Pr, C> {
     {
         loop {
             self.hand_out(queues, make);
-            while let Some((path, out)) = self.waiting.remove(&self.head) {
-                release(self.head, path, out)?;
+            while let Some(out) = self.waiting.remove(&self.head) {
+                let (i, path, out) = *out;
+                release(i, path, out)?;
                 self.head += 1;
             }
             if self.ended == self.n {
                 return Ok(());
             }
             match from_runs.recv() {
-                Ok(FromRun::Out(i, path, out)) => {
-                    self.waiting.insert(i, (path, out));
+                Ok(FromRun::Outs(outs)) => {
+                    for out in outs {
+                        self.waiting.insert(out.0, out);
+                    }
                 }
                 Ok(FromRun::End(Ok(()))) => self.ended += 1,
                 Ok(FromRun::End(Err(e))) => return Err(e),

@@ -17,6 +17,7 @@ use crate::engine::fake::Rng;
 use crate::error::Error;
 use crate::processor::{Processor, Whole};
 use crate::ring::{FileRef, PathQueue, Queue, ReadReq, Statx};
+use crate::sys::CURRENT_POSITION;
 
 /// One file of the fake file system.
 #[derive(Debug, Clone)]
@@ -30,7 +31,8 @@ struct FakeFile {
     open_errno: Option<i32>,
     /// Reads at or past this offset fail with `EIO`.
     fail_at: Option<u64>,
-    /// A FIFO: the engine must hand it back without opening it.
+    /// A FIFO with no writer (its reads return 0): the engine must hand it back, without
+    /// opening it where it stats first.
     fifo: bool,
     /// On an anonymous device (major 0): opened as a process descriptor even with a file table.
     anonymous: bool,
@@ -65,6 +67,9 @@ struct FakeRing<'f> {
     in_kernel: usize,
     /// Process descriptors the engine may hold at once.
     fd_limit: usize,
+    /// Each open file's position (reads at `CURRENT_POSITION` use and move it), by descriptor
+    /// (table entries as `-1 - entry`).
+    pos: HashMap<i32, u64>,
 }
 
 impl FakeRing<'_> {
@@ -80,8 +85,22 @@ impl FakeRing<'_> {
         };
         let Some(f) = which else { return -libc::EBADF };
         let file = &self.files[f];
+        if file.fifo {
+            return 0;
+        }
+        let key = if r.fixed_file { -1 - r.fd } else { r.fd };
+        let at_pos = r.offset == CURRENT_POSITION;
+        let off = if at_pos { self.pos[&key] } else { r.offset } as usize;
+        let n = self.read_at(f, off, r);
+        if at_pos && n > 0 {
+            *self.pos.get_mut(&key).expect("an open file") += n as u64;
+        }
+        n
+    }
+
+    fn read_at(&mut self, f: usize, off: usize, r: &ReadReq) -> i32 {
+        let file = &self.files[f];
         let mut want = r.len as usize;
-        let off = r.offset as usize;
         if let Some(bad) = file.fail_at.map(|b| b as usize) {
             if off >= bad && bad < file.data.len() {
                 return -libc::EIO;
@@ -121,6 +140,9 @@ impl FakeRing<'_> {
                 0
             }
             Op::Open(f, fixed) => {
+                if self.files[f].missing {
+                    return -libc::ENOENT;
+                }
                 if let Some(e) = self.files[f].open_errno {
                     return -e;
                 }
@@ -128,12 +150,14 @@ impl FakeRing<'_> {
                     Some(n) => {
                         assert!(self.table[n as usize].is_none(), "entry {n} in use");
                         self.table[n as usize] = Some(f);
+                        self.pos.insert(-1 - n as i32, 0);
                         0
                     }
                     None => {
                         assert!(self.fds.len() < self.fd_limit, "over the descriptor limit");
                         self.next_fd += 1;
                         self.fds.insert(self.next_fd, f);
+                        self.pos.insert(self.next_fd, 0);
                         self.next_fd
                     }
                 }
@@ -207,6 +231,7 @@ impl PathQueue for FakeRing<'_> {
         path: &CStr,
         fixed: Option<u32>,
         link: bool,
+        _nonblock: bool,
         ud: u64,
     ) -> io::Result<()> {
         let f = self.file_of(path);
@@ -217,6 +242,10 @@ impl PathQueue for FakeRing<'_> {
     fn push_close(&mut self, file: FileRef, ud: u64) -> io::Result<()> {
         self.queue(Op::Close(file), Link::None, ud);
         Ok(())
+    }
+    fn stat_now(&mut self, path: &CStr, out: &mut Statx) -> i32 {
+        let f = self.file_of(path);
+        self.perform(&Op::Statx(f, out))
     }
 }
 
@@ -289,6 +318,7 @@ proptest! {
         chunk in prop_oneof![Just(1usize), 1usize..40, Just(64)],
         width in 1usize..9,
         fixed_files in any::<bool>(),
+        unstated in any::<bool>(),
         fd_limit in 1usize..5,
         short in any::<bool>(),
         max_bytes in prop::option::of(0u64..150),
@@ -306,6 +336,7 @@ proptest! {
             short,
             in_kernel: 0,
             fd_limit,
+            pos: HashMap::new(),
         };
         let s = Settings {
             chunk,
@@ -318,9 +349,12 @@ proptest! {
             fd_limit,
             cancel: None,
             dontcache: false,
+            unstated,
             read_elsewhere: |_| false,
             open: |_| unreachable!("the ring opens its files itself"),
         };
+        // Opened without a statx: what the steps learn from reads, not from the size hint.
+        let unstated = unstated && fixed_files && max_bytes != Some(0);
         let mut released = Vec::new();
         let mut release = |i: usize, path: PathBuf, out: Outcome<Whole, Collect>| {
             assert_eq!(path.as_os_str().as_bytes(), i.to_string().as_bytes());
@@ -338,11 +372,19 @@ proptest! {
             let f = &files[i];
             let limit = max_bytes.map_or(usize::MAX, |m| m as usize);
             match out {
+                Outcome::Deferred(_, _, _) if unstated => {
+                    // Nothing read (empty, a FIFO), or larger than its first chunk and than
+                    // the limit by its statx.
+                    let nothing = f.fifo || f.data.is_empty();
+                    prop_assert!(nothing || f.hint > 250, "file {} deferred", i);
+                    prop_assert!(!f.missing && f.open_errno.is_none());
+                }
                 Outcome::Deferred(_, _, _) => {
                     prop_assert!(f.fifo || f.hint > 250, "file {} deferred", i);
                 }
                 Outcome::Read(Ok(bytes), c) => {
-                    prop_assert!(!f.missing && f.open_errno.is_none() && !f.fifo && f.hint <= 250);
+                    prop_assert!(!f.missing && f.open_errno.is_none() && !f.fifo);
+                    prop_assert!(unstated || f.hint <= 250);
                     let end = f.data.len().min(limit);
                     if let Some(bad) = f.fail_at.filter(|&b| (b as usize) < end) {
                         prop_assert!(false, "file {} read past its bad byte at {}", i, bad);

@@ -8,7 +8,7 @@ use super::{Engine, Finished, Notice, Reader, Route, Summary, FILES_IN_FLIGHT, P
 use crate::engine::many::{Input, Outcome, Settings};
 use crate::engine::many_drive::ManyKept;
 use crate::error::{Error, Result};
-use crate::file::{on_fuse, open_read};
+use crate::file::{fuse_mounted, on_fuse, open_read};
 use crate::options::{Backend, ALIGN};
 use crate::processor::{Combine, Prepare};
 
@@ -95,6 +95,9 @@ impl Reader {
             read_elsewhere: on_fuse,
             open: open_read,
             dontcache: self.opts.dontcache,
+            // A statx tells the file system (FUSE files are read elsewhere) and, for
+            // `dontcache`, the device: needed only where there is one to tell.
+            unstated: !self.opts.dontcache && !fuse_mounted(),
         }
     }
 

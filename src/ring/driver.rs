@@ -180,7 +180,7 @@ impl DriverRing {
     /// [`DriverRing::completions`] (or for ever, if the ring fails).
     pub(crate) unsafe fn push_openat(&mut self, path: &CStr, user_data: u64) {
         debug_assert!(user_data < CANCEL_POLL_TAG);
-        let e = super::files::openat_entry(path, None, false).user_data(user_data);
+        let e = super::files::openat_entry(path, None, false, 0).user_data(user_data);
         // SAFETY: the caller's promise covers the path.
         unsafe { self.push(&e) }
     }

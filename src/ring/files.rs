@@ -53,14 +53,19 @@ pub(super) fn statx_entry(path: &CStr, out: *mut Statx) -> squeue::Entry {
         .build()
 }
 
-/// The `OPENAT` entry for `path`, read-only: into entry `fixed` of the registered file table, or
-/// as a process descriptor; with `link`, the next entry runs only if it succeeds.
-pub(super) fn openat_entry(path: &CStr, fixed: Option<u32>, link: bool) -> squeue::Entry {
+/// The `OPENAT` entry for `path`, read-only (and `flags`): into entry `fixed` of the registered
+/// file table, or as a process descriptor; with `link`, the next entry runs only if it succeeds.
+pub(super) fn openat_entry(
+    path: &CStr,
+    fixed: Option<u32>,
+    link: bool,
+    flags: i32,
+) -> squeue::Entry {
     // A direct descriptor is in no process's table, so there is nothing to close on exec (and
     // the kernel refuses O_CLOEXEC with it).
     let cloexec = if fixed.is_some() { 0 } else { libc::O_CLOEXEC };
     let mut open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), path.as_ptr())
-        .flags(libc::O_RDONLY | cloexec | libc::O_NOCTTY);
+        .flags(libc::O_RDONLY | cloexec | libc::O_NOCTTY | flags);
     if let Some(n) = fixed {
         open = open.file_index(types::DestinationSlot::try_from_slot_target(n).ok());
     }
@@ -95,12 +100,32 @@ impl PathQueue for Ring {
         path: &CStr,
         fixed: Option<u32>,
         link: bool,
+        nonblock: bool,
         user_data: u64,
     ) -> io::Result<()> {
-        self.push_entry(&openat_entry(path, fixed, link).user_data(user_data))
+        let flags = if nonblock { libc::O_NONBLOCK } else { 0 };
+        self.push_entry(&openat_entry(path, fixed, link, flags).user_data(user_data))
     }
 
     fn push_close(&mut self, file: FileRef, user_data: u64) -> io::Result<()> {
         self.push_entry(&close_entry(file).user_data(user_data))
+    }
+
+    fn stat_now(&mut self, path: &CStr, out: &mut Statx) -> i32 {
+        // SAFETY: a NUL-terminated path and a statx record of ours for the kernel to fill.
+        let r = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                0,
+                libc::STATX_TYPE | libc::STATX_SIZE,
+                out,
+            )
+        };
+        if r == 0 {
+            0
+        } else {
+            -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+        }
     }
 }

@@ -85,6 +85,7 @@ pub(crate) trait PathQueue: Queue {
     /// registered file table (the result is 0; without `O_CLOEXEC`, which the kernel refuses there
     /// and which means nothing for a descriptor no process table holds). With `link`, the next
     /// entry pushed runs only if the open succeeds (it completes with `-ECANCELED` otherwise).
+    /// With `nonblock`, `O_NONBLOCK` too (a FIFO's open does not wait for a writer).
     ///
     /// # Safety
     /// `path` must stay valid until the completion carrying `user_data` has been popped.
@@ -93,10 +94,15 @@ pub(crate) trait PathQueue: Queue {
         path: &CStr,
         fixed: Option<u32>,
         link: bool,
+        nonblock: bool,
         user_data: u64,
     ) -> io::Result<()>;
     /// Queues the close of `file`: the caller gives it up.
     fn push_close(&mut self, file: FileRef, user_data: u64) -> io::Result<()>;
+    /// `statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_SIZE)` into `out`, on this thread, now: 0 or
+    /// `-errno`. For a file just opened and read, whose dentry and inode are in memory (it does
+    /// not wait for a disk, where the ring's `statx` would go to a worker thread).
+    fn stat_now(&mut self, path: &CStr, out: &mut Statx) -> i32;
 }
 
 /// Where reads go in and completions come out.
