@@ -48,11 +48,12 @@ use crate::buf::{Arena, Chunk};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::file_steps::{
-    verdict, End, Event, FileSteps, Io, Phase, Refusal, Shape, Stat, SPARE_BYTE,
+    verdict, End, Event, FileSteps, Io, Phase, Refusal, Shape, Span, Stat, SPARE_BYTE,
 };
 use crate::processor::{Combine, Prepare};
 use crate::residency::{dontcache_supported, dontcache_supported_at};
 use crate::ring::{FileRef, PathQueue, ReadReq, Statx};
+use crate::sys::CURRENT_POSITION;
 
 /// How long (in milliseconds) an open refused for want of a descriptor waits for one, where other
 /// threads may be about to close theirs, before the refusal is the file's error.
@@ -185,6 +186,15 @@ struct Slot<Pr, C> {
     open_res: Option<i32>,
     read_res: Option<i32>,
     probe: Option<Option<i32>>,
+    /// The read in flight: its length and place in the slot's buffer (as the steps asked).
+    asked: (u32, usize),
+    /// The probe in flight reads into the run's spare byte for this slot.
+    spare: bool,
+    /// A byte of the file read ahead of its place (the spare byte's, after a full first read):
+    /// put at the start of the slot's next read, which asks for one byte less.
+    carried: Option<u8>,
+    /// The read in flight was given a carried byte: its count is one more.
+    bonus: Option<u8>,
     began: bool,
     /// Its processor's error (the file's own are its steps' [`End`]).
     error: Option<Error>,
@@ -216,6 +226,10 @@ impl<Pr, C> Slot<Pr, C> {
             open_res: None,
             read_res: None,
             probe: None,
+            asked: (0, 0),
+            spare: false,
+            carried: None,
+            bonus: None,
             began: false,
             error: None,
             work: Some(work),
@@ -726,8 +740,33 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
     /// chunk over, and go on.
     fn settle(&mut self, i: usize) -> Result<()> {
         let slot = self.fly.slots[i].as_mut().expect("slot");
-        let read = slot.read_res.take().expect("a read in the step");
-        let probe = slot.probe.take().flatten();
+        let mut read = slot.read_res.take().expect("a read in the step");
+        let mut probe = slot.probe.take().flatten();
+        if let Some(b) = slot.bonus.take() {
+            match read {
+                // The carried byte is the read's first.
+                r if r >= 0 => read = r + 1,
+                // Retried: with the byte again.
+                r if r == -libc::EINTR || r == -libc::EAGAIN => slot.carried = Some(b),
+                _ => {}
+            }
+        }
+        if std::mem::take(&mut slot.spare) && read >= 0 && probe == Some(1) {
+            // The byte after an unstated file's first read, in the spare byte, is the file's
+            // next (of a FIFO, taken from it): part of this read if it stopped short, else the
+            // first byte of the next.
+            let b = self.fly.spare[i];
+            let (len, buf_offset) = slot.asked;
+            if (read as u32) < len {
+                // SAFETY: the step's reads completed; `buf_offset + read < buf_offset + len`,
+                // inside slot i's buffer, which nothing else writes.
+                unsafe { *self.arena.slot_ptr(i).add(buf_offset + read as usize) = b };
+                read += 1;
+                probe = None;
+            } else {
+                slot.carried = Some(b);
+            }
+        }
         if let Some(res) = slot.open_res.take() {
             slot.steps.open_done(res);
             if slot.steps.phase() != Phase::Read {
@@ -890,9 +929,20 @@ fn read_next<Q: PathQueue, Pr, C>(
     } else {
         Some(slot.steps.next())
     };
-    let Some(Io::Read { read, probe }) = io else {
+    let Some(Io::Read { mut read, probe }) = io else {
         unreachable!("read_next without a read to do");
     };
+    slot.asked = (read.len, read.buf_offset);
+    if let Some(b) = slot.carried.take() {
+        // SAFETY: slot i's buffer is this file's alone, and none of its reads is in flight.
+        unsafe { *arena.slot_ptr(i).add(read.buf_offset) = b };
+        slot.bonus = Some(b);
+        read = Span {
+            offset: read.offset.checked_add(1).unwrap_or(CURRENT_POSITION),
+            len: read.len - 1,
+            buf_offset: read.buf_offset + 1,
+        };
+    }
     if open_first {
         slot.open_res = None;
         slot.pending += 1;
@@ -930,7 +980,8 @@ fn read_next<Q: PathQueue, Pr, C>(
     fly.ops += 1;
     slot.probe = None;
     if let Some(p) = probe {
-        let (buf, buf_index) = if p.buf_offset == SPARE_BYTE {
+        slot.spare = p.buf_offset == SPARE_BYTE;
+        let (buf, buf_index) = if slot.spare {
             debug_assert_eq!(p.len, 1);
             (&raw mut fly.spare[i], None)
         } else {

@@ -80,6 +80,7 @@ impl Reader {
     /// The settings of a run of `read_many` on a ring of `width` files in flight, one of
     /// `threads` (what each ring registered is filled in by the engine).
     fn many_settings(&self, threads: usize, width: usize, ahead: usize) -> Settings<'_> {
+        let room = descriptor_room();
         Settings {
             chunk: self.many_slot(width * threads),
             width,
@@ -90,14 +91,15 @@ impl Reader {
             fixed_files: false,
             // Files opened as process descriptors (where the ring has no file table, or for files
             // on anonymous devices) are fewer where `ulimit -n` leaves less room.
-            fd_limit: (descriptor_room() / threads).max(1),
+            fd_limit: (room / threads).max(1),
             cancel: self.cancel.as_ref(),
             read_elsewhere: on_fuse,
             open: open_read,
             dontcache: self.opts.dontcache,
             // A statx tells the file system (FUSE files are read elsewhere) and, for
-            // `dontcache`, the device: needed only where there is one to tell.
-            unstated: !self.opts.dontcache && !fuse_mounted(),
+            // `dontcache`, the device: needed only where there is one to tell. Where descriptors
+            // are scarce, the one kept to watch the mount table is not taken.
+            unstated: !self.opts.dontcache && room >= FILES_IN_FLIGHT / 2 && !fuse_mounted(),
         }
     }
 
