@@ -276,11 +276,11 @@ impl Reader {
     /// wait for on a positional file, so it reads as `sync`.
     ///
     /// Cached buffered reads: a `pread(2)` costs less CPU than the same read through io_uring on
-    /// the kernels measured (docs/BENCHMARKS.md, section 15: the engine's pread lanes did 1.25x
-    /// the IOPS of its io_uring lanes on random 4 KiB reads of a cached file), and every lane
-    /// still reads on its own CPU. Under `auto` only, and only when the files are (almost) wholly
-    /// in the page cache (`cached`: one `cachestat` a file, or a group's sample of
-    /// [`CACHE_SAMPLE`] files).
+    /// the kernels measured (docs/BENCHMARKS.md, "Which lanes for a cached file": the engine's
+    /// pread lanes did 1.25x the IOPS of its io_uring lanes on random 4 KiB reads of a cached
+    /// file), and every lane still reads on its own CPU. Under `auto` only, and only when the
+    /// files are (almost) wholly in the page cache (`cached`: one `cachestat` a file, or a group's
+    /// sample of [`CACHE_SAMPLE`] files).
     fn ranges_engine(&self, chosen: Engine, direct: bool, cached: impl FnOnce() -> bool) -> Engine {
         match chosen {
             Engine::Epoll => Engine::Sync,

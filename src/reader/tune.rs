@@ -53,7 +53,7 @@ pub(crate) fn choose(size: u64, cached: f64, tuning: bool, in_place: bool) -> Pr
 }
 
 /// Range reads with the options left to the reader: the most reads in flight (random 4 KiB reads
-/// of this machine's disk peak at depth 128: fio's marks in docs/BENCHMARKS.md, section 15).
+/// of this machine's disk peak at depth 128: fio's marks in docs/BENCHMARKS.md, "Random access").
 pub(crate) const RANGE_MAX_DEPTH: usize = 128;
 
 /// The chunk size and depth for range reads whose options the reader chooses, from the ranges'

@@ -215,7 +215,8 @@ impl Buf {
     /// or more, it is aligned to a huge page and advised to be backed by huge pages
     /// (`MADV_HUGEPAGE`: a fault per 2 MiB as the read fills it, not one per 4 KiB). Not for
     /// reads the device serves: measured, huge pages made 64 concurrent cold 8 MiB reads take
-    /// twice as long once the page cache was full (docs/BENCHMARKS.md section 20).
+    /// twice as long once the page cache was full (docs/BENCHMARKS.md, "Object store, Parquet
+    /// and DataFusion").
     pub(super) fn new_huge(len: usize) -> Result<Buf> {
         Buf::alloc(len, len >= HUGE_PAGE)
     }
@@ -244,8 +245,8 @@ impl Buf {
     /// once: a buffered read that meets a missing page of its buffer while it copies without
     /// blocking (io_uring's first try) is handed to an io-wq worker instead, and 64 concurrent
     /// reads of 8 MiB into fresh buffers then took from 77 ms to 640 ms, run by run
-    /// (docs/BENCHMARKS.md section 20); populated, 77-81 ms every run. Advice only: where refused,
-    /// the pages come as the read faults them in.
+    /// (docs/BENCHMARKS.md, "Object store, Parquet and DataFusion"); populated, 77-81 ms every
+    /// run. Advice only: where refused, the pages come as the read faults them in.
     pub(super) fn populated(self) -> Buf {
         // SAFETY: madvise over this buffer's own allocation; no memory is read or moved.
         unsafe {
