@@ -403,30 +403,31 @@ impl FileSteps {
         }
     }
 
-    /// The read that follows the open (for a driver that links it to the open). An unstated
-    /// file's is at the file's position (0, just opened), followed by one byte at the position it
-    /// leaves, into [`SPARE_BYTE`].
+    /// The read that follows the open (for a driver that links it to the open).
     pub(crate) fn first_read(&self) -> Option<Io> {
-        let io = self.read_io()?;
-        match io {
-            Io::Read { read, .. } if self.first => Some(Io::Read {
+        self.read_io()
+    }
+
+    /// The read of the rest of the current piece, with the probe where its range holds the size.
+    /// An unstated file's first read is at the file's position (0, just opened), followed by one
+    /// byte at the position it leaves, into [`SPARE_BYTE`].
+    fn read_io(&self) -> Option<Io> {
+        let p = self.piece.as_ref()?;
+        if self.first {
+            let r = self.rules.next_read(p);
+            return Some(Io::Read {
                 read: Span {
                     offset: CURRENT_POSITION,
-                    ..read
+                    len: r.len,
+                    buf_offset: r.buf_offset,
                 },
                 probe: Some(Span {
                     offset: CURRENT_POSITION,
                     len: 1,
                     buf_offset: SPARE_BYTE,
                 }),
-            }),
-            io => Some(io),
+            });
         }
-    }
-
-    /// The read of the rest of the current piece, with the probe where its range holds the size.
-    fn read_io(&self) -> Option<Io> {
-        let p = self.piece.as_ref()?;
         let r = self.rules.next_read(p);
         let (buf_offset, probe) = match self.shape {
             Shape::Chunks { .. } => {

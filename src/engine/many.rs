@@ -173,8 +173,10 @@ struct Slot<Pr, C> {
     steps: FileSteps,
     /// Opened, and not yet closed.
     file: Option<FileRef>,
-    /// Opened (or being opened) into the ring's file table, linked to its first read.
+    /// Opened (or being opened) into the ring's file table (entry `i` for slot `i`).
     fixed: bool,
+    /// Its open is linked to its first read: part of the read step.
+    linked: bool,
     /// Its close was pushed.
     closing: bool,
     /// Holds (or is opening) one of the process descriptors this run counts against `fd_limit`.
@@ -220,6 +222,7 @@ impl<Pr, C> Slot<Pr, C> {
             steps,
             file: None,
             fixed: false,
+            linked: false,
             closing: false,
             counted: false,
             pending: 0,
@@ -565,13 +568,27 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
         // SAFETY: all-zero is a valid statx record (the kernel fills it).
         let statx = Box::new(unsafe { std::mem::zeroed() });
         if s.unstated && s.fixed_files && s.max_bytes != Some(0) {
-            // Opened and read with no `statx` first, the open linked to the reads.
+            // Opened and read with no `statx` first. The open goes alone: a read linked to an
+            // open that a worker thread does (a name not in the dentry cache) would be done
+            // there too, blocking, where the ring's own read of an uncached page waits for it
+            // without a thread.
             let steps = FileSteps::unstated(s.chunk, s.max_bytes, s.large);
             let mut slot = Slot::new((self.next, global), path, cpath, statx, steps, work);
             slot.fixed = true;
+            slot.pending = 1;
+            // SAFETY: the slot's path stays put until this operation's completion is popped
+            // (the slot, placed in `fly.slots` below, is freed only once nothing of it is in
+            // flight; its CString's bytes are on the heap).
+            unsafe {
+                self.fly
+                    .ring
+                    .push_openat(&slot.cpath, Some(i as u32), false, true, tag(i, OP_OPEN))
+            }
+            .map_err(ring_error)?;
+            self.fly.ops += 1;
             self.fly.slots[i] = Some(slot);
             self.next += 1;
-            return read_next(&mut self.fly, s, self.arena, i, true);
+            return Ok(());
         }
         let steps = FileSteps::new(shape(s), s.large);
         let mut slot = Slot::new((self.next, global), path, cpath, statx, steps, work);
@@ -625,7 +642,7 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
             let slot = self.fly.slots[i].as_mut().expect("a slot in flight");
             slot.pending -= 1;
             // An open linked to its first read is part of the read step.
-            let linked = slot.fixed;
+            let linked = slot.linked;
             match op {
                 OP_STAT => self.on_stat(i, res)?,
                 OP_OPEN if !linked => self.on_open(i, res)?,
@@ -659,6 +676,7 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
         // A file with no read to do (`max_bytes` 0) has no read to link: the open goes alone.
         if s.fixed_files && !st.anonymous() && slot.steps.has_read() {
             slot.fixed = true;
+            slot.linked = true;
             return read_next(&mut self.fly, s, self.arena, i, true);
         }
         if self.fly.fds >= s.fd_limit {
@@ -668,10 +686,19 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
         open_fd(&mut self.fly, i)
     }
 
-    /// A file's open as a process descriptor came back: read it, or hand it back (FUSE), or wait
-    /// for a descriptor (`EMFILE`, `ENFILE`), or end it with the error.
+    /// A file's open not linked to its read came back: into the file table (an unstated file),
+    /// read it; as a process descriptor, read it, or hand it back (FUSE), or wait for a
+    /// descriptor (`EMFILE`, `ENFILE`); or end it with the error.
     fn on_open(&mut self, i: usize, res: i32) -> Result<()> {
         let slot = self.fly.slots[i].as_mut().expect("slot");
+        if slot.fixed {
+            // An unstated file's open into the file table (no process descriptor counted).
+            slot.steps.open_done(res);
+            if res >= 0 {
+                slot.file = Some(FileRef::Fixed(i as u32));
+            }
+            return self.proceed(i);
+        }
         if res == -libc::EMFILE || res == -libc::ENFILE {
             slot.counted = false;
             self.fly.fds -= 1;
