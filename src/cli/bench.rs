@@ -205,7 +205,7 @@ fn config(
         );
     }
     // Check the read options before any I/O.
-    read.options(false)?;
+    read.options(false, None)?;
     Ok(BenchConfig {
         source,
         files: a.files,

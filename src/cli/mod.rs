@@ -59,7 +59,7 @@ enum Command {
 /// How to read; the same for every command.
 #[derive(Debug, Args)]
 struct ReadArgs {
-    /// Bytes per read: 4K, 64KiB, 1M, 1MiB... [default: 256K, or 1M with --direct]
+    /// Bytes per read: 4K, 64KiB, 1M, 1MiB... [default: 256K; 1M for sum -a blake3 and with --direct]
     #[arg(help_heading = "Reading options", long, global = true, value_name = "SIZE", value_parser = parse_size_arg)]
     chunk_size: Option<u64>,
     /// Reads in flight at once, all threads together [default: 4, or 16 with --direct]
@@ -145,8 +145,10 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
 
 impl ReadArgs {
     /// The reading options; `in_place`: whether the command's result counts only when a read
-    /// succeeds (a digest or a count, not a copy), so cached files may be processed in place.
-    fn options(&self, in_place: bool) -> anyhow::Result<ReadOptions> {
+    /// succeeds (a digest or a count, not a copy), so cached files may be processed in place;
+    /// `chunk`: the command's bytes per read where `--chunk-size` is not given (and the reads
+    /// go through the page cache).
+    fn options(&self, in_place: bool, chunk: Option<usize>) -> anyhow::Result<ReadOptions> {
         let mut b = ReadOptions::builder()
             .in_place(in_place && !self.no_mmap)
             .direct(self.direct)
@@ -156,6 +158,8 @@ impl ReadArgs {
             .backend(self.backend.parse::<Backend>()?);
         if let Some(c) = self.chunk_size {
             b = b.chunk_size(usize::try_from(c).unwrap_or(usize::MAX));
+        } else if let (Some(c), false) = (chunk, self.direct) {
+            b = b.chunk_size(c);
         }
         if let Some(d) = self.depth {
             b = b.depth(d);
@@ -224,7 +228,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Count(_) => true,
         _ => false,
     };
-    let opts = cli.read.options(in_place)?;
+    let chunk = match &cli.command {
+        Command::Sum(a) => a.algorithm().preferred_chunk_size(),
+        _ => None,
+    };
+    let opts = cli.read.options(in_place, chunk)?;
     let max_bytes = cli.read.max_bytes;
     let mut ctx = Ctx::new(opts, cli.read.verbose)?;
     ctx.net = net_input(&cli.read)?;

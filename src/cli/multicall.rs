@@ -97,7 +97,11 @@ pub(crate) fn run(tool: Tool, args: &[OsString]) -> anyhow::Result<ExitCode> {
     // BLAKE3 is faster here from the lanes' copies: `Algorithm::in_place_pays`), never at the
     // risk of a SIGBUS (see ReadOptionsBuilder::in_place).
     let in_place = !s.no_mmap && s.algorithm().in_place_pays();
-    let opts = ReadOptions::builder().in_place(in_place).build()?;
+    let mut opts = ReadOptions::builder().in_place(in_place);
+    if let Some(c) = s.algorithm().preferred_chunk_size() {
+        opts = opts.chunk_size(c);
+    }
+    let opts = opts.build()?;
     let mut ctx = Ctx::new(opts, false)?;
     // A stand-in says nothing the tool would not (a fallback to pread(2) changes no output).
     ctx.notices = false;

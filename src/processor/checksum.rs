@@ -74,6 +74,20 @@ impl Algorithm {
         }
     }
 
+    /// The bytes per read the command reads this algorithm's input with when none is asked for,
+    /// where that differs from the default ([`DEFAULT_CHUNK_SIZE`](crate::options::DEFAULT_CHUNK_SIZE)): BLAKE3
+    /// 1 MiB (its parallel half hashes each chunk's subtrees on the lane that read it: 2 GiB warm,
+    /// 0.89x of the time at 256 KiB, side by side with `hyperfine`, docs/BENCHMARKS.md "One file,
+    /// warm").
+    pub fn preferred_chunk_size(self) -> Option<usize> {
+        match self {
+            #[cfg(feature = "blake3")]
+            Algorithm::Blake3 => Some(1 << 20),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     /// Every algorithm, in the order the help lists them.
     pub const ALL: &'static [Algorithm] = &[
         #[cfg(feature = "sha256")]
