@@ -47,6 +47,9 @@ fn inputs(dir: &Path, chunk: usize) -> Vec<PathBuf> {
         match i {
             2 => paths.push(dir.join("missing")),
             4 => paths.push(dir.to_path_buf()), // a directory
+            // A file whose size says 0 and whose reads give bytes (read without a statx first,
+            // where no FUSE file system is mounted, as any other).
+            5 => paths.push(PathBuf::from("/proc/version")),
             6 => {
                 let l = dir.join("loop");
                 std::os::unix::fs::symlink(&l, &l).unwrap();
