@@ -273,7 +273,9 @@ pub(crate) fn fuse_mounted() -> bool {
         Ok(text.lines().any(|line| {
             line.split_once(" - ")
                 .and_then(|(_, rest)| rest.split(' ').next())
-                .is_some_and(|fstype| fstype == "fuseblk" || fstype.split('.').next() == Some("fuse"))
+                .is_some_and(|fstype| {
+                    fstype == "fuseblk" || fstype.split('.').next() == Some("fuse")
+                })
         }))
     };
     let file = match kept.take() {

@@ -470,7 +470,10 @@ fn an_unstated_file_longer_than_its_first_chunk_is_stated_with_the_chunk_held() 
         size: 0,
         dev_major: 0,
     };
-    assert!(matches!(f.late_stat_done(0, fifo), Event::Chunk { len: 4096, .. }));
+    assert!(matches!(
+        f.late_stat_done(0, fifo),
+        Event::Chunk { len: 4096, .. }
+    ));
     f.handed(true);
     assert_eq!(read_of(&f).1, None);
 }
@@ -483,7 +486,10 @@ fn an_unstated_file_read_short_reads_on_at_the_offset_it_reached() {
     let (r, probe) = read_of(&f);
     assert_eq!((r.offset, r.len, r.buf_offset), (100, 3996, 100));
     assert_eq!(probe, None);
-    assert!(matches!(f.read_done(0, None), Event::Chunk { len: 100, .. }));
+    assert!(matches!(
+        f.read_done(0, None),
+        Event::Chunk { len: 100, .. }
+    ));
     f.handed(true);
     assert_eq!(f.end(), Some(End::Read(100)));
 }

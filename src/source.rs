@@ -64,6 +64,8 @@ pub struct Input {
 #[derive(Debug)]
 pub(crate) enum What {
     Path(PathBuf),
+    /// A path its source knows names a regular file ([`Input::regular`]).
+    Regular(PathBuf),
     File(File, PathBuf),
     #[cfg_attr(not(feature = "tree"), allow(dead_code))]
     Failed(PathBuf, Error),
@@ -73,7 +75,7 @@ impl What {
     /// The name errors and results carry.
     pub(crate) fn name(&self) -> &Path {
         match self {
-            What::Path(p) | What::File(_, p) | What::Failed(p, _) => p,
+            What::Path(p) | What::Regular(p) | What::File(_, p) | What::Failed(p, _) => p,
         }
     }
 }
@@ -83,6 +85,20 @@ impl Input {
     pub fn path(path: impl Into<PathBuf>) -> Input {
         Input {
             what: What::Path(path.into()),
+            ranges: None,
+        }
+    }
+
+    /// The file at `path`, which the caller knows to be a regular file (a directory walk's entry
+    /// type says so, as `Source::tree`'s does): read many at a time, it is opened and read with no
+    /// `statx` first where no FUSE file system is mounted and `dontcache` is off (its size is
+    /// learned from the reads; one longer than its first chunk is stat'ed then). Should it be
+    /// something else after all, it is still read correctly as any path is, except a FIFO, which
+    /// is opened without waiting for a writer (one with no writer is then read as
+    /// [`Input::path`] reads it, once its open found nothing).
+    pub fn regular(path: impl Into<PathBuf>) -> Input {
+        Input {
+            what: What::Regular(path.into()),
             ranges: None,
         }
     }
@@ -344,7 +360,7 @@ fn walk(roots: Vec<PathBuf>, follow: bool) -> impl Iterator<Item = Input> {
             .sort_by_file_name()
             .into_iter()
             .filter_map(|entry| match entry {
-                Ok(e) if e.file_type().is_file() => Some(Input::path(e.into_path())),
+                Ok(e) if e.file_type().is_file() => Some(Input::regular(e.into_path())),
                 Ok(_) => None,
                 Err(e) => {
                     let path = e.path().map(Path::to_path_buf).unwrap_or_default();

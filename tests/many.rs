@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use ringread::processor::from_fn;
-use ringread::{Backend, Chunk, Error, Finished, ReadOptions, Reader, Source};
+use ringread::{Backend, Chunk, Error, Finished, Input, ReadOptions, Reader, Source};
 
 /// A processor that keeps every byte and checks the offsets.
 #[derive(Default)]
@@ -67,6 +67,12 @@ fn inputs(dir: &Path, chunk: usize) -> Vec<PathBuf> {
 }
 
 fn check(backend: Backend, chunk: usize) {
+    check_as(backend, chunk, false);
+}
+
+/// `check`, every input given as `Input::regular` (`regular`: read without a statx first, whatever
+/// it turns out to be) or as a plain path.
+fn check_as(backend: Backend, chunk: usize, regular: bool) {
     let _g = common::shared();
     let dir = tempdir();
     let paths = inputs(dir.path(), chunk);
@@ -81,7 +87,13 @@ fn check(backend: Backend, chunk: usize) {
     let mut seen = 0;
     reader
         .read_each(
-            Source::paths(&list),
+            Source::inputs(list.iter().map(|p| {
+                if regular {
+                    Input::regular(p)
+                } else {
+                    Input::path(p)
+                }
+            })),
             |_, _| Collect::default(),
             |f: Finished<Collect>| {
                 assert_eq!(f.index, seen, "{backend:?}: out of input order");
@@ -111,6 +123,14 @@ fn check(backend: Backend, chunk: usize) {
 fn every_file_in_input_order_through_io_uring() {
     check(Backend::Auto, 64 * 1024);
     check(Backend::Uring, 4096);
+}
+
+#[test]
+fn inputs_said_to_be_regular_files_read_without_statx_whatever_they_are() {
+    // Missing, a directory, a loop, /proc/version among them: the same bytes and errors.
+    check_as(Backend::Auto, 64 * 1024, true);
+    check_as(Backend::Uring, 4096, true);
+    check_as(Backend::Pread, 4096, true);
 }
 
 #[test]

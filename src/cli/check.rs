@@ -377,6 +377,7 @@ fn verify(ctx: &Ctx, said: &mut Said<'_>) -> io::Result<()> {
     let r = spec.read_many(
         ctx,
         &names,
+        &[],
         |i| entries[at[i]].0.algorithm,
         |_: &Path, digest| {
             let k = at[j];

@@ -65,6 +65,7 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
     let named = !a.files.is_empty() || ctx.reads_connection() || a.inputs.is_set();
     let super::inputs::Gathered {
         names: files,
+        regular,
         mut ok,
         skipped,
         streamed,
@@ -122,6 +123,7 @@ pub(crate) fn run(ctx: &Ctx, a: CountArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| {
                 ctx.many(
                     &files,
+                    &regular,
                     |_| (NewlinePrepare, LineCount::default()),
                     |name, r| write(name, r),
                 )

@@ -107,6 +107,7 @@ impl HashSpec {
         &self,
         ctx: &Ctx,
         names: &[PathBuf],
+        regular: &[bool],
         algo_of: impl Fn(usize) -> Algorithm,
         mut done: impl FnMut(&Path, ringread::Result<String>),
     ) -> Result<(), ringread::Error> {
@@ -122,6 +123,7 @@ impl HashSpec {
         if (0..names.len()).all(|i| Convention::of(algo_of(i)) == Convention::B3sum) {
             ctx.many(
                 names,
+                regular,
                 |_| blake3_parallel_mode(self.blake3),
                 |n, r| {
                     done(
@@ -133,6 +135,7 @@ impl HashSpec {
         } else {
             ctx.many(
                 names,
+                regular,
                 |i| (Whole, Checksum::new(algo_of(i))),
                 |n, r| done(n, r.map(|s| s.hex()).map_err(|(e, _)| e)),
             )

@@ -43,6 +43,9 @@ impl InputArgs {
 pub(crate) struct Gathered {
     /// The names to read, in order.
     pub names: Vec<PathBuf>,
+    /// For each name, whether a walk found it a regular file (then it is read without a `statx`
+    /// first: `ringread::Input::regular`); empty where nothing was walked.
+    pub regular: Vec<bool>,
     /// Whether every directory could be walked and every name in a list was valid.
     pub ok: bool,
     /// The names of a list that were skipped (empty, or "-" in a list read from standard input):
@@ -72,6 +75,7 @@ pub(crate) fn gather(
         }
         None => Gathered {
             names: files,
+            regular: Vec::new(),
             ok: true,
             skipped: 0,
             streamed: false,
@@ -82,16 +86,21 @@ pub(crate) fn gather(
     }
     let names = std::mem::take(&mut gathered.names);
     let mut out = Vec::with_capacity(names.len());
+    let mut regular = Vec::with_capacity(names.len());
     for top in names {
         if top.as_os_str() == "-" || !top.is_dir() {
             out.push(top);
+            regular.push(false);
             continue;
         }
         if !walk(&top, a.dereference, &mut out, say, fail) {
             gathered.ok = false;
         }
+        // Every name the walk added is a regular file (its entry type said so).
+        regular.resize(out.len(), true);
     }
     gathered.names = out;
+    gathered.regular = regular;
     Ok(gathered)
 }
 
@@ -122,6 +131,7 @@ fn read_list(list: &Path, nul: bool, fail: &mut dyn FnMut(String)) -> anyhow::Re
     let (mut input, meta) = open_list(list)?;
     let mut g = Gathered {
         names: Vec::new(),
+        regular: Vec::new(),
         ok: true,
         skipped: 0,
         // As wc: a list it can read whole ahead (a regular file of at most 10 MiB), or a stream.

@@ -392,6 +392,7 @@ impl Ctx {
             self.progress.expect(&names, self.net.is_none());
             return Ok(inputs::Gathered {
                 names,
+                regular: Vec::new(),
                 ok: true,
                 skipped: 0,
                 streamed: false,
@@ -421,12 +422,14 @@ impl Ctx {
     }
 
     /// Reads `names` many at a time, each into a processor `make(index)` gives, and hands each to `done`
-    /// in order with what was read (reported under -v like every read). When reading cannot go on
+    /// in order with what was read (reported under -v like every read). `regular[i]`: a walk found
+    /// name `i` a regular file (`Gathered::regular`; empty for none). When reading cannot go on
     /// (an interrupt, a ring that failed), returns why: the caller flushes what it has written
     /// (what was decided is not lost) and calls [`stop`].
     pub(crate) fn many<Pr, C>(
         &self,
         names: &[PathBuf],
+        regular: &[bool],
         mut make: impl FnMut(usize) -> (Pr, C),
         mut done: impl FnMut(&Path, Result<C, (ringread::Error, C)>),
     ) -> Result<(), ringread::Error>
@@ -437,8 +440,15 @@ impl Ctx {
         self.progress.expect(names, true);
         // Under -v: each file's residency, measured as its reading starts.
         let cached = std::cell::RefCell::new(std::collections::HashMap::new());
+        let inputs = names.iter().enumerate().map(|(i, n)| {
+            if regular.get(i) == Some(&true) {
+                ringread::Input::regular(n)
+            } else {
+                ringread::Input::path(n)
+            }
+        });
         let r = self.reader.read_each_split(
-            ringread::Source::paths(names),
+            ringread::Source::inputs(inputs),
             |i, path| {
                 if self.verbose {
                     cached.borrow_mut().insert(i, cached_share(path));

@@ -340,7 +340,12 @@ pub(crate) fn run_settings(
         spec.length = usize::try_from(len).unwrap_or(usize::MAX);
     }
     let files = std::mem::take(&mut s.files);
-    let super::inputs::Gathered { names, mut ok, .. } = ctx.names(files, inputs)?;
+    let super::inputs::Gathered {
+        names,
+        regular,
+        mut ok,
+        ..
+    } = ctx.names(files, inputs)?;
     let mut out = Output::new();
     let mut write = |name: &Path, hex: ringread::Result<String>| -> std::io::Result<()> {
         if s.keyed && name.as_os_str() == "-" {
@@ -371,6 +376,7 @@ pub(crate) fn run_settings(
         let r = spec.read_many(
             ctx,
             &names,
+            &regular,
             |_| spec.algo,
             |name, hex| {
                 if failed.is_none() {

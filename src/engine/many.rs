@@ -65,6 +65,9 @@ pub(crate) const DESCRIPTOR_WAIT_MS: u32 = 2000;
 pub(crate) enum Input {
     /// Opened here.
     Path(PathBuf),
+    /// Opened here, known to be a regular file (a walk's entry type): read without a `statx`
+    /// first where the settings allow ([`Settings::unstated`]).
+    Regular(PathBuf),
     /// Opened already.
     Open(File, PathBuf),
 }
@@ -73,14 +76,14 @@ impl Input {
     /// The name errors and results carry.
     pub(crate) fn name(&self) -> &Path {
         match self {
-            Input::Path(p) | Input::Open(_, p) => p,
+            Input::Path(p) | Input::Regular(p) | Input::Open(_, p) => p,
         }
     }
 
     /// The name, given up.
     pub(crate) fn into_name(self) -> PathBuf {
         match self {
-            Input::Path(p) | Input::Open(_, p) => p,
+            Input::Path(p) | Input::Regular(p) | Input::Open(_, p) => p,
         }
     }
 }
@@ -519,7 +522,8 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
             };
             self.done.push_back(None);
             match input {
-                Input::Path(path) => self.admit_path(i, global, path, work)?,
+                Input::Path(path) => self.admit_path(i, global, path, false, work)?,
+                Input::Regular(path) => self.admit_path(i, global, path, true, work)?,
                 Input::Open(file, path) => self.admit_open(i, global, file, path, work)?,
             }
         }
@@ -551,9 +555,17 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
         }
     }
 
-    /// Puts a path into slot `i` and queues its `statx`; a path the kernel cannot take (a NUL in
-    /// it) is that input's error.
-    fn admit_path(&mut self, i: usize, global: usize, path: PathBuf, work: (Pr, C)) -> Result<()> {
+    /// Puts a path into slot `i` and queues its `statx` (or, for one known to be a regular file
+    /// where the settings allow, its open); a path the kernel cannot take (a NUL in it) is that
+    /// input's error.
+    fn admit_path(
+        &mut self,
+        i: usize,
+        global: usize,
+        path: PathBuf,
+        regular: bool,
+        work: (Pr, C),
+    ) -> Result<()> {
         let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
             let e = Error::Open {
                 path: path.clone(),
@@ -567,7 +579,7 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
         let s = self.s;
         // SAFETY: all-zero is a valid statx record (the kernel fills it).
         let statx = Box::new(unsafe { std::mem::zeroed() });
-        if s.unstated && s.fixed_files && s.max_bytes != Some(0) {
+        if regular && s.unstated && s.fixed_files && s.max_bytes != Some(0) {
             // Opened and read with no `statx` first. The open goes alone: a read linked to an
             // open that a worker thread does (a name not in the dentry cache) would be done
             // there too, blocking, where the ring's own read of an uncached page waits for it
@@ -1013,7 +1025,10 @@ fn read_next<Q: PathQueue, Pr, C>(
             (&raw mut fly.spare[i], None)
         } else {
             // SAFETY: the probe lies inside the read's part of slot i (its buf_offset < chunk).
-            (unsafe { arena.slot_ptr(i).add(p.buf_offset) }, base.buf_index)
+            (
+                unsafe { arena.slot_ptr(i).add(p.buf_offset) },
+                base.buf_index,
+            )
         };
         let req = ReadReq {
             buf,

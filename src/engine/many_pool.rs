@@ -51,7 +51,7 @@ where
         };
         // stat(2) before open(2): a FIFO's open would wait for a writer.
         let (opened, path) = match input {
-            Input::Path(path) => (None, path),
+            Input::Path(path) | Input::Regular(path) => (None, path),
             Input::Open(file, path) => (Some(file), path),
         };
         let meta = match &opened {

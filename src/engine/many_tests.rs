@@ -274,6 +274,8 @@ impl Processor for Collect {
 struct List {
     n: usize,
     next: usize,
+    /// Inputs given as known regular files (read without a statx where the settings allow).
+    regular: bool,
 }
 impl Feed<Whole, Collect> for List {
     fn next(&mut self, _wait: bool) -> Next<Whole, Collect> {
@@ -284,7 +286,11 @@ impl Feed<Whole, Collect> for List {
         let i = self.next - 1;
         Next::Item(
             i,
-            Input::Path(PathBuf::from(i.to_string())),
+            if self.regular {
+                Input::Regular(PathBuf::from(i.to_string()))
+            } else {
+                Input::Path(PathBuf::from(i.to_string()))
+            },
             (Whole, Collect::default()),
         )
     }
@@ -360,7 +366,11 @@ proptest! {
             released.push((i, out));
             Ok(())
         };
-        let mut feed = List { n: files.len(), next: 0 };
+        let mut feed = List {
+            n: files.len(),
+            next: 0,
+            regular: unstated,
+        };
         run(&mut ring, &arena, &s, &mut feed, &mut release).unwrap();
         prop_assert_eq!(ring.in_kernel, 0, "operations left in the kernel");
         prop_assert!(ring.fds.is_empty(), "descriptors left open");

@@ -65,9 +65,11 @@ impl Reader {
                 last: inputs.peek().is_none(),
             };
             let summary = match (input.what, input.ranges) {
-                (What::Path(p), None) => self.read_path_split(&p, prep, &mut joined),
+                (What::Path(p) | What::Regular(p), None) => {
+                    self.read_path_split(&p, prep, &mut joined)
+                }
                 (What::File(f, n), None) => self.read_file_split(&f, &n, prep, &mut joined),
-                (What::Path(p), Some(r)) => open_read(&p).and_then(|f| {
+                (What::Path(p) | What::Regular(p), Some(r)) => open_read(&p).and_then(|f| {
                     self.read_ranges_opened(&f, &p, Some(&p), &r, &opts, prep, &mut joined)
                 }),
                 (What::File(f, n), Some(r)) => {
@@ -251,6 +253,7 @@ impl Reader {
         } else {
             let mut each = readable.by_ref().map(|(what, _)| match what {
                 What::File(f, n) => ManyInput::Open(f, n),
+                What::Regular(p) => ManyInput::Regular(p),
                 w => ManyInput::Path(w.name().into()),
             });
             self.many_inputs(&mut each, ahead, make, &mut hand)

@@ -212,7 +212,9 @@ impl Reader {
             }
             let (pr, mut c) = make(index, input.name());
             let (result, path) = match input {
-                Input::Path(path) => (self.read_path_split(&path, &pr, &mut c), path),
+                Input::Path(path) | Input::Regular(path) => {
+                    (self.read_path_split(&path, &pr, &mut c), path)
+                }
                 Input::Open(file, path) => (self.read_file_split(&file, &path, &pr, &mut c), path),
             };
             if let Err(Error::Interrupted { .. }) = result {

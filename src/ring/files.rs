@@ -125,7 +125,9 @@ impl PathQueue for Ring {
         if r == 0 {
             0
         } else {
-            -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+            -io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)
         }
     }
 }

@@ -65,7 +65,7 @@ impl Driver {
         let input = whole_one(source.into(), "Driver::chunks", "Driver::ranges")?;
         let opts = self.options();
         match input.what {
-            What::Path(p) => self.open(p, &opts),
+            What::Path(p) | What::Regular(p) => self.open(p, &opts),
             What::File(f, n) => self.open_file(f, n, &opts),
             What::Failed(_, e) => Err(e),
         }
@@ -100,7 +100,7 @@ impl Driver {
                 ));
             }
             match input.what {
-                What::Path(p) => {
+                What::Path(p) | What::Regular(p) => {
                     paths.push(p);
                     globals.push(g);
                 }
@@ -156,7 +156,7 @@ impl Driver {
         let input = whole_one(source.into(), "Driver::range_file", "Driver::ranges")?;
         let opts = self.options();
         match input.what {
-            What::Path(p) => self.open_ranges_with(p, &opts),
+            What::Path(p) | What::Regular(p) => self.open_ranges_with(p, &opts),
             What::File(f, n) => self.ranges_file_with(f, n, &opts),
             What::Failed(_, e) => Err(e),
         }
