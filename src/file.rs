@@ -273,9 +273,9 @@ pub(crate) fn fuse_mounted() -> bool {
         Ok(text.lines().any(|line| {
             line.split_once(" - ")
                 .and_then(|(_, rest)| rest.split(' ').next())
-                .is_some_and(|fstype| {
-                    fstype == "fuseblk" || fstype.split('.').next() == Some("fuse")
-                })
+                // fuse, fuse.sshfs, fuseblk, fuseblk.ntfs; virtiofs is FUSE inside.
+                .and_then(|fstype| fstype.split('.').next())
+                .is_some_and(|kind| matches!(kind, "fuse" | "fuseblk" | "virtiofs"))
         }))
     };
     let file = match kept.take() {

@@ -28,15 +28,18 @@
 //!   [`probe_end`] says what a probe found, for these and for a file read in place (whose
 //!   mapping ends at its size).
 //! - `-ECANCELED` from any step is [`End::Cancelled`] (the driver cancelled it).
-//! - **Without `statx`** ([`FileSteps::unstated`], chunk shape): a path is opened (`O_NONBLOCK`, so
-//!   a FIFO does not wait for a writer) and its first read goes at the file's position, followed by
-//!   one byte read at the position it leaves (into a byte of the driver's): a file that ends inside
-//!   its first chunk is read in one trip with no `statx` (the many-files engine links all three).
-//!   Only a file found longer than its first chunk is stat'ed, its first chunk held meanwhile: a
-//!   regular file larger than the limit, or a block device, is refused then (nothing handed over
-//!   yet); a FIFO or character device read on. A first read that finds nothing (an empty file, a
-//!   FIFO without a writer), a directory (`EISDIR`), and an open that would wait (`EAGAIN`: a lease)
-//!   are refused ([`Refusal::Elsewhere`]): the caller reads them its usual way.
+//! - **Without `statx`** ([`FileSteps::unstated`], chunk shape; for paths known to be regular
+//!   files): a path is opened (`O_NONBLOCK`, so a FIFO after all does not wait for a writer) and
+//!   its first read goes at the file's position, followed by one byte read at the position it
+//!   leaves (into a byte of the driver's, which the driver keeps as the file's next byte if it
+//!   gets one): a file that ends inside its first chunk is read with no `statx`. Only a file
+//!   found longer than its first chunk is stat'ed, its first chunk held meanwhile: a regular file
+//!   larger than the limit, or a block device, is refused then (nothing handed over yet); a FIFO
+//!   or character device read on. A directory (`EISDIR`) is refused as its `statx` would have it
+//!   ([`Refusal::Directory`]); a first read that finds nothing (an empty file, a FIFO without a
+//!   writer) or says `EAGAIN` (before Linux 6.5, a file system whose device cannot read without
+//!   waiting refuses every read of an `O_NONBLOCK` file so), and an open that would wait (`EAGAIN`:
+//!   a lease) are refused ([`Refusal::Elsewhere`]): the caller reads them its usual way.
 
 use std::io;
 use std::path::Path;
@@ -563,6 +566,12 @@ impl FileSteps {
         if res == -libc::EISDIR {
             // A directory: refused as its `statx` would have it refused.
             self.conclude(Some(End::Refused(Refusal::Directory)));
+            return Event::Go;
+        }
+        if res == -libc::EAGAIN {
+            // O_NONBLOCK honoured by a kernel before 6.5 on a file system that cannot read
+            // without waiting: every read would say so. The caller opens it without the flag.
+            self.conclude(Some(End::Refused(Refusal::Elsewhere)));
             return Event::Go;
         }
         let mut step = self.rules.complete(p, res);

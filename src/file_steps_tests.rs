@@ -506,6 +506,11 @@ fn what_an_unstated_open_or_first_read_cannot_tell_goes_back_to_the_caller() {
     assert_eq!(f.read_done(-libc::EISDIR, Some(-libc::EISDIR)), Event::Go);
     assert_eq!(f.end(), Some(End::Refused(Refusal::Directory)));
     assert_eq!(f.next(), Io::Close);
+    // A first read refused under O_NONBLOCK (a kernel before 6.5): the caller reads it.
+    let mut f = unstated_opened(4096, 1 << 20);
+    assert_eq!(f.read_done(-libc::EAGAIN, Some(-libc::EAGAIN)), Event::Go);
+    assert_eq!(f.end(), Some(End::Refused(Refusal::Elsewhere)));
+    assert_eq!(f.next(), Io::Close);
     // An open that would wait (a lease), under O_NONBLOCK: nothing to close.
     let mut f = FileSteps::unstated(4096, None, 1 << 20);
     f.open_done(-libc::EAGAIN);

@@ -23,14 +23,16 @@
 //! faster), and anything that is not a regular file (a FIFO's open would wait for a writer) — are
 //! handed back as [`Outcome::Deferred`] for the caller to read its usual way when their turn comes.
 //!
-//! Where the settings allow ([`Settings::unstated`]) and the ring has a file table, a path is not
-//! stat'ed first: its open (`O_NONBLOCK`) is linked to a first read at the file's position, linked
-//! to a one-byte read at the position that read leaves (into the run's spare byte for the slot), so
-//! a file that ends inside its first chunk takes two trips, the open and reads and then the close,
-//! and no `statx` (which io_uring always hands to a worker thread). A file longer than its first
-//! chunk is stat'ed then, on this thread (it is open: its inode is in memory), and deferred if it
-//! is large; what the steps refuse after the open (nothing read: an empty file, a FIFO without a
-//! writer) is deferred too, and the caller reads it its usual way ([`FileSteps::unstated`]).
+//! A path known to be a regular file ([`Input::Regular`]: a walk's entry type said so), where the
+//! settings allow ([`Settings::unstated`]) and the ring has a file table, is not stat'ed first:
+//! it is opened (`O_NONBLOCK`, alone: a read linked to an open that io-wq runs would run there,
+//! blocking), then read at the file's position with a one-byte read hard-linked after it at the
+//! position it leaves (into the run's spare byte for the slot), then closed: a file that ends
+//! inside its first chunk takes no `statx` (which io_uring always hands to a worker thread). A
+//! file longer than its first chunk is stat'ed then, on this thread (it is open: its inode is in
+//! memory), and deferred if it is large; what the steps refuse after the open (nothing read: an
+//! empty file, a FIFO without a writer) is deferred too, and the caller reads it its usual way
+//! ([`FileSteps::unstated`]).
 //!
 //! Every user callback (the factory, the processor, the caller's `release`) runs on the calling
 //! thread; if one panics, the reads in flight are reaped and the descriptors closed before the panic
@@ -325,7 +327,7 @@ struct InFlight<'r, Q: PathQueue, Pr, C> {
     /// opened once one is closed.
     starved: Vec<usize>,
     /// A byte per slot for the read after an unstated file's first read: written by the kernel,
-    /// never looked at (only the read's count is).
+    /// read by `settle` once that read is back (the file's next byte).
     spare: Box<[u8]>,
 }
 
@@ -1044,7 +1046,7 @@ fn read_next<Q: PathQueue, Pr, C>(
         // SAFETY: as for the read before it: the same slot's buffer, not looked at until both
         // completions are popped (`settle` waits for every operation of the step); or the
         // slot's spare byte, which `InFlight` owns and keeps until every operation is reaped,
-        // and nobody reads.
+        // and which `settle` reads only once this read is back.
         unsafe { fly.ring.push(req) }.map_err(ring_error)?;
         fly.ops += 1;
     }
