@@ -59,10 +59,21 @@ pub fn warm(path: &Path) -> io::Result<()> {
 /// Drops the file's pages from the cache: as root, every clean page of the machine
 /// (`sync; echo 1 > /proc/sys/vm/drop_caches`), then this file's by `posix_fadvise(DONTNEED)`.
 pub fn drop_cache(path: &Path) -> io::Result<()> {
-    let f = File::open(path)?;
-    // SAFETY: fdatasync and posix_fadvise on a descriptor we hold; neither touches our memory.
-    unsafe {
-        libc::fdatasync(f.as_raw_fd());
+    drop_caches(std::slice::from_ref(&path))
+}
+
+/// [`drop_cache`] of several files: each written back, the machine's clean pages dropped once
+/// (as root), then each file's pages by `posix_fadvise(DONTNEED)`.
+pub fn drop_caches<P: AsRef<Path>>(paths: &[P]) -> io::Result<()> {
+    let files = paths
+        .iter()
+        .map(|p| File::open(p.as_ref()))
+        .collect::<io::Result<Vec<File>>>()?;
+    for f in &files {
+        // SAFETY: fdatasync on a descriptor we hold; it does not touch our memory.
+        unsafe {
+            libc::fdatasync(f.as_raw_fd());
+        }
     }
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } == 0 {
@@ -70,10 +81,12 @@ pub fn drop_cache(path: &Path) -> io::Result<()> {
         unsafe { libc::sync() };
         let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
     }
-    // SAFETY: as above.
-    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
+    for f in &files {
+        // SAFETY: posix_fadvise on a descriptor we hold; it does not touch our memory.
+        let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
     }
     Ok(())
 }

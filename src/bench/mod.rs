@@ -12,6 +12,7 @@ mod metrics;
 mod peers;
 mod random;
 mod report;
+mod store;
 mod stream;
 mod svg;
 mod syscalls;
@@ -21,12 +22,17 @@ pub mod ways;
 use std::io::Write;
 use std::path::PathBuf;
 
-pub use cache::{drop_cache, residency, warm, CacheMode};
+pub use cache::{drop_cache, drop_caches, residency, warm, CacheMode};
 pub use peers::{find_on_path, peer_pairs, PeerPair};
 pub use random::{
     random_offsets, random_table, run_random, RandomConfig, RANDOM_METHODS, RANDOM_SEED,
 };
 pub use report::{CacheReport, FileInfo, Machine, MethodResult, Report, Sample};
+pub use store::{
+    run_store, StoreConfig, StoreInfo, DEFAULT_OBJECT_SIZE, DEFAULT_STORE_FILE_SIZE,
+    DEFAULT_STORE_OBJECTS, DEFAULT_STORE_RANGES, STORES, STORE_RANGES_FILE, STORE_SEED,
+    STORE_WORKS,
+};
 pub use stream::STREAM_METHODS;
 pub use svg::write_svg;
 pub use tree::{
@@ -49,6 +55,9 @@ pub enum BenchSource {
     /// A tree of many files ([`BenchConfig::tree`], `ringread bench --tree`): every way of
     /// [`TREE_METHODS`]. `--source` does not name it.
     Tree,
+    /// The same object-store work through ringread's `RingStore` and object_store's
+    /// `LocalFileSystem` ([`run_store`], `ringread bench --store`). `--source` does not name it.
+    Store,
 }
 
 impl BenchSource {
@@ -59,6 +68,7 @@ impl BenchSource {
             BenchSource::Pipe => "pipe",
             BenchSource::Tcp => "tcp",
             BenchSource::Tree => "tree",
+            BenchSource::Store => "store",
         }
     }
     /// The ways this source can be read with, in report order.
@@ -66,6 +76,7 @@ impl BenchSource {
         match self {
             BenchSource::File => &METHODS,
             BenchSource::Tree => &TREE_METHODS,
+            BenchSource::Store => &STORE_WORKS,
             _ => &STREAM_METHODS,
         }
     }
@@ -281,6 +292,7 @@ pub fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Report> {
         results,
         notes: file_notes(),
         tree: None,
+        store: None,
     })
 }
 

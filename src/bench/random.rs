@@ -544,6 +544,7 @@ pub fn run_random(
         results,
         notes: notes(random, &counts),
         tree: None,
+        store: None,
     })
 }
 

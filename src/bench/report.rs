@@ -50,6 +50,9 @@ pub struct Report {
     /// `--tree`: the tree read, and how the ways read it (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tree: Option<super::TreeInfo>,
+    /// `--store`: the data read, and how the stores were compared (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<super::StoreInfo>,
 }
 
 /// The machine.
@@ -209,6 +212,13 @@ pub struct MethodResult {
     /// `--pattern random`: median CPU milliseconds (user + system, whole process) per 10,000 reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_ms_per_10k_reads: Option<f64>,
+    /// `--store`: median wall-clock milliseconds of a run (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_ms: Option<f64>,
+    /// `--store`, on RingStore's rows: LocalFileSystem's median time for the same work divided by
+    /// this row's (above 1: RingStore is faster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_local: Option<f64>,
     /// Every timed run.
     pub samples: Vec<Sample>,
 }
@@ -312,6 +322,8 @@ impl MethodResult {
             p50_us: None,
             p99_us: None,
             cpu_ms_per_10k_reads: None,
+            median_ms: None,
+            ratio_to_local: None,
             samples: Vec::new(),
         }
     }
@@ -424,6 +436,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.source == super::BenchSource::Tree {
             return tree::write_table(self, f);
+        }
+        if self.source == super::BenchSource::Store {
+            return super::store::store_table(self, f);
         }
         self.write_head(f)?;
         for r in &self.results {

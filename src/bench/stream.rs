@@ -221,6 +221,7 @@ pub(super) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
         results: vec![table],
         notes: notes(),
         tree: None,
+        store: None,
     })
 }
 

@@ -121,7 +121,9 @@ fn draw_panel(
     let top = cap * 1.15;
     // A stream has no cache state: its panel is named after the source.
     let panel = match report.source {
-        super::BenchSource::File | super::BenchSource::Tree => r.cache.name(),
+        super::BenchSource::File | super::BenchSource::Tree | super::BenchSource::Store => {
+            r.cache.name()
+        }
         s => s.name(),
     };
     let mut chart = ChartBuilder::on(area)

@@ -23,17 +23,33 @@ pub(crate) struct BenchArgs {
     /// Files to read [default: a random file of --size bytes under $TMPDIR, removed afterwards]
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// Size of the generated file (or of each run's stream)
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size_arg)]
-    size: u64,
+    /// Size of the generated file (or of each run's stream; --store: of the file get_ranges
+    /// reads) [default: 1GiB; --store: 2GiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    size: Option<u64>,
     /// Read a tree of many files: every regular file below DIR (each directory's entries sorted by
     /// name), or with no DIR a generated tree of --files files (100 directories, lognormal sizes;
     /// removed afterwards); figures per file, warm and cold
     #[arg(long, value_name = "DIR", num_args = 0..=1, conflicts_with = "source")]
     tree: Option<Option<PathBuf>>,
-    /// Files of the generated tree (--tree with no DIR, --make-tree) [default: 10000]
+    /// Files of the generated tree (--tree with no DIR, --make-tree) [default: 10000]; --store:
+    /// objects of the concurrent gets [default: 64]
     #[arg(long = "files", value_name = "N")]
     tree_files: Option<usize>,
+    /// The same object-store work through ringread's store (RingStore) and object_store's
+    /// LocalFileSystem, side by side, warm and cold (--cache warm, cold or all): one get_ranges
+    /// of --count random ranges of --block-size bytes [default: 10000 of 4 KiB] of one file of
+    /// --size bytes [default: 2GiB], and --files concurrent whole-object gets (get, then bytes())
+    /// of --object-size bytes each [default: 64 of 8MiB]; median times, and LocalFileSystem's time
+    /// / RingStore's. The data is in DIR (made there with a fixed seed where absent, and kept;
+    /// no DIR: made under $TMPDIR, removed afterwards). The DataFusion queries are run by
+    /// user-crates/datafusion (`cargo run --release -- bench`): DataFusion is not a dependency of
+    /// this command
+    #[arg(long, value_name = "DIR", num_args = 0..=1, conflicts_with_all = ["tree", "source", "make_tree", "peers", "backends", "processor"])]
+    store: Option<Option<PathBuf>>,
+    /// --store: bytes of each object of the concurrent gets
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size_arg, requires = "store")]
+    object_size: u64,
     /// Threads of --tree's `threads` way (what `xargs -P` would run)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_THREADS)]
     pool_threads: usize,
@@ -78,12 +94,13 @@ pub(crate) struct BenchArgs {
     /// to 128)
     #[arg(long, value_name = "PATTERN", default_value = "seq", value_parser = ["seq", "random"])]
     pattern: String,
-    /// --pattern random: bytes per read
+    /// --pattern random: bytes per read; --store: bytes per range
     #[arg(long, value_name = "SIZE", default_value = "4K", value_parser = parse_size_arg)]
     block_size: u64,
-    /// --pattern random: reads per run
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    count: usize,
+    /// --pattern random: reads per run [default: 100000]; --store: ranges of the get_ranges call
+    /// [default: 10000]
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
     /// --pattern random: a time bound instead of --count: as many reads per run as one pread(2)
     /// thread does in SECS seconds in each cache state (measured just before on other offsets),
     /// the same reads for every way
@@ -121,9 +138,12 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
     if let Some(dir) = &a.make_tree {
         return make_tree(dir, files);
     }
+    if a.store.is_some() {
+        return store(a, progress);
+    }
     let random = (a.pattern == "random").then(|| bench::RandomConfig {
         block_size: usize::try_from(a.block_size).unwrap_or(usize::MAX),
-        count: a.count,
+        count: a.count.unwrap_or(100_000),
         seconds: a.seconds,
         tasks: a.tasks,
     });
@@ -143,6 +163,58 @@ pub(crate) fn run(read: &ReadArgs, a: BenchArgs, progress: Mode) -> anyhow::Resu
         other => other?,
     };
     show(&report, random.is_some(), json.as_deref(), plot.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--store [DIR]`: RingStore against LocalFileSystem, the same work side by side.
+fn store(a: BenchArgs, progress: Mode) -> anyhow::Result<ExitCode> {
+    if a.pattern != "seq" || !a.files.is_empty() {
+        anyhow::bail!("--store reads its own data (in DIR); give no FILE and no --pattern");
+    }
+    let caches = match a.cache.as_str() {
+        "all" => vec![CacheMode::Warm, CacheMode::Cold],
+        "warm" => vec![CacheMode::Warm],
+        "cold" => vec![CacheMode::Cold],
+        other => anyhow::bail!(
+            "--store measures warm or cold reads (--cache warm, cold or all), not {other}"
+        ),
+    };
+    let store = bench::StoreConfig {
+        dir: a.store.clone().flatten(),
+        objects: a.tree_files.unwrap_or(bench::DEFAULT_STORE_OBJECTS),
+        object_size: a.object_size,
+        ranges: a.count.unwrap_or(bench::DEFAULT_STORE_RANGES),
+        range_size: usize::try_from(a.block_size).unwrap_or(usize::MAX),
+    };
+    let config = BenchConfig {
+        source: BenchSource::Store,
+        files: Vec::new(),
+        size: a.size.unwrap_or(bench::DEFAULT_STORE_FILE_SIZE),
+        methods: Vec::new(),
+        processor: ProcessorKind::Null,
+        caches,
+        runs: a.runs,
+        chunk_size: None,
+        depth: None,
+        threads: None,
+        cancel: super::interrupt_handle(),
+        tree: TreeConfig {
+            dir: None,
+            files: 0,
+            seed: TREE_SEED,
+            pool_threads: a.pool_threads,
+        },
+        peers: None,
+    };
+    let timed = (config.caches.len() * 4 * config.runs) as u64;
+    let mut log = BenchLog::new(progress, timed);
+    let report = bench::run_store(&config, &store, &mut log);
+    drop(log);
+    let report = match report {
+        Err(ringread::Error::Interrupted { .. }) => return Ok(ExitCode::from(130)),
+        other => other?,
+    };
+    show(&report, false, a.json.as_deref(), a.plot.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -209,7 +281,7 @@ fn config(
     Ok(BenchConfig {
         source,
         files: a.files,
-        size: a.size,
+        size: a.size.unwrap_or(1 << 30),
         methods,
         processor,
         caches,

@@ -234,6 +234,7 @@ pub(crate) fn run(config: &BenchConfig, progress: &mut dyn Write) -> Result<Repo
                        count 'lines bytes'), one line per file in walk order"
                 .into(),
         }),
+        store: None,
     })
 }
 
