@@ -149,10 +149,22 @@ pub(crate) struct Settings<'a> {
     /// Uncached reads (`RWF_DONTCACHE`); files whose file system refuses them are deferred to the
     /// caller, which reads them another way that spares the cache.
     pub dontcache: bool,
-    /// Paths may be opened and read without a `statx` first, where the ring has a file table
-    /// (the caller knows no file is on FUSE, and `dontcache` is off: the checks a `statx` feeds).
+    /// Paths known to be regular files ([`Input::Regular`]) may be opened and read without a
+    /// `statx` first, where the ring has a file table (the caller knows no file is on FUSE, and
+    /// `dontcache` is off: the checks a `statx` feeds).
     pub unstated: bool,
+    /// Other paths' `statx` is done with `statx(2)` on this thread rather than the ring's `STATX`
+    /// (which io_uring always hands to an io-wq worker), until one takes longer than
+    /// [`STAT_HERE_MAX`] (it waited for the disk): then the next [`STAT_RING_RUN`] go to the
+    /// ring, whose workers wait for many at once, and the run tries here again after them.
+    pub stat_here: bool,
 }
+
+/// A `statx(2)` on the run's thread that took longer than this waited for the disk.
+const STAT_HERE_MAX: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Inputs whose `statx` goes to the ring after one on the run's thread waited for the disk.
+const STAT_RING_RUN: usize = 64;
 
 /// Finished inputs waiting for the ones before them (from `head` on): their global index, path
 /// and outcome.
@@ -433,6 +445,7 @@ where
         next: 0,
         exhausted: false,
         starved_waits: 0,
+        stat_here_from: 0,
         fly: InFlight {
             ring,
             ops: 0,
@@ -481,6 +494,9 @@ struct Files<'a, Q: PathQueue, Pr, C> {
     exhausted: bool,
     /// Milliseconds waited, with nothing in flight, for a descriptor to come free.
     starved_waits: u32,
+    /// This run's number of the first input whose `statx` is done here again (see
+    /// [`Settings::stat_here`]).
+    stat_here_from: usize,
     /// Declared last: dropped (every operation reaped, every descriptor closed) after the rest.
     fly: InFlight<'a, Q, Pr, C>,
 }
@@ -606,6 +622,19 @@ impl<Q: PathQueue, Pr: Prepare, C: Combine<Pr::Part>> Files<'_, Q, Pr, C> {
         }
         let steps = FileSteps::new(shape(s), s.large);
         let mut slot = Slot::new((self.next, global), path, cpath, statx, steps, work);
+        if s.stat_here && self.next >= self.stat_here_from {
+            // `statx(2)` here: no worker thread woken, where the name is in the dentry cache. One
+            // that waited (for the disk) sends the next STAT_RING_RUN to the ring's `STATX`,
+            // whose io-wq workers wait many at once.
+            let t = std::time::Instant::now();
+            let res = self.fly.ring.stat_now(&slot.cpath, &mut slot.statx);
+            if t.elapsed() > STAT_HERE_MAX {
+                self.stat_here_from = self.next + STAT_RING_RUN;
+            }
+            self.fly.slots[i] = Some(slot);
+            self.next += 1;
+            return self.on_stat(i, res);
+        }
         slot.pending = 1;
         let out: *mut Statx = &mut *slot.statx;
         // SAFETY: the path and the statx record are the slot's, boxed or heap-allocated so they

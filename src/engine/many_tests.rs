@@ -324,6 +324,7 @@ proptest! {
         width in 1usize..9,
         fixed_files in any::<bool>(),
         unstated in any::<bool>(),
+        stat_here in any::<bool>(),
         fd_limit in 1usize..5,
         short in any::<bool>(),
         max_bytes in prop::option::of(0u64..150),
@@ -355,6 +356,7 @@ proptest! {
             cancel: None,
             dontcache: false,
             unstated,
+            stat_here,
             read_elsewhere: |_| false,
             open: |_| unreachable!("the ring opens its files itself"),
         };

@@ -100,6 +100,7 @@ impl Reader {
             // `dontcache`, the device: needed only where there is one to tell. Where descriptors
             // are scarce, the one kept to watch the mount table is not taken.
             unstated: !self.opts.dontcache && room >= FILES_IN_FLIGHT / 2 && !fuse_mounted(),
+            stat_here: true,
         }
     }
 
