@@ -307,7 +307,8 @@ fn tree_notes(config: &BenchConfig, opts: &ReadOptions, syscalls: &str) -> Vec<S
     let lanes = opts.threads().unwrap_or_else(crate::ring::usable_cpus);
     vec![
         format!(
-            "ways: many = Reader::read_each over the whole list (up to {} files in flight through \
+            "ways: many = Reader::read_each over the whole list, each path given as the walk's \
+             regular file (Input::regular: no statx first) (up to {} files in flight through \
              io_uring, {lanes} lanes, buffer budget depth x chunk = {} x {} KiB); one-by-one = \
              Reader::read per file, one Reader; threads = {} std threads, each taking the \
              next file, std::fs::read, then the processor (what `find | xargs -P{}` does, with \

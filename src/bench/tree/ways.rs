@@ -117,7 +117,8 @@ fn reader(opts: &ReadOptions, cancel: Option<&Cancel>) -> Reader {
 }
 
 /// ringread's many-files engine: one [`Reader::read_each`] call over the whole list (files in
-/// flight through io_uring, results in input order). The reader is kept across runs.
+/// flight through io_uring, results in input order), each path given as the walk found it, a
+/// regular file ([`crate::Input::regular`]). The reader is kept across runs.
 #[derive(Debug)]
 pub(crate) struct Many {
     reader: Reader,
@@ -141,7 +142,8 @@ impl TreeWay for Many {
         let mut bytes = 0;
         let mut failed = None;
         self.reader.read_each(
-            crate::Source::paths(paths.iter()),
+            // The list is the walk's regular files (their entry types said so).
+            crate::Source::inputs(paths.iter().map(crate::Input::regular)),
             |_, _| Digester::new(kind),
             |f| match f.result {
                 Ok(s) => {
