@@ -1,6 +1,7 @@
 //! The benchmark's results as data (serialised to JSON as is), and the human table (a `--tree`
 //! benchmark's: `tree`).
 
+mod store;
 mod tree;
 
 use std::fmt::{self, Write as _};
@@ -438,7 +439,7 @@ impl fmt::Display for Report {
             return tree::write_table(self, f);
         }
         if self.source == super::BenchSource::Store {
-            return super::store::store_table(self, f);
+            return store::write_table(self, f);
         }
         self.write_head(f)?;
         for r in &self.results {

@@ -300,12 +300,8 @@ impl Reference {
     }
 }
 
-/// Runs `--store`. Progress goes to `progress`.
-pub fn run_store(
-    config: &BenchConfig,
-    store: &StoreConfig,
-    progress: &mut dyn Write,
-) -> Result<Report> {
+/// Refuses what `--store` cannot measure.
+fn check_store_options(config: &BenchConfig, store: &StoreConfig) -> Result<()> {
     if config.runs == 0 || store.objects == 0 || store.ranges == 0 || store.range_size == 0 {
         return Err(Error::InvalidOptions(
             "--runs, --files, --count and --block-size must be at least 1".into(),
@@ -327,112 +323,79 @@ pub fn run_store(
             c.name()
         )));
     }
-    let temporary = store.dir.is_none();
-    let dir = match &store.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("ringread-bench-store-{}", std::process::id())),
-    };
-    let _remove = RemoveDir(temporary.then(|| dir.clone()));
-    let (big, objects, made) = make_data(config, store, &dir, progress)?;
-    // Object paths are absolute paths: both stores over the whole file system.
-    let big = big.canonicalize().map_err(open_error(&big))?;
-    let objects: Vec<PathBuf> = objects
-        .iter()
-        .map(|p| p.canonicalize().map_err(open_error(p)))
-        .collect::<Result<_>>()?;
-    let at = object_path(&big)?;
-    let named: Vec<ObjectPath> = objects
-        .iter()
-        .map(|p| object_path(p))
-        .collect::<Result<_>>()?;
-    let ranges: Vec<Range<u64>> =
-        random_offsets(config.size, store.range_size, store.ranges, RANDOM_SEED)
-            .into_iter()
-            .map(|o| o..o + store.range_size as u64)
-            .collect();
+    Ok(())
+}
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Ring {
-            path: dir.clone(),
-            op: "tokio runtime",
-            source,
+/// The two stores, the two works and what checks their results, for every run.
+struct Bench<'a> {
+    rt: tokio::runtime::Runtime,
+    stores: [Arc<dyn ObjectStore>; 2],
+    works: [Work<'a>; 2],
+    /// The files of each work (the first names its errors).
+    files: [&'a [PathBuf]; 2],
+    /// The length of each part of each work's result.
+    lengths: [&'a dyn Fn(usize) -> u64; 2],
+    /// Row names: work/store.
+    names: Vec<String>,
+    reference: Reference,
+}
+
+impl Bench<'_> {
+    /// Runs work `w` through store `s`: the bytes, and their checksum (checked against the
+    /// reference).
+    fn turn(&mut self, w: usize, s: usize) -> Result<(u64, String)> {
+        let name = &self.names[w * 2 + s];
+        let path = &self.files[w][0];
+        let got = self
+            .rt
+            .block_on(self.works[w].run(&self.stores[s]))
+            .map_err(store_error(path))?;
+        let bytes: u64 = got.iter().map(|b| b.len() as u64).sum();
+        let sum = digest(&got, self.lengths[w]).map_err(|why| Error::Mismatch {
+            path: path.clone(),
+            way: name.clone(),
+            got: why,
+            reference: "the lengths asked".into(),
+            expected: "every part of its length".into(),
         })?;
-    let ring = RingStore::new()?;
-    let ring_name = ring.to_string();
-    let stores: [Arc<dyn ObjectStore>; 2] = [Arc::new(LocalFileSystem::new()), Arc::new(ring)];
-    let works = [
-        Work::Ranges {
-            at: &at,
-            ranges: &ranges,
-        },
-        Work::Gets { objects: &named },
-    ];
-    let files: [&[PathBuf]; 2] = [std::slice::from_ref(&big), &objects];
-    let range_len = store.range_size as u64;
-    let lengths: [&dyn Fn(usize) -> u64; 2] = [&|_| range_len, &|_| store.object_size];
-    let names: Vec<String> = STORE_WORKS
-        .iter()
-        .flat_map(|w| STORES.iter().map(move |s| format!("{w}/{s}")))
-        .collect();
-    let mut reference = Reference { sums: [None, None] };
-
-    // One untimed turn of each store at each work, from whatever the cache holds: the drivers'
-    // threads started, and the stores' results compared before any is timed.
-    for (w, work) in works.iter().enumerate() {
-        for (s, st) in stores.iter().enumerate() {
-            let _ = writeln!(progress, "checking {} ...", names[w * 2 + s]);
-            let got = rt
-                .block_on(work.run(st))
-                .map_err(store_error(&files[w][0]))?;
-            let sum = digest(&got, lengths[w]).map_err(|why| Error::Mismatch {
-                path: files[w][0].clone(),
-                way: names[w * 2 + s].clone(),
-                got: why,
-                reference: "the lengths asked".into(),
-                expected: "every part of its length".into(),
-            })?;
-            reference.check(w, &names[w * 2 + s], &files[w][0], sum)?;
-        }
+        drop(got);
+        self.reference.check(w, name, path, sum.clone())?;
+        Ok((bytes, sum))
     }
 
-    let mut results = Vec::new();
-    for &cache in &config.caches {
-        let mut methods: Vec<MethodResult> =
-            names.iter().map(|n| MethodResult::new(n, None)).collect();
+    /// The timed runs of every work and store in one cache state.
+    fn measure(
+        &mut self,
+        config: &BenchConfig,
+        store: &StoreConfig,
+        cache: CacheMode,
+        progress: &mut dyn Write,
+    ) -> Result<CacheReport> {
+        let mut methods: Vec<MethodResult> = self
+            .names
+            .iter()
+            .map(|n| MethodResult::new(n, None))
+            .collect();
         let mut residency_before = None;
-        for (w, work) in works.iter().enumerate() {
+        for w in 0..self.works.len() {
             for run in 0..config.runs {
                 // Ringread's store first in even runs, LocalFileSystem's in odd ones.
                 let order = if run % 2 == 0 { [1, 0] } else { [0, 1] };
                 for s in order {
                     let method = w * 2 + s;
-                    let name = &names[method];
-                    super::check_interrupt(config, &files[w][0])?;
-                    prepare(cache, files[w], &mut residency_before)?;
+                    super::check_interrupt(config, &self.files[w][0])?;
+                    prepare(cache, self.files[w], &mut residency_before)?;
                     let snap = Snapshot::now();
-                    let got = rt
-                        .block_on(work.run(&stores[s]))
-                        .map_err(store_error(&files[w][0]))?;
+                    let (bytes, sum) = self.turn(w, s)?;
                     let cost = snap.cost();
-                    let bytes: u64 = got.iter().map(|b| b.len() as u64).sum();
-                    let sum = digest(&got, lengths[w]).map_err(|why| Error::Mismatch {
-                        path: files[w][0].clone(),
-                        way: name.clone(),
-                        got: why,
-                        reference: "the lengths asked".into(),
-                        expected: "every part of its length".into(),
-                    })?;
-                    drop(got);
-                    reference.check(w, name, &files[w][0], sum.clone())?;
                     let sample = Sample::from_cost(bytes, &cost, true);
                     let _ = writeln!(
                         progress,
-                        "{} run {}/{}: {name:<26} {:9.1} ms",
+                        "{} run {}/{}: {:<26} {:9.1} ms",
                         cache.name(),
                         run + 1,
                         config.runs,
+                        self.names[method],
                         sample.seconds * 1e3
                     );
                     let m = &mut methods[method];
@@ -456,20 +419,60 @@ pub fn run_store(
         };
         report.summarize();
         add_store_figures(&mut report, store.ranges);
-        results.push(report);
+        Ok(report)
     }
+}
 
+/// The data's files made absolute, and their object paths: both stores over the whole file
+/// system.
+#[allow(clippy::type_complexity)]
+fn object_paths(
+    big: PathBuf,
+    objects: Vec<PathBuf>,
+) -> Result<(PathBuf, Vec<PathBuf>, ObjectPath, Vec<ObjectPath>)> {
+    let big = big.canonicalize().map_err(open_error(&big))?;
+    let objects: Vec<PathBuf> = objects
+        .iter()
+        .map(|p| p.canonicalize().map_err(open_error(p)))
+        .collect::<Result<_>>()?;
+    let at = object_path(&big)?;
+    let named = objects
+        .iter()
+        .map(|p| object_path(p))
+        .collect::<Result<_>>()?;
+    Ok((big, objects, at, named))
+}
+
+/// Where `--store`'s data is.
+struct StoreData {
+    dir: PathBuf,
+    /// Made for this run, removed afterwards.
+    temporary: bool,
+    /// Files made now.
+    made: usize,
+    big: PathBuf,
+    objects: Vec<PathBuf>,
+}
+
+/// The report of a `--store` run.
+fn store_report(
+    config: &BenchConfig,
+    store: &StoreConfig,
+    d: StoreData,
+    ring_name: String,
+    results: Vec<CacheReport>,
+) -> Report {
     let total = config.size + store.objects as u64 * store.object_size;
-    Ok(Report {
+    Report {
         source: BenchSource::Store,
         machine: Machine::this(),
         file: FileInfo {
-            paths: std::iter::once(&big)
-                .chain(objects.iter())
+            paths: std::iter::once(&d.big)
+                .chain(d.objects.iter())
                 .map(|p| p.display().to_string())
                 .collect(),
             bytes: total,
-            generated: made > 0,
+            generated: d.made > 0,
         },
         processor: ProcessorKind::Null,
         chunk_size: store.range_size,
@@ -479,10 +482,10 @@ pub fn run_store(
         notes: notes(),
         tree: None,
         store: Some(StoreInfo {
-            dir: dir.display().to_string(),
-            temporary,
-            files_made: made,
-            ranges_file: big.display().to_string(),
+            dir: d.dir.display().to_string(),
+            temporary: d.temporary,
+            files_made: d.made,
+            ranges_file: d.big.display().to_string(),
             ranges_file_bytes: config.size,
             ranges: store.ranges,
             range_bytes: store.range_size,
@@ -498,7 +501,81 @@ pub fn run_store(
                        LocalFileSystem's first"
                 .into(),
         }),
-    })
+    }
+}
+
+/// Runs `--store`. Progress goes to `progress`.
+pub fn run_store(
+    config: &BenchConfig,
+    store: &StoreConfig,
+    progress: &mut dyn Write,
+) -> Result<Report> {
+    check_store_options(config, store)?;
+    let temporary = store.dir.is_none();
+    let dir = match &store.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("ringread-bench-store-{}", std::process::id())),
+    };
+    let _remove = RemoveDir(temporary.then(|| dir.clone()));
+    let (big, objects, made) = make_data(config, store, &dir, progress)?;
+    let (big, objects, at, named) = object_paths(big, objects)?;
+    let len = store.range_size as u64;
+    let ranges: Vec<Range<u64>> =
+        random_offsets(config.size, store.range_size, store.ranges, RANDOM_SEED)
+            .into_iter()
+            .map(|o| o..o + len)
+            .collect();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let rt = rt.map_err(|source| Error::Ring {
+        path: dir.clone(),
+        op: "tokio runtime",
+        source,
+    })?;
+    let ring = RingStore::new()?;
+    let ring_name = ring.to_string();
+    let mut bench = Bench {
+        rt,
+        stores: [Arc::new(LocalFileSystem::new()), Arc::new(ring)],
+        works: [
+            Work::Ranges {
+                at: &at,
+                ranges: &ranges,
+            },
+            Work::Gets { objects: &named },
+        ],
+        files: [std::slice::from_ref(&big), &objects],
+        lengths: [&|_| len, &|_| store.object_size],
+        names: STORE_WORKS
+            .iter()
+            .flat_map(|w| STORES.iter().map(move |s| format!("{w}/{s}")))
+            .collect(),
+        reference: Reference { sums: [None, None] },
+    };
+    // One untimed turn of each store at each work, from whatever the cache holds: the drivers'
+    // threads started, and the stores' results compared before any is timed.
+    for w in 0..2 {
+        for s in 0..2 {
+            let _ = writeln!(progress, "checking {} ...", bench.names[w * 2 + s]);
+            bench.turn(w, s)?;
+        }
+    }
+    let mut results = Vec::new();
+    for &cache in &config.caches {
+        results.push(bench.measure(config, store, cache, progress)?);
+    }
+    drop(bench);
+
+    let data = StoreData {
+        dir,
+        temporary,
+        made,
+        big,
+        objects,
+    };
+    Ok(store_report(config, store, data, ring_name, results))
 }
 
 /// Each row's median time and (ranges) reads per second, and on RingStore's rows its ratio to
@@ -543,104 +620,4 @@ fn notes() -> Vec<String> {
          the command): run them with `cargo run --release -- bench` in user-crates/datafusion"
             .into(),
     ]
-}
-
-/// The human table of a `--store` report.
-pub(crate) fn store_table(r: &Report, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    use super::report::opt;
-    super::report::write_machine(&r.machine, f)?;
-    if let Some(s) = &r.store {
-        writeln!(
-            f,
-            "store data: {}: {} ({:.2} GiB), {} objects of {:.2} MiB{}; {} timed runs per store, \
-             alternating",
-            s.dir,
-            STORE_RANGES_FILE,
-            s.ranges_file_bytes as f64 / (1u64 << 30) as f64,
-            s.objects,
-            s.object_bytes as f64 / (1u64 << 20) as f64,
-            if s.temporary {
-                " (generated, removed afterwards)"
-            } else if s.files_made > 0 {
-                " (generated now, kept)"
-            } else {
-                " (there already)"
-            },
-            r.runs
-        )?;
-        writeln!(f, "ringread's store: {}", s.ring_store)?;
-    }
-    for c in &r.results {
-        writeln!(f)?;
-        write!(
-            f,
-            "cache {}: {}",
-            c.cache.name(),
-            c.preparation.as_deref().unwrap_or("-")
-        )?;
-        if c.cache == CacheMode::Cold {
-            write!(
-                f,
-                " (at most {} of the work's bytes resident)",
-                c.residency_before
-                    .map_or("?".into(), |x| format!("{:.1}%", x * 100.0))
-            )?;
-        }
-        writeln!(f)?;
-        writeln!(
-            f,
-            "{:<36} {:>18} {:>12} {:>9} {:>16} {:>16}  checksum",
-            "work",
-            "LocalFileSystem ms",
-            "RingStore ms",
-            "Local/Ring",
-            "LocalFileSystem",
-            "RingStore"
-        )?;
-        for (w, pair) in c.methods.chunks(2).enumerate() {
-            let [local, ring] = pair else { continue };
-            let (what, rate): (String, &dyn Fn(&MethodResult) -> String) = if w == 0 {
-                (
-                    format!(
-                        "get_ranges: {} x {} B random",
-                        r.store.as_ref().map_or(0, |s| s.ranges),
-                        c.chunk_size
-                    ),
-                    &|m: &MethodResult| format!("{} IOPS", opt(m.median_iops, 0)),
-                )
-            } else {
-                (
-                    format!(
-                        "get+bytes: {} x {:.1} MiB at once",
-                        c.depth,
-                        r.store.as_ref().map_or(0, |s| s.object_bytes) as f64 / (1u64 << 20) as f64
-                    ),
-                    &|m: &MethodResult| format!("{} GiB/s", opt(m.median_gib_per_s, 2)),
-                )
-            };
-            let same = if local.checksum == ring.checksum {
-                local.checksum.clone().unwrap_or_default() + " (equal)"
-            } else {
-                "DIFFER".into()
-            };
-            writeln!(
-                f,
-                "{what:<36} {:>18} {:>12} {:>9} {:>16} {:>16}  {same}",
-                opt(local.median_ms, 1),
-                opt(ring.median_ms, 1),
-                ring.ratio_to_local
-                    .map_or("-".into(), |x| format!("{x:.2}x")),
-                rate(local),
-                rate(ring),
-            )?;
-        }
-    }
-    writeln!(f)?;
-    for (i, note) in r.notes.iter().enumerate() {
-        if i > 0 {
-            writeln!(f)?;
-        }
-        write!(f, "{note}")?;
-    }
-    Ok(())
 }

@@ -380,44 +380,55 @@ proptest! {
         prop_assert_eq!(released.len(), files.len());
         for (n, (i, out)) in released.into_iter().enumerate() {
             prop_assert_eq!(n, i, "released out of input order");
-            let f = &files[i];
-            let limit = max_bytes.map_or(usize::MAX, |m| m as usize);
-            match out {
-                Outcome::Deferred(_, _, _) if unstated => {
-                    // Nothing read (empty, a FIFO), or larger than its first chunk and than
-                    // the limit by its statx.
-                    let large = !f.fifo && f.hint > 250;
-                    prop_assert!(f.data.is_empty() || large, "file {} deferred", i);
-                    prop_assert!(!f.missing && f.open_errno.is_none());
-                }
-                Outcome::Deferred(_, _, _) => {
-                    prop_assert!(f.fifo || f.hint > 250, "file {} deferred", i);
-                }
-                Outcome::Read(Ok(bytes), c) => {
-                    prop_assert!(!f.missing && f.open_errno.is_none());
-                    prop_assert!(unstated || (f.hint <= 250 && !f.fifo));
-                    let end = f.data.len().min(limit);
-                    if let Some(bad) = f.fail_at.filter(|&b| (b as usize) < end) {
-                        prop_assert!(false, "file {} read past its bad byte at {}", i, bad);
-                    }
-                    prop_assert_eq!(&c.data[..], &f.data[..end], "file {}", i);
-                    prop_assert_eq!(bytes, end as u64);
-                    prop_assert!(c.finished || (end == 0 && limit == 0));
-                }
-                Outcome::Read(Err(e), c) => match e {
-                    Error::Open { .. } => {
-                        prop_assert!(f.missing || f.open_errno.is_some(), "file {}: {}", i, e);
-                        prop_assert!(c.data.is_empty());
-                    }
-                    Error::Read { offset, .. } => {
-                        let bad = f.fail_at.expect("a read error only where one was set");
-                        prop_assert_eq!(offset, bad);
-                        prop_assert_eq!(&c.data[..], &f.data[..bad as usize]);
-                        prop_assert!(!c.finished);
-                    }
-                    e => prop_assert!(false, "file {}: {}", i, e),
-                },
-            }
+            check_outcome(i, &files[i], out, max_bytes, unstated)?;
         }
     }
+}
+
+/// What became of file `i` (`f`), as the engine handed it back, against what it holds.
+fn check_outcome(
+    i: usize,
+    f: &FakeFile,
+    out: Outcome<Whole, Collect>,
+    max_bytes: Option<u64>,
+    unstated: bool,
+) -> Result<(), TestCaseError> {
+    let limit = max_bytes.map_or(usize::MAX, |m| m as usize);
+    match out {
+        Outcome::Deferred(_, _, _) if unstated => {
+            // Nothing read (empty, a FIFO), or larger than its first chunk and than
+            // the limit by its statx.
+            let large = !f.fifo && f.hint > 250;
+            prop_assert!(f.data.is_empty() || large, "file {} deferred", i);
+            prop_assert!(!f.missing && f.open_errno.is_none());
+        }
+        Outcome::Deferred(_, _, _) => {
+            prop_assert!(f.fifo || f.hint > 250, "file {} deferred", i);
+        }
+        Outcome::Read(Ok(bytes), c) => {
+            prop_assert!(!f.missing && f.open_errno.is_none());
+            prop_assert!(unstated || (f.hint <= 250 && !f.fifo));
+            let end = f.data.len().min(limit);
+            if let Some(bad) = f.fail_at.filter(|&b| (b as usize) < end) {
+                prop_assert!(false, "file {} read past its bad byte at {}", i, bad);
+            }
+            prop_assert_eq!(&c.data[..], &f.data[..end], "file {}", i);
+            prop_assert_eq!(bytes, end as u64);
+            prop_assert!(c.finished || (end == 0 && limit == 0));
+        }
+        Outcome::Read(Err(e), c) => match e {
+            Error::Open { .. } => {
+                prop_assert!(f.missing || f.open_errno.is_some(), "file {}: {}", i, e);
+                prop_assert!(c.data.is_empty());
+            }
+            Error::Read { offset, .. } => {
+                let bad = f.fail_at.expect("a read error only where one was set");
+                prop_assert_eq!(offset, bad);
+                prop_assert_eq!(&c.data[..], &f.data[..bad as usize]);
+                prop_assert!(!c.finished);
+            }
+            e => prop_assert!(false, "file {}: {}", i, e),
+        },
+    }
+    Ok(())
 }
