@@ -622,23 +622,35 @@ fn timed_run(
     Ok(sample)
 }
 
-/// Makes a random file of `size` bytes under `$TMPDIR` (xorshift, written in 1 MiB pieces).
+/// Makes a random file of `size` bytes under `$TMPDIR` ([`write_random`]).
 fn generate(size: u64, config: &BenchConfig) -> Result<PathBuf> {
-    let dir = std::env::temp_dir();
-    let path = dir.join(format!("ringread-bench-{}.bin", std::process::id()));
+    let path = std::env::temp_dir().join(format!("ringread-bench-{}.bin", std::process::id()));
+    let seed = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
+    if let Err(e) = write_random(config, &path, size, seed) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// Writes `len` bytes of xorshift data from `seed` to `path` (made or truncated), in 1 MiB
+/// pieces, and syncs it; stops with the interrupt's error if one comes.
+pub(crate) fn write_random(
+    config: &BenchConfig,
+    path: &std::path::Path,
+    len: u64,
+    seed: u64,
+) -> Result<()> {
     let io_err = |source| Error::Open {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
-    let mut f = std::fs::File::create(&path).map_err(io_err)?;
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
+    let mut f = std::fs::File::create(path).map_err(io_err)?;
+    let mut state = seed | 1;
     let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
+    let mut left = len;
     while left > 0 {
-        if let Err(e) = check_interrupt(config, &path) {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
+        check_interrupt(config, path)?;
         for w in buf.chunks_exact_mut(8) {
             state ^= state << 13;
             state ^= state >> 7;
@@ -649,8 +661,7 @@ fn generate(size: u64, config: &BenchConfig) -> Result<PathBuf> {
         f.write_all(&buf[..n]).map_err(io_err)?;
         left -= n as u64;
     }
-    f.sync_all().map_err(io_err)?;
-    Ok(path)
+    f.sync_all().map_err(io_err)
 }
 
 struct Cleanup(Vec<PathBuf>);

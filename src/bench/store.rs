@@ -171,34 +171,6 @@ fn file_seed(i: usize) -> u64 {
     STORE_SEED ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Writes `len` bytes of xorshift data from `seed` to `path`, in 1 MiB pieces.
-fn make_file(config: &BenchConfig, path: &Path, len: u64, seed: u64) -> Result<()> {
-    let io_err = |source| Error::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err)?);
-    let mut state = seed | 1;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        super::check_interrupt(config, path)?;
-        for w in buf.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            w.copy_from_slice(&state.to_le_bytes());
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n]).map_err(io_err)?;
-        left -= n as u64;
-    }
-    f.into_inner()
-        .map_err(|e| io_err(e.into_error()))?
-        .sync_all()
-        .map_err(io_err)
-}
-
 /// The data in `dir`: the ranges file and the objects (`objects/NN.bin`), each made unless it is
 /// there with its length; the paths, and how many files were made.
 fn make_data(
@@ -221,7 +193,7 @@ fn make_data(
             continue;
         }
         let _ = writeln!(progress, "generating {} ({len} bytes) ...", path.display());
-        if let Err(e) = make_file(config, path, len, file_seed(i)) {
+        if let Err(e) = super::write_random(config, path, len, file_seed(i)) {
             let _ = std::fs::remove_file(path);
             return Err(e);
         }
