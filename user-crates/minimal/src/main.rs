@@ -112,25 +112,35 @@ fn run(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     // among them is that file's error only. Then the same files opened by the caller.
     let mut list: Vec<PathBuf> = files.clone();
     list.insert(2, dir.join("missing"));
-    let mut next = 0;
-    let mut failed = Vec::new();
-    reader.read_each(
-        Source::paths(&list),
-        |_, _| Kept::default(),
-        |f| {
-            assert_eq!(f.index, next, "out of input order");
-            next += 1;
-            match (f.result, std::fs::read(&f.path)) {
-                (Ok(_), Ok(want)) if f.processor.0 == want => {}
-                (Err(Error::Open { .. }), Err(_)) => {}
-                (r, _) => failed.push(format!("{}: {r:?}", f.path.display())),
-            }
-        },
-    )?;
-    check(
-        failed.is_empty() && next == list.len(),
-        format!("read_each: {failed:?}"),
-    )?;
+    for regular in [false, true] {
+        let mut next = 0;
+        let mut failed = Vec::new();
+        reader.read_each(
+            // As plain paths, then as a walk of one's own would give them: regular files, read
+            // with no statx first (the missing one is still that file's error).
+            Source::inputs(list.iter().map(|p| {
+                if regular {
+                    Input::regular(p)
+                } else {
+                    Input::path(p)
+                }
+            })),
+            |_, _| Kept::default(),
+            |f| {
+                assert_eq!(f.index, next, "out of input order");
+                next += 1;
+                match (f.result, std::fs::read(&f.path)) {
+                    (Ok(_), Ok(want)) if f.processor.0 == want => {}
+                    (Err(Error::Open { .. }), Err(_)) => {}
+                    (r, _) => failed.push(format!("{}: {r:?}", f.path.display())),
+                }
+            },
+        )?;
+        check(
+            failed.is_empty() && next == list.len(),
+            format!("read_each (regular: {regular}): {failed:?}"),
+        )?;
+    }
     let opened = files
         .iter()
         .map(|p| Ok((std::fs::File::open(p)?, p.clone())))
