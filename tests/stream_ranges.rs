@@ -289,6 +289,18 @@ fn a_file_shrinking_under_the_reads_names_the_offset() {
             }
             other => panic!("expected a read error at 200000, got {other:?}"),
         }
+        // Many ranges at once, read in any order: the error names the first range (by offset) the
+        // file lacks (100,007: the file ends before it), whichever read failed first.
+        let asked: Vec<ByteRange> = (0..200u64)
+            .rev()
+            .map(|i| ByteRange::new(i * 5_000 + 7, 4096))
+            .collect();
+        for gap in [None, Some(64 << 10)] {
+            match file.read_ranges(&asked, gap).await {
+                Err(Error::Read { offset, .. }) => assert_eq!(offset, 100_007, "gap {gap:?}"),
+                other => panic!("expected a read error at 100007, got {other:?}"),
+            }
+        }
     });
     wait_idle(&driver);
 }
