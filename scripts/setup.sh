@@ -15,6 +15,10 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 command -v script >/dev/null || need+=(bsdutils)
 command -v groff >/dev/null || need+=(groff-base)
 [ -x /usr/bin/time ] || need+=(time)
+# CI's watchdog (scripts/watchdog.sh) prints a hung test's stacks with gdb.
+if [ "${CI:-}" = true ]; then
+  command -v gdb >/dev/null || need+=(gdb)
+fi
 if [ "${RINGREAD_BENCH_TOOLS:-0}" = 1 ]; then
   command -v fio >/dev/null || need+=(fio)
   command -v hyperfine >/dev/null || need+=(hyperfine)

@@ -249,6 +249,11 @@ impl RangeFile {
     /// the budget is held by what the awaiting task itself took and kept (`Bytes` of earlier
     /// reads, chunks, whole files), that wait would never end: the result is
     /// [`Error::BudgetHeld`], naming what is held (see the [module](super) documentation).
+    /// That check sees tasks, not the futures a combinator polls within one: reads polled through
+    /// `buffered(n)` (`FuturesOrdered`) keep each finished read's bytes until every read before it
+    /// is done, so with `n x len` above the budget the first may wait behind buffers only the
+    /// reads after it hold, for ever. Use `buffer_unordered(n)` and put results in place by index
+    /// (as [`RangeFile::read_ranges`] does), or keep `n x len` within the budget.
     pub fn read_at(&self, offset: u64, len: usize) -> ReadAt {
         ReadAt::new(self.clone(), offset, len, false, true)
     }
