@@ -10,9 +10,6 @@
 //!
 //! This file is its own test binary: it counts the process's `ringread-driver` threads.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -46,13 +43,6 @@ fn driver_threads() -> usize {
         .count()
 }
 
-/// Drops the file's pages from the cache, so that its reads go to the device and stay in flight.
-fn uncache(path: &PathBuf) {
-    let f = File::open(path).unwrap();
-    // SAFETY: advice on a descriptor we hold; no memory is passed.
-    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
-
 /// Polls `f` once with a waker that does nothing: its reads are queued and in flight.
 fn poll_once<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
     f.poll(&mut Context::from_waker(std::task::Waker::noop()))
@@ -74,7 +64,7 @@ fn drop_rounds(n: usize) -> usize {
     };
     let mut in_flight_at_drop = 0;
     for round in 0..n {
-        uncache(&path);
+        common::evict(&path);
         let driver = Driver::with_threads(2).unwrap();
         let mut stream = driver
             .with_options(opts(round % 3 == 0))

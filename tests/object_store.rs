@@ -373,3 +373,56 @@ fn preconditions_use_local_file_systems_etag() {
         ));
     });
 }
+
+/// A scan that reads the same columns of one row group after another, cold: from its third call
+/// on, the next call's ranges are asked of the device while the caller decodes (they become
+/// resident without being read), and every call's bytes are the file's.
+#[test]
+fn a_scan_row_group_by_row_group_is_read_ahead() {
+    let _g = common::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::random_bytes(8 << 20, 11);
+    let path = dir.path().join("table");
+    std::fs::write(&path, &data).unwrap();
+    common::evict(&path);
+    let file = std::fs::File::open(&path).unwrap();
+    let resident = |r: &Range<u64>| {
+        let got = ringread::residency::of_range(&file, r.start, r.end - r.start).unwrap();
+        got.cached == got.len
+    };
+    // Two column chunks a row group, 1 MiB apart.
+    let group = |k: u64| {
+        let at = k << 20;
+        vec![at + 1000..at + 300_000, at + 500_000..at + 700_000]
+    };
+    assert!(
+        !resident(&group(3)[0]),
+        "the file stayed in the page cache after DONTNEED"
+    );
+    let store = RingStore::new_with_prefix(dir.path()).unwrap();
+    runtime().block_on(async {
+        for k in 0..3 {
+            let ranges = group(k);
+            let got = store
+                .get_ranges(&Path::from("table"), &ranges)
+                .await
+                .unwrap();
+            for (r, b) in ranges.iter().zip(&got) {
+                assert_eq!(b, &data[r.start as usize..r.end as usize]);
+            }
+        }
+    });
+    // Asked ahead, not read: the kernel's reads complete on their own.
+    let next = group(3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !next.iter().all(resident) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next row group's ranges were not asked ahead"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // What lies between them was not asked for.
+    assert!(!resident(&(next[0].end + 8192..next[1].start - 8192)));
+    assert!(!resident(&group(4)[0]));
+}

@@ -12,6 +12,8 @@
 //! ctx.register_object_store(&url::Url::parse("file://")?, Arc::new(RingStore::new()?));
 //! ```
 
+#[cfg(any(feature = "object-store", feature = "parquet"))]
+mod ahead;
 #[cfg(feature = "object-store")]
 mod object;
 #[cfg(feature = "parquet")]

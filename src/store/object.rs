@@ -36,6 +36,7 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
+use super::ahead::{ask_ahead, ask_ahead_of, Strides};
 use crate::error::{Error, Result};
 use crate::ranges::ByteRange;
 use crate::reader::Notice;
@@ -56,29 +57,8 @@ pub const DEFAULT_MERGE_GAP: u64 = 16 << 10;
 const ONE_READ: u64 = 16 << 20;
 
 /// Ranges at least this long that the page cache lacks are asked of the device at once
-/// ([`ask_ahead`]).
+/// ([`ask_ahead`](super::ahead::ask_ahead)).
 const AHEAD_FROM: u64 = 1 << 20;
-
-/// Where the page cache lacks part of a long range, asks the kernel to read all of it now
-/// (`POSIX_FADV_WILLNEED`: the device gets the whole range at once, where a read's own readahead
-/// would ask for it a window at a time); the reads that follow find it cached or on its way.
-/// Returns whether the cache lacked part of it.
-fn ask_ahead(file: &File, start: u64, len: u64) -> bool {
-    let lacking = crate::residency::of_range(file, start, len).map_or(true, |r| r.cached < r.len);
-    if lacking {
-        // SAFETY: posix_fadvise on a descriptor `file` owns; no memory is passed. Advice only:
-        // its failure changes nothing but speed.
-        unsafe {
-            libc::posix_fadvise(
-                file.as_raw_fd(),
-                start as libc::off_t,
-                len as libc::off_t,
-                libc::POSIX_FADV_WILLNEED,
-            )
-        };
-    }
-    lacking
-}
 
 /// An [`ObjectStore`] for local files whose reads go through ringread: object_store's
 /// [`LocalFileSystem`] (same root, same path rules, same metadata), with `get_opts` (every form of
@@ -97,6 +77,8 @@ pub struct RingStore {
     local: Arc<LocalFileSystem>,
     driver: Driver,
     merge_gap: Option<u64>,
+    /// Each file's last `get_ranges` calls, to ask the next one's ranges ahead.
+    strides: Arc<Strides>,
 }
 
 impl RingStore {
@@ -128,6 +110,7 @@ impl RingStore {
             local: Arc::new(local),
             driver,
             merge_gap: Some(DEFAULT_MERGE_GAP),
+            strides: Arc::default(),
         }
     }
 
@@ -374,13 +357,20 @@ impl ObjectStore for RingStore {
             check_range(r, size, &name)?;
             asked.push(ByteRange::new(r.start, r.end - r.start));
         }
+        // A call that repeats the last one a step further on (a scan's next row group): the
+        // step after is asked of the device once these reads are done, while the caller decodes
+        // them (asked before, it would come before these in the device's queue).
+        let ahead = self.strides.next(&name, ranges, size);
         let file = self
             .driver
             .range_file(Source::file(file, name))
             .map_err(read_error)?;
-        file.read_ranges(&asked, self.merge_gap)
+        let got = file
+            .read_ranges(&asked, self.merge_gap)
             .await
-            .map_err(read_error)
+            .map_err(read_error)?;
+        ask_ahead_of(&file, ahead);
+        Ok(got)
     }
 
     fn delete_stream(

@@ -13,6 +13,7 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
+use super::ahead::{ask_ahead_of, Strides};
 use crate::error::Result;
 use crate::file::open_read;
 use crate::ranges::ByteRange;
@@ -41,6 +42,8 @@ const MERGE_GAP: u64 = 16 << 10;
 pub struct ParquetReader {
     file: RangeFile,
     size: u64,
+    /// The last `get_byte_ranges` calls, to ask the next one's ranges ahead.
+    strides: Strides,
     footer_hint: Option<usize>,
     column_index: bool,
     offset_index: bool,
@@ -67,6 +70,7 @@ impl ParquetReader {
         ParquetReader {
             file,
             size,
+            strides: Strides::default(),
             footer_hint: None,
             column_index: false,
             offset_index: false,
@@ -129,10 +133,16 @@ impl AsyncFileReader for ParquetReader {
                 .iter()
                 .map(|r| ByteRange::new(r.start, r.end.saturating_sub(r.start)))
                 .collect();
-            self.file
+            // A call that repeats the last one a step further on (the next row group's column
+            // chunks): the step after is asked of the device while the caller decodes these.
+            let ahead = self.strides.next("", &ranges, self.size);
+            let got = self
+                .file
                 .read_ranges(&asked, Some(MERGE_GAP))
                 .await
-                .map_err(external)
+                .map_err(external)?;
+            ask_ahead_of(&self.file, ahead);
+            Ok(got)
         }
         .boxed()
     }

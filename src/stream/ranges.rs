@@ -234,6 +234,12 @@ impl RangeFile {
         self.inner.driver.pool.pressed()
     }
 
+    /// The file (opened without `O_DIRECT`), for advice to the kernel.
+    #[cfg(any(feature = "object-store", feature = "parquet"))]
+    pub(crate) fn file(&self) -> &File {
+        &self.inner.file
+    }
+
     /// The driver's buffer budget in bytes.
     pub(crate) fn budget(&self) -> usize {
         self.inner.driver.pool.budget()

@@ -98,6 +98,16 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// Drops `path` from the page cache (after writing it back), so that its reads go to the device.
+pub fn evict(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let f = File::open(path).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: advice on a descriptor we hold; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0, "posix_fadvise(DONTNEED) of {}", path.display());
+}
+
 /// A pipe with `O_CLOEXEC` and `flags` (`O_NONBLOCK`, say): (read end, write end).
 pub fn pipe(flags: libc::c_int) -> (File, File) {
     let mut fds = [0; 2];
