@@ -86,8 +86,8 @@ impl Stride {
                         break;
                     }
                     let pad = PAD + s.abs_diff(before) + len.abs_diff(last.end - last.start);
-                    let start = (r.start + s).saturating_sub(pad);
-                    let end = (r.end + s + pad).min(size);
+                    let start = r.start.saturating_add(s).saturating_sub(pad);
+                    let end = r.end.saturating_add(s).saturating_add(pad).min(size);
                     if start < end {
                         ahead.push(start..end);
                     }
@@ -96,6 +96,7 @@ impl Stride {
         }
         self.step = step.unwrap_or_default();
         self.last = now;
+        ahead.sort_by_key(|r| r.start);
         merge(ahead, 0)
     }
 }
@@ -277,6 +278,15 @@ mod tests {
             call(&mut s, &[k * 100_000..k * 100_000 + 500], 350_000);
         }
         assert!(call(&mut s, &[300_000..300_500], 350_000).is_empty());
+        // Ranges at the top of the offsets (a reader's caller may ask anything): no overflow.
+        let mut s = Stride::default();
+        for k in (1..4).rev() {
+            let at = u64::MAX - k * 1000;
+            call(&mut s, &[at..at + 100], u64::MAX);
+        }
+        // The last step is 900 where the one before was 1000: widened by the 100 it varied.
+        let ahead = call(&mut s, &[u64::MAX - 100..u64::MAX], u64::MAX);
+        assert_eq!(ahead, vec![u64::MAX - 4196..u64::MAX]);
     }
 
     /// A filter's column in one call, the other columns' pages in the next, row group after row
