@@ -152,15 +152,22 @@ impl Clone for Strides {
 impl Strides {
     /// Strides remembered at most.
     const MAX: usize = 1024;
+    /// Ranges in a call, at most, for the call to be compared and remembered.
+    const MAX_RANGES: usize = 4096;
 
     /// [`Stride::next`] of the call of `ranges` to the file `name` of `size` bytes.
     pub(crate) fn next(&self, name: &str, ranges: &[Range<u64>], size: u64) -> Vec<Range<u64>> {
+        // A call of more ranges than a row group's pages (a random sample, say) is not a scan's
+        // step, and remembering it would cost its size for every file.
+        if ranges.len() > Self::MAX_RANGES {
+            return Vec::new();
+        }
         let now = clusters(ranges);
         if now.is_empty() {
             return Vec::new();
         }
-        let key = (name.to_owned(), now.len());
         let mut strides = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (name.to_owned(), now.len());
         if strides.len() >= Self::MAX && !strides.contains_key(&key) {
             strides.clear();
         }
@@ -303,6 +310,10 @@ mod tests {
             assert!(strides.next("f", &filter(k), u64::MAX).is_empty());
             assert!(strides.next("f", &others(k), u64::MAX).is_empty());
         }
+        // A call of many ranges is neither compared nor remembered (the turns go on).
+        let many: Vec<Range<u64>> = (0..5000u64).map(|i| i * 8192..i * 8192 + 100).collect();
+        assert!(strides.next("f", &many, u64::MAX).is_empty());
+        assert_eq!(strides.0.lock().unwrap().len(), 2);
         for k in 2..10 {
             assert_eq!(strides.next("f", &filter(k), u64::MAX).len(), 1);
             assert_eq!(strides.next("f", &others(k), u64::MAX).len(), 2);

@@ -7,9 +7,9 @@
 //! [`Bytes`] over the read's buffer, without a copy, in the order asked. Reads are handed over as
 //! they complete, in any order (a read that waits for a buffer never waits behind reads done before
 //! it that hold theirs). A range read in several pieces is put together in one buffer of its own
-//! (one copy). So that what a caller keeps cannot
-//! starve the reads still to come, bytes are copied out of the driver's buffers once those handed
-//! out hold more than half the driver's budget ([`RangeFile::pressed`]).
+//! (one copy). So that what a caller keeps cannot starve the reads still to come, bytes are copied
+//! out of the driver's buffers once those handed out hold more than half the driver's budget
+//! ([`RangeFile::pressed`]).
 
 use std::collections::HashMap;
 use std::io;
